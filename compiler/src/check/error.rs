@@ -1,0 +1,1055 @@
+//! The checker's errors: data (spans and the candidates for suggestions),
+//! turned into [`Diagnostic`]s by [`CheckError::to_diagnostic`].
+//!
+//! Codes are banded by stage: E00xx project and names, E01xx sources, E02xx
+//! columns and expressions, E03xx checks, E04xx split, E05xx transforms,
+//! E06xx plugins, E07xx models, E08xx evaluation, deployment and monitoring.
+//! W-codes are warnings. Every code has a doc in `docs/codes/` and a fixture in
+//! `tests/fixtures/err/`.
+
+use crate::ast::Span;
+use crate::diagnostic::Diagnostic;
+use crate::suggest::{did_you_mean, list};
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum CheckError {
+    DuplicateName {
+        kind: &'static str,
+        name: String,
+        span: Span,
+        first: Span,
+    },
+    UnknownStage {
+        name: String,
+        span: Span,
+        available: Vec<String>,
+        wanted: &'static str,
+    },
+    Cycle {
+        span: Span,
+        cycle: Vec<String>,
+    },
+    UnknownOption {
+        span: Span,
+        key: String,
+        context: &'static str,
+        valid: Vec<String>,
+    },
+    BadOptionValue {
+        span: Span,
+        key: String,
+        expected: String,
+        found: String,
+    },
+    UnknownFormat {
+        span: Span,
+        name: String,
+    },
+    DuplicateColumn {
+        span: Span,
+        name: String,
+        first: Span,
+    },
+    BadType {
+        span: Span,
+        message: String,
+        help: String,
+    },
+    EmptySource {
+        span: Span,
+        name: String,
+    },
+    BadLevels {
+        span: Span,
+        message: String,
+    },
+    UnknownColumn {
+        span: Span,
+        name: String,
+        available: Vec<String>,
+        hint: Option<String>,
+    },
+    OperandTypes {
+        span: Span,
+        op: String,
+        left: String,
+        right: String,
+        help: Option<String>,
+    },
+    UnknownFunction {
+        span: Span,
+        name: String,
+        candidates: Vec<String>,
+    },
+    Arity {
+        span: Span,
+        func: String,
+        expected: String,
+        found: usize,
+    },
+    ArgumentType {
+        span: Span,
+        func: String,
+        position: usize,
+        expected: String,
+        found: String,
+    },
+    Incompatible {
+        span: Span,
+        context: String,
+        a: String,
+        b: String,
+    },
+    ColumnExists {
+        span: Span,
+        name: String,
+    },
+    UnknownLevel {
+        span: Span,
+        value: String,
+        column: String,
+        levels: Vec<String>,
+    },
+    AggregateWithoutOver {
+        span: Span,
+        func: String,
+    },
+    NotBoolean {
+        span: Span,
+        context: &'static str,
+        found: String,
+    },
+    BadOver {
+        span: Span,
+        message: String,
+        help: String,
+    },
+    RuleType {
+        span: Span,
+        rule: &'static str,
+        column: String,
+        found: String,
+        expected: &'static str,
+    },
+    BadRegex {
+        span: Span,
+        error: String,
+    },
+    RateRange {
+        span: Span,
+        value: f64,
+    },
+    DuplicateCheck {
+        span: Span,
+        stage: String,
+        first: Span,
+    },
+    EmptyRange {
+        span: Span,
+        lo: String,
+        hi: String,
+    },
+    NoTrain {
+        span: Span,
+        found: Vec<String>,
+    },
+    RatioSum {
+        span: Span,
+        sum: f64,
+    },
+    SplitConflict {
+        span: Span,
+        a: String,
+        b: String,
+    },
+    SplitColumnType {
+        span: Span,
+        option: String,
+        column: String,
+        found: String,
+        expected: &'static str,
+    },
+    PartitionColumnClash {
+        span: Span,
+    },
+    SecondSplit {
+        span: Span,
+        first: Span,
+        first_name: String,
+    },
+    StepType {
+        span: Span,
+        step: &'static str,
+        column: String,
+        found: String,
+        expected: &'static str,
+        defined: Span,
+    },
+    FittedBeforeSplit {
+        span: Span,
+        what: String,
+        stage: String,
+    },
+    ImputeValueType {
+        span: Span,
+        column: String,
+        found: String,
+        value: String,
+    },
+    EncodedCollision {
+        span: Span,
+        name: String,
+    },
+    UnknownMethod {
+        span: Span,
+        step: &'static str,
+        name: String,
+        valid: &'static [&'static str],
+    },
+    PartitionColumnEdit {
+        span: Span,
+        column: String,
+        action: &'static str,
+    },
+    BucketCount {
+        span: Span,
+        n: i64,
+    },
+    PluginUnavailable {
+        span: Span,
+        path: String,
+        reason: String,
+    },
+    UnknownPluginFunction {
+        span: Span,
+        plugin: String,
+        func: String,
+        available: Vec<String>,
+    },
+    PluginArity {
+        span: Span,
+        plugin: String,
+        func: String,
+        expected: usize,
+        found: usize,
+        signature: String,
+    },
+    PluginArgType {
+        span: Span,
+        plugin: String,
+        func: String,
+        param: String,
+        expected: String,
+        found: String,
+        signature: String,
+    },
+    PluginSignatures {
+        span: Span,
+        path: String,
+        reason: String,
+    },
+    PluginAbi {
+        span: Span,
+        path: String,
+        found: u32,
+        supported: u32,
+    },
+    UnknownPlugin {
+        span: Span,
+        name: String,
+        available: Vec<String>,
+    },
+    UnknownAlgorithm {
+        span: Span,
+        name: String,
+        known: Vec<String>,
+    },
+    UnknownParam {
+        span: Span,
+        algorithm: String,
+        name: String,
+        valid: Vec<String>,
+    },
+    ParamValue {
+        span: Span,
+        algorithm: String,
+        name: String,
+        expected: String,
+        found: String,
+    },
+    NonNumericInput {
+        span: Span,
+        column: String,
+        found: String,
+        defined: Span,
+        model: String,
+    },
+    NullableInput {
+        span: Span,
+        column: String,
+        defined: Span,
+        model: String,
+        is_target: bool,
+    },
+    TargetAsFeature {
+        span: Span,
+        target: String,
+    },
+    Leakage {
+        span: Span,
+        feature: String,
+        target: String,
+        defined: Span,
+    },
+    TaskUnknown {
+        span: Span,
+        target: String,
+        found: String,
+    },
+    TaskUnsupported {
+        span: Span,
+        algorithm: String,
+        task: String,
+        supported: Vec<String>,
+    },
+    ModelBeforeSplit {
+        span: Span,
+        model: String,
+    },
+    SearchWithoutTune {
+        span: Span,
+        param: String,
+    },
+    ReadsPartition {
+        span: Span,
+        column: String,
+        defined: Span,
+    },
+    MissingTarget {
+        span: Span,
+        model: String,
+    },
+    NoInputs {
+        span: Span,
+        model: String,
+    },
+    MetricTask {
+        span: Span,
+        metric: String,
+        task: String,
+        valid: Vec<String>,
+    },
+    ThresholdRange {
+        span: Span,
+        metric: String,
+        value: f64,
+        range: String,
+    },
+    UnknownPartition {
+        span: Span,
+        name: String,
+        partitions: Vec<String>,
+    },
+    SliceColumn {
+        span: Span,
+        column: String,
+        found: String,
+    },
+    UnknownMetric {
+        span: Span,
+        name: String,
+        valid: Vec<String>,
+    },
+    DriftStat {
+        span: Span,
+        message: String,
+        help: String,
+    },
+    DuplicateDeploy {
+        span: Span,
+        name: String,
+        first: Span,
+    },
+    UnknownAggregate {
+        span: Span,
+        name: String,
+    },
+    BadLatency {
+        span: Span,
+        message: String,
+    },
+    UngatedDeploy {
+        span: Span,
+        model: String,
+    },
+    TuneWithoutSearch {
+        span: Span,
+    },
+}
+
+fn names(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+fn available_help(name: &str, available: &[String], what: &str) -> String {
+    match did_you_mean(name, names(available)) {
+        Some(d) => format!("{d} {what}: {}", list(available, 12)),
+        None => format!("{what}: {}", list(available, 12)),
+    }
+}
+
+impl CheckError {
+    /// The stable code of this error.
+    pub fn code(&self) -> &'static str {
+        use CheckError::*;
+        match self {
+            DuplicateName { .. } => "E0003",
+            UnknownStage { .. } => "E0004",
+            Cycle { .. } => "E0005",
+            UnknownOption { .. } => "E0007",
+            BadOptionValue { .. } => "E0008",
+            UnknownFormat { .. } => "E0101",
+            DuplicateColumn { .. } => "E0102",
+            BadType { .. } => "E0103",
+            EmptySource { .. } => "E0105",
+            BadLevels { .. } => "E0106",
+            UnknownColumn { .. } => "E0201",
+            OperandTypes { .. } => "E0202",
+            UnknownFunction { .. } => "E0203",
+            Arity { .. } => "E0204",
+            ArgumentType { .. } => "E0205",
+            Incompatible { .. } => "E0206",
+            ColumnExists { .. } => "E0207",
+            UnknownLevel { .. } => "E0208",
+            AggregateWithoutOver { .. } => "E0209",
+            NotBoolean { .. } => "E0210",
+            BadOver { .. } => "E0211",
+            RuleType { .. } => "E0301",
+            BadRegex { .. } => "E0302",
+            RateRange { .. } => "E0303",
+            DuplicateCheck { .. } => "E0304",
+            EmptyRange { .. } => "E0305",
+            NoTrain { .. } => "E0401",
+            RatioSum { .. } => "E0402",
+            SplitConflict { .. } => "E0403",
+            SplitColumnType { .. } => "E0404",
+            PartitionColumnClash { .. } => "E0405",
+            SecondSplit { .. } => "E0406",
+            StepType { .. } => "E0501",
+            FittedBeforeSplit { .. } => "E0502",
+            ImputeValueType { .. } => "E0503",
+            EncodedCollision { .. } => "E0504",
+            UnknownMethod { .. } => "E0505",
+            PartitionColumnEdit { .. } => "E0506",
+            BucketCount { .. } => "E0507",
+            PluginUnavailable { .. } => "E0601",
+            UnknownPluginFunction { .. } => "E0602",
+            PluginArity { .. } => "E0603",
+            PluginArgType { .. } => "E0604",
+            PluginSignatures { .. } => "E0605",
+            PluginAbi { .. } => "E0606",
+            UnknownPlugin { .. } => "E0607",
+            UnknownAlgorithm { .. } => "E0701",
+            UnknownParam { .. } => "E0702",
+            ParamValue { .. } => "E0703",
+            NonNumericInput { .. } => "E0704",
+            NullableInput { .. } => "E0705",
+            TargetAsFeature { .. } => "E0706",
+            Leakage { .. } => "E0707",
+            TaskUnknown { .. } => "E0708",
+            TaskUnsupported { .. } => "E0709",
+            ModelBeforeSplit { .. } => "E0710",
+            SearchWithoutTune { .. } => "E0711",
+            ReadsPartition { .. } => "E0713",
+            MissingTarget { .. } => "E0714",
+            NoInputs { .. } => "E0715",
+            MetricTask { .. } => "E0802",
+            ThresholdRange { .. } => "E0803",
+            UnknownPartition { .. } => "E0804",
+            SliceColumn { .. } => "E0805",
+            UnknownMetric { .. } => "E0806",
+            DriftStat { .. } => "E0807",
+            DuplicateDeploy { .. } => "E0808",
+            UnknownAggregate { .. } => "E0809",
+            BadLatency { .. } => "E0810",
+            UngatedDeploy { .. } => "W0801",
+            TuneWithoutSearch { .. } => "W0712",
+        }
+    }
+
+    /// The error as a renderable diagnostic.
+    pub fn to_diagnostic(&self) -> Diagnostic {
+        use CheckError::*;
+        let code = self.code();
+        let e = |m: String| Diagnostic::error(code, m);
+        match self {
+            DuplicateName {
+                kind,
+                name,
+                span,
+                first,
+            } => e(format!("`{name}` is declared twice"))
+                .primary(*span, format!("second {kind} named `{name}`"))
+                .secondary(*first, "first declared here")
+                .help("names are unique across the project's files; rename one of them"),
+            UnknownStage {
+                name,
+                span,
+                available,
+                wanted,
+            } => e(format!("no {wanted} named `{name}`"))
+                .primary(*span, format!("unknown {wanted}"))
+                .help(available_help(name, available, &format!("{wanted}s declared"))),
+            Cycle { span, cycle } => e(format!(
+                "stages depend on each other in a cycle: {}",
+                cycle.join(" -> ")
+            ))
+            .primary(*span, "this input closes the cycle")
+            .help("a stage's input must be declared upstream of it; break the cycle by reading from an earlier stage"),
+            UnknownOption {
+                span,
+                key,
+                context,
+                valid,
+            } => e(format!("unknown option `{key}` in {context}"))
+                .primary(*span, "unknown option")
+                .help(available_help(key, valid, "valid options")),
+            BadOptionValue {
+                span,
+                key,
+                expected,
+                found,
+            } => e(format!("`{key}` must be {expected}, found {found}"))
+                .primary(*span, format!("expected {expected}")),
+            UnknownFormat { span, name } => e(format!("unknown source format `{name}`"))
+                .primary(*span, "unknown format")
+                .help(format!(
+                    "{}formats: `csv`, `parquet`, `json` (newline-delimited)",
+                    did_you_mean(name, ["csv", "parquet", "json"])
+                        .map(|d| format!("{d} "))
+                        .unwrap_or_default()
+                )),
+            DuplicateColumn { span, name, first } => {
+                e(format!("column `{name}` is declared twice"))
+                    .primary(*span, "declared again here")
+                    .secondary(*first, "first declared here")
+                    .help("a source's columns must have distinct names; use `as \"Header\"` to map another header")
+            }
+            BadType {
+                span,
+                message,
+                help,
+            } => e(message.clone())
+                .primary(*span, "invalid type")
+                .help(help.clone()),
+            EmptySource { span, name } => e(format!("source `{name}` declares no columns"))
+                .primary(*span, "no columns")
+                .help("declare the columns the pipeline reads (the schema is a contract); `mlp infer FILE` prints a starting point"),
+            BadLevels { span, message } => e(message.clone())
+                .primary(*span, "invalid levels")
+                .help("list each level once, for example `category[\"a\", \"b\"]`"),
+            UnknownColumn {
+                span,
+                name,
+                available,
+                hint,
+            } => {
+                let mut help = available_help(name, available, "available columns");
+                if let Some(h) = hint {
+                    help = format!("{h}\n{help}");
+                }
+                e(format!("unknown column `{name}`"))
+                    .primary(*span, "not a column at this point")
+                    .help(help)
+            }
+            OperandTypes {
+                span,
+                op,
+                left,
+                right,
+                help,
+            } => {
+                let m = if right.is_empty() {
+                    format!("`{op}` cannot be applied to {left}")
+                } else {
+                    format!("`{op}` cannot be applied to {left} and {right}")
+                };
+                e(m).primary(*span, "mismatched types").help_opt(help.clone())
+            }
+            UnknownFunction {
+                span,
+                name,
+                candidates,
+            } => e(format!("unknown function `{name}`"))
+                .primary(*span, "unknown function")
+                .help(match did_you_mean(name, names(candidates)) {
+                    Some(d) => d,
+                    None => "see `docs/language.md` for the expression library".into(),
+                }),
+            Arity {
+                span,
+                func,
+                expected,
+                found,
+            } => e(format!(
+                "`{func}` takes {expected} argument{}, found {found}",
+                if expected == "1" { "" } else { "s" }
+            ))
+            .primary(*span, "wrong number of arguments"),
+            ArgumentType {
+                span,
+                func,
+                position,
+                expected,
+                found,
+            } => e(format!(
+                "argument {position} of `{func}` must be {expected}, found {found}"
+            ))
+            .primary(*span, format!("this is {found}")),
+            Incompatible {
+                span,
+                context,
+                a,
+                b,
+            } => e(format!("{context} have incompatible types {a} and {b}"))
+                .primary(*span, "incompatible types")
+                .help("convert one side with `float(...)`, `int(...)` or `str(...)`"),
+            ColumnExists { span, name } => e(format!("column `{name}` already exists"))
+                .primary(*span, "already a column")
+                .help("choose another name, or `drop` the existing column first"),
+            UnknownLevel {
+                span,
+                value,
+                column,
+                levels,
+            } => e(format!("`{value}` is not a level of `{column}`"))
+                .primary(*span, "never equal to any row")
+                .help(available_help(value, levels, "levels")),
+            AggregateWithoutOver { span, func } => e(format!(
+                "`{func}` aggregates over rows, so it cannot be computed from one request row"
+            ))
+            .primary(*span, "aggregate without `over`")
+            .help(format!(
+                "make it a fitted lookup table with `{func}(...) over KEY`; for a global statistic use a transform step (`scale`, `impute`)"
+            )),
+            NotBoolean {
+                span,
+                context,
+                found,
+            } => e(format!("{context} must be a bool, found {found}"))
+                .primary(*span, format!("this is {found}"))
+                .help("compare it, for example `x > 0`, or test it with `is_null(x)`"),
+            BadOver {
+                span,
+                message,
+                help,
+            } => e(message.clone())
+                .primary(*span, "invalid `over`")
+                .help(help.clone()),
+            RuleType {
+                span,
+                rule,
+                column,
+                found,
+                expected,
+            } => e(format!(
+                "`{rule}` needs {expected}, but `{column}` is {found}"
+            ))
+            .primary(*span, format!("`{column}` is {found}")),
+            BadRegex { span, error } => e("invalid regular expression".into())
+                .primary(*span, "does not compile")
+                .help(error.clone()),
+            RateRange { span, value } => e(format!("a rate must be between 0 and 1, found {value}"))
+                .primary(*span, "out of range")
+                .help("`null_rate` is a share of rows: 0.05 means 5%"),
+            DuplicateCheck { span, stage, first } => {
+                e(format!("stage `{stage}` has two `check` blocks"))
+                    .primary(*span, "second check")
+                    .secondary(*first, "first check")
+                    .help("merge the rules into one `check` block")
+            }
+            EmptyRange { span, lo, hi } => e(format!("the range {lo}..{hi} is empty"))
+                .primary(*span, "low end above high end")
+                .help("write the low end first: `LO..HI`; either end may be left open"),
+            NoTrain { span, found } => e("a split needs a `train` partition".into())
+                .primary(*span, "no `train` partition")
+                .help(if found.is_empty() {
+                    "add one, for example `train = 0.8  test = 0.2`; fitted steps and models learn from `train` only".to_string()
+                } else {
+                    format!(
+                        "partitions declared: {}; `train` is the one fitted steps and models learn from",
+                        list(found, 8)
+                    )
+                }),
+            RatioSum { span, sum } => e(format!(
+                "partition ratios add up to {}, not 1",
+                crate::catalog::fmt_num((sum * 1e9).round() / 1e9)
+            ))
+            .primary(*span, "ratios must sum to 1")
+            .help("adjust the ratios, for example `train = 0.8  test = 0.2`"),
+            SplitConflict { span, a, b } => e(format!("`{a}` and `{b}` cannot be used together"))
+                .primary(*span, "conflicting option")
+                .help(format!(
+                    "choose one way to assign rows: `{a}` or `{b}`"
+                )),
+            SplitColumnType {
+                span,
+                option,
+                column,
+                found,
+                expected,
+            } => e(format!(
+                "`{option}` needs {expected}, but `{column}` is {found}"
+            ))
+            .primary(*span, format!("`{column}` is {found}")),
+            PartitionColumnClash { span } => e(
+                "the split adds a column named `partition`, but the input already has one".into(),
+            )
+            .primary(*span, "would overwrite `partition`")
+            .help("rename the input column (`rename partition -> ...`), or use `column = partition` if it already names each row's partition"),
+            SecondSplit {
+                span,
+                first,
+                first_name,
+            } => e(format!(
+                "this input is already split by `{first_name}`"
+            ))
+            .primary(*span, "second split")
+            .secondary(*first, "first split")
+            .help("a pipeline splits once; declare further partitions (`valid = 0.1`) in the first split"),
+            StepType {
+                span,
+                step,
+                column,
+                found,
+                expected,
+                defined,
+            } => e(format!(
+                "`{step}` needs {expected}, but `{column}` is {found}"
+            ))
+            .primary(*span, format!("`{column}` is {found}"))
+            .secondary(*defined, format!("`{column}` defined here"))
+            .help(match *step {
+                "encode" => "encode category, str, bool or int columns; bucket a float first (`bucket COL into N quantiles`)".to_string(),
+                _ => format!("convert it first (for example a feature `{column}_n = float(...)`), or leave it out of this step"),
+            }),
+            FittedBeforeSplit { span, what, stage } => e(format!(
+                "{what} learns from the data, but `{stage}` is not downstream of a split"
+            ))
+            .primary(*span, "fitted step before the split")
+            .help("fitted steps learn on `train` only; move the `split` before this stage so test rows do not leak into the fitted parameters"),
+            ImputeValueType {
+                span,
+                column,
+                found,
+                value,
+            } => e(format!("cannot fill {found} column `{column}` with {value}"))
+                .primary(*span, "wrong type for this column")
+                .help("use a literal of the column's type"),
+            EncodedCollision { span, name } => e(format!(
+                "encoding would create column `{name}`, which already exists"
+            ))
+            .primary(*span, "name clash")
+            .help("rename or drop the existing column before encoding"),
+            UnknownMethod {
+                span,
+                step,
+                name,
+                valid,
+            } => e(format!("unknown `{step}` method `{name}`"))
+                .primary(*span, "unknown method")
+                .help(format!(
+                    "{}methods: {}",
+                    did_you_mean(name, valid.iter().copied())
+                        .map(|d| format!("{d} "))
+                        .unwrap_or_default(),
+                    valid.iter().map(|v| format!("`{v}`")).collect::<Vec<_>>().join(", ")
+                )),
+            PartitionColumnEdit {
+                span,
+                column,
+                action,
+            } => e(format!("cannot {action} the partition column `{column}`"))
+                .primary(*span, "the split's partition column")
+                .help("every stage after the split needs it to tell `train` from the other partitions"),
+            BucketCount { span, n } => e(format!("`bucket` needs at least 2 quantiles, found {n}"))
+                .primary(*span, "too few buckets"),
+            PluginUnavailable { span, path, reason } => {
+                e(format!("cannot load plugin `{path}`: {reason}"))
+                    .primary(*span, "plugin not loaded")
+                    .help("build it (`mlp plugin build DIR`) or fix the path; paths are relative to the .mlp file")
+            }
+            UnknownPluginFunction {
+                span,
+                plugin,
+                func,
+                available,
+            } => e(format!("plugin `{plugin}` has no function `{func}`"))
+                .primary(*span, "unknown function")
+                .help(available_help(func, available, &format!("`{plugin}` exports"))),
+            PluginArity {
+                span,
+                plugin,
+                func,
+                expected,
+                found,
+                signature,
+            } => e(format!(
+                "`{plugin}.{func}` takes {expected} argument{}, found {found}",
+                if *expected == 1 { "" } else { "s" }
+            ))
+            .primary(*span, "wrong number of arguments")
+            .help(format!("signature: {signature}")),
+            PluginArgType {
+                span,
+                plugin,
+                func,
+                param,
+                expected,
+                found,
+                signature,
+            } => e(format!(
+                "argument `{param}` of `{plugin}.{func}` must be {expected}, found {found}"
+            ))
+            .primary(*span, format!("this is {found}"))
+            .help(format!("signature: {signature}")),
+            PluginSignatures { span, path, reason } => {
+                e(format!("plugin `{path}` has no usable signatures: {reason}"))
+                    .primary(*span, "signatures missing or malformed")
+                    .help("build the plugin with the mlp plugin SDK, whose `#[mlp_plugin::export]` macro writes the signatures into the module")
+            }
+            PluginAbi {
+                span,
+                path,
+                found,
+                supported,
+            } => e(format!(
+                "plugin `{path}` was built for plugin ABI {found}, but this mlp supports ABI {supported}"
+            ))
+            .primary(*span, "unsupported ABI")
+            .help("rebuild the plugin against the SDK version that matches this mlp, or upgrade mlp"),
+            UnknownPlugin {
+                span,
+                name,
+                available,
+            } => e(format!("no plugin named `{name}`"))
+                .primary(*span, "unknown plugin")
+                .help(if available.is_empty() {
+                    format!("declare it: `plugin {name} = \"path/to/{name}.wasm\"`")
+                } else {
+                    available_help(name, available, "plugins declared")
+                }),
+            UnknownAlgorithm { span, name, known } => e(format!("unknown algorithm `{name}`"))
+                .primary(*span, "unknown algorithm")
+                .help(available_help(name, known, "algorithms")),
+            UnknownParam {
+                span,
+                algorithm,
+                name,
+                valid,
+            } => e(format!("`{algorithm}` has no parameter `{name}`"))
+                .primary(*span, "unknown parameter")
+                .help(available_help(name, valid, "its parameters")),
+            ParamValue {
+                span,
+                algorithm,
+                name,
+                expected,
+                found,
+            } => e(format!(
+                "`{name}` of `{algorithm}` must be {expected}, found {found}"
+            ))
+            .primary(*span, "out of range"),
+            NonNumericInput {
+                span,
+                column,
+                found,
+                defined,
+                model,
+            } => e(format!(
+                "model `{model}` would read `{column}`, which is {found}"
+            ))
+            .primary(*span, format!("`{column}` ({found}) reaches the model here"))
+            .secondary(*defined, format!("`{column}` defined here"))
+            .help(format!(
+                "models read numbers and bools: encode it in a transform (`encode {column} with onehot`), derive a number from it in features, or `exclude = {column}`"
+            )),
+            NullableInput {
+                span,
+                column,
+                defined,
+                model,
+                is_target,
+            } => {
+                let d = e(format!(
+                    "{} `{column}` of model `{model}` may be null",
+                    if *is_target { "target" } else { "input" }
+                ))
+                .primary(*span, format!("`{column}` may be null here"))
+                .secondary(*defined, format!("`{column}` gets its nulls here"));
+                if *is_target {
+                    d.help(format!(
+                        "drop rows without a target: `filter not is_null({column})` in a transform, or `check ... quarantine {{ not_null {column} }}`"
+                    ))
+                } else {
+                    d.help(format!(
+                        "impute it in a transform (`impute {column} with median`), or use `coalesce({column}, 0)` in the feature"
+                    ))
+                }
+            }
+            TargetAsFeature { span, target } => {
+                e(format!("the target `{target}` is also listed as a feature"))
+                    .primary(*span, "target used as input")
+                    .help("remove it from `features`: a model that reads its own target learns nothing it can use at serving")
+            }
+            Leakage {
+                span,
+                feature,
+                target,
+                defined,
+            } => e(format!(
+                "feature `{feature}` is computed from the target `{target}` (target leakage)"
+            ))
+            .primary(*span, format!("`{feature}` reaches the model here"))
+            .secondary(*defined, format!("`{feature}` reads `{target}` here"))
+            .help(format!(
+                "the target is absent at serving and a feature derived from it inflates test scores; remove it, or `exclude = {feature}`"
+            )),
+            TaskUnknown {
+                span,
+                target,
+                found,
+            } => e(format!(
+                "cannot tell whether predicting `{target}` ({found}) is regression or classification"
+            ))
+            .primary(*span, "ambiguous task")
+            .help("say which: `task = regression` or `task = classification`"),
+            TaskUnsupported {
+                span,
+                algorithm,
+                task,
+                supported,
+            } => e(format!("`{algorithm}` does not support {task}"))
+                .primary(*span, format!("not a {task} algorithm"))
+                .help(format!(
+                    "algorithms for {task}: {}",
+                    list(supported, 12)
+                )),
+            ModelBeforeSplit { span, model } => e(format!(
+                "model `{model}` reads a stage that is not downstream of a split"
+            ))
+            .primary(*span, "no `train` partition upstream")
+            .help("declare a `split` upstream (for example `split data = SOURCE { train = 0.8  test = 0.2  seed = 42 }`); models learn on `train` only"),
+            SearchWithoutTune { span, param } => e(format!(
+                "`{param}` is a search space, but the model has no `tune` block"
+            ))
+            .primary(*span, "a list of values")
+            .help("add `tune { cv = 5  metric = ... }`, or give a single value"),
+            ReadsPartition {
+                span,
+                column,
+                defined,
+            } => e(format!("`{column}` is computed from the split's partition column"))
+                .primary(*span, "reaches the model here")
+                .secondary(*defined, "reads the partition here")
+                .help("the partition is not known at serving; exclude it"),
+            MissingTarget { span, model } => e(format!("model `{model}` has no `target`"))
+                .primary(*span, "no target")
+                .help("add `target = COLUMN`"),
+            NoInputs { span, model } => e(format!("model `{model}` has no input columns"))
+                .primary(*span, "nothing to learn from")
+                .help("check `features` and `exclude`"),
+            MetricTask {
+                span,
+                metric,
+                task,
+                valid,
+            } => e(format!("metric `{metric}` does not fit {task}"))
+                .primary(*span, format!("not a {task} metric"))
+                .help(format!("metrics for {task}: {}", list(valid, 12))),
+            ThresholdRange {
+                span,
+                metric,
+                value,
+                range,
+            } => e(format!(
+                "threshold {} is outside the range of `{metric}` ({range})",
+                crate::catalog::fmt_num(*value)
+            ))
+            .primary(*span, "can never be met as intended")
+            .help(format!("`{metric}` takes values in {range}; a share is written 0.8, not 80")),
+            UnknownPartition {
+                span,
+                name,
+                partitions,
+            } => e(format!("the split has no partition `{name}`"))
+                .primary(*span, "unknown partition")
+                .help(available_help(name, partitions, "partitions")),
+            SliceColumn {
+                span,
+                column,
+                found,
+            } => e(format!(
+                "cannot slice by `{column}`: it is {found}, which does not form groups"
+            ))
+            .primary(*span, "not a grouping column")
+            .help(format!("slice by a category, str, bool or int column; bucket `{column}` into quantiles in a transform first")),
+            UnknownMetric { span, name, valid } => e(format!("unknown metric `{name}`"))
+                .primary(*span, "unknown metric")
+                .help(available_help(name, valid, "metrics")),
+            DriftStat {
+                span,
+                message,
+                help,
+            } => e(message.clone())
+                .primary(*span, "unsuitable drift statistic")
+                .help(help.clone()),
+            DuplicateDeploy { span, name, first } => {
+                e(format!("two deployments are named \"{name}\""))
+                    .primary(*span, "second deployment")
+                    .secondary(*first, "first deployment")
+                    .help("each deployment name is one entry in the model registry; choose another name")
+            }
+            UnknownAggregate { span, name } => e(format!("unknown slice aggregate `{name}`"))
+                .primary(*span, "unknown aggregate")
+                .help("slice gates use `gap(M)` (worst minus best), `ratio(M)` (min over max), `min(M)` or `max(M)`"),
+            BadLatency { span, message } => e(message.clone())
+                .primary(*span, "invalid latency gate")
+                .help("write `latency p99 < 20ms` (a percentile p1..p99 or p999, and a duration in ms or s)"),
+            UngatedDeploy { span, model } => Diagnostic::warning(
+                code,
+                format!("model `{model}` is deployed without any `require` gate"),
+            )
+            .primary(*span, "deployed whatever its scores")
+            .help(format!(
+                "add `evaluate {model} on test {{ require ... }}` so a worse model never ships"
+            )),
+            TuneWithoutSearch { span } => Diagnostic::warning(
+                code,
+                "`tune` has nothing to search: no parameter is a list".to_string(),
+            )
+            .primary(*span, "tunes nothing")
+            .help("give a parameter a list of values, for example `alpha = [0.1, 1.0, 10.0]`"),
+        }
+    }
+}
+
+impl crate::parse::ParseError {
+    pub fn to_diagnostic(&self) -> Diagnostic {
+        use crate::parse::ParseErrorKind;
+        match self.kind {
+            ParseErrorKind::Syntax => {
+                let label = if self.expected.is_empty() {
+                    "unexpected here".to_string()
+                } else {
+                    format!("expected {}", self.expected.join(" or "))
+                };
+                Diagnostic::error("E0001", format!("syntax error: {}", self.message))
+                    .primary(self.span, label)
+                    .help("see `docs/language.md` for the form of each declaration")
+            }
+            ParseErrorKind::BadLiteral => Diagnostic::error("E0002", self.message.clone())
+                .primary(self.span, "invalid literal"),
+        }
+    }
+}

@@ -1,0 +1,319 @@
+//! `infer: Sample -> String`: a `source` block guessed from a sample of rows.
+//!
+//! The caller reads the sample (CSV text cells or typed JSON values); this
+//! module only decides types, so it stays pure and testable.
+
+use crate::check::level_suffix;
+
+/// One cell of a sample.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Cell {
+    Null,
+    /// Text as found in a CSV file (or a JSON string).
+    Text(String),
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SampleColumn {
+    pub name: String,
+    pub cells: Vec<Cell>,
+}
+
+/// What the caller read.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Sample {
+    pub columns: Vec<SampleColumn>,
+    /// The total rows read (the sample may be a prefix of the file).
+    pub rows: usize,
+}
+
+/// An inferred column type, as written in a `.mlp` file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Inferred {
+    pub name: String,
+    pub raw_name: Option<String>,
+    pub ty: String,
+    pub nullable: bool,
+}
+
+const CATEGORY_MAX_LEVELS: usize = 30;
+const LEVELS_LISTED_MAX: usize = 12;
+
+fn is_int(s: &str) -> bool {
+    let s = s.strip_prefix(['-', '+']).unwrap_or(s);
+    !s.is_empty() && s.len() <= 18 && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+fn is_float(s: &str) -> bool {
+    let t = s.trim();
+    !t.is_empty()
+        && t.parse::<f64>().is_ok()
+        && t.bytes().any(|b| b.is_ascii_digit())
+        && !t.eq_ignore_ascii_case("nan")
+        && !t.to_ascii_lowercase().contains("inf")
+}
+
+fn is_bool(s: &str) -> bool {
+    matches!(s.to_ascii_lowercase().as_str(), "true" | "false")
+}
+
+/// Digit-and-separator shape of a date: `2015-01-31`, `2015/01/31`.
+fn date_format(s: &str) -> Option<&'static str> {
+    let b = s.as_bytes();
+    let digits =
+        |r: std::ops::Range<usize>| r.clone().all(|i| b.get(i).is_some_and(u8::is_ascii_digit));
+    if b.len() >= 10 && digits(0..4) && digits(5..7) && digits(8..10) && b[4] == b[7] {
+        let sep = b[4];
+        let date = match sep {
+            b'-' => "%Y-%m-%d",
+            b'/' => "%Y/%m/%d",
+            b'.' => "%Y.%m.%d",
+            _ => return None,
+        };
+        if b.len() == 10 {
+            return Some(date);
+        }
+        // Datetime: `T` or space, then HH:MM:SS.
+        if b.len() >= 19
+            && (b[10] == b'T' || b[10] == b' ')
+            && digits(11..13)
+            && b[13] == b':'
+            && digits(14..16)
+            && b[16] == b':'
+            && digits(17..19)
+        {
+            return Some(match (sep, b[10]) {
+                (b'-', b'T') => "%Y-%m-%dT%H:%M:%S",
+                (b'-', _) => "%Y-%m-%d %H:%M:%S",
+                (b'/', b'T') => "%Y/%m/%dT%H:%M:%S",
+                (b'/', _) => "%Y/%m/%d %H:%M:%S",
+                _ => return None,
+            });
+        }
+    }
+    None
+}
+
+/// A name usable as an identifier: lower snake case.
+pub fn identifier(raw: &str) -> String {
+    let mut out = String::new();
+    let mut prev_lower = false;
+    for c in raw.chars() {
+        if c.is_ascii_alphanumeric() {
+            if c.is_ascii_uppercase() && prev_lower {
+                out.push('_');
+            }
+            prev_lower = c.is_ascii_lowercase() || c.is_ascii_digit();
+            out.push(c.to_ascii_lowercase());
+        } else {
+            if !out.ends_with('_') && !out.is_empty() {
+                out.push('_');
+            }
+            prev_lower = false;
+        }
+    }
+    let mut out = out.trim_end_matches('_').to_string();
+    if out.is_empty() || out.starts_with(|c: char| c.is_ascii_digit()) {
+        out.insert(0, 'c');
+        if out.len() > 1 {
+            out.insert(1, '_');
+        }
+    }
+    const KEYWORDS: &[&str] = &[
+        "if", "then", "else", "and", "or", "not", "over", "true", "false", "null", "in",
+    ];
+    if KEYWORDS.contains(&out.as_str()) {
+        out.push('_');
+    }
+    out
+}
+
+/// Infers each column's type.
+pub fn infer_columns(sample: &Sample) -> Vec<Inferred> {
+    let mut used = std::collections::BTreeSet::new();
+    sample
+        .columns
+        .iter()
+        .map(|c| {
+            let mut name = identifier(&c.name);
+            while !used.insert(name.clone()) {
+                name.push('_');
+            }
+            let raw_name = (name != c.name).then(|| c.name.clone());
+            let (ty, nullable) = infer_type(&c.cells);
+            Inferred {
+                name,
+                raw_name,
+                ty,
+                nullable,
+            }
+        })
+        .collect()
+}
+
+fn infer_type(cells: &[Cell]) -> (String, bool) {
+    let mut nullable = false;
+    let mut texts: Vec<&str> = vec![];
+    let (mut ints, mut floats, mut bools, mut strs) = (0, 0, 0, 0);
+    for c in cells {
+        match c {
+            Cell::Null => nullable = true,
+            Cell::Text(t) if t.trim().is_empty() || t == "NA" || t == "null" => nullable = true,
+            Cell::Text(t) => {
+                texts.push(t);
+                strs += 1;
+            }
+            Cell::Int(_) => ints += 1,
+            Cell::Float(_) => floats += 1,
+            Cell::Bool(_) => bools += 1,
+        }
+    }
+    let present = ints + floats + bools + strs;
+    if present == 0 {
+        return ("str".into(), true);
+    }
+    if strs == 0 {
+        // Typed JSON values.
+        let ty = if bools == present {
+            "bool"
+        } else if ints == present {
+            "int"
+        } else if bools == 0 {
+            "float"
+        } else {
+            "str"
+        };
+        return (ty.into(), nullable);
+    }
+    if ints + floats + bools > 0 {
+        // Mixed typed values and strings.
+        return ("str".into(), nullable);
+    }
+    if texts.iter().all(|t| is_int(t.trim())) {
+        return ("int".into(), nullable);
+    }
+    if texts.iter().all(|t| is_float(t)) {
+        return ("float".into(), nullable);
+    }
+    if texts.iter().all(|t| is_bool(t.trim())) {
+        return ("bool".into(), nullable);
+    }
+    if let Some(f) = texts.first().and_then(|t| date_format(t)) {
+        if texts.iter().all(|t| date_format(t) == Some(f)) {
+            let kind = if f.contains("%H") { "datetime" } else { "date" };
+            return (format!("{kind} \"{f}\""), nullable);
+        }
+    }
+    let mut distinct: Vec<&str> = texts.clone();
+    distinct.sort_unstable();
+    distinct.dedup();
+    if distinct.len() <= CATEGORY_MAX_LEVELS && distinct.len() * 2 <= texts.len().max(2) {
+        if distinct.len() <= LEVELS_LISTED_MAX {
+            let levels: Vec<String> = distinct
+                .iter()
+                .map(|l| format!("\"{}\"", l.replace('\\', "\\\\").replace('"', "\\\"")))
+                .collect();
+            return (format!("category[{}]", levels.join(", ")), nullable);
+        }
+        return ("category".into(), nullable);
+    }
+    ("str".into(), nullable)
+}
+
+/// Prints a `source` block for the sample.
+pub fn source_block(name: &str, format: &str, path: &str, sample: &Sample) -> String {
+    let cols = infer_columns(sample);
+    let width = cols.iter().map(|c| c.name.len()).max().unwrap_or(0);
+    let mut out = format!(
+        "# inferred by `mlp infer` from {} rows of {path}; review the types before use\n",
+        sample.rows
+    );
+    out.push_str(&format!(
+        "source {} = {format}(\"{path}\") {{\n",
+        identifier(name)
+    ));
+    for c in &cols {
+        out.push_str(&format!(
+            "    {:width$} : {}{}",
+            c.name,
+            c.ty,
+            if c.nullable { "?" } else { "" },
+            width = width
+        ));
+        if let Some(raw) = &c.raw_name {
+            out.push_str(&format!(" as \"{}\"", raw.replace('"', "\\\"")));
+        }
+        out.push('\n');
+    }
+    out.push_str("}\n");
+    let _ = level_suffix;
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn col(name: &str, cells: &[&str]) -> SampleColumn {
+        SampleColumn {
+            name: name.into(),
+            cells: cells
+                .iter()
+                .map(|c| {
+                    if c.is_empty() {
+                        Cell::Null
+                    } else {
+                        Cell::Text(c.to_string())
+                    }
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn infers_csv_types() {
+        let s = Sample {
+            rows: 4,
+            columns: vec![
+                col("id", &["1", "2", "3", "4"]),
+                col("Body Mass", &["1.5", "", "2", "3e2"]),
+                col(
+                    "sold_at",
+                    &["2020-01-01", "2020-02-01", "2020-03-01", "2020-04-01"],
+                ),
+                col("city", &["A", "B", "A", "A"]),
+                col("ok", &["true", "false", "true", "TRUE"]),
+                col("name", &["x", "y", "z", "w"]),
+            ],
+        };
+        let c = infer_columns(&s);
+        let tys: Vec<(&str, &str, bool)> = c
+            .iter()
+            .map(|c| (c.name.as_str(), c.ty.as_str(), c.nullable))
+            .collect();
+        assert_eq!(
+            tys,
+            vec![
+                ("id", "int", false),
+                ("body_mass", "float", true),
+                ("sold_at", "date \"%Y-%m-%d\"", false),
+                ("city", "category[\"A\", \"B\"]", false),
+                ("ok", "bool", false),
+                ("name", "str", false),
+            ]
+        );
+        assert_eq!(c[1].raw_name.as_deref(), Some("Body Mass"));
+    }
+
+    #[test]
+    fn identifiers_are_valid() {
+        assert_eq!(identifier("Miles_per_Gallon"), "miles_per_gallon");
+        assert_eq!(identifier("Weight_in_lbs"), "weight_in_lbs");
+        assert_eq!(identifier("2nd"), "c_2nd");
+        assert_eq!(identifier("in"), "in_");
+        assert_eq!(identifier("bodyMass"), "body_mass");
+    }
+}

@@ -1,0 +1,101 @@
+//! `lower: ir::Program -> Plan`.
+//!
+//! Orders the stages topologically (ties broken by id, so declaration order
+//! does not matter), drops spans, and computes each stage's canonical form and
+//! definition hash.
+
+use crate::ir::Program;
+use crate::plan::{Origin, Plan, Stage, PLAN_VERSION};
+use crate::{SourceMap, ENGINE_VERSION};
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Hex SHA-256 of a string.
+pub fn sha256_hex(s: &str) -> String {
+    let digest = Sha256::digest(s.as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+pub fn lower(program: &Program, sources: &SourceMap) -> Plan {
+    let by_id: BTreeMap<&str, &crate::ir::Stage> =
+        program.stages.iter().map(|s| (s.id.as_str(), s)).collect();
+    // Kahn's algorithm over stage ids, smallest id first.
+    let mut indegree: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut dependents: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for s in &program.stages {
+        let deps = s
+            .inputs
+            .iter()
+            .filter(|i| by_id.contains_key(i.as_str()))
+            .count();
+        indegree.insert(&s.id, deps);
+        for i in &s.inputs {
+            dependents.entry(i.as_str()).or_default().push(&s.id);
+        }
+    }
+    let mut ready: BTreeSet<&str> = indegree
+        .iter()
+        .filter(|(_, d)| **d == 0)
+        .map(|(k, _)| *k)
+        .collect();
+    let mut stages = Vec::with_capacity(program.stages.len());
+    while let Some(id) = ready.pop_first() {
+        let s = by_id[id];
+        let canonical = serde_json::to_string(&s.op).unwrap_or_default();
+        let (line, column) = sources.line_col(s.span.file, s.span.start);
+        let mut plugins = s.plugins.clone();
+        plugins.sort();
+        stages.push(Stage {
+            id: s.id.clone(),
+            name: s.name.clone(),
+            inputs: s.inputs.clone(),
+            op: s.op.clone(),
+            schema: s.frame.schema(),
+            plugins,
+            definition_hash: sha256_hex(&canonical),
+            canonical,
+            origin: Origin {
+                file: sources.name(s.span.file).to_string(),
+                line,
+                column,
+            },
+        });
+        for d in dependents.get(id).cloned().unwrap_or_default() {
+            if let Some(n) = indegree.get_mut(d) {
+                *n -= 1;
+                if *n == 0 {
+                    ready.insert(d);
+                }
+            }
+        }
+    }
+    let mut plugins = program.plugins.clone();
+    plugins.sort_by(|a, b| a.name.cmp(&b.name));
+    Plan {
+        version: PLAN_VERSION,
+        engine: ENGINE_VERSION.to_string(),
+        stages,
+        plugins,
+    }
+}
+
+impl Plan {
+    /// A hash of every stage's definition and the wiring between them: equal
+    /// for two pipelines that mean the same thing.
+    pub fn fingerprint(&self) -> String {
+        let mut s = String::new();
+        for st in &self.stages {
+            s.push_str(&st.id);
+            s.push('\u{1f}');
+            s.push_str(&st.inputs.join(","));
+            s.push('\u{1f}');
+            s.push_str(&st.definition_hash);
+            s.push('\n');
+        }
+        for p in &self.plugins {
+            s.push_str(&serde_json::to_string(p).unwrap_or_default());
+            s.push('\n');
+        }
+        sha256_hex(&s)
+    }
+}

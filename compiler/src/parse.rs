@@ -1,0 +1,1051 @@
+//! `parse: &str -> ast::File`.
+//!
+//! The pest grammar lives in `grammar/mlp.pest`; pest's `Rule` and `Pair` never
+//! leave this module. Each grammar rule has one `visit_<rule>` function that
+//! turns its pairs into our own AST with our own spans. Syntax errors become
+//! [`ParseError`] with the expected tokens in words a user understands.
+
+use crate::ast::*;
+use pest::iterators::Pair;
+use pest::pratt_parser::{Assoc, Op, PrattParser};
+use pest::Parser as _;
+use std::sync::OnceLock;
+
+#[derive(pest_derive::Parser)]
+#[grammar = "../../grammar/mlp.pest"]
+struct MlpParser;
+
+type P<'i> = Pair<'i, Rule>;
+
+/// A syntax error: where, what was found, what would have been accepted.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{message}")]
+pub struct ParseError {
+    pub span: Span,
+    pub message: String,
+    /// What the parser would have accepted there, in words.
+    pub expected: Vec<String>,
+    pub kind: ParseErrorKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParseErrorKind {
+    /// The text does not follow the grammar (E0001).
+    Syntax,
+    /// A literal that follows the grammar but cannot be represented (E0002).
+    BadLiteral,
+}
+
+/// Parses one source file.
+pub fn parse(file: FileId, text: &str) -> Result<File, ParseError> {
+    let mut pairs = MlpParser::parse(Rule::file, text).map_err(|e| syntax_error(file, text, e))?;
+    let root = pairs.next().ok_or_else(|| ParseError {
+        span: Span::new(file, 0, 0),
+        message: "empty parse".into(),
+        expected: vec![],
+        kind: ParseErrorKind::Syntax,
+    })?;
+    let cx = Cx { file };
+    cx.visit_file(root)
+}
+
+struct Cx {
+    file: FileId,
+}
+
+fn pratt() -> &'static PrattParser<Rule> {
+    static PRATT: OnceLock<PrattParser<Rule>> = OnceLock::new();
+    PRATT.get_or_init(|| {
+        PrattParser::new()
+            .op(Op::infix(Rule::or, Assoc::Left))
+            .op(Op::infix(Rule::and, Assoc::Left))
+            .op(Op::prefix(Rule::not))
+            .op(Op::infix(Rule::eq, Assoc::Left)
+                | Op::infix(Rule::ne, Assoc::Left)
+                | Op::infix(Rule::lt, Assoc::Left)
+                | Op::infix(Rule::le, Assoc::Left)
+                | Op::infix(Rule::gt, Assoc::Left)
+                | Op::infix(Rule::ge, Assoc::Left)
+                | Op::infix(Rule::in_op, Assoc::Left))
+            .op(Op::infix(Rule::add, Assoc::Left) | Op::infix(Rule::sub, Assoc::Left))
+            .op(Op::infix(Rule::mul, Assoc::Left)
+                | Op::infix(Rule::div, Assoc::Left)
+                | Op::infix(Rule::rem, Assoc::Left))
+            .op(Op::prefix(Rule::neg))
+            .op(Op::infix(Rule::pow, Assoc::Right))
+    })
+}
+
+impl Cx {
+    fn span(&self, p: &P) -> Span {
+        let s = p.as_span();
+        Span::new(self.file, s.start(), s.end())
+    }
+
+    fn bad_literal(&self, p: &P, message: String) -> ParseError {
+        ParseError {
+            span: self.span(p),
+            message,
+            expected: vec![],
+            kind: ParseErrorKind::BadLiteral,
+        }
+    }
+
+    fn visit_file(&self, p: P) -> Result<File, ParseError> {
+        let mut decls = Vec::new();
+        for d in p.into_inner() {
+            let span = self.span(&d);
+            let kind = match d.as_rule() {
+                Rule::source_decl => DeclKind::Source(self.visit_source_decl(d)?),
+                Rule::check_decl => DeclKind::Check(self.visit_check_decl(d)?),
+                Rule::split_decl => DeclKind::Split(self.visit_split_decl(d)?),
+                Rule::transform_decl => DeclKind::Transform(self.visit_transform_decl(d)?),
+                Rule::features_decl => DeclKind::Features(self.visit_features_decl(d)?),
+                Rule::plugin_decl => DeclKind::Plugin(self.visit_plugin_decl(d)?),
+                Rule::model_decl => DeclKind::Model(self.visit_model_decl(d)?),
+                Rule::evaluate_decl => DeclKind::Evaluate(self.visit_evaluate_decl(d)?),
+                Rule::deploy_decl => DeclKind::Deploy(self.visit_deploy_decl(d)?),
+                Rule::monitor_decl => DeclKind::Monitor(self.visit_monitor_decl(d)?),
+                _ => continue, // EOI
+            };
+            decls.push(Decl { kind, span });
+        }
+        Ok(File { decls })
+    }
+
+    // ------------------------------------------------------------ lexical
+
+    fn visit_ident(&self, p: P) -> Ident {
+        Ident {
+            name: p.as_str().to_string(),
+            span: self.span(&p),
+        }
+    }
+
+    fn visit_idents(&self, p: P) -> Vec<Ident> {
+        p.into_inner().map(|i| self.visit_ident(i)).collect()
+    }
+
+    fn visit_string(&self, p: P) -> Result<String, ParseError> {
+        let inner = p
+            .clone()
+            .into_inner()
+            .next()
+            .map(|i| i.as_str())
+            .unwrap_or("");
+        let mut out = String::with_capacity(inner.len());
+        let mut chars = inner.chars();
+        while let Some(c) = chars.next() {
+            if c != '\\' {
+                out.push(c);
+                continue;
+            }
+            match chars.next() {
+                Some('n') => out.push('\n'),
+                Some('t') => out.push('\t'),
+                Some('r') => out.push('\r'),
+                Some('\\') => out.push('\\'),
+                Some('"') => out.push('"'),
+                Some(other) => {
+                    // Unknown escapes are kept verbatim, so regexes like "\d" work.
+                    out.push('\\');
+                    out.push(other);
+                }
+                None => out.push('\\'),
+            }
+        }
+        Ok(out)
+    }
+
+    fn visit_int_lit(&self, p: P) -> Result<i64, ParseError> {
+        p.as_str().parse::<i64>().map_err(|_| {
+            self.bad_literal(
+                &p,
+                format!("integer `{}` does not fit in 64 bits", p.as_str()),
+            )
+        })
+    }
+
+    fn visit_float_lit(&self, p: P) -> Result<f64, ParseError> {
+        let v = p
+            .as_str()
+            .parse::<f64>()
+            .map_err(|_| self.bad_literal(&p, format!("`{}` is not a number", p.as_str())))?;
+        if !v.is_finite() {
+            return Err(self.bad_literal(&p, format!("number `{}` is out of range", p.as_str())));
+        }
+        Ok(v)
+    }
+
+    fn visit_number(&self, p: P) -> Result<f64, ParseError> {
+        match p.as_rule() {
+            Rule::int_lit => Ok(self.visit_int_lit(p)? as f64),
+            _ => self.visit_float_lit(p),
+        }
+    }
+
+    fn visit_quantity(&self, p: P) -> Result<Lit, ParseError> {
+        let text = p.as_str();
+        let split = text
+            .find(|c: char| c.is_ascii_alphabetic())
+            .unwrap_or(text.len());
+        let (num, unit) = text.split_at(split);
+        let v = num
+            .parse::<f64>()
+            .map_err(|_| self.bad_literal(&p, format!("`{text}` is not a quantity")))?;
+        Ok(Lit::Quantity(v, unit.to_string()))
+    }
+
+    /// A `literal` pair or one of its alternatives.
+    fn visit_literal(&self, p: P) -> Result<Lit, ParseError> {
+        let p = if p.as_rule() == Rule::literal {
+            match p.into_inner().next() {
+                Some(inner) => inner,
+                None => return Ok(Lit::Null),
+            }
+        } else {
+            p
+        };
+        Ok(match p.as_rule() {
+            Rule::int_lit => Lit::Int(self.visit_int_lit(p)?),
+            Rule::float_lit => Lit::Float(self.visit_float_lit(p)?),
+            Rule::quantity => self.visit_quantity(p)?,
+            Rule::string => Lit::Str(self.visit_string(p)?),
+            Rule::bool_lit => Lit::Bool(p.as_str() == "true"),
+            _ => Lit::Null,
+        })
+    }
+
+    fn visit_value(&self, p: P) -> Result<Value, ParseError> {
+        let span = self.span(&p);
+        let inner = p.into_inner().next();
+        let kind = match inner {
+            None => ValueKind::Lit(Lit::Null),
+            Some(i) => match i.as_rule() {
+                Rule::list => ValueKind::List(
+                    i.into_inner()
+                        .map(|v| self.visit_value(v))
+                        .collect::<Result<_, _>>()?,
+                ),
+                Rule::literal => ValueKind::Lit(self.visit_literal(i)?),
+                Rule::call_value => {
+                    let mut it = i.into_inner();
+                    let name = match it.next() {
+                        Some(n) => self.visit_ident(n),
+                        None => return Err(self.bad_literal_at(span, "empty call")),
+                    };
+                    let args = it.map(|v| self.visit_value(v)).collect::<Result<_, _>>()?;
+                    ValueKind::Call(name, args)
+                }
+                _ => ValueKind::Name(i.as_str().to_string()),
+            },
+        };
+        Ok(Value { kind, span })
+    }
+
+    fn bad_literal_at(&self, span: Span, message: &str) -> ParseError {
+        ParseError {
+            span,
+            message: message.into(),
+            expected: vec![],
+            kind: ParseErrorKind::BadLiteral,
+        }
+    }
+
+    fn visit_option(&self, p: P) -> Result<Opt, ParseError> {
+        let mut it = p.into_inner();
+        let (Some(k), Some(v)) = (it.next(), it.next()) else {
+            return Err(self.bad_literal_at(Span::default(), "malformed option"));
+        };
+        Ok(Opt {
+            key: self.visit_ident(k),
+            value: self.visit_value(v)?,
+        })
+    }
+
+    fn visit_cmp_op(&self, p: P) -> CmpOp {
+        match p.as_str() {
+            "<" => CmpOp::Lt,
+            "<=" => CmpOp::Le,
+            ">" => CmpOp::Gt,
+            ">=" => CmpOp::Ge,
+            "==" => CmpOp::Eq,
+            _ => CmpOp::Ne,
+        }
+    }
+
+    fn visit_range(&self, p: P) -> Result<RangeLit, ParseError> {
+        let span = self.span(&p);
+        let text = p.as_str();
+        let dots = text.find("..").unwrap_or(0) + span.start;
+        let mut lo = None;
+        let mut hi = None;
+        for l in p.into_inner() {
+            let s = self.span(&l);
+            let lit = self.visit_literal(l)?;
+            if s.start < dots {
+                lo = Some((lit, s));
+            } else {
+                hi = Some((lit, s));
+            }
+        }
+        Ok(RangeLit { lo, hi, span })
+    }
+
+    // ------------------------------------------------------------ source
+
+    fn visit_source_decl(&self, p: P) -> Result<Source, ParseError> {
+        let mut it = p.into_inner();
+        let name = self.next_ident(&mut it)?;
+        let fmt = it.next().ok_or_else(|| self.missing(name.span))?;
+        let mut fit = fmt.into_inner();
+        let format = self.next_ident(&mut fit)?;
+        let path_pair = fit.next().ok_or_else(|| self.missing(format.span))?;
+        let path_span = self.span(&path_pair);
+        let path = self.visit_string(path_pair)?;
+        let options = fit
+            .map(|o| self.visit_option(o))
+            .collect::<Result<_, _>>()?;
+        let columns = it
+            .map(|c| self.visit_column_decl(c))
+            .collect::<Result<_, _>>()?;
+        Ok(Source {
+            name,
+            format,
+            path,
+            path_span,
+            options,
+            columns,
+        })
+    }
+
+    fn visit_column_decl(&self, p: P) -> Result<ColumnDecl, ParseError> {
+        let mut it = p.into_inner();
+        let name = self.next_ident(&mut it)?;
+        let ty_pair = it.next().ok_or_else(|| self.missing(name.span))?;
+        let ty = self.visit_type_expr(ty_pair)?;
+        let raw_name = match it.next() {
+            Some(s) => Some(self.visit_string(s)?),
+            None => None,
+        };
+        Ok(ColumnDecl { name, ty, raw_name })
+    }
+
+    fn visit_type_expr(&self, p: P) -> Result<TypeExpr, ParseError> {
+        let span = self.span(&p);
+        let mut ty = TypeExpr {
+            name: String::new(),
+            levels: None,
+            format: None,
+            nullable: false,
+            span,
+        };
+        for part in p.into_inner() {
+            match part.as_rule() {
+                Rule::type_name => ty.name = part.as_str().to_string(),
+                Rule::levels => {
+                    ty.levels = Some(
+                        part.into_inner()
+                            .map(|s| self.visit_string(s))
+                            .collect::<Result<_, _>>()?,
+                    )
+                }
+                Rule::string => ty.format = Some(self.visit_string(part)?),
+                Rule::nullable => ty.nullable = true,
+                _ => {}
+            }
+        }
+        Ok(ty)
+    }
+
+    // ------------------------------------------------------------ check
+
+    fn visit_check_decl(&self, p: P) -> Result<Check, ParseError> {
+        let mut it = p.into_inner().peekable();
+        let stage = self.next_ident(&mut it)?;
+        let mut quarantine = false;
+        let mut rules = Vec::new();
+        for r in it {
+            match r.as_rule() {
+                Rule::quarantine => quarantine = true,
+                _ => rules.push(self.visit_rule(r)?),
+            }
+        }
+        Ok(Check {
+            stage,
+            quarantine,
+            rules,
+        })
+    }
+
+    fn visit_rule(&self, p: P) -> Result<Rule_, ParseError> {
+        let span = self.span(&p);
+        let mut warn = false;
+        let mut kind = None;
+        for part in p.into_inner() {
+            if part.as_rule() == Rule::warn {
+                warn = true;
+                continue;
+            }
+            kind = Some(self.visit_rule_body(part)?);
+        }
+        let kind = kind.ok_or_else(|| self.missing(span))?;
+        Ok(Rule_ { warn, kind, span })
+    }
+
+    fn visit_rule_body(&self, p: P) -> Result<RuleKind, ParseError> {
+        let rule = p.as_rule();
+        let span = self.span(&p);
+        let mut it = p.into_inner();
+        Ok(match rule {
+            Rule::not_null_rule => RuleKind::NotNull(self.visit_idents(self.next(&mut it, span)?)),
+            Rule::unique_rule => RuleKind::Unique(self.visit_idents(self.next(&mut it, span)?)),
+            Rule::range_rule => {
+                let col = self.next_ident(&mut it)?;
+                RuleKind::Range(col, self.visit_range(self.next(&mut it, span)?)?)
+            }
+            Rule::values_rule => {
+                let col = self.next_ident(&mut it)?;
+                let list = self.next(&mut it, span)?;
+                let values = list
+                    .into_inner()
+                    .map(|v| self.visit_value(v))
+                    .collect::<Result<_, _>>()?;
+                RuleKind::Values(col, values)
+            }
+            Rule::matches_rule => {
+                let col = self.next_ident(&mut it)?;
+                let s = self.next(&mut it, span)?;
+                let s_span = self.span(&s);
+                RuleKind::Matches(col, self.visit_string(s)?, s_span)
+            }
+            Rule::rows_rule => {
+                let op = self.visit_cmp_op(self.next(&mut it, span)?);
+                RuleKind::Rows(op, self.visit_int_lit(self.next(&mut it, span)?)?)
+            }
+            Rule::null_rate_rule => {
+                let col = self.next_ident(&mut it)?;
+                let op = self.visit_cmp_op(self.next(&mut it, span)?);
+                RuleKind::NullRate(col, op, self.visit_number(self.next(&mut it, span)?)?)
+            }
+            _ => RuleKind::Expect(self.visit_expr(self.next(&mut it, span)?)?),
+        })
+    }
+
+    // ------------------------------------------------------------ split
+
+    fn visit_split_decl(&self, p: P) -> Result<Split, ParseError> {
+        let mut it = p.into_inner();
+        let name = self.next_ident(&mut it)?;
+        let input = self.next_ident(&mut it)?;
+        let options = it.map(|o| self.visit_option(o)).collect::<Result<_, _>>()?;
+        Ok(Split {
+            name,
+            input,
+            options,
+        })
+    }
+
+    // ------------------------------------------------------------ transform
+
+    fn visit_transform_decl(&self, p: P) -> Result<Transform, ParseError> {
+        let mut it = p.into_inner();
+        let name = self.next_ident(&mut it)?;
+        let input = self.next_ident(&mut it)?;
+        let steps = it.map(|s| self.visit_step(s)).collect::<Result<_, _>>()?;
+        Ok(Transform { name, input, steps })
+    }
+
+    fn visit_step(&self, p: P) -> Result<Step, ParseError> {
+        let span = self.span(&p);
+        let rule = p.as_rule();
+        let mut it = p.into_inner();
+        let kind = match rule {
+            Rule::impute_step => {
+                let cols = self.visit_idents(self.next(&mut it, span)?);
+                let with = self.next(&mut it, span)?;
+                let with = if with.as_rule() == Rule::literal {
+                    let s = self.span(&with);
+                    ImputeWith::Lit(self.visit_literal(with)?, s)
+                } else {
+                    ImputeWith::Method(self.visit_ident(with))
+                };
+                StepKind::Impute(cols, with)
+            }
+            Rule::encode_step => {
+                let cols = self.visit_idents(self.next(&mut it, span)?);
+                let method = self.next_ident(&mut it)?;
+                let unknown = it.next().map(|u| self.visit_ident(u));
+                StepKind::Encode(cols, method, unknown)
+            }
+            Rule::scale_step => {
+                let cols = self.visit_idents(self.next(&mut it, span)?);
+                StepKind::Scale(cols, self.next_ident(&mut it)?)
+            }
+            Rule::clip_step => {
+                let cols = self.visit_idents(self.next(&mut it, span)?);
+                StepKind::Clip(cols, self.visit_range(self.next(&mut it, span)?)?)
+            }
+            Rule::bucket_step => {
+                let col = self.next_ident(&mut it)?;
+                let n = self.next(&mut it, span)?;
+                let n_span = self.span(&n);
+                StepKind::Bucket(col, self.visit_int_lit(n)?, n_span)
+            }
+            Rule::drop_step => StepKind::Drop(self.visit_idents(self.next(&mut it, span)?)),
+            Rule::keep_step => StepKind::Keep(self.visit_idents(self.next(&mut it, span)?)),
+            Rule::rename_step => {
+                let a = self.next_ident(&mut it)?;
+                StepKind::Rename(a, self.next_ident(&mut it)?)
+            }
+            _ => StepKind::Filter(self.visit_expr(self.next(&mut it, span)?)?),
+        };
+        Ok(Step { kind, span })
+    }
+
+    // ------------------------------------------------------------ features
+
+    fn visit_features_decl(&self, p: P) -> Result<Features, ParseError> {
+        let mut it = p.into_inner();
+        let name = self.next_ident(&mut it)?;
+        let input = self.next_ident(&mut it)?;
+        let features = it
+            .map(|f| {
+                let span = self.span(&f);
+                let mut fi = f.into_inner();
+                let name = self.next_ident(&mut fi)?;
+                let expr = self.visit_expr(self.next(&mut fi, span)?)?;
+                Ok(Feature { name, expr })
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Features {
+            name,
+            input,
+            features,
+        })
+    }
+
+    // ------------------------------------------------------------ plugin
+
+    fn visit_plugin_decl(&self, p: P) -> Result<Plugin, ParseError> {
+        let mut it = p.into_inner();
+        let name = self.next_ident(&mut it)?;
+        let path_pair = self.next(&mut it, name.span)?;
+        let path_span = self.span(&path_pair);
+        let path = self.visit_string(path_pair)?;
+        let options = it.map(|o| self.visit_option(o)).collect::<Result<_, _>>()?;
+        Ok(Plugin {
+            name,
+            path,
+            path_span,
+            options,
+        })
+    }
+
+    // ------------------------------------------------------------ model
+
+    fn visit_model_decl(&self, p: P) -> Result<Model, ParseError> {
+        let mut it = p.into_inner();
+        let name = self.next_ident(&mut it)?;
+        let algorithm = self.next_ident(&mut it)?;
+        let input = self.next_ident(&mut it)?;
+        let mut model = Model {
+            name,
+            algorithm,
+            input,
+            features: None,
+            exclude: vec![],
+            params: vec![],
+            tune: None,
+        };
+        for item in it {
+            match item.as_rule() {
+                Rule::model_cols => {
+                    let mut ci = item.into_inner();
+                    let key = ci
+                        .next()
+                        .map(|k| k.as_str().to_string())
+                        .unwrap_or_default();
+                    let cols = ci.next().map(|c| self.visit_idents(c)).unwrap_or_default();
+                    if key == "features" {
+                        model.features.get_or_insert_with(Vec::new).extend(cols);
+                    } else {
+                        model.exclude.extend(cols);
+                    }
+                }
+                Rule::tune_block => {
+                    let span = self.span(&item);
+                    let options = item
+                        .into_inner()
+                        .map(|o| self.visit_option(o))
+                        .collect::<Result<_, _>>()?;
+                    model.tune = Some(Tune { options, span });
+                }
+                _ => model.params.push(self.visit_option(item)?),
+            }
+        }
+        Ok(model)
+    }
+
+    // ------------------------------------------------------------ evaluate
+
+    fn visit_evaluate_decl(&self, p: P) -> Result<Evaluate, ParseError> {
+        let mut it = p.into_inner();
+        let model = self.next_ident(&mut it)?;
+        let partition = self.next_ident(&mut it)?;
+        let mut ev = Evaluate {
+            model,
+            partition,
+            metrics: vec![],
+            gates: vec![],
+            slices: vec![],
+        };
+        for item in it {
+            match item.as_rule() {
+                Rule::metrics_item => {
+                    for names in item.into_inner() {
+                        ev.metrics
+                            .extend(names.into_inner().map(|n| self.visit_ident(n)));
+                    }
+                }
+                Rule::require_item => ev.gates.push(self.visit_require_item(item)?),
+                _ => {
+                    let span = self.span(&item);
+                    let mut si = item.into_inner();
+                    let column = self.next_ident(&mut si)?;
+                    let gates = si
+                        .map(|g| self.visit_require_item(g))
+                        .collect::<Result<_, _>>()?;
+                    let _ = span;
+                    ev.slices.push(Slice { column, gates });
+                }
+            }
+        }
+        Ok(ev)
+    }
+
+    fn visit_require_item(&self, p: P) -> Result<Gate, ParseError> {
+        let span = self.span(&p);
+        let mut it = p.into_inner();
+        let gm = self.next(&mut it, span)?;
+        let mut names: Vec<Ident> = gm.into_inner().map(|n| self.visit_ident(n)).collect();
+        let (aggregate, metric) = match names.len() {
+            2 => {
+                let m = names.pop();
+                (names.pop(), m)
+            }
+            _ => (None, names.pop()),
+        };
+        let metric = metric.ok_or_else(|| self.missing(span))?;
+        let op = self.visit_cmp_op(self.next(&mut it, span)?);
+        let t = self.next(&mut it, span)?;
+        let threshold_span = self.span(&t);
+        let threshold = self.visit_number(t)?;
+        Ok(Gate {
+            aggregate,
+            metric,
+            op,
+            threshold,
+            threshold_span,
+            span,
+        })
+    }
+
+    // ------------------------------------------------------------ deploy / monitor
+
+    fn visit_deploy_decl(&self, p: P) -> Result<Deploy, ParseError> {
+        let mut it = p.into_inner();
+        let model = self.next_ident(&mut it)?;
+        let s = self.next(&mut it, model.span)?;
+        let name_span = self.span(&s);
+        let name = self.visit_string(s)?;
+        let options = it.map(|o| self.visit_option(o)).collect::<Result<_, _>>()?;
+        Ok(Deploy {
+            model,
+            name,
+            name_span,
+            options,
+        })
+    }
+
+    fn visit_monitor_decl(&self, p: P) -> Result<Monitor, ParseError> {
+        let mut it = p.into_inner();
+        let model = self.next_ident(&mut it)?;
+        let items = it
+            .map(|i| self.visit_monitor_item(i))
+            .collect::<Result<_, _>>()?;
+        Ok(Monitor { model, items })
+    }
+
+    fn visit_monitor_item(&self, p: P) -> Result<MonitorItem, ParseError> {
+        let span = self.span(&p);
+        let rule = p.as_rule();
+        if rule == Rule::option {
+            return Ok(MonitorItem {
+                kind: MonitorKind::Option(self.visit_option(p)?),
+                span,
+            });
+        }
+        let mut it = p.into_inner();
+        let kind = match rule {
+            Rule::drift_item => {
+                let columns = self.visit_idents(self.next(&mut it, span)?);
+                let stat = self.next_ident(&mut it)?;
+                let mut next = self.next(&mut it, span)?;
+                let mut p_value = false;
+                if next.as_rule() == Rule::p_value {
+                    p_value = true;
+                    next = self.next(&mut it, span)?;
+                }
+                let op = self.visit_cmp_op(next);
+                let t = self.next(&mut it, span)?;
+                let threshold_span = self.span(&t);
+                MonitorKind::Drift {
+                    columns,
+                    stat,
+                    p_value,
+                    op,
+                    threshold: self.visit_number(t)?,
+                    threshold_span,
+                }
+            }
+            Rule::performance_item => {
+                let metric = self.next_ident(&mut it)?;
+                let op = self.visit_cmp_op(self.next(&mut it, span)?);
+                let t = self.next(&mut it, span)?;
+                let threshold_span = self.span(&t);
+                MonitorKind::Performance {
+                    metric,
+                    op,
+                    threshold: self.visit_number(t)?,
+                    threshold_span,
+                }
+            }
+            Rule::latency_item => {
+                let percentile = self.next_ident(&mut it)?;
+                let op = self.visit_cmp_op(self.next(&mut it, span)?);
+                let v = self.next(&mut it, span)?;
+                let value_span = self.span(&v);
+                MonitorKind::Latency {
+                    percentile,
+                    op,
+                    value: self.visit_quantity(v)?,
+                    value_span,
+                }
+            }
+            _ => {
+                let op = self.visit_cmp_op(self.next(&mut it, span)?);
+                let t = self.next(&mut it, span)?;
+                let threshold_span = self.span(&t);
+                MonitorKind::ErrorRate {
+                    op,
+                    threshold: self.visit_number(t)?,
+                    threshold_span,
+                }
+            }
+        };
+        Ok(MonitorItem { kind, span })
+    }
+
+    // ------------------------------------------------------------ expressions
+
+    fn visit_expr(&self, p: P) -> Result<Expr, ParseError> {
+        let inner = match p.as_rule() {
+            Rule::expr => p.into_inner().next(),
+            _ => Some(p),
+        };
+        let Some(inner) = inner else {
+            return Err(self.missing(Span::default()));
+        };
+        match inner.as_rule() {
+            Rule::if_expr => {
+                let span = self.span(&inner);
+                let mut it = inner.into_inner();
+                let c = self.visit_expr(self.next(&mut it, span)?)?;
+                let t = self.visit_expr(self.next(&mut it, span)?)?;
+                let e = self.visit_expr(self.next(&mut it, span)?)?;
+                Ok(Expr {
+                    kind: ExprKind::If(Box::new(c), Box::new(t), Box::new(e)),
+                    span,
+                })
+            }
+            _ => self.visit_op_expr(inner),
+        }
+    }
+
+    fn visit_op_expr(&self, p: P) -> Result<Expr, ParseError> {
+        pratt()
+            .map_primary(|primary| self.visit_postfix_expr(primary))
+            .map_prefix(|op, rhs| {
+                let rhs = rhs?;
+                let un = if op.as_rule() == Rule::neg {
+                    UnOp::Neg
+                } else {
+                    UnOp::Not
+                };
+                let span = self.span(&op).to(rhs.span);
+                Ok(Expr {
+                    kind: ExprKind::Unary(un, Box::new(rhs)),
+                    span,
+                })
+            })
+            .map_infix(|lhs, op, rhs| {
+                let (lhs, rhs) = (lhs?, rhs?);
+                let bin = match op.as_rule() {
+                    Rule::add => BinOp::Add,
+                    Rule::sub => BinOp::Sub,
+                    Rule::mul => BinOp::Mul,
+                    Rule::div => BinOp::Div,
+                    Rule::rem => BinOp::Rem,
+                    Rule::pow => BinOp::Pow,
+                    Rule::and => BinOp::And,
+                    Rule::or => BinOp::Or,
+                    Rule::in_op => BinOp::In,
+                    Rule::lt => BinOp::Cmp(CmpOp::Lt),
+                    Rule::le => BinOp::Cmp(CmpOp::Le),
+                    Rule::gt => BinOp::Cmp(CmpOp::Gt),
+                    Rule::ge => BinOp::Cmp(CmpOp::Ge),
+                    Rule::eq => BinOp::Cmp(CmpOp::Eq),
+                    _ => BinOp::Cmp(CmpOp::Ne),
+                };
+                let span = lhs.span.to(rhs.span);
+                Ok(Expr {
+                    kind: ExprKind::Binary(bin, Box::new(lhs), Box::new(rhs)),
+                    span,
+                })
+            })
+            .parse(p.into_inner())
+    }
+
+    fn visit_postfix_expr(&self, p: P) -> Result<Expr, ParseError> {
+        let span = self.span(&p);
+        let mut it = p.into_inner();
+        let primary = self.visit_primary(self.next(&mut it, span)?)?;
+        match it.next() {
+            Some(over) => {
+                let keys = over
+                    .into_inner()
+                    .next()
+                    .map(|i| self.visit_idents(i))
+                    .unwrap_or_default();
+                Ok(Expr {
+                    kind: ExprKind::Over(Box::new(primary), keys),
+                    span,
+                })
+            }
+            None => Ok(primary),
+        }
+    }
+
+    fn visit_args(&self, it: &mut pest::iterators::Pairs<Rule>) -> Result<Vec<Expr>, ParseError> {
+        match it.next() {
+            Some(args) => args.into_inner().map(|a| self.visit_expr(a)).collect(),
+            None => Ok(vec![]),
+        }
+    }
+
+    fn visit_primary(&self, p: P) -> Result<Expr, ParseError> {
+        let span = self.span(&p);
+        let kind = match p.as_rule() {
+            Rule::expr | Rule::if_expr | Rule::op_expr => return self.visit_expr(p),
+            Rule::expr_list => ExprKind::List(
+                p.into_inner()
+                    .map(|e| self.visit_expr(e))
+                    .collect::<Result<_, _>>()?,
+            ),
+            Rule::plugin_call => {
+                let mut it = p.into_inner();
+                let plugin = self.next_ident(&mut it)?;
+                let func = self.next_ident(&mut it)?;
+                ExprKind::PluginCall(plugin, func, self.visit_args(&mut it)?)
+            }
+            Rule::call => {
+                let mut it = p.into_inner();
+                let func = self.next_ident(&mut it)?;
+                ExprKind::Call(func, self.visit_args(&mut it)?)
+            }
+            Rule::column => ExprKind::Column(p.as_str().to_string()),
+            _ => ExprKind::Lit(self.visit_literal(p)?),
+        };
+        Ok(Expr { kind, span })
+    }
+
+    // ------------------------------------------------------------ helpers
+
+    fn missing(&self, span: Span) -> ParseError {
+        ParseError {
+            span,
+            message: "incomplete declaration".into(),
+            expected: vec![],
+            kind: ParseErrorKind::Syntax,
+        }
+    }
+
+    fn next<'i>(
+        &self,
+        it: &mut impl Iterator<Item = P<'i>>,
+        span: Span,
+    ) -> Result<P<'i>, ParseError> {
+        it.next().ok_or_else(|| self.missing(span))
+    }
+
+    fn next_ident<'i>(&self, it: &mut impl Iterator<Item = P<'i>>) -> Result<Ident, ParseError> {
+        it.next()
+            .map(|p| self.visit_ident(p))
+            .ok_or_else(|| self.missing(Span::new(self.file, 0, 0)))
+    }
+}
+
+type Rule_ = crate::ast::Rule;
+
+/// The words a user sees for a grammar rule in "expected ..." messages.
+fn rule_words(rule: Rule) -> Option<&'static str> {
+    Some(match rule {
+        Rule::EOI => "end of file",
+        Rule::source_decl
+        | Rule::check_decl
+        | Rule::split_decl
+        | Rule::transform_decl
+        | Rule::features_decl
+        | Rule::plugin_decl
+        | Rule::model_decl
+        | Rule::evaluate_decl
+        | Rule::deploy_decl
+        | Rule::monitor_decl => {
+            "a declaration (`source`, `check`, `split`, `transform`, `features`, `plugin`, `model`, `evaluate`, `deploy` or `monitor`)"
+        }
+        Rule::ident | Rule::name | Rule::idents | Rule::column => "a name",
+        Rule::int_lit => "an integer",
+        Rule::float_lit | Rule::number => "a number",
+        Rule::quantity => "a number with a unit (like `20ms` or `64MB`)",
+        Rule::string => "a quoted string",
+        Rule::bool_lit => "`true` or `false`",
+        Rule::null_lit => "`null`",
+        Rule::literal => "a literal value",
+        Rule::list => "a list `[...]`",
+        Rule::value | Rule::call_value => "a value",
+        Rule::range => "a range `LO..HI`",
+        Rule::cmp_op => "a comparison (`<`, `<=`, `>`, `>=`, `==`, `!=`)",
+        Rule::format_call => "a format such as `csv(\"path\")`",
+        Rule::option => "an option `name = value`",
+        Rule::column_decl => "a column declaration `name : type`",
+        Rule::type_expr | Rule::type_name => {
+            "a type (`int`, `float`, `bool`, `str`, `category`, `date`, `datetime`)"
+        }
+        Rule::levels => "a list of levels",
+        Rule::nullable => "`?`",
+        Rule::quarantine => "`quarantine`",
+        Rule::check_rule | Rule::warn => {
+            "a check rule (`not_null`, `unique`, `range`, `values`, `matches`, `rows`, `null_rate`, `expect`)"
+        }
+        Rule::not_null_rule
+        | Rule::unique_rule
+        | Rule::range_rule
+        | Rule::values_rule
+        | Rule::matches_rule
+        | Rule::rows_rule
+        | Rule::null_rate_rule
+        | Rule::expect_rule => {
+            "a check rule (`not_null`, `unique`, `range`, `values`, `matches`, `rows`, `null_rate`, `expect`)"
+        }
+        Rule::impute_step
+        | Rule::encode_step
+        | Rule::scale_step
+        | Rule::clip_step
+        | Rule::bucket_step
+        | Rule::drop_step
+        | Rule::keep_step
+        | Rule::rename_step
+        | Rule::filter_step => {
+            "a transform step (`impute`, `encode`, `scale`, `clip`, `bucket`, `drop`, `keep`, `rename`, `filter`)"
+        }
+        Rule::feature => "a feature `name = expression`",
+        Rule::model_cols | Rule::cols_key => "`features = ...` or `exclude = ...`",
+        Rule::tune_block => "a `tune { ... }` block",
+        Rule::metrics_item | Rule::require_item | Rule::slice_item => {
+            "`metrics`, `require` or `slice`"
+        }
+        Rule::metric_names | Rule::gate_metric => "a metric name",
+        Rule::drift_item | Rule::performance_item | Rule::latency_item | Rule::error_rate_item => {
+            "`drift`, `performance`, `latency`, `error_rate` or an option"
+        }
+        Rule::p_value => "`p`",
+        Rule::expr
+        | Rule::if_expr
+        | Rule::op_expr
+        | Rule::postfix_expr
+        | Rule::expr_list
+        | Rule::plugin_call
+        | Rule::call
+        | Rule::args => "an expression",
+        Rule::neg | Rule::not => "an expression",
+        Rule::over => "`over`",
+        Rule::pow
+        | Rule::add
+        | Rule::sub
+        | Rule::mul
+        | Rule::div
+        | Rule::rem
+        | Rule::le
+        | Rule::ge
+        | Rule::eq
+        | Rule::ne
+        | Rule::lt
+        | Rule::gt
+        | Rule::and
+        | Rule::or
+        | Rule::in_op => "an operator",
+        _ => return None,
+    })
+}
+
+fn syntax_error(file: FileId, text: &str, e: pest::error::Error<Rule>) -> ParseError {
+    use pest::error::{ErrorVariant, InputLocation};
+    let pos = match e.location {
+        InputLocation::Pos(p) => p,
+        InputLocation::Span((s, _)) => s,
+    };
+    let mut expected: Vec<String> = Vec::new();
+    if let ErrorVariant::ParsingError { positives, .. } = &e.variant {
+        for r in positives {
+            if let Some(w) = rule_words(*r) {
+                let w = w.to_string();
+                if !expected.contains(&w) {
+                    expected.push(w);
+                }
+            }
+        }
+    }
+    // The offending token: from the error position to the end of the word.
+    let rest = &text[pos.min(text.len())..];
+    let tok_len = if rest.is_empty() {
+        0
+    } else {
+        let first = rest.chars().next().map(|c| c.len_utf8()).unwrap_or(1);
+        let word: usize = rest
+            .char_indices()
+            .take_while(|(_, c)| c.is_alphanumeric() || *c == '_')
+            .map(|(_, c)| c.len_utf8())
+            .sum();
+        word.max(first)
+    };
+    let found = if rest.is_empty() {
+        "the end of the file".to_string()
+    } else {
+        format!("`{}`", &rest[..tok_len])
+    };
+    let message = match expected.len() {
+        0 => format!("unexpected {found}"),
+        1 => format!("expected {}, found {found}", expected[0]),
+        _ => {
+            let (last, init) = expected.split_last().unwrap_or((&expected[0], &[]));
+            format!("expected {} or {last}, found {found}", init.join(", "))
+        }
+    };
+    ParseError {
+        span: Span::new(file, pos, pos + tok_len),
+        message,
+        expected,
+        kind: ParseErrorKind::Syntax,
+    }
+}

@@ -1,0 +1,482 @@
+//! The plan: the compiler's only serialisable output, and the runtime's input.
+//!
+//! A [`Plan`] is a DAG of [`Stage`]s in a deterministic topological order. Each
+//! stage carries its operator ([`Op`]), its inputs (stage ids), its output
+//! schema, and a canonical form (`canonical`, `definition_hash`) from which the
+//! runtime computes cache keys. The canonical form holds no spans, comments or
+//! stage names, so formatting, comments and declaration order never change it.
+//!
+//! The plan is versioned ([`PLAN_VERSION`]): a change to these types that
+//! alters their JSON is a new version.
+
+use crate::types::{ColumnSchema, Type};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Bumped whenever the JSON shape of the plan changes.
+pub const PLAN_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    pub version: u32,
+    /// The compiler that produced it (part of every cache key).
+    pub engine: String,
+    pub stages: Vec<Stage>,
+    pub plugins: Vec<PluginDecl>,
+}
+
+impl Plan {
+    pub fn stage(&self, id: &str) -> Option<&Stage> {
+        self.stages.iter().find(|s| s.id == id)
+    }
+}
+
+/// Where a declaration was written (1-based), for `mlp plan` to say which
+/// definition changed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Origin {
+    pub file: String,
+    pub line: usize,
+    pub column: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Stage {
+    /// `source.houses`, `check.houses`, `split.data`, `transform.prep`,
+    /// `features.feats`, `model.price_model`, `evaluate.price_model.test`,
+    /// `deploy.house-price`, `monitor.price_model`.
+    pub id: String,
+    /// The name the user gave (the model's name for evaluate/monitor).
+    pub name: String,
+    pub inputs: Vec<String>,
+    pub op: Op,
+    pub schema: Vec<ColumnSchema>,
+    /// Plugins whose functions this stage calls (their bytes join the key).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub plugins: Vec<String>,
+    /// The operator as canonical JSON.
+    pub canonical: String,
+    /// SHA-256 of `canonical`, hex.
+    pub definition_hash: String,
+    pub origin: Origin,
+}
+
+/// One stage's operator.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Op {
+    Source(SourceOp),
+    Check(CheckOp),
+    Split(SplitOp),
+    Transform(TransformOp),
+    Features(FeaturesOp),
+    Model(ModelOp),
+    Evaluate(EvaluateOp),
+    Deploy(DeployOp),
+    Monitor(MonitorOp),
+}
+
+impl Op {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Op::Source(_) => "source",
+            Op::Check(_) => "check",
+            Op::Split(_) => "split",
+            Op::Transform(_) => "transform",
+            Op::Features(_) => "features",
+            Op::Model(_) => "model",
+            Op::Evaluate(_) => "evaluate",
+            Op::Deploy(_) => "deploy",
+            Op::Monitor(_) => "monitor",
+        }
+    }
+}
+
+// ---------------------------------------------------------------- literals
+
+/// A literal value in the plan.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Literal {
+    Null(()),
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Str(String),
+}
+
+// ---------------------------------------------------------------- source
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SourceOp {
+    /// `csv`, `parquet` or `json` (newline-delimited).
+    pub format: String,
+    /// Relative to the project root; may be a glob.
+    pub path: String,
+    pub options: BTreeMap<String, Literal>,
+    pub columns: Vec<SourceColumn>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SourceColumn {
+    pub name: String,
+    /// The header in the file, when it differs from `name`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raw_name: Option<String>,
+    #[serde(flatten)]
+    pub ty: Type,
+    pub nullable: bool,
+}
+
+// ---------------------------------------------------------------- check
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckOp {
+    pub quarantine: bool,
+    pub rules: Vec<CheckRule>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckRule {
+    pub warn: bool,
+    /// Decided per row (applied at serving too), as opposed to over the whole
+    /// frame (`unique`, `rows`, `null_rate`).
+    pub row_level: bool,
+    /// Reads a model's target: applies to training data only.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reads_target: bool,
+    /// The rule as written, normalised (for reports).
+    pub text: String,
+    pub rule: RuleOp,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "rule", rename_all = "snake_case")]
+pub enum RuleOp {
+    NotNull {
+        columns: Vec<String>,
+    },
+    Unique {
+        columns: Vec<String>,
+    },
+    Range {
+        column: String,
+        lo: Option<Literal>,
+        hi: Option<Literal>,
+    },
+    Values {
+        column: String,
+        values: Vec<Literal>,
+    },
+    Matches {
+        column: String,
+        pattern: String,
+    },
+    Rows {
+        op: String,
+        n: i64,
+    },
+    NullRate {
+        column: String,
+        op: String,
+        rate: f64,
+    },
+    Expect {
+        expr: Expr,
+    },
+}
+
+// ---------------------------------------------------------------- split
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SplitOp {
+    /// The column that names each row's partition.
+    pub partition_column: String,
+    pub method: SplitMethod,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "method", rename_all = "snake_case")]
+pub enum SplitMethod {
+    /// Random (or key-hashed, or time-ordered) assignment by ratio.
+    Ratios {
+        /// In declaration order; `order` assigns the latest rows to the last.
+        partitions: Vec<(String, f64)>,
+        seed: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        key: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        stratify: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        order: Option<String>,
+    },
+    /// The data is already split: `column` names each row's partition.
+    Column { column: String },
+}
+
+// ---------------------------------------------------------------- transform
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TransformOp {
+    pub steps: Vec<StepOp>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "step", rename_all = "snake_case")]
+pub enum StepOp {
+    /// `with` is `mean`, `median`, `mode`, or a literal.
+    Impute {
+        columns: Vec<String>,
+        method: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        value: Option<Literal>,
+    },
+    Encode {
+        column: String,
+        method: String,
+        /// Known before the data is read (declared, or proven by a check).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        levels: Option<Vec<String>>,
+        /// The columns it adds (one per level, or the `_ordinal` column);
+        /// `None` for a one-hot group learned from `train`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        outputs: Option<Vec<String>>,
+        /// `zeros` (default for onehot), `error`, or `minus_one` (ordinal).
+        unknown: String,
+    },
+    Scale {
+        columns: Vec<String>,
+        method: String,
+    },
+    Clip {
+        columns: Vec<String>,
+        lo: Option<f64>,
+        hi: Option<f64>,
+    },
+    Bucket {
+        column: String,
+        quantiles: i64,
+    },
+    Drop {
+        columns: Vec<String>,
+    },
+    Keep {
+        columns: Vec<String>,
+    },
+    Rename {
+        from: String,
+        to: String,
+    },
+    Filter {
+        expr: Expr,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        reads_target: bool,
+    },
+}
+
+impl StepOp {
+    /// Whether the step learns parameters from `train`.
+    pub fn is_fitted(&self) -> bool {
+        match self {
+            StepOp::Impute { method, .. } => method != "value",
+            StepOp::Encode { levels, .. } => levels.is_none(),
+            StepOp::Scale { .. } | StepOp::Bucket { .. } => true,
+            _ => false,
+        }
+    }
+}
+
+// ---------------------------------------------------------------- features
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FeaturesOp {
+    pub features: Vec<FeatureOp>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FeatureOp {
+    pub name: String,
+    pub expr: Expr,
+    #[serde(flatten)]
+    pub ty: Type,
+    pub nullable: bool,
+}
+
+/// A typed expression. Functions are named as in the language reference.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "e", rename_all = "snake_case")]
+pub enum Expr {
+    Lit {
+        value: Literal,
+    },
+    Col {
+        name: String,
+    },
+    List {
+        items: Vec<Expr>,
+    },
+    Unary {
+        op: String,
+        arg: Box<Expr>,
+    },
+    Binary {
+        op: String,
+        left: Box<Expr>,
+        right: Box<Expr>,
+    },
+    If {
+        cond: Box<Expr>,
+        then: Box<Expr>,
+        #[serde(rename = "else")]
+        otherwise: Box<Expr>,
+    },
+    Call {
+        func: String,
+        args: Vec<Expr>,
+    },
+    Plugin {
+        plugin: String,
+        func: String,
+        args: Vec<Expr>,
+    },
+    /// A lookup table fitted on `train`: `agg(arg) over keys`.
+    Over {
+        agg: String,
+        arg: Box<Expr>,
+        keys: Vec<String>,
+    },
+}
+
+// ---------------------------------------------------------------- model
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Task {
+    Regression,
+    Classification,
+}
+
+/// A parameter value (a search space is a list of these).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ParamValue {
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Str(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelOp {
+    pub algorithm: String,
+    pub task: Task,
+    pub target: String,
+    /// The classes, when the target's levels are known before the data is read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub classes: Option<Vec<String>>,
+    /// Input columns in order; a one-hot group appears as `city_*`.
+    pub features: Vec<String>,
+    /// Every parameter, defaults filled in (fixed values).
+    pub params: BTreeMap<String, ParamValue>,
+    /// Parameters given as lists: the search space.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub search: BTreeMap<String, Vec<ParamValue>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tune: Option<TuneOp>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TuneOp {
+    pub cv: i64,
+    pub metric: String,
+    /// `grid`, or `random` with `trials`.
+    pub search: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trials: Option<i64>,
+    pub seed: u64,
+}
+
+// ---------------------------------------------------------------- evaluate
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EvaluateOp {
+    pub model: String,
+    pub partition: String,
+    pub metrics: Vec<String>,
+    pub gates: Vec<GateOp>,
+    pub slices: Vec<SliceOp>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GateOp {
+    /// `gap`, `ratio`, `min`, `max` for slice gates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aggregate: Option<String>,
+    pub metric: String,
+    pub op: String,
+    pub threshold: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SliceOp {
+    pub column: String,
+    pub gates: Vec<GateOp>,
+}
+
+// ---------------------------------------------------------------- deploy / monitor
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeployOp {
+    pub model: String,
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alias: Option<String>,
+    /// The stages a request row goes through, in order (the inference slice).
+    pub serving_stages: Vec<String>,
+    /// The columns a request must carry: the sources' columns the model's
+    /// features are computed from.
+    pub request_columns: Vec<SourceColumn>,
+    /// The evaluate stages whose gates must pass first.
+    pub gated_by: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MonitorOp {
+    pub model: String,
+    pub drift: Vec<DriftOp>,
+    pub performance: Vec<GateOp>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub latency: Vec<LatencyOp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_rate: Option<GateOp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DriftOp {
+    pub column: String,
+    /// `psi`, `ks`, `wasserstein`, `js`, `chi2`.
+    pub stat: String,
+    /// The threshold is on the test's p-value rather than its statistic.
+    pub p_value: bool,
+    pub op: String,
+    pub threshold: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LatencyOp {
+    pub percentile: f64,
+    pub op: String,
+    pub millis: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PluginDecl {
+    pub name: String,
+    /// Relative to the project root.
+    pub path: String,
+    pub memory_bytes: u64,
+    pub fuel: u64,
+    pub timeout_ms: u64,
+}

@@ -1,0 +1,197 @@
+//! The subcommands: each takes parsed arguments, prints, and returns the exit
+//! code (0 ok, 1 the pipeline has errors, 2 the command could not run).
+
+use crate::project::{Project, ProjectError};
+use crate::sample::{read_sample, SampleError};
+use mlp_compiler::graph::{self, GraphFormat};
+use mlp_compiler::{codes, infer, Compilation, Report, SourceMap};
+use std::io::IsTerminal;
+use std::path::Path;
+use std::process::ExitCode;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Color {
+    Auto,
+    Always,
+    Never,
+}
+
+impl Color {
+    fn enabled(self) -> bool {
+        match self {
+            Color::Always => true,
+            Color::Never => false,
+            Color::Auto => {
+                std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none()
+            }
+        }
+    }
+}
+
+/// A command that could not run (as opposed to a pipeline with errors).
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error(transparent)]
+    Project(#[from] ProjectError),
+    #[error(transparent)]
+    Sample(#[from] SampleError),
+    #[error("unknown code `{0}`")]
+    UnknownCode(String),
+    #[error("the pipeline has errors; run `mlp check` to see them")]
+    DoesNotCheck,
+    #[error("cannot write output: {0}")]
+    Output(String),
+}
+
+impl CliError {
+    pub fn help(&self) -> Option<String> {
+        match self {
+            CliError::Project(e) => e.help(),
+            CliError::Sample(e) => e.help(),
+            CliError::UnknownCode(_) => Some(format!(
+                "codes look like E0201; known codes: {}",
+                codes::CODES
+                    .iter()
+                    .map(|(c, _)| *c)
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            )),
+            _ => None,
+        }
+    }
+}
+
+/// Renders diagnostics as miette reports (without colour when `color` is off).
+pub fn render_diagnostics(c: &Compilation, sources: &SourceMap, color: bool) -> String {
+    let theme = if color {
+        miette::GraphicalTheme::unicode()
+    } else {
+        miette::GraphicalTheme::unicode_nocolor()
+    };
+    let handler = miette::GraphicalReportHandler::new_themed(theme).with_width(100);
+    let mut out = String::new();
+    for d in &c.diagnostics {
+        let report = Report::new(d.clone(), sources);
+        let _ = handler.render_report(&mut out, &report);
+        out.push('\n');
+    }
+    out
+}
+
+fn summary(c: &Compilation) -> String {
+    let errors = c.diagnostics.iter().filter(|d| d.is_error()).count();
+    let warnings = c.diagnostics.len() - errors;
+    let plural = |n: usize, w: &str| format!("{n} {w}{}", if n == 1 { "" } else { "s" });
+    match (errors, warnings) {
+        (0, 0) => String::new(),
+        (0, w) => plural(w, "warning"),
+        (e, 0) => plural(e, "error"),
+        (e, w) => format!("{}, {}", plural(e, "error"), plural(w, "warning")),
+    }
+}
+
+fn write_stdout(s: &str) -> Result<(), CliError> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    out.write_all(s.as_bytes())
+        .and_then(|_| out.flush())
+        .or_else(|e| {
+            // A closed pipe (`mlp ... | head`) is not an error.
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                Ok(())
+            } else {
+                Err(CliError::Output(e.to_string()))
+            }
+        })
+}
+
+/// `mlp check [PATH] [--json] [--plan]`.
+pub fn check(path: &Path, json: bool, emit_plan: bool, color: Color) -> Result<ExitCode, CliError> {
+    let project = Project::load(path)?;
+    let c = project.compile();
+    if json {
+        let diags: Vec<_> = c
+            .diagnostics
+            .iter()
+            .map(|d| d.to_json(&project.sources))
+            .collect();
+        let out = serde_json::json!({
+            "ok": !c.has_errors(),
+            "files": project.sources.files().map(|(_, f)| f.name.clone()).collect::<Vec<_>>(),
+            "stages": c.plan.as_ref().map(|p| p.stages.len()).unwrap_or(0),
+            "diagnostics": diags,
+        });
+        write_stdout(&format!(
+            "{}\n",
+            serde_json::to_string_pretty(&out).unwrap_or_default()
+        ))?;
+    } else {
+        let rendered = render_diagnostics(&c, &project.sources, color.enabled());
+        eprint!("{rendered}");
+        match &c.plan {
+            Some(plan) if emit_plan => {
+                write_stdout(&format!(
+                    "{}\n",
+                    serde_json::to_string_pretty(plan).unwrap_or_default()
+                ))?;
+            }
+            Some(plan) => {
+                let files = project.sources.files().count();
+                let extra = summary(&c);
+                eprintln!(
+                    "ok: {} stage{} in {} file{}{}",
+                    plan.stages.len(),
+                    if plan.stages.len() == 1 { "" } else { "s" },
+                    files,
+                    if files == 1 { "" } else { "s" },
+                    if extra.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({extra})")
+                    }
+                );
+            }
+            None => eprintln!("failed: {}", summary(&c)),
+        }
+    }
+    Ok(if c.has_errors() {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// `mlp explain CODE`.
+pub fn explain(code: &str) -> Result<ExitCode, CliError> {
+    let doc = codes::explain(code).ok_or_else(|| CliError::UnknownCode(code.to_string()))?;
+    write_stdout(doc)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `mlp graph [PATH] --format dot|mermaid`.
+pub fn graph(path: &Path, format: GraphFormat, color: Color) -> Result<ExitCode, CliError> {
+    let project = Project::load(path)?;
+    let c = project.compile();
+    let Some(plan) = &c.plan else {
+        eprint!(
+            "{}",
+            render_diagnostics(&c, &project.sources, color.enabled())
+        );
+        return Err(CliError::DoesNotCheck);
+    };
+    write_stdout(&graph::render(plan, format))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `mlp infer FILE`.
+pub fn infer(file: &Path, name: Option<&str>, rows: usize) -> Result<ExitCode, CliError> {
+    let (sample, format) = read_sample(file, rows.max(1))?;
+    let name = name.map(str::to_string).unwrap_or_else(|| {
+        file.file_stem()
+            .map(|s| s.to_string_lossy().to_string())
+            .unwrap_or_else(|| "data".into())
+    });
+    let shown = file.to_string_lossy().replace('\\', "/");
+    write_stdout(&infer::source_block(&name, format, &shown, &sample))?;
+    Ok(ExitCode::SUCCESS)
+}

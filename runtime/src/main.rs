@@ -1,0 +1,93 @@
+//! The `mlp` command line: argument parsing and output, nothing else.
+//!
+//! Each subcommand reads what it needs through [`mlp_runtime::project`] and the
+//! pure compiler, and renders the result for a terminal or as JSON.
+
+use clap::{Parser, Subcommand, ValueEnum};
+use mlp_compiler::graph::GraphFormat;
+use mlp_runtime::cli;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "mlp",
+    version,
+    about = "Compile and run declarative machine-learning pipelines",
+    long_about = None
+)]
+struct Cli {
+    /// Colour output: auto, always, never.
+    #[arg(long, global = true, default_value = "auto")]
+    color: cli::Color,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check a pipeline: report every mistake before any data is read.
+    Check {
+        /// A .mlp file, or a directory whose .mlp files form one project.
+        #[arg(default_value = ".")]
+        path: PathBuf,
+        /// Print diagnostics as JSON (one object with a `diagnostics` array).
+        #[arg(long)]
+        json: bool,
+        /// Print the compiled plan as JSON when the pipeline checks.
+        #[arg(long, conflicts_with = "json")]
+        plan: bool,
+    },
+    /// Explain a diagnostic code, for example `mlp explain E0201`.
+    Explain { code: String },
+    /// Print the pipeline's stage graph.
+    Graph {
+        #[arg(default_value = ".")]
+        path: PathBuf,
+        #[arg(long, value_enum, default_value = "dot")]
+        format: Format,
+    },
+    /// Print a `source` block inferred from a sample of a CSV or NDJSON file.
+    Infer {
+        file: PathBuf,
+        /// The source's name (default: the file's stem).
+        #[arg(long)]
+        name: Option<String>,
+        /// How many rows to sample.
+        #[arg(long, default_value_t = 10_000)]
+        rows: usize,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Format {
+    Dot,
+    Mermaid,
+}
+
+fn main() -> ExitCode {
+    let args = Cli::parse();
+    let result = match args.command {
+        Command::Check { path, json, plan } => cli::check(&path, json, plan, args.color),
+        Command::Explain { code } => cli::explain(&code),
+        Command::Graph { path, format } => cli::graph(
+            &path,
+            match format {
+                Format::Dot => GraphFormat::Dot,
+                Format::Mermaid => GraphFormat::Mermaid,
+            },
+            args.color,
+        ),
+        Command::Infer { file, name, rows } => cli::infer(&file, name.as_deref(), rows),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            if let Some(help) = e.help() {
+                eprintln!("  help: {help}");
+            }
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,169 @@
+//! `read_sample: Path -> infer::Sample`: the first rows of a CSV or NDJSON
+//! file, for `mlp infer`.
+
+use mlp_compiler::infer::{Cell, Sample, SampleColumn};
+use std::io::BufRead;
+use std::path::Path;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SampleError {
+    #[error("cannot read `{path}`: {reason}")]
+    Io { path: String, reason: String },
+    #[error("`{path}` line {line}: {reason}")]
+    Parse {
+        path: String,
+        line: usize,
+        reason: String,
+    },
+    #[error("unsupported file type `{0}`")]
+    Format(String),
+    #[error("`{0}` has no rows")]
+    Empty(String),
+}
+
+impl SampleError {
+    pub fn help(&self) -> Option<String> {
+        match self {
+            SampleError::Format(_) => Some(
+                "`mlp infer` reads .csv, .tsv, .json/.ndjson/.jsonl files; Parquet files carry their own schema, which `mlp run` reads"
+                    .into(),
+            ),
+            _ => None,
+        }
+    }
+}
+
+/// The format keyword for a file, from its extension.
+pub fn format_of(path: &Path) -> Option<&'static str> {
+    match path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(|e| e.to_ascii_lowercase())
+        .as_deref()
+    {
+        Some("csv") | Some("tsv") | Some("txt") => Some("csv"),
+        Some("json") | Some("ndjson") | Some("jsonl") => Some("json"),
+        Some("parquet") | Some("pq") => Some("parquet"),
+        _ => None,
+    }
+}
+
+/// Reads up to `max_rows` rows.
+pub fn read_sample(path: &Path, max_rows: usize) -> Result<(Sample, &'static str), SampleError> {
+    let shown = path.display().to_string();
+    let format = format_of(path).ok_or_else(|| {
+        SampleError::Format(
+            path.extension()
+                .map(|e| e.to_string_lossy().to_string())
+                .unwrap_or_default(),
+        )
+    })?;
+    let io = |e: std::io::Error| SampleError::Io {
+        path: shown.clone(),
+        reason: e.to_string(),
+    };
+    let sample = match format {
+        "csv" => {
+            let delimiter = if path.extension().is_some_and(|e| e == "tsv") {
+                b'\t'
+            } else {
+                b','
+            };
+            let mut rdr = csv::ReaderBuilder::new()
+                .delimiter(delimiter)
+                .flexible(false)
+                .from_path(path)
+                .map_err(|e| SampleError::Io {
+                    path: shown.clone(),
+                    reason: e.to_string(),
+                })?;
+            let headers = rdr
+                .headers()
+                .map_err(|e| SampleError::Parse {
+                    path: shown.clone(),
+                    line: 1,
+                    reason: e.to_string(),
+                })?
+                .clone();
+            let mut columns: Vec<SampleColumn> = headers
+                .iter()
+                .map(|h| SampleColumn {
+                    name: h.to_string(),
+                    cells: vec![],
+                })
+                .collect();
+            let mut rows = 0;
+            for (i, rec) in rdr.records().take(max_rows).enumerate() {
+                let rec = rec.map_err(|e| SampleError::Parse {
+                    path: shown.clone(),
+                    line: i + 2,
+                    reason: e.to_string(),
+                })?;
+                for (c, v) in columns.iter_mut().zip(rec.iter()) {
+                    c.cells.push(if v.is_empty() {
+                        Cell::Null
+                    } else {
+                        Cell::Text(v.to_string())
+                    });
+                }
+                rows += 1;
+            }
+            Sample { columns, rows }
+        }
+        "json" => {
+            let f = std::fs::File::open(path).map_err(io)?;
+            let mut columns: Vec<SampleColumn> = vec![];
+            let mut rows = 0;
+            for (i, line) in std::io::BufReader::new(f).lines().enumerate() {
+                if rows >= max_rows {
+                    break;
+                }
+                let line = line.map_err(io)?;
+                if line.trim().is_empty() {
+                    continue;
+                }
+                let v: serde_json::Value =
+                    serde_json::from_str(&line).map_err(|e| SampleError::Parse {
+                        path: shown.clone(),
+                        line: i + 1,
+                        reason: e.to_string(),
+                    })?;
+                let serde_json::Value::Object(obj) = v else {
+                    return Err(SampleError::Parse {
+                        path: shown.clone(),
+                        line: i + 1,
+                        reason: "expected one JSON object per line".into(),
+                    });
+                };
+                for (k, v) in &obj {
+                    if !columns.iter().any(|c| &c.name == k) {
+                        columns.push(SampleColumn {
+                            name: k.clone(),
+                            cells: vec![Cell::Null; rows],
+                        });
+                    }
+                    let _ = v;
+                }
+                for c in columns.iter_mut() {
+                    c.cells.push(match obj.get(&c.name) {
+                        None | Some(serde_json::Value::Null) => Cell::Null,
+                        Some(serde_json::Value::Bool(b)) => Cell::Bool(*b),
+                        Some(serde_json::Value::Number(n)) => match n.as_i64() {
+                            Some(i) => Cell::Int(i),
+                            None => Cell::Float(n.as_f64().unwrap_or(f64::NAN)),
+                        },
+                        Some(serde_json::Value::String(s)) => Cell::Text(s.clone()),
+                        Some(other) => Cell::Text(other.to_string()),
+                    });
+                }
+                rows += 1;
+            }
+            Sample { columns, rows }
+        }
+        other => return Err(SampleError::Format(other.to_string())),
+    };
+    if sample.rows == 0 {
+        return Err(SampleError::Empty(shown));
+    }
+    Ok((sample, format))
+}
