@@ -26,6 +26,8 @@ pub struct ParseError {
     /// What the parser would have accepted there, in words.
     pub expected: Vec<String>,
     pub kind: ParseErrorKind,
+    /// "did you mean `float`?" for a misspelt keyword.
+    pub suggestion: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,12 +40,14 @@ pub enum ParseErrorKind {
 
 /// Parses one source file.
 pub fn parse(file: FileId, text: &str) -> Result<File, ParseError> {
+    pest::set_error_detail(true);
     let mut pairs = MlpParser::parse(Rule::file, text).map_err(|e| syntax_error(file, text, e))?;
     let root = pairs.next().ok_or_else(|| ParseError {
         span: Span::new(file, 0, 0),
         message: "empty parse".into(),
         expected: vec![],
         kind: ParseErrorKind::Syntax,
+        suggestion: None,
     })?;
     let cx = Cx { file };
     cx.visit_file(root)
@@ -88,6 +92,7 @@ impl Cx {
             message,
             expected: vec![],
             kind: ParseErrorKind::BadLiteral,
+            suggestion: None,
         }
     }
 
@@ -249,6 +254,7 @@ impl Cx {
             message: message.into(),
             expected: vec![],
             kind: ParseErrorKind::BadLiteral,
+            suggestion: None,
         }
     }
 
@@ -878,6 +884,7 @@ impl Cx {
             message: "incomplete declaration".into(),
             expected: vec![],
             kind: ParseErrorKind::Syntax,
+            suggestion: None,
         }
     }
 
@@ -1001,21 +1008,77 @@ fn rule_words(rule: Rule) -> Option<&'static str> {
 
 fn syntax_error(file: FileId, text: &str, e: pest::error::Error<Rule>) -> ParseError {
     use pest::error::{ErrorVariant, InputLocation};
-    let pos = match e.location {
+    let mut pos = match e.location {
         InputLocation::Pos(p) => p,
         InputLocation::Span((s, _)) => s,
     };
     let mut expected: Vec<String> = Vec::new();
-    if let ErrorVariant::ParsingError { positives, .. } = &e.variant {
-        for r in positives {
-            if let Some(w) = rule_words(*r) {
-                let w = w.to_string();
-                if !expected.contains(&w) {
-                    expected.push(w);
+    let push = |expected: &mut Vec<String>, w: String| {
+        if !expected.contains(&w) {
+            expected.push(w);
+        }
+    };
+    // With error detail on, pest knows the furthest position reached and the
+    // literal tokens and rules it would have accepted there.
+    let mut keywords: Vec<String> = Vec::new();
+    if let Some(attempts) = e.parse_attempts() {
+        if attempts.max_position >= pos {
+            pos = attempts.max_position;
+            let mut rule_found = false;
+            for stack in attempts.call_stacks() {
+                if let Some(r) = stack.deepest.get_rule() {
+                    if let Some(w) = rule_words(*r) {
+                        push(&mut expected, w.to_string());
+                        rule_found = true;
+                    }
+                }
+            }
+            // Literal tokens (`ParsingToken` is not exported, but its Display
+            // shows the literal as written).
+            for t in attempts.expected_tokens() {
+                let token = t.to_string();
+                let literal = !token.trim().is_empty()
+                    && token != "#"
+                    && !token.contains("..")
+                    && token != "_"
+                    && token != "BUILTIN_RULE";
+                if !literal {
+                    continue;
+                }
+                if token.chars().all(|c| c.is_ascii_alphabetic() || c == '_') {
+                    keywords.push(token.clone());
+                    // A rule already lists this keyword in words.
+                    let quoted = format!("`{token}`");
+                    if rule_found && expected.iter().any(|w| w.contains(&quoted)) {
+                        continue;
+                    }
+                }
+                push(&mut expected, format!("`{token}`"));
+            }
+            if expected.is_empty() {
+                for stack in attempts.call_stacks() {
+                    if let Some(w) = stack.parent.and_then(rule_words) {
+                        push(&mut expected, w.to_string());
+                    }
                 }
             }
         }
     }
+    if expected.is_empty() {
+        if let ErrorVariant::ParsingError { positives, .. } = &e.variant {
+            for r in positives {
+                if let Some(w) = rule_words(*r) {
+                    push(&mut expected, w.to_string());
+                }
+            }
+        }
+    }
+    // "a declaration" is only worth saying when nothing more precise is.
+    if expected.len() > 1 {
+        let decl = rule_words(Rule::source_decl).unwrap_or_default();
+        expected.retain(|w| w != decl);
+    }
+    expected.truncate(8);
     // The offending token: from the error position to the end of the word.
     let rest = &text[pos.min(text.len())..];
     let tok_len = if rest.is_empty() {
@@ -1042,10 +1105,18 @@ fn syntax_error(file: FileId, text: &str, e: pest::error::Error<Rule>) -> ParseE
             format!("expected {} or {last}, found {found}", init.join(", "))
         }
     };
+    let found_word = &rest[..tok_len];
+    let suggestion =
+        if found_word.chars().all(|c| c.is_alphanumeric() || c == '_') && found_word.len() > 1 {
+            crate::suggest::did_you_mean(found_word, keywords.iter().map(String::as_str))
+        } else {
+            None
+        };
     ParseError {
         span: Span::new(file, pos, pos + tok_len),
         message,
         expected,
         kind: ParseErrorKind::Syntax,
+        suggestion,
     }
 }

@@ -520,7 +520,8 @@ impl CheckError {
                 expected,
                 found,
             } => e(format!("`{key}` must be {expected}, found {found}"))
-                .primary(*span, format!("expected {expected}")),
+                .primary(*span, format!("expected {expected}"))
+                .help(format!("write {expected} here; `docs/language.md` lists every option")),
             UnknownFormat { span, name } => e(format!("unknown source format `{name}`"))
                 .primary(*span, "unknown format")
                 .help(format!(
@@ -595,7 +596,8 @@ impl CheckError {
                 "`{func}` takes {expected} argument{}, found {found}",
                 if expected == "1" { "" } else { "s" }
             ))
-            .primary(*span, "wrong number of arguments"),
+            .primary(*span, "wrong number of arguments")
+            .help(format!("`{func}` takes {expected}; `docs/language.md` lists every function with its arguments")),
             ArgumentType {
                 span,
                 func,
@@ -605,7 +607,8 @@ impl CheckError {
             } => e(format!(
                 "argument {position} of `{func}` must be {expected}, found {found}"
             ))
-            .primary(*span, format!("this is {found}")),
+            .primary(*span, format!("this is {found}"))
+            .help(format!("pass {expected}; convert with `float(...)`, `int(...)` or `str(...)` where that makes sense")),
             Incompatible {
                 span,
                 context,
@@ -655,7 +658,8 @@ impl CheckError {
             } => e(format!(
                 "`{rule}` needs {expected}, but `{column}` is {found}"
             ))
-            .primary(*span, format!("`{column}` is {found}")),
+            .primary(*span, format!("`{column}` is {found}"))
+            .help(format!("apply `{rule}` to {expected}, or check a feature derived from `{column}` instead")),
             BadRegex { span, error } => e("invalid regular expression".into())
                 .primary(*span, "does not compile")
                 .help(error.clone()),
@@ -701,7 +705,8 @@ impl CheckError {
             } => e(format!(
                 "`{option}` needs {expected}, but `{column}` is {found}"
             ))
-            .primary(*span, format!("`{column}` is {found}")),
+            .primary(*span, format!("`{column}` is {found}"))
+            .help(format!("`{option}` takes {expected}")),
             PartitionColumnClash { span } => e(
                 "the split adds a column named `partition`, but the input already has one".into(),
             )
@@ -773,7 +778,8 @@ impl CheckError {
                 .primary(*span, "the split's partition column")
                 .help("every stage after the split needs it to tell `train` from the other partitions"),
             BucketCount { span, n } => e(format!("`bucket` needs at least 2 quantiles, found {n}"))
-                .primary(*span, "too few buckets"),
+                .primary(*span, "too few buckets")
+                .help("use 2 or more, for example `bucket income into 4 quantiles`"),
             PluginUnavailable { span, path, reason } => {
                 e(format!("cannot load plugin `{path}`: {reason}"))
                     .primary(*span, "plugin not loaded")
@@ -859,7 +865,8 @@ impl CheckError {
             } => e(format!(
                 "`{name}` of `{algorithm}` must be {expected}, found {found}"
             ))
-            .primary(*span, "out of range"),
+            .primary(*span, "out of range")
+            .help(format!("use {expected}; `mlp explain E0703` lists every algorithm's parameters")),
             NonNumericInput {
                 span,
                 column,
@@ -1046,10 +1053,14 @@ impl crate::parse::ParseError {
                 };
                 Diagnostic::error("E0001", format!("syntax error: {}", self.message))
                     .primary(self.span, label)
-                    .help("see `docs/language.md` for the form of each declaration")
+                    .help(match &self.suggestion {
+                        Some(s) => s.clone(),
+                        None => "see `docs/language.md` for the form of each declaration".into(),
+                    })
             }
             ParseErrorKind::BadLiteral => Diagnostic::error("E0002", self.message.clone())
-                .primary(self.span, "invalid literal"),
+                .primary(self.span, "invalid literal")
+                .help("integers are 64-bit (up to 9223372036854775807); numbers must be finite"),
         }
     }
 }
