@@ -183,6 +183,49 @@ pub fn resolve_path(file_name: &str, path: &str) -> String {
     parts.join("/")
 }
 
+/// Source text with comments removed and whitespace collapsed: how a rule is
+/// named in reports and in the canonical plan.
+pub fn normalise_source(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut in_string = false;
+    let mut escaped = false;
+    let mut in_comment = false;
+    for c in text.chars() {
+        if in_comment {
+            if c == '\n' {
+                in_comment = false;
+                out.push(' ');
+            }
+            continue;
+        }
+        if in_string {
+            out.push(c);
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == '"' {
+                in_string = false;
+            }
+            continue;
+        }
+        match c {
+            '#' => in_comment = true,
+            '"' => {
+                in_string = true;
+                out.push(c);
+            }
+            c if c.is_whitespace() => {
+                if !out.ends_with(' ') {
+                    out.push(' ');
+                }
+            }
+            c => out.push(c),
+        }
+    }
+    out.trim().to_string()
+}
+
 /// Checks a chrono-style format string: returns the offending specifier.
 fn bad_format_specifier(fmt: &str) -> Option<String> {
     const OK: &str = "YCymbBhdeaAwuUWGgVjDxFvHkIlPpMSfsTXrRtnzZc%+";
@@ -1061,10 +1104,7 @@ impl<'a> Checker<'a> {
                 warn: r.warn,
                 row_level,
                 reads_target: false,
-                text: self.sources.text(r.span.file)[r.span.start..r.span.end]
-                    .split_whitespace()
-                    .collect::<Vec<_>>()
-                    .join(" "),
+                text: normalise_source(&self.sources.text(r.span.file)[r.span.start..r.span.end]),
                 rule,
             });
         }

@@ -86,6 +86,33 @@ impl Cx {
         Span::new(self.file, s.start(), s.end())
     }
 
+    /// The span from the pair's start to the end of its last token, without
+    /// trailing whitespace or comments that a repetition may have consumed.
+    fn tight_span(&self, p: &P) -> Span {
+        let start = p.as_span().start();
+        let mut last = p.clone();
+        while let Some(child) = last.clone().into_inner().last() {
+            last = child;
+        }
+        let last_end = last.as_span().end().max(start);
+        // After the last token pair only literal tokens and trivia remain
+        // (strings are pairs), so a plain scan finds the last real character.
+        let own_end = p.as_span().end();
+        let tail = p.as_span().get_input().get(last_end..own_end).unwrap_or("");
+        let mut end = last_end;
+        let mut in_comment = false;
+        for (i, c) in tail.char_indices() {
+            if in_comment {
+                in_comment = c != '\n';
+            } else if c == '#' {
+                in_comment = true;
+            } else if !c.is_whitespace() {
+                end = last_end + i + c.len_utf8();
+            }
+        }
+        Span::new(self.file, start, end)
+    }
+
     fn bad_literal(&self, p: &P, message: String) -> ParseError {
         ParseError {
             span: self.span(p),
@@ -385,7 +412,7 @@ impl Cx {
     }
 
     fn visit_rule(&self, p: P) -> Result<Rule_, ParseError> {
-        let span = self.span(&p);
+        let span = self.tight_span(&p);
         let mut warn = false;
         let mut kind = None;
         for part in p.into_inner() {
@@ -463,7 +490,7 @@ impl Cx {
     }
 
     fn visit_step(&self, p: P) -> Result<Step, ParseError> {
-        let span = self.span(&p);
+        let span = self.tight_span(&p);
         let rule = p.as_rule();
         let mut it = p.into_inner();
         let kind = match rule {
@@ -631,7 +658,7 @@ impl Cx {
     }
 
     fn visit_require_item(&self, p: P) -> Result<Gate, ParseError> {
-        let span = self.span(&p);
+        let span = self.tight_span(&p);
         let mut it = p.into_inner();
         let gm = self.next(&mut it, span)?;
         let mut names: Vec<Ident> = gm.into_inner().map(|n| self.visit_ident(n)).collect();
@@ -684,7 +711,7 @@ impl Cx {
     }
 
     fn visit_monitor_item(&self, p: P) -> Result<MonitorItem, ParseError> {
-        let span = self.span(&p);
+        let span = self.tight_span(&p);
         let rule = p.as_rule();
         if rule == Rule::option {
             return Ok(MonitorItem {

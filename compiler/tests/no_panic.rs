@@ -1,0 +1,114 @@
+//! No input makes the compiler panic: random text, and valid pipelines with
+//! random edits (deleted, duplicated and swapped tokens, truncations).
+
+mod common;
+
+use common::{fixtures, FakeWorld};
+use mlp_compiler::compile_str;
+use proptest::prelude::*;
+
+fn corpus() -> Vec<String> {
+    let mut c: Vec<String> = fixtures("ok").into_iter().map(|(_, t)| t).collect();
+    c.extend(fixtures("err").into_iter().map(|(_, t)| t));
+    c
+}
+
+fn tokens(text: &str) -> Vec<String> {
+    let mut out = vec![];
+    let mut cur = String::new();
+    for ch in text.chars() {
+        if ch.is_alphanumeric() || ch == '_' || ch == '.' {
+            cur.push(ch);
+        } else {
+            if !cur.is_empty() {
+                out.push(std::mem::take(&mut cur));
+            }
+            out.push(ch.to_string());
+        }
+    }
+    if !cur.is_empty() {
+        out.push(cur);
+    }
+    out
+}
+
+#[derive(Debug, Clone)]
+enum Edit {
+    Delete(usize),
+    Duplicate(usize),
+    Swap(usize, usize),
+    Insert(usize, String),
+    Truncate(usize),
+}
+
+fn edit() -> impl Strategy<Value = Edit> {
+    let piece = prop_oneof![
+        Just("{".to_string()),
+        Just("}".to_string()),
+        Just("(".to_string()),
+        Just("\"".to_string()),
+        Just("over".to_string()),
+        Just("..".to_string()),
+        Just("?".to_string()),
+        Just("-".to_string()),
+        Just("9999999999999999999999".to_string()),
+        Just("1e999".to_string()),
+        Just("é".to_string()),
+        Just("\n".to_string()),
+        "[a-z_]{1,8}",
+    ];
+    prop_oneof![
+        any::<usize>().prop_map(Edit::Delete),
+        any::<usize>().prop_map(Edit::Duplicate),
+        (any::<usize>(), any::<usize>()).prop_map(|(a, b)| Edit::Swap(a, b)),
+        (any::<usize>(), piece).prop_map(|(a, p)| Edit::Insert(a, p)),
+        any::<usize>().prop_map(Edit::Truncate),
+    ]
+}
+
+fn apply(mut toks: Vec<String>, edits: &[Edit]) -> String {
+    for e in edits {
+        if toks.is_empty() {
+            break;
+        }
+        let n = toks.len();
+        match e {
+            Edit::Delete(i) => {
+                toks.remove(i % n);
+            }
+            Edit::Duplicate(i) => {
+                let t = toks[i % n].clone();
+                toks.insert(i % n, t);
+            }
+            Edit::Swap(a, b) => toks.swap(a % n, b % n),
+            Edit::Insert(i, p) => toks.insert(i % (n + 1), p.clone()),
+            Edit::Truncate(i) => toks.truncate(i % n),
+        }
+    }
+    toks.concat()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
+
+    #[test]
+    fn mutated_pipelines_never_panic(which in any::<usize>(), edits in prop::collection::vec(edit(), 1..6)) {
+        let c = corpus();
+        let text = apply(tokens(&c[which % c.len()]), &edits);
+        let (sources, comp) = compile_str("fuzz.mlp", &text, &FakeWorld);
+        // Rendering must not panic either (spans stay inside the text).
+        for d in &comp.diagnostics {
+            for l in &d.labels {
+                prop_assert!(l.span.end <= text.len() && l.span.start <= l.span.end);
+            }
+            let _ = d.to_json(&sources);
+        }
+        let _ = common::render(&comp, &sources);
+    }
+
+    #[test]
+    fn random_text_never_panics(text in "\\PC{0,200}") {
+        let (sources, comp) = compile_str("fuzz.mlp", &text, &FakeWorld);
+        let _ = common::render(&comp, &sources);
+    }
+}
