@@ -155,6 +155,18 @@ pub fn level_suffix(level: &str) -> String {
     }
 }
 
+/// The columns a transform step names.
+fn step_columns(kind: &ast::StepKind) -> Vec<String> {
+    use ast::StepKind as S;
+    let names = |ids: &[Ident]| ids.iter().map(|i| i.name.clone()).collect::<Vec<_>>();
+    match kind {
+        S::Impute(c, _) | S::Encode(c, _, _) | S::Scale(c, _) | S::Clip(c, _) | S::Drop(c) | S::Keep(c) => names(c),
+        S::Bucket(c, _, _) => vec![c.name.clone()],
+        S::Rename(a, b) => vec![a.name.clone(), b.name.clone()],
+        S::Filter(_) => vec![],
+    }
+}
+
 /// Joins a path written in a file with that file's folder, normalised with `/`.
 pub fn resolve_path(file_name: &str, path: &str) -> String {
     if path.starts_with('/') {
@@ -474,10 +486,11 @@ impl<'a> Checker<'a> {
         let mut evaluate_ids: BTreeMap<String, Vec<String>> = BTreeMap::new();
         let mut gated: BTreeSet<String> = BTreeSet::new();
         for (e, span) in &evaluates {
+            // Gated as written, even if the gates have errors of their own.
+            if !e.gates.is_empty() || e.slices.iter().any(|s| !s.gates.is_empty()) {
+                gated.insert(e.model.name.clone());
+            }
             if let Some(id) = self.check_evaluate(e, *span, &named) {
-                if !e.gates.is_empty() || e.slices.iter().any(|s| !s.gates.is_empty()) {
-                    gated.insert(e.model.name.clone());
-                }
                 evaluate_ids
                     .entry(e.model.name.clone())
                     .or_default()
@@ -663,11 +676,14 @@ impl<'a> Checker<'a> {
                 input_frame.and_then(|f| self.check_model(m, f, span, &stage_id, &input_ids))
             }
         };
-        let Some((op, frame, plugins)) = result.filter(|_| self.error_count() == errors_before)
-        else {
+        let Some((op, frame, plugins)) = result else {
             self.frames.insert(name, None);
             return;
         };
+        // A stage with errors still passes its (best-effort) frame on, so
+        // independent mistakes downstream are reported too; the program is
+        // not lowered when there are errors.
+        let _ = errors_before;
         self.program.stages.push(Stage {
             id: stage_id.clone(),
             name: name.clone(),
@@ -679,16 +695,13 @@ impl<'a> Checker<'a> {
         });
         self.output_id.insert(name.clone(), stage_id.clone());
         let frame = match check {
-            Some(c) => {
-                let errors_before = self.error_count();
-                match self.check_check(c, frame, &stage_id) {
-                    Some(f) if self.error_count() == errors_before => f,
-                    _ => {
-                        self.frames.insert(name, None);
-                        return;
-                    }
+            Some(c) => match self.check_check(c, frame, &stage_id) {
+                Some(f) => f,
+                None => {
+                    self.frames.insert(name, None);
+                    return;
                 }
-            }
+            },
             None => frame,
         };
         self.frames.insert(name, Some(frame));
@@ -918,7 +931,7 @@ impl<'a> Checker<'a> {
             };
             let (rule, row_level) = match &r.kind {
                 ast::RuleKind::NotNull(cols) => {
-                    let cols = self.columns_exist(cols, &frame)?;
+                    let Some(cols) = self.columns_exist(cols, &frame) else { continue };
                     for n in &cols {
                         col_lineage(&frame, n);
                     }
@@ -928,11 +941,11 @@ impl<'a> Checker<'a> {
                     (plan::RuleOp::NotNull { columns: cols }, true)
                 }
                 ast::RuleKind::Unique(cols) => {
-                    let cols = self.columns_exist(cols, &frame)?;
+                    let Some(cols) = self.columns_exist(cols, &frame) else { continue };
                     (plan::RuleOp::Unique { columns: cols }, false)
                 }
                 ast::RuleKind::Range(col, range) => {
-                    let c = self.column(col, &frame)?;
+                    let Some(c) = self.column(col, &frame) else { continue };
                     col_lineage(&frame, &col.name);
                     let numeric = c.ty.is_numeric();
                     if !numeric && !c.ty.is_temporal() {
@@ -945,7 +958,7 @@ impl<'a> Checker<'a> {
                         });
                         continue;
                     }
-                    let (lo, hi) = self.check_range(range, numeric)?;
+                    let Some((lo, hi)) = self.check_range(range, numeric) else { continue };
                     (
                         plan::RuleOp::Range {
                             column: col.name.clone(),
@@ -956,7 +969,7 @@ impl<'a> Checker<'a> {
                     )
                 }
                 ast::RuleKind::Values(col, values) => {
-                    let c = self.column(col, &frame)?;
+                    let Some(c) = self.column(col, &frame) else { continue };
                     col_lineage(&frame, &col.name);
                     let mut lits = vec![];
                     for v in values {
@@ -1012,7 +1025,7 @@ impl<'a> Checker<'a> {
                     )
                 }
                 ast::RuleKind::Matches(col, pattern, pspan) => {
-                    let c = self.column(col, &frame)?;
+                    let Some(c) = self.column(col, &frame) else { continue };
                     col_lineage(&frame, &col.name);
                     if !c.ty.is_textual() {
                         self.errors.push(CheckError::RuleType {
@@ -1064,7 +1077,9 @@ impl<'a> Checker<'a> {
                     )
                 }
                 ast::RuleKind::NullRate(col, op, rate) => {
-                    self.column(col, &frame)?;
+                    if self.column(col, &frame).is_none() {
+                        continue;
+                    }
                     if !(0.0..=1.0).contains(rate) {
                         self.errors.push(CheckError::RateRange {
                             span: r.span,
@@ -1082,7 +1097,7 @@ impl<'a> Checker<'a> {
                     )
                 }
                 ast::RuleKind::Expect(e) => {
-                    let t = self.check_expr(e, &frame, ExprContext::Expect)?;
+                    let Some(t) = self.check_expr(e, &frame, ExprContext::Expect) else { continue };
                     if t.ty != Some(Type::Bool) {
                         self.errors.push(CheckError::NotBoolean {
                             span: e.span,
@@ -1457,6 +1472,20 @@ impl<'a> Checker<'a> {
                 steps.len(),
             );
             let _ = index;
+            if ops.is_none() {
+                // Later references to the step's columns (and to the columns
+                // a misspelt name probably meant) are not reported again: the
+                // step's own error says what is wrong.
+                let names = step_columns(&step.kind);
+                let existing = frame.names();
+                for n in &names {
+                    if frame.get(n).is_none() {
+                        let near = crate::suggest::near_misses(n, existing.iter().map(String::as_str));
+                        frame.poisoned.extend(near);
+                    }
+                }
+                frame.poisoned.extend(names);
+            }
             for op in ops.into_iter().flatten() {
                 if op.is_fitted() && frame.split.is_none() {
                     let what = match &op {
@@ -1902,6 +1931,7 @@ impl<'a> Checker<'a> {
         let partition = frame.split.as_ref().map(|s| s.column.clone());
         for feat in &f.features {
             let Some(t) = self.check_expr(&feat.expr, &frame, ExprContext::Feature) else {
+                frame.poisoned.insert(feat.name.name.clone());
                 continue;
             };
             if Some(&feat.name.name) == partition.as_ref() {
@@ -2229,12 +2259,23 @@ impl<'a> Checker<'a> {
                 model: model.to_string(),
             });
         }
+        // Lineage of the columns whose definition failed: a nullable input
+        // computed from one is most likely the same mistake.
+        let poisoned_roots: BTreeSet<String> = frame
+            .columns
+            .iter()
+            .filter(|c| frame.poisoned.contains(&c.name))
+            .flat_map(|c| c.lineage.iter().cloned())
+            .collect();
         for (c, use_span) in &inputs {
             let label_span = if m.features.is_some() {
                 *use_span
             } else {
                 m.input.span
             };
+            if frame.poisoned.contains(&c.name) {
+                continue;
+            }
             if c.lineage.contains(PARTITION_ROOT) {
                 self.errors.push(CheckError::ReadsPartition {
                     span: label_span,
@@ -2262,7 +2303,7 @@ impl<'a> Checker<'a> {
                 });
                 continue;
             }
-            if c.nullable {
+            if c.nullable && c.lineage.is_disjoint(&poisoned_roots) {
                 self.errors.push(CheckError::NullableInput {
                     span: label_span,
                     column: c.name.clone(),

@@ -125,6 +125,9 @@ pub struct Frame {
     pub columns: Vec<Column>,
     /// Set once a split is upstream: every fitted step may learn from `train`.
     pub split: Option<SplitInfo>,
+    /// Columns whose definition failed to check: references to them are not
+    /// reported again downstream.
+    pub poisoned: BTreeSet<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

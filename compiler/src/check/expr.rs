@@ -265,6 +265,9 @@ impl Checker<'_> {
     }
 
     pub(super) fn unknown_column(&mut self, name: &str, span: Span, frame: &Frame) {
+        if frame.poisoned.contains(name) {
+            return;
+        }
         let mut hint = None;
         // A one-hot column of a group whose levels are unknown.
         for c in &frame.columns {
