@@ -160,7 +160,12 @@ fn step_columns(kind: &ast::StepKind) -> Vec<String> {
     use ast::StepKind as S;
     let names = |ids: &[Ident]| ids.iter().map(|i| i.name.clone()).collect::<Vec<_>>();
     match kind {
-        S::Impute(c, _) | S::Encode(c, _, _) | S::Scale(c, _) | S::Clip(c, _) | S::Drop(c) | S::Keep(c) => names(c),
+        S::Impute(c, _)
+        | S::Encode(c, _, _)
+        | S::Scale(c, _)
+        | S::Clip(c, _)
+        | S::Drop(c)
+        | S::Keep(c) => names(c),
         S::Bucket(c, _, _) => vec![c.name.clone()],
         S::Rename(a, b) => vec![a.name.clone(), b.name.clone()],
         S::Filter(_) => vec![],
@@ -454,10 +459,7 @@ impl<'a> Checker<'a> {
             }
             let mut path = vec![name.clone()];
             let mut cur = name.clone();
-            loop {
-                let Some(input) = named.get(&cur).and_then(|d| d.0.input()) else {
-                    break;
-                };
+            while let Some(input) = named.get(&cur).and_then(|d| d.0.input()) {
                 if let Some(pos) = path.iter().position(|p| *p == input.name) {
                     let mut cycle: Vec<String> = path[pos..].to_vec();
                     if !cycle.iter().any(|c| reported.contains(c)) {
@@ -931,7 +933,9 @@ impl<'a> Checker<'a> {
             };
             let (rule, row_level) = match &r.kind {
                 ast::RuleKind::NotNull(cols) => {
-                    let Some(cols) = self.columns_exist(cols, &frame) else { continue };
+                    let Some(cols) = self.columns_exist(cols, &frame) else {
+                        continue;
+                    };
                     for n in &cols {
                         col_lineage(&frame, n);
                     }
@@ -941,11 +945,15 @@ impl<'a> Checker<'a> {
                     (plan::RuleOp::NotNull { columns: cols }, true)
                 }
                 ast::RuleKind::Unique(cols) => {
-                    let Some(cols) = self.columns_exist(cols, &frame) else { continue };
+                    let Some(cols) = self.columns_exist(cols, &frame) else {
+                        continue;
+                    };
                     (plan::RuleOp::Unique { columns: cols }, false)
                 }
                 ast::RuleKind::Range(col, range) => {
-                    let Some(c) = self.column(col, &frame) else { continue };
+                    let Some(c) = self.column(col, &frame) else {
+                        continue;
+                    };
                     col_lineage(&frame, &col.name);
                     let numeric = c.ty.is_numeric();
                     if !numeric && !c.ty.is_temporal() {
@@ -958,7 +966,9 @@ impl<'a> Checker<'a> {
                         });
                         continue;
                     }
-                    let Some((lo, hi)) = self.check_range(range, numeric) else { continue };
+                    let Some((lo, hi)) = self.check_range(range, numeric) else {
+                        continue;
+                    };
                     (
                         plan::RuleOp::Range {
                             column: col.name.clone(),
@@ -969,7 +979,9 @@ impl<'a> Checker<'a> {
                     )
                 }
                 ast::RuleKind::Values(col, values) => {
-                    let Some(c) = self.column(col, &frame) else { continue };
+                    let Some(c) = self.column(col, &frame) else {
+                        continue;
+                    };
                     col_lineage(&frame, &col.name);
                     let mut lits = vec![];
                     for v in values {
@@ -1025,7 +1037,9 @@ impl<'a> Checker<'a> {
                     )
                 }
                 ast::RuleKind::Matches(col, pattern, pspan) => {
-                    let Some(c) = self.column(col, &frame) else { continue };
+                    let Some(c) = self.column(col, &frame) else {
+                        continue;
+                    };
                     col_lineage(&frame, &col.name);
                     if !c.ty.is_textual() {
                         self.errors.push(CheckError::RuleType {
@@ -1097,7 +1111,9 @@ impl<'a> Checker<'a> {
                     )
                 }
                 ast::RuleKind::Expect(e) => {
-                    let Some(t) = self.check_expr(e, &frame, ExprContext::Expect) else { continue };
+                    let Some(t) = self.check_expr(e, &frame, ExprContext::Expect) else {
+                        continue;
+                    };
                     if t.ty != Some(Type::Bool) {
                         self.errors.push(CheckError::NotBoolean {
                             span: e.span,
@@ -1480,7 +1496,8 @@ impl<'a> Checker<'a> {
                 let existing = frame.names();
                 for n in &names {
                     if frame.get(n).is_none() {
-                        let near = crate::suggest::near_misses(n, existing.iter().map(String::as_str));
+                        let near =
+                            crate::suggest::near_misses(n, existing.iter().map(String::as_str));
                         frame.poisoned.extend(near);
                     }
                 }
@@ -1512,10 +1529,10 @@ impl<'a> Checker<'a> {
         Some((Op::Transform(plan::TransformOp { steps }), frame, plugins))
     }
 
-    fn step_columns<'f>(
+    fn step_columns(
         &mut self,
         ids: &[Ident],
-        frame: &'f Frame,
+        frame: &Frame,
         step: &'static str,
         expected: &'static str,
         ok: impl Fn(&Type) -> bool,
@@ -2050,14 +2067,16 @@ impl<'a> Checker<'a> {
                     Type::Bool => TaskKind::Binary,
                     Type::Category { levels: Some(l) } if l.len() <= 2 => TaskKind::Binary,
                     Type::Category { levels: Some(_) } => TaskKind::Multiclass,
-                    // Unknown before the data is read: allow either.
-                    _ => TaskKind::Multiclass,
+                    // The class count is unknown before the data is read:
+                    // check as binary (the most permissive), the runtime
+                    // checks again.
+                    _ => TaskKind::Binary,
                 }
             };
             task = match (&tcol.ty, declared) {
                 (Type::Float, None | Some(true)) => Some(TaskKind::Regression),
                 (Type::Int, Some(true)) => Some(TaskKind::Regression),
-                (Type::Int, Some(false)) => Some(TaskKind::Multiclass),
+                (Type::Int, Some(false)) => Some(TaskKind::Binary),
                 (Type::Int, None) => {
                     self.errors.push(CheckError::TaskUnknown {
                         span: *tspan,
@@ -2108,11 +2127,7 @@ impl<'a> Checker<'a> {
             }
         }
         if let (Some(a), Some(t)) = (algo, task) {
-            let fits = a.tasks.contains(&t)
-                // An unknown class count is checked again at run time.
-                || (t == TaskKind::Multiclass
-                    && a.tasks.contains(&TaskKind::Binary)
-                    && target.as_ref().is_some_and(|(_, c, _)| c.ty.levels().is_none() && c.ty != Type::Int));
+            let fits = a.tasks.contains(&t);
             if !fits {
                 self.errors.push(CheckError::TaskUnsupported {
                     span: m.algorithm.span,
@@ -2518,8 +2533,7 @@ impl<'a> Checker<'a> {
             });
             return false;
         };
-        let fits = spec.regression == regression
-            && !(spec.binary_only && task == TaskKind::Multiclass && false);
+        let fits = spec.regression == regression;
         let binary_mismatch = spec.binary_only && task == TaskKind::Multiclass;
         if !fits || binary_mismatch {
             let task_name = if binary_mismatch {

@@ -28,7 +28,13 @@ pub struct Sample {
     pub columns: Vec<SampleColumn>,
     /// The total rows read (the sample may be a prefix of the file).
     pub rows: usize,
+    /// Text cells the reader took for nulls (`NA`, `null`): they become the
+    /// source's `null_values` option.
+    pub null_markers: Vec<String>,
 }
+
+/// Text that a CSV reader should take for a null.
+pub const NULL_MARKERS: &[&str] = &["NA", "N/A", "null", "NULL", "None", "nan", "NaN"];
 
 /// An inferred column type, as written in a `.mlp` file.
 #[derive(Debug, Clone, PartialEq)]
@@ -161,7 +167,7 @@ fn infer_type(cells: &[Cell]) -> (String, bool) {
     for c in cells {
         match c {
             Cell::Null => nullable = true,
-            Cell::Text(t) if t.trim().is_empty() || t == "NA" || t == "null" => nullable = true,
+            Cell::Text(t) if t.trim().is_empty() => nullable = true,
             Cell::Text(t) => {
                 texts.push(t);
                 strs += 1;
@@ -231,8 +237,18 @@ pub fn source_block(name: &str, format: &str, path: &str, sample: &Sample) -> St
         "# inferred by `mlp infer` from {} rows of {path}; review the types before use\n",
         sample.rows
     );
+    let options = if format == "csv" && !sample.null_markers.is_empty() {
+        let markers: Vec<String> = sample
+            .null_markers
+            .iter()
+            .map(|m| format!("\"{m}\""))
+            .collect();
+        format!(", null_values = [{}]", markers.join(", "))
+    } else {
+        String::new()
+    };
     out.push_str(&format!(
-        "source {} = {format}(\"{path}\") {{\n",
+        "source {} = {format}(\"{path}\"{options}) {{\n",
         identifier(name)
     ));
     for c in &cols {
@@ -277,6 +293,7 @@ mod tests {
     fn infers_csv_types() {
         let s = Sample {
             rows: 4,
+            null_markers: vec![],
             columns: vec![
                 col("id", &["1", "2", "3", "4"]),
                 col("Body Mass", &["1.5", "", "2", "3e2"]),

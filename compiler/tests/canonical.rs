@@ -1,6 +1,8 @@
 //! The plan's canonical form: unchanged by comments, formatting, declaration
 //! order and file layout; changed by any edit that changes meaning.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use common::FakeWorld;

@@ -1,6 +1,8 @@
 //! Every diagnostic code has its doc (`docs/codes/CODE.md`) and its fixture,
 //! and every doc's example still reports its code.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use common::{expected_codes, fixtures, FakeWorld};

@@ -2,6 +2,8 @@
 //! its header names, rendered as snapshotted; every `tests/fixtures/ok/*.mlp`
 //! compiles, with a snapshot of its plan's stages and schemas.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use common::{expected_codes, fixtures, render, FakeWorld};

@@ -1,6 +1,8 @@
 //! No input makes the compiler panic: random text, and valid pipelines with
 //! random edits (deleted, duplicated and swapped tokens, truncations).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use common::{fixtures, FakeWorld};

@@ -1,7 +1,7 @@
 //! `read_sample: Path -> infer::Sample`: the first rows of a CSV or NDJSON
 //! file, for `mlp infer`.
 
-use mlp_compiler::infer::{Cell, Sample, SampleColumn};
+use mlp_compiler::infer::{Cell, Sample, SampleColumn, NULL_MARKERS};
 use std::io::BufRead;
 use std::path::Path;
 
@@ -93,6 +93,7 @@ pub fn read_sample(path: &Path, max_rows: usize) -> Result<(Sample, &'static str
                 })
                 .collect();
             let mut rows = 0;
+            let mut null_markers: Vec<String> = vec![];
             for (i, rec) in rdr.records().take(max_rows).enumerate() {
                 let rec = rec.map_err(|e| SampleError::Parse {
                     path: shown.clone(),
@@ -102,13 +103,22 @@ pub fn read_sample(path: &Path, max_rows: usize) -> Result<(Sample, &'static str
                 for (c, v) in columns.iter_mut().zip(rec.iter()) {
                     c.cells.push(if v.is_empty() {
                         Cell::Null
+                    } else if NULL_MARKERS.contains(&v) {
+                        if !null_markers.iter().any(|m| m == v) {
+                            null_markers.push(v.to_string());
+                        }
+                        Cell::Null
                     } else {
                         Cell::Text(v.to_string())
                     });
                 }
                 rows += 1;
             }
-            Sample { columns, rows }
+            Sample {
+                columns,
+                rows,
+                null_markers,
+            }
         }
         "json" => {
             let f = std::fs::File::open(path).map_err(io)?;
@@ -158,7 +168,11 @@ pub fn read_sample(path: &Path, max_rows: usize) -> Result<(Sample, &'static str
                 }
                 rows += 1;
             }
-            Sample { columns, rows }
+            Sample {
+                columns,
+                rows,
+                null_markers: vec![],
+            }
         }
         other => return Err(SampleError::Format(other.to_string())),
     };

@@ -1,6 +1,8 @@
 //! The `mlp` binary end to end, as a user runs it: exit codes, output on
 //! stdout and stderr, real files in temporary folders.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -46,7 +48,10 @@ fn every_example_checks() {
         assert!(stderr(&o).contains("ok:"), "{}", stderr(&o));
         seen += 1;
     }
-    assert!(seen >= 4, "expected the four example pipelines, found {seen}");
+    assert!(
+        seen >= 4,
+        "expected the four example pipelines, found {seen}"
+    );
 }
 
 #[test]
@@ -164,7 +169,10 @@ fn graph_prints_dot_and_mermaid() {
     assert!(o.status.success(), "{}", stderr(&o));
     let dot = stdout(&o);
     assert!(dot.starts_with("digraph pipeline {"), "{dot}");
-    assert!(dot.contains("\"split.data\" -> \"transform.prep\";"), "{dot}");
+    assert!(
+        dot.contains("\"split.data\" -> \"transform.prep\";"),
+        "{dot}"
+    );
     assert!(dot.contains("\"check.houses\" -> \"split.data\";"), "{dot}");
     let o = mlp(&["graph", houses.to_str().unwrap(), "--format", "mermaid"]);
     assert!(o.status.success());
@@ -184,18 +192,25 @@ fn graph_prints_dot_and_mermaid() {
 fn infer_prints_a_source_block_that_checks() {
     let dir = tempdir("infer");
     for (file, expect) in [
-        ("examples/penguins/data/penguins.csv", vec![
-            "species           : category[\"Adelie\", \"Chinstrap\", \"Gentoo\"]",
-            "year              : int",
-        ]),
-        ("examples/cars/data/cars.ndjson", vec![
-            "miles_per_gallon : float? as \"Miles_per_Gallon\"",
-            "year             : date \"%Y-%m-%d\" as \"Year\"",
-        ]),
-        ("examples/weather/data/seattle-weather.csv", vec![
-            "date          : date \"%Y/%m/%d\"",
-            "precipitation : float",
-        ]),
+        (
+            "examples/penguins/data/penguins.csv",
+            vec![
+                "null_values = [\"NA\"]",
+                "species           : category[\"Adelie\", \"Chinstrap\", \"Gentoo\"]",
+                "year              : int",
+            ],
+        ),
+        (
+            "examples/cars/data/cars.ndjson",
+            vec![
+                "miles_per_gallon : float? as \"Miles_per_Gallon\"",
+                "year             : date \"%Y-%m-%d\" as \"Year\"",
+            ],
+        ),
+        (
+            "examples/weather/data/seattle-weather.csv",
+            vec!["date          : date \"%Y/%m/%d\"", "precipitation : float"],
+        ),
     ] {
         let path = repo().join(file);
         let o = mlp(&["infer", path.to_str().unwrap()]);
@@ -214,7 +229,11 @@ fn infer_prints_a_source_block_that_checks() {
     assert_eq!(o.status.code(), Some(2));
     let o = mlp(&["infer", dir.join("x.xlsx").to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(stderr(&o).contains("unsupported file type"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("unsupported file type"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 /// A minimal Wasm module: the header and one custom section.
@@ -248,8 +267,16 @@ fn plugin_signatures_are_read_from_the_module_without_running_it() {
     let sig = br#"{"abi": 1, "functions": [
         {"name": "coastal", "params": [{"name": "city", "type": "str"}], "returns": {"type": "bool"}}
     ]}"#;
-    std::fs::write(dir.join("plugins/geo.wasm"), wasm_with_section("mlp:signatures", sig)).unwrap();
-    std::fs::write(dir.join("plugins/nosig.wasm"), wasm_with_section("name", b"\0")).unwrap();
+    std::fs::write(
+        dir.join("plugins/geo.wasm"),
+        wasm_with_section("mlp:signatures", sig),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("plugins/nosig.wasm"),
+        wasm_with_section("name", b"\0"),
+    )
+    .unwrap();
     std::fs::write(
         dir.join("plugins/future.wasm"),
         wasm_with_section("mlp:signatures", br#"{"abi": 9, "functions": []}"#),
@@ -258,9 +285,18 @@ fn plugin_signatures_are_read_from_the_module_without_running_it() {
     std::fs::write(dir.join("plugins/junk.wasm"), b"not wasm at all").unwrap();
     let base = "source s = csv(\"s.csv\") {\n  city : str\n  y : float\n}\nsplit d = s { train = 0.5  test = 0.5 }\n";
     let cases = [
-        ("plugin geo = \"plugins/geo.wasm\"\nfeatures f = d {\n  c = geo.coastal(city)\n}\n", None),
-        ("plugin geo = \"plugins/geo.wasm\"\nfeatures f = d {\n  c = geo.coastal(y)\n}\n", Some("E0604")),
-        ("plugin geo = \"plugins/geo.wasm\"\nfeatures f = d {\n  c = geo.inland(city)\n}\n", Some("E0602")),
+        (
+            "plugin geo = \"plugins/geo.wasm\"\nfeatures f = d {\n  c = geo.coastal(city)\n}\n",
+            None,
+        ),
+        (
+            "plugin geo = \"plugins/geo.wasm\"\nfeatures f = d {\n  c = geo.coastal(y)\n}\n",
+            Some("E0604"),
+        ),
+        (
+            "plugin geo = \"plugins/geo.wasm\"\nfeatures f = d {\n  c = geo.inland(city)\n}\n",
+            Some("E0602"),
+        ),
         ("plugin raw = \"plugins/nosig.wasm\"\n", Some("E0605")),
         ("plugin raw = \"plugins/junk.wasm\"\n", Some("E0605")),
         ("plugin raw = \"plugins/future.wasm\"\n", Some("E0606")),
@@ -274,7 +310,11 @@ fn plugin_signatures_are_read_from_the_module_without_running_it() {
             None => assert!(o.status.success(), "{tail}: {}", stderr(&o)),
             Some(c) => {
                 assert_eq!(o.status.code(), Some(1), "{tail}");
-                assert!(stderr(&o).contains(c), "{tail}: expected {c}: {}", stderr(&o));
+                assert!(
+                    stderr(&o).contains(c),
+                    "{tail}: expected {c}: {}",
+                    stderr(&o)
+                );
             }
         }
     }

@@ -620,8 +620,8 @@ impl Checker<'_> {
                 (Some(Type::Int), any_nullable)
             }
             "days_between" => {
-                for i in 0..2 {
-                    if !typed[i].ty.as_ref().is_some_and(Type::is_temporal) {
+                for (i, t) in typed.iter().enumerate().take(2) {
+                    if !t.ty.as_ref().is_some_and(Type::is_temporal) {
                         return arg_err(self, i, "a date or datetime");
                     }
                 }

@@ -1,5 +1,5 @@
 //! Shared test helpers: a fake plugin world and diagnostic rendering.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use mlp_compiler::plugin_sig::{FunctionSig, PluginParam, PluginReturn, PluginType};
 use mlp_compiler::{Compilation, PluginError, PluginSignatures, Report, SourceMap, World};
