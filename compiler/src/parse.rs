@@ -40,8 +40,31 @@ pub enum ParseErrorKind {
 
 /// Parses one source file.
 pub fn parse(file: FileId, text: &str) -> Result<File, ParseError> {
-    pest::set_error_detail(true);
-    let mut pairs = MlpParser::parse(Rule::file, text).map_err(|e| syntax_error(file, text, e))?;
+    // Error detail (the furthest position reached and the tokens expected
+    // there) costs time on every parse, so it is only turned on to explain a
+    // failure.
+    // The switch is process-wide, so detailed parses take turns.
+    static DETAIL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let mut pairs = match MlpParser::parse(Rule::file, text) {
+        Ok(p) => p,
+        Err(_) => {
+            let guard = DETAIL.lock().unwrap_or_else(|e| e.into_inner());
+            pest::set_error_detail(true);
+            let detailed = MlpParser::parse(Rule::file, text);
+            pest::set_error_detail(false);
+            drop(guard);
+            return Err(match detailed {
+                Err(e) => syntax_error(file, text, e),
+                Ok(_) => ParseError {
+                    span: Span::new(file, 0, 0),
+                    message: "the parser disagreed with itself".into(),
+                    expected: vec![],
+                    kind: ParseErrorKind::Syntax,
+                    suggestion: None,
+                },
+            });
+        }
+    };
     let root = pairs.next().ok_or_else(|| ParseError {
         span: Span::new(file, 0, 0),
         message: "empty parse".into(),
