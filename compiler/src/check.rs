@@ -313,29 +313,21 @@ impl<'a> Checker<'a> {
         };
         for d in &all_decls {
             match &d.kind {
-                DeclKind::Source(s) => {
-                    if declare(self, "source", &s.name) {
-                        named.insert(s.name.name.clone(), (Named::Source(s), d.span, &s.name));
-                    }
-                }
-                DeclKind::Split(s) => {
-                    if declare(self, "split", &s.name) {
-                        named.insert(s.name.name.clone(), (Named::Split(s), d.span, &s.name));
-                    }
-                }
-                DeclKind::Transform(t) => {
-                    if declare(self, "transform", &t.name) {
-                        named.insert(t.name.name.clone(), (Named::Transform(t), d.span, &t.name));
-                    }
-                }
-                DeclKind::Features(f) => {
-                    if declare(self, "features", &f.name) {
-                        named.insert(f.name.name.clone(), (Named::Features(f), d.span, &f.name));
-                    }
-                }
-                DeclKind::Model(m) => {
-                    if declare(self, "model", &m.name) {
-                        named.insert(m.name.name.clone(), (Named::Model(m), d.span, &m.name));
+                DeclKind::Source(_)
+                | DeclKind::Split(_)
+                | DeclKind::Transform(_)
+                | DeclKind::Features(_)
+                | DeclKind::Model(_) => {
+                    let (n, ident) = match &d.kind {
+                        DeclKind::Source(x) => (Named::Source(x), &x.name),
+                        DeclKind::Split(x) => (Named::Split(x), &x.name),
+                        DeclKind::Transform(x) => (Named::Transform(x), &x.name),
+                        DeclKind::Features(x) => (Named::Features(x), &x.name),
+                        DeclKind::Model(x) => (Named::Model(x), &x.name),
+                        _ => continue,
+                    };
+                    if declare(self, n.kind(), ident) {
+                        named.insert(ident.name.clone(), (n, d.span, ident));
                     }
                 }
                 DeclKind::Plugin(p) => {

@@ -264,6 +264,18 @@ impl Checker<'_> {
         }
     }
 
+    /// Types every argument (reporting each bad one), or `None` if any failed.
+    fn check_args(
+        &mut self,
+        args: &[ast::Expr],
+        frame: &Frame,
+        cx: ExprContext,
+    ) -> Option<Vec<TExpr>> {
+        let typed: Vec<Option<TExpr>> =
+            args.iter().map(|a| self.check_expr(a, frame, cx)).collect();
+        typed.into_iter().collect()
+    }
+
     pub(super) fn unknown_column(&mut self, name: &str, span: Span, frame: &Frame) {
         if frame.poisoned.contains(name) {
             return;
@@ -516,17 +528,7 @@ impl Checker<'_> {
             });
             return None;
         }
-        let mut typed = Vec::new();
-        let mut failed = false;
-        for a in args {
-            match self.check_expr(a, frame, cx) {
-                Some(t) => typed.push(t),
-                None => failed = true,
-            }
-        }
-        if failed {
-            return None;
-        }
+        let typed = self.check_args(args, frame, cx)?;
         let arg_err = |this: &mut Self, i: usize, expected: &str| {
             this.errors.push(CheckError::ArgumentType {
                 span: typed[i].span,
@@ -842,17 +844,8 @@ impl Checker<'_> {
             });
             return None;
         }
-        let mut typed = Vec::new();
+        let typed = self.check_args(args, frame, cx)?;
         let mut failed = false;
-        for a in args {
-            match self.check_expr(a, frame, cx) {
-                Some(t) => typed.push(t),
-                None => failed = true,
-            }
-        }
-        if failed {
-            return None;
-        }
         let mut nullable = false;
         for (t, p) in typed.iter().zip(&sig.params) {
             let fits = match (&t.ty, p.ty) {
