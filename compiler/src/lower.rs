@@ -51,6 +51,7 @@ pub fn lower(program: &Program, sources: &SourceMap) -> Plan {
             inputs: s.inputs.clone(),
             op: s.op.clone(),
             schema: s.frame.schema(),
+            partition_column: s.frame.split.as_ref().map(|sp| sp.column.clone()),
             plugins,
             definition_hash: sha256_hex(&canonical),
             canonical,

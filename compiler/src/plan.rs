@@ -51,6 +51,9 @@ pub struct Stage {
     pub inputs: Vec<String>,
     pub op: Op,
     pub schema: Vec<ColumnSchema>,
+    /// The split's partition column, for stages downstream of a split.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partition_column: Option<String>,
     /// Plugins whose functions this stage calls (their bytes join the key).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub plugins: Vec<String>,

@@ -5,11 +5,19 @@
 //!   compiler's [`mlp_compiler::World`] (plugin signatures read from `.wasm`
 //!   custom sections, without instantiating anything).
 //! - [`sample`]: reads a sample of a CSV or NDJSON file for `mlp infer`.
+//! - [`run`]: stage keys, `mlp plan`'s reasons, and the executor behind
+//!   `mlp run`; [`exec`] has one module per plan operator on polars.
+//! - [`store`] and [`fingerprint`]: the content-addressed cache in `.mlp/`
+//!   and the file hashes keys are made of.
 //! - [`cli`]: the subcommands behind the `mlp` binary.
 //!
 //! **Architecture invariant:** the compiler never opens a file; every byte it
 //! sees arrives through this crate.
 
 pub mod cli;
+pub mod exec;
+pub mod fingerprint;
 pub mod project;
+pub mod run;
 pub mod sample;
+pub mod store;

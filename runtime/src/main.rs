@@ -47,7 +47,34 @@ enum Command {
         #[arg(long, value_enum, default_value = "dot")]
         format: Format,
     },
-    /// Print a `source` block inferred from a sample of a CSV or NDJSON file.
+    /// Show every stage: cached or to run, and why.
+    Plan {
+        #[arg(default_value = ".")]
+        path: PathBuf,
+        /// Print the plan as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run the pipeline, recomputing only the stages whose inputs changed.
+    Run {
+        #[arg(default_value = ".")]
+        path: PathBuf,
+        /// Print the run summary as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Re-run whenever a pipeline, data or plugin file changes.
+        #[arg(long)]
+        watch: bool,
+        /// How many independent stages may run at once.
+        #[arg(long, default_value_t = 2)]
+        jobs: usize,
+    },
+    /// Inspect or clean the stage cache in `.mlp/`.
+    Cache {
+        #[command(subcommand)]
+        command: CacheCommand,
+    },
+    /// Print a `source` block inferred from a sample of a CSV, NDJSON or Parquet file.
     Infer {
         file: PathBuf,
         /// The source's name (default: the file's stem).
@@ -56,6 +83,22 @@ enum Command {
         /// How many rows to sample.
         #[arg(long, default_value_t = 10_000)]
         rows: usize,
+    },
+}
+
+#[derive(Subcommand)]
+enum CacheCommand {
+    /// List the cache entries and their sizes.
+    Status {
+        #[arg(default_value = ".")]
+        path: PathBuf,
+    },
+    /// Remove entries the last run did not use (all entries with --all).
+    Gc {
+        #[arg(default_value = ".")]
+        path: PathBuf,
+        #[arg(long)]
+        all: bool,
     },
 }
 
@@ -79,6 +122,17 @@ fn main() -> ExitCode {
             args.color,
         ),
         Command::Infer { file, name, rows } => cli::infer(&file, name.as_deref(), rows),
+        Command::Plan { path, json } => cli::plan(&path, json, args.color),
+        Command::Run {
+            path,
+            json,
+            watch,
+            jobs,
+        } => cli::run(&path, &cli::RunOptions { json, watch, jobs }, args.color),
+        Command::Cache { command } => match command {
+            CacheCommand::Status { path } => cli::cache_status(&path),
+            CacheCommand::Gc { path, all } => cli::cache_gc(&path, all),
+        },
     };
     match result {
         Ok(code) => code,

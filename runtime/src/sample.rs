@@ -24,10 +24,9 @@ pub enum SampleError {
 impl SampleError {
     pub fn help(&self) -> Option<String> {
         match self {
-            SampleError::Format(_) => Some(
-                "`mlp infer` reads .csv, .tsv, .json/.ndjson/.jsonl files; Parquet files carry their own schema, which `mlp run` reads"
-                    .into(),
-            ),
+            SampleError::Format(_) => {
+                Some("`mlp infer` reads .csv, .tsv, .json/.ndjson/.jsonl and .parquet files".into())
+            }
             _ => None,
         }
     }
@@ -174,10 +173,70 @@ pub fn read_sample(path: &Path, max_rows: usize) -> Result<(Sample, &'static str
                 null_markers: vec![],
             }
         }
+        "parquet" => read_parquet(path, &shown, max_rows)?,
         other => return Err(SampleError::Format(other.to_string())),
     };
     if sample.rows == 0 {
         return Err(SampleError::Empty(shown));
     }
     Ok((sample, format))
+}
+
+/// The first rows of a Parquet file as cells (dates as ISO text, so the
+/// inference names their format).
+fn read_parquet(path: &Path, shown: &str, max_rows: usize) -> Result<Sample, SampleError> {
+    use polars::prelude::*;
+    let err = |e: PolarsError| SampleError::Parse {
+        path: shown.to_string(),
+        line: 0,
+        reason: e.to_string(),
+    };
+    let p = PlRefPath::try_from_path(path).map_err(err)?;
+    let df = LazyFrame::scan_parquet(p, ScanArgsParquet::default())
+        .map_err(err)?
+        .limit(max_rows as IdxSize)
+        .collect()
+        .map_err(err)?;
+    let mut columns = vec![];
+    for c in df.columns() {
+        let dt = c.dtype().clone();
+        let mut cells = Vec::with_capacity(c.len());
+        for i in 0..c.len() {
+            let v = c.get(i).map_err(err)?;
+            cells.push(match v {
+                AnyValue::Null => Cell::Null,
+                AnyValue::Boolean(b) => Cell::Bool(b),
+                AnyValue::Int8(x) => Cell::Int(x as i64),
+                AnyValue::Int16(x) => Cell::Int(x as i64),
+                AnyValue::Int32(x) => Cell::Int(x as i64),
+                AnyValue::Int64(x) => Cell::Int(x),
+                AnyValue::UInt8(x) => Cell::Int(x as i64),
+                AnyValue::UInt16(x) => Cell::Int(x as i64),
+                AnyValue::UInt32(x) => Cell::Int(x as i64),
+                AnyValue::UInt64(x) => Cell::Int(x as i64),
+                AnyValue::Float32(x) => Cell::Float(x as f64),
+                AnyValue::Float64(x) => Cell::Float(x),
+                AnyValue::String(s) => Cell::Text(s.to_string()),
+                AnyValue::StringOwned(s) => Cell::Text(s.to_string()),
+                other => {
+                    let text = other.to_string().trim_matches('"').replace(' ', "T");
+                    // Datetimes print with fractional seconds; keep whole ones.
+                    let text = match (&dt, text.find('.')) {
+                        (DataType::Datetime(..), Some(dot)) => text[..dot].to_string(),
+                        _ => text,
+                    };
+                    Cell::Text(text)
+                }
+            });
+        }
+        columns.push(SampleColumn {
+            name: c.name().to_string(),
+            cells,
+        });
+    }
+    Ok(Sample {
+        rows: df.height(),
+        columns,
+        null_markers: vec![],
+    })
 }

@@ -1,0 +1,209 @@
+//! `execute: Plan -> stage outputs`, one module per plan operator.
+//!
+//! | operator  | module         | output in the cache entry                      |
+//! |-----------|----------------|------------------------------------------------|
+//! | source    | `source.rs`    | `frame.arrow`                                  |
+//! | check     | `check.rs`     | `frame.arrow`, `report.json`, `quarantine.arrow` |
+//! | split     | `split.rs`     | `frame.arrow` (with the partition column)      |
+//! | transform | `transform.rs` | `frame.arrow`, `params.json` (fitted on train) |
+//! | features  | `features.rs`  | `frame.arrow`, `over_<feature>.arrow` tables   |
+//!
+//! Model, evaluate, deploy and monitor stages plug into the same executor and
+//! cache (issues 4 to 6); until then they are reported as not supported by
+//! this build, never as done.
+
+pub mod check;
+pub mod expr;
+pub mod features;
+pub mod source;
+pub mod split;
+pub mod transform;
+
+use mlp_compiler::plan::{Op, Stage};
+use polars::prelude::*;
+use std::path::{Path, PathBuf};
+
+/// Why a stage failed. Every variant names the place and the fix.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    #[error("{file}: cannot read: {reason}")]
+    Read { file: String, reason: String },
+    #[error("{file}: column `{column}` is declared but not in the data")]
+    MissingColumn {
+        file: String,
+        column: String,
+        available: Vec<String>,
+    },
+    #[error("{file}, row {row}, column `{column}`: {found} is not a valid {expected}")]
+    BadValue {
+        file: String,
+        row: usize,
+        column: String,
+        found: String,
+        expected: String,
+    },
+    #[error("{file}, row {row}, column `{column}`: null in a column declared without `?`")]
+    UnexpectedNull {
+        file: String,
+        row: usize,
+        column: String,
+    },
+    #[error("no file matches `{pattern}`")]
+    NoFiles { pattern: String },
+    #[error("`{file}` changed while it was being read")]
+    ChangedDuringRun { file: String },
+    #[error("checks on `{stage}` failed: {summary}")]
+    ChecksFailed { stage: String, summary: String },
+    #[error("{0}")]
+    Data(String),
+    #[error("{0}")]
+    Unsupported(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ExecError {
+    pub fn polars(e: PolarsError) -> ExecError {
+        ExecError::Data(e.to_string())
+    }
+    pub fn help(&self) -> Option<String> {
+        match self {
+            ExecError::MissingColumn {
+                column, available, ..
+            } => Some(format!(
+                "columns in the file: {}; map another header with `{column} : TYPE as \"Header\"`",
+                available
+                    .iter()
+                    .map(|a| format!("`{a}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+            ExecError::BadValue { .. } => Some(
+                "fix the value, declare the column with another type, or add a `check ... quarantine` to set bad rows aside".into(),
+            ),
+            ExecError::UnexpectedNull { .. } => {
+                Some("declare the column nullable (`TYPE?`) and impute it, or fix the data".into())
+            }
+            ExecError::ChangedDuringRun { .. } => {
+                Some("nothing was cached from it; run again once the file is written".into())
+            }
+            ExecError::ChecksFailed { .. } => Some(
+                "the report lists each failing rule with example rows; `warn` a rule to let it pass, or `quarantine` to set failing rows aside".into(),
+            ),
+            _ => None,
+        }
+    }
+}
+
+/// What a stage produced.
+#[derive(Default)]
+pub struct Output {
+    pub frame: Option<DataFrame>,
+    /// Extra frames to store (`quarantine`, `over_*` tables).
+    pub frames: Vec<(String, DataFrame)>,
+    /// JSON documents to store (`params`, `report`).
+    pub json: Vec<(String, serde_json::Value)>,
+    /// Lines to show the user (warnings, quarantine counts).
+    pub notes: Vec<String>,
+}
+
+/// Everything a stage may read.
+pub struct Context<'a> {
+    pub root: &'a Path,
+    pub stage: &'a Stage,
+    /// The frames of the stage's inputs, in order.
+    pub inputs: Vec<DataFrame>,
+    /// The files the stage reads, with the stat taken when they were hashed.
+    pub files: Vec<(PathBuf, crate::fingerprint::Stat)>,
+    /// A source read by a quarantining check keeps rows that break its
+    /// schema (described in `_parse_error`) for the check to set aside.
+    pub lenient: bool,
+}
+
+/// Whether this build can execute a stage kind.
+pub fn supported(op: &Op) -> Result<(), String> {
+    match op {
+        Op::Source(_) | Op::Check(_) | Op::Split(_) | Op::Transform(_) | Op::Features(_) => Ok(()),
+        Op::Model(_) | Op::Evaluate(_) | Op::Deploy(_) => Err(
+            "model training, evaluation and deployment are not in this build yet (issue 4)".into(),
+        ),
+        Op::Monitor(_) => Err("monitoring is not in this build yet (issue 6)".into()),
+    }
+}
+
+/// Runs one stage.
+pub fn run_stage(cx: Context) -> Result<Output, ExecError> {
+    match &cx.stage.op {
+        Op::Source(op) => source::run(op, &cx),
+        Op::Check(op) => check::run(op, &cx),
+        Op::Split(op) => split::run(op, &cx),
+        Op::Transform(op) => transform::run(op, &cx),
+        Op::Features(op) => features::run(op, &cx),
+        other => Err(ExecError::Unsupported(
+            supported(other).err().unwrap_or_default(),
+        )),
+    }
+}
+
+/// The single input frame of a stage.
+pub fn input(cx: &Context) -> Result<DataFrame, ExecError> {
+    cx.inputs
+        .first()
+        .cloned()
+        .ok_or_else(|| ExecError::Internal(format!("stage `{}` has no input", cx.stage.id)))
+}
+
+/// The rows of the `train` partition, as a filter expression.
+pub fn is_train(partition_column: &str) -> Expr {
+    col(partition_column).eq(lit("train"))
+}
+
+/// The partition column of a frame downstream of a split (the last column
+/// named in the plan's schema that the split added is tracked by the
+/// compiler; at run time it is the stage schema's category column of
+/// partitions). Stages downstream of a split carry it under a known name.
+pub fn partition_column(cx: &Context) -> Option<String> {
+    partition_of(cx.stage)
+}
+
+pub fn partition_of(stage: &Stage) -> Option<String> {
+    stage.partition_column.clone()
+}
+
+/// Renders up to `n` rows of a frame as JSON records.
+pub fn records(df: &DataFrame, n: usize) -> Vec<serde_json::Value> {
+    let head = df.head(Some(n));
+    let mut out = vec![];
+    for i in 0..head.height() {
+        let mut obj = serde_json::Map::new();
+        for c in head.columns() {
+            let v = c
+                .get(i)
+                .map(|v| any_to_json(&v))
+                .unwrap_or(serde_json::Value::Null);
+            obj.insert(c.name().to_string(), v);
+        }
+        out.push(serde_json::Value::Object(obj));
+    }
+    out
+}
+
+pub fn any_to_json(v: &AnyValue) -> serde_json::Value {
+    match v {
+        AnyValue::Null => serde_json::Value::Null,
+        AnyValue::Boolean(b) => (*b).into(),
+        AnyValue::Int64(i) => (*i).into(),
+        AnyValue::Int32(i) => (*i).into(),
+        AnyValue::UInt32(i) => (*i).into(),
+        AnyValue::UInt64(i) => (*i).into(),
+        AnyValue::Float64(f) => serde_json::Number::from_f64(*f)
+            .map(serde_json::Value::Number)
+            .unwrap_or(serde_json::Value::Null),
+        AnyValue::Float32(f) => serde_json::Number::from_f64(*f as f64)
+            .map(serde_json::Value::Number)
+            .unwrap_or(serde_json::Value::Null),
+        AnyValue::String(s) => (*s).into(),
+        AnyValue::StringOwned(s) => s.as_str().into(),
+        other => other.to_string().trim_matches('"').into(),
+    }
+}

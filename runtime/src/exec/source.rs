@@ -1,0 +1,384 @@
+//! `source`: read CSV, Parquet or NDJSON files and hold them to the declared
+//! schema. A declared column missing from a file, a value that does not parse
+//! as its type, or a null in a column declared without `?` stops the run
+//! naming the file, the row and the column.
+
+use super::expr::{dtype, Kind};
+use super::{Context, ExecError, Output};
+use mlp_compiler::plan::{Literal, SourceColumn, SourceOp};
+use mlp_compiler::types::Type;
+use polars::prelude::*;
+use std::path::{Path, PathBuf};
+
+/// The files a source reads, in sorted order: the path itself, or every file
+/// matching a glob (`data/*.csv`, `data/**/*.parquet`).
+pub fn resolve(root: &Path, pattern: &str) -> Result<Vec<PathBuf>, ExecError> {
+    let is_glob = pattern.contains(['*', '?', '[', '{']);
+    if !is_glob {
+        let p = root.join(pattern);
+        return if p.is_file() {
+            Ok(vec![p])
+        } else {
+            Err(ExecError::Read {
+                file: pattern.to_string(),
+                reason: "no such file".into(),
+            })
+        };
+    }
+    // Walk from the longest folder prefix without glob characters.
+    let parts: Vec<&str> = pattern.split('/').collect();
+    let fixed: Vec<&str> = parts
+        .iter()
+        .take_while(|p| !p.contains(['*', '?', '[', '{']))
+        .copied()
+        .collect();
+    let base = root.join(fixed.join("/"));
+    let matcher = globset::GlobBuilder::new(pattern)
+        .literal_separator(true)
+        .build()
+        .map_err(|e| ExecError::Read {
+            file: pattern.to_string(),
+            reason: format!("invalid glob: {e}"),
+        })?
+        .compile_matcher();
+    let mut files: Vec<PathBuf> = walkdir::WalkDir::new(&base)
+        .sort_by_file_name()
+        .into_iter()
+        .flatten()
+        .filter(|e| e.file_type().is_file())
+        .filter(|e| {
+            e.path()
+                .strip_prefix(root)
+                .map(|rel| matcher.is_match(rel.to_string_lossy().replace('\\', "/")))
+                .unwrap_or(false)
+        })
+        .map(|e| e.path().to_path_buf())
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        return Err(ExecError::NoFiles {
+            pattern: pattern.to_string(),
+        });
+    }
+    Ok(files)
+}
+
+fn display(root: &Path, p: &Path) -> String {
+    p.strip_prefix(root)
+        .unwrap_or(p)
+        .to_string_lossy()
+        .replace('\\', "/")
+}
+
+pub fn run(op: &SourceOp, cx: &Context) -> Result<Output, ExecError> {
+    let mut frames = Vec::with_capacity(cx.files.len());
+    for (path, stat_before) in &cx.files {
+        let shown = display(cx.root, path);
+        let df = read_file(op, path, &shown, cx.lenient)?;
+        // The key was computed from the file as hashed; refuse to store an
+        // output computed from a file that changed since.
+        match crate::fingerprint::Stat::of(path) {
+            Ok(after) if after == *stat_before => {}
+            _ => return Err(ExecError::ChangedDuringRun { file: shown }),
+        }
+        frames.push(df);
+    }
+    let mut it = frames.into_iter();
+    let mut df = it
+        .next()
+        .ok_or_else(|| ExecError::Internal("a source without files".into()))?;
+    for next in it {
+        df.vstack_mut(&next).map_err(ExecError::polars)?;
+    }
+    df.rechunk_mut();
+    Ok(Output {
+        frame: Some(df),
+        ..Output::default()
+    })
+}
+
+fn read_error(file: &str, e: impl std::fmt::Display) -> ExecError {
+    ExecError::Read {
+        file: file.to_string(),
+        reason: e.to_string(),
+    }
+}
+
+fn raw(c: &SourceColumn) -> &str {
+    c.raw_name.as_deref().unwrap_or(&c.name)
+}
+
+/// The column in which a lenient read describes the values of a row that
+/// broke the schema; the quarantining check sets those rows aside.
+pub const PARSE_ERROR: &str = "_parse_error";
+
+/// Reads one file and returns the declared columns with their declared types.
+/// `lenient` (the source feeds a quarantining check): rows that break the
+/// schema are kept, described in [`PARSE_ERROR`], instead of stopping.
+fn read_file(
+    op: &SourceOp,
+    path: &Path,
+    shown: &str,
+    lenient: bool,
+) -> Result<DataFrame, ExecError> {
+    let pl_path = PlRefPath::try_from_path(path).map_err(|e| read_error(shown, e))?;
+    let lf = match op.format.as_str() {
+        "csv" => {
+            let opt_str = |k: &str| match op.options.get(k) {
+                Some(Literal::Str(s)) => Some(s.clone()),
+                _ => None,
+            };
+            let mut r = LazyCsvReader::new(pl_path)
+                .with_infer_schema_length(Some(0))
+                .with_has_header(!matches!(
+                    op.options.get("header"),
+                    Some(Literal::Bool(false))
+                ))
+                .with_missing_is_null(true);
+            if let Some(d) = opt_str("delimiter") {
+                r = r.with_separator(d.as_bytes()[0]);
+            }
+            if let Some(q) = opt_str("quote") {
+                r = r.with_quote_char(q.as_bytes().first().copied());
+            }
+            if let Some(Literal::Int(n)) = op.options.get("skip_rows") {
+                r = r.with_skip_rows(*n as usize);
+            }
+            let mut nulls: Vec<PlSmallStr> = vec!["".into()];
+            if let Some(n) = opt_str("null_values") {
+                nulls.extend(n.split('\u{1f}').map(PlSmallStr::from));
+            }
+            r = r.with_null_values(Some(NullValues::AllColumns(nulls)));
+            r.finish().map_err(|e| read_error(shown, e))?
+        }
+        "parquet" => LazyFrame::scan_parquet(pl_path, ScanArgsParquet::default())
+            .map_err(|e| read_error(shown, e))?,
+        "json" => LazyJsonLineReader::new(pl_path)
+            .with_infer_schema_length(None)
+            .finish()
+            .map_err(|e| read_error(shown, e))?,
+        other => return Err(read_error(shown, format!("unknown format `{other}`"))),
+    };
+    let mut lf = lf;
+    let schema = lf.collect_schema().map_err(|e| read_error(shown, e))?;
+    // Every declared column must be in the file.
+    for c in &op.columns {
+        if schema.get(raw(c)).is_none() {
+            return Err(ExecError::MissingColumn {
+                file: shown.to_string(),
+                column: raw(c).to_string(),
+                available: schema.iter_names().map(|n| n.to_string()).collect(),
+            });
+        }
+    }
+    // Only the declared columns are read.
+    let raw_df = lf
+        .select(op.columns.iter().map(|c| col(raw(c))).collect::<Vec<_>>())
+        .collect()
+        .map_err(|e| read_error(shown, e))?;
+    let exprs: Vec<Expr> = op
+        .columns
+        .iter()
+        .map(|c| {
+            let from = schema.get(raw(c)).cloned().unwrap_or(DataType::String);
+            parse_expr(col(raw(c)), &from, &c.ty).alias(c.name.as_str())
+        })
+        .collect();
+    let typed = raw_df
+        .clone()
+        .lazy()
+        .select(exprs)
+        .collect()
+        .map_err(|e| read_error(shown, e))?;
+    if lenient {
+        return describe_errors(op, raw_df, typed, shown);
+    }
+    // Values that did not parse became nulls: find the first of each column.
+    for c in &op.columns {
+        let before = raw_df.column(raw(c)).map_err(ExecError::polars)?;
+        let after = typed.column(&c.name).map_err(ExecError::polars)?;
+        if after.null_count() > before.null_count() {
+            let (row, value) = first_new_null(before, after);
+            return Err(ExecError::BadValue {
+                file: shown.to_string(),
+                row,
+                column: raw(c).to_string(),
+                found: value,
+                expected: match &c.ty {
+                    Type::Date { format } | Type::Datetime { format } => {
+                        format!("{} in the format \"{format}\"", c.ty)
+                    }
+                    t => t.to_string(),
+                },
+            });
+        }
+        if !c.nullable && after.null_count() > 0 {
+            let row = first_null(after);
+            return Err(ExecError::UnexpectedNull {
+                file: shown.to_string(),
+                row,
+                column: raw(c).to_string(),
+            });
+        }
+    }
+    Ok(typed)
+}
+
+/// Adds [`PARSE_ERROR`]: for each row, the values that did not parse and the
+/// nulls in columns declared without `?` (null when the row is whole).
+fn describe_errors(
+    op: &SourceOp,
+    raw_df: DataFrame,
+    typed: DataFrame,
+    shown: &str,
+) -> Result<DataFrame, ExecError> {
+    let mut joined = typed;
+    let mut problems = vec![];
+    for (i, c) in op.columns.iter().enumerate() {
+        let raw_name = format!("__raw{i}");
+        let raw_col = raw_df
+            .column(raw(c))
+            .map_err(ExecError::polars)?
+            .clone()
+            .cast(&DataType::String)
+            .map_err(ExecError::polars)?
+            .with_name(raw_name.as_str().into());
+        joined.with_column(raw_col).map_err(ExecError::polars)?;
+        let parsed = col(c.name.as_str());
+        let rawe = col(raw_name.as_str());
+        let bad_value = rawe.clone().is_not_null().and(parsed.clone().is_null());
+        let mut e = when(bad_value)
+            .then(concat_str(
+                [
+                    lit(format!("column `{}`: \"", raw(c))),
+                    rawe,
+                    lit(format!("\" is not a valid {}", c.ty)),
+                ],
+                "",
+                false,
+            ))
+            .otherwise(lit(NULL).cast(DataType::String));
+        if !c.nullable {
+            e = when(parsed.is_null().and(col(raw_name.as_str()).is_null()))
+                .then(lit(format!(
+                    "column `{}`: null in a column declared without `?`",
+                    raw(c)
+                )))
+                .otherwise(e);
+        }
+        problems.push(e);
+    }
+    let n = op.columns.len();
+    let desc = concat_str(problems, "; ", true);
+    let out = joined
+        .lazy()
+        .with_row_index("__row", Some(1))
+        .with_column(
+            when(desc.clone().str().len_chars().gt(lit(0)))
+                .then(concat_str(
+                    [
+                        lit(format!("{shown}, row ")),
+                        col("__row").cast(DataType::String),
+                        lit(": "),
+                        desc,
+                    ],
+                    "",
+                    false,
+                ))
+                .otherwise(lit(NULL).cast(DataType::String))
+                .alias(PARSE_ERROR),
+        )
+        .drop(by_name(
+            (0..n)
+                .map(|i| format!("__raw{i}"))
+                .chain(["__row".to_string()]),
+            true,
+            false,
+        ))
+        .collect()
+        .map_err(ExecError::polars)?;
+    Ok(out)
+}
+
+/// 1-based row of the first value that was present before and null after.
+fn first_new_null(before: &Column, after: &Column) -> (usize, String) {
+    let b = before.is_null();
+    let a = after.is_null();
+    for i in 0..after.len() {
+        if a.get(i) == Some(true) && b.get(i) == Some(false) {
+            let v = before.get(i).map(|v| v.to_string()).unwrap_or_default();
+            return (i + 1, v);
+        }
+    }
+    (0, String::new())
+}
+
+fn first_null(c: &Column) -> usize {
+    let n = c.is_null();
+    (0..c.len())
+        .find(|i| n.get(*i) == Some(true))
+        .map(|i| i + 1)
+        .unwrap_or(0)
+}
+
+/// Converts a raw column to its declared type; a value that does not convert
+/// becomes null (and is reported by the caller).
+pub fn parse_expr(e: Expr, from: &DataType, to: &Type) -> Expr {
+    let target = dtype(to);
+    if from == &target {
+        return e;
+    }
+    let text = matches!(from, DataType::String);
+    match to {
+        Type::Int => {
+            if text {
+                e.str().strip_chars(lit(NULL)).cast(DataType::Int64)
+            } else if from.is_float() {
+                // A float column read for an int: only whole numbers fit.
+                let f = e.clone().cast(DataType::Float64);
+                when(f.clone().eq(f.clone().floor()))
+                    .then(f.cast(DataType::Int64))
+                    .otherwise(lit(NULL).cast(DataType::Int64))
+            } else {
+                e.cast(DataType::Int64)
+            }
+        }
+        Type::Float => {
+            if text {
+                e.str().strip_chars(lit(NULL)).cast(DataType::Float64)
+            } else {
+                e.cast(DataType::Float64)
+            }
+        }
+        Type::Bool => {
+            if text {
+                let l = e.str().strip_chars(lit(NULL)).str().to_lowercase();
+                when(l.clone().eq(lit("true")).or(l.clone().eq(lit("1"))))
+                    .then(lit(true))
+                    .when(l.clone().eq(lit("false")).or(l.eq(lit("0"))))
+                    .then(lit(false))
+                    .otherwise(lit(NULL).cast(DataType::Boolean))
+            } else {
+                e.cast(DataType::Boolean)
+            }
+        }
+        Type::Str | Type::Category { .. } => e.cast(DataType::String),
+        Type::Date { format } | Type::Datetime { format } => {
+            if !text {
+                return e.cast(target);
+            }
+            let opts = StrptimeOptions {
+                format: Some(format.as_str().into()),
+                strict: false,
+                exact: true,
+                cache: true,
+            };
+            match Kind::of(to) {
+                Kind::Date(_) => e.str().to_date(opts),
+                _ => e
+                    .str()
+                    .to_datetime(Some(TimeUnit::Microseconds), None, opts, lit("raise")),
+            }
+        }
+    }
+}

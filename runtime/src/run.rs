@@ -1,0 +1,681 @@
+//! `plan` and `run`: stage keys, what is cached and why a stage will run, and
+//! the executor that runs what is not cached (independent stages in
+//! parallel), stores each output atomically and records the run.
+
+use crate::exec::{self, ExecError};
+use crate::fingerprint::{stage_key, FileHashes, Stat};
+use crate::store::{EntryMeta, Store, StoreError};
+use mlp_compiler::plan::{Op, Plan, Stage};
+use polars::prelude::*;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::time::Instant;
+
+/// The runtime's engine id: part of every key, so a new mlp never trusts an
+/// older one's outputs.
+pub const ENGINE: &str = concat!("mlp-runtime/", env!("CARGO_PKG_VERSION"), "+", "plan-v1");
+
+/// Why a stage will run (or not).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "reason", rename_all = "snake_case")]
+pub enum Reason {
+    /// Its output is in the cache.
+    Cached,
+    /// No earlier run recorded this stage.
+    New,
+    /// The definition changed.
+    DefinitionChanged { file: String, line: usize },
+    /// A file it reads changed.
+    FileChanged {
+        file: String,
+        old: Option<String>,
+        new: String,
+    },
+    /// A file was added to or removed from a glob.
+    FilesChanged {
+        added: Vec<String>,
+        removed: Vec<String>,
+    },
+    /// An upstream stage will run.
+    Upstream { stage: String },
+    /// The engine changed.
+    Engine,
+    /// Same inputs as before, but the entry is gone (removed by `gc`).
+    Missing,
+    /// This build cannot run the stage.
+    Unsupported { why: String },
+    /// An input cannot be read (its error is shown at that stage).
+    Blocked { why: String },
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let short = |h: &str| h.chars().take(12).collect::<String>();
+        match self {
+            Reason::Cached => write!(f, "cached"),
+            Reason::New => write!(f, "new stage (never run)"),
+            Reason::DefinitionChanged { file, line } => {
+                write!(f, "definition changed ({file}:{line})")
+            }
+            Reason::FileChanged { file, old, new } => match old {
+                Some(o) => write!(f, "file {file} changed ({} -> {})", short(o), short(new)),
+                None => write!(f, "file {file} is new ({})", short(new)),
+            },
+            Reason::FilesChanged { added, removed } => write!(
+                f,
+                "files matched changed (added: {}; removed: {})",
+                if added.is_empty() {
+                    "none".into()
+                } else {
+                    added.join(", ")
+                },
+                if removed.is_empty() {
+                    "none".into()
+                } else {
+                    removed.join(", ")
+                }
+            ),
+            Reason::Upstream { stage } => write!(f, "upstream `{stage}` will run"),
+            Reason::Engine => write!(f, "the mlp engine changed"),
+            Reason::Missing => write!(f, "output no longer in the cache"),
+            Reason::Unsupported { why } => write!(f, "not run: {why}"),
+            Reason::Blocked { why } => write!(f, "blocked: {why}"),
+        }
+    }
+}
+
+/// One stage's place in a plan.
+#[derive(Debug, Clone, Serialize)]
+pub struct StagePlan {
+    pub id: String,
+    pub kind: String,
+    pub key: Option<String>,
+    pub cached: bool,
+    pub runnable: bool,
+    pub reasons: Vec<Reason>,
+    #[serde(skip)]
+    pub files: Vec<(PathBuf, String, Stat)>,
+}
+
+/// A stage as a run record keeps it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StageRecord {
+    pub id: String,
+    pub key: Option<String>,
+    pub definition_hash: String,
+    pub inputs: Vec<String>,
+    pub input_keys: Vec<Option<String>>,
+    pub files: BTreeMap<String, String>,
+    pub status: String,
+    pub rows: Option<usize>,
+    pub seconds: f64,
+    #[serde(default)]
+    pub notes: Vec<String>,
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunRecord {
+    pub id: String,
+    pub engine: String,
+    pub started_unix: u64,
+    pub seconds: f64,
+    pub ok: bool,
+    pub stages: Vec<StageRecord>,
+}
+
+/// Why a run could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+fn rel(root: &Path, p: &Path) -> String {
+    p.strip_prefix(root)
+        .unwrap_or(p)
+        .to_string_lossy()
+        .replace('\\', "/")
+}
+
+/// The newest run record of a project.
+pub fn last_record(store: &Store) -> Option<RunRecord> {
+    let dir = store.root.join("runs");
+    let mut names: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    names.sort();
+    names.iter().rev().find_map(|p| {
+        std::fs::read(p)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+    })
+}
+
+/// Computes every stage's key and whether it is cached, with the reasons.
+pub fn plan_stages(
+    plan: &Plan,
+    root: &Path,
+    store: Option<&Store>,
+    hashes: &mut FileHashes,
+) -> Vec<StagePlan> {
+    let previous: HashMap<String, StageRecord> = store
+        .and_then(last_record)
+        .map(|r| {
+            let engine_same = r.engine == ENGINE;
+            r.stages
+                .into_iter()
+                .map(|s| (s.id.clone(), s))
+                .filter(|_| engine_same)
+                .collect()
+        })
+        .unwrap_or_default();
+    let engine_changed = store
+        .and_then(last_record)
+        .is_some_and(|r| r.engine != ENGINE);
+    let mut out: Vec<StagePlan> = vec![];
+    let mut keys: HashMap<String, Option<String>> = HashMap::new();
+    let mut will_run: HashMap<String, bool> = HashMap::new();
+    for st in &plan.stages {
+        let mut reasons = vec![];
+        let mut files = vec![];
+        let mut key_ok = true;
+        let mut runnable = exec::supported(&st.op).is_ok();
+        if let Err(why) = exec::supported(&st.op) {
+            reasons.push(Reason::Unsupported { why });
+        }
+        if let Op::Source(src) = &st.op {
+            match exec::source::resolve(root, &src.path) {
+                Ok(paths) => {
+                    for p in paths {
+                        let name = rel(root, &p);
+                        match hashes.hash(&name, &p) {
+                            Ok((sha, stat)) => files.push((p, sha, stat)),
+                            Err(e) => {
+                                key_ok = false;
+                                reasons.push(Reason::Blocked {
+                                    why: format!("cannot read {name}: {e}"),
+                                });
+                            }
+                        }
+                    }
+                }
+                Err(e) => {
+                    key_ok = false;
+                    runnable = false;
+                    reasons.push(Reason::Blocked { why: e.to_string() });
+                }
+            }
+        }
+        let input_keys: Vec<Option<String>> = st
+            .inputs
+            .iter()
+            .map(|i| keys.get(i).cloned().flatten())
+            .collect();
+        if input_keys.iter().any(Option::is_none) {
+            key_ok = false;
+        }
+        for i in &st.inputs {
+            if keys.get(i).cloned().flatten().is_none()
+                && !reasons
+                    .iter()
+                    .any(|r| matches!(r, Reason::Blocked { .. } | Reason::Unsupported { .. }))
+            {
+                reasons.push(Reason::Blocked {
+                    why: format!("input `{i}` cannot run"),
+                });
+                runnable = false;
+            }
+        }
+        let file_hashes: Vec<(String, String)> = files
+            .iter()
+            .map(|(p, sha, _)| (rel(root, p), sha.clone()))
+            .collect();
+        // A lenient read (for a quarantining check) keeps rows a strict one
+        // rejects: it is another output, so another key.
+        let canonical = if quarantined_by_check(plan, &st.id) {
+            format!("{}\n+lenient", st.canonical)
+        } else {
+            st.canonical.clone()
+        };
+        let key = key_ok.then(|| {
+            stage_key(
+                ENGINE,
+                &canonical,
+                &input_keys.iter().flatten().cloned().collect::<Vec<_>>(),
+                &file_hashes,
+                &[],
+            )
+        });
+        let cached = runnable
+            && key
+                .as_ref()
+                .is_some_and(|k| store.is_some_and(|s| s.lookup(k).is_some()));
+        if cached {
+            reasons.push(Reason::Cached);
+        } else if runnable && key.is_some() {
+            match previous.get(&st.id) {
+                None if engine_changed => reasons.push(Reason::Engine),
+                None => reasons.push(Reason::New),
+                Some(prev) => {
+                    if prev.definition_hash != st.definition_hash {
+                        reasons.push(Reason::DefinitionChanged {
+                            file: st.origin.file.clone(),
+                            line: st.origin.line,
+                        });
+                    }
+                    let now: BTreeMap<String, String> = file_hashes.iter().cloned().collect();
+                    let added: Vec<String> = now
+                        .keys()
+                        .filter(|k| !prev.files.contains_key(*k))
+                        .cloned()
+                        .collect();
+                    let removed: Vec<String> = prev
+                        .files
+                        .keys()
+                        .filter(|k| !now.contains_key(*k))
+                        .cloned()
+                        .collect();
+                    if !prev.files.is_empty() && (!added.is_empty() || !removed.is_empty()) {
+                        reasons.push(Reason::FilesChanged { added, removed });
+                    }
+                    for (f, sha) in &now {
+                        if let Some(old) = prev.files.get(f) {
+                            if old != sha {
+                                reasons.push(Reason::FileChanged {
+                                    file: f.clone(),
+                                    old: Some(old.clone()),
+                                    new: sha.clone(),
+                                });
+                            }
+                        } else if prev.files.is_empty() {
+                            reasons.push(Reason::FileChanged {
+                                file: f.clone(),
+                                old: None,
+                                new: sha.clone(),
+                            });
+                        }
+                    }
+                    for (i, k) in st.inputs.iter().zip(&input_keys) {
+                        let prev_key = prev
+                            .inputs
+                            .iter()
+                            .position(|p| p == i)
+                            .and_then(|j| prev.input_keys.get(j).cloned().flatten());
+                        if will_run.get(i).copied().unwrap_or(false)
+                            || prev_key.as_ref() != k.as_ref()
+                        {
+                            reasons.push(Reason::Upstream { stage: i.clone() });
+                        }
+                    }
+                    if reasons.is_empty() {
+                        reasons.push(Reason::Missing);
+                    }
+                }
+            }
+        }
+        will_run.insert(st.id.clone(), runnable && !cached);
+        keys.insert(st.id.clone(), if runnable { key.clone() } else { None });
+        out.push(StagePlan {
+            id: st.id.clone(),
+            kind: st.op.kind().to_string(),
+            key,
+            cached,
+            runnable,
+            reasons,
+            files,
+        });
+    }
+    out
+}
+
+/// How one stage ended in a run.
+#[derive(Debug, Clone, Serialize)]
+pub struct StageResult {
+    pub id: String,
+    /// `cached`, `ran`, `failed`, `skipped` or `blocked`.
+    pub status: String,
+    pub rows: Option<usize>,
+    pub seconds: f64,
+    pub notes: Vec<String>,
+    pub error: Option<String>,
+    pub help: Option<String>,
+}
+
+/// Events for a progress display.
+pub enum Progress {
+    Started(String),
+    Finished(StageResult),
+}
+
+fn read_frame(path: &Path) -> Result<DataFrame, ExecError> {
+    let f = std::fs::File::open(path)
+        .map_err(|e| ExecError::Internal(format!("{}: {e}", path.display())))?;
+    IpcReader::new(f).finish().map_err(ExecError::polars)
+}
+
+fn write_frame(path: &Path, df: &mut DataFrame) -> Result<(), ExecError> {
+    let f = std::fs::File::create(path)
+        .map_err(|e| ExecError::Internal(format!("{}: {e}", path.display())))?;
+    let mut w = std::io::BufWriter::new(f);
+    IpcWriter::new(&mut w)
+        .with_compression(Some(IpcCompression::LZ4))
+        .finish(df)
+        .map_err(ExecError::polars)?;
+    let f = w
+        .into_inner()
+        .map_err(|e| ExecError::Internal(e.to_string()))?;
+    f.sync_all()
+        .map_err(|e| ExecError::Internal(e.to_string()))?;
+    Ok(())
+}
+
+/// The output frame of a cached stage.
+pub fn cached_frame(store: &Store, key: &str) -> Result<DataFrame, ExecError> {
+    read_frame(&store.entry_dir(key).join("frame.arrow"))
+}
+
+/// Executes one stage and stores its output.
+fn execute_one(
+    st: &Stage,
+    sp: &StagePlan,
+    root: &Path,
+    store: &Store,
+    input_keys: Vec<String>,
+    lenient: bool,
+) -> Result<(EntryMeta, Vec<String>), ExecError> {
+    let started = Instant::now();
+    let mut inputs = vec![];
+    for k in &input_keys {
+        inputs.push(cached_frame(store, k)?);
+    }
+    let cx = exec::Context {
+        root,
+        stage: st,
+        inputs,
+        files: sp
+            .files
+            .iter()
+            .map(|(p, _, s)| (p.clone(), s.clone()))
+            .collect(),
+        lenient,
+    };
+    let output = exec::run_stage(cx)?;
+    let key = sp
+        .key
+        .clone()
+        .ok_or_else(|| ExecError::Internal("a stage without a key".into()))?;
+    let store_err = |e: StoreError| ExecError::Internal(e.to_string());
+    let mut pending = store.begin(&key).map_err(store_err)?;
+    let mut rows = None;
+    if let Some(mut df) = output.frame {
+        rows = Some(df.height());
+        write_frame(&pending.path("frame.arrow"), &mut df)?;
+        pending.add("frame.arrow");
+    }
+    for (name, mut df) in output.frames {
+        let file = format!("{name}.arrow");
+        write_frame(&pending.path(&file), &mut df)?;
+        pending.add(&file);
+    }
+    for (name, value) in &output.json {
+        pending
+            .write_json(&format!("{name}.json"), value)
+            .map_err(store_err)?;
+    }
+    let mut notes = output.notes;
+    if let Some(report) = output.json.iter().find(|(n, _)| n == "report") {
+        let _ = report;
+    }
+    notes.retain(|n| !n.is_empty());
+    let meta = store
+        .commit(pending, &key, &st.id, rows, started.elapsed().as_secs_f64())
+        .map_err(store_err)?;
+    Ok((meta, notes))
+}
+
+/// Whether a quarantining check reads this stage directly.
+pub fn quarantined_by_check(plan: &Plan, id: &str) -> bool {
+    plan.stages.iter().any(|s| {
+        matches!(&s.op, Op::Check(c) if c.quarantine) && s.inputs.len() == 1 && s.inputs[0] == id
+    })
+}
+
+/// Runs every stage that is not cached; stages whose inputs are ready run in
+/// parallel (up to `jobs` at once).
+pub fn run_plan(
+    plan: &Plan,
+    root: &Path,
+    store: &Store,
+    stages: &[StagePlan],
+    jobs: usize,
+    progress: &(dyn Fn(Progress) + Sync),
+) -> Vec<StageResult> {
+    let by_id: HashMap<&str, (&Stage, &StagePlan)> = plan
+        .stages
+        .iter()
+        .zip(stages)
+        .map(|(s, p)| (s.id.as_str(), (s, p)))
+        .collect();
+    let mut results: HashMap<String, StageResult> = HashMap::new();
+    let mut done: HashMap<String, bool> = HashMap::new(); // id -> succeeded
+    let mut running = 0usize;
+    let (tx, rx) = mpsc::channel::<StageResult>();
+    std::thread::scope(|scope| {
+        loop {
+            // Start every stage whose inputs are done.
+            for (st, sp) in plan.stages.iter().zip(stages) {
+                if done.contains_key(&st.id) || results.contains_key(&st.id) {
+                    continue;
+                }
+                if running >= jobs.max(1) {
+                    break;
+                }
+                let inputs_done = st.inputs.iter().all(|i| done.contains_key(i));
+                if !inputs_done {
+                    continue;
+                }
+                let inputs_ok = st
+                    .inputs
+                    .iter()
+                    .all(|i| done.get(i).copied().unwrap_or(false));
+                if sp.cached {
+                    let rows = sp
+                        .key
+                        .as_ref()
+                        .and_then(|k| store.lookup(k))
+                        .and_then(|m| m.rows);
+                    let r = StageResult {
+                        id: st.id.clone(),
+                        status: "cached".into(),
+                        rows,
+                        seconds: 0.0,
+                        notes: vec![],
+                        error: None,
+                        help: None,
+                    };
+                    progress(Progress::Finished(r.clone()));
+                    done.insert(st.id.clone(), true);
+                    results.insert(st.id.clone(), r);
+                    continue;
+                }
+                if !sp.runnable || !inputs_ok || sp.key.is_none() {
+                    let why = sp
+                        .reasons
+                        .iter()
+                        .find(|r| matches!(r, Reason::Unsupported { .. } | Reason::Blocked { .. }))
+                        .map(|r| r.to_string());
+                    let status = if matches!(sp.reasons.first(), Some(Reason::Unsupported { .. })) {
+                        "skipped"
+                    } else {
+                        "blocked"
+                    };
+                    let r = StageResult {
+                        id: st.id.clone(),
+                        status: status.into(),
+                        rows: None,
+                        seconds: 0.0,
+                        notes: vec![],
+                        error: why,
+                        help: None,
+                    };
+                    progress(Progress::Finished(r.clone()));
+                    done.insert(st.id.clone(), false);
+                    results.insert(st.id.clone(), r);
+                    continue;
+                }
+                let input_keys: Vec<String> = st
+                    .inputs
+                    .iter()
+                    .filter_map(|i| by_id.get(i.as_str()).and_then(|(_, p)| p.key.clone()))
+                    .collect();
+                running += 1;
+                progress(Progress::Started(st.id.clone()));
+                // Mark as started so it is not started twice.
+                results.insert(
+                    st.id.clone(),
+                    StageResult {
+                        id: st.id.clone(),
+                        status: "running".into(),
+                        rows: None,
+                        seconds: 0.0,
+                        notes: vec![],
+                        error: None,
+                        help: None,
+                    },
+                );
+                let tx = tx.clone();
+                let lenient = quarantined_by_check(plan, &st.id);
+                scope.spawn(move || {
+                    let t = Instant::now();
+                    let r = match execute_one(st, sp, root, store, input_keys, lenient) {
+                        Ok((meta, notes)) => StageResult {
+                            id: st.id.clone(),
+                            status: "ran".into(),
+                            rows: meta.rows,
+                            seconds: t.elapsed().as_secs_f64(),
+                            notes,
+                            error: None,
+                            help: None,
+                        },
+                        Err(e) => StageResult {
+                            id: st.id.clone(),
+                            status: "failed".into(),
+                            rows: None,
+                            seconds: t.elapsed().as_secs_f64(),
+                            notes: vec![],
+                            help: e.help(),
+                            error: Some(e.to_string()),
+                        },
+                    };
+                    let _ = tx.send(r);
+                });
+            }
+            if running == 0 {
+                let all = plan.stages.iter().all(|s| done.contains_key(&s.id));
+                if all {
+                    break;
+                }
+                // Nothing running and nothing startable: the rest is blocked.
+                let mut progressed = false;
+                for st in &plan.stages {
+                    if !done.contains_key(&st.id) && st.inputs.iter().all(|i| done.contains_key(i))
+                    {
+                        progressed = true;
+                    }
+                }
+                if !progressed {
+                    break;
+                }
+                continue;
+            }
+            let Ok(r) = rx.recv() else { break };
+            running -= 1;
+            progress(Progress::Finished(r.clone()));
+            done.insert(r.id.clone(), r.status == "ran");
+            results.insert(r.id.clone(), r);
+        }
+    });
+    plan.stages
+        .iter()
+        .filter_map(|s| results.remove(&s.id))
+        .collect()
+}
+
+/// Writes the run record.
+pub fn record_run(
+    store: &Store,
+    plan: &Plan,
+    stages: &[StagePlan],
+    results: &[StageResult],
+    root: &Path,
+    started_unix: u64,
+    seconds: f64,
+) -> RunRecord {
+    let keys: HashMap<&str, Option<String>> = stages
+        .iter()
+        .map(|s| (s.id.as_str(), s.key.clone()))
+        .collect();
+    let id = run_id();
+    let rec = RunRecord {
+        id: id.clone(),
+        engine: ENGINE.to_string(),
+        started_unix,
+        seconds,
+        ok: results
+            .iter()
+            .all(|r| r.status != "failed" && r.status != "blocked"),
+        stages: plan
+            .stages
+            .iter()
+            .zip(stages)
+            .map(|(st, sp)| {
+                let r = results.iter().find(|r| r.id == st.id);
+                StageRecord {
+                    id: st.id.clone(),
+                    key: sp.key.clone(),
+                    definition_hash: st.definition_hash.clone(),
+                    inputs: st.inputs.clone(),
+                    input_keys: st
+                        .inputs
+                        .iter()
+                        .map(|i| keys.get(i.as_str()).cloned().flatten())
+                        .collect(),
+                    files: sp
+                        .files
+                        .iter()
+                        .map(|(p, sha, _)| (rel(root, p), sha.clone()))
+                        .collect(),
+                    status: r
+                        .map(|r| r.status.clone())
+                        .unwrap_or_else(|| "not run".into()),
+                    rows: r.and_then(|r| r.rows),
+                    seconds: r.map(|r| r.seconds).unwrap_or(0.0),
+                    notes: r.map(|r| r.notes.clone()).unwrap_or_default(),
+                    error: r.and_then(|r| r.error.clone()),
+                }
+            })
+            .collect(),
+    };
+    if let Ok(bytes) = serde_json::to_vec_pretty(&rec) {
+        let _ =
+            crate::store::write_atomic(&store.root.join("runs").join(format!("{id}.json")), &bytes);
+    }
+    rec
+}
+
+/// A sortable run id: UTC time to the microsecond, and the process id.
+fn run_id() -> String {
+    let now = chrono::Utc::now();
+    format!(
+        "{}-{}",
+        now.format("%Y%m%dT%H%M%S%.6fZ"),
+        std::process::id()
+    )
+}

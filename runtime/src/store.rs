@@ -1,0 +1,263 @@
+//! The state folder `.mlp/` beside a project: the content-addressed stage
+//! cache, the file-hash records, run records and the run lock.
+//!
+//! Layout:
+//!
+//! ```text
+//! .mlp/
+//!   lock                  held (flock) by the one `mlp run` writing here
+//!   cache/<key>/          one entry per stage output, named by its key
+//!     entry.json          what the entry holds (written last, inside tmp/)
+//!     frame.arrow         the stage's output frame (Arrow IPC)
+//!     ...                 fitted parameters, reports, quarantined rows
+//!   tmp/                  entries being written; renamed into cache/ whole
+//!   files.json            (path, size, mtime, ctime, inode) -> SHA-256
+//!   runs/<run-id>.json    one record per run
+//! ```
+//!
+//! **Invariant:** an entry appears in `cache/` only by an atomic rename of a
+//! complete folder, so a crash never leaves a half-written entry that a later
+//! run trusts; an entry without a readable `entry.json` is ignored and
+//! removed by `gc`.
+
+use serde::{Deserialize, Serialize};
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// Why the state folder could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot use the state folder `{path}`: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cache entry `{0}` is corrupt")]
+    Corrupt(String),
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
+    move |source| StoreError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// What a cache entry holds.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct EntryMeta {
+    pub key: String,
+    pub stage: String,
+    /// Rows of the output frame, when the stage has one.
+    pub rows: Option<usize>,
+    /// File names inside the entry folder.
+    pub files: Vec<String>,
+    /// Seconds the stage took when it ran.
+    pub seconds: f64,
+    pub created_unix: u64,
+}
+
+/// The `.mlp/` folder of a project.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pub root: PathBuf,
+}
+
+/// An entry being written: files go into a private folder, then
+/// [`Store::commit`] renames it into the cache in one step.
+pub struct PendingEntry {
+    pub dir: PathBuf,
+    files: Vec<String>,
+}
+
+impl PendingEntry {
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+    /// Records a file written into the entry folder.
+    pub fn add(&mut self, name: &str) {
+        if !self.files.iter().any(|f| f == name) {
+            self.files.push(name.to_string());
+        }
+    }
+    /// Writes and records a JSON file.
+    pub fn write_json<T: Serialize>(&mut self, name: &str, value: &T) -> Result<(), StoreError> {
+        let path = self.path(name);
+        let bytes = serde_json::to_vec_pretty(value)
+            .map_err(|e| StoreError::Corrupt(format!("{name}: {e}")))?;
+        let mut f = File::create(&path).map_err(io(&path))?;
+        f.write_all(&bytes).map_err(io(&path))?;
+        f.sync_all().map_err(io(&path))?;
+        self.add(name);
+        Ok(())
+    }
+}
+
+/// The exclusive lock of one run; released on drop.
+pub struct RunLock {
+    _file: File,
+}
+
+impl Store {
+    /// Opens (creating) the state folder `ROOT/.mlp`.
+    pub fn open(project_root: &Path) -> Result<Store, StoreError> {
+        let root = project_root.join(".mlp");
+        for sub in ["cache", "tmp", "runs"] {
+            let p = root.join(sub);
+            fs::create_dir_all(&p).map_err(io(&p))?;
+        }
+        Ok(Store { root })
+    }
+
+    /// Opens the state folder only if it exists (for read-only commands).
+    pub fn existing(project_root: &Path) -> Option<Store> {
+        let root = project_root.join(".mlp");
+        root.join("cache").is_dir().then_some(Store { root })
+    }
+
+    /// Takes the run lock, waiting for another run in the same project to
+    /// finish. `on_wait` is called once if the lock is held by someone else.
+    pub fn lock(&self, on_wait: impl FnOnce()) -> Result<RunLock, StoreError> {
+        let path = self.root.join("lock");
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io(&path))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => {
+                on_wait();
+                file.lock().map_err(io(&path))?;
+            }
+            Err(fs::TryLockError::Error(e)) => return Err(io(&path)(e)),
+        }
+        Ok(RunLock { _file: file })
+    }
+
+    pub fn entry_dir(&self, key: &str) -> PathBuf {
+        self.root.join("cache").join(key)
+    }
+
+    /// The entry for a key, if it is complete.
+    pub fn lookup(&self, key: &str) -> Option<EntryMeta> {
+        let dir = self.entry_dir(key);
+        let bytes = fs::read(dir.join("entry.json")).ok()?;
+        let meta: EntryMeta = serde_json::from_slice(&bytes).ok()?;
+        if meta.key != key || !meta.files.iter().all(|f| dir.join(f).is_file()) {
+            return None;
+        }
+        Some(meta)
+    }
+
+    /// Starts writing an entry.
+    pub fn begin(&self, key: &str) -> Result<PendingEntry, StoreError> {
+        let nonce = format!(
+            "{key}.{}.{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0)
+        );
+        let dir = self.root.join("tmp").join(nonce);
+        fs::create_dir_all(&dir).map_err(io(&dir))?;
+        Ok(PendingEntry { dir, files: vec![] })
+    }
+
+    /// Completes an entry: writes `entry.json`, then renames the folder into
+    /// the cache. If another run committed the same key first, its entry is
+    /// kept (same key, same content) and this one is discarded.
+    pub fn commit(
+        &self,
+        mut pending: PendingEntry,
+        key: &str,
+        stage: &str,
+        rows: Option<usize>,
+        seconds: f64,
+    ) -> Result<EntryMeta, StoreError> {
+        let meta = EntryMeta {
+            key: key.to_string(),
+            stage: stage.to_string(),
+            rows,
+            files: pending.files.clone(),
+            seconds,
+            created_unix: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
+        };
+        pending.write_json("entry.json", &meta)?;
+        let target = self.entry_dir(key);
+        if self.lookup(key).is_some() {
+            let _ = fs::remove_dir_all(&pending.dir);
+            return Ok(meta);
+        }
+        if target.exists() {
+            // An incomplete entry (from a crash before this design, or a
+            // removed file): replace it.
+            let _ = fs::remove_dir_all(&target);
+        }
+        fs::rename(&pending.dir, &target).map_err(io(&target))?;
+        if let Ok(d) = File::open(target.parent().unwrap_or(&target)) {
+            let _ = d.sync_all();
+        }
+        Ok(meta)
+    }
+
+    /// Every complete entry, and the folders that are not (for `gc`).
+    pub fn entries(&self) -> (Vec<(EntryMeta, u64)>, Vec<PathBuf>) {
+        let mut good = vec![];
+        let mut bad = vec![];
+        let Ok(rd) = fs::read_dir(self.root.join("cache")) else {
+            return (good, bad);
+        };
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().to_string();
+            match self.lookup(&name) {
+                Some(meta) => {
+                    let size = dir_size(&e.path());
+                    good.push((meta, size));
+                }
+                None => bad.push(e.path()),
+            }
+        }
+        good.sort_by(|a, b| a.0.stage.cmp(&b.0.stage).then(a.0.key.cmp(&b.0.key)));
+        (good, bad)
+    }
+
+    /// Removes leftovers of interrupted writes.
+    pub fn clean_tmp(&self) {
+        if let Ok(rd) = fs::read_dir(self.root.join("tmp")) {
+            for e in rd.flatten() {
+                let _ = fs::remove_dir_all(e.path());
+            }
+        }
+    }
+}
+
+pub fn dir_size(dir: &Path) -> u64 {
+    walkdir::WalkDir::new(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.metadata().ok())
+        .filter(|m| m.is_file())
+        .map(|m| m.len())
+        .sum()
+}
+
+/// Writes a file atomically: a temporary file in the same folder, synced,
+/// then renamed over the target.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io(dir))?;
+    tmp.write_all(bytes).map_err(io(path))?;
+    tmp.as_file().sync_all().map_err(io(path))?;
+    tmp.persist(path).map_err(|e| StoreError::Io {
+        path: path.to_path_buf(),
+        source: e.error,
+    })?;
+    Ok(())
+}
