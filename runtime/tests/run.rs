@@ -544,3 +544,155 @@ fn a_killed_run_leaves_a_cache_the_next_run_can_trust() {
         );
     }
 }
+
+#[test]
+fn parquet_json_and_globs_are_read_in_sorted_order() {
+    use polars::prelude::*;
+    let dir = tempdir("formats");
+    std::fs::create_dir_all(dir.join("data/parts")).unwrap();
+    // Two Parquet parts, written out of order.
+    for (name, ids) in [("b.parquet", [3i64, 4]), ("a.parquet", [1i64, 2])] {
+        let mut df = df!(
+            "id" => ids,
+            "when" => ["2021-01-02", "2021-03-04"],
+            "x" => [1.5f64, 2.5],
+        )
+        .unwrap();
+        let f = std::fs::File::create(dir.join("data/parts").join(name)).unwrap();
+        ParquetWriter::new(f).finish(&mut df).unwrap();
+    }
+    std::fs::write(
+        dir.join("data/events.ndjson"),
+        "{\"Id\": 1, \"Kind\": \"a\", \"V\": 2}\n{\"Id\": 2, \"Kind\": \"b\", \"V\": null}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("p.mlp"),
+        r#"
+source parts = parquet("data/parts/*.parquet") {
+    id   : int
+    when : date
+    x    : float
+}
+source events = json("data/events.ndjson") {
+    id   : int   as "Id"
+    kind : category as "Kind"
+    v    : float? as "V"
+}
+"#,
+    )
+    .unwrap();
+    let o = mlp(&dir, &["run", ".", "--json"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let v = json(&o);
+    let rows = |id: &str| {
+        v["stages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["id"] == id)
+            .unwrap()["rows"]
+            .as_u64()
+            .unwrap()
+    };
+    assert_eq!(rows("source.parts"), 4);
+    assert_eq!(rows("source.events"), 2);
+    // The parts were read a.parquet first: ids in order.
+    let entry = std::fs::read_dir(dir.join(".mlp/cache"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            std::fs::read_to_string(p.join("entry.json"))
+                .unwrap()
+                .contains("source.parts")
+        })
+        .unwrap();
+    let df = IpcReader::new(std::fs::File::open(entry.join("frame.arrow")).unwrap())
+        .finish()
+        .unwrap();
+    let ids: Vec<i64> = df.column("id").unwrap().i64().unwrap().iter().flatten().collect();
+    assert_eq!(ids, [1, 2, 3, 4]);
+    assert_eq!(df.column("when").unwrap().dtype(), &DataType::Date);
+
+    // A new file matching the glob re-runs the source, and `plan` says why.
+    std::fs::copy(
+        dir.join("data/parts/a.parquet"),
+        dir.join("data/parts/c.parquet"),
+    )
+    .unwrap();
+    let o = mlp(&dir, &["plan", ".", "--json"]);
+    let plan = json(&o);
+    let parts = plan["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == "source.parts")
+        .unwrap();
+    assert_eq!(parts["reasons"][0]["reason"], "files_changed", "{parts}");
+    assert_eq!(parts["reasons"][0]["added"][0], "data/parts/c.parquet");
+
+    // `mlp infer` reads Parquet too.
+    let o = mlp(&dir, &["infer", "data/parts/a.parquet"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("id   : int"), "{}", text(&o));
+}
+
+#[test]
+fn cache_status_and_gc() {
+    let dir = project("gc", 200);
+    run_json(&dir);
+    let o = mlp(&dir, &["cache", "status", "."]);
+    assert!(text(&o).contains("5 entries"), "{}", text(&o));
+    // An edit leaves the old features entry unused by the last run.
+    std::fs::write(dir.join("houses.mlp"), PIPELINE.replace("bedrooms + 1", "bedrooms + 3")).unwrap();
+    run_json(&dir);
+    let o = mlp(&dir, &["cache", "status", "."]);
+    assert!(text(&o).contains("6 entries"), "{}", text(&o));
+    assert!(text(&o).contains("(1 not used by the last run)"), "{}", text(&o));
+    // A half-written entry (a crash before its rename) is removed too.
+    std::fs::create_dir_all(dir.join(".mlp/cache/deadbeef")).unwrap();
+    let o = mlp(&dir, &["cache", "gc", "."]);
+    assert!(text(&o).contains("removed 2 entries"), "{}", text(&o));
+    let after = run_json(&dir);
+    assert!(after.iter().all(|(_, s)| s == "cached"), "{after:?}");
+    let o = mlp(&dir, &["cache", "gc", ".", "--all"]);
+    assert!(text(&o).contains("removed 5 entries"), "{}", text(&o));
+}
+
+#[test]
+fn watch_reruns_after_an_edit() {
+    let dir = project("watch", 200);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mlp"))
+        .args(["run", ".", "--watch"])
+        .current_dir(&dir)
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let wait_for = |needle: &str| -> bool {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while std::time::Instant::now() < deadline {
+            if let Ok(l) = rx.recv_timeout(std::time::Duration::from_millis(200)) {
+                if l.contains(needle) {
+                    return true;
+                }
+            }
+        }
+        false
+    };
+    assert!(wait_for("watching"), "the first run finishes and watches");
+    std::fs::write(dir.join("houses.mlp"), PIPELINE.replace("bedrooms + 1", "bedrooms + 5")).unwrap();
+    let rerun = wait_for("ran     features.feats");
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(rerun, "an edit re-runs the edited stage");
+}
