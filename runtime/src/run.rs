@@ -342,6 +342,8 @@ pub struct StageResult {
     /// `cached`, `ran`, `failed`, `skipped` or `blocked`.
     pub status: String,
     pub rows: Option<usize>,
+    /// In-memory size of the output frame, when the stage ran.
+    pub bytes: Option<usize>,
     pub seconds: f64,
     pub notes: Vec<String>,
     pub error: Option<String>,
@@ -389,7 +391,7 @@ fn execute_one(
     store: &Store,
     input_keys: Vec<String>,
     lenient: bool,
-) -> Result<(EntryMeta, Vec<String>), ExecError> {
+) -> Result<(EntryMeta, Vec<String>, Option<usize>), ExecError> {
     let started = Instant::now();
     let mut inputs = vec![];
     for k in &input_keys {
@@ -414,8 +416,10 @@ fn execute_one(
     let store_err = |e: StoreError| ExecError::Internal(e.to_string());
     let mut pending = store.begin(&key).map_err(store_err)?;
     let mut rows = None;
+    let mut bytes = None;
     if let Some(mut df) = output.frame {
         rows = Some(df.height());
+        bytes = Some(df.estimated_size());
         write_frame(&pending.path("frame.arrow"), &mut df)?;
         pending.add("frame.arrow");
     }
@@ -437,7 +441,7 @@ fn execute_one(
     let meta = store
         .commit(pending, &key, &st.id, rows, started.elapsed().as_secs_f64())
         .map_err(store_err)?;
-    Ok((meta, notes))
+    Ok((meta, notes, bytes))
 }
 
 /// Whether a quarantining check reads this stage directly.
@@ -495,6 +499,7 @@ pub fn run_plan(
                         id: st.id.clone(),
                         status: "cached".into(),
                         rows,
+                        bytes: None,
                         seconds: 0.0,
                         notes: vec![],
                         error: None,
@@ -520,6 +525,7 @@ pub fn run_plan(
                         id: st.id.clone(),
                         status: status.into(),
                         rows: None,
+                        bytes: None,
                         seconds: 0.0,
                         notes: vec![],
                         error: why,
@@ -544,6 +550,7 @@ pub fn run_plan(
                         id: st.id.clone(),
                         status: "running".into(),
                         rows: None,
+                        bytes: None,
                         seconds: 0.0,
                         notes: vec![],
                         error: None,
@@ -555,10 +562,11 @@ pub fn run_plan(
                 scope.spawn(move || {
                     let t = Instant::now();
                     let r = match execute_one(st, sp, root, store, input_keys, lenient) {
-                        Ok((meta, notes)) => StageResult {
+                        Ok((meta, notes, bytes)) => StageResult {
                             id: st.id.clone(),
                             status: "ran".into(),
                             rows: meta.rows,
+                            bytes,
                             seconds: t.elapsed().as_secs_f64(),
                             notes,
                             error: None,
@@ -568,6 +576,7 @@ pub fn run_plan(
                             id: st.id.clone(),
                             status: "failed".into(),
                             rows: None,
+                            bytes: None,
                             seconds: t.elapsed().as_secs_f64(),
                             notes: vec![],
                             help: e.help(),

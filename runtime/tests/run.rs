@@ -610,7 +610,14 @@ source events = json("data/events.ndjson") {
     let df = IpcReader::new(std::fs::File::open(entry.join("frame.arrow")).unwrap())
         .finish()
         .unwrap();
-    let ids: Vec<i64> = df.column("id").unwrap().i64().unwrap().iter().flatten().collect();
+    let ids: Vec<i64> = df
+        .column("id")
+        .unwrap()
+        .i64()
+        .unwrap()
+        .iter()
+        .flatten()
+        .collect();
     assert_eq!(ids, [1, 2, 3, 4]);
     assert_eq!(df.column("when").unwrap().dtype(), &DataType::Date);
 
@@ -644,11 +651,19 @@ fn cache_status_and_gc() {
     let o = mlp(&dir, &["cache", "status", "."]);
     assert!(text(&o).contains("5 entries"), "{}", text(&o));
     // An edit leaves the old features entry unused by the last run.
-    std::fs::write(dir.join("houses.mlp"), PIPELINE.replace("bedrooms + 1", "bedrooms + 3")).unwrap();
+    std::fs::write(
+        dir.join("houses.mlp"),
+        PIPELINE.replace("bedrooms + 1", "bedrooms + 3"),
+    )
+    .unwrap();
     run_json(&dir);
     let o = mlp(&dir, &["cache", "status", "."]);
     assert!(text(&o).contains("6 entries"), "{}", text(&o));
-    assert!(text(&o).contains("(1 not used by the last run)"), "{}", text(&o));
+    assert!(
+        text(&o).contains("(1 not used by the last run)"),
+        "{}",
+        text(&o)
+    );
     // A half-written entry (a crash before its rename) is removed too.
     std::fs::create_dir_all(dir.join(".mlp/cache/deadbeef")).unwrap();
     let o = mlp(&dir, &["cache", "gc", "."]);
@@ -674,7 +689,10 @@ fn watch_reruns_after_an_edit() {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         use std::io::BufRead;
-        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
             let _ = tx.send(line);
         }
     });
@@ -690,7 +708,11 @@ fn watch_reruns_after_an_edit() {
         false
     };
     assert!(wait_for("watching"), "the first run finishes and watches");
-    std::fs::write(dir.join("houses.mlp"), PIPELINE.replace("bedrooms + 1", "bedrooms + 5")).unwrap();
+    std::fs::write(
+        dir.join("houses.mlp"),
+        PIPELINE.replace("bedrooms + 1", "bedrooms + 5"),
+    )
+    .unwrap();
     let rerun = wait_for("ran     features.feats");
     let _ = child.kill();
     let _ = child.wait();
