@@ -5,8 +5,8 @@
 //! key with no train rows gets the aggregate over all of `train`. The tables
 //! are stored with the stage output (`over_<feature>.arrow`) for serving.
 
-use super::expr::{dtype, Kind, Translator};
-use super::transform::kind_of_dtype;
+use super::expr::{dtype, Translator};
+use super::transform::frame_kinds;
 use super::{input, is_train, partition_column, Context, ExecError, Output};
 use mlp_compiler::plan::{Expr as PExpr, FeaturesOp};
 use polars::prelude::*;
@@ -27,12 +27,8 @@ pub fn run(op: &FeaturesOp, cx: &Context) -> Result<Output, ExecError> {
     let mut df = input(cx)?;
     let mut out = Output::default();
     for f in &op.features {
-        let kinds: Vec<(String, Kind)> = df
-            .schema()
-            .iter()
-            .map(|(n, dt)| (n.to_string(), kind_of_dtype(dt, cx, n)))
-            .collect();
-        let types = |n: &str| kinds.iter().find(|(c, _)| c == n).map(|(_, k)| k.clone());
+        let kinds = frame_kinds(&df, cx);
+        let types = |n: &str| kinds.get(n).cloned();
         let tr = Translator { types: &types };
         let value = match &f.expr {
             PExpr::Over { agg, arg, keys } => {

@@ -351,12 +351,8 @@ pub fn run(op: &TransformOp, cx: &Context) -> Result<Output, ExecError> {
                     .map_err(ExecError::polars)?;
             }
             StepOp::Filter { expr, .. } => {
-                let names: Vec<(String, Kind)> = df
-                    .schema()
-                    .iter()
-                    .map(|(n, dt)| (n.to_string(), kind_of_dtype(dt, cx, n)))
-                    .collect();
-                let types = |n: &str| names.iter().find(|(c, _)| c == n).map(|(_, k)| k.clone());
+                let names = frame_kinds(&df, cx);
+                let types = |n: &str| names.get(n).cloned();
                 let tr = Translator { types: &types };
                 let (e, _) = tr.expr(expr)?;
                 df = df
@@ -381,6 +377,14 @@ fn is_encoded_of(cx: &Context, original: &str, name: &str) -> bool {
         .schema
         .iter()
         .any(|c| c.name == name || c.group_of.as_deref() == Some(original))
+}
+
+/// The kind of every column of a frame, for expression translation.
+pub fn frame_kinds(df: &DataFrame, cx: &Context) -> std::collections::HashMap<String, Kind> {
+    df.schema()
+        .iter()
+        .map(|(n, dt)| (n.to_string(), kind_of_dtype(dt, cx, n)))
+        .collect()
 }
 
 /// The kind of a column for expression translation: from the stage's input
