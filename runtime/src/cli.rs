@@ -394,7 +394,10 @@ fn run_once(path: &Path, opts: &RunOptions, color: Color) -> Result<ExitCode, Cl
         started_unix,
         seconds,
     );
-    let failed: Vec<&StageResult> = results.iter().filter(|r| r.status == "failed").collect();
+    let failed: Vec<&StageResult> = results
+        .iter()
+        .filter(|r| r.status == "failed" || r.status == "blocked")
+        .collect();
     if opts.json {
         let out = serde_json::json!({
             "run": record.id,
@@ -408,6 +411,12 @@ fn run_once(path: &Path, opts: &RunOptions, color: Color) -> Result<ExitCode, Cl
         ))?;
     } else {
         for f in &failed {
+            // A stage blocked only by its input's failure says nothing new.
+            if f.status == "blocked"
+                && f.error.as_deref().is_none_or(|e| e.contains("cannot run"))
+            {
+                continue;
+            }
             eprintln!(
                 "\nerror in `{}`: {}",
                 f.id,
@@ -422,7 +431,7 @@ fn run_once(path: &Path, opts: &RunOptions, color: Color) -> Result<ExitCode, Cl
         let cached = results.iter().filter(|r| r.status == "cached").count();
         let skipped = results.iter().filter(|r| r.status == "skipped").count();
         eprintln!(
-            "{}: {ran} ran, {cached} cached, {} failed, {skipped} not run by this build, in {seconds:.2}s (run {})",
+            "{}: {ran} ran, {cached} cached, {} failed or blocked, {skipped} not run by this build, in {seconds:.2}s (run {})",
             if failed.is_empty() { "done" } else { "failed" },
             failed.len(),
             record.id

@@ -209,7 +209,9 @@ pub fn plan_stages(
                 Err(e) => {
                     key_ok = false;
                     runnable = false;
-                    reasons.push(Reason::Blocked { why: e.to_string() });
+                    reasons.push(Reason::Blocked {
+                        why: format!("{e} (paths are relative to the .mlp file)"),
+                    });
                 }
             }
         }
@@ -511,11 +513,10 @@ pub fn run_plan(
                     continue;
                 }
                 if !sp.runnable || !inputs_ok || sp.key.is_none() {
-                    let why = sp
-                        .reasons
-                        .iter()
-                        .find(|r| matches!(r, Reason::Unsupported { .. } | Reason::Blocked { .. }))
-                        .map(|r| r.to_string());
+                    let why = sp.reasons.iter().find_map(|r| match r {
+                        Reason::Unsupported { why } | Reason::Blocked { why } => Some(why.clone()),
+                        _ => None,
+                    });
                     let status = if matches!(sp.reasons.first(), Some(Reason::Unsupported { .. })) {
                         "skipped"
                     } else {
