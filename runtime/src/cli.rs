@@ -412,8 +412,7 @@ fn run_once(path: &Path, opts: &RunOptions, color: Color) -> Result<ExitCode, Cl
     } else {
         for f in &failed {
             // A stage blocked only by its input's failure says nothing new.
-            if f.status == "blocked"
-                && f.error.as_deref().is_none_or(|e| e.contains("cannot run"))
+            if f.status == "blocked" && f.error.as_deref().is_none_or(|e| e.contains("cannot run"))
             {
                 continue;
             }

@@ -718,3 +718,26 @@ fn watch_reruns_after_an_edit() {
     let _ = child.wait();
     assert!(rerun, "an edit re-runs the edited stage");
 }
+
+#[test]
+fn csv_options_delimiter_nulls_and_no_header() {
+    let dir = tempdir("csv-options");
+    std::fs::write(dir.join("data/a.csv"), "1;x;NA\n2;y;3.5\n").unwrap();
+    std::fs::write(
+        dir.join("p.mlp"),
+        r#"
+source a = csv("data/a.csv", delimiter = ";", header = false, null_values = ["NA"]) {
+    id   : int
+    name : str
+    v    : float?
+}
+"#,
+    )
+    .unwrap();
+    let o = mlp(&dir, &["run", ".", "--json"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(
+        statuses(&json(&o)),
+        vec![("source.a".to_string(), "ran".to_string())]
+    );
+}

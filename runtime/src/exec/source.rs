@@ -160,6 +160,24 @@ fn read_file(
         other => return Err(read_error(shown, format!("unknown format `{other}`"))),
     };
     let mut lf = lf;
+    // Without a header row, columns are matched by position.
+    if matches!(op.options.get("header"), Some(Literal::Bool(false))) {
+        let n = lf.collect_schema().map_err(|e| read_error(shown, e))?.len();
+        if n < op.columns.len() {
+            return Err(read_error(
+                shown,
+                format!(
+                    "the file has {n} columns but {} are declared (without a header, columns are matched by position)",
+                    op.columns.len()
+                ),
+            ));
+        }
+        let from: Vec<String> = (1..=op.columns.len())
+            .map(|i| format!("column_{i}"))
+            .collect();
+        let to: Vec<String> = op.columns.iter().map(|c| raw(c).to_string()).collect();
+        lf = lf.rename(from, to, true);
+    }
     let schema = lf.collect_schema().map_err(|e| read_error(shown, e))?;
     // Every declared column must be in the file.
     for c in &op.columns {
