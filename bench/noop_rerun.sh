@@ -2,7 +2,7 @@
 # A no-op re-run on a large source: `mlp run` twice on the same data, the
 # second with nothing changed, beside the full run in the same session.
 #
-#     bash bench/noop_rerun.sh [ROWS]      # default 11,000,000 rows (about 1 GB)
+#     bash bench/noop_rerun.sh [ROWS]      # default 14,000,000 rows (about 1 GB)
 #
 # Goal (issue 3): the no-op re-run in 100 ms or less, and 1% or less of the
 # full run. The first re-run may re-hash the file once if it was written less
@@ -10,7 +10,7 @@
 # re-runs follow one warm-up re-run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-ROWS=${1:-11000000}
+ROWS=${1:-14000000}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/mlp-target}
 cargo build --release -q -p mlp-runtime --bin mlp
 MLP="$CARGO_TARGET_DIR/release/mlp"

@@ -125,8 +125,32 @@ pub fn run(op: &CheckOp, cx: &Context) -> Result<Output, ExecError> {
         .with_row_index("__row", Some(1))
         .collect()
         .map_err(ExecError::polars)?;
+    // Every row-level rule's failing count in one pass over the frame.
+    let mut count_exprs = vec![];
     for (i, rule) in op.rules.iter().enumerate() {
-        let entry = evaluate(rule, &with_index, height, cx)?;
+        if let Some(m) = failing(&rule.rule, cx)? {
+            count_exprs.push(m.cast(DataType::UInt32).sum().alias(format!("r{i}")));
+        }
+    }
+    let counts = if count_exprs.is_empty() {
+        DataFrame::empty()
+    } else {
+        df.clone()
+            .lazy()
+            .select(count_exprs)
+            .collect()
+            .map_err(ExecError::polars)?
+    };
+    let count_of = |i: usize| -> Option<usize> {
+        counts
+            .column(&format!("r{i}"))
+            .ok()
+            .and_then(|c| c.get(0).ok())
+            .and_then(|v| v.extract::<u64>())
+            .map(|v| v as usize)
+    };
+    for (i, rule) in op.rules.iter().enumerate() {
+        let entry = evaluate(rule, &with_index, height, cx, count_of(i))?;
         let failed = entry.failing_rows > 0;
         if failed {
             let what = format!("{} ({} rows)", rule.text, entry.failing_rows);
@@ -277,6 +301,7 @@ fn evaluate(
     df: &DataFrame,
     height: usize,
     cx: &Context,
+    count: Option<usize>,
 ) -> Result<RuleResult, ExecError> {
     match &rule.rule {
         RuleOp::Rows { op, n } => {
@@ -308,19 +333,26 @@ fn evaluate(
                     examples: vec![],
                 });
             };
-            let failing = df
+            if count == Some(0) {
+                return Ok(RuleResult {
+                    failing_rows: 0,
+                    value: None,
+                    examples: vec![],
+                });
+            }
+            let mut cols: Vec<Expr> = vec![col("__row")];
+            cols.extend(rule_columns(other).iter().map(|c| col(c.as_str())));
+            // Only the first few failing rows are collected.
+            let shown = df
                 .clone()
                 .lazy()
                 .filter(mask)
+                .select(cols)
+                .limit(EXAMPLES as IdxSize)
                 .collect()
                 .map_err(ExecError::polars)?;
-            let mut cols: Vec<String> = vec!["__row".into()];
-            cols.extend(rule_columns(other));
-            let shown = failing
-                .select(cols.iter().map(String::as_str).collect::<Vec<_>>())
-                .unwrap_or_else(|_| failing.clone());
             Ok(RuleResult {
-                failing_rows: failing.height(),
+                failing_rows: count.unwrap_or(shown.height()),
                 value: None,
                 examples: records(&shown, EXAMPLES),
             })

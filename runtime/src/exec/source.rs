@@ -115,48 +115,143 @@ pub const PARSE_ERROR: &str = "_parse_error";
 /// Reads one file and returns the declared columns with their declared types.
 /// `lenient` (the source feeds a quarantining check): rows that break the
 /// schema are kept, described in [`PARSE_ERROR`], instead of stopping.
+///
+/// A CSV file is first read with the declared types (the fast path); if that
+/// fails, or breaks the contract, it is read again as text so the error can
+/// name the row, the column and the value.
 fn read_file(
     op: &SourceOp,
     path: &Path,
     shown: &str,
     lenient: bool,
 ) -> Result<DataFrame, ExecError> {
-    let pl_path = PlRefPath::try_from_path(path).map_err(|e| read_error(shown, e))?;
-    let lf = match op.format.as_str() {
-        "csv" => {
-            let opt_str = |k: &str| match op.options.get(k) {
-                Some(Literal::Str(s)) => Some(s.clone()),
-                _ => None,
-            };
-            let mut r = LazyCsvReader::new(pl_path)
-                .with_infer_schema_length(Some(0))
-                .with_has_header(!matches!(
-                    op.options.get("header"),
-                    Some(Literal::Bool(false))
-                ))
-                .with_missing_is_null(true);
-            if let Some(d) = opt_str("delimiter") {
-                r = r.with_separator(d.as_bytes()[0]);
-            }
-            if let Some(q) = opt_str("quote") {
-                r = r.with_quote_char(q.as_bytes().first().copied());
-            }
-            if let Some(Literal::Int(n)) = op.options.get("skip_rows") {
-                r = r.with_skip_rows(*n as usize);
-            }
-            let mut nulls: Vec<PlSmallStr> = vec!["".into()];
-            if let Some(n) = opt_str("null_values") {
-                nulls.extend(n.split('\u{1f}').map(PlSmallStr::from));
-            }
-            r = r.with_null_values(Some(NullValues::AllColumns(nulls)));
-            r.finish().map_err(|e| read_error(shown, e))?
+    if op.format == "csv" && !lenient {
+        if let Some(df) = read_csv_typed(op, path, shown) {
+            return Ok(df);
         }
-        "parquet" => LazyFrame::scan_parquet(pl_path, ScanArgsParquet::default())
-            .map_err(|e| read_error(shown, e))?,
-        "json" => LazyJsonLineReader::new(pl_path)
-            .with_infer_schema_length(None)
+    }
+    read_checked(op, path, shown, lenient)
+}
+
+fn csv_reader(op: &SourceOp, path: &Path, shown: &str) -> Result<LazyCsvReader, ExecError> {
+    let pl_path = PlRefPath::try_from_path(path).map_err(|e| read_error(shown, e))?;
+    let opt_str = |k: &str| match op.options.get(k) {
+        Some(Literal::Str(s)) => Some(s.clone()),
+        _ => None,
+    };
+    let mut r = LazyCsvReader::new(pl_path)
+        .with_infer_schema_length(Some(0))
+        .with_has_header(!matches!(
+            op.options.get("header"),
+            Some(Literal::Bool(false))
+        ))
+        .with_missing_is_null(true);
+    if let Some(d) = opt_str("delimiter") {
+        r = r.with_separator(d.as_bytes()[0]);
+    }
+    if let Some(q) = opt_str("quote") {
+        r = r.with_quote_char(q.as_bytes().first().copied());
+    }
+    if let Some(Literal::Int(n)) = op.options.get("skip_rows") {
+        r = r.with_skip_rows(*n as usize);
+    }
+    let mut nulls: Vec<PlSmallStr> = vec!["".into()];
+    if let Some(n) = opt_str("null_values") {
+        nulls.extend(n.split('\u{1f}').map(PlSmallStr::from));
+    }
+    Ok(r.with_null_values(Some(NullValues::AllColumns(nulls))))
+}
+
+/// The fast path: the CSV reader parses numbers and bools itself; dates are
+/// parsed from text. `None` when anything does not fit the contract.
+fn read_csv_typed(op: &SourceOp, path: &Path, shown: &str) -> Option<DataFrame> {
+    if matches!(op.options.get("header"), Some(Literal::Bool(false))) {
+        return None;
+    }
+    let mut overwrite = Schema::default();
+    for c in &op.columns {
+        let dt = match &c.ty {
+            Type::Int => DataType::Int64,
+            Type::Float => DataType::Float64,
+            Type::Bool => DataType::Boolean,
+            _ => DataType::String,
+        };
+        overwrite.insert(raw(c).into(), dt);
+    }
+    let lf = csv_reader(op, path, shown)
+        .ok()?
+        .with_dtype_overwrite(Some(Arc::new(overwrite)))
+        .finish()
+        .ok()?;
+    let exprs: Vec<Expr> = op
+        .columns
+        .iter()
+        .map(|c| {
+            let e = col(raw(c));
+            match &c.ty {
+                Type::Date { .. } | Type::Datetime { .. } => {
+                    parse_expr(e, &DataType::String, &c.ty)
+                }
+                _ => e,
+            }
+            .alias(c.name.as_str())
+        })
+        .collect();
+    // Dates that fail to parse become nulls: count nulls before and after.
+    let mut checks: Vec<Expr> = vec![];
+    for c in &op.columns {
+        if matches!(c.ty, Type::Date { .. } | Type::Datetime { .. }) {
+            checks.push(
+                col(raw(c))
+                    .null_count()
+                    .alias(format!("__raw_nulls_{}", c.name)),
+            );
+        }
+    }
+    let df = lf.clone().select(exprs).collect().ok()?;
+    if !checks.is_empty() {
+        let raw_nulls = lf.select(checks).collect().ok()?;
+        for c in &op.columns {
+            if let Ok(n) = raw_nulls.column(&format!("__raw_nulls_{}", c.name)) {
+                let before = n.get(0).ok()?.extract::<u64>()? as usize;
+                if df.column(&c.name).ok()?.null_count() != before {
+                    return None;
+                }
+            }
+        }
+    }
+    for c in &op.columns {
+        if !c.nullable && df.column(&c.name).ok()?.null_count() > 0 {
+            return None;
+        }
+    }
+    Some(df)
+}
+
+/// The careful path: every column read as text (or as the file's own type),
+/// converted, and every failure located.
+fn read_checked(
+    op: &SourceOp,
+    path: &Path,
+    shown: &str,
+    lenient: bool,
+) -> Result<DataFrame, ExecError> {
+    let lf = match op.format.as_str() {
+        "csv" => csv_reader(op, path, shown)?
             .finish()
             .map_err(|e| read_error(shown, e))?,
+        "parquet" => {
+            let pl_path = PlRefPath::try_from_path(path).map_err(|e| read_error(shown, e))?;
+            LazyFrame::scan_parquet(pl_path, ScanArgsParquet::default())
+                .map_err(|e| read_error(shown, e))?
+        }
+        "json" => {
+            let pl_path = PlRefPath::try_from_path(path).map_err(|e| read_error(shown, e))?;
+            LazyJsonLineReader::new(pl_path)
+                .with_infer_schema_length(None)
+                .finish()
+                .map_err(|e| read_error(shown, e))?
+        }
         other => return Err(read_error(shown, format!("unknown format `{other}`"))),
     };
     let mut lf = lf;

@@ -30,6 +30,43 @@ fn train_stat(df: &DataFrame, part: &str, e: Expr) -> Result<Option<f64>, ExecEr
     })
 }
 
+/// Several numbers over the train rows, in one pass.
+fn train_stats(
+    df: &DataFrame,
+    part: &str,
+    exprs: Vec<(String, Expr)>,
+) -> Result<std::collections::HashMap<String, Option<f64>>, ExecError> {
+    let names: Vec<String> = exprs.iter().map(|(n, _)| n.clone()).collect();
+    let out = df
+        .clone()
+        .lazy()
+        .filter(is_train(part))
+        .select(
+            exprs
+                .into_iter()
+                .map(|(n, e)| e.cast(DataType::Float64).alias(n.as_str()))
+                .collect::<Vec<_>>(),
+        )
+        .collect()
+        .map_err(ExecError::polars)?;
+    let mut m = std::collections::HashMap::new();
+    for n in names {
+        let v = out
+            .column(&n)
+            .map_err(ExecError::polars)?
+            .get(0)
+            .map_err(ExecError::polars)?;
+        m.insert(
+            n,
+            match v {
+                AnyValue::Float64(f) if f.is_finite() => Some(f),
+                _ => None,
+            },
+        );
+    }
+    Ok(m)
+}
+
 fn dtype_of(df: &DataFrame, c: &str) -> Result<DataType, ExecError> {
     Ok(df.column(c).map_err(ExecError::polars)?.dtype().clone())
 }
@@ -73,6 +110,29 @@ pub fn run(op: &TransformOp, cx: &Context) -> Result<Output, ExecError> {
             } => {
                 let mut fitted = serde_json::Map::new();
                 let mut exprs = vec![];
+                let stats = if method == "mean" || method == "median" {
+                    let p = need_part()?;
+                    train_stats(
+                        &df,
+                        &p,
+                        columns
+                            .iter()
+                            .map(|c| {
+                                let x = col(c.as_str()).cast(DataType::Float64);
+                                (
+                                    c.clone(),
+                                    if method == "mean" {
+                                        x.mean()
+                                    } else {
+                                        x.median()
+                                    },
+                                )
+                            })
+                            .collect(),
+                    )?
+                } else {
+                    Default::default()
+                };
                 for c in columns {
                     let dt = dtype_of(&df, c)?;
                     let fill: Expr = match (method.as_str(), value) {
@@ -81,13 +141,7 @@ pub fn run(op: &TransformOp, cx: &Context) -> Result<Output, ExecError> {
                             super::expr::literal(v).cast(dt.clone())
                         }
                         ("mean" | "median", _) => {
-                            let p = need_part()?;
-                            let stat = if method == "mean" {
-                                col(c.as_str()).mean()
-                            } else {
-                                col(c.as_str()).median()
-                            };
-                            let v = train_stat(&df, &p, stat)?.ok_or_else(|| {
+                            let v = stats.get(c).copied().flatten().ok_or_else(|| {
                                 ExecError::Data(format!(
                                     "cannot impute `{c}` with the {method}: it has no values in `train`"
                                 ))
@@ -228,40 +282,40 @@ pub fn run(op: &TransformOp, cx: &Context) -> Result<Output, ExecError> {
                 let p = need_part()?;
                 let mut fitted = serde_json::Map::new();
                 let mut exprs = vec![];
+                let x = |c: &str| col(c).cast(DataType::Float64);
+                let mut wanted = vec![];
                 for c in columns {
-                    let x = || col(c.as_str()).cast(DataType::Float64);
-                    let (center, spread) = match method.as_str() {
-                        "standard" => (
-                            train_stat(&df, &p, x().mean())?,
-                            train_stat(&df, &p, x().std(0))?,
-                        ),
+                    let c = c.as_str();
+                    match method.as_str() {
+                        "standard" => {
+                            wanted.push((format!("{c}\u{1f}a"), x(c).mean()));
+                            wanted.push((format!("{c}\u{1f}b"), x(c).std(0)));
+                        }
                         "minmax" => {
-                            let lo = train_stat(&df, &p, x().min())?;
-                            let hi = train_stat(&df, &p, x().max())?;
-                            (lo, hi.zip(lo).map(|(h, l)| h - l))
+                            wanted.push((format!("{c}\u{1f}a"), x(c).min()));
+                            wanted.push((format!("{c}\u{1f}b"), x(c).max() - x(c).min()));
                         }
                         _ => {
-                            let med = train_stat(&df, &p, x().median())?;
-                            let q1 = train_stat(
-                                &df,
-                                &p,
-                                x().quantile(lit(0.25), QuantileMethod::Linear),
-                            )?;
-                            let q3 = train_stat(
-                                &df,
-                                &p,
-                                x().quantile(lit(0.75), QuantileMethod::Linear),
-                            )?;
-                            (med, q3.zip(q1).map(|(a, b)| a - b))
+                            wanted.push((format!("{c}\u{1f}a"), x(c).median()));
+                            wanted.push((
+                                format!("{c}\u{1f}b"),
+                                x(c).quantile(lit(0.75), QuantileMethod::Linear)
+                                    - x(c).quantile(lit(0.25), QuantileMethod::Linear),
+                            ));
                         }
-                    };
+                    }
+                }
+                let stats = train_stats(&df, &p, wanted)?;
+                for c in columns {
+                    let center = stats.get(&format!("{c}\u{1f}a")).copied().flatten();
+                    let spread = stats.get(&format!("{c}\u{1f}b")).copied().flatten();
                     let center = center.ok_or_else(|| {
                         ExecError::Data(format!("cannot scale `{c}`: it has no values in `train`"))
                     })?;
                     // A constant column scales by 1 rather than dividing by 0.
                     let spread = spread.filter(|s| *s > 0.0).unwrap_or(1.0);
                     fitted.insert(c.clone(), json!({"center": center, "scale": spread}));
-                    exprs.push(((x() - lit(center)) / lit(spread)).alias(c.as_str()));
+                    exprs.push(((x(c) - lit(center)) / lit(spread)).alias(c.as_str()));
                 }
                 df = df
                     .lazy()
