@@ -386,6 +386,10 @@ pub fn cached_frame(store: &Store, key: &str) -> Result<DataFrame, ExecError> {
 }
 
 /// Executes one stage and stores its output.
+/// Frames produced in this run, shared with the stages that read them so they
+/// are not read back from the cache.
+type Produced = std::sync::Mutex<HashMap<String, DataFrame>>;
+
 fn execute_one(
     st: &Stage,
     sp: &StagePlan,
@@ -393,11 +397,16 @@ fn execute_one(
     store: &Store,
     input_keys: Vec<String>,
     lenient: bool,
+    produced: &Produced,
 ) -> Result<(EntryMeta, Vec<String>, Option<usize>), ExecError> {
     let started = Instant::now();
     let mut inputs = vec![];
     for k in &input_keys {
-        inputs.push(cached_frame(store, k)?);
+        let shared = produced.lock().ok().and_then(|m| m.get(k).cloned());
+        inputs.push(match shared {
+            Some(df) => df,
+            None => cached_frame(store, k)?,
+        });
     }
     let cx = exec::Context {
         root,
@@ -419,11 +428,13 @@ fn execute_one(
     let mut pending = store.begin(&key).map_err(store_err)?;
     let mut rows = None;
     let mut bytes = None;
+    let mut frame = None;
     if let Some(mut df) = output.frame {
         rows = Some(df.height());
         bytes = Some(df.estimated_size());
         write_frame(&pending.path("frame.arrow"), &mut df)?;
         pending.add("frame.arrow");
+        frame = Some(df);
     }
     for (name, mut df) in output.frames {
         let file = format!("{name}.arrow");
@@ -443,6 +454,9 @@ fn execute_one(
     let meta = store
         .commit(pending, &key, &st.id, rows, started.elapsed().as_secs_f64())
         .map_err(store_err)?;
+    if let (Some(df), Ok(mut m)) = (frame, produced.lock()) {
+        m.insert(key, df);
+    }
     Ok((meta, notes, bytes))
 }
 
@@ -473,6 +487,8 @@ pub fn run_plan(
     let mut done: HashMap<String, bool> = HashMap::new(); // id -> succeeded
     let mut running = 0usize;
     let (tx, rx) = mpsc::channel::<StageResult>();
+    let produced: Produced = Default::default();
+    let produced = &produced;
     std::thread::scope(|scope| {
         loop {
             // Start every stage whose inputs are done.
@@ -562,7 +578,7 @@ pub fn run_plan(
                 let lenient = quarantined_by_check(plan, &st.id);
                 scope.spawn(move || {
                     let t = Instant::now();
-                    let r = match execute_one(st, sp, root, store, input_keys, lenient) {
+                    let r = match execute_one(st, sp, root, store, input_keys, lenient, produced) {
                         Ok((meta, notes, bytes)) => StageResult {
                             id: st.id.clone(),
                             status: "ran".into(),
@@ -607,6 +623,20 @@ pub fn run_plan(
             }
             let Ok(r) = rx.recv() else { break };
             running -= 1;
+            // Frames no stage still to start will read are dropped.
+            if let Ok(mut m) = produced.lock() {
+                m.retain(|k, _| {
+                    plan.stages.iter().zip(stages).any(|(s, p)| {
+                        !done.contains_key(&s.id)
+                            && s.id != r.id
+                            && s.inputs.iter().any(|i| {
+                                by_id.get(i.as_str()).and_then(|(_, ip)| ip.key.as_deref())
+                                    == Some(k.as_str())
+                            })
+                            && p.runnable
+                    })
+                });
+            }
             progress(Progress::Finished(r.clone()));
             done.insert(r.id.clone(), r.status == "ran");
             results.insert(r.id.clone(), r);
