@@ -365,6 +365,8 @@ fn read_frame(path: &Path) -> Result<DataFrame, ExecError> {
 }
 
 fn write_frame(path: &Path, df: &mut DataFrame) -> Result<(), ExecError> {
+    // One chunk per column, so the file's bytes depend only on the data.
+    df.rechunk_mut();
     let f = std::fs::File::create(path)
         .map_err(|e| ExecError::Internal(format!("{}: {e}", path.display())))?;
     let mut w = std::io::BufWriter::new(f);
