@@ -449,9 +449,6 @@ fn execute_one(
             .map_err(store_err)?;
     }
     let mut notes = output.notes;
-    if let Some(report) = output.json.iter().find(|(n, _)| n == "report") {
-        let _ = report;
-    }
     notes.retain(|n| !n.is_empty());
     let meta = store
         .commit(pending, &key, &st.id, rows, started.elapsed().as_secs_f64())

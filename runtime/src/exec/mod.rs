@@ -158,10 +158,7 @@ pub fn is_train(partition_column: &str) -> Expr {
     col(partition_column).eq(lit("train"))
 }
 
-/// The partition column of a frame downstream of a split (the last column
-/// named in the plan's schema that the split added is tracked by the
-/// compiler; at run time it is the stage schema's category column of
-/// partitions). Stages downstream of a split carry it under a known name.
+/// The split's partition column, for a stage downstream of a split.
 pub fn partition_column(cx: &Context) -> Option<String> {
     partition_of(cx.stage)
 }

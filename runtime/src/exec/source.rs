@@ -197,28 +197,26 @@ fn read_csv_typed(op: &SourceOp, path: &Path, shown: &str) -> Option<DataFrame> 
             .alias(c.name.as_str())
         })
         .collect();
-    // Dates that fail to parse become nulls: count nulls before and after.
-    let mut checks: Vec<Expr> = vec![];
+    // Dates that fail to parse become nulls: count the text's nulls in the
+    // same pass (a scalar broadcast beside the columns) and compare.
+    let mut all = exprs;
+    let mut counted = vec![];
     for c in &op.columns {
         if matches!(c.ty, Type::Date { .. } | Type::Datetime { .. }) {
-            checks.push(
-                col(raw(c))
-                    .null_count()
-                    .alias(format!("__raw_nulls_{}", c.name)),
-            );
+            let name = format!("__raw_nulls_{}", c.name);
+            all.push(col(raw(c)).null_count().alias(name.as_str()));
+            counted.push((c.name.clone(), name));
         }
     }
-    let df = lf.clone().select(exprs).collect().ok()?;
-    if !checks.is_empty() {
-        let raw_nulls = lf.select(checks).collect().ok()?;
-        for c in &op.columns {
-            if let Ok(n) = raw_nulls.column(&format!("__raw_nulls_{}", c.name)) {
-                let before = n.get(0).ok()?.extract::<u64>()? as usize;
-                if df.column(&c.name).ok()?.null_count() != before {
-                    return None;
-                }
-            }
+    let mut df = lf.select(all).collect().ok()?;
+    for (column, counter) in &counted {
+        let before = df.column(counter).ok()?.get(0).ok()?.extract::<u64>()? as usize;
+        if df.column(column).ok()?.null_count() != before {
+            return None;
         }
+    }
+    if !counted.is_empty() {
+        df = df.drop_many(counted.iter().map(|(_, n)| n.as_str()));
     }
     for c in &op.columns {
         if !c.nullable && df.column(&c.name).ok()?.null_count() > 0 {
