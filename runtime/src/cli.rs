@@ -532,7 +532,8 @@ pub fn cache_status(path: &Path) -> Result<ExitCode, CliError> {
 }
 
 /// `mlp cache gc [PATH] [--all]`: removes entries the last run did not use
-/// (or every entry), incomplete entries and leftovers of interrupted writes.
+/// (or every entry), damaged and incomplete entries, and leftovers of
+/// interrupted writes.
 pub fn cache_gc(path: &Path, all: bool) -> Result<ExitCode, CliError> {
     let root = project_root(path)?;
     let Some(store) = Store::existing(&root) else {
@@ -554,7 +555,9 @@ pub fn cache_gc(path: &Path, all: bool) -> Result<ExitCode, CliError> {
     let mut freed = 0u64;
     let mut removed = 0usize;
     for (m, size) in entries {
-        if !live.contains(&m.key) && std::fs::remove_dir_all(store.entry_dir(&m.key)).is_ok() {
+        // Unused entries go, and so do damaged ones (checksum mismatch).
+        let keep = live.contains(&m.key) && store.verify(&m.key);
+        if !keep && std::fs::remove_dir_all(store.entry_dir(&m.key)).is_ok() {
             freed += size;
             removed += 1;
         }

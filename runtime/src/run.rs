@@ -358,52 +358,67 @@ pub enum Progress {
     Finished(StageResult),
 }
 
-fn read_frame(path: &Path) -> Result<DataFrame, ExecError> {
-    let f = std::fs::File::open(path)
+fn read_frame(store: &Store, key: &str, name: &str) -> Result<DataFrame, ExecError> {
+    let path = store
+        .checked_path(key, name)
+        .map_err(|e| ExecError::Internal(e.to_string()))?;
+    let f = std::fs::File::open(&path)
         .map_err(|e| ExecError::Internal(format!("{}: {e}", path.display())))?;
     IpcReader::new(f).finish().map_err(ExecError::polars)
 }
 
-fn write_frame(path: &Path, df: &mut DataFrame) -> Result<(), ExecError> {
+/// The cache's compression: LZ4 (a third of the disk and steadier run times
+/// than none, whose writes stall on page-cache writeback), or what
+/// `MLP_CACHE_COMPRESSION=none|lz4|zstd` says.
+fn compression() -> Option<IpcCompression> {
+    match std::env::var("MLP_CACHE_COMPRESSION").as_deref() {
+        Ok("none") => None,
+        Ok("zstd") => Some(IpcCompression::ZSTD(Default::default())),
+        _ => Some(IpcCompression::LZ4),
+    }
+}
+
+/// Writes a frame as Arrow IPC; returns its size and checksum.
+fn write_frame(path: &Path, df: &mut DataFrame) -> Result<(u64, String), ExecError> {
     // One chunk per column, so the file's bytes depend only on the data.
     df.rechunk_mut();
     let f = std::fs::File::create(path)
         .map_err(|e| ExecError::Internal(format!("{}: {e}", path.display())))?;
-    let mut w = std::io::BufWriter::new(f);
+    let mut w = crate::store::SummingWriter::new(std::io::BufWriter::new(f));
+    // Not synced: an entry is renamed into place whole, and the sizes and
+    // checksums in its entry.json catch data a power failure lost.
     IpcWriter::new(&mut w)
-        .with_compression(Some(IpcCompression::LZ4))
+        .with_compression(compression())
         .finish(df)
         .map_err(ExecError::polars)?;
-    let f = w
-        .into_inner()
+    let (buf, size, sum) = w.finish();
+    buf.into_inner()
         .map_err(|e| ExecError::Internal(e.to_string()))?;
-    f.sync_all()
-        .map_err(|e| ExecError::Internal(e.to_string()))?;
-    Ok(())
+    Ok((size, sum))
 }
 
 /// The output frame of a cached stage.
 pub fn cached_frame(store: &Store, key: &str) -> Result<DataFrame, ExecError> {
-    read_frame(&store.entry_dir(key).join("frame.arrow"))
+    read_frame(store, key, "frame.arrow")
 }
 
-/// Executes one stage and stores its output.
 /// Frames produced in this run, shared with the stages that read them so they
 /// are not read back from the cache.
 type Produced = std::sync::Mutex<HashMap<String, DataFrame>>;
 
-fn execute_one(
+/// Computes one stage's output (inputs from memory when this run produced
+/// them, else from the cache).
+fn compute_one(
     st: &Stage,
     sp: &StagePlan,
     root: &Path,
     store: &Store,
-    input_keys: Vec<String>,
+    input_keys: &[String],
     lenient: bool,
     produced: &Produced,
-) -> Result<(EntryMeta, Vec<String>, Option<usize>), ExecError> {
-    let started = Instant::now();
+) -> Result<exec::Output, ExecError> {
     let mut inputs = vec![];
-    for k in &input_keys {
+    for k in input_keys {
         let shared = produced.lock().ok().and_then(|m| m.get(k).cloned());
         inputs.push(match shared {
             Some(df) => df,
@@ -421,42 +436,47 @@ fn execute_one(
             .collect(),
         lenient,
     };
-    let output = exec::run_stage(cx)?;
-    let key = sp
-        .key
-        .clone()
-        .ok_or_else(|| ExecError::Internal("a stage without a key".into()))?;
+    exec::run_stage(cx)
+}
+
+/// Stores one stage's output as a cache entry (written aside, renamed whole).
+fn commit_one(
+    st: &Stage,
+    key: &str,
+    store: &Store,
+    output: exec::Output,
+    seconds: f64,
+) -> Result<EntryMeta, ExecError> {
     let store_err = |e: StoreError| ExecError::Internal(e.to_string());
-    let mut pending = store.begin(&key).map_err(store_err)?;
+    let mut pending = store.begin(key).map_err(store_err)?;
     let mut rows = None;
-    let mut bytes = None;
-    let mut frame = None;
     if let Some(mut df) = output.frame {
         rows = Some(df.height());
-        bytes = Some(df.estimated_size());
-        write_frame(&pending.path("frame.arrow"), &mut df)?;
-        pending.add("frame.arrow");
-        frame = Some(df);
+        let (size, sum) = write_frame(&pending.path("frame.arrow"), &mut df)?;
+        pending.add("frame.arrow", size, sum);
     }
     for (name, mut df) in output.frames {
         let file = format!("{name}.arrow");
-        write_frame(&pending.path(&file), &mut df)?;
-        pending.add(&file);
+        let (size, sum) = write_frame(&pending.path(&file), &mut df)?;
+        pending.add(&file, size, sum);
     }
     for (name, value) in &output.json {
         pending
             .write_json(&format!("{name}.json"), value)
             .map_err(store_err)?;
     }
-    let mut notes = output.notes;
-    notes.retain(|n| !n.is_empty());
-    let meta = store
-        .commit(pending, &key, &st.id, rows, started.elapsed().as_secs_f64())
-        .map_err(store_err)?;
-    if let (Some(df), Ok(mut m)) = (frame, produced.lock()) {
-        m.insert(key, df);
-    }
-    Ok((meta, notes, bytes))
+    store
+        .commit(pending, key, &st.id, rows, seconds)
+        .map_err(store_err)
+}
+
+/// What a worker tells the scheduler.
+enum Event {
+    /// The stage's output is computed (and shared in memory): dependents may
+    /// start while it is written to the cache.
+    Computed(StageResult),
+    /// The output is in the cache (or failed to get there).
+    Committed { id: String, error: Option<String> },
 }
 
 /// Whether a quarantining check reads this stage directly.
@@ -485,7 +505,8 @@ pub fn run_plan(
     let mut results: HashMap<String, StageResult> = HashMap::new();
     let mut done: HashMap<String, bool> = HashMap::new(); // id -> succeeded
     let mut running = 0usize;
-    let (tx, rx) = mpsc::channel::<StageResult>();
+    let (tx, rx) = mpsc::channel::<Event>();
+    let mut committing = 0usize;
     let produced: Produced = Default::default();
     let produced = &produced;
     std::thread::scope(|scope| {
@@ -577,51 +598,80 @@ pub fn run_plan(
                 let lenient = quarantined_by_check(plan, &st.id);
                 scope.spawn(move || {
                     let t = Instant::now();
-                    let r = match execute_one(st, sp, root, store, input_keys, lenient, produced) {
-                        Ok((meta, notes, bytes)) => StageResult {
-                            id: st.id.clone(),
-                            status: "ran".into(),
-                            rows: meta.rows,
-                            bytes,
-                            seconds: t.elapsed().as_secs_f64(),
-                            notes,
-                            error: None,
-                            help: None,
-                        },
-                        Err(e) => StageResult {
-                            id: st.id.clone(),
-                            status: "failed".into(),
-                            rows: None,
-                            bytes: None,
-                            seconds: t.elapsed().as_secs_f64(),
-                            notes: vec![],
-                            help: e.help(),
-                            error: Some(e.to_string()),
-                        },
-                    };
-                    let _ = tx.send(r);
+                    let key = sp.key.clone().unwrap_or_default();
+                    match compute_one(st, sp, root, store, &input_keys, lenient, produced) {
+                        Ok(mut output) => {
+                            let seconds = t.elapsed().as_secs_f64();
+                            let rows = output.frame.as_ref().map(DataFrame::height);
+                            let bytes = output.frame.as_ref().map(DataFrame::estimated_size);
+                            if let (Some(df), Ok(mut m)) = (&output.frame, produced.lock()) {
+                                m.insert(key.clone(), df.clone());
+                            }
+                            let notes = std::mem::take(&mut output.notes);
+                            let _ = tx.send(Event::Computed(StageResult {
+                                id: st.id.clone(),
+                                status: "ran".into(),
+                                rows,
+                                bytes,
+                                seconds,
+                                notes,
+                                error: None,
+                                help: None,
+                            }));
+                            let error = commit_one(st, &key, store, output, seconds)
+                                .err()
+                                .map(|e| format!("its output could not be cached: {e}"));
+                            let _ = tx.send(Event::Committed {
+                                id: st.id.clone(),
+                                error,
+                            });
+                        }
+                        Err(e) => {
+                            let _ = tx.send(Event::Computed(StageResult {
+                                id: st.id.clone(),
+                                status: "failed".into(),
+                                rows: None,
+                                bytes: None,
+                                seconds: t.elapsed().as_secs_f64(),
+                                notes: vec![],
+                                help: e.help(),
+                                error: Some(e.to_string()),
+                            }));
+                        }
+                    }
                 });
             }
-            if running == 0 {
+            if running == 0 && committing == 0 {
                 let all = plan.stages.iter().all(|s| done.contains_key(&s.id));
                 if all {
                     break;
                 }
                 // Nothing running and nothing startable: the rest is blocked.
-                let mut progressed = false;
-                for st in &plan.stages {
-                    if !done.contains_key(&st.id) && st.inputs.iter().all(|i| done.contains_key(i))
-                    {
-                        progressed = true;
-                    }
-                }
-                if !progressed {
+                let startable = plan.stages.iter().any(|st| {
+                    !done.contains_key(&st.id) && st.inputs.iter().all(|i| done.contains_key(i))
+                });
+                if !startable {
                     break;
                 }
                 continue;
             }
-            let Ok(r) = rx.recv() else { break };
+            let Ok(event) = rx.recv() else { break };
+            let r = match event {
+                Event::Committed { id, error } => {
+                    committing -= 1;
+                    if let (Some(e), Some(r)) = (error, results.get_mut(&id)) {
+                        r.status = "failed".into();
+                        r.error = Some(e);
+                        progress(Progress::Finished(r.clone()));
+                    }
+                    continue;
+                }
+                Event::Computed(r) => r,
+            };
             running -= 1;
+            if r.status == "ran" {
+                committing += 1;
+            }
             // Frames no stage still to start will read are dropped.
             if let Ok(mut m) = produced.lock() {
                 m.retain(|k, _| {

@@ -21,6 +21,7 @@
 //! removed by `gc`.
 
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -53,6 +54,9 @@ pub struct EntryMeta {
     pub rows: Option<usize>,
     /// File names inside the entry folder.
     pub files: Vec<String>,
+    /// Each file's size and XXH3-64 (hex), checked before it is trusted.
+    #[serde(default)]
+    pub sums: BTreeMap<String, (u64, String)>,
     /// Seconds the stage took when it ran.
     pub seconds: f64,
     pub created_unix: u64,
@@ -69,17 +73,20 @@ pub struct Store {
 pub struct PendingEntry {
     pub dir: PathBuf,
     files: Vec<String>,
+    sums: BTreeMap<String, (u64, String)>,
 }
 
 impl PendingEntry {
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.join(name)
     }
-    /// Records a file written into the entry folder.
-    pub fn add(&mut self, name: &str) {
+    /// Records a file written into the entry folder, with its size and
+    /// checksum.
+    pub fn add(&mut self, name: &str, size: u64, sum: String) {
         if !self.files.iter().any(|f| f == name) {
             self.files.push(name.to_string());
         }
+        self.sums.insert(name.to_string(), (size, sum));
     }
     /// Writes and records a JSON file.
     pub fn write_json<T: Serialize>(&mut self, name: &str, value: &T) -> Result<(), StoreError> {
@@ -88,8 +95,7 @@ impl PendingEntry {
             .map_err(|e| StoreError::Corrupt(format!("{name}: {e}")))?;
         let mut f = File::create(&path).map_err(io(&path))?;
         f.write_all(&bytes).map_err(io(&path))?;
-        f.sync_all().map_err(io(&path))?;
-        self.add(name);
+        self.add(name, bytes.len() as u64, checksum(&bytes));
         Ok(())
     }
 }
@@ -146,10 +152,37 @@ impl Store {
         let dir = self.entry_dir(key);
         let bytes = fs::read(dir.join("entry.json")).ok()?;
         let meta: EntryMeta = serde_json::from_slice(&bytes).ok()?;
-        if meta.key != key || !meta.files.iter().all(|f| dir.join(f).is_file()) {
+        // Every file is there with the size it was written with (a crash
+        // or power loss before the data reached the disk shows as a short or
+        // empty file); contents are checked when a file is read.
+        let whole = meta.files.iter().all(|f| {
+            let size = fs::metadata(dir.join(f)).map(|m| m.len()).ok();
+            match meta.sums.get(f) {
+                Some((expected, _)) => size == Some(*expected),
+                None => size.is_some(),
+            }
+        });
+        if meta.key != key || !whole {
             return None;
         }
         Some(meta)
+    }
+
+    /// The path of a file of an entry, after checking its checksum.
+    pub fn checked_path(&self, key: &str, name: &str) -> Result<PathBuf, StoreError> {
+        let path = self.entry_dir(key).join(name);
+        let meta = self
+            .lookup(key)
+            .ok_or_else(|| StoreError::Corrupt(format!("{key}/{name}")))?;
+        if let Some(expected) = meta.sums.get(name) {
+            let found = file_checksum(&path).map_err(io(&path))?;
+            if found != *expected {
+                return Err(StoreError::Corrupt(format!(
+                    "{key}/{name} does not match its checksum: run `mlp cache gc` to remove damaged entries"
+                )));
+            }
+        }
+        Ok(path)
     }
 
     /// Starts writing an entry.
@@ -164,7 +197,11 @@ impl Store {
         );
         let dir = self.root.join("tmp").join(nonce);
         fs::create_dir_all(&dir).map_err(io(&dir))?;
-        Ok(PendingEntry { dir, files: vec![] })
+        Ok(PendingEntry {
+            dir,
+            files: vec![],
+            sums: BTreeMap::new(),
+        })
     }
 
     /// Completes an entry: writes `entry.json`, then renames the folder into
@@ -178,11 +215,13 @@ impl Store {
         rows: Option<usize>,
         seconds: f64,
     ) -> Result<EntryMeta, StoreError> {
+        let sums = pending.sums.clone();
         let meta = EntryMeta {
             key: key.to_string(),
             stage: stage.to_string(),
             rows,
             files: pending.files.clone(),
+            sums,
             seconds,
             created_unix: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -205,6 +244,19 @@ impl Store {
             let _ = d.sync_all();
         }
         Ok(meta)
+    }
+
+    /// Whether every file of an entry matches its checksum (reads them all).
+    pub fn verify(&self, key: &str) -> bool {
+        let Some(meta) = self.lookup(key) else {
+            return false;
+        };
+        meta.files.iter().all(|f| match meta.sums.get(f) {
+            Some(expected) => {
+                file_checksum(&self.entry_dir(key).join(f)).ok().as_ref() == Some(expected)
+            }
+            None => true,
+        })
     }
 
     /// Every complete entry, and the folders that are not (for `gc`).
@@ -235,6 +287,66 @@ impl Store {
                 let _ = fs::remove_dir_all(e.path());
             }
         }
+    }
+}
+
+/// XXH3-64 of bytes, hex: fast enough to check every read.
+pub fn checksum(bytes: &[u8]) -> String {
+    format!("{:016x}", xxhash_rust::xxh3::xxh3_64(bytes))
+}
+
+/// Size and XXH3-64 of a file, streamed.
+pub fn file_checksum(path: &Path) -> std::io::Result<(u64, String)> {
+    use std::io::Read;
+    let mut f = File::open(path)?;
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut n = 0u64;
+    loop {
+        let k = f.read(&mut buf)?;
+        if k == 0 {
+            break;
+        }
+        h.update(&buf[..k]);
+        n += k as u64;
+    }
+    Ok((n, format!("{:016x}", h.digest())))
+}
+
+/// A writer that keeps the size and XXH3-64 of what passes through it.
+pub struct SummingWriter<W> {
+    inner: W,
+    hasher: xxhash_rust::xxh3::Xxh3,
+    size: u64,
+}
+
+impl<W: Write> SummingWriter<W> {
+    pub fn new(inner: W) -> Self {
+        SummingWriter {
+            inner,
+            hasher: xxhash_rust::xxh3::Xxh3::new(),
+            size: 0,
+        }
+    }
+    /// The writer back, with the size and checksum written.
+    pub fn finish(self) -> (W, u64, String) {
+        (
+            self.inner,
+            self.size,
+            format!("{:016x}", self.hasher.digest()),
+        )
+    }
+}
+
+impl<W: Write> Write for SummingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.size += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
     }
 }
 

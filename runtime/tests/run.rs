@@ -747,3 +747,43 @@ source a = csv("data/a.csv", delimiter = ";", header = false, null_values = ["NA
         vec![("source.a".to_string(), "ran".to_string())]
     );
 }
+
+#[test]
+fn a_damaged_cache_entry_is_caught_and_removed_by_gc() {
+    let dir = project("damaged", 300);
+    run_json(&dir);
+    // Flip one byte of the source's stored frame, keeping its size.
+    let entry = std::fs::read_dir(dir.join(".mlp/cache"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            std::fs::read_to_string(p.join("entry.json"))
+                .unwrap()
+                .contains("source.houses")
+        })
+        .unwrap();
+    let frame = entry.join("frame.arrow");
+    let mut bytes = std::fs::read(&frame).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    std::fs::write(&frame, bytes).unwrap();
+    // A stage that must read it fails with a clear error, and caches nothing.
+    std::fs::write(
+        dir.join("houses.mlp"),
+        PIPELINE.replace("rows >= 100", "rows >= 101"),
+    )
+    .unwrap();
+    let o = mlp(&dir, &["run", "."]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        text(&o).contains("does not match its checksum"),
+        "{}",
+        text(&o)
+    );
+    // gc removes the damaged entry; the next run recomputes it.
+    let o = mlp(&dir, &["cache", "gc", "."]);
+    assert!(o.status.success(), "{}", text(&o));
+    let after = run_json(&dir);
+    assert_eq!(status_of(&after, "source.houses"), "ran", "{after:?}");
+    assert_eq!(status_of(&after, "check.houses"), "ran", "{after:?}");
+}
