@@ -361,12 +361,10 @@ fn run_once(path: &Path, opts: &RunOptions, color: Color) -> Result<ExitCode, Cl
                 return;
             }
             let line = match r.status.as_str() {
-                "ran" => format!(
-                    "  ran     {} ({} rows, {:.2}s)",
-                    r.id,
-                    r.rows.unwrap_or(0),
-                    r.seconds
-                ),
+                "ran" => match r.rows {
+                    Some(rows) => format!("  ran     {} ({rows} rows, {:.2}s)", r.id, r.seconds),
+                    None => format!("  ran     {} ({:.2}s)", r.id, r.seconds),
+                },
                 "cached" => format!("  cached  {}", r.id),
                 "failed" => format!("  FAILED  {}", r.id),
                 other => format!("  {other:<7} {}", r.id),

@@ -408,7 +408,9 @@ type Produced = std::sync::Mutex<HashMap<String, DataFrame>>;
 
 /// Computes one stage's output (inputs from memory when this run produced
 /// them, else from the cache).
+#[allow(clippy::too_many_arguments)]
 fn compute_one(
+    plan: &Plan,
     st: &Stage,
     sp: &StagePlan,
     root: &Path,
@@ -427,6 +429,7 @@ fn compute_one(
     }
     let cx = exec::Context {
         root,
+        plan,
         stage: st,
         inputs,
         files: sp
@@ -553,10 +556,26 @@ pub fn run_plan(
                         Reason::Unsupported { why } | Reason::Blocked { why } => Some(why.clone()),
                         _ => None,
                     });
-                    let status = if matches!(sp.reasons.first(), Some(Reason::Unsupported { .. })) {
+                    // Not run by this build, itself or upstream: skipped, not
+                    // a failure. Anything else in the way: blocked.
+                    let upstream_skipped = st
+                        .inputs
+                        .iter()
+                        .any(|i| results.get(i).is_some_and(|r| r.status == "skipped"));
+                    let status = if matches!(sp.reasons.first(), Some(Reason::Unsupported { .. }))
+                        || upstream_skipped
+                    {
                         "skipped"
                     } else {
                         "blocked"
+                    };
+                    let why = if upstream_skipped
+                        && status == "skipped"
+                        && why.as_deref().is_some_and(|w| w.contains("cannot run"))
+                    {
+                        Some("an input is not run by this build".to_string())
+                    } else {
+                        why
                     };
                     let r = StageResult {
                         id: st.id.clone(),
@@ -599,7 +618,7 @@ pub fn run_plan(
                 scope.spawn(move || {
                     let t = Instant::now();
                     let key = sp.key.clone().unwrap_or_default();
-                    match compute_one(st, sp, root, store, &input_keys, lenient, produced) {
+                    match compute_one(plan, st, sp, root, store, &input_keys, lenient, produced) {
                         Ok(mut output) => {
                             let seconds = t.elapsed().as_secs_f64();
                             let rows = output.frame.as_ref().map(DataFrame::height);

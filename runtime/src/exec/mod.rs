@@ -8,13 +8,18 @@
 //! | transform | `transform.rs` | `frame.arrow`, `params.json` (fitted on train) |
 //! | features  | `features.rs`  | `frame.arrow`, `over_<feature>.arrow` tables   |
 //!
-//! Model, evaluate, deploy and monitor stages plug into the same executor and
-//! cache (issues 4 to 6); until then they are reported as not supported by
-//! this build, never as done.
+//! | model     | `model.rs`     | `frame.arrow` (with predictions), `model.json`, `trials.json` |
+//! | evaluate  | `evaluate.rs`  | `report.json` (metrics, gates, slices, confusion matrix) |
+//!
+//! Deploy and monitor stages plug into the same executor and cache (issues 4
+//! and 6); until then they are reported as not run by this build, never as
+//! done, and so are models of algorithms this build does not train yet.
 
 pub mod check;
+pub mod evaluate;
 pub mod expr;
 pub mod features;
+pub mod model;
 pub mod source;
 pub mod split;
 pub mod transform;
@@ -54,6 +59,12 @@ pub enum ExecError {
     ChangedDuringRun { file: String },
     #[error("checks on `{stage}` failed: {summary}")]
     ChecksFailed { stage: String, summary: String },
+    #[error("model `{model}` failed its gates: {summary}\n{report}")]
+    GatesFailed {
+        model: String,
+        summary: String,
+        report: String,
+    },
     #[error("{0}")]
     Data(String),
     #[error("{0}")]
@@ -87,6 +98,9 @@ impl ExecError {
             ExecError::ChangedDuringRun { .. } => {
                 Some("nothing was cached from it; run again once the file is written".into())
             }
+            ExecError::GatesFailed { .. } => Some(
+                "the model is not deployed; improve it (features, parameters, data) or revisit the gate".into(),
+            ),
             ExecError::ChecksFailed { .. } => Some(
                 "the report lists each failing rule with example rows; `warn` a rule to let it pass, or `quarantine` to set failing rows aside".into(),
             ),
@@ -110,6 +124,7 @@ pub struct Output {
 /// Everything a stage may read.
 pub struct Context<'a> {
     pub root: &'a Path,
+    pub plan: &'a mlp_compiler::Plan,
     pub stage: &'a Stage,
     /// The frames of the stage's inputs, in order.
     pub inputs: Vec<DataFrame>,
@@ -124,9 +139,14 @@ pub struct Context<'a> {
 pub fn supported(op: &Op) -> Result<(), String> {
     match op {
         Op::Source(_) | Op::Check(_) | Op::Split(_) | Op::Transform(_) | Op::Features(_) => Ok(()),
-        Op::Model(_) | Op::Evaluate(_) | Op::Deploy(_) => Err(
-            "model training, evaluation and deployment are not in this build yet (issue 4)".into(),
-        ),
+        Op::Model(m) => match m.algorithm.as_str() {
+            "linear_regression" | "ridge" | "logistic_regression" => Ok(()),
+            other => Err(format!(
+                "training `{other}` is not in this build yet (linear_regression, ridge and logistic_regression are)"
+            )),
+        },
+        Op::Evaluate(_) => Ok(()),
+        Op::Deploy(_) => Err("deployment and the model registry are not in this build yet (issue 4)".into()),
         Op::Monitor(_) => Err("monitoring is not in this build yet (issue 6)".into()),
     }
 }
@@ -139,6 +159,8 @@ pub fn run_stage(cx: Context) -> Result<Output, ExecError> {
         Op::Split(op) => split::run(op, &cx),
         Op::Transform(op) => transform::run(op, &cx),
         Op::Features(op) => features::run(op, &cx),
+        Op::Model(op) => model::run(op, &cx),
+        Op::Evaluate(op) => evaluate::run(op, &cx),
         other => Err(ExecError::Unsupported(
             supported(other).err().unwrap_or_default(),
         )),

@@ -1,0 +1,30 @@
+#!/usr/bin/env python3
+"""scikit-learn's side of the model fidelity tests: fits the models of
+tests/fixtures/fidelity/pipeline.mlp on the same rows (the `part` column is the
+split) and prints their coefficients and test metrics as JSON.
+
+    python3 bench/fidelity_sklearn.py tests/fixtures/fidelity/data.csv > tests/fixtures/fidelity/sklearn.json
+
+runtime/tests/models.rs compares mlp's models with this file (and with a live
+run of this script when Python with scikit-learn is available).
+"""
+import json
+import sys
+
+import numpy as np
+import pandas as pd
+from sklearn.linear_model import LinearRegression, LogisticRegression, Ridge
+from sklearn.metrics import accuracy_score, mean_squared_error
+
+df = pd.read_csv(sys.argv[1])
+tr, te = df[df.part == "train"], df[df.part == "test"]
+X = ["x1", "x2", "x3"]
+out = {}
+for name, model in [("ols", LinearRegression()), ("ridge", Ridge(alpha=10.0))]:
+    model.fit(tr[X], tr["y"])
+    pred = model.predict(te[X])
+    out[name] = {"coef": list(map(float, model.coef_)), "intercept": float(model.intercept_),
+                 "rmse": float(np.sqrt(mean_squared_error(te["y"], pred)))}
+clf = LogisticRegression(C=1.0, max_iter=1000).fit(tr[X], tr["label"])
+out["logistic"] = {"accuracy": float(accuracy_score(te["label"], clf.predict(te[X])))}
+print(json.dumps(out, indent=2))

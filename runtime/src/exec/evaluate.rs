@@ -1,0 +1,455 @@
+//! `evaluate`: metrics of a model on one partition, `require` gates, and
+//! fairness slices (`gap`, `ratio`, `min`, `max` of a metric over the groups
+//! of a column). A failed gate fails the stage (and so the run), with the
+//! gate report; nothing downstream (deploy) runs.
+//!
+//! Classification metrics follow scikit-learn: `precision`, `recall` and `f1`
+//! are of the positive class (the last class: `true` for a bool target) for
+//! a binary target and macro-averaged otherwise; `roc_auc` is binary only;
+//! `selection_rate` is the share of rows predicted positive.
+
+use super::model::{class_indices, classes_of, Prediction};
+use super::{input, is_train, Context, ExecError, Output};
+use mlp_compiler::check::level_suffix;
+use mlp_compiler::plan::{EvaluateOp, GateOp, ModelOp, Op, Task};
+use ndarray::{Array1, Array2, ArrayView1};
+use polars::prelude::*;
+use serde_json::json;
+
+/// The true values of the scored rows.
+pub enum Truth<'a> {
+    Values(ArrayView1<'a, f64>),
+    Classes(ArrayView1<'a, usize>),
+}
+
+pub fn higher_is_better(metric: &str) -> bool {
+    mlp_compiler::catalog::metric_spec(metric).is_some_and(|m| m.higher_is_better)
+}
+
+fn argmax(p: &Array2<f64>) -> Vec<usize> {
+    p.rows()
+        .into_iter()
+        .map(|r| {
+            r.iter()
+                .enumerate()
+                .fold(
+                    (0, f64::NEG_INFINITY),
+                    |a, (i, v)| if *v > a.1 { (i, *v) } else { a },
+                )
+                .0
+        })
+        .collect()
+}
+
+/// Area under the ROC curve of scores for the positive class (ties share).
+fn roc_auc(scores: &[f64], positive: &[bool]) -> f64 {
+    let mut idx: Vec<usize> = (0..scores.len()).collect();
+    idx.sort_by(|a, b| scores[*a].total_cmp(&scores[*b]));
+    let mut ranks = vec![0.0; scores.len()];
+    let mut i = 0;
+    while i < idx.len() {
+        let mut j = i;
+        while j + 1 < idx.len() && scores[idx[j + 1]] == scores[idx[i]] {
+            j += 1;
+        }
+        let r = (i + j) as f64 / 2.0 + 1.0;
+        for k in i..=j {
+            ranks[idx[k]] = r;
+        }
+        i = j + 1;
+    }
+    let n_pos = positive.iter().filter(|p| **p).count() as f64;
+    let n_neg = positive.len() as f64 - n_pos;
+    if n_pos == 0.0 || n_neg == 0.0 {
+        return f64::NAN;
+    }
+    let sum_pos: f64 = ranks
+        .iter()
+        .zip(positive)
+        .filter(|(_, p)| **p)
+        .map(|(r, _)| r)
+        .sum();
+    (sum_pos - n_pos * (n_pos + 1.0) / 2.0) / (n_pos * n_neg)
+}
+
+/// One metric. NaN when undefined (for example `roc_auc` with one class).
+pub fn metric(name: &str, pred: &Prediction, truth: Truth) -> f64 {
+    match (pred, truth) {
+        (Prediction::Values(p), Truth::Values(y)) => {
+            let n = y.len().max(1) as f64;
+            let err: Array1<f64> = p - &y;
+            match name {
+                "rmse" => (err.mapv(|e| e * e).sum() / n).sqrt(),
+                "mae" => err.mapv(f64::abs).sum() / n,
+                "mape" => {
+                    err.iter()
+                        .zip(y.iter())
+                        .map(|(e, t)| e.abs() / t.abs().max(f64::EPSILON))
+                        .sum::<f64>()
+                        / n
+                }
+                _ => {
+                    let mean = y.mean().unwrap_or(0.0);
+                    let ss_tot: f64 = y.iter().map(|t| (t - mean).powi(2)).sum();
+                    let ss_res: f64 = err.mapv(|e| e * e).sum();
+                    if ss_tot == 0.0 {
+                        f64::NAN
+                    } else {
+                        1.0 - ss_res / ss_tot
+                    }
+                }
+            }
+        }
+        (Prediction::Probabilities(p), Truth::Classes(y)) => {
+            let k = p.ncols();
+            let n = y.len();
+            let hat = argmax(p);
+            let pos = k - 1;
+            let per_class = |c: usize| {
+                let tp = (0..n).filter(|i| hat[*i] == c && y[*i] == c).count() as f64;
+                let fp = (0..n).filter(|i| hat[*i] == c && y[*i] != c).count() as f64;
+                let fnn = (0..n).filter(|i| hat[*i] != c && y[*i] == c).count() as f64;
+                let precision = if tp + fp == 0.0 { 0.0 } else { tp / (tp + fp) };
+                let recall = if tp + fnn == 0.0 {
+                    0.0
+                } else {
+                    tp / (tp + fnn)
+                };
+                let f1 = if precision + recall == 0.0 {
+                    0.0
+                } else {
+                    2.0 * precision * recall / (precision + recall)
+                };
+                (precision, recall, f1)
+            };
+            let averaged = |f: &dyn Fn((f64, f64, f64)) -> f64| {
+                if k == 2 {
+                    f(per_class(pos))
+                } else {
+                    (0..k).map(|c| f(per_class(c))).sum::<f64>() / k as f64
+                }
+            };
+            match name {
+                "accuracy" => (0..n).filter(|i| hat[*i] == y[*i]).count() as f64 / n.max(1) as f64,
+                "precision" => averaged(&|m| m.0),
+                "recall" => averaged(&|m| m.1),
+                "f1" => averaged(&|m| m.2),
+                "selection_rate" => {
+                    (0..n).filter(|i| hat[*i] == pos).count() as f64 / n.max(1) as f64
+                }
+                "log_loss" => {
+                    (0..n)
+                        .map(|i| -p[[i, y[i]]].clamp(1e-15, 1.0).ln())
+                        .sum::<f64>()
+                        / n.max(1) as f64
+                }
+                "roc_auc" if k == 2 => {
+                    let scores: Vec<f64> = (0..n).map(|i| p[[i, pos]]).collect();
+                    let positive: Vec<bool> = (0..n).map(|i| y[i] == pos).collect();
+                    roc_auc(&scores, &positive)
+                }
+                _ => f64::NAN,
+            }
+        }
+        _ => f64::NAN,
+    }
+}
+
+fn passes(value: f64, gate: &GateOp) -> bool {
+    let t = gate.threshold;
+    !value.is_nan()
+        && match gate.op.as_str() {
+            "<" => value < t,
+            "<=" => value <= t,
+            ">" => value > t,
+            ">=" => value >= t,
+            "==" => value == t,
+            _ => value != t,
+        }
+}
+
+fn model_op<'a>(cx: &'a Context) -> Result<&'a ModelOp, ExecError> {
+    let id = cx
+        .stage
+        .inputs
+        .first()
+        .ok_or_else(|| ExecError::Internal("evaluate without a model".into()))?;
+    match cx.plan.stage(id).map(|s| &s.op) {
+        Some(Op::Model(m)) => Ok(m),
+        _ => Err(ExecError::Internal(format!("`{id}` is not a model"))),
+    }
+}
+
+/// Predictions and truth of a frame of scored rows.
+fn scored(
+    df: &DataFrame,
+    m: &ModelOp,
+    classes: &[String],
+) -> Result<(Prediction, Truth0), ExecError> {
+    Ok(match m.task {
+        Task::Regression => {
+            let col = |n: &str| -> Result<Array1<f64>, ExecError> {
+                let s = df
+                    .column(n)
+                    .map_err(ExecError::polars)?
+                    .cast(&DataType::Float64)
+                    .map_err(ExecError::polars)?;
+                Ok(s.f64()
+                    .map_err(ExecError::polars)?
+                    .iter()
+                    .map(|v| v.unwrap_or(f64::NAN))
+                    .collect())
+            };
+            (
+                Prediction::Values(col("prediction")?),
+                Truth0::Values(col(&m.target)?),
+            )
+        }
+        Task::Classification => {
+            let mut p = Array2::<f64>::zeros((df.height(), classes.len()));
+            for (j, c) in classes.iter().enumerate() {
+                let s = df
+                    .column(&format!("proba_{}", level_suffix(c)))
+                    .map_err(ExecError::polars)?
+                    .cast(&DataType::Float64)
+                    .map_err(ExecError::polars)?;
+                for (i, v) in s.f64().map_err(ExecError::polars)?.iter().enumerate() {
+                    p[[i, j]] = v.unwrap_or(0.0);
+                }
+            }
+            let y = class_indices(df.column(&m.target).map_err(ExecError::polars)?, classes)?;
+            (Prediction::Probabilities(p), Truth0::Classes(y))
+        }
+    })
+}
+
+enum Truth0 {
+    Values(Array1<f64>),
+    Classes(Array1<usize>),
+}
+
+impl Truth0 {
+    fn view(&self) -> Truth<'_> {
+        match self {
+            Truth0::Values(v) => Truth::Values(v.view()),
+            Truth0::Classes(v) => Truth::Classes(v.view()),
+        }
+    }
+}
+
+fn metrics_of(
+    df: &DataFrame,
+    m: &ModelOp,
+    classes: &[String],
+    names: &[String],
+) -> Result<Vec<(String, f64)>, ExecError> {
+    let (pred, truth) = scored(df, m, classes)?;
+    Ok(names
+        .iter()
+        .map(|n| (n.clone(), metric(n, &pred, truth.view())))
+        .collect())
+}
+
+fn finite(v: f64) -> serde_json::Value {
+    serde_json::Number::from_f64(v)
+        .map(serde_json::Value::Number)
+        .unwrap_or(serde_json::Value::Null)
+}
+
+pub fn run(op: &EvaluateOp, cx: &Context) -> Result<Output, ExecError> {
+    let df = input(cx)?;
+    let m = model_op(cx)?;
+    let part = cx
+        .stage
+        .partition_column
+        .clone()
+        .ok_or_else(|| ExecError::Internal("evaluate without a split".into()))?;
+    let train = df
+        .clone()
+        .lazy()
+        .filter(is_train(&part))
+        .collect()
+        .map_err(ExecError::polars)?;
+    let classes = match m.task {
+        Task::Regression => vec![],
+        Task::Classification => classes_of(m, &train)?,
+    };
+    let rows = df
+        .clone()
+        .lazy()
+        .filter(col(part.as_str()).eq(lit(op.partition.as_str())))
+        .collect()
+        .map_err(ExecError::polars)?;
+    if rows.height() == 0 {
+        return Err(ExecError::Data(format!(
+            "partition `{}` has no rows to score",
+            op.partition
+        )));
+    }
+    // Every metric named anywhere.
+    let mut names: Vec<String> = op.metrics.clone();
+    for g in op
+        .gates
+        .iter()
+        .chain(op.slices.iter().flat_map(|s| s.gates.iter()))
+    {
+        if !names.contains(&g.metric) {
+            names.push(g.metric.clone());
+        }
+    }
+    let overall = metrics_of(&rows, m, &classes, &names)?;
+    let value = |n: &str| {
+        overall
+            .iter()
+            .find(|(k, _)| k == n)
+            .map(|(_, v)| *v)
+            .unwrap_or(f64::NAN)
+    };
+    let mut gate_report = vec![];
+    let mut failed = vec![];
+    for g in &op.gates {
+        let v = value(&g.metric);
+        let ok = passes(v, g);
+        if !ok {
+            failed.push(format!(
+                "{} {} {} (was {})",
+                g.metric,
+                g.op,
+                g.threshold,
+                fmt(v)
+            ));
+        }
+        gate_report.push(json!({"gate": format!("{} {} {}", g.metric, g.op, g.threshold), "value": finite(v), "passed": ok}));
+    }
+    let mut slices = vec![];
+    for s in &op.slices {
+        let groups = rows
+            .column(&s.column)
+            .map_err(ExecError::polars)?
+            .cast(&DataType::String)
+            .map_err(ExecError::polars)?;
+        let mut levels: Vec<String> = groups
+            .str()
+            .map_err(ExecError::polars)?
+            .iter()
+            .flatten()
+            .map(str::to_string)
+            .collect();
+        levels.sort();
+        levels.dedup();
+        let slice_metrics: Vec<String> = s.gates.iter().map(|g| g.metric.clone()).collect();
+        let mut per_group = vec![];
+        for l in &levels {
+            let sub = rows
+                .clone()
+                .lazy()
+                .filter(
+                    col(s.column.as_str())
+                        .cast(DataType::String)
+                        .eq(lit(l.as_str())),
+                )
+                .collect()
+                .map_err(ExecError::polars)?;
+            let ms = metrics_of(&sub, m, &classes, &slice_metrics)?;
+            per_group.push((l.clone(), sub.height(), ms));
+        }
+        let mut gates = vec![];
+        for g in &s.gates {
+            let vals: Vec<f64> = per_group
+                .iter()
+                .filter_map(|(_, _, ms)| ms.iter().find(|(k, _)| *k == g.metric).map(|(_, v)| *v))
+                .filter(|v| !v.is_nan())
+                .collect();
+            let (lo, hi) = vals
+                .iter()
+                .fold((f64::INFINITY, f64::NEG_INFINITY), |a, v| {
+                    (a.0.min(*v), a.1.max(*v))
+                });
+            let agg = g.aggregate.as_deref().unwrap_or("min");
+            let v = if vals.is_empty() {
+                f64::NAN
+            } else {
+                match agg {
+                    "gap" => hi - lo,
+                    "ratio" => {
+                        if hi == 0.0 {
+                            f64::NAN
+                        } else {
+                            lo / hi
+                        }
+                    }
+                    "max" => hi,
+                    _ => lo,
+                }
+            };
+            let ok = passes(v, g);
+            let text = format!(
+                "{agg}({}) {} {} by {}",
+                g.metric, g.op, g.threshold, s.column
+            );
+            if !ok {
+                failed.push(format!("{text} (was {})", fmt(v)));
+            }
+            gates.push(json!({"gate": text, "value": finite(v), "passed": ok}));
+        }
+        slices.push(json!({
+            "column": s.column,
+            "groups": per_group.iter().map(|(l, n, ms)| json!({
+                "group": l,
+                "rows": n,
+                "metrics": ms.iter().map(|(k, v)| (k.clone(), finite(*v))).collect::<serde_json::Map<_, _>>(),
+            })).collect::<Vec<_>>(),
+            "gates": gates,
+        }));
+    }
+    let mut confusion = serde_json::Value::Null;
+    if m.task == Task::Classification {
+        let (pred, truth) = scored(&rows, m, &classes)?;
+        if let (Prediction::Probabilities(p), Truth0::Classes(y)) = (pred, truth) {
+            let hat = argmax(&p);
+            let k = classes.len();
+            let mut cm = vec![vec![0usize; k]; k];
+            for (t, h) in y.iter().zip(hat) {
+                cm[*t][h] += 1;
+            }
+            confusion = json!({"classes": classes, "rows_true_columns_predicted": cm});
+        }
+    }
+    let report = json!({
+        "model": op.model,
+        "partition": op.partition,
+        "rows": rows.height(),
+        "metrics": overall.iter().map(|(k, v)| (k.clone(), finite(*v))).collect::<serde_json::Map<_, _>>(),
+        "gates": gate_report,
+        "slices": slices,
+        "confusion_matrix": confusion,
+        "passed": failed.is_empty(),
+    });
+    let mut out = Output::default();
+    out.notes.push(
+        overall
+            .iter()
+            .map(|(k, v)| format!("{k} {}", fmt(*v)))
+            .collect::<Vec<_>>()
+            .join(", "),
+    );
+    if !failed.is_empty() {
+        return Err(ExecError::GatesFailed {
+            model: op.model.clone(),
+            summary: failed.join("; "),
+            report: serde_json::to_string_pretty(&report).unwrap_or_default(),
+        });
+    }
+    out.json.push(("report".into(), report));
+    Ok(out)
+}
+
+fn fmt(v: f64) -> String {
+    if v.is_nan() {
+        "undefined".into()
+    } else if v.abs() >= 1000.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.4}")
+    }
+}

@@ -1,0 +1,565 @@
+//! `model`: fit on the `train` rows, tune by K-fold cross-validation, and
+//! predict every row.
+//!
+//! A fitted model is stored as plain numbers ([`Fitted`]: coefficients,
+//! intercepts, classes) in `model.json`, so predicting needs neither the
+//! training library nor the training data. The output frame is the input
+//! with `prediction` (and `proba_<class>` columns for classifiers) added.
+//!
+//! | algorithm | fitting |
+//! |---|---|
+//! | `linear_regression`, `ridge` | normal equations, `(XᵀX + αI) w = Xᵀy` on centred data, solved by Cholesky (linfa-linalg): scikit-learn's `Ridge` objective exactly |
+//! | `logistic_regression` | linfa-logistic (L-BFGS), multinomial; scikit-learn's `C` is linfa's `1/alpha` |
+//!
+//! Other algorithms type-check but are not trained by this build yet.
+
+use super::{input, is_train, partition_column, Context, ExecError, Output};
+use mlp_compiler::plan::{ModelOp, ParamValue, Task};
+use ndarray::{Array1, Array2, Axis};
+use polars::prelude::*;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use std::collections::BTreeMap;
+
+/// A trained model, as numbers.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Fitted {
+    /// `y = x·w + b`
+    Linear { weights: Vec<f64>, intercept: f64 },
+    /// `p = softmax(x·W + b)`, one column of `W` per class.
+    Softmax {
+        weights: Vec<Vec<f64>>,
+        intercepts: Vec<f64>,
+    },
+}
+
+/// What `model.json` holds.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ModelFile {
+    pub algorithm: String,
+    pub task: Task,
+    pub target: String,
+    /// The input columns, groups expanded, in the order of the weights.
+    pub features: Vec<String>,
+    /// Class labels (classification), in the order of the probabilities.
+    pub classes: Vec<String>,
+    pub params: BTreeMap<String, ParamValue>,
+    pub fitted: Fitted,
+}
+
+impl ModelFile {
+    /// Predictions for a design matrix: values, or class probabilities.
+    pub fn predict(&self, x: &Array2<f64>) -> Prediction {
+        match &self.fitted {
+            Fitted::Linear { weights, intercept } => {
+                let w = Array1::from(weights.clone());
+                Prediction::Values(x.dot(&w) + *intercept)
+            }
+            Fitted::Softmax {
+                weights,
+                intercepts,
+            } => {
+                let k = intercepts.len();
+                let p = weights.len();
+                let mut w = Array2::<f64>::zeros((p, k));
+                for (i, row) in weights.iter().enumerate() {
+                    for (j, v) in row.iter().enumerate() {
+                        w[[i, j]] = *v;
+                    }
+                }
+                let mut z = x.dot(&w) + &Array1::from(intercepts.clone());
+                for mut row in z.rows_mut() {
+                    let m = row.fold(f64::NEG_INFINITY, |a, b| a.max(*b));
+                    row.mapv_inplace(|v| (v - m).exp());
+                    let s = row.sum();
+                    row.mapv_inplace(|v| v / s);
+                }
+                Prediction::Probabilities(z)
+            }
+        }
+    }
+}
+
+pub enum Prediction {
+    Values(Array1<f64>),
+    Probabilities(Array2<f64>),
+}
+
+/// The model's input columns in the frame, one-hot groups (`city_*`)
+/// expanded to the columns the fitted encoding produced.
+pub fn feature_columns(df: &DataFrame, op: &ModelOp) -> Vec<String> {
+    let names: Vec<String> = df
+        .get_column_names()
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let mut out = vec![];
+    for f in &op.features {
+        if let Some(prefix) = f.strip_suffix('*') {
+            out.extend(
+                names
+                    .iter()
+                    .filter(|n| n.starts_with(prefix) && !op.features.contains(n))
+                    .cloned(),
+            );
+        } else {
+            out.push(f.clone());
+        }
+    }
+    out
+}
+
+/// The design matrix of the given rows.
+pub fn design(df: &DataFrame, columns: &[String]) -> Result<Array2<f64>, ExecError> {
+    let mut x = Array2::<f64>::zeros((df.height(), columns.len()));
+    for (j, c) in columns.iter().enumerate() {
+        let s = df
+            .column(c)
+            .map_err(ExecError::polars)?
+            .cast(&DataType::Float64)
+            .map_err(ExecError::polars)?;
+        let ca = s.f64().map_err(ExecError::polars)?;
+        for (i, v) in ca.iter().enumerate() {
+            match v {
+                Some(v) if v.is_finite() => x[[i, j]] = v,
+                _ => {
+                    return Err(ExecError::Data(format!(
+                        "model input `{c}` has a missing or infinite value at row {}; impute it or filter the row",
+                        i + 1
+                    )))
+                }
+            }
+        }
+    }
+    Ok(x)
+}
+
+fn param_f64(op: &BTreeMap<String, ParamValue>, name: &str, default: f64) -> f64 {
+    match op.get(name) {
+        Some(ParamValue::Float(f)) => *f,
+        Some(ParamValue::Int(i)) => *i as f64,
+        _ => default,
+    }
+}
+
+fn param_bool(op: &BTreeMap<String, ParamValue>, name: &str, default: bool) -> bool {
+    match op.get(name) {
+        Some(ParamValue::Bool(b)) => *b,
+        _ => default,
+    }
+}
+
+/// Fits one parameter combination.
+fn fit(
+    algorithm: &str,
+    params: &BTreeMap<String, ParamValue>,
+    x: &Array2<f64>,
+    y: &Target,
+) -> Result<Fitted, ExecError> {
+    match (algorithm, y) {
+        ("linear_regression" | "ridge", Target::Values(y)) => {
+            let alpha = if algorithm == "ridge" {
+                param_f64(params, "alpha", 1.0)
+            } else {
+                0.0
+            };
+            fit_ridge(x, y, alpha, param_bool(params, "fit_intercept", true))
+        }
+        ("logistic_regression", Target::Classes(y, 2)) => {
+            // Binary: the sigmoid model, unpenalised intercept, as
+            // scikit-learn's (linfa's alpha is 1/C).
+            use linfa::prelude::*;
+            let c = param_f64(params, "c", 1.0);
+            let max_iter = param_f64(params, "max_iter", 100.0) as u64;
+            let tol = param_f64(params, "tol", 1e-4);
+            let ds = linfa::Dataset::new(x.clone(), y.clone());
+            let model = linfa_logistic::LogisticRegression::default()
+                .alpha(1.0 / c)
+                .max_iterations(max_iter.max(1))
+                .gradient_tolerance(tol)
+                .with_intercept(param_bool(params, "fit_intercept", true))
+                .fit(&ds)
+                .map_err(|e| ExecError::Data(format!("logistic regression did not fit: {e}")))?;
+            let pos = model.labels().pos.class;
+            let w = model.params();
+            let p = x.ncols();
+            // softmax(z, 0) = sigmoid(z): the positive class carries the
+            // weights, the other zeros.
+            let mut weights = vec![vec![0.0; 2]; p];
+            for (i, row) in weights.iter_mut().enumerate() {
+                row[pos] = w[i];
+            }
+            let mut intercepts = vec![0.0; 2];
+            intercepts[pos] = model.intercept();
+            Ok(Fitted::Softmax {
+                weights,
+                intercepts,
+            })
+        }
+        ("logistic_regression", Target::Classes(y, k)) => {
+            use linfa::prelude::*;
+            let c = param_f64(params, "c", 1.0);
+            let max_iter = param_f64(params, "max_iter", 100.0) as u64;
+            let tol = param_f64(params, "tol", 1e-4);
+            let ds = linfa::Dataset::new(x.clone(), y.clone());
+            let model = linfa_logistic::MultiLogisticRegression::default()
+                .alpha(1.0 / c)
+                .max_iterations(max_iter.max(1))
+                .gradient_tolerance(tol)
+                .with_intercept(param_bool(params, "fit_intercept", true))
+                .fit(&ds)
+                .map_err(|e| ExecError::Data(format!("logistic regression did not fit: {e}")))?;
+            // linfa orders classes as it met them; re-order to ours.
+            let classes = model.classes().to_vec();
+            let w = model.params();
+            let b = model.intercept();
+            let p = x.ncols();
+            let mut weights = vec![vec![0.0; *k]; p];
+            let mut intercepts = vec![f64::NEG_INFINITY; *k];
+            for (col, class) in classes.iter().enumerate() {
+                for (i, row) in weights.iter_mut().enumerate() {
+                    row[*class] = w[[i, col]];
+                }
+                intercepts[*class] = b[col];
+            }
+            Ok(Fitted::Softmax {
+                weights,
+                intercepts,
+            })
+        }
+        (a, _) => Err(ExecError::Unsupported(format!(
+            "training `{a}` is not in this build yet (linear_regression, ridge and logistic_regression are)"
+        ))),
+    }
+}
+
+/// Ridge (and OLS with `alpha = 0`) as scikit-learn's `Ridge`: minimises
+/// `||y - Xw - b||² + alpha·||w||²`, the intercept unpenalised.
+fn fit_ridge(
+    x: &Array2<f64>,
+    y: &Array1<f64>,
+    alpha: f64,
+    intercept: bool,
+) -> Result<Fitted, ExecError> {
+    use linfa_linalg::cholesky::SolveC;
+    let (xm, ym) = if intercept {
+        (
+            x.mean_axis(Axis(0))
+                .unwrap_or_else(|| Array1::zeros(x.ncols())),
+            y.mean().unwrap_or(0.0),
+        )
+    } else {
+        (Array1::zeros(x.ncols()), 0.0)
+    };
+    let xc = x - &xm;
+    let yc = y - ym;
+    let mut a = xc.t().dot(&xc);
+    for i in 0..a.nrows() {
+        a[[i, i]] += alpha;
+    }
+    let b = xc.t().dot(&yc).insert_axis(Axis(1));
+    let w = a.solvec(&b).map_err(|e| {
+        ExecError::Data(format!(
+            "the normal equations are singular ({e}): an input column is constant or a copy of others; drop it or use ridge with alpha > 0"
+        ))
+    })?;
+    let w = w.column(0).to_owned();
+    let b0 = ym - xm.dot(&w);
+    Ok(Fitted::Linear {
+        weights: w.to_vec(),
+        intercept: b0,
+    })
+}
+
+enum Target {
+    Values(Array1<f64>),
+    /// Class indices and the number of classes.
+    Classes(Array1<usize>, usize),
+}
+
+impl Target {
+    fn select(&self, rows: &[usize]) -> Target {
+        match self {
+            Target::Values(v) => Target::Values(rows.iter().map(|i| v[*i]).collect()),
+            Target::Classes(v, k) => Target::Classes(rows.iter().map(|i| v[*i]).collect(), *k),
+        }
+    }
+}
+
+/// The target of the given rows, and the class labels.
+fn target(df: &DataFrame, op: &ModelOp, classes: &[String]) -> Result<Target, ExecError> {
+    let c = df.column(&op.target).map_err(ExecError::polars)?;
+    match op.task {
+        Task::Regression => {
+            let s = c.cast(&DataType::Float64).map_err(ExecError::polars)?;
+            let v: Vec<f64> = s
+                .f64()
+                .map_err(ExecError::polars)?
+                .iter()
+                .map(|v| v.unwrap_or(f64::NAN))
+                .collect();
+            Ok(Target::Values(Array1::from(v)))
+        }
+        Task::Classification => {
+            let s = c.cast(&DataType::String).map_err(ExecError::polars)?;
+            let mut idx = Vec::with_capacity(df.height());
+            for (i, v) in s.str().map_err(ExecError::polars)?.iter().enumerate() {
+                let v = v.ok_or_else(|| {
+                    ExecError::Data(format!("target `{}` is null at row {}", op.target, i + 1))
+                })?;
+                let k = classes.iter().position(|c| c == v).ok_or_else(|| {
+                    ExecError::Data(format!(
+                        "target `{}` has the value \"{v}\" at row {}, which is not a training class",
+                        op.target,
+                        i + 1
+                    ))
+                })?;
+                idx.push(k);
+            }
+            Ok(Target::Classes(Array1::from(idx), classes.len()))
+        }
+    }
+}
+
+/// A metric of a model on held-out rows.
+fn cv_score(metric: &str, model: &ModelFile, x: &Array2<f64>, y: &Target) -> f64 {
+    let pred = model.predict(x);
+    super::evaluate::metric(metric, &pred, y_view(y))
+}
+
+fn y_view(y: &Target) -> super::evaluate::Truth<'_> {
+    match y {
+        Target::Values(v) => super::evaluate::Truth::Values(v.view()),
+        Target::Classes(v, _) => super::evaluate::Truth::Classes(v.view()),
+    }
+}
+
+/// The classes of a classification model: declared, or the sorted distinct
+/// target values of the train rows.
+pub fn classes_of(op: &ModelOp, train: &DataFrame) -> Result<Vec<String>, ExecError> {
+    if let Some(c) = &op.classes {
+        return Ok(c.clone());
+    }
+    let s = train
+        .column(&op.target)
+        .map_err(ExecError::polars)?
+        .cast(&DataType::String)
+        .map_err(ExecError::polars)?;
+    let mut v: Vec<String> = s
+        .str()
+        .map_err(ExecError::polars)?
+        .iter()
+        .flatten()
+        .map(str::to_string)
+        .collect();
+    v.sort();
+    v.dedup();
+    Ok(v)
+}
+
+/// Class indices of a column of labels.
+pub fn class_indices(c: &Column, classes: &[String]) -> Result<Array1<usize>, ExecError> {
+    let s = c.cast(&DataType::String).map_err(ExecError::polars)?;
+    let mut idx = Vec::with_capacity(c.len());
+    for (i, v) in s.str().map_err(ExecError::polars)?.iter().enumerate() {
+        let v =
+            v.ok_or_else(|| ExecError::Data(format!("`{}` is null at row {}", c.name(), i + 1)))?;
+        let k = classes.iter().position(|c| c == v).ok_or_else(|| {
+            ExecError::Data(format!(
+                "`{}` has the value \"{v}\" at row {}, which is not a training class",
+                c.name(),
+                i + 1
+            ))
+        })?;
+        idx.push(k);
+    }
+    Ok(Array1::from(idx))
+}
+
+/// Every combination of the search space (grid), or `trials` of them drawn
+/// with the seed (random).
+fn combinations(op: &ModelOp) -> Vec<BTreeMap<String, ParamValue>> {
+    let mut combos: Vec<BTreeMap<String, ParamValue>> = vec![op.params.clone()];
+    for (name, values) in &op.search {
+        let mut next = vec![];
+        for c in &combos {
+            for v in values {
+                let mut c = c.clone();
+                c.insert(name.clone(), v.clone());
+                next.push(c);
+            }
+        }
+        combos = next;
+    }
+    if let Some(t) = &op.tune {
+        if t.search == "random" {
+            let n = t.trials.unwrap_or(10).max(1) as usize;
+            // A seeded shuffle, then the first n.
+            combos.sort_by_key(|c| {
+                xxhash_rust::xxh3::xxh3_64_with_seed(
+                    serde_json::to_string(c).unwrap_or_default().as_bytes(),
+                    t.seed,
+                )
+            });
+            combos.truncate(n);
+        }
+    }
+    combos
+}
+
+pub fn run(op: &ModelOp, cx: &Context) -> Result<Output, ExecError> {
+    let df = input(cx)?;
+    let part = partition_column(cx)
+        .ok_or_else(|| ExecError::Internal("a model on a stage without a split".into()))?;
+    let train = df
+        .clone()
+        .lazy()
+        .filter(is_train(&part))
+        .collect()
+        .map_err(ExecError::polars)?;
+    if train.height() == 0 {
+        return Err(ExecError::Data("no rows in `train` to fit on".into()));
+    }
+    let features = feature_columns(&df, op);
+    let classes: Vec<String> = match op.task {
+        Task::Regression => vec![],
+        Task::Classification => classes_of(op, &train)?,
+    };
+    if op.task == Task::Classification && classes.len() < 2 {
+        return Err(ExecError::Data(format!(
+            "target `{}` has fewer than two classes in `train`",
+            op.target
+        )));
+    }
+    let x = design(&train, &features)?;
+    let y = target(&train, op, &classes)?;
+    let mk = |params: BTreeMap<String, ParamValue>, fitted: Fitted| ModelFile {
+        algorithm: op.algorithm.clone(),
+        task: op.task.clone(),
+        target: op.target.clone(),
+        features: features.clone(),
+        classes: classes.clone(),
+        params,
+        fitted,
+    };
+    // Tuning: K-fold cross-validation on train, folds by a seeded shuffle.
+    let mut trials = vec![];
+    let best = match &op.tune {
+        Some(t) if !op.search.is_empty() => {
+            let n = x.nrows();
+            let k = (t.cv as usize).clamp(2, n.max(2));
+            let mut order: Vec<usize> = (0..n).collect();
+            order.sort_by_key(|i| {
+                xxhash_rust::xxh3::xxh3_64_with_seed(&(*i as u64).to_le_bytes(), t.seed)
+            });
+            let fold_of: Vec<usize> = {
+                let mut f = vec![0; n];
+                for (rank, i) in order.iter().enumerate() {
+                    f[*i] = rank * k / n.max(1);
+                }
+                f
+            };
+            let mut best: Option<(f64, BTreeMap<String, ParamValue>)> = None;
+            for combo in combinations(op) {
+                let mut scores = vec![];
+                for fold in 0..k {
+                    let tr: Vec<usize> = (0..n).filter(|i| fold_of[*i] != fold).collect();
+                    let te: Vec<usize> = (0..n).filter(|i| fold_of[*i] == fold).collect();
+                    let fitted = fit(
+                        &op.algorithm,
+                        &combo,
+                        &x.select(Axis(0), &tr),
+                        &y.select(&tr),
+                    )?;
+                    let m = mk(combo.clone(), fitted);
+                    let s = cv_score(&t.metric, &m, &x.select(Axis(0), &te), &y.select(&te));
+                    scores.push(s);
+                }
+                let mean = scores.iter().sum::<f64>() / scores.len() as f64;
+                let comparable = if super::evaluate::higher_is_better(&t.metric) {
+                    mean
+                } else {
+                    -mean
+                };
+                trials.push(json!({"params": combo, "fold_scores": scores, "mean": mean}));
+                if best.as_ref().is_none_or(|(b, _)| comparable > *b) {
+                    best = Some((comparable, combo));
+                }
+            }
+            best.map(|(_, c)| c).unwrap_or_else(|| op.params.clone())
+        }
+        _ => {
+            let mut p = op.params.clone();
+            for (k, v) in &op.search {
+                if let Some(first) = v.first() {
+                    p.insert(k.clone(), first.clone());
+                }
+            }
+            p
+        }
+    };
+    let fitted = fit(&op.algorithm, &best, &x, &y)?;
+    let model = mk(best.clone(), fitted);
+    // Predict every row.
+    let all = design(&df, &features)?;
+    let mut out_df = df.clone();
+    match model.predict(&all) {
+        Prediction::Values(v) => {
+            out_df
+                .with_column(Column::new("prediction".into(), v.to_vec()))
+                .map_err(ExecError::polars)?;
+        }
+        Prediction::Probabilities(p) => {
+            let labels: Vec<&str> = p
+                .rows()
+                .into_iter()
+                .map(|r| {
+                    let (best, _) =
+                        r.iter()
+                            .enumerate()
+                            .fold(
+                                (0, f64::NEG_INFINITY),
+                                |a, (i, v)| {
+                                    if *v > a.1 {
+                                        (i, *v)
+                                    } else {
+                                        a
+                                    }
+                                },
+                            );
+                    classes[best].as_str()
+                })
+                .collect();
+            out_df
+                .with_column(Column::new("prediction".into(), labels))
+                .map_err(ExecError::polars)?;
+            for (j, c) in classes.iter().enumerate() {
+                out_df
+                    .with_column(Column::new(
+                        format!("proba_{}", mlp_compiler::check::level_suffix(c)).into(),
+                        p.column(j).to_vec(),
+                    ))
+                    .map_err(ExecError::polars)?;
+            }
+        }
+    }
+    let mut out = Output {
+        frame: Some(out_df),
+        ..Output::default()
+    };
+    if !trials.is_empty() {
+        out.notes.push(format!(
+            "tuned {} combinations by {}-fold cross-validation; chose {}",
+            trials.len(),
+            op.tune.as_ref().map(|t| t.cv).unwrap_or(0),
+            serde_json::to_string(&best).unwrap_or_default()
+        ));
+    }
+    out.json.push((
+        "model".into(),
+        serde_json::to_value(&model).map_err(|e| ExecError::Internal(e.to_string()))?,
+    ));
+    out.json.push(("trials".into(), json!(trials)));
+    Ok(out)
+}
