@@ -417,8 +417,8 @@ fn fitted_parameters_come_from_train_only() {
     }
     let params: serde_json::Value = serde_json::from_str(&params.expect("params.json")).unwrap();
     let scale = &params["steps"][2];
-    assert_eq!(scale["step"], "scale");
-    let center = scale["values"]["sqft"]["center"].as_f64().unwrap();
+    assert_eq!(scale["fitted"], "scale");
+    let center = scale["values"]["sqft"][0].as_f64().unwrap();
     // Recompute: train rows are those the key hash puts in train; the
     // run's split output holds the assignment.
     let csv = houses_csv(400, 7);
