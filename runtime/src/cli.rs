@@ -39,8 +39,10 @@ pub enum CliError {
     UnknownCode(String),
     #[error("the pipeline has errors; run `mlp check` to see them")]
     DoesNotCheck,
-    #[error("cannot write output: {0}")]
+    #[error("{0}")]
     Output(String),
+    #[error("{0}")]
+    Registry(String, Option<String>),
 }
 
 impl CliError {
@@ -48,6 +50,7 @@ impl CliError {
         match self {
             CliError::Project(e) => e.help(),
             CliError::Sample(e) => e.help(),
+            CliError::Registry(_, help) => help.clone(),
             CliError::UnknownCode(_) => Some(format!(
                 "codes look like E0201; known codes: {}",
                 codes::CODES
@@ -100,7 +103,7 @@ fn write_stdout(s: &str) -> Result<(), CliError> {
             if e.kind() == std::io::ErrorKind::BrokenPipe {
                 Ok(())
             } else {
-                Err(CliError::Output(e.to_string()))
+                Err(CliError::Output(format!("cannot write output: {e}")))
             }
         })
 }
@@ -591,4 +594,216 @@ fn human_bytes(n: u64) -> String {
     } else {
         format!("{v:.1} {}", units[u])
     }
+}
+
+// ---------------------------------------------------------------- models, predict
+
+use crate::bundle::{self, Bundle};
+use crate::registry::{Registry, RegistryError};
+
+impl From<RegistryError> for CliError {
+    fn from(e: RegistryError) -> Self {
+        let help = e.help();
+        CliError::Registry(e.to_string(), help)
+    }
+}
+
+fn registry_at(project: &Path) -> Result<Registry, CliError> {
+    let root = if project.is_dir() {
+        project.to_path_buf()
+    } else {
+        project
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| ".".into())
+    };
+    let state = root.join(".mlp");
+    if !state.join("registry").is_dir() {
+        return Err(CliError::Registry(
+            format!("no model registry under `{}`", root.display()),
+            Some("deploy a model with `mlp run` first, or pass the project with --project".into()),
+        ));
+    }
+    Ok(Registry::open(&state))
+}
+
+/// `mlp models list`.
+pub fn models_list(project: &Path) -> Result<ExitCode, CliError> {
+    let reg = registry_at(project)?;
+    let mut t = comfy_table::Table::new();
+    t.load_preset(comfy_table::presets::UTF8_BORDERS_ONLY);
+    t.set_header(["model", "versions", "aliases"]);
+    for name in reg.names() {
+        let aliases = reg
+            .aliases(&name)
+            .iter()
+            .map(|(a, v)| format!("@{a} -> {}", &v[..12.min(v.len())]))
+            .collect::<Vec<_>>()
+            .join(", ");
+        t.add_row([name.clone(), reg.versions(&name).len().to_string(), aliases]);
+    }
+    write_stdout(&format!("{t}\n"))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `mlp models show NAME[@alias|@version]`.
+pub fn models_show(project: &Path, spec: &str) -> Result<ExitCode, CliError> {
+    let reg = registry_at(project)?;
+    let (name, version) = reg.resolve(spec)?;
+    let b = load_bundle(&reg.bundle_path(&name, &version))?;
+    let aliases: Vec<String> = reg
+        .aliases(&name)
+        .into_iter()
+        .filter(|(_, v)| *v == version)
+        .map(|(a, _)| format!("@{a}"))
+        .collect();
+    let metrics: Vec<String> = b
+        .evaluations
+        .iter()
+        .map(|e| {
+            format!(
+                "{}: {}",
+                e["partition"].as_str().unwrap_or(""),
+                e["metrics"]
+                    .as_object()
+                    .map(|m| m
+                        .iter()
+                        .map(|(k, v)| format!("{k} {v}"))
+                        .collect::<Vec<_>>()
+                        .join(", "))
+                    .unwrap_or_default()
+            )
+        })
+        .collect();
+    write_stdout(&format!(
+        "model:      {name}\nversion:    {version}\naliases:    {}\nalgorithm:  {} ({:?})\ntarget:     {}\nfeatures:   {}\nparameters: {}\nmetrics:    {}\nlineage:    plan {}\nhistory:\n{}\n",
+        if aliases.is_empty() { "(none)".into() } else { aliases.join(" ") },
+        b.model.algorithm,
+        b.model.task,
+        b.model.target,
+        b.model.features.join(", "),
+        serde_json::to_string(&b.model.params).unwrap_or_default(),
+        if metrics.is_empty() { "(not evaluated)".into() } else { metrics.join("; ") },
+        b.lineage["plan"].as_str().unwrap_or(""),
+        reg.history(&name)
+            .iter()
+            .map(|m| format!(
+                "  {} @{} {} -> {}",
+                m.action,
+                m.alias,
+                m.from.as_deref().map(|f| &f[..12.min(f.len())]).unwrap_or("(none)"),
+                &m.to[..12.min(m.to.len())]
+            ))
+            .collect::<Vec<_>>()
+            .join("\n")
+    ))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `mlp models promote NAME VERSION ALIAS`.
+pub fn models_promote(
+    project: &Path,
+    name: &str,
+    version: &str,
+    alias: &str,
+) -> Result<ExitCode, CliError> {
+    let reg = registry_at(project)?;
+    let store = Store::open(&reg.root.parent().map(Path::to_path_buf).unwrap_or_default())
+        .map_err(|e| CliError::Output(e.to_string()));
+    let _lock = match &store {
+        Ok(s) => Some(
+            s.lock(|| eprintln!("waiting for a running `mlp run`..."))
+                .map_err(|e| CliError::Output(e.to_string()))?,
+        ),
+        Err(_) => None,
+    };
+    let v = reg.promote(name, version, alias)?;
+    write_stdout(&format!("@{alias} of {name} -> {v}\n"))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `mlp models rollback NAME ALIAS`.
+pub fn models_rollback(project: &Path, name: &str, alias: &str) -> Result<ExitCode, CliError> {
+    let reg = registry_at(project)?;
+    let v = reg.rollback(name, alias)?;
+    write_stdout(&format!("@{alias} of {name} rolled back to {v}\n"))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn load_bundle(path: &Path) -> Result<Bundle, CliError> {
+    let bytes =
+        std::fs::read(path).map_err(|e| CliError::Output(format!("{}: {e}", path.display())))?;
+    serde_json::from_slice(&bytes).map_err(|e| {
+        CliError::Registry(
+            format!("`{}` is not an mlp bundle: {e}", path.display()),
+            None,
+        )
+    })
+}
+
+fn write_frame_file(df: &mut polars::prelude::DataFrame, path: &Path) -> Result<(), CliError> {
+    use polars::prelude::*;
+    let err = |e: PolarsError| CliError::Output(format!("{}: {e}", path.display()));
+    let f = std::fs::File::create(path)
+        .map_err(|e| CliError::Output(format!("{}: {e}", path.display())))?;
+    match path.extension().and_then(|e| e.to_str()).unwrap_or("csv") {
+        "parquet" | "pq" => {
+            ParquetWriter::new(f).finish(df).map_err(err)?;
+        }
+        "json" | "ndjson" | "jsonl" => JsonWriter::new(f)
+            .with_json_format(JsonFormat::JsonLines)
+            .finish(df)
+            .map_err(err)?,
+        _ => CsvWriter::new(f).finish(df).map_err(err)?,
+    }
+    Ok(())
+}
+
+/// `mlp predict NAME[@alias|@version] --input FILE --output FILE`.
+pub fn predict(
+    project: &Path,
+    spec: &str,
+    input: &Path,
+    output: &Path,
+) -> Result<ExitCode, CliError> {
+    let bundle_file = Path::new(spec);
+    let b = if bundle_file.is_file() {
+        load_bundle(bundle_file)?
+    } else {
+        let reg = registry_at(project)?;
+        let (name, version) = reg.resolve(spec)?;
+        load_bundle(&reg.bundle_path(&name, &version))?
+    };
+    if !input.is_file() {
+        return Err(CliError::Output(format!(
+            "`{}` does not exist",
+            input.display()
+        )));
+    }
+    let (mut good, rejected) =
+        bundle::predict_file(&b, input).map_err(|e| CliError::Output(e.to_string()))?;
+    write_frame_file(&mut good, output)?;
+    let mut rej = rejected.frame;
+    let rejected_rows = rej.height();
+    if rejected_rows > 0 {
+        let stem = output
+            .file_stem()
+            .map(|s| s.to_string_lossy().to_string())
+            .unwrap_or_default();
+        let ext = output
+            .extension()
+            .map(|s| s.to_string_lossy().to_string())
+            .unwrap_or_else(|| "csv".into());
+        let rej_path = output.with_file_name(format!("{stem}.rejected.{ext}"));
+        write_frame_file(&mut rej, &rej_path)?;
+        eprintln!(
+            "predicted {} rows into {}; {rejected_rows} rows failed the model's row-level checks and were written, with the rule each failed, to {}",
+            good.height(),
+            output.display(),
+            rej_path.display()
+        );
+        return Ok(ExitCode::from(1));
+    }
+    eprintln!("predicted {} rows into {}", good.height(), output.display());
+    Ok(ExitCode::SUCCESS)
 }

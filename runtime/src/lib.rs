@@ -14,10 +14,12 @@
 //! **Architecture invariant:** the compiler never opens a file; every byte it
 //! sees arrives through this crate.
 
+pub mod bundle;
 pub mod cli;
 pub mod exec;
 pub mod fingerprint;
 pub mod project;
+pub mod registry;
 pub mod run;
 pub mod sample;
 pub mod store;

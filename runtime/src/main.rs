@@ -74,6 +74,25 @@ enum Command {
         #[arg(long, default_value_t = 2)]
         jobs: usize,
     },
+    /// The model registry: list, show, promote, rollback.
+    Models {
+        #[command(subcommand)]
+        command: ModelsCommand,
+        /// The project whose registry to use.
+        #[arg(long, global = true, default_value = ".")]
+        project: PathBuf,
+    },
+    /// Predict a file of rows with a registered model (or a bundle file).
+    Predict {
+        /// NAME, NAME@alias, NAME@version, or a bundle file.
+        model: String,
+        #[arg(long)]
+        input: PathBuf,
+        #[arg(long)]
+        output: PathBuf,
+        #[arg(long, default_value = ".")]
+        project: PathBuf,
+    },
     /// Inspect or clean the stage cache in `.mlp/`.
     Cache {
         #[command(subcommand)]
@@ -89,6 +108,22 @@ enum Command {
         #[arg(long, default_value_t = 10_000)]
         rows: usize,
     },
+}
+
+#[derive(Subcommand)]
+enum ModelsCommand {
+    /// Every registered model with its versions and aliases.
+    List,
+    /// One version: NAME, NAME@alias or NAME@version.
+    Show { model: String },
+    /// Point an alias at a version.
+    Promote {
+        name: String,
+        version: String,
+        alias: String,
+    },
+    /// Move an alias back to the version it pointed at before.
+    Rollback { name: String, alias: String },
 }
 
 #[derive(Subcommand)]
@@ -134,6 +169,24 @@ fn main() -> ExitCode {
             watch,
             jobs,
         } => cli::run(&path, &cli::RunOptions { json, watch, jobs }, args.color),
+        Command::Models { command, project } => match command {
+            ModelsCommand::List => cli::models_list(&project),
+            ModelsCommand::Show { model } => cli::models_show(&project, &model),
+            ModelsCommand::Promote {
+                name,
+                version,
+                alias,
+            } => cli::models_promote(&project, &name, &version, &alias),
+            ModelsCommand::Rollback { name, alias } => {
+                cli::models_rollback(&project, &name, &alias)
+            }
+        },
+        Command::Predict {
+            model,
+            input,
+            output,
+            project,
+        } => cli::predict(&project, &model, &input, &output),
         Command::Cache { command } => match command {
             CacheCommand::Status { path } => cli::cache_status(&path),
             CacheCommand::Gc { path, all } => cli::cache_gc(&path, all),

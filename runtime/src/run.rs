@@ -408,9 +408,16 @@ type Produced = std::sync::Mutex<HashMap<String, DataFrame>>;
 
 /// Computes one stage's output (inputs from memory when this run produced
 /// them, else from the cache).
+/// What every stage of a run may read about the others.
+struct Shared {
+    keys: HashMap<String, String>,
+    data_hashes: std::collections::BTreeMap<String, String>,
+}
+
 #[allow(clippy::too_many_arguments)]
 fn compute_one(
     plan: &Plan,
+    shared: &Shared,
     st: &Stage,
     sp: &StagePlan,
     root: &Path,
@@ -421,11 +428,19 @@ fn compute_one(
 ) -> Result<exec::Output, ExecError> {
     let mut inputs = vec![];
     for k in input_keys {
-        let shared = produced.lock().ok().and_then(|m| m.get(k).cloned());
-        inputs.push(match shared {
-            Some(df) => df,
-            None => cached_frame(store, k)?,
-        });
+        let in_memory = produced.lock().ok().and_then(|m| m.get(k).cloned());
+        match in_memory {
+            Some(df) => inputs.push(df),
+            // Inputs without a frame (an evaluate report) are not frames.
+            None => {
+                let has_frame = store
+                    .lookup(k)
+                    .is_some_and(|m| m.files.iter().any(|f| f == "frame.arrow"));
+                if has_frame {
+                    inputs.push(cached_frame(store, k)?);
+                }
+            }
+        }
     }
     let cx = exec::Context {
         root,
@@ -438,6 +453,9 @@ fn compute_one(
             .map(|(p, _, s)| (p.clone(), s.clone()))
             .collect(),
         lenient,
+        store,
+        keys: &shared.keys,
+        data_hashes: &shared.data_hashes,
     };
     exec::run_stage(cx)
 }
@@ -512,6 +530,21 @@ pub fn run_plan(
     let mut committing = 0usize;
     let produced: Produced = Default::default();
     let produced = &produced;
+    let shared = Shared {
+        keys: stages
+            .iter()
+            .filter_map(|s| s.key.clone().map(|k| (s.id.clone(), k)))
+            .collect(),
+        data_hashes: stages
+            .iter()
+            .flat_map(|s| {
+                s.files
+                    .iter()
+                    .map(|(p, sha, _)| (rel(root, p), sha.clone()))
+            })
+            .collect(),
+    };
+    let shared = &shared;
     std::thread::scope(|scope| {
         loop {
             // Start every stage whose inputs are done.
@@ -618,7 +651,17 @@ pub fn run_plan(
                 scope.spawn(move || {
                     let t = Instant::now();
                     let key = sp.key.clone().unwrap_or_default();
-                    match compute_one(plan, st, sp, root, store, &input_keys, lenient, produced) {
+                    match compute_one(
+                        plan,
+                        shared,
+                        st,
+                        sp,
+                        root,
+                        store,
+                        &input_keys,
+                        lenient,
+                        produced,
+                    ) {
                         Ok(mut output) => {
                             let seconds = t.elapsed().as_secs_f64();
                             let rows = output.frame.as_ref().map(DataFrame::height);

@@ -183,3 +183,273 @@ fn a_failing_gate_stops_the_run_and_nothing_is_deployed() {
     );
     assert_ne!(stage("deploy.ridge")["status"], "ran");
 }
+
+/// Deterministic house sales with an id (as in tests/run.rs).
+fn houses_csv(rows: usize, seed: u64) -> String {
+    let cities = ["Austin", "Boston", "Chicago", "Denver"];
+    let mut s = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    let mut next = || {
+        s = s
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (s >> 33) as f64 / (1u64 << 31) as f64
+    };
+    let mut out = String::from("id,sold_at,city,sqft,bedrooms,price\n");
+    for i in 1..=rows {
+        let c = (next() * 4.0) as usize % 4;
+        let sqft = 600.0 + next() * 3000.0;
+        let beds = if next() < 0.05 {
+            String::new()
+        } else {
+            ((sqft / 700.0) as i64 + 1).to_string()
+        };
+        let month = 1 + (next() * 12.0) as i64 % 12;
+        let price = 50000.0 + sqft * 150.0 + c as f64 * 20000.0 + next() * 20000.0;
+        out.push_str(&format!(
+            "{i},2020-{month:02}-15,{},{sqft:.1},{beds},{price:.2}\n",
+            cities[c]
+        ));
+    }
+    out
+}
+
+const DEPLOYED: &str = r#"
+source houses = csv("houses.csv") {
+    id       : int
+    sold_at  : date
+    city     : category
+    sqft     : float
+    bedrooms : int?
+    price    : float
+}
+check houses {
+    range sqft 100..50000
+    values city in ["Austin", "Boston", "Chicago", "Denver"]
+}
+split data = houses { train = 0.8  test = 0.2  key = id }
+transform prep = data {
+    impute bedrooms with median
+    encode city with onehot
+    scale sqft with standard
+}
+features feats = prep {
+    per_room  = sqft / (bedrooms + 1)
+    month     = month(sold_at)
+    city_mean = mean(sqft) over city
+}
+model price = ridge(feats) {
+    target  = price
+    exclude = id, sold_at
+    alpha   = [0.1, 1.0]
+    tune { cv = 3  metric = rmse }
+}
+evaluate price on test {
+    metrics rmse, r2
+    require r2 >= 0.5
+}
+deploy price as "house-price" { alias = "production" }
+"#;
+
+fn deployed_project(name: &str, rows: usize, seed: u64) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("mlp-models-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("p.mlp"), DEPLOYED).unwrap();
+    std::fs::write(dir.join("houses.csv"), houses_csv(rows, seed)).unwrap();
+    let o = mlp(&dir, &["run", "."]);
+    assert!(o.status.success(), "{}", text(&o));
+    dir
+}
+
+#[test]
+fn predict_reproduces_the_evaluation_predictions_bit_for_bit() {
+    use polars::prelude::*;
+    let dir = deployed_project("serve-equality", 800, 3);
+    // The model stage's predictions and partitions, by id.
+    let mut frame = None;
+    for e in std::fs::read_dir(dir.join(".mlp/cache")).unwrap() {
+        let p = e.unwrap().path();
+        if std::fs::read_to_string(p.join("entry.json"))
+            .unwrap()
+            .contains("\"model.price\"")
+        {
+            frame = Some(
+                IpcReader::new(std::fs::File::open(p.join("frame.arrow")).unwrap())
+                    .finish()
+                    .unwrap(),
+            );
+        }
+    }
+    let frame = frame.unwrap();
+    let test = frame
+        .lazy()
+        .filter(col("partition").eq(lit("test")))
+        .select([col("id"), col("prediction")])
+        .collect()
+        .unwrap();
+    let ids: Vec<i64> = test
+        .column("id")
+        .unwrap()
+        .i64()
+        .unwrap()
+        .iter()
+        .flatten()
+        .collect();
+    let expected: Vec<f64> = test
+        .column("prediction")
+        .unwrap()
+        .f64()
+        .unwrap()
+        .iter()
+        .flatten()
+        .collect();
+    assert!(ids.len() > 100);
+    // The test rows as a request file (the target column left in: ignored).
+    let csv = std::fs::read_to_string(dir.join("houses.csv")).unwrap();
+    let mut req = String::from(csv.lines().next().unwrap());
+    req.push('\n');
+    for l in csv.lines().skip(1) {
+        let id: i64 = l.split(',').next().unwrap().parse().unwrap();
+        if ids.contains(&id) {
+            req.push_str(l);
+            req.push('\n');
+        }
+    }
+    std::fs::write(dir.join("request.csv"), req).unwrap();
+    let o = mlp(
+        &dir,
+        &[
+            "predict",
+            "house-price",
+            "--input",
+            "request.csv",
+            "--output",
+            "out.csv",
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let out = CsvReadOptions::default()
+        .try_into_reader_with_file_path(Some(dir.join("out.csv")))
+        .unwrap()
+        .finish()
+        .unwrap();
+    let got_ids: Vec<i64> = out
+        .column("id")
+        .unwrap()
+        .i64()
+        .unwrap()
+        .iter()
+        .flatten()
+        .collect();
+    let got: Vec<f64> = out
+        .column("prediction")
+        .unwrap()
+        .f64()
+        .unwrap()
+        .iter()
+        .flatten()
+        .collect();
+    assert_eq!(got_ids, ids);
+    for (a, b) in got.iter().zip(&expected) {
+        assert_eq!(a.to_bits(), b.to_bits(), "served {a} vs evaluated {b}");
+    }
+}
+
+#[test]
+fn predict_reports_rows_failing_the_checks_and_drops_none_silently() {
+    let dir = deployed_project("rejects", 400, 5);
+    std::fs::write(
+        dir.join("req.csv"),
+        "id,sold_at,city,sqft,bedrooms\n1,2020-01-15,Austin,1200,2\n2,2020-02-15,Atlantis,900,1\n3,2020-03-15,Boston,-5,2\n4,not-a-date,Denver,1000,3\n",
+    )
+    .unwrap();
+    let o = mlp(
+        &dir,
+        &[
+            "predict",
+            "house-price@production",
+            "--input",
+            "req.csv",
+            "--output",
+            "out.csv",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        text(&o).contains("3 rows failed the model's row-level checks"),
+        "{}",
+        text(&o)
+    );
+    let out = std::fs::read_to_string(dir.join("out.csv")).unwrap();
+    assert_eq!(out.lines().count(), 2, "{out}");
+    let rejected = std::fs::read_to_string(dir.join("out.rejected.csv")).unwrap();
+    assert!(rejected.contains("values city in"), "{rejected}");
+    assert!(rejected.contains("range sqft 100..50000"), "{rejected}");
+    assert!(rejected.contains("is not a valid date"), "{rejected}");
+}
+
+#[test]
+fn promote_and_rollback_move_aliases_and_keep_history() {
+    let dir = deployed_project("registry", 300, 1);
+    let v1 = {
+        let o = mlp(&dir, &["models", "show", "house-price@production"]);
+        assert!(o.status.success(), "{}", text(&o));
+        let t = text(&o);
+        t.lines()
+            .find(|l| l.starts_with("version:"))
+            .unwrap()
+            .split_whitespace()
+            .nth(1)
+            .unwrap()
+            .to_string()
+    };
+    // New data: a new version becomes production.
+    std::fs::write(dir.join("houses.csv"), houses_csv(320, 2)).unwrap();
+    let o = mlp(&dir, &["run", "."]);
+    assert!(o.status.success(), "{}", text(&o));
+    let show = |spec: &str| {
+        let o = mlp(&dir, &["models", "show", spec]);
+        text(&o)
+    };
+    let v2_line = show("house-price@production");
+    assert!(!v2_line.contains(&v1), "a new version is production");
+    // Rollback moves production back to v1 in one step.
+    let o = mlp(&dir, &["models", "rollback", "house-price", "production"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(show("house-price@production").contains(&format!("version:    {v1}")));
+    // Promote by a hash prefix; an unknown version is a clear error.
+    let o = mlp(
+        &dir,
+        &["models", "promote", "house-price", &v1[..10], "staging"],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let o = mlp(
+        &dir,
+        &["models", "promote", "house-price", "deadbeef", "staging"],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        text(&o).contains("has no version or alias `deadbeef`"),
+        "{}",
+        text(&o)
+    );
+    // The history keeps every move.
+    let history =
+        std::fs::read_to_string(dir.join(".mlp/registry/house-price/history.jsonl")).unwrap();
+    let actions: Vec<&str> = history
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            match v["action"].as_str().unwrap() {
+                "deploy" => "deploy",
+                "rollback" => "rollback",
+                _ => "promote",
+            }
+        })
+        .collect();
+    assert_eq!(actions, ["deploy", "deploy", "rollback", "promote"]);
+    let o = mlp(&dir, &["models", "list"]);
+    assert!(text(&o).contains("house-price"), "{}", text(&o));
+}

@@ -12,9 +12,9 @@ use serde_json::json;
 /// Example rows shown per failing rule.
 pub const EXAMPLES: usize = 5;
 
-fn kinds<'a>(cx: &'a Context<'a>) -> impl Fn(&str) -> Option<Kind> + 'a {
+fn kinds(stage: &mlp_compiler::plan::Stage) -> impl Fn(&str) -> Option<Kind> + '_ {
     move |name: &str| {
-        cx.stage
+        stage
             .schema
             .iter()
             .find(|c| c.name == name)
@@ -24,7 +24,16 @@ fn kinds<'a>(cx: &'a Context<'a>) -> impl Fn(&str) -> Option<Kind> + 'a {
 
 /// The expression that is true for rows failing a row-level rule.
 fn failing(rule: &RuleOp, cx: &Context) -> Result<Option<Expr>, ExecError> {
-    let types = kinds(cx);
+    failing_for(rule, cx.stage)
+}
+
+/// The expression that is true for rows failing a row-level rule of a check
+/// stage (`None` for frame-level rules).
+pub fn failing_for(
+    rule: &RuleOp,
+    stage: &mlp_compiler::plan::Stage,
+) -> Result<Option<Expr>, ExecError> {
+    let types = kinds(stage);
     let tr = Translator { types: &types };
     Ok(Some(match rule {
         RuleOp::NotNull { columns } => columns

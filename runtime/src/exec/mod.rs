@@ -16,6 +16,7 @@
 //! done, and so are models of algorithms this build does not train yet.
 
 pub mod check;
+pub mod deploy;
 pub mod evaluate;
 pub mod expr;
 pub mod features;
@@ -133,6 +134,12 @@ pub struct Context<'a> {
     /// A source read by a quarantining check keeps rows that break its
     /// schema (described in `_parse_error`) for the check to set aside.
     pub lenient: bool,
+    /// The cache, and every stage's key (for stages that read other stages'
+    /// stored outputs: deploy).
+    pub store: &'a crate::store::Store,
+    pub keys: &'a std::collections::HashMap<String, String>,
+    /// The hashes of every file the sources read (lineage).
+    pub data_hashes: &'a std::collections::BTreeMap<String, String>,
 }
 
 /// Whether this build can execute a stage kind.
@@ -146,7 +153,7 @@ pub fn supported(op: &Op) -> Result<(), String> {
             )),
         },
         Op::Evaluate(_) => Ok(()),
-        Op::Deploy(_) => Err("deployment and the model registry are not in this build yet (issue 4)".into()),
+        Op::Deploy(_) => Ok(()),
         Op::Monitor(_) => Err("monitoring is not in this build yet (issue 6)".into()),
     }
 }
@@ -161,6 +168,7 @@ pub fn run_stage(cx: Context) -> Result<Output, ExecError> {
         Op::Features(op) => features::run(op, &cx),
         Op::Model(op) => model::run(op, &cx),
         Op::Evaluate(op) => evaluate::run(op, &cx),
+        Op::Deploy(op) => deploy::run(op, &cx),
         other => Err(ExecError::Unsupported(
             supported(other).err().unwrap_or_default(),
         )),

@@ -50,25 +50,36 @@ pub struct ModelFile {
 
 impl ModelFile {
     /// Predictions for a design matrix: values, or class probabilities.
+    ///
+    /// Each row is computed on its own, summing in a fixed order, so a row
+    /// gets bit-for-bit the same prediction whatever batch it arrives in
+    /// (training, `mlp predict`, the server).
     pub fn predict(&self, x: &Array2<f64>) -> Prediction {
-        match &self.fitted {
-            Fitted::Linear { weights, intercept } => {
-                let w = Array1::from(weights.clone());
-                Prediction::Values(x.dot(&w) + *intercept)
+        let dot = |row: ndarray::ArrayView1<f64>, w: &dyn Fn(usize) -> f64, b: f64| {
+            let mut acc = b;
+            for (j, v) in row.iter().enumerate() {
+                acc += v * w(j);
             }
+            acc
+        };
+        match &self.fitted {
+            Fitted::Linear { weights, intercept } => Prediction::Values(
+                x.rows()
+                    .into_iter()
+                    .map(|r| dot(r, &|j| weights[j], *intercept))
+                    .collect(),
+            ),
             Fitted::Softmax {
                 weights,
                 intercepts,
             } => {
                 let k = intercepts.len();
-                let p = weights.len();
-                let mut w = Array2::<f64>::zeros((p, k));
-                for (i, row) in weights.iter().enumerate() {
-                    for (j, v) in row.iter().enumerate() {
-                        w[[i, j]] = *v;
+                let mut z = Array2::<f64>::zeros((x.nrows(), k));
+                for (i, r) in x.rows().into_iter().enumerate() {
+                    for c in 0..k {
+                        z[[i, c]] = dot(r, &|j| weights[j][c], intercepts[c]);
                     }
                 }
-                let mut z = x.dot(&w) + &Array1::from(intercepts.clone());
                 for mut row in z.rows_mut() {
                     let m = row.fold(f64::NEG_INFINITY, |a, b| a.max(*b));
                     row.mapv_inplace(|v| (v - m).exp());
@@ -108,6 +119,23 @@ pub fn feature_columns(df: &DataFrame, op: &ModelOp) -> Vec<String> {
         }
     }
     out
+}
+
+/// The most probable class of each row.
+pub fn labels_of(p: &Array2<f64>, classes: &[String]) -> Vec<String> {
+    p.rows()
+        .into_iter()
+        .map(|r| {
+            let (best, _) = r
+                .iter()
+                .enumerate()
+                .fold(
+                    (0, f64::NEG_INFINITY),
+                    |a, (i, v)| if *v > a.1 { (i, *v) } else { a },
+                );
+            classes.get(best).cloned().unwrap_or_default()
+        })
+        .collect()
 }
 
 /// The design matrix of the given rows.
@@ -511,26 +539,7 @@ pub fn run(op: &ModelOp, cx: &Context) -> Result<Output, ExecError> {
                 .map_err(ExecError::polars)?;
         }
         Prediction::Probabilities(p) => {
-            let labels: Vec<&str> = p
-                .rows()
-                .into_iter()
-                .map(|r| {
-                    let (best, _) =
-                        r.iter()
-                            .enumerate()
-                            .fold(
-                                (0, f64::NEG_INFINITY),
-                                |a, (i, v)| {
-                                    if *v > a.1 {
-                                        (i, *v)
-                                    } else {
-                                        a
-                                    }
-                                },
-                            );
-                    classes[best].as_str()
-                })
-                .collect();
+            let labels = labels_of(&p, &classes);
             out_df
                 .with_column(Column::new("prediction".into(), labels))
                 .map_err(ExecError::polars)?;

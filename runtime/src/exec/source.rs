@@ -226,6 +226,12 @@ fn read_csv_typed(op: &SourceOp, path: &Path, shown: &str) -> Option<DataFrame> 
     Some(df)
 }
 
+/// Reads a prediction request: leniently, so rows that break the schema
+/// are described in [`PARSE_ERROR`] rather than stopping the batch.
+pub fn read_request(op: &SourceOp, path: &Path, shown: &str) -> Result<DataFrame, ExecError> {
+    read_checked(op, path, shown, true)
+}
+
 /// The careful path: every column read as text (or as the file's own type),
 /// converted, and every failure located.
 fn read_checked(
@@ -287,16 +293,35 @@ fn read_checked(
         .select(op.columns.iter().map(|c| col(raw(c))).collect::<Vec<_>>())
         .collect()
         .map_err(|e| read_error(shown, e))?;
+    // Text that should be floats is parsed with Rust's correctly rounded
+    // parser (as the CSV reader's fast path parses), so a value reads the
+    // same on every path: training, quarantine, prediction.
+    let mut pre = raw_df.clone();
+    let mut from_types: Vec<DataType> = vec![];
+    for c in &op.columns {
+        let from = schema.get(raw(c)).cloned().unwrap_or(DataType::String);
+        if c.ty == Type::Float && from == DataType::String {
+            let text = pre.column(raw(c)).map_err(ExecError::polars)?.clone();
+            let parsed: Float64Chunked = text
+                .str()
+                .map_err(ExecError::polars)?
+                .iter()
+                .map(|v| v.and_then(|t| t.trim().parse::<f64>().ok()))
+                .collect();
+            pre.with_column(parsed.into_series().with_name(raw(c).into()).into_column())
+                .map_err(ExecError::polars)?;
+            from_types.push(DataType::Float64);
+        } else {
+            from_types.push(from);
+        }
+    }
     let exprs: Vec<Expr> = op
         .columns
         .iter()
-        .map(|c| {
-            let from = schema.get(raw(c)).cloned().unwrap_or(DataType::String);
-            parse_expr(col(raw(c)), &from, &c.ty).alias(c.name.as_str())
-        })
+        .zip(&from_types)
+        .map(|(c, from)| parse_expr(col(raw(c)), from, &c.ty).alias(c.name.as_str()))
         .collect();
-    let typed = raw_df
-        .clone()
+    let typed = pre
         .lazy()
         .select(exprs)
         .collect()

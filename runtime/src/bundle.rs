@@ -1,0 +1,252 @@
+//! `bundle: trained stages -> one deployable file`, and
+//! `predict: bundle + rows -> predictions`.
+//!
+//! A bundle holds the inference slice of the plan (the source's schema, the
+//! row-level checks, the transforms with their fitted parameters, the
+//! features with their `over` tables, the model as numbers), the training
+//! statistics of the model's inputs (for monitoring), the evaluation reports,
+//! and the lineage. Predicting runs the same `apply` code as training did, so
+//! a row gets the same prediction in both.
+
+use crate::exec::features::{self, OverTable};
+use crate::exec::model::{self, ModelFile, Prediction};
+use crate::exec::transform::{self, Fitted};
+use crate::exec::{check, source, ExecError};
+use mlp_compiler::plan::{Op, SourceOp, Stage};
+use polars::prelude::*;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+pub const BUNDLE_FORMAT: u32 = 1;
+
+/// An `over` table as stored in a bundle.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OverJson {
+    pub keys: Vec<String>,
+    /// One array per key column (values as text), then the values.
+    pub key_values: Vec<Vec<Option<String>>>,
+    pub values: Vec<Option<f64>>,
+    pub fallback: f64,
+}
+
+impl OverJson {
+    pub fn from_table(keys: &[String], t: &OverTable) -> Result<OverJson, ExecError> {
+        let mut key_values = vec![];
+        for k in keys {
+            let s = t
+                .table
+                .column(k)
+                .map_err(ExecError::polars)?
+                .cast(&DataType::String)
+                .map_err(ExecError::polars)?;
+            key_values.push(
+                s.str()
+                    .map_err(ExecError::polars)?
+                    .iter()
+                    .map(|v| v.map(str::to_string))
+                    .collect(),
+            );
+        }
+        let v = t.table.column(features::VALUE).map_err(ExecError::polars)?;
+        let values = v.f64().map_err(ExecError::polars)?.iter().collect();
+        Ok(OverJson {
+            keys: keys.to_vec(),
+            key_values,
+            values,
+            fallback: t.fallback,
+        })
+    }
+
+    pub fn to_table(&self) -> Result<OverTable, ExecError> {
+        let mut cols: Vec<Column> = self
+            .keys
+            .iter()
+            .zip(&self.key_values)
+            .map(|(k, v)| Column::new(k.as_str().into(), v.clone()))
+            .collect();
+        cols.push(Column::new(features::VALUE.into(), self.values.clone()));
+        Ok(OverTable {
+            table: DataFrame::new_infer_height(cols).map_err(ExecError::polars)?,
+            fallback: self.fallback,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Bundle {
+    pub format: u32,
+    pub name: String,
+    pub model_name: String,
+    pub engine: String,
+    /// The serving stages in order (source, checks, transforms, features,
+    /// model), as the plan defines them.
+    pub stages: Vec<Stage>,
+    /// Fitted parameters of each transform stage, by stage id.
+    pub params: BTreeMap<String, Vec<Fitted>>,
+    /// `over` tables of each features stage: stage id -> feature -> table.
+    pub over: BTreeMap<String, BTreeMap<String, OverJson>>,
+    pub model: ModelFile,
+    /// The evaluation reports the deploy was gated on.
+    pub evaluations: Vec<serde_json::Value>,
+    /// Per input column of the model, statistics of the train rows.
+    pub training_stats: serde_json::Value,
+    pub lineage: serde_json::Value,
+}
+
+/// Rows that could not be predicted, with why.
+pub struct Rejected {
+    pub frame: DataFrame,
+}
+
+/// Predicts the rows of a file with a bundle. Returns the predicted rows (the
+/// request columns and `prediction`, plus `proba_*` for classifiers) and the
+/// rejected ones (with `_row` and `_failed_rules`).
+pub fn predict_file(b: &Bundle, input: &Path) -> Result<(DataFrame, Rejected), ExecError> {
+    let src = b
+        .stages
+        .iter()
+        .find_map(|s| match &s.op {
+            Op::Source(op) => Some(op.clone()),
+            _ => None,
+        })
+        .ok_or_else(|| ExecError::Internal("a bundle without a source".into()))?;
+    // The request: the source's columns except the target.
+    let format = match input.extension().and_then(|e| e.to_str()).unwrap_or("") {
+        "parquet" | "pq" => "parquet",
+        "json" | "ndjson" | "jsonl" => "json",
+        _ => "csv",
+    };
+    let request = SourceOp {
+        format: format.to_string(),
+        path: input.to_string_lossy().to_string(),
+        options: if format == src.format {
+            src.options.clone()
+        } else {
+            Default::default()
+        },
+        columns: src
+            .columns
+            .iter()
+            .filter(|c| c.name != b.model.target)
+            .cloned()
+            .collect(),
+    };
+    let shown = input.to_string_lossy().to_string();
+    let df = source::read_request(&request, input, &shown)?;
+    predict_frame(b, df)
+}
+
+/// Predicts the rows of a frame with the request columns (and, optionally,
+/// a `_parse_error` column from a lenient read).
+pub fn predict_frame(b: &Bundle, df: DataFrame) -> Result<(DataFrame, Rejected), ExecError> {
+    // Row-level checks that do not read the target, and schema breaks.
+    let mut masks: Vec<(String, Expr)> = vec![];
+    if df.column(source::PARSE_ERROR).is_ok() {
+        masks.push(("".into(), col(source::PARSE_ERROR).is_not_null()));
+    }
+    for st in &b.stages {
+        if let Op::Check(c) = &st.op {
+            for r in &c.rules {
+                if r.row_level && !r.reads_target {
+                    if let Some(m) = check::failing_for(&r.rule, st)? {
+                        masks.push((r.text.clone(), m));
+                    }
+                }
+            }
+        }
+    }
+    let indexed = df
+        .lazy()
+        .with_row_index("_row", Some(1))
+        .collect()
+        .map_err(ExecError::polars)?;
+    let any = masks
+        .iter()
+        .map(|(_, m)| m.clone())
+        .reduce(|a, b| a.or(b))
+        .unwrap_or(lit(false));
+    let reasons: Vec<Expr> = masks
+        .iter()
+        .map(|(text, m)| {
+            let why = if text.is_empty() {
+                col(source::PARSE_ERROR)
+            } else {
+                lit(text.as_str())
+            };
+            when(m.clone())
+                .then(why)
+                .otherwise(lit(NULL).cast(DataType::String))
+        })
+        .collect();
+    let marked = indexed
+        .lazy()
+        .with_column(any.fill_null(lit(false)).alias("__bad"))
+        .collect()
+        .map_err(ExecError::polars)?;
+    let rejected = if reasons.is_empty() {
+        marked
+            .clone()
+            .lazy()
+            .filter(lit(false))
+            .collect()
+            .map_err(ExecError::polars)?
+    } else {
+        marked
+            .clone()
+            .lazy()
+            .filter(col("__bad"))
+            .with_column(concat_str(reasons, "; ", true).alias("_failed_rules"))
+            .drop(by_name(["__bad", source::PARSE_ERROR], true, false))
+            .collect()
+            .map_err(ExecError::polars)?
+    };
+    let good = marked
+        .lazy()
+        .filter(col("__bad").not())
+        .drop(by_name(["__bad", source::PARSE_ERROR], true, false))
+        .collect()
+        .map_err(ExecError::polars)?;
+    let mut out = good.clone();
+    let mut df = good.drop("_row").map_err(ExecError::polars)?;
+    // The same steps as training, with the stored parameters.
+    for st in &b.stages {
+        match &st.op {
+            Op::Transform(op) => {
+                let params = b.params.get(&st.id).cloned().unwrap_or_default();
+                df = transform::apply_all(op, &params, df, st, true)?;
+            }
+            Op::Features(op) => {
+                let mut tables = BTreeMap::new();
+                if let Some(t) = b.over.get(&st.id) {
+                    for (f, j) in t {
+                        tables.insert(f.clone(), j.to_table()?);
+                    }
+                }
+                df = features::compute(op, df, st, &mut tables, None)?;
+            }
+            _ => {}
+        }
+    }
+    let x = model::design(&df, &b.model.features)?;
+
+    match b.model.predict(&x) {
+        Prediction::Values(v) => {
+            out.with_column(Column::new("prediction".into(), v.to_vec()))
+                .map_err(ExecError::polars)?;
+        }
+        Prediction::Probabilities(p) => {
+            let labels = model::labels_of(&p, &b.model.classes);
+            out.with_column(Column::new("prediction".into(), labels))
+                .map_err(ExecError::polars)?;
+            for (j, c) in b.model.classes.iter().enumerate() {
+                out.with_column(Column::new(
+                    format!("proba_{}", mlp_compiler::check::level_suffix(c)).into(),
+                    p.column(j).to_vec(),
+                ))
+                .map_err(ExecError::polars)?;
+            }
+        }
+    }
+    Ok((out, Rejected { frame: rejected }))
+}

@@ -1,0 +1,285 @@
+//! The model registry in `.mlp/registry/`: deployable bundles by version
+//! (their content hash), aliases, and an append-only alias history.
+//!
+//! ```text
+//! .mlp/registry/<name>/
+//!   versions/<sha256>.json   one bundle per version, written once
+//!   aliases.json             alias -> version, rewritten atomically
+//!   history.jsonl            every alias move, appended
+//! ```
+
+use crate::store::write_atomic;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("no model named `{name}` in the registry")]
+    UnknownModel { name: String, known: Vec<String> },
+    #[error("model `{name}` has no version or alias `{what}`")]
+    UnknownVersion {
+        name: String,
+        what: String,
+        known: Vec<String>,
+    },
+    #[error("`{what}` matches several versions of `{name}`; give more of the hash")]
+    Ambiguous { name: String, what: String },
+    #[error("alias `{alias}` of `{name}` has no earlier version to roll back to")]
+    NoHistory { name: String, alias: String },
+    #[error("registry: {0}")]
+    Io(String),
+}
+
+impl RegistryError {
+    pub fn help(&self) -> Option<String> {
+        match self {
+            RegistryError::UnknownModel { known, .. } => Some(if known.is_empty() {
+                "deploy a model with `deploy MODEL as \"NAME\"` and `mlp run`".into()
+            } else {
+                format!("models: {}", known.join(", "))
+            }),
+            RegistryError::UnknownVersion { known, .. } => {
+                Some(format!("versions and aliases: {}", known.join(", ")))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// One alias move, as the history records it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct AliasMove {
+    pub unix: u64,
+    pub alias: String,
+    pub from: Option<String>,
+    pub to: String,
+    pub action: String,
+}
+
+pub struct Registry {
+    pub root: PathBuf,
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn io(e: impl std::fmt::Display) -> RegistryError {
+    RegistryError::Io(e.to_string())
+}
+
+/// The content hash of a bundle: its version.
+pub fn version_of(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+impl Registry {
+    pub fn open(state_dir: &Path) -> Registry {
+        Registry {
+            root: state_dir.join("registry"),
+        }
+    }
+
+    fn dir(&self, name: &str) -> PathBuf {
+        self.root.join(name)
+    }
+
+    pub fn names(&self) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(&self.root)
+            .map(|rd| {
+                rd.flatten()
+                    .filter(|e| e.path().join("versions").is_dir())
+                    .map(|e| e.file_name().to_string_lossy().to_string())
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v
+    }
+
+    pub fn versions(&self, name: &str) -> Vec<(String, u64)> {
+        let mut v: Vec<(String, u64)> = std::fs::read_dir(self.dir(name).join("versions"))
+            .map(|rd| {
+                rd.flatten()
+                    .filter_map(|e| {
+                        let n = e.file_name().to_string_lossy().to_string();
+                        let created = e
+                            .metadata()
+                            .ok()
+                            .and_then(|m| m.modified().ok())
+                            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                            .map(|d| d.as_secs())
+                            .unwrap_or(0);
+                        n.strip_suffix(".json").map(|v| (v.to_string(), created))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort_by(|a, b| a.1.cmp(&b.1).then(a.0.cmp(&b.0)));
+        v
+    }
+
+    pub fn aliases(&self, name: &str) -> BTreeMap<String, String> {
+        std::fs::read(self.dir(name).join("aliases.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default()
+    }
+
+    pub fn history(&self, name: &str) -> Vec<AliasMove> {
+        std::fs::read_to_string(self.dir(name).join("history.jsonl"))
+            .map(|s| {
+                s.lines()
+                    .filter_map(|l| serde_json::from_str(l).ok())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Stores a bundle (once per version) and points `alias` at it.
+    pub fn register(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        alias: Option<&str>,
+    ) -> Result<String, RegistryError> {
+        let version = version_of(bytes);
+        let versions = self.dir(name).join("versions");
+        std::fs::create_dir_all(&versions).map_err(io)?;
+        let path = versions.join(format!("{version}.json"));
+        if !path.exists() {
+            write_atomic(&path, bytes).map_err(io)?;
+        }
+        if let Some(a) = alias {
+            self.set_alias(name, a, &version, "deploy")?;
+        }
+        Ok(version)
+    }
+
+    fn set_alias(
+        &self,
+        name: &str,
+        alias: &str,
+        version: &str,
+        action: &str,
+    ) -> Result<(), RegistryError> {
+        let mut aliases = self.aliases(name);
+        let from = aliases.get(alias).cloned();
+        if from.as_deref() == Some(version) {
+            return Ok(());
+        }
+        // The history line first: a crash between the two leaves a history
+        // that says more, never less.
+        let line = serde_json::to_string(&AliasMove {
+            unix: now(),
+            alias: alias.to_string(),
+            from: from.clone(),
+            to: version.to_string(),
+            action: action.to_string(),
+        })
+        .map_err(io)?;
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir(name).join("history.jsonl"))
+            .map_err(io)?;
+        writeln!(f, "{line}").map_err(io)?;
+        f.sync_all().map_err(io)?;
+        aliases.insert(alias.to_string(), version.to_string());
+        write_atomic(
+            &self.dir(name).join("aliases.json"),
+            &serde_json::to_vec_pretty(&aliases).map_err(io)?,
+        )
+        .map_err(io)
+    }
+
+    /// Resolves `name`, `name@alias` or `name@version-prefix` to a version.
+    pub fn resolve(&self, spec: &str) -> Result<(String, String), RegistryError> {
+        let (name, what) = match spec.split_once('@') {
+            Some((n, w)) => (n, Some(w)),
+            None => (spec, None),
+        };
+        if !self.names().iter().any(|n| n == name) {
+            return Err(RegistryError::UnknownModel {
+                name: name.to_string(),
+                known: self.names(),
+            });
+        }
+        let aliases = self.aliases(name);
+        let versions = self.versions(name);
+        let what = match what {
+            Some(w) => w.to_string(),
+            // No alias given: `production` if set, else the newest version.
+            None => match aliases.get("production") {
+                Some(_) => "production".into(),
+                None => versions.last().map(|v| v.0.clone()).unwrap_or_default(),
+            },
+        };
+        if let Some(v) = aliases.get(&what) {
+            return Ok((name.to_string(), v.clone()));
+        }
+        let matches: Vec<&String> = versions
+            .iter()
+            .map(|(v, _)| v)
+            .filter(|v| v.starts_with(&what) && !what.is_empty())
+            .collect();
+        match matches.as_slice() {
+            [one] => Ok((name.to_string(), (*one).clone())),
+            [] => Err(RegistryError::UnknownVersion {
+                name: name.to_string(),
+                what,
+                known: aliases
+                    .keys()
+                    .cloned()
+                    .chain(versions.iter().map(|(v, _)| v.chars().take(12).collect()))
+                    .collect(),
+            }),
+            _ => Err(RegistryError::Ambiguous {
+                name: name.to_string(),
+                what,
+            }),
+        }
+    }
+
+    pub fn bundle_path(&self, name: &str, version: &str) -> PathBuf {
+        self.dir(name)
+            .join("versions")
+            .join(format!("{version}.json"))
+    }
+
+    /// Points an alias at a version (a prefix of its hash is enough).
+    pub fn promote(&self, name: &str, version: &str, alias: &str) -> Result<String, RegistryError> {
+        let (_, v) = self.resolve(&format!("{name}@{version}"))?;
+        self.set_alias(name, alias, &v, "promote")?;
+        Ok(v)
+    }
+
+    /// Moves an alias back to the version it pointed at before its last move.
+    pub fn rollback(&self, name: &str, alias: &str) -> Result<String, RegistryError> {
+        let current = self.aliases(name).get(alias).cloned();
+        let previous = self
+            .history(name)
+            .into_iter()
+            .rev()
+            .filter(|m| m.alias == alias)
+            .find(|m| Some(&m.to) == current.as_ref())
+            .and_then(|m| m.from);
+        let Some(prev) = previous else {
+            return Err(RegistryError::NoHistory {
+                name: name.to_string(),
+                alias: alias.to_string(),
+            });
+        };
+        self.set_alias(name, alias, &prev, "rollback")?;
+        Ok(prev)
+    }
+}
