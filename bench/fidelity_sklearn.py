@@ -13,14 +13,16 @@ import sys
 
 import numpy as np
 import pandas as pd
-from sklearn.linear_model import LinearRegression, LogisticRegression, Ridge
+from sklearn.linear_model import ElasticNet, Lasso, LinearRegression, LogisticRegression, Ridge
 from sklearn.metrics import accuracy_score, mean_squared_error
 
 df = pd.read_csv(sys.argv[1])
 tr, te = df[df.part == "train"], df[df.part == "test"]
 X = ["x1", "x2", "x3"]
 out = {}
-for name, model in [("ols", LinearRegression()), ("ridge", Ridge(alpha=10.0))]:
+for name, model in [("ols", LinearRegression()), ("ridge", Ridge(alpha=10.0)),
+                    ("lasso", Lasso(alpha=0.1, max_iter=10000, tol=1e-7)),
+                    ("enet", ElasticNet(alpha=0.1, l1_ratio=0.3, max_iter=10000, tol=1e-7))]:
     model.fit(tr[X], tr["y"])
     pred = model.predict(te[X])
     out[name] = {"coef": list(map(float, model.coef_)), "intercept": float(model.intercept_),

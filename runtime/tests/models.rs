@@ -58,7 +58,12 @@ fn close(a: f64, b: f64, rel: f64) -> bool {
 }
 
 fn check_against(dir: &Path, sk: &serde_json::Value) {
-    for (stage, name) in [("model.ols", "ols"), ("model.ridge_m", "ridge")] {
+    for (stage, name) in [
+        ("model.ols", "ols"),
+        ("model.ridge_m", "ridge"),
+        ("model.lasso_m", "lasso"),
+        ("model.enet", "enet"),
+    ] {
         let m = entry_json(dir, stage, "model.json");
         let w = m["fitted"]["weights"].as_array().unwrap();
         let coef = sk[name]["coef"].as_array().unwrap();

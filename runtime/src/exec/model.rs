@@ -9,7 +9,8 @@
 //! | algorithm | fitting |
 //! |---|---|
 //! | `linear_regression`, `ridge` | normal equations, `(XᵀX + αI) w = Xᵀy` on centred data, solved by Cholesky (linfa-linalg): scikit-learn's `Ridge` objective exactly |
-//! | `logistic_regression` | linfa-logistic (L-BFGS), multinomial; scikit-learn's `C` is linfa's `1/alpha` |
+//! | `lasso`, `elastic_net` | linfa-elasticnet (coordinate descent), scikit-learn's objective and parameters |
+//! | `logistic_regression` | linfa-logistic (L-BFGS); sigmoid for two classes, multinomial for more; scikit-learn's `C` is linfa's `1/alpha` |
 //!
 //! Other algorithms type-check but are not trained by this build yet.
 
@@ -194,6 +195,42 @@ fn fit(
             };
             fit_ridge(x, y, alpha, param_bool(params, "fit_intercept", true))
         }
+        ("lasso" | "elastic_net", Target::Values(y)) => {
+            // Coordinate descent with scikit-learn's objective:
+            // (1/2n)·||y - Xw||² + alpha·l1_ratio·||w||₁ + alpha·(1-l1_ratio)/2·||w||².
+            use linfa::prelude::*;
+            let l1 = if algorithm == "lasso" {
+                1.0
+            } else {
+                param_f64(params, "l1_ratio", 0.5)
+            };
+            // The intercept as scikit-learn fits it: centre X and y, fit
+            // without one, then b = mean(y) - mean(X)·w (linfa's own
+            // intercept centres y only, which changes the solution).
+            let intercept = param_bool(params, "fit_intercept", true);
+            let (xm, ym) = if intercept {
+                (
+                    x.mean_axis(Axis(0)).unwrap_or_else(|| Array1::zeros(x.ncols())),
+                    y.mean().unwrap_or(0.0),
+                )
+            } else {
+                (Array1::zeros(x.ncols()), 0.0)
+            };
+            let ds = linfa::Dataset::new(x - &xm, y - ym);
+            let model = linfa_elasticnet::ElasticNet::params()
+                .penalty(param_f64(params, "alpha", 1.0))
+                .l1_ratio(l1)
+                .with_intercept(false)
+                .max_iterations(param_f64(params, "max_iter", 1000.0) as u32)
+                .tolerance(param_f64(params, "tol", 1e-4))
+                .fit(&ds)
+                .map_err(|e| ExecError::Data(format!("{algorithm} did not fit: {e}")))?;
+            let w = model.hyperplane().to_owned();
+            Ok(Fitted::Linear {
+                intercept: ym - xm.dot(&w),
+                weights: w.to_vec(),
+            })
+        }
         ("logistic_regression", Target::Classes(y, 2)) => {
             // Binary: the sigmoid model, unpenalised intercept, as
             // scikit-learn's (linfa's alpha is 1/C).
@@ -257,7 +294,7 @@ fn fit(
             })
         }
         (a, _) => Err(ExecError::Unsupported(format!(
-            "training `{a}` is not in this build yet (linear_regression, ridge and logistic_regression are)"
+            "training `{a}` is not in this build yet (linear_regression, ridge, lasso, elastic_net and logistic_regression are)"
         ))),
     }
 }
