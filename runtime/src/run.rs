@@ -528,6 +528,7 @@ pub fn run_plan(
     let mut running = 0usize;
     let (tx, rx) = mpsc::channel::<Event>();
     let mut committing = 0usize;
+    let mut pending_commit: std::collections::HashSet<String> = Default::default();
     let produced: Produced = Default::default();
     let produced = &produced;
     let shared = Shared {
@@ -558,6 +559,18 @@ pub fn run_plan(
                 let inputs_done = st.inputs.iter().all(|i| done.contains_key(i));
                 if !inputs_done {
                     continue;
+                }
+                // A deploy reads its upstream stages' stored outputs: they
+                // must be in the cache, not only computed.
+                if let Op::Deploy(d) = &st.op {
+                    let stored = d
+                        .serving_stages
+                        .iter()
+                        .chain(&d.gated_by)
+                        .all(|i| !pending_commit.contains(i));
+                    if !stored {
+                        continue;
+                    }
                 }
                 let inputs_ok = st
                     .inputs
@@ -721,6 +734,7 @@ pub fn run_plan(
             let r = match event {
                 Event::Committed { id, error } => {
                     committing -= 1;
+                    pending_commit.remove(&id);
                     if let (Some(e), Some(r)) = (error, results.get_mut(&id)) {
                         r.status = "failed".into();
                         r.error = Some(e);
@@ -733,6 +747,7 @@ pub fn run_plan(
             running -= 1;
             if r.status == "ran" {
                 committing += 1;
+                pending_commit.insert(r.id.clone());
             }
             // Frames no stage still to start will read are dropped.
             if let Ok(mut m) = produced.lock() {

@@ -337,6 +337,84 @@ fn fit_ridge(
     })
 }
 
+/// Sufficient statistics of least squares over some rows.
+struct Gram {
+    n: f64,
+    sx: Array1<f64>,
+    sy: f64,
+    xtx: Array2<f64>,
+    xty: Array1<f64>,
+}
+
+impl Gram {
+    fn of(x: &Array2<f64>, y: &Array1<f64>) -> Gram {
+        Gram {
+            n: x.nrows() as f64,
+            sx: x.sum_axis(Axis(0)),
+            sy: y.sum(),
+            xtx: x.t().dot(x),
+            xty: x.t().dot(y),
+        }
+    }
+
+    fn sum<'a>(mut it: impl Iterator<Item = &'a Gram>) -> Gram {
+        let first = it.next().map(|g| Gram {
+            n: g.n,
+            sx: g.sx.clone(),
+            sy: g.sy,
+            xtx: g.xtx.clone(),
+            xty: g.xty.clone(),
+        });
+        let mut acc = first.unwrap_or(Gram {
+            n: 0.0,
+            sx: Array1::zeros(0),
+            sy: 0.0,
+            xtx: Array2::zeros((0, 0)),
+            xty: Array1::zeros(0),
+        });
+        for g in it {
+            acc.n += g.n;
+            acc.sx += &g.sx;
+            acc.sy += g.sy;
+            acc.xtx += &g.xtx;
+            acc.xty += &g.xty;
+        }
+        acc
+    }
+
+    /// Ridge on these rows: the same solution as [`fit_ridge`], from sums.
+    fn solve(&self, alpha: f64, intercept: bool) -> Result<Fitted, ExecError> {
+        use linfa_linalg::cholesky::SolveC;
+        let p = self.sx.len();
+        let (xm, ym) = if intercept && self.n > 0.0 {
+            (&self.sx / self.n, self.sy / self.n)
+        } else {
+            (Array1::zeros(p), 0.0)
+        };
+        let mut a = self.xtx.clone();
+        let mut b = self.xty.clone();
+        if intercept {
+            for i in 0..p {
+                for j in 0..p {
+                    a[[i, j]] -= self.n * xm[i] * xm[j];
+                }
+                b[i] -= self.n * xm[i] * ym;
+            }
+        }
+        for i in 0..p {
+            a[[i, i]] += alpha;
+        }
+        let w = a
+            .solvec(&b.insert_axis(Axis(1)))
+            .map_err(|e| ExecError::Data(format!("the normal equations are singular ({e})")))?;
+        let w = w.column(0).to_owned();
+        Ok(Fitted::Linear {
+            intercept: ym - xm.dot(&w),
+            weights: w.to_vec(),
+        })
+    }
+}
+
 enum Target {
     Values(Array1<f64>),
     /// Class indices and the number of classes.
@@ -526,20 +604,55 @@ pub fn run(op: &ModelOp, cx: &Context) -> Result<Output, ExecError> {
                 f
             };
             let mut best: Option<(f64, BTreeMap<String, ParamValue>)> = None;
+            // Each fold's held-out rows, selected once for every combination.
+            let held_out: Vec<Vec<usize>> = (0..k)
+                .map(|f| (0..n).filter(|i| fold_of[*i] == f).collect())
+                .collect();
+            let te_x: Vec<Array2<f64>> = held_out.iter().map(|te| x.select(Axis(0), te)).collect();
+            let te_y: Vec<Target> = held_out.iter().map(|te| y.select(te)).collect();
+            // Linear least squares: each fold's sufficient statistics once,
+            // so a fit on the other folds is a small solve, not a pass over
+            // the rows.
+            let stats: Option<Vec<Gram>> = match (&y, op.algorithm.as_str()) {
+                (Target::Values(yv), "ridge" | "linear_regression") => Some(
+                    held_out
+                        .iter()
+                        .zip(&te_x)
+                        .map(|(te, xf)| Gram::of(xf, &te.iter().map(|i| yv[*i]).collect()))
+                        .collect(),
+                ),
+                _ => None,
+            };
             for combo in combinations(op) {
                 let mut scores = vec![];
                 for fold in 0..k {
-                    let tr: Vec<usize> = (0..n).filter(|i| fold_of[*i] != fold).collect();
-                    let te: Vec<usize> = (0..n).filter(|i| fold_of[*i] == fold).collect();
-                    let fitted = fit(
-                        &op.algorithm,
-                        &combo,
-                        &x.select(Axis(0), &tr),
-                        &y.select(&tr),
-                    )?;
+                    let fitted = match &stats {
+                        Some(g) => {
+                            let rest = Gram::sum(
+                                g.iter()
+                                    .enumerate()
+                                    .filter(|(i, _)| *i != fold)
+                                    .map(|(_, g)| g),
+                            );
+                            let alpha = if op.algorithm == "ridge" {
+                                param_f64(&combo, "alpha", 1.0)
+                            } else {
+                                0.0
+                            };
+                            rest.solve(alpha, param_bool(&combo, "fit_intercept", true))?
+                        }
+                        None => {
+                            let tr: Vec<usize> = (0..n).filter(|i| fold_of[*i] != fold).collect();
+                            fit(
+                                &op.algorithm,
+                                &combo,
+                                &x.select(Axis(0), &tr),
+                                &y.select(&tr),
+                            )?
+                        }
+                    };
                     let m = mk(combo.clone(), fitted);
-                    let s = cv_score(&t.metric, &m, &x.select(Axis(0), &te), &y.select(&te));
-                    scores.push(s);
+                    scores.push(cv_score(&t.metric, &m, &te_x[fold], &te_y[fold]));
                 }
                 let mean = scores.iter().sum::<f64>() / scores.len() as f64;
                 let comparable = if super::evaluate::higher_is_better(&t.metric) {
