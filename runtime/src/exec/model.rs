@@ -139,7 +139,7 @@ pub fn labels_of(p: &Array2<f64>, classes: &[String]) -> Vec<String> {
         .collect()
 }
 
-/// The design matrix of the given rows.
+/// The design matrix of the given rows (row-major, one column per input).
 pub fn design(df: &DataFrame, columns: &[String]) -> Result<Array2<f64>, ExecError> {
     let mut x = Array2::<f64>::zeros((df.height(), columns.len()));
     for (j, c) in columns.iter().enumerate() {
@@ -148,15 +148,27 @@ pub fn design(df: &DataFrame, columns: &[String]) -> Result<Array2<f64>, ExecErr
             .map_err(ExecError::polars)?
             .cast(&DataType::Float64)
             .map_err(ExecError::polars)?;
-        let ca = s.f64().map_err(ExecError::polars)?;
-        for (i, v) in ca.iter().enumerate() {
-            match v {
-                Some(v) if v.is_finite() => x[[i, j]] = v,
-                _ => {
-                    return Err(ExecError::Data(format!(
-                        "model input `{c}` has a missing or infinite value at row {}; impute it or filter the row",
-                        i + 1
-                    )))
+        let ca = s.f64().map_err(ExecError::polars)?.rechunk();
+        let bad = |i: usize| {
+            ExecError::Data(format!(
+                "model input `{c}` has a missing or infinite value at row {}; impute it or filter the row",
+                i + 1
+            ))
+        };
+        match ca.cont_slice() {
+            // The common case: no nulls, one chunk: a straight copy.
+            Ok(values) => {
+                if let Some(i) = values.iter().position(|v| !v.is_finite()) {
+                    return Err(bad(i));
+                }
+                x.column_mut(j).assign(&ndarray::ArrayView1::from(values));
+            }
+            Err(_) => {
+                for (i, v) in ca.iter().enumerate() {
+                    match v {
+                        Some(v) if v.is_finite() => x[[i, j]] = v,
+                        _ => return Err(bad(i)),
+                    }
                 }
             }
         }
