@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 from sklearn.linear_model import ElasticNet, Lasso, LinearRegression, LogisticRegression, Ridge
 from sklearn.metrics import accuracy_score, mean_squared_error
+from sklearn.tree import DecisionTreeClassifier
 
 df = pd.read_csv(sys.argv[1])
 tr, te = df[df.part == "train"], df[df.part == "test"]
@@ -29,4 +30,6 @@ for name, model in [("ols", LinearRegression()), ("ridge", Ridge(alpha=10.0)),
                  "rmse": float(np.sqrt(mean_squared_error(te["y"], pred)))}
 clf = LogisticRegression(C=1.0, max_iter=1000).fit(tr[X], tr["label"])
 out["logistic"] = {"accuracy": float(accuracy_score(te["label"], clf.predict(te[X])))}
+tree = DecisionTreeClassifier(max_depth=4, random_state=0).fit(tr[X], tr["label"])
+out["tree"] = {"accuracy": float(accuracy_score(te["label"], tree.predict(te[X])))}
 print(json.dumps(out, indent=2))

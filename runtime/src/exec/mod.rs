@@ -147,9 +147,10 @@ pub fn supported(op: &Op) -> Result<(), String> {
     match op {
         Op::Source(_) | Op::Check(_) | Op::Split(_) | Op::Transform(_) | Op::Features(_) => Ok(()),
         Op::Model(m) => match m.algorithm.as_str() {
-            "linear_regression" | "ridge" | "lasso" | "elastic_net" | "logistic_regression" => Ok(()),
+            "linear_regression" | "ridge" | "lasso" | "elastic_net" | "logistic_regression"
+            | "decision_tree" => Ok(()),
             other => Err(format!(
-                "training `{other}` is not in this build yet (linear_regression, ridge, lasso, elastic_net and logistic_regression are)"
+                "training `{other}` is not in this build yet (linear_regression, ridge, lasso, elastic_net, logistic_regression and decision_tree are)"
             )),
         },
         Op::Evaluate(_) => Ok(()),

@@ -33,6 +33,55 @@ pub enum Fitted {
         weights: Vec<Vec<f64>>,
         intercepts: Vec<f64>,
     },
+    /// A decision tree: node 0 is the root; a row goes left when
+    /// `x[feature] < threshold`. Leaves hold a class index.
+    Tree {
+        nodes: Vec<TreeNode>,
+        classes: usize,
+    },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum TreeNode {
+    Split {
+        feature: usize,
+        threshold: f64,
+        left: usize,
+        right: usize,
+    },
+    Leaf {
+        class: usize,
+    },
+}
+
+/// Flattens a linfa tree into our nodes (pre-order).
+fn flatten_tree(node: &linfa_trees::TreeNode<f64, usize>, out: &mut Vec<TreeNode>) -> usize {
+    let at = out.len();
+    if node.is_leaf() {
+        out.push(TreeNode::Leaf {
+            class: node.prediction().unwrap_or(0),
+        });
+        return at;
+    }
+    let (feature, threshold, _) = node.split();
+    out.push(TreeNode::Leaf { class: 0 });
+    let children = node.children();
+    let left = match children.first().and_then(|c| c.as_ref()) {
+        Some(c) => flatten_tree(c, out),
+        None => at,
+    };
+    let right = match children.get(1).and_then(|c| c.as_ref()) {
+        Some(c) => flatten_tree(c, out),
+        None => at,
+    };
+    out[at] = TreeNode::Split {
+        feature,
+        threshold,
+        left,
+        right,
+    };
+    at
 }
 
 /// What `model.json` holds.
@@ -86,6 +135,37 @@ impl ModelFile {
                     row.mapv_inplace(|v| (v - m).exp());
                     let s = row.sum();
                     row.mapv_inplace(|v| v / s);
+                }
+                Prediction::Probabilities(z)
+            }
+            Fitted::Tree { nodes, classes } => {
+                let mut z = Array2::<f64>::zeros((x.nrows(), *classes));
+                for (i, r) in x.rows().into_iter().enumerate() {
+                    let mut at = 0;
+                    // Bounded by the node count: a malformed tree cannot loop.
+                    for _ in 0..=nodes.len() {
+                        match nodes.get(at) {
+                            Some(TreeNode::Split {
+                                feature,
+                                threshold,
+                                left,
+                                right,
+                            }) => {
+                                at = if r[*feature] < *threshold {
+                                    *left
+                                } else {
+                                    *right
+                                }
+                            }
+                            Some(TreeNode::Leaf { class }) => {
+                                if *class < *classes {
+                                    z[[i, *class]] = 1.0;
+                                }
+                                break;
+                            }
+                            None => break,
+                        }
+                    }
                 }
                 Prediction::Probabilities(z)
             }
@@ -243,6 +323,28 @@ fn fit(
                 weights: w.to_vec(),
             })
         }
+        ("decision_tree", Target::Classes(y, k)) => {
+            use linfa::prelude::*;
+            let depth = match params.get("max_depth") {
+                Some(ParamValue::Int(d)) => Some(*d as usize),
+                _ => None,
+            };
+            let quality = match params.get("criterion") {
+                Some(ParamValue::Str(c)) if c == "entropy" => linfa_trees::SplitQuality::Entropy,
+                _ => linfa_trees::SplitQuality::Gini,
+            };
+            let ds = linfa::Dataset::new(x.clone(), y.clone());
+            let tree = linfa_trees::DecisionTree::params()
+                .split_quality(quality)
+                .max_depth(depth)
+                .min_weight_split(param_f64(params, "min_samples_split", 2.0) as f32)
+                .min_weight_leaf(param_f64(params, "min_samples_leaf", 1.0) as f32)
+                .fit(&ds)
+                .map_err(|e| ExecError::Data(format!("the decision tree did not fit: {e}")))?;
+            let mut nodes = vec![];
+            flatten_tree(tree.root_node(), &mut nodes);
+            Ok(Fitted::Tree { nodes, classes: *k })
+        }
         ("logistic_regression", Target::Classes(y, 2)) => {
             // Binary: the sigmoid model, unpenalised intercept, as
             // scikit-learn's (linfa's alpha is 1/C).
@@ -306,7 +408,7 @@ fn fit(
             })
         }
         (a, _) => Err(ExecError::Unsupported(format!(
-            "training `{a}` is not in this build yet (linear_regression, ridge, lasso, elastic_net and logistic_regression are)"
+            "training `{a}` is not in this build yet (linear_regression, ridge, lasso, elastic_net, logistic_regression and decision_tree are)"
         ))),
     }
 }
