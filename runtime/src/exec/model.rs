@@ -39,6 +39,51 @@ pub enum Fitted {
         nodes: Vec<TreeNode>,
         classes: usize,
     },
+    /// Weighted votes of trees (random forest: equal weights, each tree on a
+    /// subset of the columns; AdaBoost: SAMME weights, every column).
+    Forest {
+        trees: Vec<ForestTree>,
+        classes: usize,
+    },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ForestTree {
+    pub nodes: Vec<TreeNode>,
+    /// The columns the tree reads, in the order of its feature indices.
+    pub columns: Vec<usize>,
+    pub weight: f64,
+}
+
+/// The class a tree predicts for a row (`columns` maps its feature indices).
+fn tree_class(
+    nodes: &[TreeNode],
+    columns: Option<&[usize]>,
+    r: ndarray::ArrayView1<f64>,
+) -> Option<usize> {
+    let mut at = 0;
+    for _ in 0..=nodes.len() {
+        match nodes.get(at)? {
+            TreeNode::Split {
+                feature,
+                threshold,
+                left,
+                right,
+            } => {
+                let col = match columns {
+                    Some(c) => *c.get(*feature)?,
+                    None => *feature,
+                };
+                at = if *r.get(col)? < *threshold {
+                    *left
+                } else {
+                    *right
+                };
+            }
+            TreeNode::Leaf { class } => return Some(*class),
+        }
+    }
+    None
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -141,30 +186,26 @@ impl ModelFile {
             Fitted::Tree { nodes, classes } => {
                 let mut z = Array2::<f64>::zeros((x.nrows(), *classes));
                 for (i, r) in x.rows().into_iter().enumerate() {
-                    let mut at = 0;
-                    // Bounded by the node count: a malformed tree cannot loop.
-                    for _ in 0..=nodes.len() {
-                        match nodes.get(at) {
-                            Some(TreeNode::Split {
-                                feature,
-                                threshold,
-                                left,
-                                right,
-                            }) => {
-                                at = if r[*feature] < *threshold {
-                                    *left
-                                } else {
-                                    *right
-                                }
-                            }
-                            Some(TreeNode::Leaf { class }) => {
-                                if *class < *classes {
-                                    z[[i, *class]] = 1.0;
-                                }
-                                break;
-                            }
-                            None => break,
+                    if let Some(c) = tree_class(nodes, None, r).filter(|c| c < classes) {
+                        z[[i, c]] = 1.0;
+                    }
+                }
+                Prediction::Probabilities(z)
+            }
+            Fitted::Forest { trees, classes } => {
+                let mut z = Array2::<f64>::zeros((x.nrows(), *classes));
+                for (i, r) in x.rows().into_iter().enumerate() {
+                    let mut total = 0.0;
+                    for t in trees {
+                        if let Some(c) =
+                            tree_class(&t.nodes, Some(&t.columns), r).filter(|c| c < classes)
+                        {
+                            z[[i, c]] += t.weight;
+                            total += t.weight;
                         }
+                    }
+                    if total > 0.0 {
+                        z.row_mut(i).mapv_inplace(|v| v / total);
                     }
                 }
                 Prediction::Probabilities(z)
@@ -302,7 +343,8 @@ fn fit(
             let intercept = param_bool(params, "fit_intercept", true);
             let (xm, ym) = if intercept {
                 (
-                    x.mean_axis(Axis(0)).unwrap_or_else(|| Array1::zeros(x.ncols())),
+                    x.mean_axis(Axis(0))
+                        .unwrap_or_else(|| Array1::zeros(x.ncols())),
                     y.mean().unwrap_or(0.0),
                 )
             } else {
@@ -344,6 +386,77 @@ fn fit(
             let mut nodes = vec![];
             flatten_tree(tree.root_node(), &mut nodes);
             Ok(Fitted::Tree { nodes, classes: *k })
+        }
+        ("random_forest" | "adaboost", Target::Classes(y, k)) => {
+            use linfa::prelude::*;
+            use rand::SeedableRng;
+            let seed = param_f64(params, "seed", 42.0) as u64;
+            let rng = rand::rngs::StdRng::seed_from_u64(seed);
+            let depth = match params.get("max_depth") {
+                Some(ParamValue::Int(d)) => Some(*d as usize),
+                _ if algorithm == "adaboost" => Some(1),
+                _ => None,
+            };
+            let tree = linfa_trees::DecisionTree::params()
+                .max_depth(depth)
+                .min_weight_leaf(param_f64(params, "min_samples_leaf", 1.0) as f32);
+            let ds = linfa::Dataset::new(x.clone(), y.clone());
+            let n_trees = param_f64(params, "n_estimators", 100.0) as usize;
+            // linfa unwraps inside its ensemble fits: a panic there becomes
+            // an error here, not a crash.
+            let fitted = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                if algorithm == "random_forest" {
+                    linfa_ensemble::EnsembleLearnerParams::new_fixed_rng(tree, rng)
+                        .ensemble_size(n_trees.max(1))
+                        .bootstrap_proportion(param_f64(params, "max_samples", 1.0))
+                        .feature_proportion(param_f64(params, "max_features", 1.0))
+                        .fit(&ds)
+                        .map(|f| {
+                            f.models
+                                .iter()
+                                .zip(&f.model_features)
+                                .map(|(m, cols)| {
+                                    let mut nodes = vec![];
+                                    flatten_tree(m.root_node(), &mut nodes);
+                                    ForestTree {
+                                        nodes,
+                                        columns: cols.clone(),
+                                        weight: 1.0,
+                                    }
+                                })
+                                .collect::<Vec<_>>()
+                        })
+                        .map_err(|e| e.to_string())
+                } else {
+                    linfa_ensemble::AdaBoostParams::new_fixed_rng(tree, rng)
+                        .n_estimators(n_trees.max(1))
+                        .learning_rate(param_f64(params, "learning_rate", 1.0))
+                        .fit(&ds)
+                        .map(|f| {
+                            f.models
+                                .iter()
+                                .zip(&f.model_weights)
+                                .map(|(m, w)| {
+                                    let mut nodes = vec![];
+                                    flatten_tree(m.root_node(), &mut nodes);
+                                    ForestTree {
+                                        nodes,
+                                        columns: (0..x.ncols()).collect(),
+                                        weight: *w,
+                                    }
+                                })
+                                .collect::<Vec<_>>()
+                        })
+                        .map_err(|e| e.to_string())
+                }
+            }));
+            match fitted {
+                Ok(Ok(trees)) => Ok(Fitted::Forest { trees, classes: *k }),
+                Ok(Err(e)) => Err(ExecError::Data(format!("{algorithm} did not fit: {e}"))),
+                Err(_) => Err(ExecError::Data(format!(
+                    "{algorithm} failed inside linfa (an empty bootstrap sample or class?)"
+                ))),
+            }
         }
         ("logistic_regression", Target::Classes(y, 2)) => {
             // Binary: the sigmoid model, unpenalised intercept, as
@@ -408,7 +521,7 @@ fn fit(
             })
         }
         (a, _) => Err(ExecError::Unsupported(format!(
-            "training `{a}` is not in this build yet (linear_regression, ridge, lasso, elastic_net, logistic_regression and decision_tree are)"
+            "training `{a}` is not in this build yet (gaussian_nb and svm are not; the others are)"
         ))),
     }
 }
