@@ -15,6 +15,8 @@ import numpy as np
 import pandas as pd
 from sklearn.linear_model import ElasticNet, Lasso, LinearRegression, LogisticRegression, Ridge
 from sklearn.metrics import accuracy_score, mean_squared_error
+from sklearn.naive_bayes import GaussianNB
+from sklearn.metrics import log_loss
 from sklearn.tree import DecisionTreeClassifier
 
 df = pd.read_csv(sys.argv[1])
@@ -32,4 +34,7 @@ clf = LogisticRegression(C=1.0, max_iter=1000).fit(tr[X], tr["label"])
 out["logistic"] = {"accuracy": float(accuracy_score(te["label"], clf.predict(te[X])))}
 tree = DecisionTreeClassifier(max_depth=4, random_state=0).fit(tr[X], tr["label"])
 out["tree"] = {"accuracy": float(accuracy_score(te["label"], tree.predict(te[X])))}
+nb = GaussianNB().fit(tr[X], tr["label"])
+out["nb"] = {"accuracy": float(accuracy_score(te["label"], nb.predict(te[X]))),
+             "log_loss": float(log_loss(te["label"], nb.predict_proba(te[X])))}
 print(json.dumps(out, indent=2))

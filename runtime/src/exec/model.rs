@@ -45,6 +45,13 @@ pub enum Fitted {
         trees: Vec<ForestTree>,
         classes: usize,
     },
+    /// Gaussian naive Bayes: per class, its prior and each column's mean and
+    /// variance.
+    GaussianNb {
+        priors: Vec<f64>,
+        means: Vec<Vec<f64>>,
+        variances: Vec<Vec<f64>>,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -189,6 +196,32 @@ impl ModelFile {
                     if let Some(c) = tree_class(nodes, None, r).filter(|c| c < classes) {
                         z[[i, c]] = 1.0;
                     }
+                }
+                Prediction::Probabilities(z)
+            }
+            Fitted::GaussianNb {
+                priors,
+                means,
+                variances,
+            } => {
+                let k = priors.len();
+                let mut z = Array2::<f64>::zeros((x.nrows(), k));
+                for (i, r) in x.rows().into_iter().enumerate() {
+                    for c in 0..k {
+                        let mut ll = priors[c].max(f64::MIN_POSITIVE).ln();
+                        for (j, v) in r.iter().enumerate() {
+                            let var = variances[c][j];
+                            let d = v - means[c][j];
+                            ll -= 0.5 * ((2.0 * std::f64::consts::PI * var).ln() + d * d / var);
+                        }
+                        z[[i, c]] = ll;
+                    }
+                }
+                for mut row in z.rows_mut() {
+                    let m = row.fold(f64::NEG_INFINITY, |a, b| a.max(*b));
+                    row.mapv_inplace(|v| (v - m).exp());
+                    let s = row.sum();
+                    row.mapv_inplace(|v| v / s);
                 }
                 Prediction::Probabilities(z)
             }
@@ -387,6 +420,43 @@ fn fit(
             flatten_tree(tree.root_node(), &mut nodes);
             Ok(Fitted::Tree { nodes, classes: *k })
         }
+        ("gaussian_nb", Target::Classes(y, k)) => {
+            // As scikit-learn's GaussianNB: per-class means and (population)
+            // variances, each variance plus var_smoothing times the largest
+            // column variance. Computed here, not by linfa-bayes, whose
+            // fitted statistics are private: a bundle must hold the numbers.
+            let n = x.nrows() as f64;
+            let col_var = |xs: &Array2<f64>, j: usize| {
+                let c = xs.column(j);
+                let m = c.mean().unwrap_or(0.0);
+                c.iter().map(|v| (v - m) * (v - m)).sum::<f64>() / (c.len().max(1) as f64)
+            };
+            let max_var = (0..x.ncols()).map(|j| col_var(x, j)).fold(0.0, f64::max);
+            let eps = param_f64(params, "var_smoothing", 1e-9) * max_var;
+            let mut priors = vec![];
+            let mut means = vec![];
+            let mut variances = vec![];
+            for c in 0..*k {
+                let rows: Vec<usize> = (0..y.len()).filter(|i| y[*i] == c).collect();
+                let xc = x.select(Axis(0), &rows);
+                priors.push(rows.len() as f64 / n.max(1.0));
+                means.push(
+                    (0..x.ncols())
+                        .map(|j| xc.column(j).mean().unwrap_or(0.0))
+                        .collect(),
+                );
+                variances.push(
+                    (0..x.ncols())
+                        .map(|j| (col_var(&xc, j) + eps).max(f64::MIN_POSITIVE))
+                        .collect(),
+                );
+            }
+            Ok(Fitted::GaussianNb {
+                priors,
+                means,
+                variances,
+            })
+        }
         ("random_forest" | "adaboost", Target::Classes(y, k)) => {
             use linfa::prelude::*;
             use rand::SeedableRng;
@@ -521,7 +591,7 @@ fn fit(
             })
         }
         (a, _) => Err(ExecError::Unsupported(format!(
-            "training `{a}` is not in this build yet (gaussian_nb and svm are not; the others are)"
+            "training `{a}` is not in this build yet (svm is not; the others are)"
         ))),
     }
 }
