@@ -62,6 +62,16 @@ pub struct ForestTree {
     pub weight: f64,
 }
 
+/// Turns each row of scores into probabilities (softmax, stable).
+fn softmax_rows(z: &mut Array2<f64>) {
+    for mut row in z.rows_mut() {
+        let m = row.fold(f64::NEG_INFINITY, |a, b| a.max(*b));
+        row.mapv_inplace(|v| (v - m).exp());
+        let s = row.sum();
+        row.mapv_inplace(|v| v / s);
+    }
+}
+
 /// The class a tree predicts for a row (`columns` maps its feature indices).
 fn tree_class(
     nodes: &[TreeNode],
@@ -182,12 +192,7 @@ impl ModelFile {
                         z[[i, c]] = dot(r, &|j| weights[j][c], intercepts[c]);
                     }
                 }
-                for mut row in z.rows_mut() {
-                    let m = row.fold(f64::NEG_INFINITY, |a, b| a.max(*b));
-                    row.mapv_inplace(|v| (v - m).exp());
-                    let s = row.sum();
-                    row.mapv_inplace(|v| v / s);
-                }
+                softmax_rows(&mut z);
                 Prediction::Probabilities(z)
             }
             Fitted::Tree { nodes, classes } => {
@@ -217,12 +222,7 @@ impl ModelFile {
                         z[[i, c]] = ll;
                     }
                 }
-                for mut row in z.rows_mut() {
-                    let m = row.fold(f64::NEG_INFINITY, |a, b| a.max(*b));
-                    row.mapv_inplace(|v| (v - m).exp());
-                    let s = row.sum();
-                    row.mapv_inplace(|v| v / s);
-                }
+                softmax_rows(&mut z);
                 Prediction::Probabilities(z)
             }
             Fitted::Forest { trees, classes } => {
