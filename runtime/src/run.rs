@@ -115,6 +115,8 @@ pub struct StageRecord {
     pub notes: Vec<String>,
     #[serde(default)]
     pub error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub details: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -346,6 +348,10 @@ pub struct StageResult {
     pub rows: Option<usize>,
     /// In-memory size of the output frame, when the stage ran.
     pub bytes: Option<usize>,
+    /// What the run record keeps of the stage's reports: tuning trials,
+    /// evaluation and check reports, the deployed version.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub details: Option<serde_json::Value>,
     pub seconds: f64,
     pub notes: Vec<String>,
     pub error: Option<String>,
@@ -587,6 +593,7 @@ pub fn run_plan(
                         status: "cached".into(),
                         rows,
                         bytes: None,
+                        details: None,
                         seconds: 0.0,
                         notes: vec![],
                         error: None,
@@ -628,6 +635,7 @@ pub fn run_plan(
                         status: status.into(),
                         rows: None,
                         bytes: None,
+                        details: None,
                         seconds: 0.0,
                         notes: vec![],
                         error: why,
@@ -653,6 +661,7 @@ pub fn run_plan(
                         status: "running".into(),
                         rows: None,
                         bytes: None,
+                        details: None,
                         seconds: 0.0,
                         notes: vec![],
                         error: None,
@@ -683,11 +692,23 @@ pub fn run_plan(
                                 m.insert(key.clone(), df.clone());
                             }
                             let notes = std::mem::take(&mut output.notes);
+                            let details = {
+                                let kept: serde_json::Map<String, serde_json::Value> = output
+                                    .json
+                                    .iter()
+                                    .filter(|(n, _)| {
+                                        matches!(n.as_str(), "trials" | "report" | "deploy")
+                                    })
+                                    .map(|(n, v)| (n.clone(), v.clone()))
+                                    .collect();
+                                (!kept.is_empty()).then_some(serde_json::Value::Object(kept))
+                            };
                             let _ = tx.send(Event::Computed(StageResult {
                                 id: st.id.clone(),
                                 status: "ran".into(),
                                 rows,
                                 bytes,
+                                details,
                                 seconds,
                                 notes,
                                 error: None,
@@ -707,6 +728,7 @@ pub fn run_plan(
                                 status: "failed".into(),
                                 rows: None,
                                 bytes: None,
+                                details: None,
                                 seconds: t.elapsed().as_secs_f64(),
                                 notes: vec![],
                                 help: e.help(),
@@ -825,6 +847,7 @@ pub fn record_run(
                     seconds: r.map(|r| r.seconds).unwrap_or(0.0),
                     notes: r.map(|r| r.notes.clone()).unwrap_or_default(),
                     error: r.and_then(|r| r.error.clone()),
+                    details: r.and_then(|r| r.details.clone()),
                 }
             })
             .collect(),

@@ -152,6 +152,21 @@ fn tuning_records_every_trial_and_picks_the_best() {
         .unwrap();
     let model = entry_json(&dir, "model.mpg_model", "model.json");
     assert_eq!(model["params"]["alpha"], best["params"]["alpha"]);
+    // The run record keeps the trials too.
+    let mut runs: Vec<PathBuf> = std::fs::read_dir(dir.join(".mlp/runs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    runs.sort();
+    let record: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(runs.last().unwrap()).unwrap()).unwrap();
+    let stage = record["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == "model.mpg_model")
+        .unwrap();
+    assert_eq!(stage["details"]["trials"].as_array().unwrap().len(), 3);
 }
 
 #[test]

@@ -307,6 +307,8 @@ pub fn run(op: &EvaluateOp, cx: &Context) -> Result<Output, ExecError> {
     };
     let mut gate_report = vec![];
     let mut failed = vec![];
+    // (gate, value, passed) for the readable table.
+    let mut rows_for_table: Vec<(String, f64, bool)> = vec![];
     for g in &op.gates {
         let v = value(&g.metric);
         let ok = passes(v, g);
@@ -319,6 +321,7 @@ pub fn run(op: &EvaluateOp, cx: &Context) -> Result<Output, ExecError> {
                 fmt(v)
             ));
         }
+        rows_for_table.push((format!("{} {} {}", g.metric, g.op, g.threshold), v, ok));
         gate_report.push(json!({"gate": format!("{} {} {}", g.metric, g.op, g.threshold), "value": finite(v), "passed": ok}));
     }
     let mut slices = vec![];
@@ -390,6 +393,7 @@ pub fn run(op: &EvaluateOp, cx: &Context) -> Result<Output, ExecError> {
             if !ok {
                 failed.push(format!("{text} (was {})", fmt(v)));
             }
+            rows_for_table.push((text.clone(), v, ok));
             gates.push(json!({"gate": text, "value": finite(v), "passed": ok}));
         }
         slices.push(json!({
@@ -433,15 +437,41 @@ pub fn run(op: &EvaluateOp, cx: &Context) -> Result<Output, ExecError> {
             .collect::<Vec<_>>()
             .join(", "),
     );
+    let table = gate_table(&rows_for_table);
+    if !table.is_empty() {
+        out.notes.extend(table.lines().map(str::to_string));
+    }
     if !failed.is_empty() {
         return Err(ExecError::GatesFailed {
             model: op.model.clone(),
             summary: failed.join("; "),
-            report: serde_json::to_string_pretty(&report).unwrap_or_default(),
+            report: table,
         });
     }
     out.json.push(("report".into(), report));
     Ok(out)
+}
+
+/// The gate report as a table: each gate, its value, pass or fail.
+fn gate_table(rows: &[(String, f64, bool)]) -> String {
+    if rows.is_empty() {
+        return String::new();
+    }
+    let mut t = comfy_table::Table::new();
+    t.load_preset(comfy_table::presets::NOTHING);
+    t.set_header(["gate", "value", "result"]);
+    for (gate, v, ok) in rows {
+        t.add_row([
+            gate.clone(),
+            fmt(*v),
+            if *ok {
+                "pass".into()
+            } else {
+                "FAIL".to_string()
+            },
+        ]);
+    }
+    t.to_string()
 }
 
 fn fmt(v: f64) -> String {
