@@ -361,7 +361,7 @@ pub struct StageResult {
 /// Events for a progress display.
 pub enum Progress {
     Started(String),
-    Finished(StageResult),
+    Finished(Box<StageResult>),
 }
 
 fn read_frame(store: &Store, key: &str, name: &str) -> Result<DataFrame, ExecError> {
@@ -599,7 +599,7 @@ pub fn run_plan(
                         error: None,
                         help: None,
                     };
-                    progress(Progress::Finished(r.clone()));
+                    progress(Progress::Finished(Box::new(r.clone())));
                     done.insert(st.id.clone(), true);
                     results.insert(st.id.clone(), r);
                     continue;
@@ -641,7 +641,7 @@ pub fn run_plan(
                         error: why,
                         help: None,
                     };
-                    progress(Progress::Finished(r.clone()));
+                    progress(Progress::Finished(Box::new(r.clone())));
                     done.insert(st.id.clone(), false);
                     results.insert(st.id.clone(), r);
                     continue;
@@ -760,7 +760,7 @@ pub fn run_plan(
                     if let (Some(e), Some(r)) = (error, results.get_mut(&id)) {
                         r.status = "failed".into();
                         r.error = Some(e);
-                        progress(Progress::Finished(r.clone()));
+                        progress(Progress::Finished(Box::new(r.clone())));
                     }
                     continue;
                 }
@@ -785,7 +785,7 @@ pub fn run_plan(
                     })
                 });
             }
-            progress(Progress::Finished(r.clone()));
+            progress(Progress::Finished(Box::new(r.clone())));
             done.insert(r.id.clone(), r.status == "ran");
             results.insert(r.id.clone(), r);
         }
