@@ -17,6 +17,7 @@ from sklearn.linear_model import ElasticNet, Lasso, LinearRegression, LogisticRe
 from sklearn.metrics import accuracy_score, mean_squared_error
 from sklearn.naive_bayes import GaussianNB
 from sklearn.metrics import log_loss
+from sklearn.svm import SVC, SVR
 from sklearn.tree import DecisionTreeClassifier
 
 df = pd.read_csv(sys.argv[1])
@@ -37,4 +38,9 @@ out["tree"] = {"accuracy": float(accuracy_score(te["label"], tree.predict(te[X])
 nb = GaussianNB().fit(tr[X], tr["label"])
 out["nb"] = {"accuracy": float(accuracy_score(te["label"], nb.predict(te[X]))),
              "log_loss": float(log_loss(te["label"], nb.predict_proba(te[X])))}
+for name, model in [("svm_rbf", SVC(kernel="rbf", gamma=0.5, C=1.0)), ("svm_lin", SVC(kernel="linear", C=1.0))]:
+    model.fit(tr[X], tr["label"])
+    out[name] = {"accuracy": float(accuracy_score(te["label"], model.predict(te[X])))}
+svr = SVR(kernel="linear", C=1.0, epsilon=0.1).fit(tr[X], tr["y"])
+out["svr"] = {"rmse": float(np.sqrt(mean_squared_error(te["y"], svr.predict(te[X]))))}
 print(json.dumps(out, indent=2))

@@ -146,12 +146,7 @@ pub struct Context<'a> {
 pub fn supported(op: &Op) -> Result<(), String> {
     match op {
         Op::Source(_) | Op::Check(_) | Op::Split(_) | Op::Transform(_) | Op::Features(_) => Ok(()),
-        Op::Model(m) => match m.algorithm.as_str() {
-            "svm" => Err(
-                "training `svm` is not in this build yet (every other algorithm is)".to_string(),
-            ),
-            _ => Ok(()),
-        },
+        Op::Model(_) => Ok(()),
         Op::Evaluate(_) => Ok(()),
         Op::Deploy(_) => Ok(()),
         Op::Monitor(_) => Err("monitoring is not in this build yet (issue 6)".into()),
