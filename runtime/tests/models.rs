@@ -473,3 +473,71 @@ fn promote_and_rollback_move_aliases_and_keep_history() {
     let o = mlp(&dir, &["models", "list"]);
     assert!(text(&o).contains("house-price"), "{}", text(&o));
 }
+
+#[test]
+fn unseen_levels_at_serving_encode_as_zeros_or_fail_when_asked() {
+    let dir = std::env::temp_dir().join(format!("mlp-models-unseen-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut csv = String::from("id,color,x,y\n");
+    for i in 0..200 {
+        let color = ["red", "blue"][i % 2];
+        csv.push_str(&format!(
+            "{i},{color},{},{}\n",
+            i % 17,
+            (i % 17) as f64 * 2.0 + (i % 2) as f64
+        ));
+    }
+    std::fs::write(dir.join("d.csv"), csv).unwrap();
+    let pipeline = |unknown: &str| {
+        format!(
+            r#"
+source d = csv("d.csv") {{
+    id    : int
+    color : category
+    x     : float
+    y     : float
+}}
+split s = d {{ train = 0.8  test = 0.2  key = id }}
+transform prep = s {{
+    encode color with onehot {unknown}
+}}
+model m = ridge(prep) {{
+    target  = y
+    exclude = id
+    alpha   = 0.1
+}}
+evaluate m on test {{ require r2 >= 0.9 }}
+deploy m as "m"
+"#
+        )
+    };
+    std::fs::write(dir.join("req.csv"), "id,color,x\n1,green,3\n2,red,4\n").unwrap();
+    // Default: an unseen level encodes as all zeros.
+    std::fs::write(dir.join("p.mlp"), pipeline("")).unwrap();
+    let o = mlp(&dir, &["run", "."]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = mlp(
+        &dir,
+        &["predict", "m", "--input", "req.csv", "--output", "out.csv"],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(
+        std::fs::read_to_string(dir.join("out.csv"))
+            .unwrap()
+            .lines()
+            .count(),
+        3
+    );
+    // `unknown = error`: the batch fails naming the level.
+    std::fs::write(dir.join("p.mlp"), pipeline("unknown = error")).unwrap();
+    let o = mlp(&dir, &["run", "."]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = mlp(
+        &dir,
+        &["predict", "m", "--input", "req.csv", "--output", "out2.csv"],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("green"), "{}", text(&o));
+    assert!(text(&o).contains("not seen in training"), "{}", text(&o));
+}
