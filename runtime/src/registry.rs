@@ -6,6 +6,7 @@
 //!   versions/<sha256>.json   one bundle per version, written once
 //!   aliases.json             alias -> version, rewritten atomically
 //!   history.jsonl            every alias move, appended
+//!   registered.jsonl         every registration, appended (newest last)
 //! ```
 
 use crate::store::write_atomic;
@@ -106,26 +107,41 @@ impl Registry {
         v
     }
 
+    /// Every version with when it was last registered, oldest first.
     pub fn versions(&self, name: &str) -> Vec<(String, u64)> {
-        let mut v: Vec<(String, u64)> = std::fs::read_dir(self.dir(name).join("versions"))
+        let on_disk: Vec<String> = std::fs::read_dir(self.dir(name).join("versions"))
             .map(|rd| {
                 rd.flatten()
                     .filter_map(|e| {
-                        let n = e.file_name().to_string_lossy().to_string();
-                        let created = e
-                            .metadata()
-                            .ok()
-                            .and_then(|m| m.modified().ok())
-                            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                            .map(|d| d.as_secs())
-                            .unwrap_or(0);
-                        n.strip_suffix(".json").map(|v| (v.to_string(), created))
+                        e.file_name()
+                            .to_string_lossy()
+                            .strip_suffix(".json")
+                            .map(str::to_string)
                     })
                     .collect()
             })
             .unwrap_or_default();
-        v.sort_by(|a, b| a.1.cmp(&b.1).then(a.0.cmp(&b.0)));
-        v
+        // Registration order from the log; versions missing from it (an
+        // older registry) come first.
+        let mut last: BTreeMap<String, (usize, u64)> = BTreeMap::new();
+        if let Ok(text) = std::fs::read_to_string(self.dir(name).join("registered.jsonl")) {
+            for (i, line) in text.lines().enumerate() {
+                if let Ok(v) = serde_json::from_str::<serde_json::Value>(line) {
+                    if let Some(ver) = v["version"].as_str() {
+                        last.insert(ver.to_string(), (i + 1, v["unix"].as_u64().unwrap_or(0)));
+                    }
+                }
+            }
+        }
+        let mut v: Vec<(usize, String, u64)> = on_disk
+            .into_iter()
+            .map(|ver| {
+                let (order, unix) = last.get(&ver).copied().unwrap_or((0, 0));
+                (order, ver, unix)
+            })
+            .collect();
+        v.sort();
+        v.into_iter().map(|(_, ver, unix)| (ver, unix)).collect()
     }
 
     pub fn aliases(&self, name: &str) -> BTreeMap<String, String> {
@@ -159,6 +175,20 @@ impl Registry {
         if !path.exists() {
             write_atomic(&path, bytes).map_err(io)?;
         }
+        // The order of registration (the newest is the default version);
+        // file times are too coarse to tell two deploys in one second apart.
+        let order = self.dir(name).join("registered.jsonl");
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&order)
+            .map_err(io)?;
+        writeln!(
+            f,
+            "{}",
+            serde_json::json!({"unix": now(), "version": version})
+        )
+        .map_err(io)?;
         if let Some(a) = alias {
             self.set_alias(name, a, &version, "deploy")?;
         }
