@@ -11,9 +11,10 @@
 //! | model     | `model.rs`     | `frame.arrow` (with predictions), `model.json`, `trials.json` |
 //! | evaluate  | `evaluate.rs`  | `report.json` (metrics, gates, slices, confusion matrix) |
 //!
-//! Deploy and monitor stages plug into the same executor and cache (issues 4
-//! and 6); until then they are reported as not run by this build, never as
-//! done, and so are models of algorithms this build does not train yet.
+//! | deploy    | `deploy.rs`    | `deploy.json` (the bundle goes to the registry) |
+//!
+//! Monitor stages plug into the same executor and cache (issue 6); until
+//! then they are reported as not run by this build, never as done.
 
 pub mod check;
 pub mod deploy;
