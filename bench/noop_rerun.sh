@@ -19,6 +19,7 @@ mkdir -p "$WORK"
 if [ ! -f "$WORK/houses.csv" ]; then
     python3 bench/gen_houses.py "$ROWS" "$WORK/houses.csv"
 fi
+rm -f "$WORK"/*.mlp
 cp bench/houses_prep.mlp "$WORK/houses_prep.mlp"
 echo "data: $(($(wc -l < "$WORK/houses.csv") - 1)) rows, $(du -h "$WORK/houses.csv" | cut -f1)"
 rm -rf "$WORK/.mlp"

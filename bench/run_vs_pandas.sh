@@ -21,6 +21,7 @@ mkdir -p "$WORK"
 if [ ! -f "$WORK/houses.csv" ] || [ "$(($(wc -l < "$WORK/houses.csv") - 1))" != "$ROWS" ]; then
     python3 bench/gen_houses.py "$ROWS" "$WORK/houses.csv"
 fi
+rm -f "$WORK"/*.mlp
 cp bench/houses_prep.mlp "$WORK/houses_prep.mlp"
 echo "data: $ROWS rows, $(du -h "$WORK/houses.csv" | cut -f1)"
 
