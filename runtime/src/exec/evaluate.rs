@@ -326,20 +326,7 @@ pub fn run(op: &EvaluateOp, cx: &Context) -> Result<Output, ExecError> {
     }
     let mut slices = vec![];
     for s in &op.slices {
-        let groups = rows
-            .column(&s.column)
-            .map_err(ExecError::polars)?
-            .cast(&DataType::String)
-            .map_err(ExecError::polars)?;
-        let mut levels: Vec<String> = groups
-            .str()
-            .map_err(ExecError::polars)?
-            .iter()
-            .flatten()
-            .map(str::to_string)
-            .collect();
-        levels.sort();
-        levels.dedup();
+        let levels = super::model::distinct_text(&rows, &s.column)?;
         let slice_metrics: Vec<String> = s.gates.iter().map(|g| g.metric.clone()).collect();
         let mut per_group = vec![];
         for l in &levels {

@@ -209,6 +209,21 @@ pub enum TreeNode {
     },
 }
 
+/// One voting tree of an ensemble.
+fn forest_tree(
+    tree: &linfa_trees::DecisionTree<f64, usize>,
+    columns: Vec<usize>,
+    weight: f64,
+) -> ForestTree {
+    let mut nodes = vec![];
+    flatten_tree(tree.root_node(), &mut nodes);
+    ForestTree {
+        nodes,
+        columns,
+        weight,
+    }
+}
+
 /// Flattens a linfa tree into our nodes (pre-order).
 fn flatten_tree(node: &linfa_trees::TreeNode<f64, usize>, out: &mut Vec<TreeNode>) -> usize {
     let at = out.len();
@@ -645,15 +660,7 @@ fn fit(
                             f.models
                                 .iter()
                                 .zip(&f.model_features)
-                                .map(|(m, cols)| {
-                                    let mut nodes = vec![];
-                                    flatten_tree(m.root_node(), &mut nodes);
-                                    ForestTree {
-                                        nodes,
-                                        columns: cols.clone(),
-                                        weight: 1.0,
-                                    }
-                                })
+                                .map(|(m, cols)| forest_tree(m, cols.clone(), 1.0))
                                 .collect::<Vec<_>>()
                         })
                         .map_err(|e| e.to_string())
@@ -666,15 +673,7 @@ fn fit(
                             f.models
                                 .iter()
                                 .zip(&f.model_weights)
-                                .map(|(m, w)| {
-                                    let mut nodes = vec![];
-                                    flatten_tree(m.root_node(), &mut nodes);
-                                    ForestTree {
-                                        nodes,
-                                        columns: (0..x.ncols()).collect(),
-                                        weight: *w,
-                                    }
-                                })
+                                .map(|(m, w)| forest_tree(m, (0..x.ncols()).collect(), *w))
                                 .collect::<Vec<_>>()
                         })
                         .map_err(|e| e.to_string())
@@ -938,11 +937,16 @@ fn y_view(y: &Target) -> super::evaluate::Truth<'_> {
 /// The classes of a classification model: declared, or the sorted distinct
 /// target values of the train rows.
 pub fn classes_of(op: &ModelOp, train: &DataFrame) -> Result<Vec<String>, ExecError> {
-    if let Some(c) = &op.classes {
-        return Ok(c.clone());
+    match &op.classes {
+        Some(c) => Ok(c.clone()),
+        None => distinct_text(train, &op.target),
     }
-    let s = train
-        .column(&op.target)
+}
+
+/// The sorted distinct non-null values of a column, as text.
+pub fn distinct_text(df: &DataFrame, column: &str) -> Result<Vec<String>, ExecError> {
+    let s = df
+        .column(column)
         .map_err(ExecError::polars)?
         .cast(&DataType::String)
         .map_err(ExecError::polars)?;
