@@ -92,6 +92,10 @@ pub struct Bundle {
     /// Per input column of the model, statistics of the train rows.
     pub training_stats: serde_json::Value,
     pub lineage: serde_json::Value,
+    /// The pipeline's `monitor` declaration for this model, if any: what
+    /// `mlp monitor` and the server check against `training_stats`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub monitor: Option<mlp_compiler::plan::MonitorOp>,
 }
 
 /// Rows that could not be predicted, with why.

@@ -253,6 +253,10 @@ evaluate price on test {
     require r2 >= 0.5
 }
 deploy price as "house-price" { alias = "production" }
+monitor price {
+    drift sqft with psi < 0.2
+    drift city with chi2 p > 0.01
+}
 "#;
 
 fn deployed_project(name: &str, rows: usize, seed: u64) -> PathBuf {
@@ -455,6 +459,18 @@ fn promote_and_rollback_move_aliases_and_keep_history() {
     assert_eq!(actions, ["deploy", "deploy", "rollback", "promote"]);
     let o = mlp(&dir, &["models", "list"]);
     assert!(text(&o).contains("house-price"), "{}", text(&o));
+    // The bundle carries what monitoring compares against.
+    let bundle: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            dir.join(".mlp/registry/house-price/versions")
+                .join(format!("{v1}.json")),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(bundle["monitor"]["drift"][0]["stat"], "psi");
+    assert_eq!(bundle["training_stats"]["sqft"]["kind"], "numeric");
+    assert_eq!(bundle["training_stats"]["city"]["kind"], "categorical");
 }
 
 #[test]

@@ -157,6 +157,10 @@ pub fn run(op: &DeployOp, cx: &Context) -> Result<Output, ExecError> {
         model,
         evaluations,
         training_stats: stats,
+        monitor: cx.plan.stages.iter().find_map(|s| match &s.op {
+            Op::Monitor(m) if m.model == op.model => Some(m.clone()),
+            _ => None,
+        }),
         lineage: json!({
             "plan": cx.plan.fingerprint(),
             "stage_keys": op.serving_stages.iter().map(|s| (s.clone(), cx.keys.get(s).cloned())).collect::<BTreeMap<_, _>>(),
