@@ -540,3 +540,44 @@ deploy m as "m"
     assert!(text(&o).contains("green"), "{}", text(&o));
     assert!(text(&o).contains("not seen in training"), "{}", text(&o));
 }
+
+#[test]
+fn predict_reads_and_writes_parquet_and_ndjson() {
+    let dir = deployed_project("formats", 300, 9);
+    std::fs::write(
+        dir.join("req.ndjson"),
+        "{\"id\": 1, \"sold_at\": \"2020-01-15\", \"city\": \"Austin\", \"sqft\": 1200.5, \"bedrooms\": 2}\n{\"id\": 2, \"sold_at\": \"2020-02-15\", \"city\": \"Denver\", \"sqft\": 900, \"bedrooms\": null}\n",
+    )
+    .unwrap();
+    let o = mlp(
+        &dir,
+        &[
+            "predict",
+            "house-price",
+            "--input",
+            "req.ndjson",
+            "--output",
+            "out.parquet",
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let o = mlp(
+        &dir,
+        &[
+            "predict",
+            "house-price",
+            "--input",
+            "out.parquet",
+            "--output",
+            "again.ndjson",
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(dir.join("again.ndjson"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert!(lines[0]["prediction"].as_f64().unwrap() > 0.0);
+}
