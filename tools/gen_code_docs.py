@@ -86,7 +86,10 @@ DOCS = {
 }
 
 def main():
-    fixtures = {p.name.split('_')[0]: p for p in (ROOT / 'tests/fixtures/err').glob('*.mlp')}
+    # A code may have several fixtures; its doc shows the first by name.
+    fixtures = {}
+    for p in sorted((ROOT / 'tests/fixtures/err').glob('*.mlp')):
+        fixtures.setdefault(p.name.split('_')[0], p)
     out = ROOT / 'docs/codes'
     out.mkdir(parents=True, exist_ok=True)
     for code, (title, what, why, fix) in DOCS.items():

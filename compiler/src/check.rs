@@ -42,6 +42,7 @@ pub fn check(
         output_id: HashMap::new(),
         models: BTreeMap::new(),
         lineage_uses: vec![],
+        defined_later: BTreeSet::new(),
     };
     c.run(files);
     (c.program, c.errors)
@@ -84,6 +85,9 @@ pub(crate) struct Checker<'a> {
     output_id: HashMap<String, String>,
     models: BTreeMap<String, ModelInfo>,
     lineage_uses: Vec<LineageUse>,
+    /// While a `features` block is checked: the names its later lines define,
+    /// so a reference to one is reported as out of order, not as unknown.
+    defined_later: BTreeSet<String>,
 }
 
 /// A declaration that produces a named stage.
@@ -1938,8 +1942,15 @@ impl<'a> Checker<'a> {
         let mut out = vec![];
         let mut plugins = BTreeSet::new();
         let partition = frame.split.as_ref().map(|s| s.column.clone());
-        for feat in &f.features {
-            let Some(t) = self.check_expr(&feat.expr, &frame, ExprContext::Feature) else {
+        for (i, feat) in f.features.iter().enumerate() {
+            self.defined_later = f.features[i + 1..]
+                .iter()
+                .map(|g| g.name.name.clone())
+                .filter(|n| frame.get(n).is_none())
+                .collect();
+            let checked = self.check_expr(&feat.expr, &frame, ExprContext::Feature);
+            self.defined_later.clear();
+            let Some(t) = checked else {
                 frame.poisoned.insert(feat.name.name.clone());
                 continue;
             };

@@ -281,6 +281,11 @@ impl Checker<'_> {
             return;
         }
         let mut hint = None;
+        if self.defined_later.contains(name) {
+            hint = Some(format!(
+                "`{name}` is defined further down this `features` block; features are computed in order, so move this line below the definition of `{name}`"
+            ));
+        }
         // A one-hot column of a group whose levels are unknown.
         for c in &frame.columns {
             if let Some(of) = &c.group_of {
