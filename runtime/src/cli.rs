@@ -797,13 +797,28 @@ pub fn predict(
         let rej_path = output.with_file_name(format!("{stem}.rejected.{ext}"));
         write_frame_file(&mut rej, &rej_path)?;
         eprintln!(
-            "predicted {} rows into {}; {rejected_rows} rows failed the model's row-level checks and were written, with the rule each failed, to {}",
-            good.height(),
+            "predicted {} into {}; {} failed the model's row-level checks and {} written, with the rule each failed, to {}",
+            count_rows(good.height()),
             output.display(),
+            count_rows(rejected_rows),
+            if rejected_rows == 1 { "was" } else { "were" },
             rej_path.display()
         );
         return Ok(ExitCode::from(1));
     }
-    eprintln!("predicted {} rows into {}", good.height(), output.display());
+    eprintln!(
+        "predicted {} into {}",
+        count_rows(good.height()),
+        output.display()
+    );
     Ok(ExitCode::SUCCESS)
+}
+
+/// "1 row", "2 rows".
+fn count_rows(n: usize) -> String {
+    if n == 1 {
+        "1 row".into()
+    } else {
+        format!("{n} rows")
+    }
 }
