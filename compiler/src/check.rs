@@ -2212,7 +2212,8 @@ impl<'a> Checker<'a> {
         // tune
         let mut tune = None;
         if let (Some(tb), Some(t)) = (&m.tune, task) {
-            tune = self.check_tune(tb, t, search.is_empty());
+            let example = algo.and_then(tune_example).filter(|_| search.is_empty());
+            tune = self.check_tune(tb, t, search.is_empty(), example);
         }
 
         // inputs
@@ -2442,6 +2443,7 @@ impl<'a> Checker<'a> {
         tb: &ast::Tune,
         task: TaskKind,
         no_search: bool,
+        example: Option<String>,
     ) -> Option<plan::TuneOp> {
         let mut tune = plan::TuneOp {
             cv: 5,
@@ -2515,8 +2517,10 @@ impl<'a> Checker<'a> {
             }
         }
         if no_search {
-            self.errors
-                .push(CheckError::TuneWithoutSearch { span: tb.span });
+            self.errors.push(CheckError::TuneWithoutSearch {
+                span: tb.span,
+                example,
+            });
         }
         ok.then_some(tune)
     }
@@ -3046,6 +3050,27 @@ impl<'a> Checker<'a> {
             span,
         });
     }
+}
+
+/// A search space for a `tune` help line: the algorithm's first numeric
+/// parameter, around its default and inside its range
+/// (`alpha = [0.1, 1.0, 10.0]`).
+fn tune_example(a: &catalog::AlgorithmSpec) -> Option<String> {
+    a.params.iter().find_map(|p| match p.kind {
+        ParamKind::Float { min, max, .. } => {
+            let d: f64 = p.default?.parse().ok()?;
+            let vals = [d / 10.0, d, d * 10.0];
+            (d > 0.0 && vals[0] > min && vals[2] <= max)
+                .then(|| format!("{} = [{:?}, {:?}, {:?}]", p.name, vals[0], vals[1], vals[2]))
+        }
+        ParamKind::Int { min, max } => {
+            let d: i64 = p.default.and_then(|d| d.parse().ok()).unwrap_or(min.max(4));
+            let vals = [d, d.saturating_mul(2), d.saturating_mul(4)];
+            (d >= 1 && vals[0] >= min && vals[2] <= max)
+                .then(|| format!("{} = [{}, {}, {}]", p.name, vals[0], vals[1], vals[2]))
+        }
+        _ => None,
+    })
 }
 
 fn bytes(v: f64, unit: &str) -> Option<u64> {

@@ -384,6 +384,8 @@ pub enum CheckError {
     },
     TuneWithoutSearch {
         span: Span,
+        /// A search space over one of the algorithm's parameters, for the help.
+        example: Option<String>,
     },
 }
 
@@ -1031,12 +1033,15 @@ impl CheckError {
             .help(format!(
                 "add `evaluate {model} on test {{ require ... }}` so a worse model never ships"
             )),
-            TuneWithoutSearch { span } => Diagnostic::warning(
+            TuneWithoutSearch { span, example } => Diagnostic::warning(
                 code,
                 "`tune` has nothing to search: no parameter is a list".to_string(),
             )
             .primary(*span, "tunes nothing")
-            .help("give a parameter a list of values, for example `alpha = [0.1, 1.0, 10.0]`"),
+            .help(match example {
+                Some(x) => format!("give a parameter a list of values, for example `{x}`"),
+                None => "give a parameter a list of values, or remove `tune`".to_string(),
+            }),
         }
     }
 }
