@@ -249,6 +249,48 @@ fn a_bad_value_stops_the_run_naming_file_row_and_column() {
 }
 
 #[test]
+fn a_row_with_too_many_or_too_few_fields_is_named_by_its_line() {
+    let dir = project("ragged", 50);
+    let data = dir.join("data/houses.csv");
+    let clean = std::fs::read_to_string(&data).unwrap();
+    let lines: Vec<&str> = clean.lines().collect();
+    let header_fields = lines[0].split(',').count();
+    let cases = [
+        // An extra field on line 4 (the header is line 1).
+        (
+            3,
+            format!("{},extra", lines[3]),
+            header_fields + 1,
+            "must be quoted",
+        ),
+        // A field missing on line 4.
+        (
+            3,
+            lines[3].rsplit_once(',').unwrap().0.to_string(),
+            header_fields - 1,
+            "must be quoted",
+        ),
+        // A quote opened on line 4 and never closed.
+        (3, lines[3].replacen(',', ",\"", 1), 2, "close the quote"),
+    ];
+    for (i, line, found, help) in cases {
+        let mut edited: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+        edited[i] = line;
+        std::fs::write(&data, edited.join("\n") + "\n").unwrap();
+        let o = mlp(&dir, &["run", "."]);
+        assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+        let t = text(&o);
+        assert!(
+            t.contains(&format!(
+                "data/houses.csv, line 4: {found} fields where the header has {header_fields}"
+            )),
+            "{t}"
+        );
+        assert!(t.contains(help), "{t}");
+    }
+}
+
+#[test]
 fn a_missing_column_names_the_columns_in_the_file() {
     let dir = project("missing-col", 50);
     std::fs::write(

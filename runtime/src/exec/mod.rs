@@ -55,6 +55,17 @@ pub enum ExecError {
         row: usize,
         column: String,
     },
+    #[error("{file}, line {line}: {found} fields where {reference} has {expected}")]
+    RaggedRow {
+        file: String,
+        line: u64,
+        found: usize,
+        expected: usize,
+        /// "the header" or "the first row".
+        reference: &'static str,
+        /// The record spans several lines: a quote is likely left open.
+        multiline: bool,
+    },
     #[error("no file matches `{pattern}`")]
     NoFiles { pattern: String },
     #[error("`{file}` changed while it was being read")]
@@ -97,6 +108,12 @@ impl ExecError {
             ExecError::UnexpectedNull { .. } => {
                 Some("declare the column nullable (`TYPE?`) and impute it, or fix the data".into())
             }
+            ExecError::RaggedRow { multiline: true, .. } => Some(
+                "a quoted field that opens on this line runs over the next lines: close the quote (a quote inside a quoted field is written `\"\"`)".into(),
+            ),
+            ExecError::RaggedRow { .. } => Some(
+                "fix the row; a value containing the delimiter must be quoted, and a file with another delimiter needs the `delimiter` option".into(),
+            ),
             ExecError::ChangedDuringRun { .. } => {
                 Some("nothing was cached from it; run again once the file is written".into())
             }

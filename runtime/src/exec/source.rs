@@ -97,6 +97,63 @@ pub fn run(op: &SourceOp, cx: &Context) -> Result<Output, ExecError> {
     })
 }
 
+/// Finds the first CSV record whose number of fields differs from the
+/// header's (or the first row's): the reader would fail on it, or fill the
+/// missing fields with nulls and report a misleading value further on.
+/// Only called once reading has failed, so it may read the whole file.
+fn csv_ragged_row(op: &SourceOp, path: &Path, shown: &str) -> Option<ExecError> {
+    let opt_str = |k: &str| match op.options.get(k) {
+        Some(Literal::Str(s)) => s.as_bytes().first().copied(),
+        _ => None,
+    };
+    let header = !matches!(op.options.get("header"), Some(Literal::Bool(false)));
+    let mut b = csv::ReaderBuilder::new();
+    b.has_headers(false).flexible(true);
+    if let Some(d) = opt_str("delimiter") {
+        b.delimiter(d);
+    }
+    if let Some(q) = opt_str("quote") {
+        b.quote(q);
+    }
+    let mut rdr = b.from_path(path).ok()?;
+    let skip = match op.options.get("skip_rows") {
+        Some(Literal::Int(n)) => *n as usize,
+        _ => 0,
+    };
+    let mut expected = None;
+    let mut rec = csv::ByteRecord::new();
+    let mut index = 0usize;
+    loop {
+        let start = rdr.position().line();
+        match rdr.read_byte_record(&mut rec) {
+            Ok(true) => {}
+            Ok(false) | Err(_) => return None,
+        }
+        index += 1;
+        if index <= skip || (rec.len() == 1 && rec[0].is_empty()) {
+            continue;
+        }
+        match expected {
+            None => expected = Some(rec.len()),
+            Some(n) if rec.len() != n => {
+                return Some(ExecError::RaggedRow {
+                    file: shown.to_string(),
+                    line: start,
+                    found: rec.len(),
+                    expected: n,
+                    reference: if header {
+                        "the header"
+                    } else {
+                        "the first row"
+                    },
+                    multiline: rdr.position().line() > start + 1,
+                });
+            }
+            Some(_) => {}
+        }
+    }
+}
+
 fn read_error(file: &str, e: impl std::fmt::Display) -> ExecError {
     ExecError::Read {
         file: file.to_string(),
@@ -130,7 +187,10 @@ fn read_file(
             return Ok(df);
         }
     }
-    read_checked(op, path, shown, lenient)
+    match read_checked(op, path, shown, lenient) {
+        Err(e) if op.format == "csv" => Err(csv_ragged_row(op, path, shown).unwrap_or(e)),
+        r => r,
+    }
 }
 
 fn csv_reader(op: &SourceOp, path: &Path, shown: &str) -> Result<LazyCsvReader, ExecError> {
@@ -229,7 +289,10 @@ fn read_csv_typed(op: &SourceOp, path: &Path, shown: &str) -> Option<DataFrame> 
 /// Reads a prediction request: leniently, so rows that break the schema
 /// are described in [`PARSE_ERROR`] rather than stopping the batch.
 pub fn read_request(op: &SourceOp, path: &Path, shown: &str) -> Result<DataFrame, ExecError> {
-    read_checked(op, path, shown, true)
+    match read_checked(op, path, shown, true) {
+        Err(e) if op.format == "csv" => Err(csv_ragged_row(op, path, shown).unwrap_or(e)),
+        r => r,
+    }
 }
 
 /// The careful path: every column read as text (or as the file's own type),
