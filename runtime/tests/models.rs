@@ -581,3 +581,31 @@ fn predict_reads_and_writes_parquet_and_ndjson() {
     assert_eq!(lines.len(), 2);
     assert!(lines[0]["prediction"].as_f64().unwrap() > 0.0);
 }
+
+#[test]
+fn tuning_with_more_folds_than_training_rows_fails_and_says_so() {
+    let dir = std::env::temp_dir().join(format!("mlp-models-tiny-cv-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("d.csv"), "a,b\n1,2.0\n2,4.1\n3,5.9\n4,8.2\n").unwrap();
+    std::fs::write(
+        dir.join("p.mlp"),
+        r#"source x = csv("d.csv") { a : int  b : float }
+split s = x { train = 0.5  test = 0.5  seed = 1 }
+model m = ridge(s) {
+    target = b
+    alpha  = [0.1, 1.0]
+    tune { cv = 5  metric = rmse }
+}
+"#,
+    )
+    .unwrap();
+    let o = mlp(&dir, &["run", "."]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let t = text(&o);
+    assert!(
+        t.contains("`tune { cv = 5 }` needs at least 5 rows in `train`"),
+        "{t}"
+    );
+    assert!(t.contains("lower `cv`"), "{t}");
+}

@@ -1052,7 +1052,13 @@ pub fn run(op: &ModelOp, cx: &Context) -> Result<Output, ExecError> {
     let best = match &op.tune {
         Some(t) if !op.search.is_empty() => {
             let n = x.nrows();
-            let k = (t.cv as usize).clamp(2, n.max(2));
+            if n < t.cv as usize {
+                return Err(ExecError::Data(format!(
+                    "`tune {{ cv = {} }}` needs at least {} rows in `train` (one per fold), and `train` has {n}; lower `cv` or give `train` more rows",
+                    t.cv, t.cv
+                )));
+            }
+            let k = (t.cv as usize).max(2);
             let mut order: Vec<usize> = (0..n).collect();
             order.sort_by_key(|i| {
                 xxhash_rust::xxh3::xxh3_64_with_seed(&(*i as u64).to_le_bytes(), t.seed)
