@@ -609,3 +609,27 @@ model m = ridge(s) {
     );
     assert!(t.contains("lower `cv`"), "{t}");
 }
+
+#[test]
+fn a_classifier_whose_train_holds_one_class_fails_and_names_it() {
+    let dir = std::env::temp_dir().join(format!("mlp-models-one-class-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let rows: String = (0..20).map(|i| format!("{i},true\n")).collect();
+    std::fs::write(dir.join("d.csv"), format!("a,b\n{rows}")).unwrap();
+    std::fs::write(
+        dir.join("p.mlp"),
+        r#"source x = csv("d.csv") { a : int  b : bool }
+split s = x { train = 0.5  test = 0.5  seed = 1 }
+model m = logistic_regression(s) { target = b }
+"#,
+    )
+    .unwrap();
+    let o = mlp(&dir, &["run", "."]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let t = text(&o);
+    assert!(
+        t.contains("target `b` has one class only (\"true\") in `train`"),
+        "{t}"
+    );
+}

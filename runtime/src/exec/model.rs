@@ -1030,11 +1030,19 @@ pub fn run(op: &ModelOp, cx: &Context) -> Result<Output, ExecError> {
         Task::Regression => vec![],
         Task::Classification => classes_of(op, &train)?,
     };
-    if op.task == Task::Classification && classes.len() < 2 {
-        return Err(ExecError::Data(format!(
-            "target `{}` has fewer than two classes in `train`",
-            op.target
-        )));
+    if op.task == Task::Classification {
+        let present = distinct_text(&train, &op.target)?;
+        if classes.len() < 2 || present.len() < 2 {
+            return Err(ExecError::Data(format!(
+                "target `{}` has {} in `train`; a classifier needs rows of at least two classes (check the data, the filters upstream, or the split)",
+                op.target,
+                match present.as_slice() {
+                    [] => "no values".to_string(),
+                    [one] => format!("one class only (\"{one}\")"),
+                    _ => format!("{} classes", present.len()),
+                }
+            )));
+        }
     }
     let x = design(&train, &features)?;
     let y = target(&train, op, &classes)?;
