@@ -1870,15 +1870,29 @@ impl<'a> Checker<'a> {
                     return None;
                 }
                 frame.columns.retain(|c| !names.contains(&c.name));
+                for n in &names {
+                    frame.gone.insert(
+                        n.clone(),
+                        format!("dropped by a `drop` step in `{stage_id}`"),
+                    );
+                }
                 Some(plan::StepOp::Drop { columns: names })
             }
             S::Keep(cols) => {
                 let names = self.columns_exist(cols, frame)?;
+                let before = frame.names();
                 frame.columns.retain(|c| {
                     names.contains(&c.name)
                         || Some(c.name.as_str()) == partition
                         || c.group_of.as_ref().is_some_and(|g| names.contains(g))
                 });
+                for n in before {
+                    if frame.get(&n).is_none() {
+                        frame
+                            .gone
+                            .insert(n, format!("left out by a `keep` step in `{stage_id}`"));
+                    }
+                }
                 Some(plan::StepOp::Keep { columns: names })
             }
             S::Rename(a, b) => {
@@ -1896,6 +1910,11 @@ impl<'a> Checker<'a> {
                 if let Some(c) = frame.get_mut(&a.name) {
                     c.name = b.name.clone();
                 }
+                frame.gone.remove(&b.name);
+                frame.gone.insert(
+                    a.name.clone(),
+                    format!("renamed to `{}` in `{stage_id}`", b.name),
+                );
                 Some(plan::StepOp::Rename {
                     from: a.name.clone(),
                     to: b.name.clone(),

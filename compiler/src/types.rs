@@ -5,7 +5,7 @@
 
 use crate::ast::Span;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 /// A column's value type.
@@ -128,6 +128,9 @@ pub struct Frame {
     /// Columns whose definition failed to check: references to them are not
     /// reported again downstream.
     pub poisoned: BTreeSet<String>,
+    /// Columns a step removed, with how (`renamed to `b` in `transform.t``),
+    /// so a later reference to one says where it went.
+    pub gone: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -155,6 +158,7 @@ impl Frame {
     }
     /// Adds a column, or replaces the one with the same name in place.
     pub fn upsert(&mut self, col: Column) {
+        self.gone.remove(&col.name);
         match self.position(&col.name) {
             Some(i) => self.columns[i] = col,
             None => self.columns.push(col),

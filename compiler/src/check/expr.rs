@@ -286,6 +286,9 @@ impl Checker<'_> {
                 "`{name}` is defined further down this `features` block; features are computed in order, so move this line below the definition of `{name}`"
             ));
         }
+        if let (None, Some(how)) = (&hint, frame.gone.get(name)) {
+            hint = Some(format!("`{name}` was {how}"));
+        }
         // A one-hot column of a group whose levels are unknown.
         for c in &frame.columns {
             if let Some(of) = &c.group_of {
