@@ -633,3 +633,33 @@ model m = logistic_regression(s) { target = b }
         "{t}"
     );
 }
+
+#[test]
+fn a_binary_metric_on_a_target_found_to_be_multiclass_fails_and_says_so() {
+    let dir = std::env::temp_dir().join(format!("mlp-models-auc-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let rows: String = (0..60)
+        .map(|i| format!("{i},{}\n", ["a", "b", "c"][i % 3]))
+        .collect();
+    std::fs::write(dir.join("d.csv"), format!("x,y\n{rows}")).unwrap();
+    // `y` declares no levels, so only the data says it has three classes.
+    std::fs::write(
+        dir.join("p.mlp"),
+        r#"source d = csv("d.csv") { x : int  y : category }
+split s = d { train = 0.7  test = 0.3  seed = 1 }
+model m = decision_tree(s) { target = y }
+evaluate m on test { metrics accuracy, roc_auc }
+"#,
+    )
+    .unwrap();
+    let o = mlp(&dir, &["run", "."]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let t = text(&o);
+    assert!(
+        t.contains(
+            "`roc_auc` is defined for two classes, and target `y` has 3 in `train` (a, b, c)"
+        ),
+        "{t}"
+    );
+}

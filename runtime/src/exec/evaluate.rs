@@ -297,6 +297,20 @@ pub fn run(op: &EvaluateOp, cx: &Context) -> Result<Output, ExecError> {
             names.push(g.metric.clone());
         }
     }
+    // The compiler rejects a binary-only metric on a multiclass target when
+    // the classes are declared; otherwise they are known only now.
+    if m.task == Task::Classification && classes.len() != 2 {
+        for n in &names {
+            if mlp_compiler::catalog::metric_spec(n).is_some_and(|s| s.binary_only) {
+                return Err(ExecError::Data(format!(
+                    "`{n}` is defined for two classes, and target `{}` has {} in `train` ({}); score it with `f1`, `accuracy` or `log_loss` instead",
+                    m.target,
+                    classes.len(),
+                    classes.join(", ")
+                )));
+            }
+        }
+    }
     let overall = metrics_of(&rows, m, &classes, &names)?;
     let value = |n: &str| {
         overall
