@@ -1056,6 +1056,76 @@ fn rule_words(rule: Rule) -> Option<&'static str> {
     })
 }
 
+/// The keywords that open a top-level declaration.
+const DECLARATION_KEYWORDS: &[&str] = &[
+    "source",
+    "check",
+    "split",
+    "transform",
+    "features",
+    "plugin",
+    "model",
+    "evaluate",
+    "deploy",
+    "monitor",
+];
+
+/// When the error's line starts a new declaration while a `{` before it is
+/// still open, the likely mistake is a missing `}`: says which `{`.
+fn unclosed_block(text: &str, pos: usize) -> Option<String> {
+    let line_start = text[..pos.min(text.len())].rfind('\n').map_or(0, |i| i + 1);
+    let first_word: String = text[line_start..]
+        .trim_start()
+        .chars()
+        .take_while(|c| c.is_alphanumeric() || *c == '_')
+        .collect();
+    // `split s = ...` starts a declaration; `model = ...` in a `features`
+    // block is a feature named `model`.
+    let after = text[line_start..].trim_start()[first_word.len()..].trim_start();
+    let names_something = after
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_alphabetic() || c == '_');
+    if !DECLARATION_KEYWORDS.contains(&first_word.as_str()) || !names_something {
+        return None;
+    }
+    // Braces before the line, outside strings and comments.
+    let mut open: Vec<usize> = vec![];
+    let mut chars = text[..line_start].char_indices();
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '#' => {
+                for (_, c) in chars.by_ref() {
+                    if c == '\n' {
+                        break;
+                    }
+                }
+            }
+            '"' => {
+                while let Some((_, c)) = chars.next() {
+                    match c {
+                        '\\' => {
+                            chars.next();
+                        }
+                        '"' | '\n' => break,
+                        _ => {}
+                    }
+                }
+            }
+            '{' => open.push(i),
+            '}' => {
+                open.pop();
+            }
+            _ => {}
+        }
+    }
+    let brace = *open.last()?;
+    let line = text[..brace].matches('\n').count() + 1;
+    Some(format!(
+        "the `{{` on line {line} is never closed: add `}}` before this `{first_word}`"
+    ))
+}
+
 fn syntax_error(file: FileId, text: &str, e: pest::error::Error<Rule>) -> ParseError {
     use pest::error::{ErrorVariant, InputLocation};
     let mut pos = match e.location {
@@ -1156,12 +1226,13 @@ fn syntax_error(file: FileId, text: &str, e: pest::error::Error<Rule>) -> ParseE
         }
     };
     let found_word = &rest[..tok_len];
-    let suggestion =
+    let suggestion = unclosed_block(text, pos).or_else(|| {
         if found_word.chars().all(|c| c.is_alphanumeric() || c == '_') && found_word.len() > 1 {
             crate::suggest::did_you_mean(found_word, keywords.iter().map(String::as_str))
         } else {
             None
-        };
+        }
+    });
     ParseError {
         span: Span::new(file, pos, pos + tok_len),
         message,
