@@ -1073,7 +1073,12 @@ const DECLARATION_KEYWORDS: &[&str] = &[
 /// When the error's line starts a new declaration while a `{` before it is
 /// still open, the likely mistake is a missing `}`: says which `{`.
 fn unclosed_block(text: &str, pos: usize) -> Option<String> {
-    let line_start = text[..pos.min(text.len())].rfind('\n').map_or(0, |i| i + 1);
+    let at_end = text[pos.min(text.len())..].trim().is_empty();
+    let line_start = if at_end {
+        text.len()
+    } else {
+        text[..pos.min(text.len())].rfind('\n').map_or(0, |i| i + 1)
+    };
     let first_word: String = text[line_start..]
         .trim_start()
         .chars()
@@ -1086,7 +1091,7 @@ fn unclosed_block(text: &str, pos: usize) -> Option<String> {
         .chars()
         .next()
         .is_some_and(|c| c.is_alphabetic() || c == '_');
-    if !DECLARATION_KEYWORDS.contains(&first_word.as_str()) || !names_something {
+    if !at_end && (!DECLARATION_KEYWORDS.contains(&first_word.as_str()) || !names_something) {
         return None;
     }
     // Braces before the line, outside strings and comments.
@@ -1121,9 +1126,11 @@ fn unclosed_block(text: &str, pos: usize) -> Option<String> {
     }
     let brace = *open.last()?;
     let line = text[..brace].matches('\n').count() + 1;
-    Some(format!(
-        "the `{{` on line {line} is never closed: add `}}` before this `{first_word}`"
-    ))
+    Some(if at_end {
+        format!("the `{{` on line {line} is never closed: add `}}` at the end of the block")
+    } else {
+        format!("the `{{` on line {line} is never closed: add `}}` before this `{first_word}`")
+    })
 }
 
 fn syntax_error(file: FileId, text: &str, e: pest::error::Error<Rule>) -> ParseError {
