@@ -37,7 +37,7 @@ pub enum CliError {
     Sample(#[from] SampleError),
     #[error("unknown code `{0}`")]
     UnknownCode(String),
-    #[error("the pipeline has errors; run `mlp check` to see them")]
+    #[error("the pipeline does not check: fix the errors above and try again")]
     DoesNotCheck,
     #[error("{0}")]
     Output(String),
