@@ -741,21 +741,52 @@ fn load_bundle(path: &Path) -> Result<Bundle, CliError> {
     })
 }
 
+/// The format a file's extension names: `csv` (also without an extension),
+/// `parquet`, or `json` (newline-delimited).
+fn frame_format(path: &Path) -> Result<&'static str, CliError> {
+    match path.extension().and_then(|e| e.to_str()) {
+        None | Some("csv") => Ok("csv"),
+        Some("parquet" | "pq") => Ok("parquet"),
+        Some("json" | "ndjson" | "jsonl") => Ok("json"),
+        Some(other) => Err(CliError::Output(format!(
+            "{}: cannot read or write `.{other}` files; use .csv, .parquet or .ndjson",
+            path.display()
+        ))),
+    }
+}
+
+/// Writes a frame in the format its extension names, through a temporary
+/// file renamed into place: a failed write leaves no partial file.
 fn write_frame_file(df: &mut polars::prelude::DataFrame, path: &Path) -> Result<(), CliError> {
     use polars::prelude::*;
-    let err = |e: PolarsError| CliError::Output(format!("{}: {e}", path.display()));
-    let f = std::fs::File::create(path)
-        .map_err(|e| CliError::Output(format!("{}: {e}", path.display())))?;
-    match path.extension().and_then(|e| e.to_str()).unwrap_or("csv") {
-        "parquet" | "pq" => {
-            ParquetWriter::new(f).finish(df).map_err(err)?;
+    let failed = |e: &dyn std::fmt::Display| CliError::Output(format!("{}: {e}", path.display()));
+    let format = frame_format(path)?;
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(".mlp-output-");
+    // As `File::create` would: 0o666 less the umask (a temporary file is
+    // otherwise private to its owner).
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        builder.permissions(std::fs::Permissions::from_mode(0o666));
+    }
+    let mut tmp = builder.tempfile_in(dir).map_err(|e| failed(&e))?;
+    let f = tmp.as_file_mut();
+    match format {
+        "parquet" => {
+            ParquetWriter::new(f).finish(df).map_err(|e| failed(&e))?;
         }
-        "json" | "ndjson" | "jsonl" => JsonWriter::new(f)
+        "json" => JsonWriter::new(f)
             .with_json_format(JsonFormat::JsonLines)
             .finish(df)
-            .map_err(err)?,
-        _ => CsvWriter::new(f).finish(df).map_err(err)?,
+            .map_err(|e| failed(&e))?,
+        _ => CsvWriter::new(f).finish(df).map_err(|e| failed(&e))?,
     }
+    tmp.persist(path).map_err(|e| failed(&e.error))?;
     Ok(())
 }
 
@@ -779,6 +810,18 @@ pub fn predict(
             "`{}` does not exist",
             input.display()
         )));
+    }
+    // Both formats are known before any work is done.
+    frame_format(input)?;
+    frame_format(output)?;
+    if let Some(dir) = output.parent().filter(|d| !d.as_os_str().is_empty()) {
+        if !dir.is_dir() {
+            return Err(CliError::Output(format!(
+                "{}: the folder `{}` does not exist; create it first",
+                output.display(),
+                dir.display()
+            )));
+        }
     }
     let (mut good, rejected) =
         bundle::predict_file(&b, input).map_err(|e| CliError::Output(e.to_string()))?;

@@ -583,6 +583,62 @@ fn predict_reads_and_writes_parquet_and_ndjson() {
 }
 
 #[test]
+fn predict_refuses_an_unknown_format_or_folder_before_writing_anything() {
+    let dir = deployed_project("bad-output", 200, 4);
+    std::fs::write(
+        dir.join("req.csv"),
+        "id,sold_at,city,sqft,bedrooms\n1,2020-01-15,Austin,1200.5,2\n",
+    )
+    .unwrap();
+    let predict = |input: &str, output: &str| {
+        mlp(
+            &dir,
+            &[
+                "predict",
+                "house-price",
+                "--input",
+                input,
+                "--output",
+                output,
+            ],
+        )
+    };
+    let o = predict("req.csv", "out.xlsx");
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("cannot read or write `.xlsx` files; use .csv, .parquet or .ndjson"),
+        "{}",
+        text(&o)
+    );
+    assert!(!dir.join("out.xlsx").exists());
+    let o = predict("req.csv", "missing/out.csv");
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("the folder `missing` does not exist"),
+        "{}",
+        text(&o)
+    );
+    // Nothing but the request and the project's own files is left behind.
+    let o = predict("req.csv", "out.csv");
+    assert!(o.status.success(), "{}", text(&o));
+    let stray: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .filter(|n| n.starts_with(".mlp-output-"))
+        .collect();
+    assert!(stray.is_empty(), "{stray:?}");
+    #[cfg(unix)]
+    {
+        // Created like any file (0o666 less the umask), not private as a
+        // temporary file is.
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        std::fs::write(dir.join("plain.txt"), "x").unwrap();
+        assert_eq!(mode(&dir.join("out.csv")), mode(&dir.join("plain.txt")));
+    }
+}
+
+#[test]
 fn tuning_with_more_folds_than_training_rows_fails_and_says_so() {
     let dir = std::env::temp_dir().join(format!("mlp-models-tiny-cv-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
