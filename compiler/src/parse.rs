@@ -1056,6 +1056,16 @@ fn rule_words(rule: Rule) -> Option<&'static str> {
     })
 }
 
+/// A keyword written inside a block that belongs in its header.
+fn misplaced_keyword(word: &str) -> Option<String> {
+    match word {
+        "quarantine" => Some(
+            "`quarantine` goes in the header of the check: `check NAME quarantine { ... }`".into(),
+        ),
+        _ => None,
+    }
+}
+
 /// The keywords that open a top-level declaration.
 const DECLARATION_KEYWORDS: &[&str] = &[
     "source",
@@ -1233,13 +1243,15 @@ fn syntax_error(file: FileId, text: &str, e: pest::error::Error<Rule>) -> ParseE
         }
     };
     let found_word = &rest[..tok_len];
-    let suggestion = unclosed_block(text, pos).or_else(|| {
-        if found_word.chars().all(|c| c.is_alphanumeric() || c == '_') && found_word.len() > 1 {
-            crate::suggest::did_you_mean(found_word, keywords.iter().map(String::as_str))
-        } else {
-            None
-        }
-    });
+    let suggestion = unclosed_block(text, pos)
+        .or_else(|| misplaced_keyword(found_word))
+        .or_else(|| {
+            if found_word.chars().all(|c| c.is_alphanumeric() || c == '_') && found_word.len() > 1 {
+                crate::suggest::did_you_mean(found_word, keywords.iter().map(String::as_str))
+            } else {
+                None
+            }
+        });
     ParseError {
         span: Span::new(file, pos, pos + tok_len),
         message,
