@@ -691,7 +691,16 @@ pub fn run_plan(
                             if let (Some(df), Ok(mut m)) = (&output.frame, produced.lock()) {
                                 m.insert(key.clone(), df.clone());
                             }
-                            let notes = std::mem::take(&mut output.notes);
+                            let mut notes = std::mem::take(&mut output.notes);
+                            if output.frames.iter().any(|(n, _)| n == "quarantine") {
+                                let file = store.entry_dir(&key).join("quarantine.arrow");
+                                notes.push(format!(
+                                    "the rows set aside, with `_row` and `_failed_rules`: {} (Arrow IPC)",
+                                    std::env::current_dir()
+                                        .map(|cwd| rel(&cwd, &file))
+                                        .unwrap_or_else(|_| file.display().to_string())
+                                ));
+                            }
                             let details = {
                                 let kept: serde_json::Map<String, serde_json::Value> = output
                                     .json

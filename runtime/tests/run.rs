@@ -399,6 +399,16 @@ fn dirty_data_stops_without_quarantine_and_is_set_aside_with_it() {
         })
         .count();
     assert_eq!(quarantined, bad_in_file);
+    // The run says where the set-aside rows are, and they are there.
+    let where_note = check["notes"][1].as_str().unwrap();
+    let path = where_note
+        .split(": ")
+        .nth(1)
+        .and_then(|r| r.strip_suffix(" (Arrow IPC)"))
+        .unwrap_or_else(|| panic!("{where_note}"));
+    assert!(path.ends_with("quarantine.arrow"), "{where_note}");
+    let size = std::fs::metadata(dir.join(path)).unwrap().len();
+    assert!(size > 0, "{where_note}");
 }
 
 #[test]

@@ -256,9 +256,8 @@ pub fn run(op: &CheckOp, cx: &Context) -> Result<Output, ExecError> {
             .collect()
             .map_err(ExecError::polars)?;
         quarantined = bad.height();
-        out.notes.push(format!(
-            "quarantined {quarantined} of {height} rows (saved in the stage's quarantine output)"
-        ));
+        out.notes
+            .push(format!("quarantined {quarantined} of {height} rows"));
         out.frames.push(("quarantine".into(), bad));
         good
     };
