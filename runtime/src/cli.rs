@@ -668,7 +668,10 @@ pub fn models_show(project: &Path, spec: &str) -> Result<ExitCode, CliError> {
                     .as_object()
                     .map(|m| m
                         .iter()
-                        .map(|(k, v)| format!("{k} {v}"))
+                        .map(|(k, v)| match v.as_f64() {
+                            Some(x) => format!("{k} {x:.4}"),
+                            None => format!("{k} undefined"),
+                        })
                         .collect::<Vec<_>>()
                         .join(", "))
                     .unwrap_or_default()
@@ -676,10 +679,10 @@ pub fn models_show(project: &Path, spec: &str) -> Result<ExitCode, CliError> {
         })
         .collect();
     write_stdout(&format!(
-        "model:      {name}\nversion:    {version}\naliases:    {}\nalgorithm:  {} ({:?})\ntarget:     {}\nfeatures:   {}\nparameters: {}\nmetrics:    {}\nlineage:    plan {}\nhistory:\n{}\n",
+        "model:      {name}\nversion:    {version}\naliases:    {}\nalgorithm:  {} ({})\ntarget:     {}\nfeatures:   {}\nparameters: {}\nmetrics:    {}\nlineage:    plan {}\nhistory:\n{}\n",
         if aliases.is_empty() { "(none)".into() } else { aliases.join(" ") },
         b.model.algorithm,
-        b.model.task,
+        format!("{:?}", b.model.task).to_lowercase(),
         b.model.target,
         b.model.features.join(", "),
         serde_json::to_string(&b.model.params).unwrap_or_default(),

@@ -404,6 +404,19 @@ fn promote_and_rollback_move_aliases_and_keep_history() {
         let o = mlp(&dir, &["models", "show", "house-price@production"]);
         assert!(o.status.success(), "{}", text(&o));
         let t = text(&o);
+        assert!(t.contains("algorithm:  ridge (regression)"), "{t}");
+        let metrics = t.lines().find(|l| l.starts_with("metrics:")).unwrap();
+        // Scores read like the run's: four decimals.
+        assert!(
+            metrics.split_whitespace().all(|w| !w.contains('.')
+                || w.trim_end_matches([',', ';'])
+                    .split('.')
+                    .nth(1)
+                    .unwrap()
+                    .len()
+                    == 4),
+            "{metrics}"
+        );
         t.lines()
             .find(|l| l.starts_with("version:"))
             .unwrap()
