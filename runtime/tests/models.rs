@@ -732,3 +732,34 @@ evaluate m on test { metrics accuracy, roc_auc }
         "{t}"
     );
 }
+
+#[test]
+fn evaluating_a_partition_the_data_lacks_lists_the_ones_it_has() {
+    let dir = std::env::temp_dir().join(format!("mlp-models-no-part-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let rows: String = (0..40)
+        .map(|i| {
+            let part = if i % 4 == 0 { "test" } else { "train" };
+            format!("{i},{}.5,{part}\n", i * 2)
+        })
+        .collect();
+    std::fs::write(dir.join("d.csv"), format!("x,y,part\n{rows}")).unwrap();
+    // With `column = part` the partitions are known only from the data.
+    std::fs::write(
+        dir.join("p.mlp"),
+        r#"source d = csv("d.csv") { x : int  y : float  part : category }
+split s = d { column = part }
+model m = ridge(s) { target = y }
+evaluate m on tset { metrics rmse }
+"#,
+    )
+    .unwrap();
+    let o = mlp(&dir, &["run", "."]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let t = text(&o);
+    assert!(
+        t.contains("partition `tset` has no rows to score; the split's partitions with rows: `test`, `train` (did you mean `test`?)"),
+        "{t}"
+    );
+}

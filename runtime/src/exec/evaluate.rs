@@ -281,9 +281,18 @@ pub fn run(op: &EvaluateOp, cx: &Context) -> Result<Output, ExecError> {
         .collect()
         .map_err(ExecError::polars)?;
     if rows.height() == 0 {
+        let present = super::model::distinct_text(&df, &part)?;
+        let near =
+            mlp_compiler::suggest::did_you_mean(&op.partition, present.iter().map(String::as_str));
         return Err(ExecError::Data(format!(
-            "partition `{}` has no rows to score",
-            op.partition
+            "partition `{}` has no rows to score; the split's partitions with rows: {}{}",
+            op.partition,
+            present
+                .iter()
+                .map(|p| format!("`{p}`"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            near.map(|n| format!(" ({n})")).unwrap_or_default()
         )));
     }
     // Every metric named anywhere.
