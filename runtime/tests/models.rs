@@ -762,4 +762,6 @@ evaluate m on tset { metrics rmse }
         t.contains("partition `tset` has no rows to score; the split's partitions with rows: `test`, `train` (did you mean `test`?)"),
         "{t}"
     );
+    // The split reports the partitions it found.
+    assert!(t.contains("test: 10, train: 30"), "{t}");
 }

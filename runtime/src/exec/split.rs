@@ -62,6 +62,19 @@ pub fn run(op: &SplitOp, cx: &Context) -> Result<Output, ExecError> {
                     "column `{column}` names no row `train`: a split needs training rows"
                 )));
             }
+            let mut counts: std::collections::BTreeMap<String, usize> = Default::default();
+            for v in values_as_text(&df, column)? {
+                *counts
+                    .entry(v.unwrap_or_else(|| "(null: in no partition)".into()))
+                    .or_default() += 1;
+            }
+            out.notes.push(
+                counts
+                    .iter()
+                    .map(|(n, c)| format!("{n}: {c}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            );
             return Ok(Output {
                 frame: Some(df),
                 ..out
