@@ -429,6 +429,20 @@ fn a_failing_check_stops_with_a_report() {
     assert!(t.contains("FAIL"), "{t}");
     assert!(t.contains("{\"row\":"), "{t}");
     assert!(t.contains("warn null_rate bedrooms <= 0.01"), "{t}");
+
+    // A frame-level rule reports its measure, not a count of rows.
+    std::fs::write(
+        dir.join("houses.mlp"),
+        PIPELINE.replace("range sqft 100..50000", "rows >= 1000000"),
+    )
+    .unwrap();
+    let o = mlp(&dir, &["run", "."]);
+    assert_eq!(o.status.code(), Some(1));
+    let t = text(&o);
+    assert!(
+        t.contains("checks on `houses` failed: rows >= 1000000 (was 300)"),
+        "{t}"
+    );
 }
 
 #[test]

@@ -162,7 +162,14 @@ pub fn run(op: &CheckOp, cx: &Context) -> Result<Output, ExecError> {
         let entry = evaluate(rule, &with_index, height, cx, count_of(i))?;
         let failed = entry.failing_rows > 0;
         if failed {
-            let what = format!("{} ({} rows)", rule.text, entry.failing_rows);
+            let what = match entry.value {
+                // A frame-level measure (`rows`, `null_rate`): its value.
+                Some(v) if !rule.row_level => {
+                    format!("{} (was {})", rule.text, (v * 1e4).round() / 1e4)
+                }
+                _ if entry.failing_rows == 1 => format!("{} (1 row)", rule.text),
+                _ => format!("{} ({} rows)", rule.text, entry.failing_rows),
+            };
             if rule.warn {
                 out.notes.push(format!("warning: {what}"));
             } else if op.quarantine && rule.row_level {
@@ -301,7 +308,7 @@ fn report_table(doc: &serde_json::Value) -> String {
             .collect();
         let count = match r["value"].as_f64() {
             Some(v) if r["row_level"] == false => {
-                format!("{failing} (value {})", (v * 1e4).round() / 1e4)
+                format!("- (value {})", (v * 1e4).round() / 1e4)
             }
             _ => failing.to_string(),
         };
