@@ -443,6 +443,17 @@ fn a_failing_check_stops_with_a_report() {
         t.contains("checks on `houses` failed: rows >= 1000000 (was 300)"),
         "{t}"
     );
+
+    // As a warning it lets the run go on, and says so once.
+    std::fs::write(
+        dir.join("houses.mlp"),
+        PIPELINE.replace("range sqft 100..50000", "warn rows >= 1000000"),
+    )
+    .unwrap();
+    let o = mlp(&dir, &["run", "."]);
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(t.contains("warning: rows >= 1000000 (was 300)"), "{t}");
 }
 
 #[test]

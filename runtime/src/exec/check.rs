@@ -171,6 +171,7 @@ pub fn run(op: &CheckOp, cx: &Context) -> Result<Output, ExecError> {
                 _ => format!("{} ({} rows)", rule.text, entry.failing_rows),
             };
             if rule.warn {
+                let what = what.strip_prefix("warn ").unwrap_or(&what);
                 out.notes.push(format!("warning: {what}"));
             } else if op.quarantine && rule.row_level {
                 if let Some(m) = failing(&rule.rule, cx)? {
