@@ -47,13 +47,16 @@ enum Command {
     Explain { code: String },
     /// Print the pipeline's stage graph.
     Graph {
+        /// A .mlp file, or a directory whose .mlp files form one project.
         #[arg(default_value = ".")]
         path: PathBuf,
+        /// `dot` (Graphviz) or `mermaid`.
         #[arg(long, value_enum, default_value = "dot")]
         format: Format,
     },
     /// Show every stage: cached or to run, and why.
     Plan {
+        /// A .mlp file, or a directory whose .mlp files form one project.
         #[arg(default_value = ".")]
         path: PathBuf,
         /// Print the plan as JSON.
@@ -62,6 +65,7 @@ enum Command {
     },
     /// Run the pipeline, recomputing only the stages whose inputs changed.
     Run {
+        /// A .mlp file, or a directory whose .mlp files form one project.
         #[arg(default_value = ".")]
         path: PathBuf,
         /// Print the run summary as JSON.
@@ -70,9 +74,9 @@ enum Command {
         /// Re-run whenever a pipeline, data or plugin file changes.
         #[arg(long)]
         watch: bool,
-        /// How many independent stages may run at once.
-        #[arg(long, default_value_t = 2)]
-        jobs: usize,
+        /// How many independent stages may run at once (at least 1).
+        #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..))]
+        jobs: u16,
     },
     /// The model registry: list, show, promote, rollback.
     Models {
@@ -86,10 +90,13 @@ enum Command {
     Predict {
         /// NAME, NAME@alias, NAME@version, or a bundle file.
         model: String,
+        /// The rows to predict: .csv, .parquet or .ndjson, with the source's columns (the target may be absent).
         #[arg(long)]
         input: PathBuf,
+        /// Where to write the predictions (format by extension); rows that fail the checks go to OUTPUT's stem + `.rejected`.
         #[arg(long)]
         output: PathBuf,
+        /// The project whose `.mlp/registry` holds the model.
         #[arg(long, default_value = ".")]
         project: PathBuf,
     },
@@ -100,6 +107,7 @@ enum Command {
     },
     /// Print a `source` block inferred from a sample of a CSV, NDJSON or Parquet file.
     Infer {
+        /// A .csv, .ndjson or .parquet file.
         file: PathBuf,
         /// The source's name (default: the file's stem).
         #[arg(long)]
@@ -130,13 +138,16 @@ enum ModelsCommand {
 enum CacheCommand {
     /// List the cache entries and their sizes.
     Status {
+        /// The project folder (or one of its .mlp files).
         #[arg(default_value = ".")]
         path: PathBuf,
     },
     /// Remove entries the last run did not use (all entries with --all).
     Gc {
+        /// The project folder (or one of its .mlp files).
         #[arg(default_value = ".")]
         path: PathBuf,
+        /// Remove every entry, including the last run's.
         #[arg(long)]
         all: bool,
     },
@@ -168,7 +179,15 @@ fn main() -> ExitCode {
             json,
             watch,
             jobs,
-        } => cli::run(&path, &cli::RunOptions { json, watch, jobs }, args.color),
+        } => cli::run(
+            &path,
+            &cli::RunOptions {
+                json,
+                watch,
+                jobs: jobs.into(),
+            },
+            args.color,
+        ),
         Command::Models { command, project } => match command {
             ModelsCommand::List => cli::models_list(&project),
             ModelsCommand::Show { model } => cli::models_show(&project, &model),
