@@ -146,6 +146,15 @@ fn bad_paths_and_files_are_clear_errors() {
     let o = mlp(&["check", file.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("not valid UTF-8"), "{}", stderr(&o));
+
+    // Zero workers would never run anything.
+    let o = mlp(&["run", "--jobs", "0", dir.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("invalid value '0' for '--jobs"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]
