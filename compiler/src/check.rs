@@ -247,6 +247,19 @@ pub fn normalise_source(text: &str) -> String {
     out.trim().to_string()
 }
 
+/// Whether a string parses as a value of a date or datetime type, in its
+/// format (as the runtime will parse it).
+pub(crate) fn parses_as(value: &str, ty: &Type) -> bool {
+    match ty {
+        Type::Date { format } => chrono::NaiveDate::parse_from_str(value, format).is_ok(),
+        Type::Datetime { format } => {
+            chrono::NaiveDateTime::parse_from_str(value, format).is_ok()
+                || chrono::DateTime::parse_from_str(value, format).is_ok()
+        }
+        _ => true,
+    }
+}
+
 /// Checks a chrono-style format string: returns the offending specifier.
 fn bad_format_specifier(fmt: &str) -> Option<String> {
     const OK: &str = "YCymbBhdeaAwuUWGgVjDxFvHkIlPpMSfsTXrRtnzZc%+";
@@ -965,6 +978,25 @@ impl<'a> Checker<'a> {
                     let Some((lo, hi)) = self.check_range(range, numeric) else {
                         continue;
                     };
+                    let mut dates_ok = true;
+                    for (lit, span) in [&range.lo, &range.hi].into_iter().flatten() {
+                        if let (Lit::Str(v), Type::Date { format } | Type::Datetime { format }) =
+                            (lit, &c.ty)
+                        {
+                            if !parses_as(v, &c.ty) {
+                                self.errors.push(CheckError::DateLiteral {
+                                    span: *span,
+                                    value: v.clone(),
+                                    column: col.name.clone(),
+                                    format: format.clone(),
+                                });
+                                dates_ok = false;
+                            }
+                        }
+                    }
+                    if !dates_ok {
+                        continue;
+                    }
                     (
                         plan::RuleOp::Range {
                             column: col.name.clone(),

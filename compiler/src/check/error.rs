@@ -124,6 +124,14 @@ pub enum CheckError {
         message: String,
         help: String,
     },
+    /// A string compared with a date or datetime column that does not parse
+    /// in the column's format.
+    DateLiteral {
+        span: Span,
+        value: String,
+        column: String,
+        format: String,
+    },
     RuleType {
         span: Span,
         rule: &'static str,
@@ -426,6 +434,7 @@ impl CheckError {
             AggregateWithoutOver { .. } => "E0209",
             NotBoolean { .. } => "E0210",
             BadOver { .. } => "E0211",
+            DateLiteral { .. } => "E0212",
             RuleType { .. } => "E0301",
             BadRegex { .. } => "E0302",
             RateRange { .. } => "E0303",
@@ -651,6 +660,18 @@ impl CheckError {
             } => e(message.clone())
                 .primary(*span, "invalid `over`")
                 .help(help.clone()),
+            DateLiteral {
+                span,
+                value,
+                column,
+                format,
+            } => e(format!(
+                "\"{value}\" is not a date in the format of `{column}` (\"{format}\")"
+            ))
+            .primary(*span, "does not parse")
+            .help(format!(
+                "write it as the column's values are written (format \"{format}\"); a value that does not parse would compare as null and the rule or feature would test nothing"
+            )),
             RuleType {
                 span,
                 rule,

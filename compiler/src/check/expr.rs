@@ -396,10 +396,35 @@ impl Checker<'_> {
                     (Some(a), Some(b)) if a.is_temporal() && b.is_temporal() => true,
                     // A date against a string literal in its own format.
                     (Some(a), Some(Type::Str)) | (Some(Type::Str), Some(a)) if a.is_temporal() => {
-                        matches!(
-                            (&lt.expr, &rt.expr),
-                            (plan::Expr::Lit { .. }, _) | (_, plan::Expr::Lit { .. })
-                        )
+                        let literal = match (&lt.expr, &rt.expr) {
+                            (plan::Expr::Lit { value }, _) | (_, plan::Expr::Lit { value }) => {
+                                Some(value)
+                            }
+                            _ => None,
+                        };
+                        if let Some(plan::Literal::Str(v)) = literal {
+                            if !super::parses_as(v, a) {
+                                let column = match (&lt.expr, &rt.expr) {
+                                    (plan::Expr::Col { name }, _)
+                                    | (_, plan::Expr::Col { name }) => name.clone(),
+                                    _ => "the date".into(),
+                                };
+                                let format = match a {
+                                    Type::Date { format } | Type::Datetime { format } => {
+                                        format.clone()
+                                    }
+                                    _ => String::new(),
+                                };
+                                self.errors.push(CheckError::DateLiteral {
+                                    span,
+                                    value: v.clone(),
+                                    column,
+                                    format,
+                                });
+                                return None;
+                            }
+                        }
+                        literal.is_some()
                     }
                     _ => false,
                 };
