@@ -138,7 +138,37 @@ pub fn predict_file(b: &Bundle, input: &Path) -> Result<(DataFrame, Rejected), E
     };
     let shown = input.to_string_lossy().to_string();
     let df = source::read_request(&request, input, &shown)?;
-    predict_frame(b, df)
+    let (good, rejected) = predict_frame(b, df)?;
+    // Input columns the model does not read (an id to join on, the actual
+    // target) are carried through beside the predictions.
+    let mut taken: Vec<String> = good
+        .get_column_names()
+        .iter()
+        .chain(rejected.frame.get_column_names().iter())
+        .map(|n| n.to_string())
+        .collect();
+    taken.push("_failed_rules".into());
+    let Some(others) = source::read_other_columns(&request, input, &shown, &taken)? else {
+        return Ok((good, rejected));
+    };
+    let join = |df: DataFrame| -> Result<DataFrame, ExecError> {
+        df.lazy()
+            .join(
+                others.clone().lazy(),
+                [col("_row")],
+                [col("_row")],
+                JoinArgs::new(JoinType::Left),
+            )
+            .sort(["_row"], SortMultipleOptions::default())
+            .collect()
+            .map_err(ExecError::polars)
+    };
+    Ok((
+        join(good)?,
+        Rejected {
+            frame: join(rejected.frame)?,
+        },
+    ))
 }
 
 /// Predicts the rows of a frame with the request columns (and, optionally,

@@ -631,6 +631,27 @@ fn predict_refuses_an_unknown_format_or_folder_before_writing_anything() {
         "{}",
         text(&o)
     );
+    // Columns the model does not read are carried through, rejected rows too.
+    std::fs::write(
+        dir.join("req2.csv"),
+        "customer,id,sold_at,city,sqft,bedrooms,price\nc-1,1,2020-01-15,Austin,1200.5,2,300000\nc-2,2,not-a-date,Austin,900,1,250000\n",
+    )
+    .unwrap();
+    let o = predict("req2.csv", "out2.csv");
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let out = std::fs::read_to_string(dir.join("out2.csv")).unwrap();
+    let header: Vec<&str> = out.lines().next().unwrap().split(',').collect();
+    assert!(
+        header.contains(&"customer") && header.contains(&"price"),
+        "{out}"
+    );
+    assert!(
+        out.lines().nth(1).unwrap().starts_with("1,") && out.contains("c-1"),
+        "{out}"
+    );
+    let rejected = std::fs::read_to_string(dir.join("out2.rejected.csv")).unwrap();
+    assert!(rejected.contains("c-2"), "{rejected}");
+    assert!(!rejected.contains("c-1"), "{rejected}");
     // Nothing but the request and the project's own files is left behind.
     let o = predict("req.csv", "out.csv");
     assert!(o.status.success(), "{}", text(&o));

@@ -286,6 +286,52 @@ fn read_csv_typed(op: &SourceOp, path: &Path, shown: &str) -> Option<DataFrame> 
     Some(df)
 }
 
+/// The columns of a request file that `op` does not read, as the file holds
+/// them (CSV as text), with `_row` (from 1) to join them back on. `None` when
+/// there are none.
+pub fn read_other_columns(
+    op: &SourceOp,
+    path: &Path,
+    shown: &str,
+    taken: &[String],
+) -> Result<Option<DataFrame>, ExecError> {
+    let mut lf = match op.format.as_str() {
+        "csv" => csv_reader(op, path, shown)?
+            .finish()
+            .map_err(|e| read_error(shown, e))?,
+        "parquet" => {
+            let pl_path = PlRefPath::try_from_path(path).map_err(|e| read_error(shown, e))?;
+            LazyFrame::scan_parquet(pl_path, ScanArgsParquet::default())
+                .map_err(|e| read_error(shown, e))?
+        }
+        _ => {
+            let pl_path = PlRefPath::try_from_path(path).map_err(|e| read_error(shown, e))?;
+            LazyJsonLineReader::new(pl_path)
+                .with_infer_schema_length(None)
+                .finish()
+                .map_err(|e| read_error(shown, e))?
+        }
+    };
+    if matches!(op.options.get("header"), Some(Literal::Bool(false))) {
+        return Ok(None);
+    }
+    let schema = lf.collect_schema().map_err(|e| read_error(shown, e))?;
+    let read: Vec<&str> = op.columns.iter().map(raw).collect();
+    let others: Vec<Expr> = schema
+        .iter_names()
+        .filter(|n| !read.contains(&n.as_str()) && !taken.iter().any(|t| t == n.as_str()))
+        .map(|n| col(n.clone()))
+        .collect();
+    if others.is_empty() {
+        return Ok(None);
+    }
+    lf.select(others)
+        .with_row_index("_row", Some(1))
+        .collect()
+        .map(Some)
+        .map_err(|e| read_error(shown, e))
+}
+
 /// Reads a prediction request: leniently, so rows that break the schema
 /// are described in [`PARSE_ERROR`] rather than stopping the batch.
 pub fn read_request(op: &SourceOp, path: &Path, shown: &str) -> Result<DataFrame, ExecError> {
