@@ -672,14 +672,28 @@ fn predict_refuses_an_unknown_format_or_folder_before_writing_anything() {
     }
 }
 
-#[test]
-fn tuning_with_more_folds_than_training_rows_fails_and_says_so() {
-    let dir = std::env::temp_dir().join(format!("mlp-models-tiny-cv-{}", std::process::id()));
+/// A fresh project of one data file and one pipeline.
+fn small_project(name: &str, csv: &str, pipeline: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("mlp-models-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("d.csv"), "a,b\n1,2.0\n2,4.1\n3,5.9\n4,8.2\n").unwrap();
-    std::fs::write(
-        dir.join("p.mlp"),
+    std::fs::write(dir.join("d.csv"), csv).unwrap();
+    std::fs::write(dir.join("p.mlp"), pipeline).unwrap();
+    dir
+}
+
+/// Runs a project that must fail (exit 1); its output.
+fn run_fails(dir: &Path) -> String {
+    let o = mlp(dir, &["run", "."]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    text(&o)
+}
+
+#[test]
+fn tuning_with_more_folds_than_training_rows_fails_and_says_so() {
+    let dir = small_project(
+        "tiny-cv",
+        "a,b\n1,2.0\n2,4.1\n3,5.9\n4,8.2\n",
         r#"source x = csv("d.csv") { a : int  b : float }
 split s = x { train = 0.5  test = 0.5  seed = 1 }
 model m = ridge(s) {
@@ -688,11 +702,8 @@ model m = ridge(s) {
     tune { cv = 5  metric = rmse }
 }
 "#,
-    )
-    .unwrap();
-    let o = mlp(&dir, &["run", "."]);
-    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
-    let t = text(&o);
+    );
+    let t = run_fails(&dir);
     assert!(
         t.contains("`tune { cv = 5 }` needs at least 5 rows in `train`"),
         "{t}"
@@ -702,22 +713,16 @@ model m = ridge(s) {
 
 #[test]
 fn a_classifier_whose_train_holds_one_class_fails_and_names_it() {
-    let dir = std::env::temp_dir().join(format!("mlp-models-one-class-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
     let rows: String = (0..20).map(|i| format!("{i},true\n")).collect();
-    std::fs::write(dir.join("d.csv"), format!("a,b\n{rows}")).unwrap();
-    std::fs::write(
-        dir.join("p.mlp"),
+    let dir = small_project(
+        "one-class",
+        &format!("a,b\n{rows}"),
         r#"source x = csv("d.csv") { a : int  b : bool }
 split s = x { train = 0.5  test = 0.5  seed = 1 }
 model m = logistic_regression(s) { target = b }
 "#,
-    )
-    .unwrap();
-    let o = mlp(&dir, &["run", "."]);
-    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
-    let t = text(&o);
+    );
+    let t = run_fails(&dir);
     assert!(
         t.contains("target `b` has one class only (\"true\") in `train`"),
         "{t}"
@@ -726,26 +731,20 @@ model m = logistic_regression(s) { target = b }
 
 #[test]
 fn a_binary_metric_on_a_target_found_to_be_multiclass_fails_and_says_so() {
-    let dir = std::env::temp_dir().join(format!("mlp-models-auc-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
     let rows: String = (0..60)
         .map(|i| format!("{i},{}\n", ["a", "b", "c"][i % 3]))
         .collect();
-    std::fs::write(dir.join("d.csv"), format!("x,y\n{rows}")).unwrap();
     // `y` declares no levels, so only the data says it has three classes.
-    std::fs::write(
-        dir.join("p.mlp"),
+    let dir = small_project(
+        "auc",
+        &format!("x,y\n{rows}"),
         r#"source d = csv("d.csv") { x : int  y : category }
 split s = d { train = 0.7  test = 0.3  seed = 1 }
 model m = decision_tree(s) { target = y }
 evaluate m on test { metrics accuracy, roc_auc }
 "#,
-    )
-    .unwrap();
-    let o = mlp(&dir, &["run", "."]);
-    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
-    let t = text(&o);
+    );
+    let t = run_fails(&dir);
     assert!(
         t.contains(
             "`roc_auc` is defined for two classes, and target `y` has 3 in `train` (a, b, c)"
@@ -756,29 +755,23 @@ evaluate m on test { metrics accuracy, roc_auc }
 
 #[test]
 fn evaluating_a_partition_the_data_lacks_lists_the_ones_it_has() {
-    let dir = std::env::temp_dir().join(format!("mlp-models-no-part-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
     let rows: String = (0..40)
         .map(|i| {
             let part = if i % 4 == 0 { "test" } else { "train" };
             format!("{i},{}.5,{part}\n", i * 2)
         })
         .collect();
-    std::fs::write(dir.join("d.csv"), format!("x,y,part\n{rows}")).unwrap();
     // With `column = part` the partitions are known only from the data.
-    std::fs::write(
-        dir.join("p.mlp"),
+    let dir = small_project(
+        "no-part",
+        &format!("x,y,part\n{rows}"),
         r#"source d = csv("d.csv") { x : int  y : float  part : category }
 split s = d { column = part }
 model m = ridge(s) { target = y }
 evaluate m on tset { metrics rmse }
 "#,
-    )
-    .unwrap();
-    let o = mlp(&dir, &["run", "."]);
-    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
-    let t = text(&o);
+    );
+    let t = run_fails(&dir);
     assert!(
         t.contains("partition `tset` has no rows to score; the split's partitions with rows: `test`, `train` (did you mean `test`?)"),
         "{t}"
