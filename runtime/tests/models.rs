@@ -779,3 +779,47 @@ evaluate m on tset { metrics rmse }
     // The split reports the partitions it found.
     assert!(t.contains("test: 10, train: 30"), "{t}");
 }
+
+#[test]
+fn linear_regression_beside_a_full_one_hot_gets_the_minimum_norm_solution() {
+    // One-hot columns of every level sum to 1, a copy of the intercept: the
+    // normal equations are singular. scikit-learn's `lstsq` gives the
+    // minimum-norm solution; so must we (it used to be an error).
+    let rows: String = (0..40)
+        .map(|i| {
+            let (k, shift) = if i % 2 == 0 { ("a", 1.0) } else { ("b", -1.0) };
+            let x = i as f64 / 4.0;
+            format!("{x},{k},{}\n", 2.0 + 3.0 * x + shift)
+        })
+        .collect();
+    let dir = small_project(
+        "min-norm",
+        &format!("x,k,y\n{rows}"),
+        r#"source d = csv("d.csv") { x : float  k : category["a", "b"]  y : float }
+split s = d { train = 0.75  test = 0.25  seed = 3 }
+transform t = s { encode k with onehot }
+model m = linear_regression(t) { target = y }
+"#,
+    );
+    let o = mlp(&dir, &["run", "."]);
+    assert!(o.status.success(), "{}", text(&o));
+    let m = entry_json(&dir, "model.m", "model.json");
+    let features: Vec<&str> = m["features"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f.as_str().unwrap())
+        .collect();
+    let w: Vec<f64> = m["fitted"]["weights"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    let weight = |name: &str| w[features.iter().position(|f| *f == name).unwrap()];
+    assert!(close(weight("x"), 3.0, 1e-9), "{features:?} {w:?}");
+    assert!(close(weight("k_a"), 1.0, 1e-9), "{features:?} {w:?}");
+    assert!(close(weight("k_b"), -1.0, 1e-9), "{features:?} {w:?}");
+    let b0 = m["fitted"]["intercept"].as_f64().unwrap();
+    assert!(close(b0, 2.0, 1e-9), "{b0}");
+}

@@ -763,7 +763,6 @@ fn fit_ridge(
     alpha: f64,
     intercept: bool,
 ) -> Result<Fitted, ExecError> {
-    use linfa_linalg::cholesky::SolveC;
     let (xm, ym) = if intercept {
         (
             x.mean_axis(Axis(0))
@@ -779,18 +778,47 @@ fn fit_ridge(
     for i in 0..a.nrows() {
         a[[i, i]] += alpha;
     }
-    let b = xc.t().dot(&yc).insert_axis(Axis(1));
-    let w = a.solvec(&b).map_err(|e| {
-        ExecError::Data(format!(
-            "the normal equations are singular ({e}): an input column is constant or a copy of others; drop it or use ridge with alpha > 0"
-        ))
-    })?;
-    let w = w.column(0).to_owned();
+    let b = xc.t().dot(&yc);
+    let w = solve_normal(a, b)?;
     let b0 = ym - xm.dot(&w);
     Ok(Fitted::Linear {
         weights: w.to_vec(),
         intercept: b0,
     })
+}
+
+/// Solves the normal equations `A w = b` (`A` symmetric, positive
+/// semi-definite). A well-conditioned `A` is solved by Cholesky; a singular
+/// or nearly singular one (a constant input, one-hot columns beside an
+/// intercept, a copy of another column) gets the minimum-norm least-squares
+/// solution, as scikit-learn's `lstsq` gives, instead of failing or
+/// returning huge cancelling weights.
+fn solve_normal(mut a: Array2<f64>, b: Array1<f64>) -> Result<Array1<f64>, ExecError> {
+    use linfa_linalg::cholesky::SolveC;
+    use linfa_linalg::eigh::Eigh;
+    let p = a.nrows();
+    if p == 0 {
+        return Ok(Array1::zeros(0));
+    }
+    let (vals, vecs) = a
+        .eigh()
+        .map_err(|e| ExecError::Data(format!("the normal equations could not be solved ({e})")))?;
+    let largest = vals.iter().fold(0.0_f64, |m, v| m.max(v.abs()));
+    let tol = largest * 1e-10;
+    let smallest = vals.iter().fold(f64::INFINITY, |m, v| m.min(*v));
+    if smallest > tol {
+        if let Ok(w) = a.solvec(&b.clone().insert_axis(Axis(1))) {
+            return Ok(w.column(0).to_owned());
+        }
+    }
+    let mut w = Array1::zeros(p);
+    for (i, &l) in vals.iter().enumerate() {
+        if l > tol {
+            let v = vecs.column(i);
+            w.scaled_add(v.dot(&b) / l, &v);
+        }
+    }
+    Ok(w)
 }
 
 /// Sufficient statistics of least squares over some rows.
@@ -840,7 +868,6 @@ impl Gram {
 
     /// Ridge on these rows: the same solution as [`fit_ridge`], from sums.
     fn solve(&self, alpha: f64, intercept: bool) -> Result<Fitted, ExecError> {
-        use linfa_linalg::cholesky::SolveC;
         let p = self.sx.len();
         let (xm, ym) = if intercept && self.n > 0.0 {
             (&self.sx / self.n, self.sy / self.n)
@@ -860,10 +887,7 @@ impl Gram {
         for i in 0..p {
             a[[i, i]] += alpha;
         }
-        let w = a
-            .solvec(&b.insert_axis(Axis(1)))
-            .map_err(|e| ExecError::Data(format!("the normal equations are singular ({e})")))?;
-        let w = w.column(0).to_owned();
+        let w = solve_normal(a, b)?;
         Ok(Fitted::Linear {
             intercept: ym - xm.dot(&w),
             weights: w.to_vec(),
