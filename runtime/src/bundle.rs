@@ -116,11 +116,7 @@ pub fn predict_file(b: &Bundle, input: &Path) -> Result<(DataFrame, Rejected), E
         })
         .ok_or_else(|| ExecError::Internal("a bundle without a source".into()))?;
     // The request: the source's columns except the target.
-    let format = match input.extension().and_then(|e| e.to_str()).unwrap_or("") {
-        "parquet" | "pq" => "parquet",
-        "json" | "ndjson" | "jsonl" => "json",
-        _ => "csv",
-    };
+    let format = source::format_of(input).unwrap_or("csv");
     let request = SourceOp {
         format: format.to_string(),
         path: input.to_string_lossy().to_string(),

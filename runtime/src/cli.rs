@@ -747,15 +747,13 @@ fn load_bundle(path: &Path) -> Result<Bundle, CliError> {
 /// The format a file's extension names: `csv` (also without an extension),
 /// `parquet`, or `json` (newline-delimited).
 fn frame_format(path: &Path) -> Result<&'static str, CliError> {
-    match path.extension().and_then(|e| e.to_str()) {
-        None | Some("csv") => Ok("csv"),
-        Some("parquet" | "pq") => Ok("parquet"),
-        Some("json" | "ndjson" | "jsonl") => Ok("json"),
-        Some(other) => Err(CliError::Output(format!(
-            "{}: cannot read or write `.{other}` files; use .csv, .parquet or .ndjson",
-            path.display()
-        ))),
-    }
+    crate::exec::source::format_of(path).ok_or_else(|| {
+        CliError::Output(format!(
+            "{}: cannot read or write `.{}` files; use .csv, .parquet or .ndjson",
+            path.display(),
+            path.extension().unwrap_or_default().to_string_lossy()
+        ))
+    })
 }
 
 /// Writes a frame in the format its extension names, through a temporary

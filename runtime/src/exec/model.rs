@@ -691,15 +691,13 @@ fn fit(
             // Binary: the sigmoid model, unpenalised intercept, as
             // scikit-learn's (linfa's alpha is 1/C).
             use linfa::prelude::*;
-            let c = param_f64(params, "c", 1.0);
-            let max_iter = param_f64(params, "max_iter", 100.0) as u64;
-            let tol = param_f64(params, "tol", 1e-4);
+            let lr = LogisticSettings::of(params);
             let ds = linfa::Dataset::new(x.clone(), y.clone());
             let model = linfa_logistic::LogisticRegression::default()
-                .alpha(1.0 / c)
-                .max_iterations(max_iter.max(1))
-                .gradient_tolerance(tol)
-                .with_intercept(param_bool(params, "fit_intercept", true))
+                .alpha(lr.alpha)
+                .max_iterations(lr.max_iter)
+                .gradient_tolerance(lr.tol)
+                .with_intercept(lr.intercept)
                 .fit(&ds)
                 .map_err(|e| ExecError::Data(format!("logistic regression did not fit: {e}")))?;
             let pos = model.labels().pos.class;
@@ -720,15 +718,13 @@ fn fit(
         }
         ("logistic_regression", Target::Classes(y, k)) => {
             use linfa::prelude::*;
-            let c = param_f64(params, "c", 1.0);
-            let max_iter = param_f64(params, "max_iter", 100.0) as u64;
-            let tol = param_f64(params, "tol", 1e-4);
+            let lr = LogisticSettings::of(params);
             let ds = linfa::Dataset::new(x.clone(), y.clone());
             let model = linfa_logistic::MultiLogisticRegression::default()
-                .alpha(1.0 / c)
-                .max_iterations(max_iter.max(1))
-                .gradient_tolerance(tol)
-                .with_intercept(param_bool(params, "fit_intercept", true))
+                .alpha(lr.alpha)
+                .max_iterations(lr.max_iter)
+                .gradient_tolerance(lr.tol)
+                .with_intercept(lr.intercept)
                 .fit(&ds)
                 .map_err(|e| ExecError::Data(format!("logistic regression did not fit: {e}")))?;
             // linfa orders classes as it met them; re-order to ours.
@@ -785,6 +781,25 @@ fn fit_ridge(
         weights: w.to_vec(),
         intercept: b0,
     })
+}
+
+/// Logistic regression's parameters, in linfa's terms (`alpha` is 1/C).
+struct LogisticSettings {
+    alpha: f64,
+    max_iter: u64,
+    tol: f64,
+    intercept: bool,
+}
+
+impl LogisticSettings {
+    fn of(params: &BTreeMap<String, ParamValue>) -> Self {
+        LogisticSettings {
+            alpha: 1.0 / param_f64(params, "c", 1.0),
+            max_iter: (param_f64(params, "max_iter", 100.0) as u64).max(1),
+            tol: param_f64(params, "tol", 1e-4),
+            intercept: param_bool(params, "fit_intercept", true),
+        }
+    }
 }
 
 /// Solves the normal equations `A w = b` (`A` symmetric, positive

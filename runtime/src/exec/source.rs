@@ -187,10 +187,7 @@ fn read_file(
             return Ok(df);
         }
     }
-    match read_checked(op, path, shown, lenient) {
-        Err(e) if op.format == "csv" => Err(csv_ragged_row(op, path, shown).unwrap_or(e)),
-        r => r,
-    }
+    read_checked(op, path, shown, lenient)
 }
 
 fn csv_reader(op: &SourceOp, path: &Path, shown: &str) -> Result<LazyCsvReader, ExecError> {
@@ -286,6 +283,34 @@ fn read_csv_typed(op: &SourceOp, path: &Path, shown: &str) -> Option<DataFrame> 
     Some(df)
 }
 
+/// The format a file's extension names: `csv` (also without an extension),
+/// `parquet`, or `json` (newline-delimited); `None` for any other.
+pub fn format_of(path: &Path) -> Option<&'static str> {
+    match path.extension().and_then(|e| e.to_str()) {
+        None | Some("csv") => Some("csv"),
+        Some("parquet" | "pq") => Some("parquet"),
+        Some("json" | "ndjson" | "jsonl") => Some("json"),
+        Some(_) => None,
+    }
+}
+
+/// The file as a lazy frame in its format (CSV columns as text).
+fn scan(op: &SourceOp, path: &Path, shown: &str) -> Result<LazyFrame, ExecError> {
+    let pl_path = || PlRefPath::try_from_path(path).map_err(|e| read_error(shown, e));
+    match op.format.as_str() {
+        "csv" => csv_reader(op, path, shown)?
+            .finish()
+            .map_err(|e| read_error(shown, e)),
+        "parquet" => LazyFrame::scan_parquet(pl_path()?, ScanArgsParquet::default())
+            .map_err(|e| read_error(shown, e)),
+        "json" => LazyJsonLineReader::new(pl_path()?)
+            .with_infer_schema_length(None)
+            .finish()
+            .map_err(|e| read_error(shown, e)),
+        other => Err(read_error(shown, format!("unknown format `{other}`"))),
+    }
+}
+
 /// The columns of a request file that `op` does not read, as the file holds
 /// them (CSV as text), with `_row` (from 1) to join them back on. `None` when
 /// there are none.
@@ -295,26 +320,10 @@ pub fn read_other_columns(
     shown: &str,
     taken: &[String],
 ) -> Result<Option<DataFrame>, ExecError> {
-    let mut lf = match op.format.as_str() {
-        "csv" => csv_reader(op, path, shown)?
-            .finish()
-            .map_err(|e| read_error(shown, e))?,
-        "parquet" => {
-            let pl_path = PlRefPath::try_from_path(path).map_err(|e| read_error(shown, e))?;
-            LazyFrame::scan_parquet(pl_path, ScanArgsParquet::default())
-                .map_err(|e| read_error(shown, e))?
-        }
-        _ => {
-            let pl_path = PlRefPath::try_from_path(path).map_err(|e| read_error(shown, e))?;
-            LazyJsonLineReader::new(pl_path)
-                .with_infer_schema_length(None)
-                .finish()
-                .map_err(|e| read_error(shown, e))?
-        }
-    };
     if matches!(op.options.get("header"), Some(Literal::Bool(false))) {
         return Ok(None);
     }
+    let mut lf = scan(op, path, shown)?;
     let schema = lf.collect_schema().map_err(|e| read_error(shown, e))?;
     let read: Vec<&str> = op.columns.iter().map(raw).collect();
     let others: Vec<Expr> = schema
@@ -335,10 +344,7 @@ pub fn read_other_columns(
 /// Reads a prediction request: leniently, so rows that break the schema
 /// are described in [`PARSE_ERROR`] rather than stopping the batch.
 pub fn read_request(op: &SourceOp, path: &Path, shown: &str) -> Result<DataFrame, ExecError> {
-    match read_checked(op, path, shown, true) {
-        Err(e) if op.format == "csv" => Err(csv_ragged_row(op, path, shown).unwrap_or(e)),
-        r => r,
-    }
+    read_checked(op, path, shown, true)
 }
 
 /// The careful path: every column read as text (or as the file's own type),
@@ -349,25 +355,20 @@ fn read_checked(
     shown: &str,
     lenient: bool,
 ) -> Result<DataFrame, ExecError> {
-    let lf = match op.format.as_str() {
-        "csv" => csv_reader(op, path, shown)?
-            .finish()
-            .map_err(|e| read_error(shown, e))?,
-        "parquet" => {
-            let pl_path = PlRefPath::try_from_path(path).map_err(|e| read_error(shown, e))?;
-            LazyFrame::scan_parquet(pl_path, ScanArgsParquet::default())
-                .map_err(|e| read_error(shown, e))?
-        }
-        "json" => {
-            let pl_path = PlRefPath::try_from_path(path).map_err(|e| read_error(shown, e))?;
-            LazyJsonLineReader::new(pl_path)
-                .with_infer_schema_length(None)
-                .finish()
-                .map_err(|e| read_error(shown, e))?
-        }
-        other => return Err(read_error(shown, format!("unknown format `{other}`"))),
-    };
-    let mut lf = lf;
+    // A CSV failure is often a row with the wrong number of fields: name it.
+    read_and_convert(op, path, shown, lenient).map_err(|e| match op.format.as_str() {
+        "csv" => csv_ragged_row(op, path, shown).unwrap_or(e),
+        _ => e,
+    })
+}
+
+fn read_and_convert(
+    op: &SourceOp,
+    path: &Path,
+    shown: &str,
+    lenient: bool,
+) -> Result<DataFrame, ExecError> {
+    let mut lf = scan(op, path, shown)?;
     // Without a header row, columns are matched by position.
     if matches!(op.options.get("header"), Some(Literal::Bool(false))) {
         let n = lf.collect_schema().map_err(|e| read_error(shown, e))?.len();
