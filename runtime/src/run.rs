@@ -358,6 +358,23 @@ pub struct StageResult {
     pub help: Option<String>,
 }
 
+impl StageResult {
+    /// A stage with a status and nothing else to report yet.
+    fn new(id: &str, status: &str) -> Self {
+        StageResult {
+            id: id.to_string(),
+            status: status.to_string(),
+            rows: None,
+            bytes: None,
+            details: None,
+            seconds: 0.0,
+            notes: vec![],
+            error: None,
+            help: None,
+        }
+    }
+}
+
 /// Events for a progress display.
 pub enum Progress {
     Started(String),
@@ -589,15 +606,8 @@ pub fn run_plan(
                         .and_then(|k| store.lookup(k))
                         .and_then(|m| m.rows);
                     let r = StageResult {
-                        id: st.id.clone(),
-                        status: "cached".into(),
                         rows,
-                        bytes: None,
-                        details: None,
-                        seconds: 0.0,
-                        notes: vec![],
-                        error: None,
-                        help: None,
+                        ..StageResult::new(&st.id, "cached")
                     };
                     progress(Progress::Finished(Box::new(r.clone())));
                     done.insert(st.id.clone(), true);
@@ -631,15 +641,8 @@ pub fn run_plan(
                         why
                     };
                     let r = StageResult {
-                        id: st.id.clone(),
-                        status: status.into(),
-                        rows: None,
-                        bytes: None,
-                        details: None,
-                        seconds: 0.0,
-                        notes: vec![],
                         error: why,
-                        help: None,
+                        ..StageResult::new(&st.id, status)
                     };
                     progress(Progress::Finished(Box::new(r.clone())));
                     done.insert(st.id.clone(), false);
@@ -654,20 +657,7 @@ pub fn run_plan(
                 running += 1;
                 progress(Progress::Started(st.id.clone()));
                 // Mark as started so it is not started twice.
-                results.insert(
-                    st.id.clone(),
-                    StageResult {
-                        id: st.id.clone(),
-                        status: "running".into(),
-                        rows: None,
-                        bytes: None,
-                        details: None,
-                        seconds: 0.0,
-                        notes: vec![],
-                        error: None,
-                        help: None,
-                    },
-                );
+                results.insert(st.id.clone(), StageResult::new(&st.id, "running"));
                 let tx = tx.clone();
                 let lenient = quarantined_by_check(plan, &st.id);
                 scope.spawn(move || {
@@ -733,15 +723,10 @@ pub fn run_plan(
                         }
                         Err(e) => {
                             let _ = tx.send(Event::Computed(StageResult {
-                                id: st.id.clone(),
-                                status: "failed".into(),
-                                rows: None,
-                                bytes: None,
-                                details: None,
                                 seconds: t.elapsed().as_secs_f64(),
-                                notes: vec![],
                                 help: e.help(),
                                 error: Some(e.to_string()),
+                                ..StageResult::new(&st.id, "failed")
                             }));
                         }
                     }
