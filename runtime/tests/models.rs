@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{mlp, repo, text};
+use common::{cache_entry, mlp, repo, text};
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -25,15 +25,8 @@ fn copy_dir(from: &Path, name: &str) -> PathBuf {
 
 /// A JSON file of a stage's cache entry.
 fn entry_json(dir: &Path, stage: &str, file: &str) -> serde_json::Value {
-    for e in std::fs::read_dir(dir.join(".mlp/cache")).unwrap() {
-        let p = e.unwrap().path();
-        let meta: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(p.join("entry.json")).unwrap()).unwrap();
-        if meta["stage"] == stage {
-            return serde_json::from_str(&std::fs::read_to_string(p.join(file)).unwrap()).unwrap();
-        }
-    }
-    panic!("no entry for {stage}");
+    let p = cache_entry(dir, stage).join(file);
+    serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
 }
 
 fn close(a: f64, b: f64, rel: f64) -> bool {
@@ -275,21 +268,10 @@ fn predict_reproduces_the_evaluation_predictions_bit_for_bit() {
     use polars::prelude::*;
     let dir = deployed_project("serve-equality", 800, 3);
     // The model stage's predictions and partitions, by id.
-    let mut frame = None;
-    for e in std::fs::read_dir(dir.join(".mlp/cache")).unwrap() {
-        let p = e.unwrap().path();
-        if std::fs::read_to_string(p.join("entry.json"))
-            .unwrap()
-            .contains("\"model.price\"")
-        {
-            frame = Some(
-                IpcReader::new(std::fs::File::open(p.join("frame.arrow")).unwrap())
-                    .finish()
-                    .unwrap(),
-            );
-        }
-    }
-    let frame = frame.unwrap();
+    let entry = cache_entry(&dir, "model.price");
+    let frame = IpcReader::new(std::fs::File::open(entry.join("frame.arrow")).unwrap())
+        .finish()
+        .unwrap();
     let test = frame
         .lazy()
         .filter(col("partition").eq(lit("test")))

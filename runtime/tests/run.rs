@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{mlp, repo, text};
+use common::{cache_entry, mlp, repo, text};
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -666,15 +666,7 @@ source events = json("data/events.ndjson") {
     assert_eq!(rows("source.parts"), 4);
     assert_eq!(rows("source.events"), 2);
     // The parts were read a.parquet first: ids in order.
-    let entry = std::fs::read_dir(dir.join(".mlp/cache"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| {
-            std::fs::read_to_string(p.join("entry.json"))
-                .unwrap()
-                .contains("source.parts")
-        })
-        .unwrap();
+    let entry = cache_entry(&dir, "source.parts");
     let df = IpcReader::new(std::fs::File::open(entry.join("frame.arrow")).unwrap())
         .finish()
         .unwrap();
@@ -815,15 +807,7 @@ fn a_damaged_cache_entry_is_caught_and_removed_by_gc() {
     let dir = project("damaged", 300);
     run_json(&dir);
     // Flip one byte of the source's stored frame, keeping its size.
-    let entry = std::fs::read_dir(dir.join(".mlp/cache"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| {
-            std::fs::read_to_string(p.join("entry.json"))
-                .unwrap()
-                .contains("source.houses")
-        })
-        .unwrap();
+    let entry = cache_entry(&dir, "source.houses");
     let frame = entry.join("frame.arrow");
     let mut bytes = std::fs::read(&frame).unwrap();
     let mid = bytes.len() / 2;

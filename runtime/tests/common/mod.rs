@@ -26,3 +26,16 @@ pub fn text(o: &Output) -> String {
         String::from_utf8_lossy(&o.stderr)
     )
 }
+
+/// The cache entry folder of a stage (after a run that stored it).
+pub fn cache_entry(dir: &Path, stage: &str) -> PathBuf {
+    for e in std::fs::read_dir(dir.join(".mlp/cache")).unwrap() {
+        let p = e.unwrap().path();
+        let meta: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(p.join("entry.json")).unwrap()).unwrap();
+        if meta["stage"] == stage {
+            return p;
+        }
+    }
+    panic!("no cache entry for {stage}");
+}
