@@ -102,24 +102,17 @@ pub fn run(op: &SourceOp, cx: &Context) -> Result<Output, ExecError> {
 /// missing fields with nulls and report a misleading value further on.
 /// Only called once reading has failed, so it may read the whole file.
 fn csv_ragged_row(op: &SourceOp, path: &Path, shown: &str) -> Option<ExecError> {
-    let opt_str = |k: &str| match op.options.get(k) {
-        Some(Literal::Str(s)) => s.as_bytes().first().copied(),
-        _ => None,
-    };
-    let header = !matches!(op.options.get("header"), Some(Literal::Bool(false)));
+    let o = CsvOptions::of(op);
     let mut b = csv::ReaderBuilder::new();
     b.has_headers(false).flexible(true);
-    if let Some(d) = opt_str("delimiter") {
+    if let Some(d) = o.delimiter {
         b.delimiter(d);
     }
-    if let Some(q) = opt_str("quote") {
+    if let Some(q) = o.quote {
         b.quote(q);
     }
     let mut rdr = b.from_path(path).ok()?;
-    let skip = match op.options.get("skip_rows") {
-        Some(Literal::Int(n)) => *n as usize,
-        _ => 0,
-    };
+    let (header, skip) = (o.header, o.skip_rows);
     let mut expected = None;
     let mut rec = csv::ByteRecord::new();
     let mut index = 0usize;
@@ -190,32 +183,53 @@ fn read_file(
     read_checked(op, path, shown, lenient)
 }
 
+/// A `csv(...)` source's options.
+struct CsvOptions<'a> {
+    header: bool,
+    delimiter: Option<u8>,
+    quote: Option<u8>,
+    skip_rows: usize,
+    /// Markers read as null besides the empty field.
+    null_values: Vec<&'a str>,
+}
+
+impl<'a> CsvOptions<'a> {
+    fn of(op: &'a SourceOp) -> Self {
+        let text = |k: &str| match op.options.get(k) {
+            Some(Literal::Str(s)) => Some(s.as_str()),
+            _ => None,
+        };
+        CsvOptions {
+            header: !matches!(op.options.get("header"), Some(Literal::Bool(false))),
+            delimiter: text("delimiter").and_then(|d| d.bytes().next()),
+            quote: text("quote").and_then(|q| q.bytes().next()),
+            skip_rows: match op.options.get("skip_rows") {
+                Some(Literal::Int(n)) => *n as usize,
+                _ => 0,
+            },
+            null_values: text("null_values")
+                .map(|n| n.split('\u{1f}').collect())
+                .unwrap_or_default(),
+        }
+    }
+}
+
 fn csv_reader(op: &SourceOp, path: &Path, shown: &str) -> Result<LazyCsvReader, ExecError> {
     let pl_path = PlRefPath::try_from_path(path).map_err(|e| read_error(shown, e))?;
-    let opt_str = |k: &str| match op.options.get(k) {
-        Some(Literal::Str(s)) => Some(s.clone()),
-        _ => None,
-    };
+    let o = CsvOptions::of(op);
     let mut r = LazyCsvReader::new(pl_path)
         .with_infer_schema_length(Some(0))
-        .with_has_header(!matches!(
-            op.options.get("header"),
-            Some(Literal::Bool(false))
-        ))
-        .with_missing_is_null(true);
-    if let Some(d) = opt_str("delimiter") {
-        r = r.with_separator(d.as_bytes()[0]);
+        .with_has_header(o.header)
+        .with_missing_is_null(true)
+        .with_skip_rows(o.skip_rows);
+    if let Some(d) = o.delimiter {
+        r = r.with_separator(d);
     }
-    if let Some(q) = opt_str("quote") {
-        r = r.with_quote_char(q.as_bytes().first().copied());
-    }
-    if let Some(Literal::Int(n)) = op.options.get("skip_rows") {
-        r = r.with_skip_rows(*n as usize);
+    if o.quote.is_some() {
+        r = r.with_quote_char(o.quote);
     }
     let mut nulls: Vec<PlSmallStr> = vec!["".into()];
-    if let Some(n) = opt_str("null_values") {
-        nulls.extend(n.split('\u{1f}').map(PlSmallStr::from));
-    }
+    nulls.extend(o.null_values.into_iter().map(PlSmallStr::from));
     Ok(r.with_null_values(Some(NullValues::AllColumns(nulls))))
 }
 
