@@ -600,7 +600,7 @@ impl<'a> Checker<'a> {
             name: p.name.name.clone(),
             path,
             memory_bytes: 64 << 20,
-            fuel: 10_000_000_000,
+            fuel: 1_000_000,
             timeout_ms: 10_000,
         };
         for o in &p.options {

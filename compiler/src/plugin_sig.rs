@@ -1,7 +1,7 @@
 //! Plugin signatures: what a Wasm plugin declares about its functions.
 //!
 //! The SDK writes a JSON document into the module's `mlp:signatures` custom
-//! section; [`PluginSignatures::from_json`] reads it (no instantiation). The
+//! section; [`PluginSignatures::from_section`] reads it (no instantiation). The
 //! compiler only sees signatures through [`crate::World`], so tests can supply
 //! them without any `.wasm` file.
 
@@ -68,24 +68,57 @@ pub struct PluginSignatures {
 }
 
 impl PluginSignatures {
-    /// Reads the custom section's payload, checking the ABI version.
-    pub fn from_json(bytes: &[u8]) -> Result<Self, PluginError> {
+    /// Reads the custom section's payload: one JSON object per function,
+    /// one after another (the linker concatenates the entries the SDK writes
+    /// for each function), each carrying the ABI version it was written for:
+    ///
+    /// ```json
+    /// {"abi":1,"name":"coastal","params":[{"name":"city","type":"str","nullable":false}],"returns":{"type":"bool","nullable":false}}
+    /// ```
+    pub fn from_section(bytes: &[u8]) -> Result<Self, PluginError> {
         #[derive(Deserialize)]
         struct Head {
             abi: u32,
         }
-        let head: Head = serde_json::from_slice(bytes).map_err(|e| PluginError::Malformed {
-            reason: e.to_string(),
-        })?;
-        if head.abi > PLUGIN_ABI_VERSION || head.abi == 0 {
-            return Err(PluginError::Abi {
-                found: head.abi,
-                supported: PLUGIN_ABI_VERSION,
-            });
+        #[derive(Deserialize)]
+        struct Entry {
+            #[allow(dead_code)]
+            abi: u32,
+            #[serde(flatten)]
+            sig: FunctionSig,
         }
-        serde_json::from_slice(bytes).map_err(|e| PluginError::Malformed {
+        let malformed = |e: serde_json::Error| PluginError::Malformed {
             reason: e.to_string(),
-        })
+        };
+        // The ABI first: a newer ABI may have changed the entries' shape.
+        let mut abi = None;
+        for head in serde_json::Deserializer::from_slice(bytes).into_iter::<Head>() {
+            let found = head.map_err(malformed)?.abi;
+            if found > PLUGIN_ABI_VERSION || found == 0 {
+                return Err(PluginError::Abi {
+                    found,
+                    supported: PLUGIN_ABI_VERSION,
+                });
+            }
+            abi = Some(abi.map_or(found, |a: u32| a.max(found)));
+        }
+        let Some(abi) = abi else {
+            return Err(PluginError::Malformed {
+                reason: "the section declares no functions".into(),
+            });
+        };
+        let mut functions: Vec<FunctionSig> = vec![];
+        for entry in serde_json::Deserializer::from_slice(bytes).into_iter::<Entry>() {
+            let sig = entry.map_err(malformed)?.sig;
+            if functions.iter().any(|f| f.name == sig.name) {
+                return Err(PluginError::Malformed {
+                    reason: format!("function `{}` is declared twice", sig.name),
+                });
+            }
+            functions.push(sig);
+        }
+        functions.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(PluginSignatures { abi, functions })
     }
 
     pub fn function(&self, name: &str) -> Option<&FunctionSig> {

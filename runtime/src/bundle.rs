@@ -12,6 +12,7 @@ use crate::exec::features::{self, OverTable};
 use crate::exec::model::{self, ModelFile, Prediction};
 use crate::exec::transform::{self, Fitted};
 use crate::exec::{check, source, ExecError};
+use crate::plugin::{Plugin, Plugins};
 use mlp_compiler::plan::{Op, SourceOp, Stage};
 use polars::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -96,6 +97,54 @@ pub struct Bundle {
     /// `mlp monitor` and the server check against `training_stats`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub monitor: Option<mlp_compiler::plan::MonitorOp>,
+    /// The Wasm plugins the serving stages call, bytes included, so a
+    /// bundle serves alone.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub plugins: Vec<BundledPlugin>,
+}
+
+/// A plugin as a bundle carries it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BundledPlugin {
+    pub name: String,
+    pub sha256: String,
+    pub limits: crate::plugin::Limits,
+    /// The module's bytes, base64.
+    pub wasm: String,
+}
+
+impl BundledPlugin {
+    pub fn new(p: &Plugin) -> BundledPlugin {
+        use base64::Engine as _;
+        BundledPlugin {
+            name: p.name.clone(),
+            sha256: p.sha256.clone(),
+            limits: p.limits.clone(),
+            wasm: base64::engine::general_purpose::STANDARD.encode(p.bytes.as_slice()),
+        }
+    }
+}
+
+/// Loads a bundle's plugins (compiled modules are cached under `cache`).
+pub fn load_plugins(b: &Bundle, cache: Option<&Path>) -> Result<Plugins, ExecError> {
+    use base64::Engine as _;
+    let mut out = Plugins::none();
+    for p in &b.plugins {
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(&p.wasm)
+            .map_err(|e| ExecError::Internal(format!("plugin `{}` in the bundle: {e}", p.name)))?;
+        let sha = crate::fingerprint::sha256_hex(&bytes);
+        if sha != p.sha256 {
+            return Err(ExecError::Internal(format!(
+                "plugin `{}` in the bundle is damaged (SHA-256 {sha}, recorded {})",
+                p.name, p.sha256
+            )));
+        }
+        out.insert(
+            Plugin::load(&p.name, bytes, p.limits.clone(), cache).map_err(ExecError::Plugin)?,
+        );
+    }
+    Ok(out)
 }
 
 /// Rows that could not be predicted, with why.
@@ -106,7 +155,11 @@ pub struct Rejected {
 /// Predicts the rows of a file with a bundle. Returns the predicted rows (the
 /// request columns and `prediction`, plus `proba_*` for classifiers) and the
 /// rejected ones (with `_row` and `_failed_rules`).
-pub fn predict_file(b: &Bundle, input: &Path) -> Result<(DataFrame, Rejected), ExecError> {
+pub fn predict_file(
+    b: &Bundle,
+    plugins: &Plugins,
+    input: &Path,
+) -> Result<(DataFrame, Rejected), ExecError> {
     let src = b
         .stages
         .iter()
@@ -134,7 +187,7 @@ pub fn predict_file(b: &Bundle, input: &Path) -> Result<(DataFrame, Rejected), E
     };
     let shown = input.to_string_lossy().to_string();
     let df = source::read_request(&request, input, &shown)?;
-    let (good, rejected) = predict_frame(b, df)?;
+    let (good, rejected) = predict_frame(b, plugins, df)?;
     // Input columns the model does not read (an id to join on, the actual
     // target) are carried through beside the predictions.
     let mut taken: Vec<String> = good
@@ -169,7 +222,22 @@ pub fn predict_file(b: &Bundle, input: &Path) -> Result<(DataFrame, Rejected), E
 
 /// Predicts the rows of a frame with the request columns (and, optionally,
 /// a `_parse_error` column from a lenient read).
-pub fn predict_frame(b: &Bundle, df: DataFrame) -> Result<(DataFrame, Rejected), ExecError> {
+pub fn predict_frame(
+    b: &Bundle,
+    plugins: &Plugins,
+    df: DataFrame,
+) -> Result<(DataFrame, Rejected), ExecError> {
+    predict_frame_inner(b, plugins, df).map_err(|e| match plugins.take_failure() {
+        Some(f) => ExecError::Plugin(f),
+        None => e,
+    })
+}
+
+fn predict_frame_inner(
+    b: &Bundle,
+    plugins: &Plugins,
+    df: DataFrame,
+) -> Result<(DataFrame, Rejected), ExecError> {
     // Row-level checks that do not read the target, and schema breaks.
     let mut masks: Vec<(String, Expr)> = vec![];
     if df.column(source::PARSE_ERROR).is_ok() {
@@ -244,7 +312,7 @@ pub fn predict_frame(b: &Bundle, df: DataFrame) -> Result<(DataFrame, Rejected),
         match &st.op {
             Op::Transform(op) => {
                 let params = b.params.get(&st.id).cloned().unwrap_or_default();
-                df = transform::apply_all(op, &params, df, st, true)?;
+                df = transform::apply_all(op, &params, df, st, true, plugins)?;
             }
             Op::Features(op) => {
                 let mut tables = BTreeMap::new();
@@ -253,7 +321,7 @@ pub fn predict_frame(b: &Bundle, df: DataFrame) -> Result<(DataFrame, Rejected),
                         tables.insert(f.clone(), j.to_table()?);
                     }
                 }
-                df = features::compute(op, df, st, &mut tables, None)?;
+                df = features::compute(op, df, st, &mut tables, None, plugins)?;
             }
             _ => {}
         }

@@ -824,8 +824,10 @@ pub fn predict(
             )));
         }
     }
-    let (mut good, rejected) =
-        bundle::predict_file(&b, input).map_err(|e| CliError::Output(e.to_string()))?;
+    let exec_err = |e: crate::exec::ExecError| CliError::Registry(e.to_string(), e.help());
+    let plugins =
+        bundle::load_plugins(&b, Some(&crate::plugin::cache_dir(project))).map_err(exec_err)?;
+    let (mut good, rejected) = bundle::predict_file(&b, &plugins, input).map_err(exec_err)?;
     write_frame_file(&mut good, output)?;
     let mut rej = rejected.frame;
     let rejected_rows = rej.height();

@@ -197,3 +197,8 @@ pub fn stage_key(
     }
     hex(&h.finalize())
 }
+
+/// SHA-256 of bytes in memory, hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes))
+}

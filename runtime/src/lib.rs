@@ -9,6 +9,8 @@
 //!   `mlp run`; [`exec`] has one module per plan operator on polars.
 //! - [`store`] and [`fingerprint`]: the content-addressed cache in `.mlp/`
 //!   and the file hashes keys are made of.
+//! - [`plugin`]: Wasm feature plugins on wasmtime (sandbox, batching, the
+//!   ABI's host side).
 //! - [`cli`]: the subcommands behind the `mlp` binary.
 //!
 //! **Architecture invariant:** the compiler never opens a file; every byte it
@@ -18,8 +20,10 @@ pub mod bundle;
 pub mod cli;
 pub mod exec;
 pub mod fingerprint;
+pub mod plugin;
 pub mod project;
 pub mod registry;
 pub mod run;
 pub mod sample;
+pub mod scaffold;
 pub mod store;

@@ -100,6 +100,11 @@ enum Command {
         #[arg(long, default_value = ".")]
         project: PathBuf,
     },
+    /// Write Wasm feature plugins: scaffold a crate, build it.
+    Plugin {
+        #[command(subcommand)]
+        command: PluginCommand,
+    },
     /// Inspect or clean the stage cache in `.mlp/`.
     Cache {
         #[command(subcommand)]
@@ -132,6 +137,24 @@ enum ModelsCommand {
     },
     /// Move an alias back to the version it pointed at before.
     Rollback { name: String, alias: String },
+}
+
+#[derive(Subcommand)]
+enum PluginCommand {
+    /// Create a plugin crate NAME/ that builds as it is.
+    New {
+        /// The crate's name (lowercase, `_` or `-`).
+        name: String,
+        /// The mlp-plugin SDK crate (default: the one this mlp was built with).
+        #[arg(long)]
+        sdk: Option<PathBuf>,
+    },
+    /// Build a plugin crate for wasm32 and copy NAME.wasm into its folder.
+    Build {
+        /// The plugin crate's folder.
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -206,6 +229,10 @@ fn main() -> ExitCode {
             output,
             project,
         } => cli::predict(&project, &model, &input, &output),
+        Command::Plugin { command } => match command {
+            PluginCommand::New { name, sdk } => mlp_runtime::scaffold::new(&name, sdk.as_deref()),
+            PluginCommand::Build { dir } => mlp_runtime::scaffold::build(&dir),
+        },
         Command::Cache { command } => match command {
             CacheCommand::Status { path } => cli::cache_status(&path),
             CacheCommand::Gc { path, all } => cli::cache_gc(&path, all),

@@ -135,19 +135,21 @@ impl World for FsWorld {
 
 /// Reads the `mlp:signatures` custom section of a Wasm module.
 pub fn read_signatures(module: &[u8]) -> Result<PluginSignatures, PluginError> {
-    let mut found = None;
+    let mut found: Option<Vec<u8>> = None;
     for payload in wasmparser::Parser::new(0).parse_all(module) {
         let payload = payload.map_err(|e| PluginError::Malformed {
             reason: format!("not a WebAssembly module: {e}"),
         })?;
         if let wasmparser::Payload::CustomSection(c) = payload {
             if c.name() == SIGNATURE_SECTION {
-                found = Some(c.data().to_vec());
+                found
+                    .get_or_insert_with(Vec::new)
+                    .extend_from_slice(c.data());
             }
         }
     }
     match found {
-        Some(data) => PluginSignatures::from_json(&data),
+        Some(data) => PluginSignatures::from_section(&data),
         None => Err(PluginError::NoSignatures),
     }
 }

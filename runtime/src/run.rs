@@ -97,6 +97,9 @@ pub struct StagePlan {
     pub reasons: Vec<Reason>,
     #[serde(skip)]
     pub files: Vec<(PathBuf, String, Stat)>,
+    /// The plugins the stage calls: (path, SHA-256).
+    #[serde(skip)]
+    pub plugins: Vec<(String, String)>,
 }
 
 /// A stage as a run record keeps it.
@@ -241,6 +244,23 @@ pub fn plan_stages(
             .iter()
             .map(|(p, sha, _)| (rel(root, p), sha.clone()))
             .collect();
+        // The bytes of every plugin the stage calls join its key.
+        let mut plugin_hashes: Vec<(String, String)> = vec![];
+        for name in &st.plugins {
+            let Some(d) = plan.plugins.iter().find(|d| &d.name == name) else {
+                continue;
+            };
+            match hashes.hash(&d.path, &root.join(&d.path)) {
+                Ok((sha, _)) => plugin_hashes.push((d.path.clone(), sha)),
+                Err(e) => {
+                    key_ok = false;
+                    runnable = false;
+                    reasons.push(Reason::Blocked {
+                        why: format!("cannot read plugin `{name}` ({}): {e}", d.path),
+                    });
+                }
+            }
+        }
         // A lenient read (for a quarantining check) keeps rows a strict one
         // rejects: it is another output, so another key.
         let canonical = if quarantined_by_check(plan, &st.id) {
@@ -254,7 +274,7 @@ pub fn plan_stages(
                 &canonical,
                 &input_keys.iter().flatten().cloned().collect::<Vec<_>>(),
                 &file_hashes,
-                &[],
+                &plugin_hashes,
             )
         });
         let cached = runnable
@@ -274,7 +294,8 @@ pub fn plan_stages(
                             line: st.origin.line,
                         });
                     }
-                    let now: BTreeMap<String, String> = file_hashes.iter().cloned().collect();
+                    let now: BTreeMap<String, String> =
+                        file_hashes.iter().chain(&plugin_hashes).cloned().collect();
                     let added: Vec<String> = now
                         .keys()
                         .filter(|k| !prev.files.contains_key(*k))
@@ -334,6 +355,7 @@ pub fn plan_stages(
             runnable,
             reasons,
             files,
+            plugins: plugin_hashes,
         });
     }
     out
@@ -465,6 +487,18 @@ fn compute_one(
             }
         }
     }
+    let plugins = crate::plugin::Plugins::load(root, &plan.plugins, &st.plugins)
+        .map_err(ExecError::Plugin)?;
+    // The bytes hashed into the key are the bytes that run.
+    for p in plugins.iter() {
+        let d = plan.plugins.iter().find(|d| d.name == p.name);
+        let planned = d.and_then(|d| sp.plugins.iter().find(|(path, _)| *path == d.path));
+        if let Some((path, sha)) = planned {
+            if *sha != p.sha256 {
+                return Err(ExecError::ChangedDuringRun { file: path.clone() });
+            }
+        }
+    }
     let cx = exec::Context {
         root,
         plan,
@@ -479,6 +513,7 @@ fn compute_one(
         store,
         keys: &shared.keys,
         data_hashes: &shared.data_hashes,
+        plugins: &plugins,
     };
     exec::run_stage(cx)
 }
@@ -833,6 +868,7 @@ pub fn record_run(
                         .files
                         .iter()
                         .map(|(p, sha, _)| (rel(root, p), sha.clone()))
+                        .chain(sp.plugins.iter().cloned())
                         .collect(),
                     status: r
                         .map(|r| r.status.clone())

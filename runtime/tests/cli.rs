@@ -273,9 +273,9 @@ fn wasm_with_section(name: &str, payload: &[u8]) -> Vec<u8> {
 fn plugin_signatures_are_read_from_the_module_without_running_it() {
     let dir = tempdir("plugins");
     std::fs::create_dir_all(dir.join("plugins")).unwrap();
-    let sig = br#"{"abi": 1, "functions": [
-        {"name": "coastal", "params": [{"name": "city", "type": "str"}], "returns": {"type": "bool"}}
-    ]}"#;
+    // One JSON object per function, as the SDK writes them.
+    let sig = br#"{"abi": 1, "name": "coastal", "params": [{"name": "city", "type": "str"}], "returns": {"type": "bool"}}
+        {"abi": 1, "name": "region", "params": [{"name": "city", "type": "str", "nullable": true}], "returns": {"type": "str", "nullable": true}}"#;
     std::fs::write(
         dir.join("plugins/geo.wasm"),
         wasm_with_section("mlp:signatures", sig),
@@ -288,7 +288,10 @@ fn plugin_signatures_are_read_from_the_module_without_running_it() {
     .unwrap();
     std::fs::write(
         dir.join("plugins/future.wasm"),
-        wasm_with_section("mlp:signatures", br#"{"abi": 9, "functions": []}"#),
+        wasm_with_section(
+            "mlp:signatures",
+            br#"{"abi": 9, "name": "f", "params": [], "returns": {"type": "float"}}"#,
+        ),
     )
     .unwrap();
     std::fs::write(dir.join("plugins/junk.wasm"), b"not wasm at all").unwrap();

@@ -845,7 +845,7 @@ impl CheckError {
             PluginSignatures { span, path, reason } => {
                 e(format!("plugin `{path}` has no usable signatures: {reason}"))
                     .primary(*span, "signatures missing or malformed")
-                    .help("build the plugin with the mlp plugin SDK, whose `#[mlp_plugin::export]` macro writes the signatures into the module")
+                    .help("build the plugin with the mlp-plugin SDK, whose `mlp_plugin::export!` macro writes the signatures into the module (`mlp plugin build`)")
             }
             PluginAbi {
                 span,

@@ -6,7 +6,9 @@ use mlp_compiler::{Compilation, PluginError, PluginSignatures, Report, SourceMap
 
 /// Plugins known to the fixtures, by file name:
 /// - `geo.wasm`: `coastal(city: str) -> bool`, `region(city: str?) -> str?`
-/// - `math.wasm`: `haversine(lat1, lon1, lat2, lon2: float) -> float`
+/// - `math.wasm`: `haversine(lat1, lon1, lat2, lon2: float) -> float`,
+///   `box_cox(x, lambda: float) -> float?`
+///   (both as `plugins/geo` and `plugins/math` declare them)
 /// - `nosig.wasm`: a module without signatures
 /// - `future.wasm`: a module built for plugin ABI 2
 /// - anything else: not found
@@ -47,20 +49,35 @@ impl World for FakeWorld {
             }),
             "math.wasm" => Ok(PluginSignatures {
                 abi: 1,
-                functions: vec![FunctionSig {
-                    name: "haversine".into(),
-                    params: ["lat1", "lon1", "lat2", "lon2"]
-                        .iter()
-                        .map(|n| p(n, PluginType::Float, false))
-                        .collect(),
-                    returns: PluginReturn {
-                        ty: PluginType::Float,
-                        nullable: false,
+                functions: vec![
+                    FunctionSig {
+                        name: "box_cox".into(),
+                        params: vec![
+                            p("x", PluginType::Float, false),
+                            p("lambda", PluginType::Float, false),
+                        ],
+                        returns: PluginReturn {
+                            ty: PluginType::Float,
+                            nullable: true,
+                        },
                     },
-                }],
+                    FunctionSig {
+                        name: "haversine".into(),
+                        params: ["lat1", "lon1", "lat2", "lon2"]
+                            .iter()
+                            .map(|n| p(n, PluginType::Float, false))
+                            .collect(),
+                        returns: PluginReturn {
+                            ty: PluginType::Float,
+                            nullable: false,
+                        },
+                    },
+                ],
             }),
             "nosig.wasm" => Err(PluginError::NoSignatures),
-            "future.wasm" => PluginSignatures::from_json(br#"{"abi": 2, "functions": []}"#),
+            "future.wasm" => PluginSignatures::from_section(
+                br#"{"abi":2,"name":"f","params":[],"returns":{"type":"float","nullable":false}}"#,
+            ),
             _ => Err(PluginError::NotFound {
                 path: path.to_string(),
             }),

@@ -34,7 +34,11 @@ pub fn failing_for(
     stage: &mlp_compiler::plan::Stage,
 ) -> Result<Option<Expr>, ExecError> {
     let types = kinds(stage);
-    let tr = Translator { types: &types };
+    let none = crate::plugin::Plugins::none();
+    let tr = Translator {
+        types: &types,
+        plugins: &none,
+    };
     Ok(Some(match rule {
         RuleOp::NotNull { columns } => columns
             .iter()

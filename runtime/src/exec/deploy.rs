@@ -8,7 +8,7 @@ use super::transform::Fitted;
 use super::{Context, ExecError, Output};
 use crate::bundle::{Bundle, OverJson, BUNDLE_FORMAT};
 use crate::registry::Registry;
-use mlp_compiler::plan::{DeployOp, Expr as PExpr, Op};
+use mlp_compiler::plan::{DeployOp, Expr as PExpr, Op, Stage};
 use polars::prelude::*;
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -134,6 +134,17 @@ pub fn run(op: &DeployOp, cx: &Context) -> Result<Output, ExecError> {
         }
         stages.push(st.clone());
     }
+    // The plugins the serving stages call travel in the bundle.
+    let mut names: Vec<&String> = stages.iter().flat_map(|s: &Stage| &s.plugins).collect();
+    names.sort();
+    names.dedup();
+    let names: Vec<String> = names.into_iter().cloned().collect();
+    let loaded = crate::plugin::Plugins::load(cx.root, &cx.plan.plugins, &names)
+        .map_err(ExecError::Plugin)?;
+    let plugins: Vec<crate::bundle::BundledPlugin> = loaded
+        .iter()
+        .map(|p| crate::bundle::BundledPlugin::new(p))
+        .collect();
     let mut evaluations = vec![];
     for e in &op.gated_by {
         evaluations.push(read_json(cx, e, "report.json")?);
@@ -157,6 +168,7 @@ pub fn run(op: &DeployOp, cx: &Context) -> Result<Output, ExecError> {
         model,
         evaluations,
         training_stats: stats,
+        plugins,
         monitor: cx.plan.stages.iter().find_map(|s| match &s.op {
             Op::Monitor(m) if m.model == op.model => Some(m.clone()),
             _ => None,

@@ -82,6 +82,8 @@ pub fn temporal_literal(s: &str, kind: &Kind) -> Expr {
 /// Translates expressions against a schema of known column types.
 pub struct Translator<'a> {
     pub types: &'a dyn Fn(&str) -> Option<Kind>,
+    /// The plugins calls may go to.
+    pub plugins: &'a crate::plugin::Plugins,
 }
 
 impl Translator<'_> {
@@ -98,7 +100,9 @@ impl Translator<'_> {
                 },
             ),
             PExpr::Col { name } => {
-                let k = (self.types)(name).ok_or_else(|| ExecError::Internal(format!("column `{name}` missing at run time")))?;
+                let k = (self.types)(name).ok_or_else(|| {
+                    ExecError::Internal(format!("column `{name}` missing at run time"))
+                })?;
                 (col(name.as_str()), k)
             }
             PExpr::List { items } => {
@@ -130,10 +134,27 @@ impl Translator<'_> {
                 (when(c).then(t).otherwise(o), kind)
             }
             PExpr::Call { func, args } => self.call(func, args)?,
-            PExpr::Plugin { plugin, func, .. } => {
-                return Err(ExecError::Unsupported(format!(
-                    "`{plugin}.{func}(...)` calls a Wasm plugin; this build of mlp checks plugin calls but cannot run them yet"
-                )))
+            PExpr::Plugin { plugin, func, args } => {
+                let args = args
+                    .iter()
+                    .map(|a| self.expr(a).map(|(e, _)| e))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let e = self
+                    .plugins
+                    .expr(plugin, func, args)
+                    .map_err(ExecError::Internal)?;
+                let kind = self
+                    .plugins
+                    .get(plugin)
+                    .and_then(|p| p.signatures.function(func))
+                    .map(|f| match f.returns.ty {
+                        mlp_compiler::plugin_sig::PluginType::Float => Kind::Float,
+                        mlp_compiler::plugin_sig::PluginType::Int => Kind::Int,
+                        mlp_compiler::plugin_sig::PluginType::Bool => Kind::Bool,
+                        mlp_compiler::plugin_sig::PluginType::Str => Kind::Str,
+                    })
+                    .unwrap_or(Kind::Null);
+                (e, kind)
             }
             PExpr::Over { .. } => {
                 return Err(ExecError::Internal(

@@ -10,6 +10,7 @@
 use super::expr::{dtype, Translator};
 use super::transform::frame_kinds_of;
 use super::{input, is_train, partition_column, Context, ExecError, Output};
+use crate::plugin::Plugins;
 use mlp_compiler::plan::{Expr as PExpr, FeaturesOp, Stage};
 use polars::prelude::*;
 use std::collections::BTreeMap;
@@ -43,10 +44,15 @@ pub fn fit_over(
     df: &DataFrame,
     part: &str,
     stage: &Stage,
+    plugins: &Plugins,
 ) -> Result<OverTable, ExecError> {
     let kinds = frame_kinds_of(df, stage);
     let types = |n: &str| kinds.get(n).cloned();
-    let (x, _) = Translator { types: &types }.expr(arg)?;
+    let (x, _) = Translator {
+        types: &types,
+        plugins,
+    }
+    .expr(arg)?;
     let x = if agg == "count" {
         x
     } else {
@@ -123,6 +129,7 @@ pub fn compute(
     stage: &Stage,
     tables: &mut BTreeMap<String, OverTable>,
     fit_part: Option<&str>,
+    plugins: &Plugins,
 ) -> Result<DataFrame, ExecError> {
     for f in &op.features {
         let value: Expr = match &f.expr {
@@ -131,7 +138,7 @@ pub fn compute(
                     let part = fit_part.ok_or_else(|| {
                         ExecError::Internal(format!("no fitted table for `{}`", f.name))
                     })?;
-                    let t = fit_over(agg, arg, keys, &df, part, stage)?;
+                    let t = fit_over(agg, arg, keys, &df, part, stage, plugins)?;
                     tables.insert(f.name.clone(), t);
                 }
                 let t = &tables[&f.name];
@@ -141,7 +148,12 @@ pub fn compute(
             other => {
                 let kinds = frame_kinds_of(&df, stage);
                 let types = |n: &str| kinds.get(n).cloned();
-                Translator { types: &types }.expr(other)?.0
+                Translator {
+                    types: &types,
+                    plugins,
+                }
+                .expr(other)?
+                .0
             }
         };
         df = df
@@ -157,7 +169,7 @@ pub fn run(op: &FeaturesOp, cx: &Context) -> Result<Output, ExecError> {
     let df = input(cx)?;
     let part = partition_column(cx);
     let mut tables = BTreeMap::new();
-    let df = compute(op, df, cx.stage, &mut tables, part.as_deref())?;
+    let df = compute(op, df, cx.stage, &mut tables, part.as_deref(), cx.plugins)?;
     let mut out = Output {
         frame: Some(df),
         ..Output::default()

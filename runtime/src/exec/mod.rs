@@ -79,6 +79,8 @@ pub enum ExecError {
         report: String,
     },
     #[error("{0}")]
+    Plugin(crate::plugin::PluginFailure),
+    #[error("{0}")]
     Data(String),
     #[error("{0}")]
     Unsupported(String),
@@ -117,6 +119,7 @@ impl ExecError {
             ExecError::ChangedDuringRun { .. } => {
                 Some("nothing was cached from it; run again once the file is written".into())
             }
+            ExecError::Plugin(f) => Some(f.help()),
             ExecError::GatesFailed { .. } => Some(
                 "the model is not deployed; improve it (features, parameters, data) or revisit the gate".into(),
             ),
@@ -158,6 +161,8 @@ pub struct Context<'a> {
     pub keys: &'a std::collections::HashMap<String, String>,
     /// The hashes of every file the sources read (lineage).
     pub data_hashes: &'a std::collections::BTreeMap<String, String>,
+    /// The plugins the stage calls, loaded.
+    pub plugins: &'a crate::plugin::Plugins,
 }
 
 /// Whether this build can execute a stage kind.
@@ -171,8 +176,17 @@ pub fn supported(op: &Op) -> Result<(), String> {
     }
 }
 
-/// Runs one stage.
+/// Runs one stage. A plugin failure inside a polars expression surfaces as
+/// a polars error; the failure the plugin recorded replaces it.
 pub fn run_stage(cx: Context) -> Result<Output, ExecError> {
+    let plugins = cx.plugins;
+    run_op(cx).map_err(|e| match plugins.take_failure() {
+        Some(f) => ExecError::Plugin(f),
+        None => e,
+    })
+}
+
+fn run_op(cx: Context) -> Result<Output, ExecError> {
     match &cx.stage.op {
         Op::Source(op) => source::run(op, &cx),
         Op::Check(op) => check::run(op, &cx),

@@ -267,6 +267,7 @@ pub fn apply(
     stage: &mlp_compiler::plan::Stage,
     part: Option<&str>,
     serving: bool,
+    plugins: &crate::plugin::Plugins,
 ) -> Result<DataFrame, ExecError> {
     let collect = |lf: LazyFrame| lf.collect().map_err(ExecError::polars);
     Ok(match (step, fitted) {
@@ -436,7 +437,10 @@ pub fn apply(
         (StepOp::Filter { expr, .. }, _) => {
             let names = frame_kinds_of(&df, stage);
             let types = |n: &str| names.get(n).cloned();
-            let tr = Translator { types: &types };
+            let tr = Translator {
+                types: &types,
+                plugins,
+            };
             let (e, _) = tr.expr(expr)?;
             collect(df.lazy().filter(e.fill_null(lit(false))))?
         }
@@ -455,6 +459,7 @@ pub fn apply_all(
     mut df: DataFrame,
     stage: &mlp_compiler::plan::Stage,
     serving: bool,
+    plugins: &crate::plugin::Plugins,
 ) -> Result<DataFrame, ExecError> {
     if params.len() != op.steps.len() {
         return Err(ExecError::Internal(
@@ -463,7 +468,7 @@ pub fn apply_all(
     }
     let part = stage.partition_column.as_deref();
     for (step, fitted) in op.steps.iter().zip(params) {
-        df = apply(step, fitted, df, stage, part, serving)?;
+        df = apply(step, fitted, df, stage, part, serving, plugins)?;
     }
     Ok(df)
 }
@@ -476,7 +481,15 @@ pub fn run(op: &TransformOp, cx: &Context) -> Result<Output, ExecError> {
     let mut params = vec![];
     for step in &op.steps {
         let fitted = fit(step, &df, part.as_deref())?;
-        df = apply(step, &fitted, df, cx.stage, part.as_deref(), false)?;
+        df = apply(
+            step,
+            &fitted,
+            df,
+            cx.stage,
+            part.as_deref(),
+            false,
+            cx.plugins,
+        )?;
         params.push(fitted);
     }
     Ok(Output {

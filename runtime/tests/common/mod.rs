@@ -39,3 +39,69 @@ pub fn cache_entry(dir: &Path, stage: &str) -> PathBuf {
     }
     panic!("no cache entry for {stage}");
 }
+
+/// Builds the plugin workspace (`plugins/`) for wasm32 once per test binary
+/// and returns the folder holding the `.wasm` files.
+pub fn built_plugins() -> PathBuf {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let target = Path::new(env!("CARGO_TARGET_TMPDIR")).join("plugins");
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let o = Command::new(cargo)
+                .args([
+                    "build",
+                    "--release",
+                    "--locked",
+                    "--target",
+                    "wasm32-unknown-unknown",
+                    "--manifest-path",
+                ])
+                .arg(repo().join("plugins/Cargo.toml"))
+                .env("CARGO_TARGET_DIR", &target)
+                .env_remove("RUSTFLAGS")
+                .env_remove("CARGO_ENCODED_RUSTFLAGS")
+                .output()
+                .expect("run cargo");
+            assert!(
+                o.status.success(),
+                "building the plugins failed (is the target installed? `rustup target add wasm32-unknown-unknown`):\n{}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+            target.join("wasm32-unknown-unknown/release")
+        })
+        .clone()
+}
+
+/// Copies built plugins into `dir/plugins/`.
+pub fn install_plugins(dir: &Path, names: &[&str]) {
+    let built = built_plugins();
+    std::fs::create_dir_all(dir.join("plugins")).unwrap();
+    for n in names {
+        std::fs::copy(
+            built.join(format!("{n}.wasm")),
+            dir.join(format!("plugins/{n}.wasm")),
+        )
+        .unwrap();
+    }
+}
+
+/// A stage's stored output frame.
+pub fn cached_frame(dir: &Path, stage: &str) -> polars::prelude::DataFrame {
+    use polars::prelude::SerReader;
+    let f = std::fs::File::open(cache_entry(dir, stage).join("frame.arrow")).unwrap();
+    polars::prelude::IpcReader::new(f).finish().unwrap()
+}
+
+/// Whether a stage has a cache entry.
+pub fn has_cache_entry(dir: &Path, stage: &str) -> bool {
+    let Ok(rd) = std::fs::read_dir(dir.join(".mlp/cache")) else {
+        return false;
+    };
+    rd.flatten().any(|e| {
+        std::fs::read_to_string(e.path().join("entry.json"))
+            .ok()
+            .and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok())
+            .is_some_and(|m| m["stage"] == stage)
+    })
+}

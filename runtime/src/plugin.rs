@@ -1,0 +1,1046 @@
+//! `plugin call -> column`: runs Wasm feature plugins on wasmtime.
+//!
+//! The ABI (version [`PLUGIN_ABI_VERSION`], written down in
+//! `docs/plugins.md`, implemented on the guest side by `plugins/sdk`): the
+//! host allocates one block per batch with the guest's `mlp_alloc`, writes a
+//! 24-byte descriptor per argument and the typed buffers (values plus one
+//! validity byte per row), calls `mlp_call_NAME(rows, descs)` and copies the
+//! result out of the descriptor it returns. Every batch runs in a fresh
+//! instance, so nothing a guest keeps survives a batch.
+//!
+//! The sandbox: the only import is `mlp.panic`, which carries a panic's
+//! message out before the guest traps; memory is capped by a
+//! [`wasmtime::ResourceLimiter`], CPU by fuel (per row, deterministic), wall
+//! time by epoch interruption (a ticker thread). NaNs are canonicalised and
+//! threads and relaxed SIMD are off, so a batch's result depends only on its
+//! input. Compiled modules are cached on disk by wasmtime's cache (keyed by
+//! the module's hash and the engine's configuration).
+
+use mlp_compiler::plan::PluginDecl;
+use mlp_compiler::plugin_sig::{FunctionSig, PluginSignatures, PluginType, PLUGIN_ABI_VERSION};
+use polars::prelude::*;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+use wasmtime::{
+    Cache, CacheConfig, Caller, Config, Engine, Instance, InstancePre, Linker, Memory, Module,
+    ResourceLimiter, Store, Trap, TypedFunc,
+};
+
+/// How often the epoch ticks: the resolution of `timeout`.
+const TICK: Duration = Duration::from_millis(10);
+/// The most input plus output bytes one batch carries.
+const MAX_BATCH_BYTES: usize = 16 << 20;
+/// Fuel for the work around the rows (allocation, setup).
+const BASE_FUEL: u64 = 10_000_000;
+/// The size of a column descriptor.
+const DESC: usize = 24;
+
+/// The limits one plugin runs under.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Limits {
+    pub memory_bytes: u64,
+    /// Instructions per row, on average over a batch.
+    pub fuel: u64,
+    /// Wall-clock time for one batch.
+    pub timeout_ms: u64,
+}
+
+impl From<&PluginDecl> for Limits {
+    fn from(d: &PluginDecl) -> Limits {
+        Limits {
+            memory_bytes: d.memory_bytes,
+            fuel: d.fuel,
+            timeout_ms: d.timeout_ms,
+        }
+    }
+}
+
+/// What went wrong inside a plugin call.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FailureKind {
+    Panic(String),
+    Fuel {
+        per_row: u64,
+    },
+    Memory {
+        limit: u64,
+    },
+    Timeout {
+        millis: u64,
+    },
+    StackOverflow,
+    Trap(String),
+    /// The result breaks the ABI or the declared signature.
+    BadResult(String),
+    /// The module cannot be instantiated or lacks an export.
+    Load(String),
+}
+
+/// A failed plugin call: which plugin, which function, what and where.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PluginFailure {
+    pub plugin: String,
+    pub func: String,
+    pub kind: FailureKind,
+    /// The row (0-based, in the column the stage passed) where known.
+    pub row: Option<usize>,
+}
+
+impl std::fmt::Display for PluginFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let at = match self.row {
+            Some(r) => format!(" at row {}", r + 1),
+            None => String::new(),
+        };
+        let (p, func) = (&self.plugin, &self.func);
+        match &self.kind {
+            FailureKind::Panic(m) => write!(f, "plugin `{p}` function `{func}` panicked{at}: {m}"),
+            FailureKind::Fuel { per_row } => write!(
+                f,
+                "plugin `{p}` function `{func}` ran out of fuel{at} (limit: {per_row} instructions per row)"
+            ),
+            FailureKind::Memory { limit } => write!(
+                f,
+                "plugin `{p}` function `{func}` ran out of memory{at} (limit: {})",
+                human_bytes(*limit)
+            ),
+            FailureKind::Timeout { millis } => write!(
+                f,
+                "plugin `{p}` function `{func}` timed out{at} (limit: {} per batch)",
+                human_millis(*millis)
+            ),
+            FailureKind::StackOverflow => {
+                write!(f, "plugin `{p}` function `{func}` overflowed its stack{at}")
+            }
+            FailureKind::Trap(m) => write!(f, "plugin `{p}` function `{func}` trapped{at}: {m}"),
+            FailureKind::BadResult(m) => {
+                write!(f, "plugin `{p}` function `{func}` returned a bad result: {m}")
+            }
+            FailureKind::Load(m) => write!(f, "plugin `{p}` cannot be loaded: {m}"),
+        }
+    }
+}
+
+impl PluginFailure {
+    pub fn help(&self) -> String {
+        let p = &self.plugin;
+        match &self.kind {
+            FailureKind::Panic(_) | FailureKind::Trap(_) | FailureKind::StackOverflow => format!(
+                "this is a bug in the plugin (or an input it does not handle); nothing was cached from the call. Fix it and rebuild `{p}`"
+            ),
+            FailureKind::Fuel { .. } => format!(
+                "the function may loop forever on this input; if it is only slow, raise the limit: `plugin {p} = \"...\" {{ fuel = N }}`"
+            ),
+            FailureKind::Memory { .. } => format!(
+                "the function may allocate without bound; if it needs more, raise the limit: `plugin {p} = \"...\" {{ memory = 256MB }}`"
+            ),
+            FailureKind::Timeout { .. } => format!(
+                "the function may loop forever on this input; if it is only slow, raise the limit: `plugin {p} = \"...\" {{ timeout = 60s }}`"
+            ),
+            FailureKind::BadResult(_) => format!(
+                "the module's code does not match its signatures; rebuild `{p}` with the mlp-plugin SDK (ABI {PLUGIN_ABI_VERSION})"
+            ),
+            FailureKind::Load(_) => "build plugins for wasm32-unknown-unknown with the mlp-plugin SDK (`mlp plugin build`); the sandbox provides no other imports".to_string(),
+        }
+    }
+}
+
+fn human_bytes(b: u64) -> String {
+    if b >= 1_000_000 && b.is_multiple_of(1_000_000) {
+        format!("{} MB", b / 1_000_000)
+    } else if b >= 1 << 20 && b.is_multiple_of(1 << 20) {
+        format!("{} MiB", b >> 20)
+    } else if b >= 1 << 10 && b.is_multiple_of(1 << 10) {
+        format!("{} KiB", b >> 10)
+    } else {
+        format!("{b} bytes")
+    }
+}
+
+fn human_millis(ms: u64) -> String {
+    if ms.is_multiple_of(1000) {
+        format!("{}s", ms / 1000)
+    } else {
+        format!("{ms}ms")
+    }
+}
+
+/// The process's engine: one configuration, one compiled-module cache, one
+/// epoch ticker.
+fn engine(cache_dir: Option<&Path>) -> Result<&'static Engine, String> {
+    static ENGINE: OnceLock<Result<Engine, String>> = OnceLock::new();
+    ENGINE
+        .get_or_init(|| {
+            let mut config = Config::new();
+            config
+                .consume_fuel(true)
+                .epoch_interruption(true)
+                .cranelift_nan_canonicalization(true)
+                .wasm_relaxed_simd(false)
+                .max_wasm_stack(1 << 20);
+            if let Some(dir) = cache_dir {
+                let mut cc = CacheConfig::new();
+                // wasmtime wants an absolute folder.
+                cc.with_directory(std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf()));
+                // A cache that cannot be set up only costs compile time.
+                if let Ok(cache) = Cache::new(cc) {
+                    config.cache(Some(cache));
+                }
+            }
+            let engine = Engine::new(&config).map_err(|e| e.to_string())?;
+            let ticker = engine.weak();
+            std::thread::Builder::new()
+                .name("mlp-plugin-epoch".into())
+                .spawn(move || loop {
+                    std::thread::sleep(TICK);
+                    match ticker.upgrade() {
+                        Some(e) => e.increment_epoch(),
+                        None => return,
+                    }
+                })
+                .map_err(|e| e.to_string())?;
+            Ok(engine)
+        })
+        .as_ref()
+        .map_err(|e| format!("cannot start the Wasm engine: {e}"))
+}
+
+/// The folder compiled modules are cached in, under a project's `.mlp`.
+pub fn cache_dir(root: &Path) -> PathBuf {
+    root.join(".mlp").join("wasm")
+}
+
+/// Per-store state: the limiter and what the guest told us before trapping.
+struct Guest {
+    memory_cap: usize,
+    denied: Option<usize>,
+    panic: Option<(String, i64)>,
+}
+
+impl ResourceLimiter for Guest {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.memory_cap {
+            self.denied = Some(desired);
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= 100_000)
+    }
+}
+
+/// A loaded plugin: its module compiled and linked, ready to instantiate.
+pub struct Plugin {
+    pub name: String,
+    pub sha256: String,
+    pub limits: Limits,
+    pub signatures: PluginSignatures,
+    /// The module's bytes (bundles carry them).
+    pub bytes: Arc<Vec<u8>>,
+    pre: InstancePre<Guest>,
+}
+
+impl std::fmt::Debug for Plugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plugin")
+            .field("name", &self.name)
+            .field("sha256", &self.sha256)
+            .finish()
+    }
+}
+
+impl Plugin {
+    /// Compiles (or loads from the cache) and links a module.
+    pub fn load(
+        name: &str,
+        bytes: Vec<u8>,
+        limits: Limits,
+        cache: Option<&Path>,
+    ) -> Result<Plugin, PluginFailure> {
+        let fail = |m: String| PluginFailure {
+            plugin: name.to_string(),
+            func: String::new(),
+            kind: FailureKind::Load(m),
+            row: None,
+        };
+        let signatures =
+            crate::project::read_signatures(&bytes).map_err(|e| fail(e.to_string()))?;
+        let engine = engine(cache).map_err(&fail)?;
+        let module = Module::new(engine, &bytes).map_err(|e| fail(format!("{e:#}")))?;
+        for import in module.imports() {
+            if (import.module(), import.name()) != ("mlp", "panic") {
+                return Err(fail(format!(
+                    "the module imports `{}.{}`, which the sandbox does not provide (no file system, clock, randomness, network or environment)",
+                    import.module(),
+                    import.name()
+                )));
+            }
+        }
+        for export in ["memory", "mlp_alloc"] {
+            if module.get_export(export).is_none() {
+                return Err(fail(format!(
+                    "the module lacks the export `{export}`; it was not built with the mlp-plugin SDK"
+                )));
+            }
+        }
+        for f in &signatures.functions {
+            if module.get_export(&format!("mlp_call_{}", f.name)).is_none() {
+                return Err(fail(format!(
+                    "the signatures declare `{}` but the module lacks the export `mlp_call_{}`",
+                    f.name, f.name
+                )));
+            }
+        }
+        let mut linker: Linker<Guest> = Linker::new(engine);
+        linker
+            .func_wrap(
+                "mlp",
+                "panic",
+                |mut caller: Caller<'_, Guest>, ptr: u32, len: u32, row: i64| {
+                    let msg = match caller.get_export("memory").and_then(|e| e.into_memory()) {
+                        Some(mem) => {
+                            let data = mem.data(&caller);
+                            let (a, b) = (ptr as usize, ptr as usize + len as usize);
+                            data.get(a..b)
+                                .map(|s| String::from_utf8_lossy(s).into_owned())
+                                .unwrap_or_else(|| "a panic whose message is out of bounds".into())
+                        }
+                        None => "a panic (the module exports no memory)".into(),
+                    };
+                    caller.data_mut().panic = Some((msg, row));
+                },
+            )
+            .map_err(|e| fail(e.to_string()))?;
+        let pre = linker
+            .instantiate_pre(&module)
+            .map_err(|e| fail(format!("{e:#}")))?;
+        Ok(Plugin {
+            name: name.to_string(),
+            sha256: crate::fingerprint::sha256_hex(&bytes),
+            limits,
+            signatures,
+            bytes: Arc::new(bytes),
+            pre,
+        })
+    }
+
+    /// Calls `func` on columns of `len` rows (a column of one row is a
+    /// constant, broadcast). Batches run in parallel, each in a fresh
+    /// instance.
+    pub fn call(&self, func: &str, args: &[Series], len: usize) -> Result<Series, PluginFailure> {
+        let fail = |kind: FailureKind, row: Option<usize>| PluginFailure {
+            plugin: self.name.clone(),
+            func: func.to_string(),
+            kind,
+            row,
+        };
+        let sig = self.signatures.function(func).ok_or_else(|| {
+            fail(
+                FailureKind::Load(format!("the module declares no function `{func}`")),
+                None,
+            )
+        })?;
+        if args.len() != sig.params.len() {
+            return Err(fail(
+                FailureKind::Load(format!(
+                    "`{func}` takes {} arguments, called with {}",
+                    sig.params.len(),
+                    args.len()
+                )),
+                None,
+            ));
+        }
+        let cols = args
+            .iter()
+            .zip(&sig.params)
+            .map(|(s, p)| ArgColumn::new(s, p.ty, len))
+            .collect::<Result<Vec<_>, String>>()
+            .map_err(|m| fail(FailureKind::BadResult(m), None))?;
+        if len == 0 {
+            return Ok(empty(sig));
+        }
+        let per_row: usize = cols.iter().map(|c| c.bytes_per_row(len)).sum::<usize>()
+            + out_bytes_per_row(sig.returns.ty)
+            + 1;
+        let budget = MAX_BATCH_BYTES.min(self.limits.memory_bytes as usize / 4);
+        let rows_per_batch = (budget / per_row).clamp(1, 1 << 20);
+        let batches: Vec<(usize, usize)> = (0..len)
+            .step_by(rows_per_batch)
+            .map(|s| (s, (s + rows_per_batch).min(len)))
+            .collect();
+        let threads = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+            .min(batches.len());
+        let results: Vec<Mutex<Option<Result<OutColumn, PluginFailure>>>> =
+            batches.iter().map(|_| Mutex::new(None)).collect();
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let failed = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            for _ in 0..threads {
+                scope.spawn(|| loop {
+                    if failed.load(std::sync::atomic::Ordering::Relaxed) {
+                        return;
+                    }
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(&(a, b)) = batches.get(i) else {
+                        return;
+                    };
+                    let r = self
+                        .batch(sig, &cols, a, b)
+                        .map_err(|(kind, row)| fail(kind, row.map(|r| a + r)));
+                    if r.is_err() {
+                        failed.store(true, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    if let Ok(mut slot) = results[i].lock() {
+                        *slot = Some(r);
+                    }
+                });
+            }
+        });
+        let mut out = OutColumn::default();
+        let mut first_err: Option<PluginFailure> = None;
+        for r in results {
+            match r.into_inner().ok().flatten() {
+                Some(Ok(part)) => out.append(part),
+                // The earliest failing batch is the one to report.
+                Some(Err(e)) if first_err.is_none() => first_err = Some(e),
+                Some(Err(_)) => {}
+                None => {}
+            }
+        }
+        if let Some(e) = first_err {
+            return Err(e);
+        }
+        out.into_series(sig, func)
+            .map_err(|m| fail(FailureKind::BadResult(m), None))
+    }
+
+    /// One batch, rows `a..b`, in a fresh instance. The row of an error is
+    /// relative to `a`.
+    fn batch(
+        &self,
+        sig: &FunctionSig,
+        cols: &[ArgColumn],
+        a: usize,
+        b: usize,
+    ) -> Result<OutColumn, (FailureKind, Option<usize>)> {
+        let rows = b - a;
+        let engine = self.pre.module().engine();
+        let mut store = Store::new(
+            engine,
+            Guest {
+                memory_cap: self.limits.memory_bytes as usize,
+                denied: None,
+                panic: None,
+            },
+        );
+        store.limiter(|g| g as &mut dyn ResourceLimiter);
+        let fuel = self
+            .limits
+            .fuel
+            .saturating_mul(rows as u64)
+            .saturating_add(BASE_FUEL);
+        let _ = store.set_fuel(fuel);
+        let ticks = self
+            .limits
+            .timeout_ms
+            .div_ceil(TICK.as_millis() as u64)
+            .max(1);
+        store.set_epoch_deadline(ticks);
+
+        let instance = match self.pre.instantiate(&mut store) {
+            Ok(i) => i,
+            Err(e) => return Err(self.classify(&mut store, None, e)),
+        };
+        let load = |m: &str| (FailureKind::Load(m.to_string()), None);
+        let memory = instance
+            .get_memory(&mut store, "memory")
+            .ok_or_else(|| load("the module exports no memory"))?;
+        let alloc: TypedFunc<u32, u32> = instance
+            .get_typed_func(&mut store, "mlp_alloc")
+            .map_err(|e| load(&format!("`mlp_alloc` has the wrong type: {e}")))?;
+        let call: TypedFunc<(u32, u32), u32> = instance
+            .get_typed_func(&mut store, &format!("mlp_call_{}", sig.name))
+            .map_err(|e| load(&format!("`mlp_call_{}` has the wrong type: {e}", sig.name)))?;
+
+        // Lay the batch out: descriptors first, then each buffer 8-aligned.
+        let mut size = DESC * cols.len();
+        let mut layout = vec![];
+        for c in cols {
+            let l = c.layout(a, b, &mut size);
+            layout.push(l);
+        }
+        let base = match alloc.call(&mut store, size as u32) {
+            Ok(0) => {
+                return Err((
+                    FailureKind::Memory {
+                        limit: self.limits.memory_bytes,
+                    },
+                    None,
+                ))
+            }
+            Ok(p) => p as usize,
+            Err(e) => return Err(self.classify(&mut store, Some(&instance), e)),
+        };
+        {
+            let mem = memory.data_mut(&mut store);
+            if base + size > mem.len() {
+                return Err(load("`mlp_alloc` returned memory out of bounds"));
+            }
+            for (k, (c, l)) in cols.iter().zip(&layout).enumerate() {
+                c.write(mem, base, l, a, b);
+                let desc = l.desc(base, rows as u32);
+                mem[base + k * DESC..base + (k + 1) * DESC].copy_from_slice(&desc);
+            }
+        }
+        let ptr = match call.call(&mut store, (rows as u32, base as u32)) {
+            Ok(p) => p as usize,
+            Err(e) => return Err(self.classify(&mut store, Some(&instance), e)),
+        };
+        read_result(&memory, &store, ptr, sig, rows).map_err(|m| (FailureKind::BadResult(m), None))
+    }
+
+    /// Turns a wasmtime error into what the user needs to know.
+    fn classify(
+        &self,
+        store: &mut Store<Guest>,
+        instance: Option<&Instance>,
+        e: wasmtime::Error,
+    ) -> (FailureKind, Option<usize>) {
+        if let Some((msg, row)) = store.data_mut().panic.take() {
+            return (FailureKind::Panic(msg), row_of(row));
+        }
+        let row = instance.and_then(|i| guest_row(store, i));
+        if store.data().denied.is_some() {
+            return (
+                FailureKind::Memory {
+                    limit: self.limits.memory_bytes,
+                },
+                row,
+            );
+        }
+        let kind = match e.downcast_ref::<Trap>() {
+            Some(Trap::OutOfFuel) => FailureKind::Fuel {
+                per_row: self.limits.fuel,
+            },
+            Some(Trap::Interrupt) => FailureKind::Timeout {
+                millis: self.limits.timeout_ms,
+            },
+            Some(Trap::StackOverflow) => FailureKind::StackOverflow,
+            Some(t) => FailureKind::Trap(t.to_string().trim_start_matches("wasm trap: ").into()),
+            None => FailureKind::Trap(format!("{e:#}")),
+        };
+        (kind, row)
+    }
+}
+
+fn row_of(r: i64) -> Option<usize> {
+    usize::try_from(r).ok()
+}
+
+/// Asks the guest which row it was on when it stopped (SDK modules export
+/// `mlp_row`), with a little fuel and time of its own.
+fn guest_row(store: &mut Store<Guest>, instance: &Instance) -> Option<usize> {
+    let f: TypedFunc<(), i64> = instance.get_typed_func(&mut *store, "mlp_row").ok()?;
+    store.set_fuel(100_000).ok()?;
+    store.set_epoch_deadline(10);
+    f.call(&mut *store, ()).ok().and_then(row_of)
+}
+
+fn out_bytes_per_row(t: PluginType) -> usize {
+    match t {
+        PluginType::Float | PluginType::Int => 8,
+        PluginType::Bool => 1,
+        PluginType::Str => 20,
+    }
+}
+
+fn tag(t: PluginType) -> u32 {
+    match t {
+        PluginType::Float => 1,
+        PluginType::Int => 2,
+        PluginType::Bool => 3,
+        PluginType::Str => 4,
+    }
+}
+
+/// An argument, converted once to the type the function takes.
+enum ArgColumn {
+    Float(Float64Chunked),
+    Int(Int64Chunked),
+    Bool(BooleanChunked),
+    Str(StringChunked),
+}
+
+/// Where one argument's buffers go, relative to the batch's base.
+struct Layout {
+    tag: u32,
+    values: usize,
+    values_len: usize,
+    validity: Option<usize>,
+    offsets: Option<usize>,
+}
+
+impl Layout {
+    fn desc(&self, base: usize, rows: u32) -> [u8; DESC] {
+        let words = [
+            self.tag,
+            rows,
+            (base + self.values) as u32,
+            self.validity.map_or(0, |v| (base + v) as u32),
+            self.offsets.map_or(0, |o| (base + o) as u32),
+            self.values_len as u32,
+        ];
+        let mut out = [0u8; DESC];
+        for (dst, w) in out.chunks_exact_mut(4).zip(words) {
+            dst.copy_from_slice(&w.to_le_bytes());
+        }
+        out
+    }
+}
+
+fn align8(n: usize) -> usize {
+    n.div_ceil(8) * 8
+}
+
+impl ArgColumn {
+    fn new(s: &Series, ty: PluginType, len: usize) -> Result<ArgColumn, String> {
+        let s = if s.len() == 1 && len != 1 {
+            s.new_from_index(0, len)
+        } else {
+            s.clone()
+        };
+        if s.len() != len {
+            return Err(format!("an argument has {} rows, expected {len}", s.len()));
+        }
+        let cast = |dt: &DataType| s.cast(dt).map_err(|e| e.to_string());
+        Ok(match ty {
+            PluginType::Float => ArgColumn::Float(
+                cast(&DataType::Float64)?
+                    .f64()
+                    .map_err(|e| e.to_string())?
+                    .rechunk()
+                    .into_owned(),
+            ),
+            PluginType::Int => ArgColumn::Int(
+                cast(&DataType::Int64)?
+                    .i64()
+                    .map_err(|e| e.to_string())?
+                    .rechunk()
+                    .into_owned(),
+            ),
+            PluginType::Bool => ArgColumn::Bool(
+                cast(&DataType::Boolean)?
+                    .bool()
+                    .map_err(|e| e.to_string())?
+                    .rechunk()
+                    .into_owned(),
+            ),
+            PluginType::Str => ArgColumn::Str(
+                cast(&DataType::String)?
+                    .str()
+                    .map_err(|e| e.to_string())?
+                    .rechunk()
+                    .into_owned(),
+            ),
+        })
+    }
+
+    fn bytes_per_row(&self, len: usize) -> usize {
+        match self {
+            ArgColumn::Float(_) | ArgColumn::Int(_) => 9,
+            ArgColumn::Bool(_) => 2,
+            ArgColumn::Str(s) => {
+                let total: usize = s.iter().map(|v| v.map_or(0, str::len)).sum();
+                total / len.max(1) + 6
+            }
+        }
+    }
+
+    fn has_nulls(&self, a: usize, b: usize) -> bool {
+        let n = match self {
+            ArgColumn::Float(c) => c.slice(a as i64, b - a).null_count(),
+            ArgColumn::Int(c) => c.slice(a as i64, b - a).null_count(),
+            ArgColumn::Bool(c) => c.slice(a as i64, b - a).null_count(),
+            ArgColumn::Str(c) => c.slice(a as i64, b - a).null_count(),
+        };
+        n > 0
+    }
+
+    /// Reserves this argument's buffers from `*size` on.
+    fn layout(&self, a: usize, b: usize, size: &mut usize) -> Layout {
+        let rows = b - a;
+        let mut take = |n: usize| {
+            let at = align8(*size);
+            *size = at + n;
+            at
+        };
+        let (tag, values_len) = match self {
+            ArgColumn::Float(_) => (1, rows * 8),
+            ArgColumn::Int(_) => (2, rows * 8),
+            ArgColumn::Bool(_) => (3, rows),
+            ArgColumn::Str(c) => (
+                4,
+                c.slice(a as i64, rows)
+                    .iter()
+                    .map(|v| v.map_or(0, str::len))
+                    .sum(),
+            ),
+        };
+        let values = take(values_len);
+        let validity = self.has_nulls(a, b).then(|| take(rows));
+        let offsets = matches!(self, ArgColumn::Str(_)).then(|| take((rows + 1) * 4));
+        Layout {
+            tag,
+            values,
+            values_len,
+            validity,
+            offsets,
+        }
+    }
+
+    /// Copies rows `a..b` into guest memory at `base + layout`.
+    fn write(&self, mem: &mut [u8], base: usize, l: &Layout, a: usize, b: usize) {
+        let rows = b - a;
+        let values = &mut mem[base + l.values..base + l.values + l.values_len];
+        let mut valid = vec![1u8; if l.validity.is_some() { rows } else { 0 }];
+        match self {
+            ArgColumn::Float(c) => write_8(
+                values,
+                &c.slice(a as i64, rows),
+                &mut valid,
+                f64::to_le_bytes,
+            ),
+            ArgColumn::Int(c) => write_8(
+                values,
+                &c.slice(a as i64, rows),
+                &mut valid,
+                i64::to_le_bytes,
+            ),
+            ArgColumn::Bool(c) => {
+                for (i, (dst, v)) in values
+                    .iter_mut()
+                    .zip(c.slice(a as i64, rows).iter())
+                    .enumerate()
+                {
+                    *dst = v.unwrap_or(false) as u8;
+                    if v.is_none() {
+                        valid[i] = 0;
+                    }
+                }
+            }
+            ArgColumn::Str(c) => {
+                let mut offsets = Vec::with_capacity(rows + 1);
+                offsets.push(0u32);
+                let mut at = 0usize;
+                for (i, v) in c.slice(a as i64, rows).iter().enumerate() {
+                    match v {
+                        Some(s) => {
+                            values[at..at + s.len()].copy_from_slice(s.as_bytes());
+                            at += s.len();
+                        }
+                        None => valid[i] = 0,
+                    }
+                    offsets.push(at as u32);
+                }
+                if let Some(o) = l.offsets {
+                    let dst = &mut mem[base + o..base + o + (rows + 1) * 4];
+                    for (d, v) in dst.chunks_exact_mut(4).zip(offsets) {
+                        d.copy_from_slice(&v.to_le_bytes());
+                    }
+                }
+            }
+        }
+        if let Some(v) = l.validity {
+            mem[base + v..base + v + rows].copy_from_slice(&valid);
+        }
+    }
+}
+
+/// Writes an 8-byte numeric column (nulls as zeros, marked in `valid`).
+fn write_8<T: PolarsNumericType>(
+    values: &mut [u8],
+    part: &ChunkedArray<T>,
+    valid: &mut [u8],
+    bytes: impl Fn(T::Native) -> [u8; 8],
+) {
+    if let Ok(xs) = part.cont_slice() {
+        for (dst, x) in values.chunks_exact_mut(8).zip(xs) {
+            dst.copy_from_slice(&bytes(*x));
+        }
+        return;
+    }
+    for (i, (dst, v)) in values.chunks_exact_mut(8).zip(part.iter()).enumerate() {
+        match v {
+            Some(x) => dst.copy_from_slice(&bytes(x)),
+            None => {
+                dst.fill(0);
+                valid[i] = 0;
+            }
+        }
+    }
+}
+
+/// Reads an 8-byte numeric result column.
+fn read_8<N>(
+    v: &[u8],
+    is_valid: impl Fn(usize) -> bool,
+    from: impl Fn([u8; 8]) -> N,
+) -> Vec<Option<N>> {
+    v.chunks_exact(8)
+        .enumerate()
+        .map(|(i, b)| {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(b);
+            is_valid(i).then(|| from(w))
+        })
+        .collect()
+}
+
+/// A result column as read back, before it becomes a series.
+#[derive(Default)]
+struct OutColumn {
+    floats: Vec<Option<f64>>,
+    ints: Vec<Option<i64>>,
+    bools: Vec<Option<bool>>,
+    strs: Vec<Option<String>>,
+}
+
+impl OutColumn {
+    fn append(&mut self, other: OutColumn) {
+        self.floats.extend(other.floats);
+        self.ints.extend(other.ints);
+        self.bools.extend(other.bools);
+        self.strs.extend(other.strs);
+    }
+
+    fn into_series(self, sig: &FunctionSig, func: &str) -> Result<Series, String> {
+        let name: PlSmallStr = func.into();
+        let s = match sig.returns.ty {
+            PluginType::Float => Series::new(name, self.floats),
+            PluginType::Int => Series::new(name, self.ints),
+            PluginType::Bool => Series::new(name, self.bools),
+            PluginType::Str => Series::new(name, self.strs),
+        };
+        Ok(s)
+    }
+}
+
+fn empty(sig: &FunctionSig) -> Series {
+    OutColumn::default()
+        .into_series(sig, &sig.name)
+        .unwrap_or_else(|_| Series::new_empty("".into(), &DataType::Null))
+}
+
+fn word(mem: &[u8], at: usize) -> Result<u32, String> {
+    mem.get(at..at + 4)
+        .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .ok_or_else(|| format!("a pointer ({at:#x}) outside its memory"))
+}
+
+fn region(mem: &[u8], at: u32, len: usize) -> Result<&[u8], String> {
+    let a = at as usize;
+    mem.get(a..a + len)
+        .ok_or_else(|| format!("a buffer ({a:#x}, {len} bytes) outside its memory"))
+}
+
+/// Reads the result descriptor at `ptr` and checks it against the signature.
+fn read_result(
+    memory: &Memory,
+    store: &Store<Guest>,
+    ptr: usize,
+    sig: &FunctionSig,
+    rows: usize,
+) -> Result<OutColumn, String> {
+    let mem = memory.data(store);
+    let w = |k: usize| word(mem, ptr + 4 * k);
+    let (t, n, values, validity, offsets, len) = (w(0)?, w(1)?, w(2)?, w(3)?, w(4)?, w(5)?);
+    let expected = tag(sig.returns.ty);
+    if t != expected {
+        let found = match t {
+            1 => "float",
+            2 => "int",
+            3 => "bool",
+            4 => "str",
+            _ => "unknown",
+        };
+        return Err(format!(
+            "{found} values where its signature declares {}",
+            sig.returns.ty.name()
+        ));
+    }
+    if n as usize != rows {
+        return Err(format!("{n} values for a batch of {rows} rows"));
+    }
+    let valid: Option<&[u8]> = if validity == 0 {
+        None
+    } else {
+        Some(region(mem, validity, rows)?)
+    };
+    let is_valid = |i: usize| valid.is_none_or(|v| v[i] != 0);
+    let mut out = OutColumn::default();
+    match sig.returns.ty {
+        PluginType::Float => {
+            out.floats = read_8(region(mem, values, rows * 8)?, is_valid, f64::from_le_bytes)
+        }
+        PluginType::Int => {
+            out.ints = read_8(region(mem, values, rows * 8)?, is_valid, i64::from_le_bytes)
+        }
+        PluginType::Bool => {
+            let v = region(mem, values, rows)?;
+            out.bools = v
+                .iter()
+                .enumerate()
+                .map(|(i, b)| is_valid(i).then_some(*b != 0))
+                .collect();
+        }
+        PluginType::Str => {
+            let bytes = region(mem, values, len as usize)?;
+            let offs = region(mem, offsets, (rows + 1) * 4)?;
+            let offs: Vec<usize> = offs
+                .chunks_exact(4)
+                .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+                .collect();
+            out.strs.reserve(rows);
+            for i in 0..rows {
+                if !is_valid(i) {
+                    out.strs.push(None);
+                    continue;
+                }
+                let (a, b) = (offs[i], offs[i + 1]);
+                let s = bytes
+                    .get(a..b)
+                    .ok_or_else(|| format!("string offsets out of order at row {}", i + 1))?;
+                let s = std::str::from_utf8(s)
+                    .map_err(|_| format!("a string that is not UTF-8 at row {}", i + 1))?;
+                out.strs.push(Some(s.to_string()));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The plugins a stage may call, by declared name.
+#[derive(Default, Clone)]
+pub struct Plugins {
+    map: BTreeMap<String, Arc<Plugin>>,
+    /// The first failure of a call made inside a polars expression, which
+    /// can only report a string; the stage reports this instead.
+    failure: Arc<Mutex<Option<PluginFailure>>>,
+}
+
+impl Plugins {
+    pub fn none() -> Plugins {
+        Plugins::default()
+    }
+
+    pub fn insert(&mut self, p: Plugin) {
+        self.map.insert(p.name.clone(), Arc::new(p));
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Arc<Plugin>> {
+        self.map.get(name)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<Plugin>> {
+        self.map.values()
+    }
+
+    /// Loads the plugins `names` of a project's plan from disk.
+    pub fn load(
+        root: &Path,
+        decls: &[PluginDecl],
+        names: &[String],
+    ) -> Result<Plugins, PluginFailure> {
+        let mut out = Plugins::none();
+        for name in names {
+            let Some(d) = decls.iter().find(|d| &d.name == name) else {
+                continue;
+            };
+            let bytes = std::fs::read(root.join(&d.path)).map_err(|e| PluginFailure {
+                plugin: name.clone(),
+                func: String::new(),
+                kind: FailureKind::Load(format!("cannot read `{}`: {e}", d.path)),
+                row: None,
+            })?;
+            out.insert(Plugin::load(
+                name,
+                bytes,
+                Limits::from(d),
+                Some(&cache_dir(root)),
+            )?);
+        }
+        Ok(out)
+    }
+
+    /// The polars expression calling `plugin.func(args)`.
+    pub fn expr(&self, plugin: &str, func: &str, args: Vec<Expr>) -> Result<Expr, String> {
+        let p = self
+            .map
+            .get(plugin)
+            .cloned()
+            .ok_or_else(|| format!("plugin `{plugin}` is not loaded for this stage"))?;
+        let sig = p
+            .signatures
+            .function(func)
+            .ok_or_else(|| format!("plugin `{plugin}` has no function `{func}`"))?;
+        let dt = match sig.returns.ty {
+            PluginType::Float => DataType::Float64,
+            PluginType::Int => DataType::Int64,
+            PluginType::Bool => DataType::Boolean,
+            PluginType::Str => DataType::String,
+        };
+        let func = func.to_string();
+        let slot = self.failure.clone();
+        let out_name: PlSmallStr = func.as_str().into();
+        let out_dt = dt.clone();
+        let args = if args.is_empty() { vec![lit(0)] } else { args };
+        let takes_none = sig.params.is_empty();
+        Ok(map_multiple(
+            move |cols: &mut [Column]| {
+                let len = cols.iter().map(|c| c.len()).max().unwrap_or(0);
+                let series: Vec<Series> = if takes_none {
+                    vec![]
+                } else {
+                    cols.iter()
+                        .map(|c| c.as_materialized_series().clone())
+                        .collect()
+                };
+                match p.call(&func, &series, len) {
+                    Ok(s) => Ok(s.into_column()),
+                    Err(e) => {
+                        let msg = e.to_string();
+                        if let Ok(mut f) = slot.lock() {
+                            if f.is_none() {
+                                *f = Some(e);
+                            }
+                        }
+                        Err(PolarsError::ComputeError(msg.into()))
+                    }
+                }
+            },
+            args,
+            move |_: &Schema, _: &[Field]| Ok(Field::new(out_name.clone(), out_dt.clone())),
+        ))
+    }
+
+    /// The failure a plugin call recorded, if any.
+    pub fn take_failure(&self) -> Option<PluginFailure> {
+        self.failure.lock().ok().and_then(|mut f| f.take())
+    }
+}
