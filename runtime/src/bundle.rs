@@ -160,6 +160,15 @@ pub fn predict_file(
     plugins: &Plugins,
     input: &Path,
 ) -> Result<(DataFrame, Rejected), ExecError> {
+    predict_file_features(b, plugins, input).map(|(good, rejected, _)| (good, rejected))
+}
+
+/// As [`predict_file`], plus the model's input frame of the predicted rows.
+pub fn predict_file_features(
+    b: &Bundle,
+    plugins: &Plugins,
+    input: &Path,
+) -> Result<(DataFrame, Rejected, DataFrame), ExecError> {
     let src = b
         .stages
         .iter()
@@ -187,7 +196,7 @@ pub fn predict_file(
     };
     let shown = input.to_string_lossy().to_string();
     let df = source::read_request(&request, input, &shown)?;
-    let (good, rejected) = predict_frame(b, plugins, df)?;
+    let (good, rejected, features) = predict_frame_features(b, plugins, df)?;
     // Input columns the model does not read (an id to join on, the actual
     // target) are carried through beside the predictions.
     let mut taken: Vec<String> = good
@@ -198,7 +207,7 @@ pub fn predict_file(
         .collect();
     taken.push("_failed_rules".into());
     let Some(others) = source::read_other_columns(&request, input, &shown, &taken)? else {
-        return Ok((good, rejected));
+        return Ok((good, rejected, features));
     };
     let join = |df: DataFrame| -> Result<DataFrame, ExecError> {
         df.lazy()
@@ -217,6 +226,7 @@ pub fn predict_file(
         Rejected {
             frame: join(rejected.frame)?,
         },
+        features,
     ))
 }
 
@@ -227,6 +237,17 @@ pub fn predict_frame(
     plugins: &Plugins,
     df: DataFrame,
 ) -> Result<(DataFrame, Rejected), ExecError> {
+    predict_frame_features(b, plugins, df).map(|(good, rejected, _)| (good, rejected))
+}
+
+/// As [`predict_frame`], plus the model's input frame of the predicted rows
+/// (after the transforms and features: what the training statistics
+/// describe, for drift).
+pub fn predict_frame_features(
+    b: &Bundle,
+    plugins: &Plugins,
+    df: DataFrame,
+) -> Result<(DataFrame, Rejected, DataFrame), ExecError> {
     predict_frame_inner(b, plugins, df).map_err(|e| match plugins.take_failure() {
         Some(f) => ExecError::Plugin(f),
         None => e,
@@ -237,7 +258,7 @@ fn predict_frame_inner(
     b: &Bundle,
     plugins: &Plugins,
     df: DataFrame,
-) -> Result<(DataFrame, Rejected), ExecError> {
+) -> Result<(DataFrame, Rejected, DataFrame), ExecError> {
     // Row-level checks that do not read the target, and schema breaks.
     let mut masks: Vec<(String, Expr)> = vec![];
     if df.column(source::PARSE_ERROR).is_ok() {
@@ -254,6 +275,12 @@ fn predict_frame_inner(
             }
         }
     }
+    // The columns added for the checks, dropped again after.
+    let helper_columns: Vec<&str> = if df.column(source::PARSE_ERROR).is_ok() {
+        vec!["__bad", source::PARSE_ERROR]
+    } else {
+        vec!["__bad"]
+    };
     let indexed = df
         .lazy()
         .with_row_index("_row", Some(1))
@@ -295,14 +322,14 @@ fn predict_frame_inner(
             .lazy()
             .filter(col("__bad"))
             .with_column(concat_str(reasons, "; ", true).alias("_failed_rules"))
-            .drop(by_name(["__bad", source::PARSE_ERROR], true, false))
+            .drop(by_name(helper_columns.clone(), true, false))
             .collect()
             .map_err(ExecError::polars)?
     };
     let good = marked
         .lazy()
         .filter(col("__bad").not())
-        .drop(by_name(["__bad", source::PARSE_ERROR], true, false))
+        .drop(by_name(helper_columns.clone(), true, false))
         .collect()
         .map_err(ExecError::polars)?;
     let mut out = good.clone();
@@ -346,5 +373,5 @@ fn predict_frame_inner(
             }
         }
     }
-    Ok((out, Rejected { frame: rejected }))
+    Ok((out, Rejected { frame: rejected }, df))
 }

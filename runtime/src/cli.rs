@@ -868,3 +868,226 @@ fn count_rows(n: usize) -> String {
         format!("{n} rows")
     }
 }
+
+/// A bundle by spec (NAME, NAME@alias, NAME@version, or a bundle file), with
+/// its version.
+pub fn resolve_bundle(project: &Path, spec: &str) -> Result<(Bundle, String), CliError> {
+    let bundle_file = Path::new(spec);
+    if bundle_file.is_file() {
+        let bytes = std::fs::read(bundle_file)
+            .map_err(|e| CliError::Output(format!("{}: {e}", bundle_file.display())))?;
+        let version = crate::fingerprint::sha256_hex(&bytes);
+        return Ok((load_bundle(bundle_file)?, version));
+    }
+    let reg = registry_at(project)?;
+    let (name, version) = reg.resolve(spec)?;
+    Ok((load_bundle(&reg.bundle_path(&name, &version))?, version))
+}
+
+/// `mlp monitor NAME[@alias] --data FILE [--json] [--html FILE]`.
+pub fn monitor(
+    project: &Path,
+    spec: &str,
+    data: &Path,
+    json: bool,
+    html: Option<&Path>,
+) -> Result<ExitCode, CliError> {
+    let (b, version) = resolve_bundle(project, spec)?;
+    if !data.is_file() {
+        return Err(CliError::Output(format!(
+            "`{}` does not exist",
+            data.display()
+        )));
+    }
+    frame_format(data)?;
+    let exec_err = |e: crate::exec::ExecError| CliError::Registry(e.to_string(), e.help());
+    let plugins =
+        bundle::load_plugins(&b, Some(&crate::plugin::cache_dir(project))).map_err(exec_err)?;
+    let (good, rejected, features) =
+        bundle::predict_file_features(&b, &plugins, data).map_err(exec_err)?;
+    let columns = crate::monitor::drift_report(&b, &features).map_err(exec_err)?;
+    let performance = crate::monitor::performance(&b, &good).map_err(exec_err)?;
+    let declared = b.monitor.as_ref().is_some_and(|m| !m.drift.is_empty());
+    let breached = columns.iter().any(|c| c.drifting) || performance.iter().any(|p| p.breached);
+    let report = crate::monitor::MonitorReport {
+        model: b.name.clone(),
+        version,
+        rows: good.height(),
+        rejected: rejected.frame.height(),
+        thresholds: if declared {
+            "declared in the monitor block".into()
+        } else {
+            format!(
+                "default (psi < {} for every feature)",
+                crate::monitor::DEFAULT_PSI
+            )
+        },
+        columns,
+        performance,
+        breached,
+    };
+    if let Some(path) = html {
+        let page = crate::monitor::render_html(&report);
+        crate::store::write_atomic(path, page.as_bytes())
+            .map_err(|e| CliError::Output(format!("cannot write `{}`: {e}", path.display())))?;
+    }
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).map_err(|e| CliError::Output(e.to_string()))?
+        );
+    } else {
+        print!("{}", crate::monitor::render_table(&report));
+        if let Some(path) = html {
+            println!("report written to {}", path.display());
+        }
+    }
+    Ok(if report.breached {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// `mlp serve NAME[@alias|@version] [--port P]`.
+pub fn serve(
+    project: &Path,
+    spec: &str,
+    host: &str,
+    port: u16,
+    max_body: usize,
+) -> Result<ExitCode, CliError> {
+    crate::serve::serve(crate::serve::ServeOptions {
+        project: project.to_path_buf(),
+        spec: spec.to_string(),
+        host: host.to_string(),
+        port,
+        max_body,
+    })
+    .map_err(|e| CliError::Registry(e, None))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `mlp monitor --server URL`: the window of a running server, with the
+/// monitor block's `latency` and `error_rate` rules.
+pub fn monitor_server(url: &str, json: bool) -> Result<ExitCode, CliError> {
+    let endpoint = format!("{}/v1/monitor", url.trim_end_matches('/'));
+    let body: serde_json::Value = ureq::get(&endpoint)
+        .call()
+        .map_err(|e| {
+            CliError::Registry(
+                format!("cannot reach `{endpoint}`: {e}"),
+                Some(
+                    "is `mlp serve` running there? the URL looks like http://127.0.0.1:8080".into(),
+                ),
+            )
+        })?
+        .body_mut()
+        .read_json()
+        .map_err(|e| {
+            CliError::Output(format!("`{endpoint}` did not answer a monitor report: {e}"))
+        })?;
+    let monitor: Option<mlp_compiler::plan::MonitorOp> =
+        serde_json::from_value(body["monitor"].clone())
+            .ok()
+            .flatten();
+    let mut rules: Vec<serde_json::Value> = vec![];
+    let mut breached = false;
+    if let Some(m) = &monitor {
+        for l in &m.latency {
+            let key = format!("p{}", l.percentile);
+            let value = body["latency_ms"][&key].as_f64();
+            let ok = value.is_none_or(|v| match l.op.as_str() {
+                "<" => v < l.millis,
+                "<=" => v <= l.millis,
+                _ => true,
+            });
+            breached |= !ok;
+            rules.push(serde_json::json!({
+                "rule": format!("latency {key} {} {}ms", l.op, l.millis),
+                "value": value,
+                "breached": !ok,
+            }));
+        }
+        if let Some(g) = &m.error_rate {
+            let v = body["error_rate"].as_f64().unwrap_or(0.0);
+            let ok = match g.op.as_str() {
+                "<" => v < g.threshold,
+                "<=" => v <= g.threshold,
+                _ => true,
+            };
+            breached |= !ok;
+            rules.push(serde_json::json!({
+                "rule": format!("error_rate {} {}", g.op, g.threshold),
+                "value": v,
+                "breached": !ok,
+            }));
+        }
+    }
+    let drifting: Vec<String> = body["drift"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|c| c["drifting"] == true)
+        .filter_map(|c| c["column"].as_str().map(str::to_string))
+        .collect();
+    breached |= !drifting.is_empty();
+    if json {
+        let mut out = body.clone();
+        out["rules"] = serde_json::Value::Array(rules);
+        out["breached"] = breached.into();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&out).map_err(|e| CliError::Output(e.to_string()))?
+        );
+    } else {
+        println!(
+            "server {url}: model {} version {}, {} requests, window of {} rows",
+            body["model"].as_str().unwrap_or("?"),
+            body["version"]
+                .as_str()
+                .map(|v| &v[..v.len().min(12)])
+                .unwrap_or("?"),
+            body["requests"],
+            body["window_rows"],
+        );
+        let ms = |k: &str| {
+            body["latency_ms"][k]
+                .as_f64()
+                .map(|v| format!("{v:.2} ms"))
+                .unwrap_or_else(|| "-".into())
+        };
+        println!(
+            "latency p50 {}, p95 {}, p99 {}; error rate {:.4}",
+            ms("p50"),
+            ms("p95"),
+            ms("p99"),
+            body["error_rate"].as_f64().unwrap_or(0.0)
+        );
+        for r in &rules {
+            println!(
+                "  {:<32} {:>10}  {}",
+                r["rule"].as_str().unwrap_or(""),
+                r["value"]
+                    .as_f64()
+                    .map(|v| format!("{v:.4}"))
+                    .unwrap_or_else(|| "-".into()),
+                if r["breached"] == true {
+                    "BREACHED"
+                } else {
+                    "ok"
+                }
+            );
+        }
+        if drifting.is_empty() {
+            println!("no feature drifts over the window");
+        } else {
+            println!("drifting over the window: {}", drifting.join(", "));
+        }
+    }
+    Ok(if breached {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}

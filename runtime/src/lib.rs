@@ -18,12 +18,15 @@
 
 pub mod bundle;
 pub mod cli;
+pub mod drift;
 pub mod exec;
 pub mod fingerprint;
+pub mod monitor;
 pub mod plugin;
 pub mod project;
 pub mod registry;
 pub mod run;
 pub mod sample;
 pub mod scaffold;
+pub mod serve;
 pub mod store;

@@ -100,6 +100,48 @@ enum Command {
         #[arg(long, default_value = ".")]
         project: PathBuf,
     },
+    /// Serve a registered model (or a bundle file) over REST.
+    Serve {
+        /// NAME, NAME@alias, NAME@version, or a bundle file. An alias is
+        /// followed: a promote or rollback is picked up without a restart.
+        model: String,
+        /// The port to listen on.
+        #[arg(long, default_value_t = 8080)]
+        port: u16,
+        /// The address to listen on.
+        #[arg(long, default_value = "127.0.0.1")]
+        host: String,
+        /// The largest request body accepted, in bytes.
+        #[arg(long, default_value_t = 16 << 20)]
+        max_body: usize,
+        /// The project whose `.mlp/registry` holds the model.
+        #[arg(long, default_value = ".")]
+        project: PathBuf,
+    },
+    /// Compare new data with a model's training statistics: drift per
+    /// feature, and the model's metrics when the data carries the target.
+    /// Exit 1 when a threshold is breached.
+    Monitor {
+        /// NAME, NAME@alias, NAME@version, or a bundle file (with --data).
+        model: Option<String>,
+        /// The new rows: .csv, .parquet or .ndjson, with the source's columns.
+        #[arg(long, required_unless_present = "server", conflicts_with = "server")]
+        data: Option<PathBuf>,
+        /// Instead of a file: ask a running `mlp serve` (http://HOST:PORT)
+        /// for its window's drift, latency and error rate, and check the
+        /// monitor block's `latency` and `error_rate` rules.
+        #[arg(long)]
+        server: Option<String>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Also write an HTML report (a histogram per drifting feature).
+        #[arg(long)]
+        html: Option<PathBuf>,
+        /// The project whose `.mlp/registry` holds the model.
+        #[arg(long, default_value = ".")]
+        project: PathBuf,
+    },
     /// Write Wasm feature plugins: scaffold a crate, build it.
     Plugin {
         #[command(subcommand)]
@@ -229,6 +271,30 @@ fn main() -> ExitCode {
             output,
             project,
         } => cli::predict(&project, &model, &input, &output),
+        Command::Serve {
+            model,
+            port,
+            host,
+            max_body,
+            project,
+        } => cli::serve(&project, &model, &host, port, max_body),
+        Command::Monitor {
+            model,
+            data,
+            server,
+            json,
+            html,
+            project,
+        } => match (server, data, model) {
+            (Some(url), _, _) => cli::monitor_server(&url, json),
+            (None, Some(data), Some(model)) => {
+                cli::monitor(&project, &model, &data, json, html.as_deref())
+            }
+            _ => Err(cli::CliError::Registry(
+                "name the model to monitor".into(),
+                Some("mlp monitor NAME[@alias] --data FILE, or mlp monitor --server URL".into()),
+            )),
+        },
         Command::Plugin { command } => match command {
             PluginCommand::New { name, sdk } => mlp_runtime::scaffold::new(&name, sdk.as_deref()),
             PluginCommand::Build { dir } => mlp_runtime::scaffold::build(&dir),

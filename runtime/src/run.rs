@@ -15,7 +15,7 @@ use std::time::Instant;
 
 /// The runtime's engine id: part of every key, so a new mlp never trusts an
 /// older one's outputs.
-pub const ENGINE: &str = concat!("mlp-runtime/", env!("CARGO_PKG_VERSION"), "+", "plan-v3");
+pub const ENGINE: &str = concat!("mlp-runtime/", env!("CARGO_PKG_VERSION"), "+", "plan-v4");
 
 /// Why a stage will run (or not).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -33,7 +33,11 @@ fn read_json(cx: &Context, stage: &str, file: &str) -> Result<serde_json::Value,
 /// Statistics of the model's input columns on the train rows, for drift
 /// monitoring: deciles, mean and standard deviation of numbers; level counts
 /// of categories.
-fn training_stats(
+/// The most train values per numeric column a bundle keeps as the
+/// reference sample for KS and Wasserstein.
+pub const REFERENCE_SAMPLE: usize = 5000;
+
+pub fn training_stats(
     df: &DataFrame,
     part: &str,
     skip: &[&str],
@@ -52,13 +56,12 @@ fn training_stats(
         }
         let dt = c.dtype().clone();
         if dt.is_primitive_numeric() {
-            let s = c.cast(&DataType::Float64).map_err(ExecError::polars)?;
-            let mut v: Vec<f64> = s
-                .f64()
-                .map_err(ExecError::polars)?
-                .iter()
-                .flatten()
-                .collect();
+            let in_order = crate::monitor::finite_floats(c)?;
+            // A deterministic sample of the train rows, in their order, for
+            // the sample-based drift statistics (KS, Wasserstein).
+            let step = in_order.len().div_ceil(REFERENCE_SAMPLE).max(1);
+            let sample: Vec<f64> = in_order.iter().step_by(step).copied().collect();
+            let mut v = in_order;
             v.sort_by(f64::total_cmp);
             if v.is_empty() {
                 continue;
@@ -67,6 +70,11 @@ fn training_stats(
             let n = v.len() as f64;
             let mean = v.iter().sum::<f64>() / n;
             let std = (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n).sqrt();
+            let deciles: Vec<f64> = (0..=10).map(|i| q(i as f64 / 10.0)).collect();
+            // The bins binned statistics (PSI, JS) use, with the train
+            // rows' exact counts in them.
+            let edges = crate::drift::decile_edges(&deciles);
+            let bin_counts = crate::drift::bin_counts(&edges, v.iter().copied());
             out.insert(
                 name,
                 json!({
@@ -75,7 +83,10 @@ fn training_stats(
                     "nulls": c.null_count(),
                     "mean": mean,
                     "std": std,
-                    "deciles": (0..=10).map(|i| q(i as f64 / 10.0)).collect::<Vec<_>>(),
+                    "deciles": deciles,
+                    "edges": edges,
+                    "bin_counts": bin_counts,
+                    "sample": sample,
                 }),
             );
         } else if matches!(dt, DataType::String | DataType::Boolean) {

@@ -237,7 +237,7 @@ impl Truth0 {
     }
 }
 
-fn metrics_of(
+pub fn metrics_of(
     df: &DataFrame,
     m: &ModelOp,
     classes: &[String],

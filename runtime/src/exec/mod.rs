@@ -13,8 +13,7 @@
 //!
 //! | deploy    | `deploy.rs`    | `deploy.json` (the bundle goes to the registry) |
 //!
-//! Monitor stages plug into the same executor and cache (issue 6); until
-//! then they are reported as not run by this build, never as done.
+//! | monitor   | `monitor.rs`   | `report.json` (the drift rules on the held-out rows against train) |
 
 pub mod check;
 pub mod deploy;
@@ -22,6 +21,7 @@ pub mod evaluate;
 pub mod expr;
 pub mod features;
 pub mod model;
+pub mod monitor;
 pub mod source;
 pub mod split;
 pub mod transform;
@@ -172,7 +172,7 @@ pub fn supported(op: &Op) -> Result<(), String> {
         Op::Model(_) => Ok(()),
         Op::Evaluate(_) => Ok(()),
         Op::Deploy(_) => Ok(()),
-        Op::Monitor(_) => Err("monitoring is not in this build yet (issue 6)".into()),
+        Op::Monitor(_) => Ok(()),
     }
 }
 
@@ -196,9 +196,7 @@ fn run_op(cx: Context) -> Result<Output, ExecError> {
         Op::Model(op) => model::run(op, &cx),
         Op::Evaluate(op) => evaluate::run(op, &cx),
         Op::Deploy(op) => deploy::run(op, &cx),
-        other => Err(ExecError::Unsupported(
-            supported(other).err().unwrap_or_default(),
-        )),
+        Op::Monitor(op) => monitor::run(op, &cx),
     }
 }
 

@@ -105,3 +105,86 @@ pub fn has_cache_entry(dir: &Path, stage: &str) -> bool {
             .is_some_and(|m| m["stage"] == stage)
     })
 }
+
+/// Deterministic house sales with an id (as in tests/run.rs).
+pub fn houses_csv(rows: usize, seed: u64) -> String {
+    let cities = ["Austin", "Boston", "Chicago", "Denver"];
+    let mut s = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    let mut next = || {
+        s = s
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (s >> 33) as f64 / (1u64 << 31) as f64
+    };
+    let mut out = String::from("id,sold_at,city,sqft,bedrooms,price\n");
+    for i in 1..=rows {
+        let c = (next() * 4.0) as usize % 4;
+        let sqft = 600.0 + next() * 3000.0;
+        let beds = if next() < 0.05 {
+            String::new()
+        } else {
+            ((sqft / 700.0) as i64 + 1).to_string()
+        };
+        let month = 1 + (next() * 12.0) as i64 % 12;
+        let price = 50000.0 + sqft * 150.0 + c as f64 * 20000.0 + next() * 20000.0;
+        out.push_str(&format!(
+            "{i},2020-{month:02}-15,{},{sqft:.1},{beds},{price:.2}\n",
+            cities[c]
+        ));
+    }
+    out
+}
+
+pub const DEPLOYED: &str = r#"
+source houses = csv("houses.csv") {
+    id       : int
+    sold_at  : date
+    city     : category
+    sqft     : float
+    bedrooms : int?
+    price    : float
+}
+check houses {
+    range sqft 100..50000
+    values city in ["Austin", "Boston", "Chicago", "Denver"]
+}
+split data = houses { train = 0.8  test = 0.2  key = id }
+transform prep = data {
+    impute bedrooms with median
+    encode city with onehot
+    scale sqft with standard
+}
+features feats = prep {
+    per_room  = sqft / (bedrooms + 1)
+    month     = month(sold_at)
+    city_mean = mean(sqft) over city
+}
+model price = ridge(feats) {
+    target  = price
+    exclude = id, sold_at
+    alpha   = [0.1, 1.0]
+    tune { cv = 3  metric = rmse }
+}
+evaluate price on test {
+    metrics rmse, r2
+    require r2 >= 0.5
+}
+deploy price as "house-price" { alias = "production" }
+monitor price {
+    drift sqft with psi < 0.2
+    drift city with chi2 p > 0.01
+}
+"#;
+
+pub fn deployed_project(name: &str, rows: usize, seed: u64) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("mlp-deployed-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("p.mlp"), DEPLOYED).unwrap();
+    std::fs::write(dir.join("houses.csv"), houses_csv(rows, seed)).unwrap();
+    let o = mlp(&dir, &["run", "."]);
+    assert!(o.status.success(), "{}", text(&o));
+    dir
+}

@@ -1,0 +1,1153 @@
+//! `mlp serve`: a bundle answers predictions over REST (axum on tokio).
+//!
+//! | route | what |
+//! |---|---|
+//! | `POST /v1/predict` | rows as JSON records (`[{..}]` or `{"rows": [{..}]}`) or columns (`{"columns": {"x": [..]}}`); predictions, class probabilities, the model version |
+//! | `POST /invocations` | MLflow's scoring formats (`dataframe_split`, `dataframe_records`); `{"predictions": [..]}` |
+//! | `GET /v1/schema`, `GET /openapi.json` | the request schema, from the bundle's compiled source schema |
+//! | `GET /health` | the model and version being served |
+//! | `GET /metrics` | Prometheus text: requests, errors by kind, latency histogram, rows predicted, drift gauges for the window |
+//! | `GET /v1/monitor` | the window's drift report, latency percentiles and error rate (what `mlp monitor --server` reads) |
+//!
+//! The bundle is resolved from the registry by NAME[@alias]; a background
+//! task re-resolves it every half second and swaps in a newly promoted (or
+//! rolled back) version without a restart: a request in flight keeps the
+//! version it started with. Bad input gets a 4xx with a JSON error naming the
+//! column and the rule; the server keeps serving.
+
+use crate::bundle::{self, Bundle};
+use crate::exec::ExecError;
+use crate::plugin::Plugins;
+use crate::registry::Registry;
+use axum::body::Bytes;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use mlp_compiler::plan::{Op, SourceColumn};
+use mlp_compiler::types::Type;
+use polars::prelude::*;
+use serde_json::{json, Map, Value};
+use std::collections::{BTreeMap, VecDeque};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+/// What `mlp serve` needs to start.
+pub struct ServeOptions {
+    pub project: PathBuf,
+    /// NAME, NAME@alias, NAME@version, or a bundle file.
+    pub spec: String,
+    pub host: String,
+    pub port: u16,
+    /// The largest request body accepted, in bytes.
+    pub max_body: usize,
+}
+
+/// The rows of the drift window when the `monitor` block declares none.
+pub const DEFAULT_WINDOW: usize = 1000;
+/// The fewest rows in the window for a drift threshold to apply.
+pub const MIN_WINDOW_ROWS: usize = 50;
+/// How many latencies the percentiles are taken over.
+const LATENCY_WINDOW: usize = 10_000;
+/// Latency histogram buckets, seconds.
+const BUCKETS: [f64; 12] = [
+    0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
+
+/// A bundle ready to serve.
+pub struct Loaded {
+    pub name: String,
+    pub version: String,
+    pub bundle: Bundle,
+    pub plugins: Plugins,
+    /// The request columns (the source's, less the target).
+    pub columns: Vec<SourceColumn>,
+    pub window: usize,
+}
+
+impl Loaded {
+    fn load(path: &Path, version: String, cache: &Path) -> Result<Loaded, String> {
+        let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let bundle: Bundle = serde_json::from_slice(&bytes)
+            .map_err(|e| format!("`{}` is not an mlp bundle: {e}", path.display()))?;
+        let plugins = bundle::load_plugins(&bundle, Some(cache)).map_err(|e| e.to_string())?;
+        let columns = bundle
+            .stages
+            .iter()
+            .find_map(|s| match &s.op {
+                Op::Source(op) => Some(op.columns.clone()),
+                _ => None,
+            })
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|c| c.name != bundle.model.target)
+            .collect();
+        let window = bundle
+            .monitor
+            .as_ref()
+            .and_then(|m| m.window)
+            .and_then(|w| usize::try_from(w).ok())
+            .filter(|w| *w > 0)
+            .unwrap_or(DEFAULT_WINDOW);
+        Ok(Loaded {
+            name: bundle.name.clone(),
+            version,
+            bundle,
+            plugins,
+            columns,
+            window,
+        })
+    }
+}
+
+/// Counters and the rolling windows.
+#[derive(Default)]
+struct Metrics {
+    requests: BTreeMap<(String, u16), u64>,
+    errors: BTreeMap<String, u64>,
+    buckets: [u64; BUCKETS.len()],
+    latency_count: u64,
+    latency_sum: f64,
+    rows: u64,
+    latencies: VecDeque<f64>,
+    /// The last requests' outcomes (true: an error), for the error rate.
+    outcomes: VecDeque<bool>,
+    /// The model's input rows of the last served requests.
+    window: VecDeque<DataFrame>,
+    window_rows: usize,
+    window_version: String,
+}
+
+impl Metrics {
+    fn observe(&mut self, endpoint: &str, status: u16, seconds: f64, error: Option<&str>) {
+        *self
+            .requests
+            .entry((endpoint.to_string(), status))
+            .or_default() += 1;
+        if let Some(kind) = error {
+            *self.errors.entry(kind.to_string()).or_default() += 1;
+        }
+        for (b, le) in self.buckets.iter_mut().zip(BUCKETS) {
+            if seconds <= le {
+                *b += 1;
+            }
+        }
+        self.latency_count += 1;
+        self.latency_sum += seconds;
+        self.latencies.push_back(seconds);
+        if self.latencies.len() > LATENCY_WINDOW {
+            self.latencies.pop_front();
+        }
+        // Client mistakes (4xx) are not the service's errors.
+        self.outcomes.push_back(status >= 500);
+        if self.outcomes.len() > LATENCY_WINDOW {
+            self.outcomes.pop_front();
+        }
+    }
+
+    fn push_window(&mut self, version: &str, rows: DataFrame, limit: usize) {
+        if self.window_version != version {
+            self.window.clear();
+            self.window_rows = 0;
+            self.window_version = version.to_string();
+        }
+        self.window_rows += rows.height();
+        self.window.push_back(rows);
+        while let Some(front) = self.window.front() {
+            if self.window_rows - front.height() >= limit {
+                self.window_rows -= front.height();
+                self.window.pop_front();
+            } else {
+                break;
+            }
+        }
+    }
+
+    fn window_frame(&self, limit: usize) -> Option<DataFrame> {
+        let mut it = self.window.iter();
+        let mut df = it.next()?.clone();
+        for f in it {
+            df.vstack_mut(f).ok()?;
+        }
+        let skip = df.height().saturating_sub(limit);
+        Some(df.slice(skip as i64, limit))
+    }
+
+    fn percentile(&self, p: f64) -> Option<f64> {
+        if self.latencies.is_empty() {
+            return None;
+        }
+        let mut v: Vec<f64> = self.latencies.iter().copied().collect();
+        v.sort_by(f64::total_cmp);
+        let k = ((p / 100.0) * v.len() as f64).ceil() as usize;
+        Some(v[k.clamp(1, v.len()) - 1])
+    }
+}
+
+struct AppState {
+    current: RwLock<Arc<Loaded>>,
+    metrics: Mutex<Metrics>,
+}
+
+impl AppState {
+    fn loaded(&self) -> Arc<Loaded> {
+        match self.current.read() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+}
+
+/// A client error: status, kind, message and where.
+#[derive(Debug)]
+struct ApiError {
+    status: StatusCode,
+    kind: &'static str,
+    message: String,
+    extra: Map<String, Value>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            kind,
+            message: message.into(),
+            extra: Map::new(),
+        }
+    }
+    fn with(mut self, key: &str, v: impl Into<Value>) -> ApiError {
+        self.extra.insert(key.into(), v.into());
+        self
+    }
+    fn body(&self) -> Value {
+        let mut e = Map::new();
+        e.insert("kind".into(), self.kind.into());
+        e.insert("message".into(), self.message.clone().into());
+        for (k, v) in &self.extra {
+            e.insert(k.clone(), v.clone());
+        }
+        json!({ "error": e })
+    }
+}
+
+fn json_response(status: StatusCode, v: &Value) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        v.to_string(),
+    )
+        .into_response()
+}
+
+/// How the request's rows arrived.
+enum Rows {
+    Records(Vec<Value>),
+    Columns(Map<String, Value>),
+    /// MLflow's `dataframe_split`: column names and rows of values.
+    Split(Vec<String>, Vec<Value>),
+}
+
+fn parse_body(body: &[u8], mlflow: bool) -> Result<Rows, ApiError> {
+    let v: Value = serde_json::from_slice(body).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+            format!("the body is not valid JSON: {e}"),
+        )
+        .with("line", e.line())
+        .with("column", e.column())
+    })?;
+    let shape_help = if mlflow {
+        "send {\"dataframe_split\": {\"columns\": [...], \"data\": [[...]]}} or {\"dataframe_records\": [{...}]}"
+    } else {
+        "send [{\"column\": value, ...}], {\"rows\": [{...}]} or {\"columns\": {\"column\": [values]}}"
+    };
+    let bad_shape = |what: &str| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_shape",
+            format!("{what}; {shape_help}"),
+        )
+    };
+    match v {
+        Value::Array(rows) if !mlflow => Ok(Rows::Records(rows)),
+        Value::Object(mut o) => {
+            if let Some(Value::Array(rows)) = o.remove("dataframe_records") {
+                return Ok(Rows::Records(rows));
+            }
+            if let Some(split) = o.remove("dataframe_split") {
+                let cols: Vec<String> = split["columns"]
+                    .as_array()
+                    .ok_or_else(|| bad_shape("`dataframe_split` has no `columns` list"))?
+                    .iter()
+                    .map(|c| c.as_str().map(str::to_string))
+                    .collect::<Option<_>>()
+                    .ok_or_else(|| bad_shape("`dataframe_split.columns` must be strings"))?;
+                let data = split["data"]
+                    .as_array()
+                    .cloned()
+                    .ok_or_else(|| bad_shape("`dataframe_split` has no `data` list"))?;
+                return Ok(Rows::Split(cols, data));
+            }
+            if !mlflow {
+                if let Some(Value::Array(rows)) = o.remove("rows") {
+                    return Ok(Rows::Records(rows));
+                }
+                if let Some(Value::Object(cols)) = o.remove("columns") {
+                    return Ok(Rows::Columns(cols));
+                }
+            }
+            Err(bad_shape("the body has none of the accepted keys"))
+        }
+        _ => Err(bad_shape("the body must be a JSON object or array")),
+    }
+}
+
+/// The values of one column of the request, row by row.
+fn column_values<'a>(
+    rows: &'a Rows,
+    name: &str,
+    n: usize,
+) -> Result<Vec<Option<&'a Value>>, ApiError> {
+    Ok(match rows {
+        Rows::Records(rs) => rs.iter().map(|r| r.get(name)).collect(),
+        Rows::Columns(cols) => match cols.get(name) {
+            None => vec![None; n],
+            Some(Value::Array(vs)) => {
+                if vs.len() != n {
+                    return Err(ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        "bad_shape",
+                        format!(
+                            "column `{name}` has {} values where other columns have {n}",
+                            vs.len()
+                        ),
+                    )
+                    .with("column", name));
+                }
+                vs.iter().map(Some).collect()
+            }
+            Some(_) => {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "bad_shape",
+                    format!("column `{name}` must be a list of values"),
+                )
+                .with("column", name))
+            }
+        },
+        Rows::Split(names, data) => match names.iter().position(|c| c == name) {
+            None => vec![None; n],
+            Some(k) => data.iter().map(|r| r.get(k)).collect(),
+        },
+    })
+}
+
+fn row_count(rows: &Rows) -> Result<usize, ApiError> {
+    match rows {
+        Rows::Records(r) => {
+            if let Some(i) = r.iter().position(|v| !v.is_object()) {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "bad_shape",
+                    format!("row {} is not a JSON object", i + 1),
+                )
+                .with("row", i + 1));
+            }
+            Ok(r.len())
+        }
+        Rows::Columns(c) => Ok(c
+            .values()
+            .filter_map(Value::as_array)
+            .map(Vec::len)
+            .max()
+            .unwrap_or(0)),
+        Rows::Split(_, d) => {
+            if let Some(i) = d.iter().position(|v| !v.is_array()) {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "bad_shape",
+                    format!("`dataframe_split.data` row {} is not a list", i + 1),
+                )
+                .with("row", i + 1));
+            }
+            Ok(d.len())
+        }
+    }
+}
+
+fn type_word(t: &Type) -> String {
+    match t {
+        Type::Date { format } | Type::Datetime { format } => {
+            format!("{t} as a string in the format \"{format}\"")
+        }
+        Type::Category { levels: Some(l) } => format!("category (one of {})", l.join(", ")),
+        other => other.to_string(),
+    }
+}
+
+fn shown(v: &Value) -> String {
+    let s = v.to_string();
+    if s.len() > 40 {
+        format!(
+            "{}...",
+            &s[..s.char_indices().nth(37).map_or(s.len(), |(i, _)| i)]
+        )
+    } else {
+        s
+    }
+}
+
+/// The request rows as a frame of the source's types; every value checked.
+fn request_frame(loaded: &Loaded, rows: &Rows) -> Result<DataFrame, ApiError> {
+    let n = row_count(rows)?;
+    if n == 0 {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "no_rows",
+            "the request has no rows",
+        ));
+    }
+    let mut cols: Vec<Column> = vec![];
+    for c in &loaded.columns {
+        let values = column_values(rows, &c.name, n)?;
+        if values.iter().all(Option::is_none) && !c.nullable {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "missing_column",
+                format!(
+                    "the request has no column `{}` ({})",
+                    c.name,
+                    type_word(&c.ty)
+                ),
+            )
+            .with("column", c.name.clone())
+            .with("expected", type_word(&c.ty)));
+        }
+        let bad = |row: usize, v: &Value| {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "wrong_type",
+                format!(
+                    "row {row}, column `{}`: {} is not a {}",
+                    c.name,
+                    shown(v),
+                    type_word(&c.ty)
+                ),
+            )
+            .with("column", c.name.clone())
+            .with("row", row)
+            .with("expected", type_word(&c.ty))
+        };
+        let null_check = |row: usize| -> Result<(), ApiError> {
+            if c.nullable {
+                Ok(())
+            } else {
+                Err(ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "null_value",
+                    format!(
+                        "row {row}, column `{}`: null in a column declared without `?`",
+                        c.name
+                    ),
+                )
+                .with("column", c.name.clone())
+                .with("row", row))
+            }
+        };
+        let name: PlSmallStr = c.name.as_str().into();
+        let col = match &c.ty {
+            Type::Float => {
+                let mut out: Vec<Option<f64>> = Vec::with_capacity(n);
+                for (i, v) in values.iter().enumerate() {
+                    out.push(match v {
+                        None | Some(Value::Null) => {
+                            null_check(i + 1)?;
+                            None
+                        }
+                        Some(Value::Number(x)) => x.as_f64(),
+                        Some(other) => return Err(bad(i + 1, other)),
+                    });
+                }
+                Column::new(name, out)
+            }
+            Type::Int => {
+                let mut out: Vec<Option<i64>> = Vec::with_capacity(n);
+                for (i, v) in values.iter().enumerate() {
+                    out.push(match v {
+                        None | Some(Value::Null) => {
+                            null_check(i + 1)?;
+                            None
+                        }
+                        Some(Value::Number(x)) => match x.as_i64() {
+                            Some(k) => Some(k),
+                            None => match x.as_f64() {
+                                Some(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => Some(f as i64),
+                                _ => return Err(bad(i + 1, v.unwrap_or(&Value::Null))),
+                            },
+                        },
+                        Some(other) => return Err(bad(i + 1, other)),
+                    });
+                }
+                Column::new(name, out)
+            }
+            Type::Bool => {
+                let mut out: Vec<Option<bool>> = Vec::with_capacity(n);
+                for (i, v) in values.iter().enumerate() {
+                    out.push(match v {
+                        None | Some(Value::Null) => {
+                            null_check(i + 1)?;
+                            None
+                        }
+                        Some(Value::Bool(b)) => Some(*b),
+                        Some(other) => return Err(bad(i + 1, other)),
+                    });
+                }
+                Column::new(name, out)
+            }
+            Type::Str | Type::Category { .. } => {
+                let mut out: Vec<Option<&str>> = Vec::with_capacity(n);
+                for (i, v) in values.iter().enumerate() {
+                    out.push(match v {
+                        None | Some(Value::Null) => {
+                            null_check(i + 1)?;
+                            None
+                        }
+                        Some(Value::String(s)) => Some(s.as_str()),
+                        Some(other) => return Err(bad(i + 1, other)),
+                    });
+                }
+                Column::new(name, out)
+            }
+            Type::Date { format } | Type::Datetime { format } => {
+                let date = matches!(c.ty, Type::Date { .. });
+                let mut days: Vec<Option<i32>> = vec![];
+                let mut micros: Vec<Option<i64>> = vec![];
+                for (i, v) in values.iter().enumerate() {
+                    let parsed = match v {
+                        None | Some(Value::Null) => {
+                            null_check(i + 1)?;
+                            None
+                        }
+                        Some(Value::String(s)) => Some(s),
+                        Some(other) => return Err(bad(i + 1, other)),
+                    };
+                    let Some(s) = parsed else {
+                        days.push(None);
+                        micros.push(None);
+                        continue;
+                    };
+                    let err = || bad(i + 1, v.unwrap_or(&Value::Null));
+                    if date {
+                        let d = chrono::NaiveDate::parse_from_str(s.trim(), format)
+                            .map_err(|_| err())?;
+                        let epoch = chrono::NaiveDate::from_ymd_opt(1970, 1, 1).ok_or_else(err)?;
+                        days.push(Some((d - epoch).num_days() as i32));
+                    } else {
+                        let t = chrono::NaiveDateTime::parse_from_str(s.trim(), format)
+                            .or_else(|_| {
+                                chrono::NaiveDate::parse_from_str(s.trim(), format)
+                                    .map(|d| d.and_hms_opt(0, 0, 0).unwrap_or_default())
+                            })
+                            .map_err(|_| err())?;
+                        micros.push(Some(t.and_utc().timestamp_micros()));
+                    }
+                }
+                if date {
+                    Int32Chunked::new(name, days)
+                        .into_date()
+                        .into_series()
+                        .into_column()
+                } else {
+                    Int64Chunked::new(name, micros)
+                        .into_datetime(TimeUnit::Microseconds, None)
+                        .into_series()
+                        .into_column()
+                }
+            }
+        };
+        cols.push(col);
+    }
+    DataFrame::new(n, cols)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))
+}
+
+/// Predictions (and probabilities) of the predicted frame.
+fn predictions(
+    loaded: &Loaded,
+    good: &DataFrame,
+) -> Result<(Vec<Value>, Option<Vec<Value>>), ApiError> {
+    let internal = |e: PolarsError| {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+    };
+    let p = good.column("prediction").map_err(internal)?;
+    let preds: Vec<Value> = (0..p.len())
+        .map(|i| {
+            p.get(i)
+                .map(|v| crate::exec::any_to_json(&v))
+                .unwrap_or(Value::Null)
+        })
+        .collect();
+    let classes = &loaded.bundle.model.classes;
+    if classes.is_empty() {
+        return Ok((preds, None));
+    }
+    let mut cols = vec![];
+    for c in classes {
+        let name = format!("proba_{}", mlp_compiler::check::level_suffix(c));
+        let s = good
+            .column(&name)
+            .and_then(|s| s.cast(&DataType::Float64))
+            .map_err(internal)?;
+        cols.push(s.f64().map_err(internal)?.clone());
+    }
+    let probs = (0..good.height())
+        .map(|i| {
+            let mut o = Map::new();
+            for (c, s) in classes.iter().zip(&cols) {
+                o.insert(c.clone(), s.get(i).map(Value::from).unwrap_or(Value::Null));
+            }
+            Value::Object(o)
+        })
+        .collect();
+    Ok((preds, Some(probs)))
+}
+
+/// One prediction request from body to JSON answer.
+fn predict(state: &AppState, body: &[u8], mlflow: bool) -> Result<Value, ApiError> {
+    let loaded = state.loaded();
+    let rows = parse_body(body, mlflow)?;
+    let df = request_frame(&loaded, &rows)?;
+    let (good, rejected, features) =
+        bundle::predict_frame_features(&loaded.bundle, &loaded.plugins, df).map_err(
+            |e| match e {
+                ExecError::Plugin(f) => ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "plugin_failed",
+                    f.to_string(),
+                )
+                .with("plugin", f.plugin.clone())
+                .with("function", f.func.clone()),
+                other => ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    other.to_string(),
+                ),
+            },
+        )?;
+    if rejected.frame.height() > 0 {
+        let failures: Vec<Value> = crate::exec::records(&rejected.frame, 100)
+            .into_iter()
+            .map(|r| json!({ "row": r["_row"], "rules": r["_failed_rules"] }))
+            .collect();
+        let first = failures.first().cloned().unwrap_or(Value::Null);
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "check_failed",
+            format!(
+                "{} of the request's rows fail{} the model's checks (row {}: {})",
+                rejected.frame.height(),
+                if rejected.frame.height() == 1 {
+                    "s"
+                } else {
+                    ""
+                },
+                first["row"],
+                first["rules"].as_str().unwrap_or("")
+            ),
+        )
+        .with("rows", failures));
+    }
+    let (preds, probs) = predictions(&loaded, &good)?;
+    if let Ok(mut m) = state.metrics.lock() {
+        m.rows += good.height() as u64;
+        m.push_window(&loaded.version, features, loaded.window);
+    }
+    Ok(if mlflow {
+        json!({ "predictions": preds })
+    } else {
+        let mut o = json!({
+            "model": loaded.name,
+            "version": loaded.version,
+            "predictions": preds,
+        });
+        if let Some(p) = probs {
+            o["probabilities"] = Value::Array(p);
+        }
+        o
+    })
+}
+
+async fn handle_predict(
+    state: Arc<AppState>,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+    mlflow: bool,
+) -> Response {
+    let started = Instant::now();
+    let endpoint = if mlflow {
+        "/invocations"
+    } else {
+        "/v1/predict"
+    };
+    let result = match body {
+        Err(e) => Err(ApiError::new(
+            e.status(),
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                "body_too_large"
+            } else {
+                "bad_body"
+            },
+            e.body_text(),
+        )),
+        Ok(bytes) => {
+            let st = state.clone();
+            tokio::task::spawn_blocking(move || predict(&st, &bytes, mlflow))
+                .await
+                .unwrap_or_else(|e| {
+                    Err(ApiError::new(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "internal",
+                        e.to_string(),
+                    ))
+                })
+        }
+    };
+    let (status, body, kind) = match result {
+        Ok(v) => (StatusCode::OK, v, None),
+        Err(e) => (e.status, e.body(), Some(e.kind)),
+    };
+    if let Ok(mut m) = state.metrics.lock() {
+        m.observe(
+            endpoint,
+            status.as_u16(),
+            started.elapsed().as_secs_f64(),
+            kind,
+        );
+    }
+    json_response(status, &body)
+}
+
+fn schema_json(loaded: &Loaded) -> Value {
+    let cols: Vec<Value> = loaded
+        .columns
+        .iter()
+        .map(|c| {
+            let mut o = json!({ "name": c.name, "type": c.ty.to_string(), "nullable": c.nullable });
+            match &c.ty {
+                Type::Category { levels: Some(l) } => o["levels"] = json!(l),
+                Type::Date { format } | Type::Datetime { format } => o["format"] = json!(format),
+                _ => {}
+            }
+            o
+        })
+        .collect();
+    json!({
+        "model": loaded.name,
+        "version": loaded.version,
+        "target": loaded.bundle.model.target,
+        "task": if loaded.bundle.model.classes.is_empty() { "regression" } else { "classification" },
+        "classes": loaded.bundle.model.classes,
+        "columns": cols,
+    })
+}
+
+fn openapi(loaded: &Loaded) -> Value {
+    let mut props = Map::new();
+    let mut required = vec![];
+    for c in &loaded.columns {
+        let mut s = match &c.ty {
+            Type::Int => json!({"type": "integer", "format": "int64"}),
+            Type::Float => json!({"type": "number", "format": "double"}),
+            Type::Bool => json!({"type": "boolean"}),
+            Type::Str => json!({"type": "string"}),
+            Type::Category { levels } => match levels {
+                Some(l) => json!({"type": "string", "enum": l}),
+                None => json!({"type": "string"}),
+            },
+            Type::Date { format } => {
+                json!({"type": "string", "description": format!("a date in the format {format}")})
+            }
+            Type::Datetime { format } => {
+                json!({"type": "string", "description": format!("a datetime in the format {format}")})
+            }
+        };
+        if c.nullable {
+            s["nullable"] = json!(true);
+        } else {
+            required.push(c.name.clone());
+        }
+        props.insert(c.name.clone(), s);
+    }
+    let row = json!({"type": "object", "properties": props, "required": required});
+    let prediction = if loaded.bundle.model.classes.is_empty() {
+        json!({"type": "number"})
+    } else {
+        json!({"type": "string", "enum": loaded.bundle.model.classes})
+    };
+    let error = json!({"type": "object", "properties": {"error": {"type": "object", "properties": {
+        "kind": {"type": "string"}, "message": {"type": "string"}, "column": {"type": "string"}, "row": {"type": "integer"}}}}});
+    let err_responses = json!({
+        "400": {"description": "malformed request", "content": {"application/json": {"schema": error}}},
+        "413": {"description": "body too large", "content": {"application/json": {"schema": error}}},
+        "422": {"description": "a value of the wrong type, a missing column, or a row failing a check", "content": {"application/json": {"schema": error}}}
+    });
+    let mut predict_responses = json!({"200": {"description": "predictions", "content": {"application/json": {"schema": {
+        "type": "object", "properties": {"model": {"type": "string"}, "version": {"type": "string"},
+        "predictions": {"type": "array", "items": prediction},
+        "probabilities": {"type": "array", "items": {"type": "object", "additionalProperties": {"type": "number"}}}}}}}}});
+    let mut inv_responses = json!({"200": {"description": "predictions (MLflow's format)", "content": {"application/json": {"schema": {
+        "type": "object", "properties": {"predictions": {"type": "array", "items": prediction}}}}}}});
+    for (k, v) in err_responses.as_object().into_iter().flatten() {
+        predict_responses[k] = v.clone();
+        inv_responses[k] = v.clone();
+    }
+    json!({
+        "openapi": "3.0.3",
+        "info": {"title": format!("mlp model {}", loaded.name), "version": loaded.version},
+        "paths": {
+            "/v1/predict": {"post": {"summary": "Predict rows", "requestBody": {"required": true, "content": {"application/json": {"schema": {
+                "oneOf": [
+                    {"type": "array", "items": row},
+                    {"type": "object", "properties": {"rows": {"type": "array", "items": row}}, "required": ["rows"]},
+                    {"type": "object", "properties": {"columns": {"type": "object"}}, "required": ["columns"]}
+                ]}}}}, "responses": predict_responses}},
+            "/invocations": {"post": {"summary": "Predict rows (MLflow scoring protocol)", "requestBody": {"required": true, "content": {"application/json": {"schema": {
+                "oneOf": [
+                    {"type": "object", "properties": {"dataframe_split": {"type": "object", "properties": {
+                        "columns": {"type": "array", "items": {"type": "string"}}, "data": {"type": "array", "items": {"type": "array"}}}}}, "required": ["dataframe_split"]},
+                    {"type": "object", "properties": {"dataframe_records": {"type": "array", "items": row}}, "required": ["dataframe_records"]}
+                ]}}}}, "responses": inv_responses}},
+            "/v1/schema": {"get": {"summary": "The request schema", "responses": {"200": {"description": "columns"}}}},
+            "/health": {"get": {"summary": "Liveness and the version served", "responses": {"200": {"description": "ok"}}}},
+            "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {"200": {"description": "text exposition format"}}}},
+            "/v1/monitor": {"get": {"summary": "Drift of the window of served rows, latency, error rate", "responses": {"200": {"description": "report"}}}}
+        }
+    })
+}
+
+fn escape_label(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+fn window_report(state: &AppState) -> (Arc<Loaded>, Vec<crate::monitor::ColumnReport>, usize) {
+    let loaded = state.loaded();
+    let frame = state.metrics.lock().ok().and_then(|m| {
+        (m.window_version == loaded.version)
+            .then(|| m.window_frame(loaded.window))
+            .flatten()
+    });
+    let rows = frame.as_ref().map_or(0, DataFrame::height);
+    let mut drift = frame
+        .and_then(|f| crate::monitor::drift_report(&loaded.bundle, &f).ok())
+        .unwrap_or_default();
+    // A handful of rows drifts by chance: thresholds apply from
+    // MIN_WINDOW_ROWS on (the statistics are reported regardless).
+    if rows < MIN_WINDOW_ROWS {
+        for c in &mut drift {
+            c.drifting = false;
+            for s in &mut c.stats {
+                s.breached = false;
+            }
+        }
+    }
+    (loaded, drift, rows)
+}
+
+fn metrics_text(state: &AppState) -> String {
+    let (loaded, drift, window_rows) = window_report(state);
+    let Ok(m) = state.metrics.lock() else {
+        return String::new();
+    };
+    let mut out = String::new();
+    out.push_str("# HELP mlp_model_info The model being served.\n# TYPE mlp_model_info gauge\n");
+    out.push_str(&format!(
+        "mlp_model_info{{model=\"{}\",version=\"{}\"}} 1\n",
+        escape_label(&loaded.name),
+        escape_label(&loaded.version)
+    ));
+    out.push_str("# HELP mlp_requests_total Prediction requests by endpoint and status.\n# TYPE mlp_requests_total counter\n");
+    for ((e, s), n) in &m.requests {
+        out.push_str(&format!(
+            "mlp_requests_total{{endpoint=\"{e}\",status=\"{s}\"}} {n}\n"
+        ));
+    }
+    out.push_str(
+        "# HELP mlp_errors_total Failed requests by kind.\n# TYPE mlp_errors_total counter\n",
+    );
+    for (k, n) in &m.errors {
+        out.push_str(&format!("mlp_errors_total{{kind=\"{k}\"}} {n}\n"));
+    }
+    out.push_str("# HELP mlp_request_duration_seconds Time to answer a prediction request.\n# TYPE mlp_request_duration_seconds histogram\n");
+    for (b, le) in m.buckets.iter().zip(BUCKETS) {
+        out.push_str(&format!(
+            "mlp_request_duration_seconds_bucket{{le=\"{le}\"}} {b}\n"
+        ));
+    }
+    out.push_str(&format!(
+        "mlp_request_duration_seconds_bucket{{le=\"+Inf\"}} {}\nmlp_request_duration_seconds_sum {}\nmlp_request_duration_seconds_count {}\n",
+        m.latency_count, m.latency_sum, m.latency_count
+    ));
+    out.push_str("# HELP mlp_rows_predicted_total Rows predicted.\n# TYPE mlp_rows_predicted_total counter\n");
+    out.push_str(&format!("mlp_rows_predicted_total {}\n", m.rows));
+    out.push_str("# HELP mlp_drift_window_rows Served rows in the drift window.\n# TYPE mlp_drift_window_rows gauge\n");
+    out.push_str(&format!("mlp_drift_window_rows {window_rows}\n"));
+    out.push_str("# HELP mlp_feature_drift Drift of each feature over the window of served rows against the training rows.\n# TYPE mlp_feature_drift gauge\n");
+    for c in &drift {
+        for s in &c.stats {
+            if s.value.is_finite() {
+                out.push_str(&format!(
+                    "mlp_feature_drift{{feature=\"{}\",stat=\"{}\"}} {}\n",
+                    escape_label(&c.column),
+                    s.stat,
+                    s.value
+                ));
+            }
+            if let Some(p) = s.p_value.filter(|p| p.is_finite()) {
+                out.push_str(&format!(
+                    "mlp_feature_drift{{feature=\"{}\",stat=\"{}_p\"}} {p}\n",
+                    escape_label(&c.column),
+                    s.stat
+                ));
+            }
+        }
+    }
+    out.push_str("# HELP mlp_feature_drifting Whether a feature breaches a drift threshold over the window (1) or not (0).\n# TYPE mlp_feature_drifting gauge\n");
+    for c in &drift {
+        out.push_str(&format!(
+            "mlp_feature_drifting{{feature=\"{}\"}} {}\n",
+            escape_label(&c.column),
+            u8::from(c.drifting)
+        ));
+    }
+    out
+}
+
+fn monitor_json(state: &AppState) -> Value {
+    let (loaded, drift, window_rows) = window_report(state);
+    let Ok(m) = state.metrics.lock() else {
+        return json!({});
+    };
+    let errors = m.outcomes.iter().filter(|e| **e).count();
+    json!({
+        "model": loaded.name,
+        "version": loaded.version,
+        "window_rows": window_rows,
+        "window": loaded.window,
+        "requests": m.latency_count,
+        "latency_ms": {
+            "p50": m.percentile(50.0).map(|s| s * 1000.0),
+            "p90": m.percentile(90.0).map(|s| s * 1000.0),
+            "p95": m.percentile(95.0).map(|s| s * 1000.0),
+            "p99": m.percentile(99.0).map(|s| s * 1000.0),
+        },
+        "error_rate": if m.outcomes.is_empty() { 0.0 } else { errors as f64 / m.outcomes.len() as f64 },
+        "drift": drift,
+        "monitor": loaded.bundle.monitor,
+    })
+}
+
+/// Where a spec's bundle is: (path, version), or None for a registry name
+/// that no longer resolves.
+fn locate(project: &Path, spec: &str) -> Result<(PathBuf, String, bool), String> {
+    let file = Path::new(spec);
+    if file.is_file() {
+        let bytes = std::fs::read(file).map_err(|e| format!("{}: {e}", file.display()))?;
+        return Ok((
+            file.to_path_buf(),
+            crate::fingerprint::sha256_hex(&bytes),
+            false,
+        ));
+    }
+    let state = project.join(".mlp");
+    if !state.join("registry").is_dir() {
+        return Err(format!(
+            "no model registry under `{}` (run a pipeline with a `deploy` first, or pass --project)",
+            project.display()
+        ));
+    }
+    let reg = Registry::open(&state);
+    let (name, version) = reg.resolve(spec).map_err(|e| match e.help() {
+        Some(h) => format!("{e} ({h})"),
+        None => e.to_string(),
+    })?;
+    Ok((reg.bundle_path(&name, &version), version, true))
+}
+
+/// Builds the router around a loaded bundle (also used by the tests).
+fn router(state: Arc<AppState>, max_body: usize) -> Router {
+    let s1 = state.clone();
+    let s2 = state.clone();
+    let s3 = state.clone();
+    let s4 = state.clone();
+    let s5 = state.clone();
+    let s6 = state.clone();
+    let s7 = state;
+    Router::new()
+        .route(
+            "/v1/predict",
+            post(
+                move |body: Result<Bytes, axum::extract::rejection::BytesRejection>| {
+                    handle_predict(s1.clone(), body, false)
+                },
+            ),
+        )
+        .route(
+            "/invocations",
+            post(
+                move |body: Result<Bytes, axum::extract::rejection::BytesRejection>| {
+                    handle_predict(s2.clone(), body, true)
+                },
+            ),
+        )
+        .route(
+            "/v1/schema",
+            get(move || async move { json_response(StatusCode::OK, &schema_json(&s3.loaded())) }),
+        )
+        .route(
+            "/openapi.json",
+            get(move || async move { json_response(StatusCode::OK, &openapi(&s4.loaded())) }),
+        )
+        .route(
+            "/health",
+            get(move || async move {
+                let l = s5.loaded();
+                json_response(
+                    StatusCode::OK,
+                    &json!({"status": "ok", "model": l.name, "version": l.version}),
+                )
+            }),
+        )
+        .route(
+            "/metrics",
+            get(move || async move {
+                (
+                    [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+                    metrics_text(&s6),
+                )
+            }),
+        )
+        .route(
+            "/v1/monitor",
+            get(move || async move { json_response(StatusCode::OK, &monitor_json(&s7)) }),
+        )
+        .fallback(|| async {
+            json_response(
+                StatusCode::NOT_FOUND,
+                &ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    "not_found",
+                    "no such route; see GET /openapi.json",
+                )
+                .body(),
+            )
+        })
+        .layer(DefaultBodyLimit::max(max_body))
+        .with_state(())
+}
+
+/// A line on standard output; a closed pipe (a supervisor that stopped
+/// reading) must not stop the server.
+fn say(line: &str) {
+    let mut out = std::io::stdout();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}
+
+/// Runs the server until SIGTERM or Ctrl-C; in-flight requests finish.
+pub fn serve(opts: ServeOptions) -> Result<(), String> {
+    let cache = crate::plugin::cache_dir(&opts.project);
+    let (path, version, from_registry) = locate(&opts.project, &opts.spec)?;
+    let loaded = Loaded::load(&path, version, &cache)?;
+    let state = Arc::new(AppState {
+        current: RwLock::new(Arc::new(loaded)),
+        metrics: Mutex::new(Metrics::default()),
+    });
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the server runtime: {e}"))?;
+    rt.block_on(async move {
+        let addr = format!("{}:{}", opts.host, opts.port);
+        let listener = tokio::net::TcpListener::bind(&addr)
+            .await
+            .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+        let local = listener.local_addr().map_err(|e| e.to_string())?;
+        {
+            let l = state.loaded();
+            say(&format!(
+                "serving {} version {} on http://{local} (POST /v1/predict, POST /invocations, GET /openapi.json, GET /metrics)",
+                l.name,
+                &l.version[..l.version.len().min(12)]
+            ));
+        }
+        if from_registry {
+            // Follow the alias: a promote or rollback swaps the bundle in.
+            let st = state.clone();
+            let (project, spec) = (opts.project.clone(), opts.spec.clone());
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_millis(500));
+                loop {
+                    tick.tick().await;
+                    let current = st.loaded().version.clone();
+                    let (project, spec, cache, st2) = (project.clone(), spec.clone(), cache.clone(), st.clone());
+                    let _ = tokio::task::spawn_blocking(move || {
+                        let Ok((path, version, _)) = locate(&project, &spec) else {
+                            return;
+                        };
+                        if version == current {
+                            return;
+                        }
+                        match Loaded::load(&path, version.clone(), &cache) {
+                            Ok(l) => {
+                                if let Ok(mut g) = st2.current.write() {
+                                    *g = Arc::new(l);
+                                }
+                                say(&format!("now serving version {}", &version[..version.len().min(12)]));
+                            }
+                            Err(e) => {
+                                let _ = writeln!(
+                                    std::io::stderr(),
+                                    "cannot load version {version}: {e}; still serving {current}"
+                                );
+                            }
+                        }
+                    })
+                    .await;
+                }
+            });
+        }
+        axum::serve(listener, router(state, opts.max_body))
+            .with_graceful_shutdown(shutdown_signal())
+            .await
+            .map_err(|e| format!("server error: {e}"))?;
+        say("stopped");
+        Ok::<(), String>(())
+    })
+}
