@@ -797,32 +797,40 @@ fn write_8<T: PolarsNumericType>(
 }
 
 /// Reads an 8-byte numeric result column.
-fn read_8<N>(
-    v: &[u8],
-    is_valid: impl Fn(usize) -> bool,
-    from: impl Fn([u8; 8]) -> N,
-) -> Vec<Option<N>> {
+fn read_8<N>(v: &[u8], from: impl Fn([u8; 8]) -> N) -> Vec<N> {
     v.chunks_exact(8)
-        .enumerate()
-        .map(|(i, b)| {
+        .map(|b| {
             let mut w = [0u8; 8];
             w.copy_from_slice(b);
-            is_valid(i).then(|| from(w))
+            from(w)
         })
         .collect()
 }
 
-/// A result column as read back, before it becomes a series.
+/// A result column as read back, before it becomes a series: the values of
+/// its type (nulls hold a placeholder) and, once a null is seen, validity.
 #[derive(Default)]
 struct OutColumn {
-    floats: Vec<Option<f64>>,
-    ints: Vec<Option<i64>>,
-    bools: Vec<Option<bool>>,
+    rows: usize,
+    floats: Vec<f64>,
+    ints: Vec<i64>,
+    bools: Vec<bool>,
     strs: Vec<Option<String>>,
+    /// `None` while every row holds a value.
+    valid: Option<Vec<bool>>,
 }
 
 impl OutColumn {
     fn append(&mut self, other: OutColumn) {
+        match (&mut self.valid, other.valid) {
+            (None, None) => {}
+            (Some(v), None) => v.resize(v.len() + other.rows, true),
+            (mine, Some(theirs)) => {
+                let v = mine.get_or_insert_with(|| vec![true; self.rows]);
+                v.extend(theirs);
+            }
+        }
+        self.rows += other.rows;
         self.floats.extend(other.floats);
         self.ints.extend(other.ints);
         self.bools.extend(other.bools);
@@ -831,10 +839,35 @@ impl OutColumn {
 
     fn into_series(self, sig: &FunctionSig, func: &str) -> Result<Series, String> {
         let name: PlSmallStr = func.into();
+        let valid = self.valid;
         let s = match sig.returns.ty {
-            PluginType::Float => Series::new(name, self.floats),
-            PluginType::Int => Series::new(name, self.ints),
-            PluginType::Bool => Series::new(name, self.bools),
+            PluginType::Float => match valid {
+                None => Float64Chunked::from_vec(name, self.floats).into_series(),
+                Some(v) => Float64Chunked::from_iter_options(
+                    name,
+                    self.floats
+                        .into_iter()
+                        .zip(v)
+                        .map(|(x, ok)| ok.then_some(x)),
+                )
+                .into_series(),
+            },
+            PluginType::Int => match valid {
+                None => Int64Chunked::from_vec(name, self.ints).into_series(),
+                Some(v) => Int64Chunked::from_iter_options(
+                    name,
+                    self.ints.into_iter().zip(v).map(|(x, ok)| ok.then_some(x)),
+                )
+                .into_series(),
+            },
+            PluginType::Bool => match valid {
+                None => BooleanChunked::from_slice(name, &self.bools).into_series(),
+                Some(v) => BooleanChunked::from_iter_options(
+                    name,
+                    self.bools.into_iter().zip(v).map(|(x, ok)| ok.then_some(x)),
+                )
+                .into_series(),
+            },
             PluginType::Str => Series::new(name, self.strs),
         };
         Ok(s)
@@ -893,21 +926,20 @@ fn read_result(
         Some(region(mem, validity, rows)?)
     };
     let is_valid = |i: usize| valid.is_none_or(|v| v[i] != 0);
-    let mut out = OutColumn::default();
+    let mut out = OutColumn {
+        rows,
+        valid: valid
+            .filter(|v| v.contains(&0))
+            .map(|v| v.iter().map(|b| *b != 0).collect()),
+        ..OutColumn::default()
+    };
     match sig.returns.ty {
         PluginType::Float => {
-            out.floats = read_8(region(mem, values, rows * 8)?, is_valid, f64::from_le_bytes)
+            out.floats = read_8(region(mem, values, rows * 8)?, f64::from_le_bytes)
         }
-        PluginType::Int => {
-            out.ints = read_8(region(mem, values, rows * 8)?, is_valid, i64::from_le_bytes)
-        }
+        PluginType::Int => out.ints = read_8(region(mem, values, rows * 8)?, i64::from_le_bytes),
         PluginType::Bool => {
-            let v = region(mem, values, rows)?;
-            out.bools = v
-                .iter()
-                .enumerate()
-                .map(|(i, b)| is_valid(i).then_some(*b != 0))
-                .collect();
+            out.bools = region(mem, values, rows)?.iter().map(|b| *b != 0).collect()
         }
         PluginType::Str => {
             let bytes = region(mem, values, len as usize)?;

@@ -16,11 +16,17 @@ mlp_plugin::export! {
 
     /// The Box-Cox transform of a positive `x` with parameter `lambda`
     /// (`ln x` when `lambda` is 0); null for `x <= 0`, where it is undefined.
+    /// `lambda = 0.5` and `1` take the exact forms (a correctly rounded
+    /// square root; `x - 1`) rather than the general power.
     pub fn box_cox(x: f64, lambda: f64) -> Option<f64> {
         if x <= 0.0 {
             None
         } else if lambda == 0.0 {
             Some(x.ln())
+        } else if lambda == 0.5 {
+            Some((x.sqrt() - 1.0) / 0.5)
+        } else if lambda == 1.0 {
+            Some(x - 1.0)
         } else {
             Some((x.powf(lambda) - 1.0) / lambda)
         }

@@ -264,7 +264,7 @@ impl Out {
     fn new(tag: u32, rows: usize) -> Out {
         let mut out = Out {
             tag,
-            validity: Vec::with_capacity(rows),
+            validity: Vec::new(),
             any_null: false,
             floats: vec![],
             ints: vec![],
@@ -284,24 +284,44 @@ impl Out {
         }
         out
     }
+    // Validity is written only once a null has been seen: until then every
+    // row holds a value and the descriptor says so with a 0 pointer.
+    #[inline]
+    fn valid(&mut self) {
+        if self.any_null {
+            self.validity.push(1);
+        }
+    }
     fn push_float(&mut self, x: f64) {
         self.floats.push(x);
-        self.validity.push(1);
+        self.valid();
     }
     fn push_int(&mut self, x: i64) {
         self.ints.push(x);
-        self.validity.push(1);
+        self.valid();
     }
     fn push_bool(&mut self, x: bool) {
         self.bools.push(x as u8);
-        self.validity.push(1);
+        self.valid();
     }
     fn push_str(&mut self, s: &str) {
         self.bytes.extend_from_slice(s.as_bytes());
         self.offsets.push(self.bytes.len() as u32);
-        self.validity.push(1);
+        self.valid();
+    }
+    fn len(&self) -> usize {
+        match self.tag {
+            tag::FLOAT => self.floats.len(),
+            tag::INT => self.ints.len(),
+            tag::BOOL => self.bools.len(),
+            _ => self.offsets.len() - 1,
+        }
     }
     fn push_null(&mut self) {
+        if !self.any_null {
+            self.validity = vec![1; self.len()];
+            self.any_null = true;
+        }
         match self.tag {
             tag::FLOAT => self.floats.push(0.0),
             tag::INT => self.ints.push(0),
@@ -309,7 +329,6 @@ impl Out {
             _ => self.offsets.push(self.bytes.len() as u32),
         }
         self.validity.push(0);
-        self.any_null = true;
     }
     fn finish(&mut self) -> u32 {
         let addr = |p: *const u8| p as usize as u32;
@@ -321,7 +340,7 @@ impl Out {
         };
         *self.desc = Desc {
             tag: self.tag,
-            rows: self.validity.len() as u32,
+            rows: self.len() as u32,
             values,
             validity: if self.any_null {
                 addr(self.validity.as_ptr())
