@@ -281,11 +281,9 @@ fn predict_frame_inner(
     } else {
         vec!["__bad"]
     };
-    let indexed = df
-        .lazy()
-        .with_row_index("_row", Some(1))
-        .collect()
-        .map_err(ExecError::polars)?;
+    let rows = df.height();
+    let collect = |lf: LazyFrame| crate::exec::collect_rows(lf, rows);
+    let indexed = collect(df.lazy().with_row_index("_row", Some(1)))?;
     let any = masks
         .iter()
         .map(|(_, m)| m.clone())
@@ -304,34 +302,28 @@ fn predict_frame_inner(
                 .otherwise(lit(NULL).cast(DataType::String))
         })
         .collect();
-    let marked = indexed
-        .lazy()
-        .with_column(any.fill_null(lit(false)).alias("__bad"))
-        .collect()
-        .map_err(ExecError::polars)?;
+    let marked = collect(
+        indexed
+            .lazy()
+            .with_column(any.fill_null(lit(false)).alias("__bad")),
+    )?;
     let rejected = if reasons.is_empty() {
-        marked
-            .clone()
-            .lazy()
-            .filter(lit(false))
-            .collect()
-            .map_err(ExecError::polars)?
+        collect(marked.clone().lazy().filter(lit(false)))?
     } else {
-        marked
-            .clone()
-            .lazy()
-            .filter(col("__bad"))
-            .with_column(concat_str(reasons, "; ", true).alias("_failed_rules"))
-            .drop(by_name(helper_columns.clone(), true, false))
-            .collect()
-            .map_err(ExecError::polars)?
+        collect(
+            marked
+                .clone()
+                .lazy()
+                .filter(col("__bad"))
+                .with_column(concat_str(reasons, "; ", true).alias("_failed_rules"))
+                .drop(by_name(helper_columns.clone(), true, false)),
+        )?
     };
-    let good = marked
-        .lazy()
-        .filter(col("__bad").not())
-        .drop(by_name(helper_columns.clone(), true, false))
-        .collect()
-        .map_err(ExecError::polars)?;
+    let good = collect(marked.lazy().filter(col("__bad").not()).drop(by_name(
+        helper_columns.clone(),
+        true,
+        false,
+    )))?;
     let mut out = good.clone();
     let mut df = good.drop("_row").map_err(ExecError::polars)?;
     // The same steps as training, with the stored parameters.

@@ -490,3 +490,45 @@ fn monitor_flags_the_shifted_feature_and_only_it() {
     assert_eq!(o.status.code(), Some(1));
     assert!(text(&o).contains("breached: drift in sqft"), "{}", text(&o));
 }
+
+#[test]
+fn the_pipeline_in_the_serving_docs_runs_serves_and_monitors() {
+    let doc = std::fs::read_to_string(common::repo().join("docs/serving.md")).unwrap();
+    let block = doc
+        .split("```mlp\n")
+        .nth(1)
+        .and_then(|b| b.split("```").next())
+        .unwrap();
+    let dir = std::env::temp_dir().join(format!("mlp-serve-docs-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("data")).unwrap();
+    std::fs::write(dir.join("p.mlp"), block).unwrap();
+    std::fs::write(dir.join("data/houses.csv"), houses_csv(1500, 51)).unwrap();
+    let o = mlp(&dir, &["run", "."]);
+    assert!(o.status.success(), "{}", text(&o));
+    std::fs::write(dir.join("new.csv"), houses_csv(800, 52)).unwrap();
+    let o = mlp(&dir, &["monitor", "house-price", "--data", "new.csv"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(text(&o).contains("rmse < 30000"), "{}", text(&o));
+    let s = serve(&dir, &["house-price"]);
+    let (status, v) = post(
+        &format!("{}/v1/predict", s.url),
+        &Value::Array(records(&houses_csv(3, 53), 3)).to_string(),
+    );
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["predictions"].as_array().unwrap().len(), 3);
+    let o = mlp(&dir, &["monitor", "--server", &s.url, "--json"]);
+    let r: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let rules: Vec<&str> = r["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["rule"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        rules,
+        vec!["latency p99 < 20ms", "error_rate < 0.01"],
+        "{r}"
+    );
+    assert_eq!(r["window"], 500);
+}

@@ -156,11 +156,12 @@ pub fn compute(
                 .0
             }
         };
-        df = df
-            .lazy()
-            .with_column(value.cast(dtype(&f.ty)).alias(f.name.as_str()))
-            .collect()
-            .map_err(ExecError::polars)?;
+        let rows = df.height();
+        df = super::collect_rows(
+            df.lazy()
+                .with_column(value.cast(dtype(&f.ty)).alias(f.name.as_str())),
+            rows,
+        )?;
     }
     Ok(df)
 }

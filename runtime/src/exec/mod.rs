@@ -200,6 +200,21 @@ fn run_op(cx: Context) -> Result<Output, ExecError> {
     }
 }
 
+/// Frames of at most this many rows skip polars' query optimiser.
+pub const SMALL_FRAME: usize = 4096;
+
+/// Collects a lazy frame over `rows` rows. A small frame (a served request)
+/// skips the query optimiser, whose planning would cost more than the work;
+/// the result is the same.
+pub fn collect_rows(lf: LazyFrame, rows: usize) -> Result<DataFrame, ExecError> {
+    let lf = if rows <= SMALL_FRAME {
+        lf.without_optimizations()
+    } else {
+        lf
+    };
+    lf.collect().map_err(ExecError::polars)
+}
+
 /// The single input frame of a stage.
 pub fn input(cx: &Context) -> Result<DataFrame, ExecError> {
     cx.inputs

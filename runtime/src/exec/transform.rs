@@ -269,7 +269,8 @@ pub fn apply(
     serving: bool,
     plugins: &crate::plugin::Plugins,
 ) -> Result<DataFrame, ExecError> {
-    let collect = |lf: LazyFrame| lf.collect().map_err(ExecError::polars);
+    let rows = df.height();
+    let collect = |lf: LazyFrame| super::collect_rows(lf, rows);
     Ok(match (step, fitted) {
         (StepOp::Impute { method, .. }, Fitted::Impute { values }) => {
             let mut exprs = vec![];
