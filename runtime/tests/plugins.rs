@@ -184,7 +184,7 @@ fn the_language_example_runs_as_written() {
 
 #[test]
 fn hostile_plugins_fail_clearly_and_leave_nothing_cached() {
-    let cases: [(&str, &str, &str, &[&str]); 5] = [
+    let cases: [(&str, &str, &str, &[&str]); 6] = [
         (
             "spin",
             "{ fuel = 100000 }",
@@ -214,6 +214,12 @@ fn hostile_plugins_fail_clearly_and_leave_nothing_cached() {
             "",
             "liar.twice(lat)",
             &["plugin `liar` function `twice` returned a bad result: int values where its signature declares float", "rebuild `liar`"],
+        ),
+        (
+            "liar",
+            "",
+            "liar.short(lat)",
+            &["plugin `liar` function `short` returned a bad result: 599 values for a batch of 600 rows"],
         ),
     ];
     for (i, (plugin, limits, call, expected)) in cases.iter().enumerate() {
@@ -393,6 +399,22 @@ deploy m as "shops"
     // Same size, different coast and distance: the plugin features reached
     // the model.
     assert_ne!(preds[0], preds[1]);
+    // The server runs the bundle's plugins the same way.
+    let s = common::serve(&dir, &["shops"]);
+    let (status, v) = common::post(
+        &format!("{}/v1/predict", s.url),
+        r#"{"columns": {"id": [1, 2], "city": ["Boston", "Denver"], "lat": [42.36, 39.74], "lon": [-71.06, -104.99], "size": [100.0, 100.0]}}"#,
+    );
+    assert_eq!(status, 200, "{v}");
+    let served: Vec<f64> = v["predictions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_f64().unwrap())
+        .collect();
+    for (a, b) in served.iter().zip(&preds) {
+        assert!((a - b).abs() <= 1e-9 * b.abs(), "served {a}, predicted {b}");
+    }
 }
 
 #[test]

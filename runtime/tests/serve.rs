@@ -8,75 +8,11 @@
 
 mod common;
 
-use common::{deployed_project, houses_csv, mlp, text};
+use common::{deployed_project, get, houses_csv, mlp, post, serve, text};
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
-
-/// A running `mlp serve`; killed on drop.
-struct Server {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn serve(dir: &Path, args: &[&str]) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_mlp"))
-        .arg("serve")
-        .args(args)
-        .args(["--port", "0"])
-        .current_dir(dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .unwrap_or_else(|| panic!("no address in: {line}"))
-        .to_string();
-    Server { child, url }
-}
-
-/// POSTs a body; (status, JSON answer).
-fn post(url: &str, body: &str) -> (u16, Value) {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into();
-    let mut r = agent
-        .post(url)
-        .header("content-type", "application/json")
-        .send(body)
-        .unwrap();
-    let status = r.status().as_u16();
-    let text = r.body_mut().read_to_string().unwrap();
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or_else(|_| Value::String(text)),
-    )
-}
-
-fn get(url: &str) -> (u16, String) {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into();
-    let mut r = agent.get(url).call().unwrap();
-    (r.status().as_u16(), r.body_mut().read_to_string().unwrap())
-}
 
 /// Request rows (no target) as JSON records, from a houses CSV.
 fn records(csv: &str, n: usize) -> Vec<Value> {
