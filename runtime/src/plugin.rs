@@ -24,18 +24,66 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 use wasmtime::{
-    Cache, CacheConfig, Caller, Config, Engine, Instance, InstancePre, Linker, Memory, Module,
-    ResourceLimiter, Store, Trap, TypedFunc,
+    Cache, CacheConfig, Caller, Config, Engine, Instance, InstanceAllocationStrategy, InstancePre,
+    Linker, Memory, Module, PoolingAllocationConfig, ResourceLimiter, Store, Trap, TypedFunc,
 };
 
 /// How often the epoch ticks: the resolution of `timeout`.
 const TICK: Duration = Duration::from_millis(10);
 /// The most input plus output bytes one batch carries.
-const MAX_BATCH_BYTES: usize = 16 << 20;
+const MAX_BATCH_BYTES: usize = 4 << 20;
 /// Fuel for the work around the rows (allocation, setup).
 const BASE_FUEL: u64 = 10_000_000;
 /// The size of a column descriptor.
 const DESC: usize = 24;
+/// Instances that may exist at once (the pooling allocator's slots); a
+/// batch waits for a free one.
+const SLOTS: usize = 16;
+/// Linear memory a slot keeps mapped between batches, reset with `memset`
+/// instead of being unmapped and faulted in again.
+const KEEP_RESIDENT: usize = 64 << 20;
+
+/// Counts the instances alive, so the pool is never exhausted.
+struct Slots {
+    used: Mutex<usize>,
+    freed: std::sync::Condvar,
+}
+
+static SLOT_COUNT: Slots = Slots {
+    used: Mutex::new(0),
+    freed: std::sync::Condvar::new(),
+};
+
+/// A slot of the pool, held for one batch.
+struct Slot;
+
+impl Slot {
+    fn take() -> Slot {
+        let mut used = match SLOT_COUNT.used.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        while *used >= SLOTS {
+            used = match SLOT_COUNT.freed.wait(used) {
+                Ok(g) => g,
+                Err(p) => p.into_inner(),
+            };
+        }
+        *used += 1;
+        Slot
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut used = match SLOT_COUNT.used.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        *used = used.saturating_sub(1);
+        SLOT_COUNT.freed.notify_one();
+    }
+}
 
 /// The limits one plugin runs under.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -180,6 +228,18 @@ fn engine(cache_dir: Option<&Path>) -> Result<&'static Engine, String> {
                 .cranelift_nan_canonicalization(true)
                 .wasm_relaxed_simd(false)
                 .max_wasm_stack(1 << 20);
+            // Instances come from a pool of slots whose memory stays mapped:
+            // a fresh instance per batch without the page faults of fresh
+            // memory. A batch's state is still reset: the slot's memory is
+            // zeroed (memset) before reuse.
+            let mut pool = PoolingAllocationConfig::default();
+            pool.total_core_instances(SLOTS as u32)
+                .total_memories(SLOTS as u32)
+                .total_tables(SLOTS as u32)
+                .max_memory_size(4 << 30)
+                .linear_memory_keep_resident(KEEP_RESIDENT)
+                .table_keep_resident(1 << 16);
+            config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
             if let Some(dir) = cache_dir {
                 let mut cc = CacheConfig::new();
                 // wasmtime wants an absolute folder.
@@ -373,7 +433,11 @@ impl Plugin {
         if len == 0 {
             return Ok(empty(sig));
         }
-        let per_row: usize = cols.iter().map(|c| c.bytes_per_row(len)).sum::<usize>()
+        let per_row: usize = cols
+            .iter()
+            .filter(|c| c.len() == len)
+            .map(|c| c.bytes_per_row(len))
+            .sum::<usize>()
             + out_bytes_per_row(sig.returns.ty)
             + 1;
         let budget = MAX_BATCH_BYTES.min(self.limits.memory_bytes as usize / 4);
@@ -441,6 +505,9 @@ impl Plugin {
     ) -> Result<OutColumn, (FailureKind, Option<usize>)> {
         let rows = b - a;
         let engine = self.pre.module().engine();
+        // Declared before the store, so it is released after the store
+        // (and its instance) is gone.
+        let _slot = Slot::take();
         let mut store = Store::new(
             engine,
             Guest {
@@ -482,7 +549,8 @@ impl Plugin {
         let mut size = DESC * cols.len();
         let mut layout = vec![];
         for c in cols {
-            let l = c.layout(a, b, &mut size);
+            let (ca, cb) = c.range(a, b);
+            let l = c.layout(ca, cb, &mut size);
             layout.push(l);
         }
         let base = match alloc.call(&mut store, size as u32) {
@@ -503,8 +571,9 @@ impl Plugin {
                 return Err(load("`mlp_alloc` returned memory out of bounds"));
             }
             for (k, (c, l)) in cols.iter().zip(&layout).enumerate() {
-                c.write(mem, base, l, a, b);
-                let desc = l.desc(base, rows as u32);
+                let (ca, cb) = c.range(a, b);
+                c.write(mem, base, l, ca, cb);
+                let desc = l.desc(base);
                 mem[base + k * DESC..base + (k + 1) * DESC].copy_from_slice(&desc);
             }
         }
@@ -590,6 +659,8 @@ enum ArgColumn {
 /// Where one argument's buffers go, relative to the batch's base.
 struct Layout {
     tag: u32,
+    /// The rows written: the batch's, or 1 for a constant.
+    rows: u32,
     values: usize,
     values_len: usize,
     validity: Option<usize>,
@@ -597,10 +668,10 @@ struct Layout {
 }
 
 impl Layout {
-    fn desc(&self, base: usize, rows: u32) -> [u8; DESC] {
+    fn desc(&self, base: usize) -> [u8; DESC] {
         let words = [
             self.tag,
-            rows,
+            self.rows,
             (base + self.values) as u32,
             self.validity.map_or(0, |v| (base + v) as u32),
             self.offsets.map_or(0, |o| (base + o) as u32),
@@ -620,12 +691,10 @@ fn align8(n: usize) -> usize {
 
 impl ArgColumn {
     fn new(s: &Series, ty: PluginType, len: usize) -> Result<ArgColumn, String> {
-        let s = if s.len() == 1 && len != 1 {
-            s.new_from_index(0, len)
-        } else {
-            s.clone()
-        };
-        if s.len() != len {
+        // A one-row argument (a literal) stays one row: the ABI passes it
+        // once per batch as a constant.
+        let s = s.clone();
+        if s.len() != len && s.len() != 1 {
             return Err(format!("an argument has {} rows, expected {len}", s.len()));
         }
         let cast = |dt: &DataType| s.cast(dt).map_err(|e| e.to_string());
@@ -682,6 +751,25 @@ impl ArgColumn {
         n > 0
     }
 
+    fn len(&self) -> usize {
+        match self {
+            ArgColumn::Float(c) => c.len(),
+            ArgColumn::Int(c) => c.len(),
+            ArgColumn::Bool(c) => c.len(),
+            ArgColumn::Str(c) => c.len(),
+        }
+    }
+
+    /// The rows of this argument a batch `a..b` passes: those, or the one
+    /// row of a constant.
+    fn range(&self, a: usize, b: usize) -> (usize, usize) {
+        if self.len() == 1 {
+            (0, 1)
+        } else {
+            (a, b)
+        }
+    }
+
     /// Reserves this argument's buffers from `*size` on.
     fn layout(&self, a: usize, b: usize, size: &mut usize) -> Layout {
         let rows = b - a;
@@ -707,6 +795,7 @@ impl ArgColumn {
         let offsets = matches!(self, ArgColumn::Str(_)).then(|| take((rows + 1) * 4));
         Layout {
             tag,
+            rows: rows as u32,
             values,
             values_len,
             validity,

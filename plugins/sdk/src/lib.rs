@@ -53,6 +53,8 @@ pub mod tag {
 ///   UTF-8 bytes of every string one after another (str; `len` bytes);
 /// - `validity`: `rows` bytes, 1 for a value and 0 for a null; 0 (no
 ///   pointer) when every row holds a value;
+/// - an argument of one row in a batch of several is a constant: its value
+///   applies to every row (how literals travel);
 /// - `offsets`: str only, `rows + 1` × `u32`, row `i` is
 ///   `values[offsets[i]..offsets[i + 1]]`.
 ///
@@ -72,6 +74,8 @@ pub struct Desc {
 pub struct View {
     tag: u32,
     rows: usize,
+    /// A column of one row given for a batch of several: a constant.
+    constant: bool,
     validity: Option<&'static [u8]>,
     floats: &'static [f64],
     ints: &'static [i64],
@@ -100,6 +104,7 @@ impl View {
         let mut v = View {
             tag: d.tag,
             rows: n,
+            constant: false,
             validity: if d.validity == 0 {
                 None
             } else {
@@ -124,9 +129,19 @@ impl View {
         v
     }
 
+    /// The index of `row` in this column's buffers (0 for a constant).
+    #[inline]
+    pub fn at(&self, row: usize) -> usize {
+        if self.constant {
+            0
+        } else {
+            row
+        }
+    }
+
     /// Whether `row` holds a null.
     pub fn is_null(&self, row: usize) -> bool {
-        matches!(self.validity, Some(v) if v[row] == 0)
+        matches!(self.validity, Some(v) if v[self.at(row)] == 0)
     }
 }
 
@@ -167,7 +182,7 @@ macro_rules! scalar {
             #[inline]
             fn get(view: &View, row: usize) -> Self {
                 #[allow(clippy::redundant_closure_call)]
-                ($get)(view.$field[row])
+                ($get)(view.$field[view.at(row)])
             }
         }
         impl Ret for $t {
@@ -192,7 +207,8 @@ impl Type for &str {
 impl Arg for &'static str {
     #[inline]
     fn get(view: &View, row: usize) -> Self {
-        let (a, b) = (view.offsets[row] as usize, view.offsets[row + 1] as usize);
+        let i = view.at(row);
+        let (a, b) = (view.offsets[i] as usize, view.offsets[i + 1] as usize);
         // The host validated the column as UTF-8 when it built it.
         std::str::from_utf8(&view.bytes[a..b]).unwrap_or_else(|_| {
             panic!("row {row} is not valid UTF-8 (host bug)");
@@ -502,7 +518,7 @@ pub fn __call<R: Ret>(
 ) -> u32 {
     install_panic_hook();
     let n = rows as usize;
-    let views: Vec<View> = (0..tags.len())
+    let mut views: Vec<View> = (0..tags.len())
         .map(|k| {
             // SAFETY: the host wrote `tags.len()` descriptors at `args`.
             unsafe {
@@ -511,14 +527,16 @@ pub fn __call<R: Ret>(
             }
         })
         .collect();
-    for (k, v) in views.iter().enumerate() {
+    for (k, v) in views.iter_mut().enumerate() {
+        // A one-row column in a larger batch is a constant (a literal).
+        v.constant = v.rows == 1 && n > 1;
         if v.tag != tags[k] {
             panic!(
                 "`{func}` argument `{}` arrived with type tag {} but the code takes {}: the module's signatures do not match its code",
                 params[k].name, v.tag, params[k].ty
             );
         }
-        if v.rows != n {
+        if v.rows != n && !v.constant {
             panic!(
                 "`{func}` argument `{}` has {} rows in a batch of {n}",
                 params[k].name, v.rows
