@@ -190,6 +190,8 @@ impl Metrics {
 struct AppState {
     current: RwLock<Arc<Loaded>>,
     metrics: Mutex<Metrics>,
+    /// Requests waiting for a prediction worker.
+    jobs: std::sync::mpsc::Sender<Job>,
 }
 
 impl AppState {
@@ -617,30 +619,220 @@ fn predictions(
     Ok((preds, Some(probs)))
 }
 
+/// A request's rows, predicted: the rows that passed the checks (with
+/// `prediction`, `proba_*`) and the rows that did not (with `_row`, 1-based
+/// in the request, and `_failed_rules`).
+struct Answer {
+    good: DataFrame,
+    rejected: DataFrame,
+}
+
+/// One request waiting for a prediction worker.
+struct Job {
+    loaded: Arc<Loaded>,
+    frame: DataFrame,
+    reply: tokio::sync::oneshot::Sender<Result<Answer, ApiError>>,
+}
+
+/// The most rows the workers gather into one call.
+const MAX_BATCH_ROWS: usize = 4096;
+
+fn exec_error(e: ExecError) -> ApiError {
+    match e {
+        ExecError::Plugin(f) => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "plugin_failed",
+            f.to_string(),
+        )
+        .with("plugin", f.plugin.clone())
+        .with("function", f.func.clone()),
+        other => ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            other.to_string(),
+        ),
+    }
+}
+
+/// Where each request's rows start in a gathered frame, and how many.
+fn row_spans(jobs: &[Job]) -> Vec<(usize, usize)> {
+    let mut at = 0;
+    jobs.iter()
+        .map(|j| {
+            let span = (at, j.frame.height());
+            at += j.frame.height();
+            span
+        })
+        .collect()
+}
+
+/// Splits a frame with `_row` (1-based over the gathered rows, ascending)
+/// into one slice per request; `_row` becomes 1-based in each request.
+fn split_by_row(df: &DataFrame, spans: &[(usize, usize)]) -> Result<Vec<DataFrame>, ApiError> {
+    let internal = |e: PolarsError| {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+    };
+    let rows: Vec<usize> = df
+        .column("_row")
+        .and_then(|c| c.cast(&DataType::UInt64))
+        .map_err(internal)?
+        .u64()
+        .map_err(internal)?
+        .iter()
+        .map(|v| v.unwrap_or(0) as usize)
+        .collect();
+    let mut out = vec![];
+    let mut i = 0;
+    for (start, len) in spans {
+        let from = i;
+        while i < rows.len() && rows[i] <= start + len {
+            i += 1;
+        }
+        let mut part = df.slice(from as i64, i - from);
+        let renumbered = part
+            .column("_row")
+            .and_then(|c| c.cast(&DataType::UInt64))
+            .map_err(internal)?
+            .u64()
+            .map_err(internal)?
+            .apply_values(|r| r - *start as u64);
+        part.with_column(
+            renumbered
+                .into_series()
+                .with_name("_row".into())
+                .into_column(),
+        )
+        .map_err(internal)?;
+        out.push(part);
+    }
+    Ok(out)
+}
+
+/// Predicts a group of requests for the same version in one call, then
+/// hands each its rows. If the call fails, each request is predicted alone,
+/// so a failure is answered to the request that caused it.
+fn predict_group(state: &AppState, jobs: Vec<Job>) {
+    let loaded = jobs[0].loaded.clone();
+    let spans = row_spans(&jobs);
+    let gathered = if jobs.len() == 1 {
+        Ok(jobs[0].frame.clone())
+    } else {
+        let mut it = jobs.iter();
+        let mut df = it.next().map(|j| j.frame.clone()).unwrap_or_default();
+        let mut ok = Ok(());
+        for j in it {
+            if let Err(e) = df.vstack_mut(&j.frame) {
+                ok = Err(e);
+                break;
+            }
+        }
+        ok.map(|_| df)
+    };
+    let result = gathered
+        .map_err(ExecError::polars)
+        .and_then(|df| bundle::predict_frame_features(&loaded.bundle, &loaded.plugins, df));
+    match result {
+        Ok((good, rejected, features)) => {
+            let goods = split_by_row(&good, &spans);
+            let rejects = split_by_row(&rejected.frame, &spans);
+            if let Ok(mut m) = state.metrics.lock() {
+                m.rows += good.height() as u64;
+                m.push_window(&loaded.version, features, loaded.window);
+            }
+            match (goods, rejects) {
+                (Ok(g), Ok(r)) => {
+                    for ((job, good), rejected) in jobs.into_iter().zip(g).zip(r) {
+                        let _ = job.reply.send(Ok(Answer { good, rejected }));
+                    }
+                }
+                (Err(e), _) | (_, Err(e)) => {
+                    for job in jobs {
+                        let _ =
+                            job.reply
+                                .send(Err(ApiError::new(e.status, e.kind, e.message.clone())));
+                    }
+                }
+            }
+        }
+        Err(e) if jobs.len() == 1 => {
+            if let Some(job) = jobs.into_iter().next() {
+                let _ = job.reply.send(Err(exec_error(e)));
+            }
+        }
+        Err(_) => {
+            for job in jobs {
+                predict_group(state, vec![job]);
+            }
+        }
+    }
+}
+
+/// A prediction worker: takes the first waiting request and every other one
+/// already queued (up to [`MAX_BATCH_ROWS`] rows), predicts them together.
+/// Under load, requests gather while a call runs; alone, a request is
+/// predicted at once (no waiting for company).
+fn worker(state: Arc<AppState>, queue: Arc<Mutex<std::sync::mpsc::Receiver<Job>>>) {
+    polars_async::executor::ALLOW_RAYON_THREADS.set(false);
+    loop {
+        let mut jobs = vec![];
+        {
+            let Ok(rx) = queue.lock() else {
+                return;
+            };
+            let Ok(first) = rx.recv() else {
+                return;
+            };
+            let mut rows = first.frame.height();
+            jobs.push(first);
+            while rows < MAX_BATCH_ROWS {
+                match rx.try_recv() {
+                    Ok(j) => {
+                        rows += j.frame.height();
+                        jobs.push(j);
+                    }
+                    Err(_) => break,
+                }
+            }
+        }
+        // Requests for different versions (an alias moved) go separately.
+        while !jobs.is_empty() {
+            let first = jobs[0].loaded.clone();
+            let (same, rest): (Vec<Job>, Vec<Job>) = jobs
+                .into_iter()
+                .partition(|j| Arc::ptr_eq(&j.loaded, &first));
+            predict_group(&state, same);
+            jobs = rest;
+        }
+    }
+}
+
 /// One prediction request from body to JSON answer.
-fn predict(state: &AppState, body: &[u8], mlflow: bool) -> Result<Value, ApiError> {
+async fn predict(state: &AppState, body: &[u8], mlflow: bool) -> Result<Value, ApiError> {
     let loaded = state.loaded();
     let rows = parse_body(body, mlflow)?;
-    let df = request_frame(&loaded, &rows)?;
-    let (good, rejected, features) =
-        bundle::predict_frame_features(&loaded.bundle, &loaded.plugins, df).map_err(
-            |e| match e {
-                ExecError::Plugin(f) => ApiError::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "plugin_failed",
-                    f.to_string(),
-                )
-                .with("plugin", f.plugin.clone())
-                .with("function", f.func.clone()),
-                other => ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal",
-                    other.to_string(),
-                ),
-            },
-        )?;
-    if rejected.frame.height() > 0 {
-        let failures: Vec<Value> = crate::exec::records(&rejected.frame, 100)
+    let frame = request_frame(&loaded, &rows)?;
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    let job = Job {
+        loaded: loaded.clone(),
+        frame,
+        reply,
+    };
+    if state.jobs.send(job).is_err() {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shutting_down",
+            "the server is stopping",
+        ));
+    }
+    let Answer { good, rejected } = answer.await.map_err(|_| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "the prediction worker stopped",
+        )
+    })??;
+    if rejected.height() > 0 {
+        let failures: Vec<Value> = crate::exec::records(&rejected, 100)
             .into_iter()
             .map(|r| json!({ "row": r["_row"], "rules": r["_failed_rules"] }))
             .collect();
@@ -650,12 +842,8 @@ fn predict(state: &AppState, body: &[u8], mlflow: bool) -> Result<Value, ApiErro
             "check_failed",
             format!(
                 "{} of the request's rows fail{} the model's checks (row {}: {})",
-                rejected.frame.height(),
-                if rejected.frame.height() == 1 {
-                    "s"
-                } else {
-                    ""
-                },
+                rejected.height(),
+                if rejected.height() == 1 { "s" } else { "" },
                 first["row"],
                 first["rules"].as_str().unwrap_or("")
             ),
@@ -663,10 +851,6 @@ fn predict(state: &AppState, body: &[u8], mlflow: bool) -> Result<Value, ApiErro
         .with("rows", failures));
     }
     let (preds, probs) = predictions(&loaded, &good)?;
-    if let Ok(mut m) = state.metrics.lock() {
-        m.rows += good.height() as u64;
-        m.push_window(&loaded.version, features, loaded.window);
-    }
     Ok(if mlflow {
         json!({ "predictions": preds })
     } else {
@@ -703,18 +887,7 @@ async fn handle_predict(
             },
             e.body_text(),
         )),
-        Ok(bytes) => {
-            let st = state.clone();
-            tokio::task::spawn_blocking(move || predict(&st, &bytes, mlflow))
-                .await
-                .unwrap_or_else(|e| {
-                    Err(ApiError::new(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        "internal",
-                        e.to_string(),
-                    ))
-                })
-        }
+        Ok(bytes) => predict(&state, &bytes, mlflow).await,
     };
     let (status, body, kind) = match result {
         Ok(v) => (StatusCode::OK, v, None),
@@ -1085,10 +1258,25 @@ pub fn serve(opts: ServeOptions) -> Result<(), String> {
     let cache = crate::plugin::cache_dir(&opts.project);
     let (path, version, from_registry) = locate(&opts.project, &opts.spec)?;
     let loaded = Loaded::load(&path, version, &cache)?;
+    let (tx, rx) = std::sync::mpsc::channel::<Job>();
     let state = Arc::new(AppState {
         current: RwLock::new(Arc::new(loaded)),
         metrics: Mutex::new(Metrics::default()),
+        jobs: tx,
     });
+    // Predictions are CPU-bound: one worker per core, each gathering the
+    // requests that queue while it works.
+    let queue = Arc::new(Mutex::new(rx));
+    let workers = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2);
+    for i in 0..workers {
+        let (st, q) = (state.clone(), queue.clone());
+        std::thread::Builder::new()
+            .name(format!("mlp-predict-{i}"))
+            .spawn(move || worker(st, q))
+            .map_err(|e| format!("cannot start a prediction worker: {e}"))?;
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         // A request's frame is a few rows: handing each polars operation to

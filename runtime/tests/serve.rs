@@ -468,3 +468,55 @@ fn the_pipeline_in_the_serving_docs_runs_serves_and_monitors() {
     );
     assert_eq!(r["window"], 500);
 }
+
+#[test]
+fn concurrent_requests_gathered_into_one_call_each_get_their_own_answer() {
+    let dir = deployed_project("gathered", 500, 61);
+    let s = serve(&dir, &["house-price"]);
+    let csv = houses_csv(16, 62);
+    let rows = records(&csv, 16);
+    // Each request's expected answer, one at a time.
+    let url = format!("{}/v1/predict", s.url);
+    let expected: Vec<f64> = rows
+        .iter()
+        .map(|r| {
+            let (status, v) = post(&url, &Value::Array(vec![r.clone()]).to_string());
+            assert_eq!(status, 200, "{v}");
+            v["predictions"][0].as_f64().unwrap()
+        })
+        .collect();
+    // Then many at once, some failing a check on their second row; the
+    // server gathers concurrent requests into one prediction call.
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let (url, rows, expected) = (url.clone(), rows.clone(), expected.clone());
+            std::thread::spawn(move || {
+                for k in 0..30 {
+                    let i = (t * 7 + k) % 16;
+                    let j = (i + 3) % 16;
+                    let bad = t % 3 == 0 && k % 2 == 0;
+                    let mut second = rows[j].clone();
+                    if bad {
+                        second["sqft"] = json!(50.0);
+                    }
+                    let body = Value::Array(vec![rows[i].clone(), second]).to_string();
+                    let (status, v) = post(&url, &body);
+                    if bad {
+                        assert_eq!(status, 422, "{v}");
+                        assert_eq!(v["error"]["rows"][0]["row"], 2, "{v}");
+                        assert_eq!(v["error"]["rows"].as_array().unwrap().len(), 1, "{v}");
+                    } else {
+                        assert_eq!(status, 200, "{v}");
+                        let p = v["predictions"].as_array().unwrap();
+                        assert_eq!(p.len(), 2);
+                        assert_eq!(p[0].as_f64().unwrap(), expected[i]);
+                        assert_eq!(p[1].as_f64().unwrap(), expected[j]);
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+}
