@@ -1279,18 +1279,10 @@ pub fn serve(opts: ServeOptions) -> Result<(), String> {
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
-        // A request's frame is a few rows: handing each polars operation to
-        // polars' thread pool and waiting costs more than the work. On the
-        // server's threads polars runs inline; requests are the parallelism.
+        // Request frames are a few rows: polars works inline on these
+        // threads (as on the prediction workers) rather than handing each
+        // tiny operation to its thread pool and waiting.
         .on_thread_start(|| polars_async::executor::ALLOW_RAYON_THREADS.set(false))
-        // Predictions are CPU-bound: as many at once as there are cores,
-        // the rest wait their turn in order (no time-slicing of a crowd of
-        // threads, which is what makes tail latency).
-        .max_blocking_threads(
-            std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(2),
-        )
         .build()
         .map_err(|e| format!("cannot start the server runtime: {e}"))?;
     rt.block_on(async move {
