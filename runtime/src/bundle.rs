@@ -283,7 +283,6 @@ fn predict_frame_inner(
     };
     let rows = df.height();
     let collect = |lf: LazyFrame| crate::exec::collect_rows(lf, rows);
-    let indexed = collect(df.lazy().with_row_index("_row", Some(1)))?;
     let any = masks
         .iter()
         .map(|(_, m)| m.clone())
@@ -303,27 +302,39 @@ fn predict_frame_inner(
         })
         .collect();
     let marked = collect(
-        indexed
-            .lazy()
+        df.lazy()
+            .with_row_index("_row", Some(1))
             .with_column(any.fill_null(lit(false)).alias("__bad")),
     )?;
-    let rejected = if reasons.is_empty() {
-        collect(marked.clone().lazy().filter(lit(false)))?
+    let bad = marked
+        .column("__bad")
+        .and_then(|c| c.bool().map(|b| b.sum().unwrap_or(0)))
+        .map_err(ExecError::polars)?;
+    let without_helpers = |df: &DataFrame| df.drop_many(helper_columns.iter().copied());
+    // Every row passed (the usual case): no query to split them.
+    let (good, rejected) = if bad == 0 {
+        let mut none = without_helpers(&marked.head(Some(0)));
+        if !reasons.is_empty() {
+            none.with_column(Column::new_empty("_failed_rules".into(), &DataType::String))
+                .map_err(ExecError::polars)?;
+        }
+        (without_helpers(&marked), none)
     } else {
-        collect(
+        let rejected = collect(
             marked
                 .clone()
                 .lazy()
                 .filter(col("__bad"))
                 .with_column(concat_str(reasons, "; ", true).alias("_failed_rules"))
                 .drop(by_name(helper_columns.clone(), true, false)),
-        )?
+        )?;
+        let good = collect(marked.lazy().filter(col("__bad").not()).drop(by_name(
+            helper_columns.clone(),
+            true,
+            false,
+        )))?;
+        (good, rejected)
     };
-    let good = collect(marked.lazy().filter(col("__bad").not()).drop(by_name(
-        helper_columns.clone(),
-        true,
-        false,
-    )))?;
     let mut out = good.clone();
     let mut df = good.drop("_row").map_err(ExecError::polars)?;
     // The same steps as training, with the stored parameters.
