@@ -667,8 +667,13 @@ fn row_spans(jobs: &[Job]) -> Vec<(usize, usize)> {
 }
 
 /// Splits a frame with `_row` (1-based over the gathered rows, ascending)
-/// into one slice per request; `_row` becomes 1-based in each request.
-fn split_by_row(df: &DataFrame, spans: &[(usize, usize)]) -> Result<Vec<DataFrame>, ApiError> {
+/// into one slice per request; with `renumber`, `_row` becomes 1-based in
+/// each request.
+fn split_by_row(
+    df: &DataFrame,
+    spans: &[(usize, usize)],
+    renumber: bool,
+) -> Result<Vec<DataFrame>, ApiError> {
     let internal = |e: PolarsError| {
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
     };
@@ -689,6 +694,10 @@ fn split_by_row(df: &DataFrame, spans: &[(usize, usize)]) -> Result<Vec<DataFram
             i += 1;
         }
         let mut part = df.slice(from as i64, i - from);
+        if !renumber || *start == 0 || part.height() == 0 {
+            out.push(part);
+            continue;
+        }
         let renumbered = part
             .column("_row")
             .and_then(|c| c.cast(&DataType::UInt64))
@@ -733,8 +742,9 @@ fn predict_group(state: &AppState, jobs: Vec<Job>) {
         .and_then(|df| bundle::predict_frame_features(&loaded.bundle, &loaded.plugins, df));
     match result {
         Ok((good, rejected, features)) => {
-            let goods = split_by_row(&good, &spans);
-            let rejects = split_by_row(&rejected.frame, &spans);
+            // A request reads `_row` only from its rejected rows.
+            let goods = split_by_row(&good, &spans, false);
+            let rejects = split_by_row(&rejected.frame, &spans, true);
             if let Ok(mut m) = state.metrics.lock() {
                 m.rows += good.height() as u64;
                 m.push_window(&loaded.version, features, loaded.window);
