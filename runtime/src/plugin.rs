@@ -221,35 +221,45 @@ fn engine(cache_dir: Option<&Path>) -> Result<&'static Engine, String> {
     static ENGINE: OnceLock<Result<Engine, String>> = OnceLock::new();
     ENGINE
         .get_or_init(|| {
-            let mut config = Config::new();
-            config
-                .consume_fuel(true)
-                .epoch_interruption(true)
-                .cranelift_nan_canonicalization(true)
-                .wasm_relaxed_simd(false)
-                .max_wasm_stack(1 << 20);
-            // Instances come from a pool of slots whose memory stays mapped:
-            // a fresh instance per batch without the page faults of fresh
-            // memory. A batch's state is still reset: the slot's memory is
-            // zeroed (memset) before reuse.
-            let mut pool = PoolingAllocationConfig::default();
-            pool.total_core_instances(SLOTS as u32)
-                .total_memories(SLOTS as u32)
-                .total_tables(SLOTS as u32)
-                .max_memory_size(4 << 30)
-                .linear_memory_keep_resident(KEEP_RESIDENT)
-                .table_keep_resident(1 << 16);
-            config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
-            if let Some(dir) = cache_dir {
-                let mut cc = CacheConfig::new();
-                // wasmtime wants an absolute folder.
-                cc.with_directory(std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf()));
-                // A cache that cannot be set up only costs compile time.
-                if let Ok(cache) = Cache::new(cc) {
-                    config.cache(Some(cache));
+            let build = |pooling: bool| -> Result<Engine, String> {
+                let mut config = Config::new();
+                config
+                    .consume_fuel(true)
+                    .epoch_interruption(true)
+                    .cranelift_nan_canonicalization(true)
+                    .wasm_relaxed_simd(false)
+                    .max_wasm_stack(1 << 20);
+                // Instances come from a pool of slots whose memory stays
+                // mapped: a fresh instance per batch without the page
+                // faults of fresh memory. A batch's state is still reset:
+                // the slot's memory is zeroed (memset) before reuse.
+                if pooling {
+                    let mut pool = PoolingAllocationConfig::default();
+                    pool.total_core_instances(SLOTS as u32)
+                        .total_memories(SLOTS as u32)
+                        .total_tables(SLOTS as u32)
+                        .max_memory_size(4 << 30)
+                        .linear_memory_keep_resident(KEEP_RESIDENT)
+                        .table_keep_resident(1 << 16);
+                    config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
                 }
-            }
-            let engine = Engine::new(&config).map_err(|e| e.to_string())?;
+                if let Some(dir) = cache_dir {
+                    let mut cc = CacheConfig::new();
+                    // wasmtime wants an absolute folder.
+                    cc.with_directory(
+                        std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf()),
+                    );
+                    // A cache that cannot be set up only costs compile time.
+                    if let Ok(cache) = Cache::new(cc) {
+                        config.cache(Some(cache));
+                    }
+                }
+                Engine::new(&config).map_err(|e| e.to_string())
+            };
+            // The pool reserves address space up front (some 100 GB of it,
+            // virtual); where that is refused (a `ulimit -v`), instances are
+            // allocated one by one instead: slower, the same results.
+            let engine = build(true).or_else(|_| build(false))?;
             let ticker = engine.weak();
             std::thread::Builder::new()
                 .name("mlp-plugin-epoch".into())
