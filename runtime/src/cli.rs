@@ -430,8 +430,13 @@ fn run_once(path: &Path, opts: &RunOptions, color: Color) -> Result<ExitCode, Cl
         let ran = results.iter().filter(|r| r.status == "ran").count();
         let cached = results.iter().filter(|r| r.status == "cached").count();
         let skipped = results.iter().filter(|r| r.status == "skipped").count();
+        let skipped = if skipped > 0 {
+            format!(", {skipped} not run by this build")
+        } else {
+            String::new()
+        };
         eprintln!(
-            "{}: {ran} ran, {cached} cached, {} failed or blocked, {skipped} not run by this build, in {seconds:.2}s (run {})",
+            "{}: {ran} ran, {cached} cached, {} failed or blocked{skipped}, in {seconds:.2}s (run {})",
             if failed.is_empty() { "done" } else { "failed" },
             failed.len(),
             record.id
