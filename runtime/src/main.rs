@@ -118,9 +118,10 @@ enum Command {
         #[arg(long, default_value = ".")]
         project: PathBuf,
     },
-    /// Compare new data with a model's training statistics: drift per
-    /// feature, and the model's metrics when the data carries the target.
-    /// Exit 1 when a threshold is breached.
+    /// Compare new data (or a server's window) with a model's training statistics
+    ///
+    /// Drift per feature, and the model's metrics when the data carries the
+    /// target. Exit 1 when a threshold is breached.
     Monitor {
         /// NAME, NAME@alias, NAME@version, or a bundle file (with --data).
         model: Option<String>,
