@@ -93,6 +93,7 @@ features f = data {
     km       = math.haversine(lat, lon, 40.7128, -74.006)
     bc       = math.box_cox(size, 0.5)
     bc_plain = (sqrt(size) - 1.0) / 0.5
+    constant = math.haversine(0.0, 0.0, 1.0, 1.0)
 }
 "#,
         &["geo", "math"],
@@ -100,6 +101,12 @@ features f = data {
     run_ok(&dir);
     let df = cached_frame(&dir, "features.f");
     assert_eq!(df.height(), 600);
+    // A call of literals only is one value, for every row.
+    let constant = df.column("constant").unwrap().f64().unwrap().clone();
+    let native = math::haversine(0.0, 0.0, 1.0, 1.0);
+    assert!(constant
+        .iter()
+        .all(|v| v.is_some_and(|v| (v - native).abs() <= 1e-9 * native)));
     let city = df.column("city").unwrap().str().unwrap().clone();
     let coastal = df.column("coastal").unwrap().bool().unwrap().clone();
     let region = df.column("region").unwrap().str().unwrap().clone();
