@@ -1002,11 +1002,7 @@ pub fn monitor_server(url: &str, json: bool) -> Result<ExitCode, CliError> {
         for l in &m.latency {
             let key = format!("p{}", l.percentile);
             let value = body["latency_ms"][&key].as_f64();
-            let ok = value.is_none_or(|v| match l.op.as_str() {
-                "<" => v < l.millis,
-                "<=" => v <= l.millis,
-                _ => true,
-            });
+            let ok = value.is_none_or(|v| crate::exec::compare(v, &l.op, l.millis));
             breached |= !ok;
             rules.push(serde_json::json!({
                 "rule": format!("latency {key} {} {}ms", l.op, l.millis),
@@ -1016,11 +1012,7 @@ pub fn monitor_server(url: &str, json: bool) -> Result<ExitCode, CliError> {
         }
         if let Some(g) = &m.error_rate {
             let v = body["error_rate"].as_f64().unwrap_or(0.0);
-            let ok = match g.op.as_str() {
-                "<" => v < g.threshold,
-                "<=" => v <= g.threshold,
-                _ => true,
-            };
+            let ok = crate::exec::compare(v, &g.op, g.threshold);
             breached |= !ok;
             rules.push(serde_json::json!({
                 "rule": format!("error_rate {} {}", g.op, g.threshold),

@@ -81,18 +81,6 @@ pub struct MonitorReport {
     pub breached: bool,
 }
 
-fn holds(value: f64, op: &str, threshold: f64) -> bool {
-    match op {
-        "<" => value < threshold,
-        "<=" => value <= threshold,
-        ">" => value > threshold,
-        ">=" => value >= threshold,
-        "==" => value == threshold,
-        "!=" => value != threshold,
-        _ => true,
-    }
-}
-
 fn fmt_num(x: f64) -> String {
     let s = format!("{x}");
     if s.len() > 10 {
@@ -271,7 +259,7 @@ pub fn column_report(
                 } else {
                     s.value
                 };
-                s.breached = v.is_finite() && !holds(v, &r.op, r.threshold);
+                s.breached = v.is_finite() && !crate::exec::compare(v, &r.op, r.threshold);
                 s.rule = Some(text);
                 drifting |= s.breached;
             }
@@ -365,8 +353,9 @@ pub fn performance(b: &Bundle, predicted: &DataFrame) -> Result<Vec<PerformanceR
             PerformanceResult {
                 at_training: at_training.get(&metric).copied(),
                 rule: rule.map(|r| format!("{} {} {}", r.metric, r.op, fmt_num(r.threshold))),
-                breached: rule
-                    .is_some_and(|r| value.is_finite() && !holds(value, &r.op, r.threshold)),
+                breached: rule.is_some_and(|r| {
+                    value.is_finite() && !crate::exec::compare(value, &r.op, r.threshold)
+                }),
                 metric,
                 value,
             }

@@ -102,17 +102,6 @@ pub fn failing_for(
     }))
 }
 
-fn compare(v: f64, op: &str, x: f64) -> bool {
-    match op {
-        "<" => v < x,
-        "<=" => v <= x,
-        ">" => v > x,
-        ">=" => v >= x,
-        "==" => v == x,
-        _ => v != x,
-    }
-}
-
 fn rule_columns(rule: &RuleOp) -> Vec<String> {
     match rule {
         RuleOp::NotNull { columns } | RuleOp::Unique { columns } => columns.clone(),
@@ -357,7 +346,7 @@ fn evaluate(
 ) -> Result<RuleResult, ExecError> {
     match &rule.rule {
         RuleOp::Rows { op, n } => {
-            let ok = compare(height as f64, op, *n as f64);
+            let ok = super::compare(height as f64, op, *n as f64);
             Ok(RuleResult {
                 failing_rows: usize::from(!ok),
                 value: Some(height as f64),
@@ -372,7 +361,7 @@ fn evaluate(
                 nulls as f64 / height as f64
             };
             Ok(RuleResult {
-                failing_rows: usize::from(!compare(r, op, *rate)),
+                failing_rows: usize::from(!super::compare(r, op, *rate)),
                 value: Some(r),
                 examples: vec![],
             })

@@ -42,12 +42,7 @@ pub fn training_stats(
     part: &str,
     skip: &[&str],
 ) -> Result<serde_json::Value, ExecError> {
-    let train = df
-        .clone()
-        .lazy()
-        .filter(super::is_train(part))
-        .collect()
-        .map_err(ExecError::polars)?;
+    let train = super::train_rows(df, part)?;
     let mut out = serde_json::Map::new();
     for c in train.columns() {
         let name = c.name().to_string();

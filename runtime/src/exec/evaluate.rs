@@ -9,7 +9,7 @@
 //! `selection_rate` is the share of rows predicted positive.
 
 use super::model::{class_indices, classes_of, Prediction};
-use super::{input, is_train, Context, ExecError, Output};
+use super::{input, Context, ExecError, Output};
 use mlp_compiler::check::level_suffix;
 use mlp_compiler::plan::{EvaluateOp, GateOp, ModelOp, Op, Task};
 use ndarray::{Array1, Array2, ArrayView1};
@@ -156,16 +156,7 @@ pub fn metric(name: &str, pred: &Prediction, truth: Truth) -> f64 {
 }
 
 fn passes(value: f64, gate: &GateOp) -> bool {
-    let t = gate.threshold;
-    !value.is_nan()
-        && match gate.op.as_str() {
-            "<" => value < t,
-            "<=" => value <= t,
-            ">" => value > t,
-            ">=" => value >= t,
-            "==" => value == t,
-            _ => value != t,
-        }
+    !value.is_nan() && super::compare(value, &gate.op, gate.threshold)
 }
 
 fn model_op<'a>(cx: &'a Context) -> Result<&'a ModelOp, ExecError> {
@@ -264,12 +255,7 @@ pub fn run(op: &EvaluateOp, cx: &Context) -> Result<Output, ExecError> {
         .partition_column
         .clone()
         .ok_or_else(|| ExecError::Internal("evaluate without a split".into()))?;
-    let train = df
-        .clone()
-        .lazy()
-        .filter(is_train(&part))
-        .collect()
-        .map_err(ExecError::polars)?;
+    let train = super::train_rows(&df, &part)?;
     let classes = match m.task {
         Task::Regression => vec![],
         Task::Classification => classes_of(m, &train)?,

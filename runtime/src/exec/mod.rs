@@ -200,6 +200,28 @@ fn run_op(cx: Context) -> Result<Output, ExecError> {
     }
 }
 
+/// `value OP threshold` for the comparison operators of the language
+/// (`<`, `<=`, `>`, `>=`, `==`, `!=`): every rule, gate and threshold.
+pub fn compare(value: f64, op: &str, threshold: f64) -> bool {
+    match op {
+        "<" => value < threshold,
+        "<=" => value <= threshold,
+        ">" => value > threshold,
+        ">=" => value >= threshold,
+        "==" => value == threshold,
+        _ => value != threshold,
+    }
+}
+
+/// The rows of the `train` partition.
+pub fn train_rows(df: &DataFrame, part: &str) -> Result<DataFrame, ExecError> {
+    df.clone()
+        .lazy()
+        .filter(is_train(part))
+        .collect()
+        .map_err(ExecError::polars)
+}
+
 /// Frames of at most this many rows skip polars' query optimiser.
 pub const SMALL_FRAME: usize = 4096;
 

@@ -14,7 +14,7 @@
 //!
 //! Other algorithms type-check but are not trained by this build yet.
 
-use super::{input, is_train, partition_column, Context, ExecError, Output};
+use super::{input, partition_column, Context, ExecError, Output};
 use mlp_compiler::plan::{ModelOp, ParamValue, Task};
 use ndarray::{Array1, Array2, Axis};
 use polars::prelude::*;
@@ -1055,12 +1055,7 @@ pub fn run(op: &ModelOp, cx: &Context) -> Result<Output, ExecError> {
     let df = input(cx)?;
     let part = partition_column(cx)
         .ok_or_else(|| ExecError::Internal("a model on a stage without a split".into()))?;
-    let train = df
-        .clone()
-        .lazy()
-        .filter(is_train(&part))
-        .collect()
-        .map_err(ExecError::polars)?;
+    let train = super::train_rows(&df, &part)?;
     if train.height() == 0 {
         return Err(ExecError::Data("no rows in `train` to fit on".into()));
     }
