@@ -803,14 +803,7 @@ pub fn predict(
     input: &Path,
     output: &Path,
 ) -> Result<ExitCode, CliError> {
-    let bundle_file = Path::new(spec);
-    let b = if bundle_file.is_file() {
-        load_bundle(bundle_file)?
-    } else {
-        let reg = registry_at(project)?;
-        let (name, version) = reg.resolve(spec)?;
-        load_bundle(&reg.bundle_path(&name, &version))?
-    };
+    let (b, _) = resolve_bundle(project, spec)?;
     if !input.is_file() {
         return Err(CliError::Output(format!(
             "`{}` does not exist",
@@ -874,19 +867,41 @@ fn count_rows(n: usize) -> String {
     }
 }
 
-/// A bundle by spec (NAME, NAME@alias, NAME@version, or a bundle file), with
-/// its version.
-pub fn resolve_bundle(project: &Path, spec: &str) -> Result<(Bundle, String), CliError> {
+/// Where a spec's bundle is.
+pub struct BundleLocation {
+    pub path: std::path::PathBuf,
+    /// The version: its SHA-256 (the registry names bundles by it).
+    pub version: String,
+    /// Resolved through the registry (so an alias can move), rather than a
+    /// bundle file named directly.
+    pub from_registry: bool,
+}
+
+/// Finds the bundle of NAME, NAME@alias, NAME@version, or a bundle file.
+pub fn locate_bundle(project: &Path, spec: &str) -> Result<BundleLocation, CliError> {
     let bundle_file = Path::new(spec);
     if bundle_file.is_file() {
         let bytes = std::fs::read(bundle_file)
             .map_err(|e| CliError::Output(format!("{}: {e}", bundle_file.display())))?;
-        let version = crate::fingerprint::sha256_hex(&bytes);
-        return Ok((load_bundle(bundle_file)?, version));
+        return Ok(BundleLocation {
+            path: bundle_file.to_path_buf(),
+            version: crate::fingerprint::sha256_hex(&bytes),
+            from_registry: false,
+        });
     }
     let reg = registry_at(project)?;
     let (name, version) = reg.resolve(spec)?;
-    Ok((load_bundle(&reg.bundle_path(&name, &version))?, version))
+    Ok(BundleLocation {
+        path: reg.bundle_path(&name, &version),
+        version,
+        from_registry: true,
+    })
+}
+
+/// A bundle by spec, with its version.
+pub fn resolve_bundle(project: &Path, spec: &str) -> Result<(Bundle, String), CliError> {
+    let at = locate_bundle(project, spec)?;
+    Ok((load_bundle(&at.path)?, at.version))
 }
 
 /// `mlp monitor NAME[@alias] --data FILE [--json] [--html FILE]`.

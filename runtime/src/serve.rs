@@ -18,7 +18,6 @@
 use crate::bundle::{self, Bundle};
 use crate::exec::ExecError;
 use crate::plugin::Plugins;
-use crate::registry::Registry;
 use axum::body::Bytes;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{header, StatusCode};
@@ -1135,31 +1134,13 @@ fn monitor_json(state: &AppState) -> Value {
     })
 }
 
-/// Where a spec's bundle is: (path, version), or None for a registry name
-/// that no longer resolves.
-fn locate(project: &Path, spec: &str) -> Result<(PathBuf, String, bool), String> {
-    let file = Path::new(spec);
-    if file.is_file() {
-        let bytes = std::fs::read(file).map_err(|e| format!("{}: {e}", file.display()))?;
-        return Ok((
-            file.to_path_buf(),
-            crate::fingerprint::sha256_hex(&bytes),
-            false,
-        ));
-    }
-    let state = project.join(".mlp");
-    if !state.join("registry").is_dir() {
-        return Err(format!(
-            "no model registry under `{}` (run a pipeline with a `deploy` first, or pass --project)",
-            project.display()
-        ));
-    }
-    let reg = Registry::open(&state);
-    let (name, version) = reg.resolve(spec).map_err(|e| match e.help() {
+/// Where a spec's bundle is, as a message on failure (the server logs it,
+/// or keeps serving what it has).
+fn locate(project: &Path, spec: &str) -> Result<crate::cli::BundleLocation, String> {
+    crate::cli::locate_bundle(project, spec).map_err(|e| match e.help() {
         Some(h) => format!("{e} ({h})"),
         None => e.to_string(),
-    })?;
-    Ok((reg.bundle_path(&name, &version), version, true))
+    })
 }
 
 /// Builds the router around a loaded bundle (also used by the tests).
@@ -1266,8 +1247,9 @@ async fn shutdown_signal() {
 /// Runs the server until SIGTERM or Ctrl-C; in-flight requests finish.
 pub fn serve(opts: ServeOptions) -> Result<(), String> {
     let cache = crate::plugin::cache_dir(&opts.project);
-    let (path, version, from_registry) = locate(&opts.project, &opts.spec)?;
-    let loaded = Loaded::load(&path, version, &cache)?;
+    let at = locate(&opts.project, &opts.spec)?;
+    let from_registry = at.from_registry;
+    let loaded = Loaded::load(&at.path, at.version, &cache)?;
     let (tx, rx) = std::sync::mpsc::channel::<Job>();
     let state = Arc::new(AppState {
         current: RwLock::new(Arc::new(loaded)),
@@ -1320,13 +1302,14 @@ pub fn serve(opts: ServeOptions) -> Result<(), String> {
                     let current = st.loaded().version.clone();
                     let (project, spec, cache, st2) = (project.clone(), spec.clone(), cache.clone(), st.clone());
                     let _ = tokio::task::spawn_blocking(move || {
-                        let Ok((path, version, _)) = locate(&project, &spec) else {
+                        let Ok(at) = locate(&project, &spec) else {
                             return;
                         };
+                        let version = at.version;
                         if version == current {
                             return;
                         }
-                        match Loaded::load(&path, version.clone(), &cache) {
+                        match Loaded::load(&at.path, version.clone(), &cache) {
                             Ok(l) => {
                                 if let Ok(mut g) = st2.current.write() {
                                     *g = Arc::new(l);
