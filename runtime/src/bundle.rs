@@ -114,13 +114,13 @@ pub struct BundledPlugin {
 }
 
 impl BundledPlugin {
-    pub fn new(p: &Plugin) -> BundledPlugin {
+    pub fn new(name: &str, bytes: &[u8], limits: crate::plugin::Limits) -> BundledPlugin {
         use base64::Engine as _;
         BundledPlugin {
-            name: p.name.clone(),
-            sha256: p.sha256.clone(),
-            limits: p.limits.clone(),
-            wasm: base64::engine::general_purpose::STANDARD.encode(p.bytes.as_slice()),
+            name: name.to_string(),
+            sha256: crate::fingerprint::sha256_hex(bytes),
+            limits,
+            wasm: base64::engine::general_purpose::STANDARD.encode(bytes),
         }
     }
 }

@@ -319,8 +319,6 @@ pub struct Plugin {
     pub sha256: String,
     pub limits: Limits,
     pub signatures: PluginSignatures,
-    /// The module's bytes (bundles carry them).
-    pub bytes: Arc<Vec<u8>>,
     pre: InstancePre<Guest>,
 }
 
@@ -403,7 +401,6 @@ impl Plugin {
             sha256: crate::fingerprint::sha256_hex(&bytes),
             limits,
             signatures,
-            bytes: Arc::new(bytes),
             pre,
         })
     }
@@ -1066,6 +1063,16 @@ fn read_result(
     Ok(out)
 }
 
+/// The bytes of a declared plugin's module.
+pub fn read_module(root: &Path, d: &PluginDecl) -> Result<Vec<u8>, PluginFailure> {
+    std::fs::read(root.join(&d.path)).map_err(|e| PluginFailure {
+        plugin: d.name.clone(),
+        func: String::new(),
+        kind: FailureKind::Load(format!("cannot read `{}`: {e}", d.path)),
+        row: None,
+    })
+}
+
 /// The plugins a stage may call, by declared name.
 #[derive(Default, Clone)]
 pub struct Plugins {
@@ -1103,12 +1110,7 @@ impl Plugins {
             let Some(d) = decls.iter().find(|d| &d.name == name) else {
                 continue;
             };
-            let bytes = std::fs::read(root.join(&d.path)).map_err(|e| PluginFailure {
-                plugin: name.clone(),
-                func: String::new(),
-                kind: FailureKind::Load(format!("cannot read `{}`: {e}", d.path)),
-                row: None,
-            })?;
+            let bytes = read_module(root, d)?;
             out.insert(Plugin::load(
                 name,
                 bytes,

@@ -141,16 +141,19 @@ pub fn run(op: &DeployOp, cx: &Context) -> Result<Output, ExecError> {
         stages.push(st.clone());
     }
     // The plugins the serving stages call travel in the bundle.
-    let mut names: Vec<&String> = stages.iter().flat_map(|s: &Stage| &s.plugins).collect();
-    names.sort();
-    names.dedup();
-    let names: Vec<String> = names.into_iter().cloned().collect();
-    let loaded = crate::plugin::Plugins::load(cx.root, &cx.plan.plugins, &names)
-        .map_err(ExecError::Plugin)?;
-    let plugins: Vec<crate::bundle::BundledPlugin> = loaded
-        .iter()
-        .map(|p| crate::bundle::BundledPlugin::new(p))
-        .collect();
+    // The serving stages ran with these bytes in this run (or a cached
+    // one keyed by them): they only need reading, not compiling.
+    let mut plugins: Vec<crate::bundle::BundledPlugin> = vec![];
+    for d in &cx.plan.plugins {
+        if stages.iter().any(|s: &Stage| s.plugins.contains(&d.name)) {
+            let bytes = crate::plugin::read_module(cx.root, d).map_err(ExecError::Plugin)?;
+            plugins.push(crate::bundle::BundledPlugin::new(
+                &d.name,
+                &bytes,
+                crate::plugin::Limits::from(d),
+            ));
+        }
+    }
     let mut evaluations = vec![];
     for e in &op.gated_by {
         evaluations.push(read_json(cx, e, "report.json")?);
