@@ -403,6 +403,25 @@ fn shown(v: &Value) -> String {
     }
 }
 
+/// One request column's values converted by `convert`: a null (or an absent
+/// value) where the column allows it, else the error of `null`; a value
+/// `convert` refuses is the error of `bad` (row numbers 1-based).
+fn convert_column<'a, T>(
+    values: &[Option<&'a Value>],
+    null: &dyn Fn(usize) -> Result<(), ApiError>,
+    bad: &dyn Fn(usize, &Value) -> ApiError,
+    convert: impl Fn(&'a Value) -> Option<T>,
+) -> Result<Vec<Option<T>>, ApiError> {
+    values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| match v {
+            None | Some(Value::Null) => null(i + 1).map(|_| None),
+            Some(v) => convert(v).map(Some).ok_or_else(|| bad(i + 1, v)),
+        })
+        .collect()
+}
+
 /// The request rows as a frame of the source's types; every value checked.
 fn request_frame(loaded: &Loaded, rows: &Rows) -> Result<DataFrame, ApiError> {
     let n = row_count(rows)?;
@@ -462,113 +481,54 @@ fn request_frame(loaded: &Loaded, rows: &Rows) -> Result<DataFrame, ApiError> {
         };
         let name: PlSmallStr = c.name.as_str().into();
         let col = match &c.ty {
-            Type::Float => {
-                let mut out: Vec<Option<f64>> = Vec::with_capacity(n);
-                for (i, v) in values.iter().enumerate() {
-                    out.push(match v {
-                        None | Some(Value::Null) => {
-                            null_check(i + 1)?;
-                            None
-                        }
-                        Some(Value::Number(x)) => x.as_f64(),
-                        Some(other) => return Err(bad(i + 1, other)),
-                    });
-                }
-                Column::new(name, out)
+            Type::Float => Column::new(
+                name,
+                convert_column(&values, &null_check, &bad, Value::as_f64)?,
+            ),
+            Type::Int => Column::new(
+                name,
+                convert_column(&values, &null_check, &bad, |v| {
+                    v.as_i64().or_else(|| {
+                        v.as_f64()
+                            .filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15)
+                            .map(|f| f as i64)
+                    })
+                })?,
+            ),
+            Type::Bool => Column::new(
+                name,
+                convert_column(&values, &null_check, &bad, Value::as_bool)?,
+            ),
+            Type::Str | Type::Category { .. } => Column::new(
+                name,
+                convert_column(&values, &null_check, &bad, Value::as_str)?,
+            ),
+            Type::Date { format } => {
+                let epoch = chrono::NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default();
+                let days = convert_column(&values, &null_check, &bad, |v| {
+                    let d = chrono::NaiveDate::parse_from_str(v.as_str()?.trim(), format).ok()?;
+                    Some((d - epoch).num_days() as i32)
+                })?;
+                Int32Chunked::new(name, days)
+                    .into_date()
+                    .into_series()
+                    .into_column()
             }
-            Type::Int => {
-                let mut out: Vec<Option<i64>> = Vec::with_capacity(n);
-                for (i, v) in values.iter().enumerate() {
-                    out.push(match v {
-                        None | Some(Value::Null) => {
-                            null_check(i + 1)?;
-                            None
-                        }
-                        Some(Value::Number(x)) => match x.as_i64() {
-                            Some(k) => Some(k),
-                            None => match x.as_f64() {
-                                Some(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => Some(f as i64),
-                                _ => return Err(bad(i + 1, v.unwrap_or(&Value::Null))),
-                            },
-                        },
-                        Some(other) => return Err(bad(i + 1, other)),
-                    });
-                }
-                Column::new(name, out)
-            }
-            Type::Bool => {
-                let mut out: Vec<Option<bool>> = Vec::with_capacity(n);
-                for (i, v) in values.iter().enumerate() {
-                    out.push(match v {
-                        None | Some(Value::Null) => {
-                            null_check(i + 1)?;
-                            None
-                        }
-                        Some(Value::Bool(b)) => Some(*b),
-                        Some(other) => return Err(bad(i + 1, other)),
-                    });
-                }
-                Column::new(name, out)
-            }
-            Type::Str | Type::Category { .. } => {
-                let mut out: Vec<Option<&str>> = Vec::with_capacity(n);
-                for (i, v) in values.iter().enumerate() {
-                    out.push(match v {
-                        None | Some(Value::Null) => {
-                            null_check(i + 1)?;
-                            None
-                        }
-                        Some(Value::String(s)) => Some(s.as_str()),
-                        Some(other) => return Err(bad(i + 1, other)),
-                    });
-                }
-                Column::new(name, out)
-            }
-            Type::Date { format } | Type::Datetime { format } => {
-                let date = matches!(c.ty, Type::Date { .. });
-                let mut days: Vec<Option<i32>> = vec![];
-                let mut micros: Vec<Option<i64>> = vec![];
-                for (i, v) in values.iter().enumerate() {
-                    let parsed = match v {
-                        None | Some(Value::Null) => {
-                            null_check(i + 1)?;
-                            None
-                        }
-                        Some(Value::String(s)) => Some(s),
-                        Some(other) => return Err(bad(i + 1, other)),
-                    };
-                    let Some(s) = parsed else {
-                        days.push(None);
-                        micros.push(None);
-                        continue;
-                    };
-                    let err = || bad(i + 1, v.unwrap_or(&Value::Null));
-                    if date {
-                        let d = chrono::NaiveDate::parse_from_str(s.trim(), format)
-                            .map_err(|_| err())?;
-                        let epoch = chrono::NaiveDate::from_ymd_opt(1970, 1, 1).ok_or_else(err)?;
-                        days.push(Some((d - epoch).num_days() as i32));
-                    } else {
-                        let t = chrono::NaiveDateTime::parse_from_str(s.trim(), format)
-                            .or_else(|_| {
-                                chrono::NaiveDate::parse_from_str(s.trim(), format)
-                                    .map(|d| d.and_hms_opt(0, 0, 0).unwrap_or_default())
-                            })
-                            .map_err(|_| err())?;
-                        micros.push(Some(t.and_utc().timestamp_micros()));
-                    }
-                }
-                if date {
-                    Int32Chunked::new(name, days)
-                        .into_date()
-                        .into_series()
-                        .into_column()
-                } else {
-                    Int64Chunked::new(name, micros)
-                        .into_datetime(TimeUnit::Microseconds, None)
-                        .into_series()
-                        .into_column()
-                }
+            Type::Datetime { format } => {
+                let micros = convert_column(&values, &null_check, &bad, |v| {
+                    let s = v.as_str()?.trim();
+                    let t = chrono::NaiveDateTime::parse_from_str(s, format)
+                        .or_else(|_| {
+                            chrono::NaiveDate::parse_from_str(s, format)
+                                .map(|d| d.and_hms_opt(0, 0, 0).unwrap_or_default())
+                        })
+                        .ok()?;
+                    Some(t.and_utc().timestamp_micros())
+                })?;
+                Int64Chunked::new(name, micros)
+                    .into_datetime(TimeUnit::Microseconds, None)
+                    .into_series()
+                    .into_column()
             }
         };
         cols.push(col);
