@@ -6,19 +6,9 @@ use mlp_plugin::{tag, Arg, Param};
 
 const TEXT: &[u8] = b"{\"abi\":2,\"name\":\"twice\",\"params\":[{\"name\":\"x\",\"type\":\"float\",\"nullable\":false}],\"returns\":{\"type\":\"float\",\"nullable\":false}}\n";
 
-const fn copy<const N: usize>(s: &[u8]) -> [u8; N] {
-    let mut a = [0u8; N];
-    let mut i = 0;
-    while i < N {
-        a[i] = s[i];
-        i += 1;
-    }
-    a
-}
-
 #[used]
 #[link_section = "mlp:signatures"]
-static SIGNATURE: [u8; TEXT.len()] = copy(TEXT);
+static SIGNATURE: [u8; TEXT.len()] = mlp_plugin::__bytes(TEXT);
 
 const PARAMS: &[Param] = &[Param {
     name: "x",

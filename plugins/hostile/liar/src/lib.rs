@@ -6,19 +6,9 @@ use mlp_plugin::{tag, Arg, Param};
 
 const TEXT: &[u8] = b"{\"abi\":1,\"name\":\"twice\",\"params\":[{\"name\":\"x\",\"type\":\"float\",\"nullable\":false}],\"returns\":{\"type\":\"float\",\"nullable\":false}}\n";
 
-const fn copy<const N: usize>(s: &[u8]) -> [u8; N] {
-    let mut a = [0u8; N];
-    let mut i = 0;
-    while i < N {
-        a[i] = s[i];
-        i += 1;
-    }
-    a
-}
-
 #[used]
 #[link_section = "mlp:signatures"]
-static SIGNATURE: [u8; TEXT.len()] = copy(TEXT);
+static SIGNATURE: [u8; TEXT.len()] = mlp_plugin::__bytes(TEXT);
 
 const PARAMS: &[Param] = &[Param {
     name: "x",
@@ -39,7 +29,7 @@ const SHORT: &[u8] = b"{\"abi\":1,\"name\":\"short\",\"params\":[{\"name\":\"x\"
 
 #[used]
 #[link_section = "mlp:signatures"]
-static SHORT_SIGNATURE: [u8; SHORT.len()] = copy(SHORT);
+static SHORT_SIGNATURE: [u8; SHORT.len()] = mlp_plugin::__bytes(SHORT);
 
 #[export_name = "mlp_call_short"]
 extern "C" fn call_short(rows: u32, _args: u32) -> u32 {
