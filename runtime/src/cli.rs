@@ -235,12 +235,6 @@ fn plan_table(stages: &[StagePlan]) -> String {
             "cached"
         } else if s.runnable && s.key.is_some() {
             "will run"
-        } else if s
-            .reasons
-            .iter()
-            .any(|r| matches!(r, run::Reason::Unsupported { .. }))
-        {
-            "not run"
         } else {
             "blocked"
         };
@@ -429,14 +423,8 @@ fn run_once(path: &Path, opts: &RunOptions, color: Color) -> Result<ExitCode, Cl
         eprintln!("\n{}", result_table(&results));
         let ran = results.iter().filter(|r| r.status == "ran").count();
         let cached = results.iter().filter(|r| r.status == "cached").count();
-        let skipped = results.iter().filter(|r| r.status == "skipped").count();
-        let skipped = if skipped > 0 {
-            format!(", {skipped} not run by this build")
-        } else {
-            String::new()
-        };
         eprintln!(
-            "{}: {ran} ran, {cached} cached, {} failed or blocked{skipped}, in {seconds:.2}s (run {})",
+            "{}: {ran} ran, {cached} cached, {} failed or blocked, in {seconds:.2}s (run {})",
             if failed.is_empty() { "done" } else { "failed" },
             failed.len(),
             record.id

@@ -44,8 +44,6 @@ pub enum Reason {
     Engine,
     /// Same inputs as before, but the entry is gone (removed by `gc`).
     Missing,
-    /// This build cannot run the stage.
-    Unsupported { why: String },
     /// An input cannot be read (its error is shown at that stage).
     Blocked { why: String },
 }
@@ -80,7 +78,6 @@ impl std::fmt::Display for Reason {
             Reason::Upstream { stage } => write!(f, "upstream `{stage}` will run"),
             Reason::Engine => write!(f, "the mlp engine changed"),
             Reason::Missing => write!(f, "output no longer in the cache"),
-            Reason::Unsupported { why } => write!(f, "not run: {why}"),
             Reason::Blocked { why } => write!(f, "blocked: {why}"),
         }
     }
@@ -191,10 +188,7 @@ pub fn plan_stages(
         let mut reasons = vec![];
         let mut files = vec![];
         let mut key_ok = true;
-        let mut runnable = exec::supported(&st.op).is_ok();
-        if let Err(why) = exec::supported(&st.op) {
-            reasons.push(Reason::Unsupported { why });
-        }
+        let mut runnable = true;
         if let Op::Source(src) = &st.op {
             match exec::source::resolve(root, &src.path) {
                 Ok(paths) => {
@@ -230,9 +224,7 @@ pub fn plan_stages(
         }
         for i in &st.inputs {
             if keys.get(i).cloned().flatten().is_none()
-                && !reasons
-                    .iter()
-                    .any(|r| matches!(r, Reason::Blocked { .. } | Reason::Unsupported { .. }))
+                && !reasons.iter().any(|r| matches!(r, Reason::Blocked { .. }))
             {
                 reasons.push(Reason::Blocked {
                     why: format!("input `{i}` cannot run"),
@@ -365,7 +357,7 @@ pub fn plan_stages(
 #[derive(Debug, Clone, Serialize)]
 pub struct StageResult {
     pub id: String,
-    /// `cached`, `ran`, `failed`, `skipped` or `blocked`.
+    /// `cached`, `ran`, `failed` or `blocked`.
     pub status: String,
     pub rows: Option<usize>,
     /// In-memory size of the output frame, when the stage ran.
@@ -651,33 +643,12 @@ pub fn run_plan(
                 }
                 if !sp.runnable || !inputs_ok || sp.key.is_none() {
                     let why = sp.reasons.iter().find_map(|r| match r {
-                        Reason::Unsupported { why } | Reason::Blocked { why } => Some(why.clone()),
+                        Reason::Blocked { why } => Some(why.clone()),
                         _ => None,
                     });
-                    // Not run by this build, itself or upstream: skipped, not
-                    // a failure. Anything else in the way: blocked.
-                    let upstream_skipped = st
-                        .inputs
-                        .iter()
-                        .any(|i| results.get(i).is_some_and(|r| r.status == "skipped"));
-                    let status = if matches!(sp.reasons.first(), Some(Reason::Unsupported { .. }))
-                        || upstream_skipped
-                    {
-                        "skipped"
-                    } else {
-                        "blocked"
-                    };
-                    let why = if upstream_skipped
-                        && status == "skipped"
-                        && why.as_deref().is_some_and(|w| w.contains("cannot run"))
-                    {
-                        Some("an input is not run by this build".to_string())
-                    } else {
-                        why
-                    };
                     let r = StageResult {
                         error: why,
-                        ..StageResult::new(&st.id, status)
+                        ..StageResult::new(&st.id, "blocked")
                     };
                     progress(Progress::Finished(Box::new(r.clone())));
                     done.insert(st.id.clone(), false);

@@ -165,17 +165,6 @@ pub struct Context<'a> {
     pub plugins: &'a crate::plugin::Plugins,
 }
 
-/// Whether this build can execute a stage kind.
-pub fn supported(op: &Op) -> Result<(), String> {
-    match op {
-        Op::Source(_) | Op::Check(_) | Op::Split(_) | Op::Transform(_) | Op::Features(_) => Ok(()),
-        Op::Model(_) => Ok(()),
-        Op::Evaluate(_) => Ok(()),
-        Op::Deploy(_) => Ok(()),
-        Op::Monitor(_) => Ok(()),
-    }
-}
-
 /// Runs one stage. A plugin failure inside a polars expression surfaces as
 /// a polars error; the failure the plugin recorded replaces it.
 pub fn run_stage(cx: Context) -> Result<Output, ExecError> {
