@@ -438,7 +438,7 @@ impl Plugin {
             .collect::<Result<Vec<_>, String>>()
             .map_err(|m| fail(FailureKind::BadResult(m), None))?;
         if len == 0 {
-            return Ok(empty(sig));
+            return Ok(OutColumn::default().into_series(sig, func));
         }
         let per_row: usize = cols
             .iter()
@@ -497,8 +497,7 @@ impl Plugin {
         if let Some(e) = first_err {
             return Err(e);
         }
-        out.into_series(sig, func)
-            .map_err(|m| fail(FailureKind::BadResult(m), None))
+        Ok(out.into_series(sig, func))
     }
 
     /// One batch, rows `a..b`, in a fresh instance. The row of an error is
@@ -700,7 +699,6 @@ impl ArgColumn {
     fn new(s: &Series, ty: PluginType, len: usize) -> Result<ArgColumn, String> {
         // A one-row argument (a literal) stays one row: the ABI passes it
         // once per batch as a constant.
-        let s = s.clone();
         if s.len() != len && s.len() != 1 {
             return Err(format!("an argument has {} rows, expected {len}", s.len()));
         }
@@ -933,10 +931,10 @@ impl OutColumn {
         self.strs.extend(other.strs);
     }
 
-    fn into_series(self, sig: &FunctionSig, func: &str) -> Result<Series, String> {
+    fn into_series(self, sig: &FunctionSig, func: &str) -> Series {
         let name: PlSmallStr = func.into();
         let valid = self.valid;
-        let s = match sig.returns.ty {
+        match sig.returns.ty {
             PluginType::Float => match valid {
                 None => Float64Chunked::from_vec(name, self.floats).into_series(),
                 Some(v) => Float64Chunked::from_iter_options(
@@ -965,15 +963,8 @@ impl OutColumn {
                 .into_series(),
             },
             PluginType::Str => Series::new(name, self.strs),
-        };
-        Ok(s)
+        }
     }
-}
-
-fn empty(sig: &FunctionSig) -> Series {
-    OutColumn::default()
-        .into_series(sig, &sig.name)
-        .unwrap_or_else(|_| Series::new_empty("".into(), &DataType::Null))
 }
 
 fn word(mem: &[u8], at: usize) -> Result<u32, String> {
