@@ -19,6 +19,8 @@ from sklearn.naive_bayes import GaussianNB
 from sklearn.metrics import log_loss
 from sklearn.svm import SVC, SVR
 from sklearn.tree import DecisionTreeClassifier
+from sklearn.ensemble import AdaBoostClassifier, RandomForestClassifier
+from sklearn.metrics import roc_auc_score
 
 df = pd.read_csv(sys.argv[1])
 tr, te = df[df.part == "train"], df[df.part == "test"]
@@ -33,8 +35,25 @@ for name, model in [("ols", LinearRegression()), ("ridge", Ridge(alpha=10.0)),
                  "rmse": float(np.sqrt(mean_squared_error(te["y"], pred)))}
 clf = LogisticRegression(C=1.0, max_iter=1000).fit(tr[X], tr["label"])
 out["logistic"] = {"accuracy": float(accuracy_score(te["label"], clf.predict(te[X])))}
-tree = DecisionTreeClassifier(max_depth=4, random_state=0).fit(tr[X], tr["label"])
-out["tree"] = {"accuracy": float(accuracy_score(te["label"], tree.predict(te[X])))}
+
+def probabilistic(model):
+    """Accuracy, log loss and ROC AUC on the test rows, and P(yes) per row."""
+    model.fit(tr[X], tr["label"])
+    p = model.predict_proba(te[X])
+    yes = list(model.classes_).index("yes")
+    return {"accuracy": float(accuracy_score(te["label"], model.predict(te[X]))),
+            "log_loss": float(log_loss(te["label"], p, labels=model.classes_)),
+            "roc_auc": float(roc_auc_score(te["label"] == "yes", p[:, yes])),
+            "proba_yes": [float(v) for v in p[:, yes]]}
+
+
+# Trees: a leaf's probability is its training rows' class shares; a forest
+# averages its trees'; AdaBoost is SAMME (softmax of the weighted votes).
+out["tree"] = probabilistic(DecisionTreeClassifier(max_depth=4, random_state=0))
+out["forest"] = probabilistic(RandomForestClassifier(
+    n_estimators=50, max_depth=4, max_features=0.7, random_state=3))
+out["boost"] = probabilistic(AdaBoostClassifier(
+    DecisionTreeClassifier(max_depth=1), n_estimators=30, random_state=3))
 nb = GaussianNB().fit(tr[X], tr["label"])
 out["nb"] = {"accuracy": float(accuracy_score(te["label"], nb.predict(te[X]))),
              "log_loss": float(log_loss(te["label"], nb.predict_proba(te[X])))}

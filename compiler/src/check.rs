@@ -525,6 +525,22 @@ impl<'a> Checker<'a> {
         for (m, span) in &monitors {
             self.check_monitor(m, *span, &named);
         }
+        // A bundle carries its model's monitor rules, so they are part of
+        // the deploy stage's definition (and key): editing a rule re-deploys.
+        let monitor_ops: BTreeMap<String, plan::MonitorOp> = self
+            .program
+            .stages
+            .iter()
+            .filter_map(|s| match &s.op {
+                Op::Monitor(m) => Some((m.model.clone(), m.clone())),
+                _ => None,
+            })
+            .collect();
+        for st in &mut self.program.stages {
+            if let Op::Deploy(d) = &mut st.op {
+                d.monitor = monitor_ops.get(&d.model).cloned();
+            }
+        }
 
         // ---- mark filters and rules that read a target as training-only
         let targets: BTreeSet<String> = self
@@ -1749,10 +1765,10 @@ impl<'a> Checker<'a> {
                             defined: step.span,
                         }]
                     } else if let Some(levels) = &levels {
-                        levels
-                            .iter()
-                            .map(|l| Column {
-                                name: format!("{n}_{}", level_suffix(l)),
+                        plan::names::onehot_columns(n, levels)
+                            .into_iter()
+                            .map(|name| Column {
+                                name,
                                 ty: Type::Float,
                                 nullable: false,
                                 group_of: None,
@@ -2793,16 +2809,7 @@ impl<'a> Checker<'a> {
             return;
         };
         let before = self.error_count();
-        let valid_name = !d.name.is_empty()
-            && d.name.len() <= 64
-            && d.name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
-            && d.name
-                .chars()
-                .next()
-                .is_some_and(|c| c.is_ascii_alphanumeric());
-        if !valid_name {
+        if plan::names::registry_name_problem(&d.name, false).is_some() {
             self.errors.push(CheckError::BadOptionValue {
                 span: d.name_span,
                 key: "deployment name".into(),
@@ -2815,16 +2822,14 @@ impl<'a> Checker<'a> {
         for o in &d.options {
             match (o.key.name.as_str(), &o.value.kind) {
                 ("alias", ValueKind::Lit(Lit::Str(a)))
-                    if !a.is_empty()
-                        && a.chars()
-                            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') =>
+                    if plan::names::registry_name_problem(a, true).is_none() =>
                 {
                     alias = Some(a.clone())
                 }
                 ("alias", _) => self.bad_value(
                     "alias",
                     o.value.span,
-                    "a name such as \"production\"",
+                    "a name such as \"production\" (letters, digits, `-`, `_` or `.`, not only hex digits)",
                     &o.value,
                 ),
                 _ => self.errors.push(CheckError::UnknownOption {
@@ -2834,6 +2839,20 @@ impl<'a> Checker<'a> {
                     valid: vec!["alias".into()],
                 }),
             }
+        }
+        // The target must arrive as it is in a source: a target computed in
+        // `features` or a transform would need the raw value at serving.
+        let raw_target = m.target_lineage.len() == 1
+            && m.target_lineage
+                .iter()
+                .all(|root| root.rsplit_once('.').is_some_and(|(_, c)| c == m.target));
+        if !raw_target && !m.target_lineage.is_empty() {
+            self.errors.push(CheckError::DerivedTarget {
+                span: d.model.span,
+                model: d.model.name.clone(),
+                target: m.target.clone(),
+                from: m.target_lineage.iter().cloned().collect(),
+            });
         }
         if !has_gates {
             self.errors.push(CheckError::UngatedDeploy {
@@ -2881,8 +2900,12 @@ impl<'a> Checker<'a> {
                 serving_stages,
                 request_columns,
                 gated_by,
+                monitor: None,
             }),
-            frame: Frame::default(),
+            frame: Frame {
+                split: m.frame.split.clone(),
+                ..Frame::default()
+            },
             plugins: vec![],
             span,
         });
@@ -3096,7 +3119,11 @@ impl<'a> Checker<'a> {
             name: mon.model.name.clone(),
             inputs: vec![m.stage_id.clone()],
             op: Op::Monitor(op),
-            frame: Frame::default(),
+            // Only the split: the stage reads the model's frame by partition.
+            frame: Frame {
+                split: m.frame.split.clone(),
+                ..Frame::default()
+            },
             plugins: vec![],
             span,
         });

@@ -33,7 +33,7 @@ impl Plan {
 
 /// Where a declaration was written (1-based), for `mlp plan` to say which
 /// definition changed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Origin {
     pub file: String,
     pub line: usize,
@@ -441,6 +441,10 @@ pub struct DeployOp {
     pub request_columns: Vec<SourceColumn>,
     /// The evaluate stages whose gates must pass first.
     pub gated_by: Vec<String>,
+    /// The model's `monitor` declaration, which the bundle carries (here so
+    /// that it is part of the deploy stage's key).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub monitor: Option<MonitorOp>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -482,4 +486,84 @@ pub struct PluginDecl {
     pub memory_bytes: u64,
     pub fuel: u64,
     pub timeout_ms: u64,
+}
+
+/// Names the compiler and the runtime must agree on.
+pub mod names {
+    use std::collections::BTreeSet;
+
+    /// The one-hot columns of `column`'s levels, in level order:
+    /// `{column}_{level}` with every character but ASCII letters and digits
+    /// as `_`; a name already taken by an earlier level gets `_2`, `_3`, ...
+    /// (`a-b` and `a b` become `g_a_b` and `g_a_b_2`).
+    pub fn onehot_columns(column: &str, levels: &[String]) -> Vec<String> {
+        let mut taken = BTreeSet::new();
+        levels
+            .iter()
+            .map(|l| {
+                let base = format!("{column}_{}", crate::check::level_suffix(l));
+                let mut name = base.clone();
+                let mut k = 2;
+                while taken.contains(&name) {
+                    name = format!("{base}_{k}");
+                    k += 1;
+                }
+                taken.insert(name.clone());
+                name
+            })
+            .collect()
+    }
+
+    /// Why `name` cannot name a registered model or an alias, if it
+    /// cannot: 1 to 64 ASCII letters, digits, `-`, `_` or `.`, starting with
+    /// a letter or digit. An alias also needs a character that is not a hex
+    /// digit, so it can never be read as a version hash (or its prefix).
+    pub fn registry_name_problem(name: &str, alias: bool) -> Option<&'static str> {
+        if name.is_empty() || name.len() > 64 {
+            return Some("1 to 64 characters");
+        }
+        if !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+        {
+            return Some("letters, digits, `-`, `_` or `.` only");
+        }
+        if !name.starts_with(|c: char| c.is_ascii_alphanumeric()) {
+            return Some("starting with a letter or digit");
+        }
+        if alias && name.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Some("a character other than 0-9 and a-f (it would read as a version hash)");
+        }
+        None
+    }
+
+    /// The column of a class's probability: `proba_` and the label as it
+    /// is (`proba_1. < HS Grad`), so it stays recognisable and unique.
+    pub fn proba_column(class: &str) -> String {
+        format!("proba_{class}")
+    }
+
+    #[cfg(test)]
+    mod tests {
+        #[test]
+        fn registry_names() {
+            use super::registry_name_problem as p;
+            assert_eq!(p("house-price", false), None);
+            assert_eq!(p("production", true), None);
+            for bad in ["", "../../x", "a@b", "bad alias!", "a\nb", ".x"] {
+                assert!(p(bad, true).is_some(), "{bad:?}");
+            }
+            assert!(p("beef12", true).is_some());
+            assert_eq!(p("beef12", false), None);
+        }
+
+        #[test]
+        fn onehot_columns_are_unique() {
+            let levels: Vec<String> = ["a-b", "a b", "a_b_2", "c"].map(String::from).to_vec();
+            assert_eq!(
+                super::onehot_columns("g", &levels),
+                ["g_a_b", "g_a_b_2", "g_a_b_2_2", "g_c"]
+            );
+        }
+    }
 }

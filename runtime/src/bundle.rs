@@ -147,6 +147,49 @@ pub fn load_plugins(b: &Bundle, cache: Option<&Path>) -> Result<Plugins, ExecErr
     Ok(out)
 }
 
+/// The frame with its date and datetime columns as text in the formats the
+/// bundle's source declares (for CSV and NDJSON outputs, so a value reads
+/// back as it was written).
+pub fn dates_as_declared(b: &Bundle, df: DataFrame) -> Result<DataFrame, ExecError> {
+    let Some(src) = b.stages.iter().find_map(|s| match &s.op {
+        Op::Source(op) => Some(op),
+        _ => None,
+    }) else {
+        return Ok(df);
+    };
+    let exprs: Vec<Expr> = src
+        .columns
+        .iter()
+        .filter_map(|c| match &c.ty {
+            mlp_compiler::types::Type::Date { format }
+            | mlp_compiler::types::Type::Datetime { format } => {
+                let dt = df.column(&c.name).ok()?.dtype().clone();
+                matches!(dt, DataType::Date | DataType::Datetime(..)).then(|| {
+                    col(c.name.as_str())
+                        .dt()
+                        .to_string(format)
+                        .alias(c.name.as_str())
+                })
+            }
+            _ => None,
+        })
+        .collect();
+    if exprs.is_empty() {
+        return Ok(df);
+    }
+    df.lazy()
+        .with_columns(exprs)
+        .collect()
+        .map_err(ExecError::polars)
+}
+
+/// The column of a rejected row that says why in one word:
+/// `unknown_level`, `bad_value`, `null_value` (a schema break) or
+/// [`REJECTED_BY_CHECK`].
+pub const REJECTED_KIND: &str = "_kind";
+/// The kind of a row that failed a row-level check.
+pub const REJECTED_BY_CHECK: &str = "check_failed";
+
 /// Rows that could not be predicted, with why.
 pub struct Rejected {
     pub frame: DataFrame,
@@ -276,10 +319,22 @@ fn predict_frame_inner(
         }
     }
     // The columns added for the checks, dropped again after.
-    let helper_columns: Vec<&str> = if df.column(source::PARSE_ERROR).is_ok() {
-        vec!["__bad", source::PARSE_ERROR]
+    let lenient = df.column(source::PARSE_ERROR).is_ok();
+    let mut helper_columns: Vec<&str> = vec!["__bad"];
+    if lenient {
+        helper_columns.push(source::PARSE_ERROR);
+    }
+    if df.column(source::PARSE_KIND).is_ok() {
+        helper_columns.push(source::PARSE_KIND);
+    }
+    // Why a rejected row is rejected: its schema break's kind, else a
+    // failed check.
+    let kind = if df.column(source::PARSE_KIND).is_ok() {
+        when(col(source::PARSE_ERROR).is_not_null())
+            .then(col(source::PARSE_KIND))
+            .otherwise(lit(REJECTED_BY_CHECK))
     } else {
-        vec!["__bad"]
+        lit(REJECTED_BY_CHECK)
     };
     let rows = df.height();
     let collect = |lf: LazyFrame| crate::exec::collect_rows(lf, rows);
@@ -315,8 +370,10 @@ fn predict_frame_inner(
     let (good, rejected) = if bad == 0 {
         let mut none = without_helpers(&marked.head(Some(0)));
         if !reasons.is_empty() {
-            none.with_column(Column::new_empty("_failed_rules".into(), &DataType::String))
-                .map_err(ExecError::polars)?;
+            for name in ["_failed_rules", REJECTED_KIND] {
+                none.with_column(Column::new_empty(name.into(), &DataType::String))
+                    .map_err(ExecError::polars)?;
+            }
         }
         (without_helpers(&marked), none)
     } else {
@@ -325,7 +382,10 @@ fn predict_frame_inner(
                 .clone()
                 .lazy()
                 .filter(col("__bad"))
-                .with_column(concat_str(reasons, "; ", true).alias("_failed_rules"))
+                .with_columns([
+                    concat_str(reasons, "; ", true).alias("_failed_rules"),
+                    kind.alias(REJECTED_KIND),
+                ])
                 .drop(by_name(helper_columns.clone(), true, false)),
         )?;
         let good = collect(marked.lazy().filter(col("__bad").not()).drop(by_name(
@@ -369,7 +429,7 @@ fn predict_frame_inner(
                 .map_err(ExecError::polars)?;
             for (j, c) in b.model.classes.iter().enumerate() {
                 out.with_column(Column::new(
-                    format!("proba_{}", mlp_compiler::check::level_suffix(c)).into(),
+                    mlp_compiler::plan::names::proba_column(c).into(),
                     p.column(j).to_vec(),
                 ))
                 .map_err(ExecError::polars)?;

@@ -525,6 +525,157 @@ pub fn cache_status(path: &Path) -> Result<ExitCode, CliError> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The quarantined rows of the current pipeline's quarantining checks (or
+/// of the one named), from the cache entries its plan keys point at.
+fn quarantined(
+    path: &Path,
+    stage: Option<&str>,
+    color: Color,
+) -> Result<Vec<(String, polars::prelude::DataFrame)>, CliError> {
+    use polars::prelude::SerReader;
+    let (project, plan) = compiled(path, color)?;
+    let checks: Vec<&mlp_compiler::plan::Stage> = plan
+        .stages
+        .iter()
+        .filter(|s| matches!(&s.op, mlp_compiler::plan::Op::Check(c) if c.quarantine))
+        .collect();
+    let chosen: Vec<&mlp_compiler::plan::Stage> = match stage {
+        None => checks,
+        Some(name) => {
+            let wanted = name.strip_prefix("check.").unwrap_or(name);
+            let found: Vec<_> = checks.iter().copied().filter(|s| s.name == wanted).collect();
+            if found.is_empty() {
+                let names: Vec<String> = checks.iter().map(|s| s.name.clone()).collect();
+                return Err(CliError::Output(format!(
+                    "no quarantining check `{wanted}` in this pipeline (quarantining checks: {})",
+                    mlp_compiler::suggest::list(&names, 10)
+                )));
+            }
+            found
+        }
+    };
+    if chosen.is_empty() {
+        return Err(CliError::Output(
+            "this pipeline has no quarantining check (`check NAME quarantine { ... }`)".into(),
+        ));
+    }
+    let Some(store) = Store::existing(&project.root) else {
+        return Err(CliError::Output(
+            "nothing has run yet: run `mlp run` first".into(),
+        ));
+    };
+    let mut hashes = FileHashes::load(&store.root);
+    let stages = run::plan_stages(&plan, &project.root, Some(&store), &mut hashes);
+    let mut out = vec![];
+    for st in chosen {
+        let sp = stages.iter().find(|p| p.id == st.id);
+        let Some(key) = sp.filter(|p| p.cached).and_then(|p| p.key.clone()) else {
+            return Err(CliError::Output(format!(
+                "check `{}` has not run on the current data and pipeline: run `mlp run` first",
+                st.name
+            )));
+        };
+        let file = store.entry_dir(&key).join("quarantine.arrow");
+        let df = if file.is_file() {
+            let f = std::fs::File::open(&file)
+                .map_err(|e| CliError::Output(format!("{}: {e}", file.display())))?;
+            polars::prelude::IpcReader::new(f)
+                .finish()
+                .map_err(|e| CliError::Output(format!("{}: {e}", file.display())))?
+        } else {
+            polars::prelude::DataFrame::empty()
+        };
+        out.push((st.name.clone(), df));
+    }
+    Ok(out)
+}
+
+/// `mlp quarantine show [STAGE] [--limit N]`.
+pub fn quarantine_show(
+    path: &Path,
+    stage: Option<&str>,
+    limit: usize,
+    color: Color,
+) -> Result<ExitCode, CliError> {
+    let mut text = String::new();
+    for (name, df) in quarantined(path, stage, color)? {
+        if df.height() == 0 {
+            text.push_str(&format!("check `{name}`: no row quarantined
+
+"));
+            continue;
+        }
+        // Why first: the row and the rules it failed, then its values.
+        let mut cols: Vec<String> = vec!["_row".into(), "_failed_rules".into()];
+        cols.extend(
+            df.get_column_names()
+                .iter()
+                .map(|c| c.to_string())
+                .filter(|c| c != "_row" && c != "_failed_rules"),
+        );
+        let shown = df
+            .select(cols.iter().map(String::as_str))
+            .map_err(|e| CliError::Output(e.to_string()))?
+            .head(Some(limit));
+        let mut t = comfy_table::Table::new();
+        t.load_preset(comfy_table::presets::UTF8_BORDERS_ONLY);
+        t.set_header(cols.iter().map(|c| c.trim_start_matches('_').replace('_', " ")));
+        for r in crate::exec::records(&shown, limit) {
+            t.add_row(cols.iter().map(|c| match &r[c.as_str()] {
+                serde_json::Value::String(s) => crate::exec::truncate(s, 200),
+                serde_json::Value::Null => String::new(),
+                v => v.to_string(),
+            }));
+        }
+        text.push_str(&format!(
+            "check `{name}`: {} quarantined
+{t}
+{}
+",
+            count_rows(df.height()),
+            if df.height() > limit {
+                format!(
+                    "(first {limit}; `mlp quarantine export {name} --output FILE` writes them all)
+"
+                )
+            } else {
+                String::new()
+            }
+        ));
+    }
+    write_stdout(&text)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `mlp quarantine export [STAGE] --output FILE`.
+pub fn quarantine_export(
+    path: &Path,
+    stage: Option<&str>,
+    output: &Path,
+    color: Color,
+) -> Result<ExitCode, CliError> {
+    frame_format(output)?;
+    let mut all = quarantined(path, stage, color)?;
+    if all.len() > 1 {
+        let names: Vec<String> = all.iter().map(|(n, _)| n.clone()).collect();
+        return Err(CliError::Output(format!(
+            "several checks quarantine ({}): name one",
+            mlp_compiler::suggest::list(&names, 10)
+        )));
+    }
+    let Some((name, mut df)) = all.pop() else {
+        return Ok(ExitCode::SUCCESS);
+    };
+    write_frame_file(&mut df, output)?;
+    write_stdout(&format!(
+        "wrote {} quarantined by `{name}` to {}
+",
+        count_rows(df.height()),
+        output.display()
+    ))?;
+    Ok(ExitCode::SUCCESS)
+}
+
 /// `mlp cache gc [PATH] [--all]`: removes entries the last run did not use
 /// (or every entry), damaged and incomplete entries, and leftovers of
 /// interrupted writes.
@@ -784,6 +935,22 @@ fn write_frame_file(df: &mut polars::prelude::DataFrame, path: &Path) -> Result<
     Ok(())
 }
 
+/// Whether two paths name the same file (an existing `b` with the same
+/// device and inode as `a`, or the same canonical path).
+fn same_file(a: &Path, b: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        if let (Ok(ma), Ok(mb)) = (std::fs::metadata(a), std::fs::metadata(b)) {
+            return ma.dev() == mb.dev() && ma.ino() == mb.ino();
+        }
+    }
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => false,
+    }
+}
+
 /// `mlp predict NAME[@alias|@version] --input FILE --output FILE`.
 pub fn predict(
     project: &Path,
@@ -810,23 +977,44 @@ pub fn predict(
             )));
         }
     }
+    let stem = output
+        .file_stem()
+        .map(|s| s.to_string_lossy().to_string())
+        .unwrap_or_default();
+    let ext = output
+        .extension()
+        .map(|s| s.to_string_lossy().to_string())
+        .unwrap_or_else(|| "csv".into());
+    let rej_path = output.with_file_name(format!("{stem}.rejected.{ext}"));
+    // Neither output may be the input: it would be overwritten.
+    for (what, out) in [("--output", output), ("the rejected rows' file", &rej_path)] {
+        if same_file(input, out) {
+            return Err(CliError::Output(format!(
+                "{what} `{}` is the input file `{}`: predicting would overwrite it; write elsewhere",
+                out.display(),
+                input.display()
+            )));
+        }
+    }
     let exec_err = |e: crate::exec::ExecError| CliError::Registry(e.to_string(), e.help());
     let plugins =
         bundle::load_plugins(&b, Some(&crate::plugin::cache_dir(project))).map_err(exec_err)?;
-    let (mut good, rejected) = bundle::predict_file(&b, &plugins, input).map_err(exec_err)?;
+    let (good, rejected) = bundle::predict_file(&b, &plugins, input).map_err(exec_err)?;
+    // Text outputs write dates and datetimes back in their declared formats.
+    let text_out = frame_format(output)? != "parquet";
+    let mut good = if text_out {
+        bundle::dates_as_declared(&b, good).map_err(exec_err)?
+    } else {
+        good
+    };
     write_frame_file(&mut good, output)?;
-    let mut rej = rejected.frame;
+    let mut rej = if text_out {
+        bundle::dates_as_declared(&b, rejected.frame).map_err(exec_err)?
+    } else {
+        rejected.frame
+    };
     let rejected_rows = rej.height();
     if rejected_rows > 0 {
-        let stem = output
-            .file_stem()
-            .map(|s| s.to_string_lossy().to_string())
-            .unwrap_or_default();
-        let ext = output
-            .extension()
-            .map(|s| s.to_string_lossy().to_string())
-            .unwrap_or_else(|| "csv".into());
-        let rej_path = output.with_file_name(format!("{stem}.rejected.{ext}"));
         write_frame_file(&mut rej, &rej_path)?;
         eprintln!(
             "predicted {} into {}; {} failed the model's row-level checks and {} written, with the rule each failed, to {}",
@@ -913,8 +1101,9 @@ pub fn monitor(
         bundle::load_plugins(&b, Some(&crate::plugin::cache_dir(project))).map_err(exec_err)?;
     let (good, rejected, features) =
         bundle::predict_file_features(&b, &plugins, data).map_err(exec_err)?;
-    let columns = crate::monitor::drift_report(&b, &features).map_err(exec_err)?;
-    let performance = crate::monitor::performance(&b, &good).map_err(exec_err)?;
+    let mut columns = crate::monitor::drift_report(&b, &features).map_err(exec_err)?;
+    let mut performance = crate::monitor::performance(&b, &good).map_err(exec_err)?;
+    let note = crate::monitor::hold_below_minimum(&mut columns, &mut performance, good.height());
     let declared = b.monitor.as_ref().is_some_and(|m| !m.drift.is_empty());
     let breached = columns.iter().any(|c| c.drifting) || performance.iter().any(|p| p.breached);
     let report = crate::monitor::MonitorReport {
@@ -933,6 +1122,7 @@ pub fn monitor(
         columns,
         performance,
         breached,
+        note,
     };
     if let Some(path) = html {
         let page = crate::monitor::render_html(&report);
@@ -978,16 +1168,21 @@ pub fn serve(
 
 /// `mlp monitor --server URL`: the window of a running server, with the
 /// monitor block's `latency` and `error_rate` rules.
-pub fn monitor_server(url: &str, json: bool) -> Result<ExitCode, CliError> {
+pub fn monitor_server(url: &str, json: bool, timeout_secs: u64) -> Result<ExitCode, CliError> {
     let endpoint = format!("{}/v1/monitor", url.trim_end_matches('/'));
-    let body: serde_json::Value = ureq::get(&endpoint)
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(std::time::Duration::from_secs(timeout_secs)))
+        .build()
+        .into();
+    let body: serde_json::Value = agent
+        .get(&endpoint)
         .call()
         .map_err(|e| {
             CliError::Registry(
                 format!("cannot reach `{endpoint}`: {e}"),
-                Some(
-                    "is `mlp serve` running there? the URL looks like http://127.0.0.1:8080".into(),
-                ),
+                Some(format!(
+                    "is `mlp serve` running there and answering within {timeout_secs} s (`--timeout`)? the URL looks like http://127.0.0.1:8080"
+                )),
             )
         })?
         .body_mut()
@@ -1002,25 +1197,34 @@ pub fn monitor_server(url: &str, json: bool) -> Result<ExitCode, CliError> {
     let mut rules: Vec<serde_json::Value> = vec![];
     let mut breached = false;
     if let Some(m) = &monitor {
+        let requests = body["requests"].as_u64().unwrap_or(0) as usize;
         for l in &m.latency {
             let key = format!("p{}", l.percentile);
             let value = body["latency_ms"][&key].as_f64();
-            let ok = value.is_none_or(|v| crate::exec::compare(v, &l.op, l.millis));
+            // A percentile is judged once it is more than the slowest
+            // request: p99 needs 100 requests, and never fewer than MIN_ROWS.
+            let needed = crate::monitor::MIN_ROWS
+                .max((100.0 / (100.0 - l.percentile).max(1e-9)).ceil() as usize);
+            let judged = requests >= needed;
+            let ok = !judged || value.is_none_or(|v| crate::exec::compare(v, &l.op, l.millis));
             breached |= !ok;
             rules.push(serde_json::json!({
                 "rule": format!("latency {key} {} {}ms", l.op, l.millis),
                 "value": value,
                 "breached": !ok,
+                "note": (!judged).then(|| format!("not judged: {requests} requests, the rule needs {needed}")),
             }));
         }
         if let Some(g) = &m.error_rate {
             let v = body["error_rate"].as_f64().unwrap_or(0.0);
-            let ok = crate::exec::compare(v, &g.op, g.threshold);
+            let judged = requests >= crate::monitor::MIN_ROWS;
+            let ok = !judged || crate::exec::compare(v, &g.op, g.threshold);
             breached |= !ok;
             rules.push(serde_json::json!({
                 "rule": format!("error_rate {} {}", g.op, g.threshold),
                 "value": v,
                 "breached": !ok,
+                "note": (!judged).then(|| format!("not judged: {requests} requests, the rule needs {}", crate::monitor::MIN_ROWS)),
             }));
         }
     }
@@ -1073,9 +1277,11 @@ pub fn monitor_server(url: &str, json: bool) -> Result<ExitCode, CliError> {
                     .map(|v| format!("{v:.4}"))
                     .unwrap_or_else(|| "-".into()),
                 if r["breached"] == true {
-                    "BREACHED"
+                    "BREACHED".to_string()
+                } else if let Some(n) = r["note"].as_str() {
+                    n.to_string()
                 } else {
-                    "ok"
+                    "ok".to_string()
                 }
             );
         }

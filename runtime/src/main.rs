@@ -133,6 +133,10 @@ enum Command {
         /// monitor block's `latency` and `error_rate` rules.
         #[arg(long)]
         server: Option<String>,
+        /// With --server: seconds to wait for the server to connect and
+        /// answer before giving up.
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+        timeout: u64,
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
@@ -147,6 +151,11 @@ enum Command {
     Plugin {
         #[command(subcommand)]
         command: PluginCommand,
+    },
+    /// Read the rows a quarantining check set aside, with the rules they failed.
+    Quarantine {
+        #[command(subcommand)]
+        command: QuarantineCommand,
     },
     /// Inspect or clean the stage cache in `.mlp/`.
     Cache {
@@ -197,6 +206,32 @@ enum PluginCommand {
         /// The plugin crate's folder.
         #[arg(default_value = ".")]
         dir: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum QuarantineCommand {
+    /// Print the quarantined rows (every quarantining check, or STAGE's).
+    Show {
+        /// A check's name (`houses` or `check.houses`); all when omitted.
+        stage: Option<String>,
+        /// The project folder (or one of its .mlp files).
+        #[arg(long, default_value = ".")]
+        path: PathBuf,
+        /// How many rows to print per check.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+    /// Write a check's quarantined rows to a file (.csv, .parquet or .ndjson).
+    Export {
+        /// A check's name; may be omitted when only one check quarantines.
+        stage: Option<String>,
+        /// Where to write the rows (format by extension).
+        #[arg(long)]
+        output: PathBuf,
+        /// The project folder (or one of its .mlp files).
+        #[arg(long, default_value = ".")]
+        path: PathBuf,
     },
 }
 
@@ -283,11 +318,12 @@ fn main() -> ExitCode {
             model,
             data,
             server,
+            timeout,
             json,
             html,
             project,
         } => match (server, data, model) {
-            (Some(url), _, _) => cli::monitor_server(&url, json),
+            (Some(url), _, _) => cli::monitor_server(&url, json, timeout),
             (None, Some(data), Some(model)) => {
                 cli::monitor(&project, &model, &data, json, html.as_deref())
             }
@@ -299,6 +335,16 @@ fn main() -> ExitCode {
         Command::Plugin { command } => match command {
             PluginCommand::New { name, sdk } => mlp_runtime::scaffold::new(&name, sdk.as_deref()),
             PluginCommand::Build { dir } => mlp_runtime::scaffold::build(&dir),
+        },
+        Command::Quarantine { command } => match command {
+            QuarantineCommand::Show { stage, path, limit } => {
+                cli::quarantine_show(&path, stage.as_deref(), limit, args.color)
+            }
+            QuarantineCommand::Export {
+                stage,
+                output,
+                path,
+            } => cli::quarantine_export(&path, stage.as_deref(), &output, args.color),
         },
         Command::Cache { command } => match command {
             CacheCommand::Status { path } => cli::cache_status(&path),

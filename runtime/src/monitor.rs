@@ -22,6 +22,35 @@ use std::collections::BTreeMap;
 /// read; beyond it, an evenly spaced sample.
 pub const CURRENT_SAMPLE: usize = 10_000;
 
+/// The fewest rows on which a drift or performance rule is judged: a
+/// handful of rows drifts by chance. Below it the statistics are reported,
+/// no rule is breached, and the report says why.
+pub const MIN_ROWS: usize = 50;
+
+/// Holds every rule of a report on fewer than [`MIN_ROWS`] rows; the note
+/// to show, if it did.
+pub fn hold_below_minimum(
+    columns: &mut [ColumnReport],
+    performance: &mut [PerformanceResult],
+    rows: usize,
+) -> Option<String> {
+    if rows >= MIN_ROWS {
+        return None;
+    }
+    for c in columns.iter_mut() {
+        c.drifting = false;
+        for s in &mut c.stats {
+            s.breached = false;
+        }
+    }
+    for p in performance.iter_mut() {
+        p.breached = false;
+    }
+    Some(format!(
+        "too few rows to judge drift: {rows} compared, rules apply from {MIN_ROWS}"
+    ))
+}
+
 /// The threshold used for every feature when the `monitor` block declares
 /// no `drift` rule.
 pub const DEFAULT_PSI: f64 = 0.2;
@@ -79,6 +108,9 @@ pub struct MonitorReport {
     pub columns: Vec<ColumnReport>,
     pub performance: Vec<PerformanceResult>,
     pub breached: bool,
+    /// Why no rule was judged (too few rows), if so.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 fn fmt_num(x: f64) -> String {
@@ -440,6 +472,9 @@ pub fn render_table(r: &MonitorReport) -> String {
         .filter(|c| c.drifting)
         .map(|c| c.column.as_str())
         .collect();
+    if let Some(note) = &r.note {
+        out.push_str(&format!("{note}\n"));
+    }
     if r.breached {
         out.push_str(&format!(
             "breached: {}\n",

@@ -30,8 +30,27 @@ pub enum RegistryError {
     Ambiguous { name: String, what: String },
     #[error("alias `{alias}` of `{name}` has no earlier version to roll back to")]
     NoHistory { name: String, alias: String },
+    #[error("`{name}` cannot be {what}: it needs {rule}")]
+    BadName {
+        name: String,
+        what: &'static str,
+        rule: &'static str,
+    },
     #[error("registry: {0}")]
     Io(String),
+}
+
+/// Refuses a model name or alias outside the one rule for registry names
+/// (the compiler applies the same to `deploy`).
+pub fn check_name(name: &str, alias: bool) -> Result<(), RegistryError> {
+    match mlp_compiler::plan::names::registry_name_problem(name, alias) {
+        None => Ok(()),
+        Some(rule) => Err(RegistryError::BadName {
+            name: name.escape_debug().to_string(),
+            what: if alias { "an alias" } else { "a model name" },
+            rule,
+        }),
+    }
 }
 
 impl RegistryError {
@@ -168,6 +187,10 @@ impl Registry {
         bytes: &[u8],
         alias: Option<&str>,
     ) -> Result<String, RegistryError> {
+        check_name(name, false)?;
+        if let Some(a) = alias {
+            check_name(a, true)?;
+        }
         let version = version_of(bytes);
         let versions = self.dir(name).join("versions");
         std::fs::create_dir_all(&versions).map_err(io)?;
@@ -238,6 +261,7 @@ impl Registry {
             Some((n, w)) => (n, Some(w)),
             None => (spec, None),
         };
+        check_name(name, false)?;
         if !self.names().iter().any(|n| n == name) {
             return Err(RegistryError::UnknownModel {
                 name: name.to_string(),
@@ -288,6 +312,7 @@ impl Registry {
 
     /// Points an alias at a version (a prefix of its hash is enough).
     pub fn promote(&self, name: &str, version: &str, alias: &str) -> Result<String, RegistryError> {
+        check_name(alias, true)?;
         let (_, v) = self.resolve(&format!("{name}@{version}"))?;
         self.set_alias(name, alias, &v, "promote")?;
         Ok(v)

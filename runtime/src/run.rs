@@ -15,7 +15,7 @@ use std::time::Instant;
 
 /// The runtime's engine id: part of every key, so a new mlp never trusts an
 /// older one's outputs.
-pub const ENGINE: &str = concat!("mlp-runtime/", env!("CARGO_PKG_VERSION"), "+", "plan-v4");
+pub const ENGINE: &str = concat!("mlp-runtime/", env!("CARGO_PKG_VERSION"), "+", "plan-v5");
 
 /// Why a stage will run (or not).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -448,7 +448,8 @@ type Produced = std::sync::Mutex<HashMap<String, DataFrame>>;
 /// What every stage of a run may read about the others.
 struct Shared {
     keys: HashMap<String, String>,
-    data_hashes: std::collections::BTreeMap<String, String>,
+    /// Per stage that reads files: path -> SHA-256.
+    data_hashes: std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -588,10 +589,14 @@ pub fn run_plan(
             .collect(),
         data_hashes: stages
             .iter()
-            .flat_map(|s| {
-                s.files
+            .filter(|s| !s.files.is_empty())
+            .map(|s| {
+                let files = s
+                    .files
                     .iter()
                     .map(|(p, sha, _)| (rel(root, p), sha.clone()))
+                    .collect();
+                (s.id.clone(), files)
             })
             .collect(),
     };
@@ -695,6 +700,10 @@ pub fn run_plan(
                                     std::env::current_dir()
                                         .map(|cwd| rel(&cwd, &file))
                                         .unwrap_or_else(|_| file.display().to_string())
+                                ));
+                                notes.push(format!(
+                                    "read them with `mlp quarantine show {}`, write them out with `mlp quarantine export {} --output FILE`",
+                                    st.name, st.name
                                 ));
                             }
                             let details = {

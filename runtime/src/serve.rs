@@ -16,7 +16,7 @@
 //! column and the rule; the server keeps serving.
 
 use crate::bundle::{self, Bundle};
-use crate::exec::ExecError;
+use crate::exec::{source, ExecError};
 use crate::plugin::Plugins;
 use axum::body::Bytes;
 use axum::extract::DefaultBodyLimit;
@@ -48,7 +48,7 @@ pub struct ServeOptions {
 /// The rows of the drift window when the `monitor` block declares none.
 pub const DEFAULT_WINDOW: usize = 1000;
 /// The fewest rows in the window for a drift threshold to apply.
-pub const MIN_WINDOW_ROWS: usize = 50;
+pub const MIN_WINDOW_ROWS: usize = crate::monitor::MIN_ROWS;
 /// How many latencies the percentiles are taken over.
 const LATENCY_WINDOW: usize = 10_000;
 /// Latency histogram buckets, seconds.
@@ -433,6 +433,8 @@ fn request_frame(loaded: &Loaded, rows: &Rows) -> Result<DataFrame, ApiError> {
         ));
     }
     let mut cols: Vec<Column> = vec![];
+    // Per row, the first value that rejects the row alone (an unknown level).
+    let mut problems: Vec<Option<String>> = vec![None; n];
     for c in &loaded.columns {
         let values = column_values(rows, &c.name, n)?;
         if values.iter().all(Option::is_none) && !c.nullable {
@@ -453,9 +455,10 @@ fn request_frame(loaded: &Loaded, rows: &Rows) -> Result<DataFrame, ApiError> {
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "wrong_type",
                 format!(
-                    "row {row}, column `{}`: {} is not a {}",
+                    "row {row}, column `{}`: {} is not {} {}",
                     c.name,
                     shown(v),
+                    if c.ty == Type::Int { "an" } else { "a" },
                     type_word(&c.ty)
                 ),
             )
@@ -499,10 +502,30 @@ fn request_frame(loaded: &Loaded, rows: &Rows) -> Result<DataFrame, ApiError> {
                 name,
                 convert_column(&values, &null_check, &bad, Value::as_bool)?,
             ),
-            Type::Str | Type::Category { .. } => Column::new(
-                name,
-                convert_column(&values, &null_check, &bad, Value::as_str)?,
-            ),
+            Type::Str | Type::Category { .. } => {
+                let text = convert_column(&values, &null_check, &bad, Value::as_str)?;
+                // A value outside declared levels rejects its row alone.
+                if let Some(levels) = c.ty.levels().filter(|l| !l.is_empty()) {
+                    for (i, v) in text.iter().enumerate() {
+                        let Some(v) = v else { continue };
+                        if problems[i].is_none() && !levels.iter().any(|l| l == v) {
+                            problems[i] = Some(format!(
+                                "row {}, column `{}`: \"{}\" is not one of the declared levels {} (nearest: \"{}\")",
+                                i + 1,
+                                c.name,
+                                crate::exec::truncate(v, 80),
+                                levels
+                                    .iter()
+                                    .map(|l| format!("\"{l}\""))
+                                    .collect::<Vec<_>>()
+                                    .join(", "),
+                                crate::exec::source::nearest_level(v, levels)
+                            ));
+                        }
+                    }
+                }
+                Column::new(name, text)
+            }
             Type::Date { format } => {
                 let epoch = chrono::NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default();
                 let days = convert_column(&values, &null_check, &bad, |v| {
@@ -533,6 +556,14 @@ fn request_frame(loaded: &Loaded, rows: &Rows) -> Result<DataFrame, ApiError> {
         };
         cols.push(col);
     }
+    if problems.iter().any(Option::is_some) {
+        let kinds: Vec<Option<&str>> = problems
+            .iter()
+            .map(|p| p.as_ref().map(|_| "unknown_level"))
+            .collect();
+        cols.push(Column::new(source::PARSE_ERROR.into(), problems));
+        cols.push(Column::new(source::PARSE_KIND.into(), kinds));
+    }
     DataFrame::new(n, cols)
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))
 }
@@ -559,7 +590,7 @@ fn predictions(
     }
     let mut cols = vec![];
     for c in classes {
-        let name = format!("proba_{}", mlp_compiler::check::level_suffix(c));
+        let name = mlp_compiler::plan::names::proba_column(c);
         let s = good
             .column(&name)
             .and_then(|s| s.cast(&DataType::Float64))
@@ -776,9 +807,17 @@ fn worker(state: Arc<AppState>, queue: Arc<Mutex<std::sync::mpsc::Receiver<Job>>
 }
 
 /// One prediction request from body to JSON answer.
-async fn predict(state: &AppState, body: &[u8], mlflow: bool) -> Result<Value, ApiError> {
+async fn predict(
+    state: &AppState,
+    body: &[u8],
+    kind: BodyKind,
+    mlflow: bool,
+) -> Result<Value, ApiError> {
     let loaded = state.loaded();
-    let rows = parse_body(body, mlflow)?;
+    let rows = match kind {
+        BodyKind::Json => parse_body(body, mlflow)?,
+        BodyKind::Csv => csv_rows(body, &loaded.columns)?,
+    };
     let frame = request_frame(&loaded, &rows)?;
     let (reply, answer) = tokio::sync::oneshot::channel();
     let job = Job {
@@ -800,15 +839,32 @@ async fn predict(state: &AppState, body: &[u8], mlflow: bool) -> Result<Value, A
             "the prediction worker stopped",
         )
     })??;
-    if rejected.height() > 0 {
-        let failures: Vec<Value> = crate::exec::records(&rejected, 100)
+    // Rows rejected alone (a failed row-level check, an unknown level):
+    // the others are answered; a request none of whose rows passes is
+    // refused whole.
+    let failures: Vec<Value> = if rejected.height() > 0 {
+        crate::exec::records(&rejected, usize::MAX)
             .into_iter()
-            .map(|r| json!({ "row": r["_row"], "rules": r["_failed_rules"] }))
-            .collect();
+            .map(|r| {
+                json!({
+                    "row": r["_row"],
+                    "kind": r[bundle::REJECTED_KIND],
+                    "rules": r["_failed_rules"],
+                })
+            })
+            .collect()
+    } else {
+        vec![]
+    };
+    if good.height() == 0 {
         let first = failures.first().cloned().unwrap_or(Value::Null);
+        let kind = match first["kind"].as_str() {
+            Some("unknown_level") => "unknown_level",
+            _ => "check_failed",
+        };
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
-            "check_failed",
+            kind,
             format!(
                 "{} of the request's rows fail{} the model's checks (row {}: {})",
                 rejected.height(),
@@ -817,11 +873,40 @@ async fn predict(state: &AppState, body: &[u8], mlflow: bool) -> Result<Value, A
                 first["rules"].as_str().unwrap_or("")
             ),
         )
-        .with("rows", failures));
+        .with("rows", Value::Array(failures.into_iter().take(100).collect())));
     }
-    let (preds, probs) = predictions(&loaded, &good)?;
+    let (mut preds, mut probs) = predictions(&loaded, &good)?;
+    if !failures.is_empty() {
+        // One answer per request row, in order: null where a row was
+        // rejected (its reason is in `rejected`).
+        let total = good.height() + failures.len();
+        let rejected_rows: std::collections::HashSet<u64> =
+            failures.iter().filter_map(|f| f["row"].as_u64()).collect();
+        let mut p_it = preds.into_iter();
+        let mut q_it = probs.map(|p| p.into_iter());
+        let mut all_p = Vec::with_capacity(total);
+        let mut all_q = Vec::with_capacity(total);
+        for row in 1..=total as u64 {
+            if rejected_rows.contains(&row) {
+                all_p.push(Value::Null);
+                all_q.push(Value::Null);
+            } else {
+                all_p.push(p_it.next().unwrap_or(Value::Null));
+                if let Some(q) = q_it.as_mut() {
+                    all_q.push(q.next().unwrap_or(Value::Null));
+                }
+            }
+        }
+        preds = all_p;
+        probs = q_it.map(|_| all_q);
+    }
+    let rejected_json = (!failures.is_empty()).then(|| Value::Array(failures));
     Ok(if mlflow {
-        json!({ "predictions": preds })
+        let mut o = json!({ "predictions": preds });
+        if let Some(r) = rejected_json {
+            o["rejected"] = r;
+        }
+        o
     } else {
         let mut o = json!({
             "model": loaded.name,
@@ -831,12 +916,107 @@ async fn predict(state: &AppState, body: &[u8], mlflow: bool) -> Result<Value, A
         if let Some(p) = probs {
             o["probabilities"] = Value::Array(p);
         }
+        if let Some(r) = rejected_json {
+            o["rejected"] = r;
+        }
         o
     })
 }
 
+/// How a request body is written, from its `Content-Type`.
+#[derive(Clone, Copy, PartialEq)]
+enum BodyKind {
+    Json,
+    Csv,
+}
+
+/// JSON when the type says so, or says nothing useful (no header, `*/*`,
+/// curl's default form type); CSV for `text/csv` (MLflow's scoring
+/// protocol); anything else is refused with the types accepted.
+fn body_kind(headers: &axum::http::HeaderMap) -> Result<BodyKind, ApiError> {
+    let Some(ct) = headers.get(header::CONTENT_TYPE) else {
+        return Ok(BodyKind::Json);
+    };
+    let ct = ct.to_str().unwrap_or("").to_ascii_lowercase();
+    let essence = ct.split(';').next().unwrap_or("").trim();
+    match essence {
+        "" | "*/*" | "application/json" | "application/x-www-form-urlencoded" | "text/json" => {
+            Ok(BodyKind::Json)
+        }
+        "text/csv" | "application/csv" => Ok(BodyKind::Csv),
+        other => Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            format!(
+                "cannot read a `{}` body: send application/json or text/csv",
+                crate::exec::truncate(other, 60)
+            ),
+        )),
+    }
+}
+
+/// A CSV body (a header row, then one row per record) as records, each
+/// cell typed by its column's declared type where it parses (a cell that
+/// does not is kept as text, so the usual `wrong_type` names it); an empty
+/// cell is null.
+fn csv_rows(body: &[u8], columns: &[SourceColumn]) -> Result<Rows, ApiError> {
+    let bad = |e: &dyn std::fmt::Display| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "malformed_csv",
+            format!("the body is not valid CSV: {e}"),
+        )
+    };
+    let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
+    let mut rdr = csv::ReaderBuilder::new().from_reader(body);
+    let header: Vec<String> = rdr
+        .headers()
+        .map_err(|e| bad(&e))?
+        .iter()
+        .map(|h| h.trim().to_string())
+        .collect();
+    let types: Vec<Option<&Type>> = header
+        .iter()
+        .map(|h| columns.iter().find(|c| &c.name == h).map(|c| &c.ty))
+        .collect();
+    let mut records = vec![];
+    for (i, rec) in rdr.records().enumerate() {
+        let rec = rec.map_err(|e| bad(&e).with("row", i + 1))?;
+        let mut o = Map::new();
+        for ((name, ty), cell) in header.iter().zip(&types).zip(rec.iter()) {
+            let t = cell.trim();
+            let v = if t.is_empty() {
+                Value::Null
+            } else {
+                match ty {
+                    Some(Type::Int) => t
+                        .parse::<i64>()
+                        .map(Value::from)
+                        .unwrap_or_else(|_| Value::from(t)),
+                    Some(Type::Float) => t
+                        .parse::<f64>()
+                        .ok()
+                        .and_then(serde_json::Number::from_f64)
+                        .map(Value::Number)
+                        .unwrap_or_else(|| Value::from(t)),
+                    Some(Type::Bool) => match t.to_ascii_lowercase().as_str() {
+                        "true" | "1" => Value::Bool(true),
+                        "false" | "0" => Value::Bool(false),
+                        _ => Value::from(t),
+                    },
+                    _ => Value::from(cell),
+                }
+            };
+            o.insert(name.clone(), v);
+        }
+        records.push(Value::Object(o));
+    }
+    Ok(Rows::Records(records))
+}
+
 async fn handle_predict(
     state: Arc<AppState>,
+    headers: axum::http::HeaderMap,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
     mlflow: bool,
 ) -> Response {
@@ -856,7 +1036,10 @@ async fn handle_predict(
             },
             e.body_text(),
         )),
-        Ok(bytes) => predict(&state, &bytes, mlflow).await,
+        Ok(bytes) => match body_kind(&headers) {
+            Ok(kind) => predict(&state, &bytes, kind, mlflow).await,
+            Err(e) => Err(e),
+        },
     };
     let (status, body, kind) = match result {
         Ok(v) => (StatusCode::OK, v, None),
@@ -990,14 +1173,7 @@ fn window_report(state: &AppState) -> (Arc<Loaded>, Vec<crate::monitor::ColumnRe
         .unwrap_or_default();
     // A handful of rows drifts by chance: thresholds apply from
     // MIN_WINDOW_ROWS on (the statistics are reported regardless).
-    if rows < MIN_WINDOW_ROWS {
-        for c in &mut drift {
-            c.drifting = false;
-            for s in &mut c.stats {
-                s.breached = false;
-            }
-        }
-    }
+    crate::monitor::hold_below_minimum(&mut drift, &mut [], rows);
     (loaded, drift, rows)
 }
 
@@ -1116,16 +1292,18 @@ fn router(state: Arc<AppState>, max_body: usize) -> Router {
         .route(
             "/v1/predict",
             post(
-                move |body: Result<Bytes, axum::extract::rejection::BytesRejection>| {
-                    handle_predict(s1.clone(), body, false)
+                move |headers: axum::http::HeaderMap,
+                      body: Result<Bytes, axum::extract::rejection::BytesRejection>| {
+                    handle_predict(s1.clone(), headers, body, false)
                 },
             ),
         )
         .route(
             "/invocations",
             post(
-                move |body: Result<Bytes, axum::extract::rejection::BytesRejection>| {
-                    handle_predict(s2.clone(), body, true)
+                move |headers: axum::http::HeaderMap,
+                      body: Result<Bytes, axum::extract::rejection::BytesRejection>| {
+                    handle_predict(s2.clone(), headers, body, true)
                 },
             ),
         )

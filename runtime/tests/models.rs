@@ -63,6 +63,42 @@ fn check_against(dir: &Path, sk: &serde_json::Value) {
         );
         assert!(close(a, b, 1e-6), "{name}: rmse {a} vs {b}");
     }
+    // Tree probabilities are the class shares of the training rows in a
+    // leaf (a forest averages them; AdaBoost is SAMME), as scikit-learn's.
+    for name in ["tree", "forest", "boost"] {
+        let report = entry_json(dir, &format!("evaluate.{name}.test"), "report.json");
+        for metric in ["log_loss", "roc_auc"] {
+            let (a, b) = (
+                report["metrics"][metric].as_f64().unwrap(),
+                sk[name][metric].as_f64().unwrap(),
+            );
+            assert!(
+                close(a, b, 0.02),
+                "{name}: {metric} {a} vs scikit-learn {b}"
+            );
+        }
+    }
+    // The single tree is the same tree as scikit-learn's: the same
+    // probabilities, row by row.
+    let frame = common::cached_frame(dir, "model.tree");
+    let part = frame.column("part").unwrap().str().unwrap().clone();
+    let proba = frame.column("proba_yes").unwrap().f64().unwrap().clone();
+    let ours: Vec<f64> = part
+        .iter()
+        .zip(proba.iter())
+        .filter(|(p, _)| *p == Some("test"))
+        .map(|(_, v)| v.unwrap())
+        .collect();
+    let theirs: Vec<f64> = sk["tree"]["proba_yes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    assert_eq!(ours.len(), theirs.len());
+    for (i, (a, b)) in ours.iter().zip(&theirs).enumerate() {
+        assert!((a - b).abs() <= 1e-9, "tree, test row {i}: P(yes) {a} vs {b}");
+    }
     let report = entry_json(dir, "evaluate.logit.test", "report.json");
     let (a, b) = (
         report["metrics"]["accuracy"].as_f64().unwrap(),

@@ -390,6 +390,13 @@ pub enum CheckError {
         span: Span,
         model: String,
     },
+    DerivedTarget {
+        span: Span,
+        model: String,
+        target: String,
+        /// The source columns the target is computed from.
+        from: Vec<String>,
+    },
     TuneWithoutSearch {
         span: Span,
         /// A search space over one of the algorithm's parameters, for the help.
@@ -484,6 +491,7 @@ impl CheckError {
             UnknownAggregate { .. } => "E0809",
             BadLatency { .. } => "E0810",
             UngatedDeploy { .. } => "W0801",
+            DerivedTarget { .. } => "E0811",
             TuneWithoutSearch { .. } => "W0712",
         }
     }
@@ -778,7 +786,9 @@ impl CheckError {
                 "encoding would create column `{name}`, which already exists"
             ))
             .primary(*span, "name clash")
-            .help("rename or drop the existing column before encoding"),
+            .help(format!(
+                "rename (`rename {name} -> ...`) or drop (`drop {name}`) the existing column before encoding"
+            )),
             UnknownMethod {
                 span,
                 step,
@@ -1046,6 +1056,26 @@ impl CheckError {
             BadLatency { span, message } => e(message.clone())
                 .primary(*span, "invalid latency gate")
                 .help("write `latency p99 < 20ms` (a percentile p1..p99 or p999, and a duration in ms or s)"),
+            DerivedTarget {
+                span,
+                model,
+                target,
+                from,
+            } => e(format!(
+                "model `{model}` cannot be deployed: its target `{target}` is computed from {}, not read from a source",
+                from.iter()
+                    .map(|f| format!("`{f}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+            .primary(*span, "deployed here")
+            .help(format!(
+                "a request would have to carry {} to compute the target it predicts; deploy a model whose `target` is a source column (for a skewed target, compare `r2` of both in `evaluate`), and keep `{target}` for models you train and evaluate only",
+                from.iter()
+                    .map(|f| format!("`{}`", f.rsplit_once('.').map_or(f.as_str(), |(_, c)| c)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
             UngatedDeploy { span, model } => Diagnostic::warning(
                 code,
                 format!("model `{model}` is deployed without any `require` gate"),

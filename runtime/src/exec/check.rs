@@ -151,7 +151,15 @@ pub fn run(op: &CheckOp, cx: &Context) -> Result<Output, ExecError> {
             .and_then(|v| v.extract::<u64>())
             .map(|v| v as usize)
     };
+    // With quarantine, frame-level rules (`rows >= N`, `null_rate`) judge
+    // the rows that survive the row-level rules: they run after the split.
+    let deferred = |rule: &CheckRule| op.quarantine && !rule.row_level;
+    let mut entries: Vec<Option<serde_json::Value>> = vec![None; op.rules.len()];
+    let mut set_aside: Vec<String> = vec![];
     for (i, rule) in op.rules.iter().enumerate() {
+        if deferred(rule) {
+            continue;
+        }
         let entry = evaluate(rule, &with_index, height, cx, count_of(i))?;
         let failed = entry.failing_rows > 0;
         if failed {
@@ -169,12 +177,13 @@ pub fn run(op: &CheckOp, cx: &Context) -> Result<Output, ExecError> {
             } else if op.quarantine && rule.row_level {
                 if let Some(m) = failing(&rule.rule, cx)? {
                     quarantine_masks.push((i, m));
+                    set_aside.push(what);
                 }
             } else {
                 stop.push(what);
             }
         }
-        report.push(entry.json(rule));
+        entries[i] = Some(entry.json(rule));
     }
     // Rows a lenient source could not hold to its schema.
     if df.column(super::source::PARSE_ERROR).is_ok() {
@@ -205,6 +214,15 @@ pub fn run(op: &CheckOp, cx: &Context) -> Result<Output, ExecError> {
             }),
         );
         quarantine_masks.push((usize::MAX, col(super::source::PARSE_ERROR).is_not_null()));
+        if bad > 0 {
+            set_aside.insert(
+                0,
+                format!(
+                    "the source's declared schema ({bad} row{})",
+                    if bad == 1 { "" } else { "s" }
+                ),
+            );
+        }
     }
     let mut quarantined = 0;
     let frame = if quarantine_masks.is_empty() {
@@ -257,11 +275,43 @@ pub fn run(op: &CheckOp, cx: &Context) -> Result<Output, ExecError> {
             .collect()
             .map_err(ExecError::polars)?;
         quarantined = bad.height();
-        out.notes
-            .push(format!("quarantined {quarantined} of {height} rows"));
+        out.notes.push(format!(
+            "quarantined {quarantined} of {height} rows: {}",
+            set_aside.join(", ")
+        ));
         out.frames.push(("quarantine".into(), bad));
         good
     };
+    // The deferred frame-level rules, on the rows that passed.
+    if op.rules.iter().any(deferred) {
+        let kept = frame
+            .clone()
+            .lazy()
+            .with_row_index("__row", Some(1))
+            .collect()
+            .map_err(ExecError::polars)?;
+        for (i, rule) in op.rules.iter().enumerate() {
+            if !deferred(rule) {
+                continue;
+            }
+            let entry = evaluate(rule, &kept, kept.height(), cx, None)?;
+            if entry.failing_rows > 0 {
+                let what = format!(
+                    "{} (was {} after quarantine)",
+                    rule.text,
+                    (entry.value.unwrap_or(0.0) * 1e4).round() / 1e4
+                );
+                if rule.warn {
+                    let what = what.strip_prefix("warn ").unwrap_or(&what);
+                    out.notes.push(format!("warning: {what}"));
+                } else {
+                    stop.push(what);
+                }
+            }
+            entries[i] = Some(entry.json(rule));
+        }
+    }
+    report.extend(entries.into_iter().flatten());
     let doc = json!({
         "stage": cx.stage.name,
         "rows": height,

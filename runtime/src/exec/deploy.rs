@@ -165,7 +165,24 @@ pub fn run(op: &DeployOp, cx: &Context) -> Result<Output, ExecError> {
         .clone()
         .unwrap_or_else(|| "partition".into());
     let stats = training_stats(&frame, &part, &[part.as_str(), model.target.as_str()])?;
-    let data: BTreeMap<String, String> = cx.data_hashes.clone();
+    // Everything below is a function of the deploy stage's key: the files
+    // the serving sources read (their hashes are in the source keys), and
+    // the definitions of the serving stages and of this one.
+    let data: BTreeMap<String, String> = op
+        .serving_stages
+        .iter()
+        .filter_map(|id| cx.data_hashes.get(id))
+        .flat_map(|files| files.iter().map(|(p, h)| (p.clone(), h.clone())))
+        .collect();
+    let mut definitions = cx.stage.definition_hash.clone();
+    for st in &stages {
+        definitions.push_str(&st.definition_hash);
+    }
+    // Where a stage was written is not part of its key (a comment above it
+    // moves it), so the bundle does not carry it.
+    for st in &mut stages {
+        st.origin = Default::default();
+    }
     let bundle = Bundle {
         format: BUNDLE_FORMAT,
         name: op.name.clone(),
@@ -178,12 +195,9 @@ pub fn run(op: &DeployOp, cx: &Context) -> Result<Output, ExecError> {
         evaluations,
         training_stats: stats,
         plugins,
-        monitor: cx.plan.stages.iter().find_map(|s| match &s.op {
-            Op::Monitor(m) if m.model == op.model => Some(m.clone()),
-            _ => None,
-        }),
+        monitor: op.monitor.clone(),
         lineage: json!({
-            "plan": cx.plan.fingerprint(),
+            "plan": crate::fingerprint::sha256_hex(definitions.as_bytes()),
             "stage_keys": op.serving_stages.iter().map(|s| (s.clone(), cx.keys.get(s).cloned())).collect::<BTreeMap<_, _>>(),
             "data": data,
         }),

@@ -10,7 +10,6 @@
 
 use super::model::{class_indices, classes_of, Prediction};
 use super::{input, Context, ExecError, Output};
-use mlp_compiler::check::level_suffix;
 use mlp_compiler::plan::{EvaluateOp, GateOp, ModelOp, Op, Task};
 use ndarray::{Array1, Array2, ArrayView1};
 use polars::prelude::*;
@@ -139,7 +138,7 @@ pub fn metric(name: &str, pred: &Prediction, truth: Truth) -> f64 {
                 }
                 "log_loss" => {
                     (0..n)
-                        .map(|i| -p[[i, y[i]]].clamp(1e-15, 1.0).ln())
+                        .map(|i| -p[[i, y[i]]].clamp(f64::EPSILON, 1.0 - f64::EPSILON).ln())
                         .sum::<f64>()
                         / n.max(1) as f64
                 }
@@ -200,7 +199,7 @@ fn scored(
             let mut p = Array2::<f64>::zeros((df.height(), classes.len()));
             for (j, c) in classes.iter().enumerate() {
                 let s = df
-                    .column(&format!("proba_{}", level_suffix(c)))
+                    .column(&mlp_compiler::plan::names::proba_column(c))
                     .map_err(ExecError::polars)?
                     .cast(&DataType::Float64)
                     .map_err(ExecError::polars)?;

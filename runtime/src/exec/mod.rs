@@ -15,6 +15,7 @@
 //!
 //! | monitor   | `monitor.rs`   | `report.json` (the drift rules on the held-out rows against train) |
 
+pub mod cart;
 pub mod check;
 pub mod deploy;
 pub mod evaluate;
@@ -48,6 +49,15 @@ pub enum ExecError {
         column: String,
         found: String,
         expected: String,
+    },
+    #[error("{file}, row {row}, column `{column}`: \"{found}\" is not one of the declared levels (nearest: \"{nearest}\")")]
+    UnknownLevel {
+        file: String,
+        row: usize,
+        column: String,
+        found: String,
+        nearest: String,
+        levels: Vec<String>,
     },
     #[error("{file}, row {row}, column `{column}`: null in a column declared without `?`")]
     UnexpectedNull {
@@ -107,6 +117,14 @@ impl ExecError {
             ExecError::BadValue { .. } => Some(
                 "fix the value, declare the column with another type, or add a `check ... quarantine` to set bad rows aside".into(),
             ),
+            ExecError::UnknownLevel { column, levels, .. } => Some(format!(
+                "`{column}` is declared with the levels {}; fix the value, add the level to the declaration, or add a `check ... quarantine` to set such rows aside",
+                levels
+                    .iter()
+                    .map(|l| format!("\"{l}\""))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
             ExecError::UnexpectedNull { .. } => {
                 Some("declare the column nullable (`TYPE?`) and impute it, or fix the data".into())
             }
@@ -159,8 +177,10 @@ pub struct Context<'a> {
     /// stored outputs: deploy).
     pub store: &'a crate::store::Store,
     pub keys: &'a std::collections::HashMap<String, String>,
-    /// The hashes of every file the sources read (lineage).
-    pub data_hashes: &'a std::collections::BTreeMap<String, String>,
+    /// The files each file-reading stage of the run read: stage id -> path
+    /// -> SHA-256.
+    pub data_hashes:
+        &'a std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>,
     /// The plugins the stage calls, loaded.
     pub plugins: &'a crate::plugin::Plugins,
 }
@@ -246,6 +266,14 @@ pub fn partition_column(cx: &Context) -> Option<String> {
 
 pub fn partition_of(stage: &Stage) -> Option<String> {
     stage.partition_column.clone()
+}
+
+/// A value for a message: at most `max` characters, then "…".
+pub fn truncate(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_string(),
+    }
 }
 
 /// Renders up to `n` rows of a frame as JSON records.

@@ -164,8 +164,8 @@ fn softmax_rows(z: &mut Array2<f64>) {
     }
 }
 
-/// The class a tree predicts for a row (`columns` maps its feature indices).
-fn tree_class(
+/// The leaf a row reaches in a tree (`columns` maps its feature indices).
+fn tree_leaf(
     nodes: &[TreeNode],
     columns: Option<&[usize]>,
     r: ndarray::ArrayView1<f64>,
@@ -178,21 +178,51 @@ fn tree_class(
                 threshold,
                 left,
                 right,
+                inclusive,
             } => {
                 let col = match columns {
                     Some(c) => *c.get(*feature)?,
                     None => *feature,
                 };
-                at = if *r.get(col)? < *threshold {
-                    *left
+                let v = *r.get(col)?;
+                let goes_left = if *inclusive {
+                    super::cart::as_f32(v) <= *threshold
                 } else {
-                    *right
+                    v < *threshold
                 };
+                at = if goes_left { *left } else { *right };
             }
-            TreeNode::Leaf { class } => return Some(*class),
+            TreeNode::Leaf { .. } => return Some(at),
         }
     }
     None
+}
+
+/// A tree's class probabilities for a row, as scikit-learn defines them:
+/// the class shares of the training rows in the row's leaf (a tree stored
+/// without them: its leaf's class, with certainty).
+fn tree_proba(
+    nodes: &[TreeNode],
+    columns: Option<&[usize]>,
+    r: ndarray::ArrayView1<f64>,
+    classes: usize,
+    out: &mut [f64],
+    weight: f64,
+) -> bool {
+    let Some(TreeNode::Leaf { class, proba }) = tree_leaf(nodes, columns, r).map(|l| &nodes[l])
+    else {
+        return false;
+    };
+    if proba.len() == classes {
+        for (o, p) in out.iter_mut().zip(proba) {
+            *o += weight * p;
+        }
+    } else if *class < classes {
+        out[*class] += weight;
+    } else {
+        return false;
+    }
+    true
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -203,54 +233,40 @@ pub enum TreeNode {
         threshold: f64,
         left: usize,
         right: usize,
+        /// scikit-learn's rule (trees grown by `cart`): left when the value,
+        /// as `f32`, is `<=` the threshold. Otherwise left when `<` (trees
+        /// of earlier bundles).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        inclusive: bool,
     },
     Leaf {
         class: usize,
+        /// The class shares of the training rows in this leaf.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        proba: Vec<f64>,
     },
 }
 
-/// One voting tree of an ensemble.
-fn forest_tree(
-    tree: &linfa_trees::DecisionTree<f64, usize>,
-    columns: Vec<usize>,
-    weight: f64,
-) -> ForestTree {
-    let mut nodes = vec![];
-    flatten_tree(tree.root_node(), &mut nodes);
-    ForestTree {
-        nodes,
-        columns,
-        weight,
+/// A tree's growing rules from the model's parameters (`max_depth` by
+/// default `depth`; `max_features` columns tried per split).
+fn tree_params(
+    params: &BTreeMap<String, ParamValue>,
+    depth: Option<usize>,
+    max_features: Option<usize>,
+) -> super::cart::Params {
+    super::cart::Params {
+        max_depth: match params.get("max_depth") {
+            Some(ParamValue::Int(d)) => Some((*d).max(1) as usize),
+            _ => depth,
+        },
+        min_samples_split: (param_f64(params, "min_samples_split", 2.0) as usize).max(2),
+        min_samples_leaf: (param_f64(params, "min_samples_leaf", 1.0) as usize).max(1),
+        criterion: match params.get("criterion") {
+            Some(ParamValue::Str(c)) if c == "entropy" => super::cart::Criterion::Entropy,
+            _ => super::cart::Criterion::Gini,
+        },
+        max_features,
     }
-}
-
-/// Flattens a linfa tree into our nodes (pre-order).
-fn flatten_tree(node: &linfa_trees::TreeNode<f64, usize>, out: &mut Vec<TreeNode>) -> usize {
-    let at = out.len();
-    if node.is_leaf() {
-        out.push(TreeNode::Leaf {
-            class: node.prediction().unwrap_or(0),
-        });
-        return at;
-    }
-    let (feature, threshold, _) = node.split();
-    out.push(TreeNode::Leaf { class: 0 });
-    let children = node.children();
-    let left = match children.first().and_then(|c| c.as_ref()) {
-        Some(c) => flatten_tree(c, out),
-        None => at,
-    };
-    let right = match children.get(1).and_then(|c| c.as_ref()) {
-        Some(c) => flatten_tree(c, out),
-        None => at,
-    };
-    out[at] = TreeNode::Split {
-        feature,
-        threshold,
-        left,
-        right,
-    };
-    at
 }
 
 /// What `model.json` holds.
@@ -305,8 +321,8 @@ impl ModelFile {
             Fitted::Tree { nodes, classes } => {
                 let mut z = Array2::<f64>::zeros((x.nrows(), *classes));
                 for (i, r) in x.rows().into_iter().enumerate() {
-                    if let Some(c) = tree_class(nodes, None, r).filter(|c| c < classes) {
-                        z[[i, c]] = 1.0;
+                    if let Some(row) = z.row_mut(i).as_slice_mut() {
+                        tree_proba(nodes, None, r, *classes, row, 1.0);
                     }
                 }
                 Prediction::Probabilities(z)
@@ -358,16 +374,51 @@ impl ModelFile {
                     Prediction::Values(Array1::from(d))
                 }
             }
+            Fitted::Forest { trees, classes } if self.algorithm == "adaboost" => {
+                // scikit-learn's SAMME: each tree adds its weight to the
+                // class it predicts and takes w/(K-1) from the others; the
+                // scores, over the total weight and over K-1, go through a
+                // softmax.
+                let k = *classes;
+                let spread = (k.max(2) - 1) as f64;
+                let total: f64 = trees.iter().map(|t| t.weight).sum();
+                let mut z = Array2::<f64>::zeros((x.nrows(), k));
+                for (i, r) in x.rows().into_iter().enumerate() {
+                    for t in trees {
+                        let mut vote = vec![0.0; k];
+                        if tree_proba(&t.nodes, Some(&t.columns), r, k, &mut vote, 1.0) {
+                            let c = vote
+                                .iter()
+                                .enumerate()
+                                .fold((0, f64::MIN), |b, (j, v)| if *v > b.1 { (j, *v) } else { b })
+                                .0;
+                            for j in 0..k {
+                                z[[i, j]] += if j == c {
+                                    t.weight
+                                } else {
+                                    -t.weight / spread
+                                };
+                            }
+                        }
+                    }
+                    if total > 0.0 {
+                        z.row_mut(i).mapv_inplace(|v| v / total / spread);
+                    }
+                }
+                softmax_rows(&mut z);
+                Prediction::Probabilities(z)
+            }
             Fitted::Forest { trees, classes } => {
+                // A forest averages its trees' probabilities.
                 let mut z = Array2::<f64>::zeros((x.nrows(), *classes));
                 for (i, r) in x.rows().into_iter().enumerate() {
                     let mut total = 0.0;
-                    for t in trees {
-                        if let Some(c) =
-                            tree_class(&t.nodes, Some(&t.columns), r).filter(|c| c < classes)
-                        {
-                            z[[i, c]] += t.weight;
-                            total += t.weight;
+                    if let Some(row) = z.row_mut(i).as_slice_mut() {
+                        for t in trees {
+                            if tree_proba(&t.nodes, Some(&t.columns), r, *classes, row, t.weight)
+                            {
+                                total += t.weight;
+                            }
                         }
                     }
                     if total > 0.0 {
@@ -532,25 +583,11 @@ fn fit(
             })
         }
         ("decision_tree", Target::Classes(y, k)) => {
-            use linfa::prelude::*;
-            let depth = match params.get("max_depth") {
-                Some(ParamValue::Int(d)) => Some(*d as usize),
-                _ => None,
-            };
-            let quality = match params.get("criterion") {
-                Some(ParamValue::Str(c)) if c == "entropy" => linfa_trees::SplitQuality::Entropy,
-                _ => linfa_trees::SplitQuality::Gini,
-            };
-            let ds = linfa::Dataset::new(x.clone(), y.clone());
-            let tree = linfa_trees::DecisionTree::params()
-                .split_quality(quality)
-                .max_depth(depth)
-                .min_weight_split(param_f64(params, "min_samples_split", 2.0) as f32)
-                .min_weight_leaf(param_f64(params, "min_samples_leaf", 1.0) as f32)
-                .fit(&ds)
-                .map_err(|e| ExecError::Data(format!("the decision tree did not fit: {e}")))?;
-            let mut nodes = vec![];
-            flatten_tree(tree.root_node(), &mut nodes);
+            use rand::SeedableRng;
+            let y: Vec<usize> = y.to_vec();
+            let p = tree_params(params, None, None);
+            let rng = rand::rngs::StdRng::seed_from_u64(0);
+            let nodes = super::cart::grow(x, &y, &vec![1.0; y.len()], *k, &p, rng);
             Ok(Fitted::Tree { nodes, classes: *k })
         }
         ("svm", target) => {
@@ -633,59 +670,45 @@ fn fit(
             })
         }
         ("random_forest" | "adaboost", Target::Classes(y, k)) => {
-            use linfa::prelude::*;
             use rand::SeedableRng;
             let seed = param_f64(params, "seed", 42.0) as u64;
-            let rng = rand::rngs::StdRng::seed_from_u64(seed);
-            let depth = match params.get("max_depth") {
-                Some(ParamValue::Int(d)) => Some(*d as usize),
-                _ if algorithm == "adaboost" => Some(1),
-                _ => None,
+            let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+            let y: Vec<usize> = y.to_vec();
+            let n_trees = (param_f64(params, "n_estimators", 100.0) as usize).max(1);
+            let all: Vec<usize> = (0..x.ncols()).collect();
+            let trees: Vec<ForestTree> = if algorithm == "random_forest" {
+                // As scikit-learn's: a fraction of the columns tried at
+                // each split (at least one).
+                let frac = param_f64(params, "max_features", 1.0);
+                let max_features = ((frac * x.ncols() as f64) as usize).clamp(1, x.ncols());
+                let p = tree_params(params, None, Some(max_features));
+                let max_samples = param_f64(params, "max_samples", 1.0);
+                super::cart::forest(x, &y, *k, &p, n_trees, max_samples, &mut rng)
+                    .into_iter()
+                    .map(|nodes| ForestTree {
+                        nodes,
+                        columns: all.clone(),
+                        weight: 1.0,
+                    })
+                    .collect()
+            } else {
+                let p = tree_params(params, Some(1), None);
+                let rate = param_f64(params, "learning_rate", 1.0);
+                super::cart::adaboost(x, &y, *k, &p, n_trees, rate, &mut rng)
+                    .into_iter()
+                    .map(|(nodes, weight)| ForestTree {
+                        nodes,
+                        columns: all.clone(),
+                        weight,
+                    })
+                    .collect()
             };
-            let tree = linfa_trees::DecisionTree::params()
-                .max_depth(depth)
-                .min_weight_leaf(param_f64(params, "min_samples_leaf", 1.0) as f32);
-            let ds = linfa::Dataset::new(x.clone(), y.clone());
-            let n_trees = param_f64(params, "n_estimators", 100.0) as usize;
-            // linfa unwraps inside its ensemble fits: a panic there becomes
-            // an error here, not a crash.
-            let fitted = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                if algorithm == "random_forest" {
-                    linfa_ensemble::EnsembleLearnerParams::new_fixed_rng(tree, rng)
-                        .ensemble_size(n_trees.max(1))
-                        .bootstrap_proportion(param_f64(params, "max_samples", 1.0))
-                        .feature_proportion(param_f64(params, "max_features", 1.0))
-                        .fit(&ds)
-                        .map(|f| {
-                            f.models
-                                .iter()
-                                .zip(&f.model_features)
-                                .map(|(m, cols)| forest_tree(m, cols.clone(), 1.0))
-                                .collect::<Vec<_>>()
-                        })
-                        .map_err(|e| e.to_string())
-                } else {
-                    linfa_ensemble::AdaBoostParams::new_fixed_rng(tree, rng)
-                        .n_estimators(n_trees.max(1))
-                        .learning_rate(param_f64(params, "learning_rate", 1.0))
-                        .fit(&ds)
-                        .map(|f| {
-                            f.models
-                                .iter()
-                                .zip(&f.model_weights)
-                                .map(|(m, w)| forest_tree(m, (0..x.ncols()).collect(), *w))
-                                .collect::<Vec<_>>()
-                        })
-                        .map_err(|e| e.to_string())
-                }
-            }));
-            match fitted {
-                Ok(Ok(trees)) => Ok(Fitted::Forest { trees, classes: *k }),
-                Ok(Err(e)) => Err(ExecError::Data(format!("{algorithm} did not fit: {e}"))),
-                Err(_) => Err(ExecError::Data(format!(
-                    "{algorithm} failed inside linfa (an empty bootstrap sample or class?)"
-                ))),
+            if trees.is_empty() {
+                return Err(ExecError::Data(format!(
+                    "{algorithm} did not fit: its first tree was no better than chance on `train`"
+                )));
             }
+            Ok(Fitted::Forest { trees, classes: *k })
         }
         ("logistic_regression", Target::Classes(y, 2)) => {
             // Binary: the sigmoid model, unpenalised intercept, as
@@ -1205,7 +1228,7 @@ pub fn run(op: &ModelOp, cx: &Context) -> Result<Output, ExecError> {
             for (j, c) in classes.iter().enumerate() {
                 out_df
                     .with_column(Column::new(
-                        format!("proba_{}", mlp_compiler::check::level_suffix(c)).into(),
+                        mlp_compiler::plan::names::proba_column(c).into(),
                         p.column(j).to_vec(),
                     ))
                     .map_err(ExecError::polars)?;

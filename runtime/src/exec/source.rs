@@ -162,6 +162,11 @@ fn raw(c: &SourceColumn) -> &str {
 /// broke the schema; the quarantining check sets those rows aside.
 pub const PARSE_ERROR: &str = "_parse_error";
 
+/// Beside [`PARSE_ERROR`], what kind of break it is: `unknown_level`,
+/// `bad_value` or `null_value` (the first in the row).
+pub const PARSE_KIND: &str = "_parse_kind";
+
+
 /// Reads one file and returns the declared columns with their declared types.
 /// `lenient` (the source feeds a quarantining check): rows that break the
 /// schema are kept, described in [`PARSE_ERROR`], instead of stopping.
@@ -259,21 +264,21 @@ fn read_csv_typed(op: &SourceOp, path: &Path, shown: &str) -> Option<DataFrame> 
         .iter()
         .map(|c| {
             let e = col(raw(c));
-            match &c.ty {
-                Type::Date { .. } | Type::Datetime { .. } => {
-                    parse_expr(e, &DataType::String, &c.ty)
-                }
-                _ => e,
+            if checked_on_read(&c.ty) {
+                parse_expr(e, &DataType::String, &c.ty)
+            } else {
+                e
             }
             .alias(c.name.as_str())
         })
         .collect();
-    // Dates that fail to parse become nulls: count the text's nulls in the
-    // same pass (a scalar broadcast beside the columns) and compare.
+    // Dates that fail to parse, and values outside declared levels, become
+    // nulls: count the text's nulls in the same pass (a scalar broadcast
+    // beside the columns) and compare.
     let mut all = exprs;
     let mut counted = vec![];
     for c in &op.columns {
-        if matches!(c.ty, Type::Date { .. } | Type::Datetime { .. }) {
+        if checked_on_read(&c.ty) {
             let name = format!("__raw_nulls_{}", c.name);
             all.push(col(raw(c)).null_count().alias(name.as_str()));
             counted.push((c.name.clone(), name));
@@ -295,6 +300,27 @@ fn read_csv_typed(op: &SourceOp, path: &Path, shown: &str) -> Option<DataFrame> 
         }
     }
     Some(df)
+}
+
+/// Columns whose text the fast CSV path still has to check: dates (parsed
+/// in their format) and categories with declared levels.
+fn checked_on_read(ty: &Type) -> bool {
+    matches!(ty, Type::Date { .. } | Type::Datetime { .. })
+        || ty.levels().is_some_and(|l| !l.is_empty())
+}
+
+/// The declared level closest to a value: the same letters in another case,
+/// else the fewest edits (ties to the first declared).
+pub fn nearest_level<'a>(value: &str, levels: &'a [String]) -> &'a str {
+    let lower = value.trim().to_lowercase();
+    if let Some(l) = levels.iter().find(|l| l.to_lowercase() == lower) {
+        return l;
+    }
+    levels
+        .iter()
+        .min_by_key(|l| strsim::damerau_levenshtein(&lower, &l.to_lowercase()))
+        .map(String::as_str)
+        .unwrap_or("")
 }
 
 /// The format a file's extension names: `csv` (also without an extension),
@@ -459,6 +485,17 @@ fn read_and_convert(
         let after = typed.column(&c.name).map_err(ExecError::polars)?;
         if after.null_count() > before.null_count() {
             let (row, value) = first_new_null(before, after);
+            if let Some(levels) = c.ty.levels() {
+                let found = value.trim_matches('"').to_string();
+                return Err(ExecError::UnknownLevel {
+                    file: shown.to_string(),
+                    row,
+                    column: raw(c).to_string(),
+                    nearest: nearest_level(&found, levels).to_string(),
+                    found,
+                    levels: levels.to_vec(),
+                });
+            }
             return Err(ExecError::BadValue {
                 file: shown.to_string(),
                 row,
@@ -494,6 +531,7 @@ fn describe_errors(
 ) -> Result<DataFrame, ExecError> {
     let mut joined = typed;
     let mut problems = vec![];
+    let mut kinds = vec![];
     for (i, c) in op.columns.iter().enumerate() {
         let raw_name = format!("__raw{i}");
         let raw_col = raw_df
@@ -507,26 +545,41 @@ fn describe_errors(
         let parsed = col(c.name.as_str());
         let rawe = col(raw_name.as_str());
         let bad_value = rawe.clone().is_not_null().and(parsed.clone().is_null());
-        let mut e = when(bad_value)
+        let (what, kind) = match c.ty.levels() {
+            Some(levels) => (
+                format!(
+                    "\" is not one of the declared levels {}",
+                    levels
+                        .iter()
+                        .map(|l| format!("\"{l}\""))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                "unknown_level",
+            ),
+            None => (format!("\" is not a valid {}", c.ty), "bad_value"),
+        };
+        let none = || lit(NULL).cast(DataType::String);
+        let mut e = when(bad_value.clone())
             .then(concat_str(
-                [
-                    lit(format!("column `{}`: \"", raw(c))),
-                    rawe,
-                    lit(format!("\" is not a valid {}", c.ty)),
-                ],
+                [lit(format!("column `{}`: \"", raw(c))), rawe, lit(what)],
                 "",
                 false,
             ))
-            .otherwise(lit(NULL).cast(DataType::String));
+            .otherwise(none());
+        let mut k = when(bad_value).then(lit(kind)).otherwise(none());
         if !c.nullable {
-            e = when(parsed.is_null().and(col(raw_name.as_str()).is_null()))
+            let null = parsed.is_null().and(col(raw_name.as_str()).is_null());
+            e = when(null.clone())
                 .then(lit(format!(
                     "column `{}`: null in a column declared without `?`",
                     raw(c)
                 )))
                 .otherwise(e);
+            k = when(null).then(lit("null_value")).otherwise(k);
         }
         problems.push(e);
+        kinds.push(k);
     }
     let n = op.columns.len();
     let desc = concat_str(problems, "; ", true);
@@ -548,6 +601,7 @@ fn describe_errors(
                 .otherwise(lit(NULL).cast(DataType::String))
                 .alias(PARSE_ERROR),
         )
+        .with_column(coalesce(&kinds).alias(PARSE_KIND))
         .drop(by_name(
             (0..n)
                 .map(|i| format!("__raw{i}"))
@@ -585,7 +639,7 @@ fn first_null(c: &Column) -> usize {
 /// becomes null (and is reported by the caller).
 pub fn parse_expr(e: Expr, from: &DataType, to: &Type) -> Expr {
     let target = dtype(to);
-    if from == &target {
+    if from == &target && to.levels().is_none_or(<[String]>::is_empty) {
         return e;
     }
     let text = matches!(from, DataType::String);
@@ -621,6 +675,15 @@ pub fn parse_expr(e: Expr, from: &DataType, to: &Type) -> Expr {
             } else {
                 e.cast(DataType::Boolean)
             }
+        }
+        Type::Category { levels: Some(levels) } if !levels.is_empty() => {
+            // Declared levels are a contract: any other value is "not
+            // parsed" (null), which the callers report or set aside.
+            let s = e.cast(DataType::String);
+            let declared = Series::new("levels".into(), levels.as_slice());
+            when(s.clone().is_in(lit(declared).implode(true), false))
+                .then(s)
+                .otherwise(lit(NULL).cast(DataType::String))
         }
         Type::Str | Type::Category { .. } => e.cast(DataType::String),
         Type::Date { format } | Type::Datetime { format } => {

@@ -8,6 +8,7 @@
 //! - `stratify`: within each class, rows ordered by the seeded hash and cut at
 //!   the ratios, so every partition keeps the class shares;
 //! - `order`: the latest rows (by the column) go to the last partition;
+//!   rows with equal values land in the same partition;
 //! - `column`: the data names each row's partition.
 
 use super::{input, Context, ExecError, Output};
@@ -102,6 +103,8 @@ pub fn run(op: &SplitOp, cx: &Context) -> Result<Output, ExecError> {
                     .collect();
             } else if let Some(order) = order {
                 // Rank rows by the column (nulls first, ties by position).
+                // Rows with the same value share the rank of the first of
+                // them, so a tie never straddles a partition boundary.
                 let sorted = df
                     .clone()
                     .lazy()
@@ -110,7 +113,7 @@ pub fn run(op: &SplitOp, cx: &Context) -> Result<Output, ExecError> {
                         [col(order.as_str()), col("__pos")],
                         SortMultipleOptions::default().with_nulls_last(false),
                     )
-                    .select([col("__pos")])
+                    .select([col("__pos"), col(order.as_str()).alias("__order")])
                     .collect()
                     .map_err(ExecError::polars)?;
                 let pos = sorted
@@ -119,10 +122,21 @@ pub fn run(op: &SplitOp, cx: &Context) -> Result<Output, ExecError> {
                     .idx()
                     .map_err(ExecError::polars)?
                     .clone();
+                let values = sorted.column("__order").map_err(ExecError::polars)?;
                 let mut a = vec![0usize; n];
+                let mut group_start = 0usize;
                 for (rank, p) in pos.iter().enumerate() {
+                    if rank > 0 {
+                        let (prev, this) = (
+                            values.get(rank - 1).map_err(ExecError::polars)?,
+                            values.get(rank).map_err(ExecError::polars)?,
+                        );
+                        if prev != this {
+                            group_start = rank;
+                        }
+                    }
                     if let Some(p) = p {
-                        let u = (rank as f64 + 0.5) / n.max(1) as f64;
+                        let u = (group_start as f64 + 0.5) / n.max(1) as f64;
                         a[p as usize] = pick(u, partitions);
                     }
                 }

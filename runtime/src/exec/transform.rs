@@ -5,7 +5,6 @@
 
 use super::expr::{Kind, Translator};
 use super::{input, is_train, partition_column, Context, ExecError, Output};
-use mlp_compiler::check::level_suffix;
 use mlp_compiler::plan::{Literal, StepOp, TransformOp};
 use polars::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -331,14 +330,23 @@ pub fn apply(
                 }
                 vec![ord.cast(DataType::Int64).alias(format!("{column}_ordinal"))]
             } else {
+                let names = mlp_compiler::plan::names::onehot_columns(column, levels);
+                // Learned levels are only known here: a one-hot column that
+                // would replace a column of the frame is refused.
+                if let Some(clash) = names.iter().find(|n| df.column(n).is_ok()) {
+                    return Err(ExecError::Data(format!(
+                        "`encode {column} with onehot` would add column `{clash}` (for a level learned in training), which already exists: rename that column before encoding"
+                    )));
+                }
                 levels
                     .iter()
-                    .map(|l| {
+                    .zip(names)
+                    .map(|(l, name)| {
                         text.clone()
                             .eq(lit(l.as_str()))
                             .fill_null(lit(false))
                             .cast(DataType::Float64)
-                            .alias(format!("{column}_{}", level_suffix(l)))
+                            .alias(name)
                     })
                     .collect()
             };

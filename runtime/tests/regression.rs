@@ -1,0 +1,331 @@
+//! Regression tests, one per thing that broke (named after it), from trying
+//! the tool as a new user would on data it had never seen.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::{cached_frame, deployed_project, mlp, text, DEPLOYED};
+use mlp_runtime::bundle::Bundle;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+
+fn project(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("mlp-regression-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// The bundle `NAME@production` points at, as JSON.
+fn production_bundle(dir: &Path, name: &str) -> Value {
+    let reg = mlp_runtime::registry::Registry::open(&dir.join(".mlp"));
+    let (n, version) = reg.resolve(name).unwrap();
+    let bytes = std::fs::read(reg.bundle_path(&n, &version)).unwrap();
+    serde_json::from_slice(&bytes).unwrap()
+}
+
+fn run_ok(dir: &Path) -> String {
+    let o = mlp(dir, &["run", "."]);
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    t
+}
+
+/// Every field a bundle carries must be part of the deploy stage's key: an
+/// edit that changes the field must re-deploy. The destructuring below has
+/// no `..`, so a field added to `Bundle` does not compile here until it is
+/// given an edit that changes it (or a reason it cannot change on its own).
+#[test]
+fn every_bundled_field_is_part_of_the_deploy_key() {
+    let dir = deployed_project("bundle-key", 300, 7);
+    let edits = |b: &Bundle| -> Vec<(&'static str, &'static str, &'static str)> {
+        let Bundle {
+            format: _,      // with the engine version, which is in every key
+            engine: _,      // in every key
+            name: _,        // the deploy stage's id: a new name is a new stage
+            model_name: _,  // the model stage's id, likewise
+            stages: _,      // definitions of the serving stages
+            params: _,      // transform stages' fitted parameters
+            over: _,        // features stages' `over` tables
+            model: _,       // the model stage's output
+            evaluations: _, // the evaluate stages' reports
+            training_stats: _,
+            lineage: _,
+            monitor: _,
+            plugins: _, // bytes in the serving stages' keys (runtime/tests/plugins.rs)
+        } = b;
+        vec![
+            ("monitor", "drift sqft with psi < 0.2", "drift sqft with psi < 0.3"),
+            ("evaluations", "require r2 >= 0.5", "require r2 >= 0.4"),
+            ("params", "scale sqft with standard", "scale sqft with minmax"),
+            ("over", "mean(sqft) over city", "median(sqft) over city"),
+            ("stages", "month     = month(sold_at)", "month     = day(sold_at)"),
+            ("model", "alpha   = [0.1, 1.0]", "alpha   = [0.2, 2.0]"),
+            ("lineage", "range sqft 100..50000", "range sqft 50..50000"),
+        ]
+    };
+    let first: Bundle = serde_json::from_value(production_bundle(&dir, "house-price")).unwrap();
+    let mut pipeline = DEPLOYED.to_string();
+    for (field, from, to) in edits(&first) {
+        let before = production_bundle(&dir, "house-price");
+        assert!(pipeline.contains(from), "{from}");
+        pipeline = pipeline.replace(from, to);
+        std::fs::write(dir.join("p.mlp"), &pipeline).unwrap();
+        let o = mlp(&dir, &["run", ".", "--json"]);
+        assert!(o.status.success(), "{field}: {}", text(&o));
+        let after = production_bundle(&dir, "house-price");
+        assert_ne!(
+            before[field], after[field],
+            "editing `{from}` to `{to}` left the bundle's `{field}` as it was"
+        );
+    }
+    // The rule the monitor reports against is the edited one.
+    let b = production_bundle(&dir, "house-price");
+    assert_eq!(b["monitor"]["drift"][0]["threshold"], 0.3, "{}", b["monitor"]);
+    // A no-op run leaves the registry alone.
+    let t = run_ok(&dir);
+    assert!(!t.contains("registered"), "{t}");
+}
+
+/// Flights: an airport (declared levels), a delay, whether it was late.
+fn flights_csv(rows: usize, odd: &[(usize, &str)]) -> String {
+    let airports = ["EWR", "JFK"];
+    let mut s = String::from("id,origin,delay,late\n");
+    for i in 1..=rows {
+        let origin = odd
+            .iter()
+            .find(|(r, _)| *r == i)
+            .map(|(_, v)| v.to_string())
+            .unwrap_or_else(|| airports[i % 2].to_string());
+        let delay = ((i * 37) % 90) as f64 - 10.0 + (i % 2) as f64 * 15.0;
+        let late = if delay > 30.0 { "yes" } else { "no" };
+        s.push_str(&format!("{i},{origin},{delay:.1},{late}\n"));
+    }
+    s
+}
+
+const FLIGHTS: &str = r#"
+source flights = csv("flights.csv") {
+    id     : int
+    origin : category["EWR", "JFK"]
+    delay  : float
+    late   : category["no", "yes"]
+}
+CHECK
+split data = flights { train = 0.75  test = 0.25  key = id }
+transform prep = data { encode origin with onehot }
+model late = logistic_regression(prep) {
+    target  = late
+    exclude = id
+}
+evaluate late on test {
+    metrics accuracy
+    require accuracy >= 0.5
+}
+deploy late as "late"
+"#;
+
+#[test]
+fn a_value_outside_declared_levels_fails_the_source() {
+    let dir = project("levels-source");
+    std::fs::write(dir.join("p.mlp"), FLIGHTS.replace("CHECK", "")).unwrap();
+    std::fs::write(
+        dir.join("flights.csv"),
+        flights_csv(200, &[(17, "lga"), (40, "LGA")]),
+    )
+    .unwrap();
+    let o = mlp(&dir, &["run", "."]);
+    let t = text(&o);
+    assert!(!o.status.success(), "{t}");
+    assert!(
+        t.contains("flights.csv, row 17, column `origin`: \"lga\" is not one of the declared levels"),
+        "{t}"
+    );
+    assert!(t.contains("nearest: \"EWR\"") || t.contains("nearest: \"JFK\""), "{t}");
+    assert!(t.contains("\"EWR\", \"JFK\""), "{t}");
+
+    // With a quarantining check, those rows are set aside, and counted.
+    std::fs::write(
+        dir.join("p.mlp"),
+        FLIGHTS.replace("CHECK", "check flights quarantine { not_null delay }"),
+    )
+    .unwrap();
+    let t = run_ok(&dir);
+    assert!(
+        t.contains("quarantined 2 of 200 rows: the source's declared schema (2 rows)"),
+        "{t}"
+    );
+    let kept = cached_frame(&dir, "check.flights");
+    assert_eq!(kept.height(), 198);
+    let q = mlp(&dir, &["quarantine", "show", "flights"]);
+    let shown = text(&q);
+    assert!(q.status.success(), "{shown}");
+    assert!(shown.contains("2 rows quarantined"), "{shown}");
+    assert!(shown.contains("\"lga\" is not one of the declared levels"), "{shown}");
+    let q = mlp(
+        &dir,
+        &["quarantine", "export", "--output", "set-aside.csv"],
+    );
+    assert!(q.status.success(), "{}", text(&q));
+    let exported = std::fs::read_to_string(dir.join("set-aside.csv")).unwrap();
+    assert_eq!(exported.lines().count(), 3, "{exported}");
+    assert!(exported.lines().next().unwrap().contains("_failed_rules"));
+
+    // At predict, the row with an unknown level is rejected alone.
+    std::fs::write(
+        dir.join("req.csv"),
+        "id,origin,delay\n1,EWR,5.0\n2,lga,50.0\n3,JFK,70.0\n",
+    )
+    .unwrap();
+    let o = mlp(
+        &dir,
+        &["predict", "late", "--input", "req.csv", "--output", "out.csv"],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let out = std::fs::read_to_string(dir.join("out.csv")).unwrap();
+    assert_eq!(out.lines().count(), 3, "{out}");
+    let rejected = std::fs::read_to_string(dir.join("out.rejected.csv")).unwrap();
+    assert!(rejected.contains("unknown_level"), "{rejected}");
+    assert!(rejected.contains("\"\"lga\"\" is not one of the declared levels") || rejected.contains("lga"), "{rejected}");
+    assert_eq!(rejected.lines().count(), 2, "{rejected}");
+
+    // At serve, likewise: the others are answered.
+    let s = common::serve(&dir, &["late"]);
+    let (status, v) = common::post(
+        &format!("{}/v1/predict", s.url),
+        r#"[{"id": 1, "origin": "EWR", "delay": 5.0}, {"id": 2, "origin": "lga", "delay": 50.0}, {"id": 3, "origin": "JFK", "delay": 70.0}]"#,
+    );
+    assert_eq!(status, 200, "{v}");
+    let preds = v["predictions"].as_array().unwrap();
+    assert_eq!(preds.len(), 3, "{v}");
+    assert!(preds[0].is_string() && preds[1].is_null() && preds[2].is_string(), "{v}");
+    assert_eq!(v["rejected"][0]["row"], 2, "{v}");
+    assert_eq!(v["rejected"][0]["kind"], "unknown_level", "{v}");
+    let (status, v) = common::post(
+        &format!("{}/v1/predict", s.url),
+        r#"[{"id": 2, "origin": "crew", "delay": 50.0}]"#,
+    );
+    assert_eq!(status, 422, "{v}");
+    assert_eq!(v["error"]["kind"], "unknown_level", "{v}");
+}
+
+#[test]
+fn frame_rules_judge_the_rows_that_survive_quarantine() {
+    let dir = project("quarantine-rows");
+    std::fs::write(
+        dir.join("p.mlp"),
+        r#"
+source d = csv("d.csv") { id : int  x : float  y : float }
+check d quarantine {
+    range x 5..
+    rows >= 300
+}
+"#,
+    )
+    .unwrap();
+    let mut csv = String::from("id,x,y\n");
+    for i in 0..400 {
+        csv.push_str(&format!("{i},{},{}\n", (i % 10) as f64, i as f64));
+    }
+    std::fs::write(dir.join("d.csv"), csv).unwrap();
+    let o = mlp(&dir, &["run", "."]);
+    let t = text(&o);
+    // 200 rows have x < 5: 200 survive, fewer than 300.
+    assert!(!o.status.success(), "{t}");
+    assert!(t.contains("rows >= 300 (was 200 after quarantine)"), "{t}");
+}
+
+#[test]
+fn a_time_split_never_puts_one_timestamp_on_both_sides() {
+    let dir = project("time-split-ties");
+    std::fs::write(
+        dir.join("p.mlp"),
+        r#"
+source d = csv("d.csv") { t : date "%Y-%m-%d"  x : float }
+split s = d { train = 0.7  test = 0.3  order = t }
+"#,
+    )
+    .unwrap();
+    // Ten days, 13 rows each: the 70% boundary falls inside day 7.
+    let mut csv = String::from("t,x\n");
+    for i in 0..130 {
+        csv.push_str(&format!("2024-01-{:02},{i}\n", 1 + (i * 7) % 10));
+    }
+    std::fs::write(dir.join("d.csv"), csv).unwrap();
+    run_ok(&dir);
+    let df = cached_frame(&dir, "split.s");
+    let t = df.column("t").unwrap().cast(&polars::prelude::DataType::String).unwrap();
+    let p = df.column("partition").unwrap().cast(&polars::prelude::DataType::String).unwrap();
+    let mut side: std::collections::BTreeMap<String, std::collections::BTreeSet<String>> =
+        Default::default();
+    for i in 0..df.height() {
+        side.entry(t.get(i).unwrap().to_string())
+            .or_default()
+            .insert(p.get(i).unwrap().to_string());
+    }
+    for (day, parts) in &side {
+        assert_eq!(parts.len(), 1, "{day} is in {parts:?}");
+    }
+    // And the latest days are the test rows.
+    assert!(side["\"2024-01-10\""].contains("\"test\""), "{side:?}");
+    assert!(side["\"2024-01-01\""].contains("\"train\""), "{side:?}");
+}
+
+#[test]
+fn a_split_by_column_deploys_and_monitors() {
+    let dir = project("split-column");
+    std::fs::write(
+        dir.join("p.mlp"),
+        r#"
+source d = csv("d.csv") { id : int  part : category["train", "test"]  x : float  y : float }
+split s = d { column = part }
+model m = ridge(s) { target = y  exclude = id }
+evaluate m on test { metrics rmse  require rmse < 100 }
+deploy m as "m"
+monitor m { drift x with psi < 5 }
+"#,
+    )
+    .unwrap();
+    let mut csv = String::from("id,part,x,y\n");
+    for i in 0..200 {
+        let part = if i % 4 == 0 { "test" } else { "train" };
+        csv.push_str(&format!("{i},{part},{},{}\n", i % 17, 2 * (i % 17) + i % 3));
+    }
+    std::fs::write(dir.join("d.csv"), csv).unwrap();
+    run_ok(&dir);
+    let b = production_bundle(&dir, "m");
+    assert!(b["training_stats"]["x"]["count"].as_u64().unwrap() == 150, "{}", b["training_stats"]);
+}
+
+#[test]
+fn learned_levels_whose_onehot_names_clash_get_unique_names() {
+    let dir = project("onehot-clash");
+    std::fs::write(
+        dir.join("p.mlp"),
+        r#"
+source d = csv("d.csv") { id : int  g : category  x : float  y : float }
+split s = d { train = 0.8  test = 0.2  key = id }
+transform t = s { encode g with onehot }
+model m = ridge(t) { target = y  exclude = id }
+evaluate m on test { metrics rmse  require rmse < 100 }
+deploy m as "m"
+"#,
+    )
+    .unwrap();
+    let mut csv = String::from("id,g,x,y\n");
+    for i in 0..200 {
+        let g = ["a-b", "a b", "c"][i % 3];
+        csv.push_str(&format!("{i},{g},{},{}\n", i % 7, i % 7 + i % 3));
+    }
+    std::fs::write(dir.join("d.csv"), csv).unwrap();
+    run_ok(&dir);
+    let df = cached_frame(&dir, "transform.t");
+    for c in ["g_a_b", "g_a_b_2", "g_c"] {
+        assert!(df.column(c).is_ok(), "{c} missing: {:?}", df.get_column_names());
+    }
+    // The bundle predicts with the same names.
+    std::fs::write(dir.join("req.csv"), "id,g,x\n1,a b,3\n2,a-b,3\n").unwrap();
+    let o = mlp(&dir, &["predict", "m", "--input", "req.csv", "--output", "out.csv"]);
+    assert!(o.status.success(), "{}", text(&o));
+}
