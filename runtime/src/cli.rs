@@ -543,7 +543,11 @@ fn quarantined(
         None => checks,
         Some(name) => {
             let wanted = name.strip_prefix("check.").unwrap_or(name);
-            let found: Vec<_> = checks.iter().copied().filter(|s| s.name == wanted).collect();
+            let found: Vec<_> = checks
+                .iter()
+                .copied()
+                .filter(|s| s.name == wanted)
+                .collect();
             if found.is_empty() {
                 let names: Vec<String> = checks.iter().map(|s| s.name.clone()).collect();
                 return Err(CliError::Output(format!(
@@ -600,9 +604,11 @@ pub fn quarantine_show(
     let mut text = String::new();
     for (name, df) in quarantined(path, stage, color)? {
         if df.height() == 0 {
-            text.push_str(&format!("check `{name}`: no row quarantined
+            text.push_str(&format!(
+                "check `{name}`: no row quarantined
 
-"));
+"
+            ));
             continue;
         }
         // Why first: the row and the rules it failed, then its values.
@@ -619,7 +625,10 @@ pub fn quarantine_show(
             .head(Some(limit));
         let mut t = comfy_table::Table::new();
         t.load_preset(comfy_table::presets::UTF8_BORDERS_ONLY);
-        t.set_header(cols.iter().map(|c| c.trim_start_matches('_').replace('_', " ")));
+        t.set_header(
+            cols.iter()
+                .map(|c| c.trim_start_matches('_').replace('_', " ")),
+        );
         for r in crate::exec::records(&shown, limit) {
             t.add_row(cols.iter().map(|c| match &r[c.as_str()] {
                 serde_json::Value::String(s) => crate::exec::truncate(s, 200),

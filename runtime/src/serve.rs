@@ -873,7 +873,10 @@ async fn predict(
                 first["rules"].as_str().unwrap_or("")
             ),
         )
-        .with("rows", Value::Array(failures.into_iter().take(100).collect())));
+        .with(
+            "rows",
+            Value::Array(failures.into_iter().take(100).collect()),
+        ));
     }
     let (mut preds, mut probs) = predictions(&loaded, &good)?;
     if !failures.is_empty() {

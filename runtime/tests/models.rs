@@ -97,7 +97,10 @@ fn check_against(dir: &Path, sk: &serde_json::Value) {
         .collect();
     assert_eq!(ours.len(), theirs.len());
     for (i, (a, b)) in ours.iter().zip(&theirs).enumerate() {
-        assert!((a - b).abs() <= 1e-9, "tree, test row {i}: P(yes) {a} vs {b}");
+        assert!(
+            (a - b).abs() <= 1e-9,
+            "tree, test row {i}: P(yes) {a} vs {b}"
+        );
     }
     let report = entry_json(dir, "evaluate.logit.test", "report.json");
     let (a, b) = (

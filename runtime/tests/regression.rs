@@ -56,11 +56,23 @@ fn every_bundled_field_is_part_of_the_deploy_key() {
             plugins: _, // bytes in the serving stages' keys (runtime/tests/plugins.rs)
         } = b;
         vec![
-            ("monitor", "drift sqft with psi < 0.2", "drift sqft with psi < 0.3"),
+            (
+                "monitor",
+                "drift sqft with psi < 0.2",
+                "drift sqft with psi < 0.3",
+            ),
             ("evaluations", "require r2 >= 0.5", "require r2 >= 0.4"),
-            ("params", "scale sqft with standard", "scale sqft with minmax"),
+            (
+                "params",
+                "scale sqft with standard",
+                "scale sqft with minmax",
+            ),
             ("over", "mean(sqft) over city", "median(sqft) over city"),
-            ("stages", "month     = month(sold_at)", "month     = day(sold_at)"),
+            (
+                "stages",
+                "month     = month(sold_at)",
+                "month     = day(sold_at)",
+            ),
             ("model", "alpha   = [0.1, 1.0]", "alpha   = [0.2, 2.0]"),
             ("lineage", "range sqft 100..50000", "range sqft 50..50000"),
         ]
@@ -82,7 +94,11 @@ fn every_bundled_field_is_part_of_the_deploy_key() {
     }
     // The rule the monitor reports against is the edited one.
     let b = production_bundle(&dir, "house-price");
-    assert_eq!(b["monitor"]["drift"][0]["threshold"], 0.3, "{}", b["monitor"]);
+    assert_eq!(
+        b["monitor"]["drift"][0]["threshold"], 0.3,
+        "{}",
+        b["monitor"]
+    );
     // A no-op run leaves the registry alone.
     let t = run_ok(&dir);
     assert!(!t.contains("registered"), "{t}");
@@ -139,10 +155,15 @@ fn a_value_outside_declared_levels_fails_the_source() {
     let t = text(&o);
     assert!(!o.status.success(), "{t}");
     assert!(
-        t.contains("flights.csv, row 17, column `origin`: \"lga\" is not one of the declared levels"),
+        t.contains(
+            "flights.csv, row 17, column `origin`: \"lga\" is not one of the declared levels"
+        ),
         "{t}"
     );
-    assert!(t.contains("nearest: \"EWR\"") || t.contains("nearest: \"JFK\""), "{t}");
+    assert!(
+        t.contains("nearest: \"EWR\"") || t.contains("nearest: \"JFK\""),
+        "{t}"
+    );
     assert!(t.contains("\"EWR\", \"JFK\""), "{t}");
 
     // With a quarantining check, those rows are set aside, and counted.
@@ -162,11 +183,11 @@ fn a_value_outside_declared_levels_fails_the_source() {
     let shown = text(&q);
     assert!(q.status.success(), "{shown}");
     assert!(shown.contains("2 rows quarantined"), "{shown}");
-    assert!(shown.contains("\"lga\" is not one of the declared levels"), "{shown}");
-    let q = mlp(
-        &dir,
-        &["quarantine", "export", "--output", "set-aside.csv"],
+    assert!(
+        shown.contains("\"lga\" is not one of the declared levels"),
+        "{shown}"
     );
+    let q = mlp(&dir, &["quarantine", "export", "--output", "set-aside.csv"]);
     assert!(q.status.success(), "{}", text(&q));
     let exported = std::fs::read_to_string(dir.join("set-aside.csv")).unwrap();
     assert_eq!(exported.lines().count(), 3, "{exported}");
@@ -180,14 +201,20 @@ fn a_value_outside_declared_levels_fails_the_source() {
     .unwrap();
     let o = mlp(
         &dir,
-        &["predict", "late", "--input", "req.csv", "--output", "out.csv"],
+        &[
+            "predict", "late", "--input", "req.csv", "--output", "out.csv",
+        ],
     );
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     let out = std::fs::read_to_string(dir.join("out.csv")).unwrap();
     assert_eq!(out.lines().count(), 3, "{out}");
     let rejected = std::fs::read_to_string(dir.join("out.rejected.csv")).unwrap();
     assert!(rejected.contains("unknown_level"), "{rejected}");
-    assert!(rejected.contains("\"\"lga\"\" is not one of the declared levels") || rejected.contains("lga"), "{rejected}");
+    assert!(
+        rejected.contains("\"\"lga\"\" is not one of the declared levels")
+            || rejected.contains("lga"),
+        "{rejected}"
+    );
     assert_eq!(rejected.lines().count(), 2, "{rejected}");
 
     // At serve, likewise: the others are answered.
@@ -199,7 +226,10 @@ fn a_value_outside_declared_levels_fails_the_source() {
     assert_eq!(status, 200, "{v}");
     let preds = v["predictions"].as_array().unwrap();
     assert_eq!(preds.len(), 3, "{v}");
-    assert!(preds[0].is_string() && preds[1].is_null() && preds[2].is_string(), "{v}");
+    assert!(
+        preds[0].is_string() && preds[1].is_null() && preds[2].is_string(),
+        "{v}"
+    );
     assert_eq!(v["rejected"][0]["row"], 2, "{v}");
     assert_eq!(v["rejected"][0]["kind"], "unknown_level", "{v}");
     let (status, v) = common::post(
@@ -255,8 +285,16 @@ split s = d { train = 0.7  test = 0.3  order = t }
     std::fs::write(dir.join("d.csv"), csv).unwrap();
     run_ok(&dir);
     let df = cached_frame(&dir, "split.s");
-    let t = df.column("t").unwrap().cast(&polars::prelude::DataType::String).unwrap();
-    let p = df.column("partition").unwrap().cast(&polars::prelude::DataType::String).unwrap();
+    let t = df
+        .column("t")
+        .unwrap()
+        .cast(&polars::prelude::DataType::String)
+        .unwrap();
+    let p = df
+        .column("partition")
+        .unwrap()
+        .cast(&polars::prelude::DataType::String)
+        .unwrap();
     let mut side: std::collections::BTreeMap<String, std::collections::BTreeSet<String>> =
         Default::default();
     for i in 0..df.height() {
@@ -295,7 +333,11 @@ monitor m { drift x with psi < 5 }
     std::fs::write(dir.join("d.csv"), csv).unwrap();
     run_ok(&dir);
     let b = production_bundle(&dir, "m");
-    assert!(b["training_stats"]["x"]["count"].as_u64().unwrap() == 150, "{}", b["training_stats"]);
+    assert!(
+        b["training_stats"]["x"]["count"].as_u64().unwrap() == 150,
+        "{}",
+        b["training_stats"]
+    );
 }
 
 #[test]
@@ -322,10 +364,196 @@ deploy m as "m"
     run_ok(&dir);
     let df = cached_frame(&dir, "transform.t");
     for c in ["g_a_b", "g_a_b_2", "g_c"] {
-        assert!(df.column(c).is_ok(), "{c} missing: {:?}", df.get_column_names());
+        assert!(
+            df.column(c).is_ok(),
+            "{c} missing: {:?}",
+            df.get_column_names()
+        );
     }
     // The bundle predicts with the same names.
     std::fs::write(dir.join("req.csv"), "id,g,x\n1,a b,3\n2,a-b,3\n").unwrap();
-    let o = mlp(&dir, &["predict", "m", "--input", "req.csv", "--output", "out.csv"]);
+    let o = mlp(
+        &dir,
+        &["predict", "m", "--input", "req.csv", "--output", "out.csv"],
+    );
     assert!(o.status.success(), "{}", text(&o));
+}
+
+#[test]
+fn aliases_follow_the_registry_name_rule() {
+    let dir = deployed_project("alias-names", 300, 5);
+    let (_, version) = mlp_runtime::registry::Registry::open(&dir.join(".mlp"))
+        .resolve("house-price")
+        .unwrap();
+    for bad in ["bad alias!", "a@b", "../../x", "", "beef", "a\nb"] {
+        let o = mlp(&dir, &["models", "promote", "house-price", &version, bad]);
+        assert_eq!(o.status.code(), Some(2), "{bad:?}: {}", text(&o));
+        assert!(
+            text(&o).contains("cannot be an alias"),
+            "{bad:?}: {}",
+            text(&o)
+        );
+    }
+    assert!(!dir.join(".mlp/registry/x").exists());
+    let aliases =
+        std::fs::read_to_string(dir.join(".mlp/registry/house-price/aliases.json")).unwrap();
+    assert!(
+        !aliases.contains("beef") && !aliases.contains("bad"),
+        "{aliases}"
+    );
+    let o = mlp(
+        &dir,
+        &["models", "promote", "house-price", &version, "staging"],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+}
+
+#[test]
+fn monitor_on_a_handful_of_rows_judges_no_rule() {
+    let dir = deployed_project("monitor-few", 300, 9);
+    let csv = common::houses_csv(2, 99);
+    // Shifted far from training: would breach on enough rows.
+    let shifted: String = csv
+        .lines()
+        .enumerate()
+        .map(|(i, l)| {
+            if i == 0 {
+                l.to_string()
+            } else {
+                let mut f: Vec<String> = l.split(',').map(str::to_string).collect();
+                f[3] = "40000.0".into();
+                f.join(",")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(dir.join("new.csv"), shifted).unwrap();
+    let o = mlp(&dir, &["monitor", "house-price", "--data", "new.csv"]);
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(
+        t.contains("too few rows to judge drift: 2 compared, rules apply from 50"),
+        "{t}"
+    );
+}
+
+#[test]
+fn predict_never_overwrites_its_input_and_writes_dates_as_declared() {
+    let dir = project("predict-files");
+    std::fs::write(
+        dir.join("p.mlp"),
+        r#"
+source d = csv("d.csv") { t : datetime "%Y-%m-%dT%H:%M:%SZ"  x : float  y : category["1. < HS Grad", "2. HS Grad"] }
+split s = d { train = 0.8  test = 0.2  order = t }
+features f = s { h = hour(t) }
+model m = logistic_regression(f) { target = y  exclude = t }
+evaluate m on test { metrics accuracy  require accuracy >= 0.3 }
+deploy m as "m"
+"#,
+    )
+    .unwrap();
+    let mut csv = String::from("t,x,y\n");
+    for i in 0..200 {
+        let y = if (i * 7) % 10 < 5 {
+            "1. < HS Grad"
+        } else {
+            "2. HS Grad"
+        };
+        csv.push_str(&format!(
+            "2013-11-{:02}T{:02}:00:00Z,{},{y}\n",
+            1 + i % 28,
+            i % 24,
+            (i * 7) % 10
+        ));
+    }
+    std::fs::write(dir.join("d.csv"), &csv).unwrap();
+    run_ok(&dir);
+    std::fs::write(dir.join("req.csv"), "t,x\n2013-11-19T09:00:00Z,3\n").unwrap();
+    let before = std::fs::read(dir.join("req.csv")).unwrap();
+    for out in ["req.csv", "./req.csv"] {
+        let o = mlp(
+            &dir,
+            &["predict", "m", "--input", "req.csv", "--output", out],
+        );
+        assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+        assert!(text(&o).contains("is the input file"), "{}", text(&o));
+    }
+    // The previous run's rejected file as input, written to where its
+    // rejected rows would go.
+    let o = mlp(
+        &dir,
+        &["predict", "m", "--input", "req.csv", "--output", "req.csv"],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    std::fs::copy(dir.join("req.csv"), dir.join("out.rejected.csv")).unwrap();
+    let o = mlp(
+        &dir,
+        &[
+            "predict",
+            "m",
+            "--input",
+            "out.rejected.csv",
+            "--output",
+            "out.csv",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert_eq!(std::fs::read(dir.join("req.csv")).unwrap(), before);
+    let o = mlp(
+        &dir,
+        &["predict", "m", "--input", "req.csv", "--output", "pred.csv"],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let out = std::fs::read_to_string(dir.join("pred.csv")).unwrap();
+    assert!(out.contains("2013-11-19T09:00:00Z"), "{out}");
+    // Probability columns keep their class labels.
+    assert!(
+        out.lines().next().unwrap().contains("proba_1. < HS Grad"),
+        "{out}"
+    );
+}
+
+#[test]
+fn invocations_read_csv_and_refuse_other_types_by_name() {
+    let dir = deployed_project("invocations-csv", 300, 13);
+    let s = common::serve(&dir, &["house-price"]);
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let send = |ct: &str, body: &str| {
+        let mut r = agent
+            .post(&format!("{}/invocations", s.url))
+            .header("content-type", ct)
+            .send(body)
+            .unwrap();
+        let status = r.status().as_u16();
+        let v: Value = serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap();
+        (status, v)
+    };
+    let (status, v) = send(
+        "text/csv",
+        "id,sold_at,city,sqft,bedrooms\n1,2020-03-15,Austin,1500.0,3\n2,2020-04-15,Boston,900,\n",
+    );
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["predictions"].as_array().unwrap().len(), 2, "{v}");
+    // The same rows as JSON get the same answers.
+    let (_, j) = send(
+        "application/json",
+        r#"{"dataframe_records": [{"id": 1, "sold_at": "2020-03-15", "city": "Austin", "sqft": 1500.0, "bedrooms": 3}, {"id": 2, "sold_at": "2020-04-15", "city": "Boston", "sqft": 900, "bedrooms": null}]}"#,
+    );
+    assert_eq!(v["predictions"], j["predictions"]);
+    let (status, v) = send(
+        "text/csv",
+        "id,sold_at,city,sqft,bedrooms\n1,2020-03-15,Austin,big,3\n",
+    );
+    assert_eq!(status, 422, "{v}");
+    assert_eq!(v["error"]["kind"], "wrong_type", "{v}");
+    let (status, v) = send("application/xml", "<rows/>");
+    assert_eq!(status, 415, "{v}");
+    assert_eq!(v["error"]["kind"], "unsupported_media_type", "{v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("text/csv"),
+        "{v}"
+    );
 }

@@ -48,7 +48,12 @@ fn impurity(counts: &[f64], total: f64, criterion: Criterion) -> f64 {
         return 0.0;
     }
     match criterion {
-        Criterion::Gini => 1.0 - counts.iter().map(|c| (c / total) * (c / total)).sum::<f64>(),
+        Criterion::Gini => {
+            1.0 - counts
+                .iter()
+                .map(|c| (c / total) * (c / total))
+                .sum::<f64>()
+        }
         Criterion::Entropy => -counts
             .iter()
             .filter(|c| **c > 0.0)
@@ -110,7 +115,10 @@ impl<R: Rng> Grower<'_, R> {
         let class = counts
             .iter()
             .enumerate()
-            .fold((0, f64::MIN), |b, (j, c)| if *c > b.1 { (j, *c) } else { b })
+            .fold(
+                (0, f64::MIN),
+                |b, (j, c)| if *c > b.1 { (j, *c) } else { b },
+            )
             .0;
         self.nodes.push(TreeNode::Leaf {
             class,
@@ -159,7 +167,11 @@ impl<R: Rng> Grower<'_, R> {
     fn best_split(&mut self, rows: &[usize]) -> Option<(usize, f64)> {
         let n_features = self.x.len();
         let mut order: Vec<usize> = (0..n_features).collect();
-        let wanted = self.p.max_features.unwrap_or(n_features).clamp(1, n_features);
+        let wanted = self
+            .p
+            .max_features
+            .unwrap_or(n_features)
+            .clamp(1, n_features);
         let mut best: Option<(f64, usize, f64)> = None;
         let mut tried = 0;
         let min_leaf = self.p.min_samples_leaf.max(1);
@@ -266,7 +278,14 @@ pub fn forest(
                 w[rng.gen_range(0..n)] += 1.0;
             }
             let seed: u64 = rng.gen();
-            grow(x, y, &w, k, p, <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(seed))
+            grow(
+                x,
+                y,
+                &w,
+                k,
+                p,
+                <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(seed),
+            )
         })
         .collect()
 }
@@ -289,14 +308,24 @@ pub fn adaboost(
     let mut out = vec![];
     for round in 0..n_estimators {
         let seed: u64 = rng.gen();
-        let tree = grow(x, y, &w, k, p, <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(seed));
+        let tree = grow(
+            x,
+            y,
+            &w,
+            k,
+            p,
+            <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(seed),
+        );
         let wrong: Vec<bool> = (0..n)
             .map(|i| {
                 let proba = leaf_proba(&tree, x.row(i)).unwrap_or(&[]);
                 let class = proba
                     .iter()
                     .enumerate()
-                    .fold((0, f64::MIN), |b, (j, c)| if *c > b.1 { (j, *c) } else { b })
+                    .fold(
+                        (0, f64::MIN),
+                        |b, (j, c)| if *c > b.1 { (j, *c) } else { b },
+                    )
                     .0;
                 class != y[i]
             })

@@ -57,7 +57,7 @@ pub enum ExecError {
         column: String,
         found: String,
         nearest: String,
-        levels: Vec<String>,
+        levels: Box<[String]>,
     },
     #[error("{file}, row {row}, column `{column}`: null in a column declared without `?`")]
     UnexpectedNull {

@@ -390,14 +390,13 @@ impl ModelFile {
                             let c = vote
                                 .iter()
                                 .enumerate()
-                                .fold((0, f64::MIN), |b, (j, v)| if *v > b.1 { (j, *v) } else { b })
+                                .fold(
+                                    (0, f64::MIN),
+                                    |b, (j, v)| if *v > b.1 { (j, *v) } else { b },
+                                )
                                 .0;
                             for j in 0..k {
-                                z[[i, j]] += if j == c {
-                                    t.weight
-                                } else {
-                                    -t.weight / spread
-                                };
+                                z[[i, j]] += if j == c { t.weight } else { -t.weight / spread };
                             }
                         }
                     }
@@ -415,8 +414,7 @@ impl ModelFile {
                     let mut total = 0.0;
                     if let Some(row) = z.row_mut(i).as_slice_mut() {
                         for t in trees {
-                            if tree_proba(&t.nodes, Some(&t.columns), r, *classes, row, t.weight)
-                            {
+                            if tree_proba(&t.nodes, Some(&t.columns), r, *classes, row, t.weight) {
                                 total += t.weight;
                             }
                         }

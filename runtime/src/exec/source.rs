@@ -166,7 +166,6 @@ pub const PARSE_ERROR: &str = "_parse_error";
 /// `bad_value` or `null_value` (the first in the row).
 pub const PARSE_KIND: &str = "_parse_kind";
 
-
 /// Reads one file and returns the declared columns with their declared types.
 /// `lenient` (the source feeds a quarantining check): rows that break the
 /// schema are kept, described in [`PARSE_ERROR`], instead of stopping.
@@ -493,7 +492,7 @@ fn read_and_convert(
                     column: raw(c).to_string(),
                     nearest: nearest_level(&found, levels).to_string(),
                     found,
-                    levels: levels.to_vec(),
+                    levels: levels.into(),
                 });
             }
             return Err(ExecError::BadValue {
@@ -676,7 +675,9 @@ pub fn parse_expr(e: Expr, from: &DataType, to: &Type) -> Expr {
                 e.cast(DataType::Boolean)
             }
         }
-        Type::Category { levels: Some(levels) } if !levels.is_empty() => {
+        Type::Category {
+            levels: Some(levels),
+        } if !levels.is_empty() => {
             // Declared levels are a contract: any other value is "not
             // parsed" (null), which the callers report or set aside.
             let s = e.cast(DataType::String);
