@@ -62,6 +62,8 @@ struct ModelInfo {
     target_lineage: BTreeSet<String>,
     /// The model's input frame (for slices and drift columns).
     frame: Frame,
+    /// The source columns the model's inputs are computed from.
+    input_lineage: BTreeSet<String>,
     input_chain: Vec<String>,
 }
 
@@ -2432,6 +2434,10 @@ impl<'a> Checker<'a> {
                 target: tname,
                 target_lineage: tcol.lineage.clone(),
                 frame: frame.clone(),
+                input_lineage: inputs
+                    .iter()
+                    .flat_map(|(c, _)| c.lineage.iter().cloned())
+                    .collect(),
                 input_chain: chain,
             },
         );
@@ -2871,14 +2877,40 @@ impl<'a> Checker<'a> {
             .into_iter()
             .filter(|id| !id.starts_with("split."))
             .collect();
-        // The request columns: source columns minus the target's roots.
+        // The request columns: exactly the source columns the inference
+        // slice reads: those the model's inputs are computed from, and those
+        // of the row-level checks and filters that apply at serving (the
+        // ones that read no model's target); never the target's own.
+        let targets: BTreeSet<String> = self
+            .models
+            .values()
+            .flat_map(|m| m.target_lineage.iter().cloned())
+            .collect();
+        let mut needed: BTreeSet<String> = m.input_lineage.clone();
+        for u in &self.lineage_uses {
+            if !serving_stages.contains(&u.stage_id) || !u.lineage.is_disjoint(&targets) {
+                continue;
+            }
+            let applies = self
+                .program
+                .stages
+                .iter()
+                .find(|s| s.id == u.stage_id)
+                .is_some_and(|s| match &s.op {
+                    Op::Check(c) => c.rules.get(u.index).is_some_and(|r| r.row_level),
+                    _ => true,
+                });
+            if applies {
+                needed.extend(u.lineage.iter().cloned());
+            }
+        }
         let mut request_columns = vec![];
         for id in &serving_stages {
             if let Some(st) = self.program.stages.iter().find(|s| &s.id == id) {
                 if let Op::Source(src) = &st.op {
                     for c in &src.columns {
                         let root = format!("{}.{}", st.name, c.name);
-                        if !m.target_lineage.contains(&root) {
+                        if needed.contains(&root) && !m.target_lineage.contains(&root) {
                             request_columns.push(c.clone());
                         }
                     }

@@ -13,7 +13,7 @@ use crate::exec::model::{self, ModelFile, Prediction};
 use crate::exec::transform::{self, Fitted};
 use crate::exec::{check, source, ExecError};
 use crate::plugin::{Plugin, Plugins};
-use mlp_compiler::plan::{Op, SourceOp, Stage};
+use mlp_compiler::plan::{Op, SourceColumn, SourceOp, Stage};
 use polars::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -101,6 +101,36 @@ pub struct Bundle {
     /// bundle serves alone.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub plugins: Vec<BundledPlugin>,
+    /// The columns a request must carry: exactly those the inference slice
+    /// reads (empty in bundles from before: every source column but the
+    /// target).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub request_columns: Vec<SourceColumn>,
+}
+
+impl Bundle {
+    /// The serving source's declared columns.
+    pub fn source_columns(&self) -> Vec<SourceColumn> {
+        self.stages
+            .iter()
+            .find_map(|s| match &s.op {
+                Op::Source(op) => Some(op.columns.clone()),
+                _ => None,
+            })
+            .unwrap_or_default()
+    }
+
+    /// The columns a request carries: the model inputs' source columns and
+    /// those of the row-level checks that apply at serving.
+    pub fn request_columns(&self) -> Vec<SourceColumn> {
+        if !self.request_columns.is_empty() {
+            return self.request_columns.clone();
+        }
+        self.source_columns()
+            .into_iter()
+            .filter(|c| c.name != self.model.target)
+            .collect()
+    }
 }
 
 /// A plugin as a bundle carries it.
@@ -220,9 +250,10 @@ pub fn predict_file_features(
             _ => None,
         })
         .ok_or_else(|| ExecError::Internal("a bundle without a source".into()))?;
-    // The request: the source's columns except the target.
+    // The request: the columns the inference slice reads. A nullable one
+    // the file lacks is all nulls (as a serve request may leave it out).
     let format = source::format_of(input).unwrap_or("csv");
-    let request = SourceOp {
+    let mut request = SourceOp {
         format: format.to_string(),
         path: input.to_string_lossy().to_string(),
         options: if format == src.format {
@@ -230,14 +261,17 @@ pub fn predict_file_features(
         } else {
             Default::default()
         },
-        columns: src
-            .columns
-            .iter()
-            .filter(|c| c.name != b.model.target)
-            .cloned()
-            .collect(),
+        columns: b.request_columns(),
     };
     let shown = input.to_string_lossy().to_string();
+    if let Some(present) = source::file_columns(&request, input, &shown)? {
+        request.columns.retain(|c| {
+            !c.nullable
+                || present
+                    .iter()
+                    .any(|p| p == c.raw_name.as_deref().unwrap_or(&c.name))
+        });
+    }
     let df = source::read_request(&request, input, &shown)?;
     let (good, rejected, features) = predict_frame_features(b, plugins, df)?;
     // Input columns the model does not read (an id to join on, the actual
@@ -300,8 +334,23 @@ pub fn predict_frame_features(
 fn predict_frame_inner(
     b: &Bundle,
     plugins: &Plugins,
-    df: DataFrame,
+    mut df: DataFrame,
 ) -> Result<(DataFrame, Rejected, DataFrame), ExecError> {
+    // Source columns the request does not carry (the slice does not need
+    // them, or they are nullable and left out) are nulls of their type, so
+    // every step runs; the model never reads one the request had to carry.
+    let mut filled: Vec<String> = vec![];
+    for c in b.source_columns() {
+        if c.name != b.model.target && df.column(&c.name).is_err() {
+            filled.push(c.name.clone());
+            let nulls = Column::full_null(
+                c.name.as_str().into(),
+                df.height(),
+                &crate::exec::expr::dtype(&c.ty),
+            );
+            df.with_column(nulls).map_err(ExecError::polars)?;
+        }
+    }
     // Row-level checks that do not read the target, and schema breaks.
     let mut masks: Vec<(String, Expr)> = vec![];
     if df.column(source::PARSE_ERROR).is_ok() {
@@ -395,7 +444,9 @@ fn predict_frame_inner(
         )))?;
         (good, rejected)
     };
-    let mut out = good.clone();
+    // The answer shows what the request carried, not the filled nulls.
+    let mut out = good.drop_many(filled.iter().map(String::as_str));
+    let rejected = rejected.drop_many(filled.iter().map(String::as_str));
     let mut df = good.drop("_row").map_err(ExecError::polars)?;
     // The same steps as training, with the stored parameters.
     for st in &b.stages {

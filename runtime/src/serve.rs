@@ -24,7 +24,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use mlp_compiler::plan::{Op, SourceColumn};
+use mlp_compiler::plan::SourceColumn;
 use mlp_compiler::types::Type;
 use polars::prelude::*;
 use serde_json::{json, Map, Value};
@@ -62,7 +62,7 @@ pub struct Loaded {
     pub version: String,
     pub bundle: Bundle,
     pub plugins: Plugins,
-    /// The request columns (the source's, less the target).
+    /// The request columns (those the inference slice reads).
     pub columns: Vec<SourceColumn>,
     pub window: usize,
 }
@@ -73,17 +73,7 @@ impl Loaded {
         let bundle: Bundle = serde_json::from_slice(&bytes)
             .map_err(|e| format!("`{}` is not an mlp bundle: {e}", path.display()))?;
         let plugins = bundle::load_plugins(&bundle, Some(cache)).map_err(|e| e.to_string())?;
-        let columns = bundle
-            .stages
-            .iter()
-            .find_map(|s| match &s.op {
-                Op::Source(op) => Some(op.columns.clone()),
-                _ => None,
-            })
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|c| c.name != bundle.model.target)
-            .collect();
+        let columns = bundle.request_columns();
         let window = bundle
             .monitor
             .as_ref()

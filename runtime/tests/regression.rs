@@ -54,6 +54,7 @@ fn every_bundled_field_is_part_of_the_deploy_key() {
             lineage: _,
             monitor: _,
             plugins: _, // bytes in the serving stages' keys (runtime/tests/plugins.rs)
+            request_columns: _, // from the deploy stage's definition
         } = b;
         vec![
             (
@@ -555,5 +556,114 @@ fn invocations_read_csv_and_refuse_other_types_by_name() {
     assert!(
         v["error"]["message"].as_str().unwrap().contains("text/csv"),
         "{v}"
+    );
+}
+
+#[test]
+fn a_request_needs_exactly_the_columns_the_model_reads() {
+    let dir = project("request-schema");
+    std::fs::write(
+        dir.join("p.mlp"),
+        r#"
+source h = csv("h.csv") {
+    id        : int
+    part      : category["train", "test"]
+    sqft      : float
+    beds      : int?
+    note      : str
+    sold_fast : bool
+    price     : float
+}
+check h { range sqft 100.. }
+split s = h { column = part }
+transform t = s {
+    impute beds with median
+    drop note
+}
+model m = ridge(t) {
+    target  = price
+    exclude = id, sold_fast
+}
+evaluate m on test { metrics rmse  require rmse < 1000000 }
+deploy m as "m"
+"#,
+    )
+    .unwrap();
+    let mut csv = String::from("id,part,sqft,beds,note,sold_fast,price\n");
+    for i in 0..120 {
+        let part = if i % 5 == 0 { "test" } else { "train" };
+        let beds = if i % 7 == 0 {
+            String::new()
+        } else {
+            (1 + i % 4).to_string()
+        };
+        csv.push_str(&format!(
+            "{i},{part},{},{beds},n{i},{},{}\n",
+            500 + i * 10,
+            i % 2 == 0,
+            1000 + i * 30 + (i % 4) * 100
+        ));
+    }
+    std::fs::write(dir.join("h.csv"), csv).unwrap();
+    run_ok(&dir);
+    // The bundle, the server's schema and OpenAPI: sqft and beds only.
+    let b = production_bundle(&dir, "m");
+    let names: Vec<&str> = b["request_columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["sqft", "beds"]);
+    let s = common::serve(&dir, &["m"]);
+    let (_, schema) = common::get(&format!("{}/v1/schema", s.url));
+    let schema: Value = serde_json::from_str(&schema).unwrap();
+    let cols: Vec<&str> = schema["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(cols, ["sqft", "beds"]);
+    // A nullable column may be left out, at serve and at predict alike.
+    let (status, served) = common::post(&format!("{}/v1/predict", s.url), r#"[{"sqft": 1500}]"#);
+    assert_eq!(status, 200, "{served}");
+    std::fs::write(dir.join("req.csv"), "sqft\n1500\n").unwrap();
+    let o = mlp(
+        &dir,
+        &["predict", "m", "--input", "req.csv", "--output", "out.csv"],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let out = std::fs::read_to_string(dir.join("out.csv")).unwrap();
+    let predicted: f64 = out
+        .lines()
+        .nth(1)
+        .unwrap()
+        .rsplit(',')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(
+        predicted,
+        served["predictions"][0].as_f64().unwrap(),
+        "{out}"
+    );
+    // Other columns are carried through as the file holds them.
+    std::fs::write(
+        dir.join("req.csv"),
+        "id,sqft,beds,sold_fast\n7,1500,3,true\n",
+    )
+    .unwrap();
+    let o = mlp(
+        &dir,
+        &["predict", "m", "--input", "req.csv", "--output", "out.csv"],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let out = std::fs::read_to_string(dir.join("out.csv")).unwrap();
+    assert!(out.lines().next().unwrap().contains("id"), "{out}");
+    assert!(
+        out.lines().nth(1).unwrap().contains(",7") || out.lines().nth(1).unwrap().starts_with("7"),
+        "{out}"
     );
 }

@@ -196,6 +196,7 @@ pub fn run(op: &DeployOp, cx: &Context) -> Result<Output, ExecError> {
         training_stats: stats,
         plugins,
         monitor: op.monitor.clone(),
+        request_columns: op.request_columns.clone(),
         lineage: json!({
             "plan": crate::fingerprint::sha256_hex(definitions.as_bytes()),
             "stage_keys": op.serving_stages.iter().map(|s| (s.clone(), cx.keys.get(s).cloned())).collect::<BTreeMap<_, _>>(),

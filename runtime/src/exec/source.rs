@@ -350,6 +350,22 @@ fn scan(op: &SourceOp, path: &Path, shown: &str) -> Result<LazyFrame, ExecError>
     }
 }
 
+/// The column names a file holds (`None` without a header row, where
+/// columns are matched by position).
+pub fn file_columns(
+    op: &SourceOp,
+    path: &Path,
+    shown: &str,
+) -> Result<Option<Vec<String>>, ExecError> {
+    if matches!(op.options.get("header"), Some(Literal::Bool(false))) {
+        return Ok(None);
+    }
+    let schema = scan(op, path, shown)?
+        .collect_schema()
+        .map_err(|e| read_error(shown, e))?;
+    Ok(Some(schema.iter_names().map(|n| n.to_string()).collect()))
+}
+
 /// The columns of a request file that `op` does not read, as the file holds
 /// them (CSV as text), with `_row` (from 1) to join them back on. `None` when
 /// there are none.
