@@ -2149,6 +2149,16 @@ impl<'a> Checker<'a> {
                 (Type::Float, None | Some(true)) => Some(TaskKind::Regression),
                 (Type::Int, Some(true)) => Some(TaskKind::Regression),
                 (Type::Int, Some(false)) => Some(TaskKind::Binary),
+                // An algorithm of one kind of task settles it (`ridge`
+                // regresses, `logistic_regression` classifies).
+                (Type::Int, None) if algo.is_some_and(|a| a.tasks == [TaskKind::Regression]) => {
+                    Some(TaskKind::Regression)
+                }
+                (Type::Int, None)
+                    if algo.is_some_and(|a| !a.tasks.contains(&TaskKind::Regression)) =>
+                {
+                    Some(TaskKind::Binary)
+                }
                 (Type::Int, None) => {
                     self.errors.push(CheckError::TaskUnknown {
                         span: *tspan,

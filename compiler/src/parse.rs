@@ -1215,7 +1215,8 @@ fn syntax_error(file: FileId, text: &str, e: pest::error::Error<Rule>) -> ParseE
         let decl = rule_words(Rule::source_decl).unwrap_or_default();
         expected.retain(|w| w != decl);
     }
-    expected.truncate(8);
+    // Enough for every declaration keyword (10) or transform step (9).
+    expected.truncate(12);
     // The offending token: from the error position to the end of the word.
     let rest = &text[pos.min(text.len())..];
     let tok_len = if rest.is_empty() {
