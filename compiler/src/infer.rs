@@ -3,8 +3,6 @@
 //! The caller reads the sample (CSV text cells or typed JSON values); this
 //! module only decides types, so it stays pure and testable.
 
-use crate::check::level_suffix;
-
 /// One cell of a sample.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Cell {
@@ -31,6 +29,8 @@ pub struct Sample {
     /// Text cells the reader took for nulls (`NA`, `null`): they become the
     /// source's `null_values` option.
     pub null_markers: Vec<String>,
+    /// The sample holds every row of the file (levels may then be declared).
+    pub complete: bool,
 }
 
 /// Text that a CSV reader should take for a null.
@@ -66,41 +66,69 @@ fn is_bool(s: &str) -> bool {
     matches!(s.to_ascii_lowercase().as_str(), "true" | "false")
 }
 
-/// Digit-and-separator shape of a date: `2015-01-31`, `2015/01/31`.
-fn date_format(s: &str) -> Option<&'static str> {
-    let b = s.as_bytes();
-    let digits =
-        |r: std::ops::Range<usize>| r.clone().all(|i| b.get(i).is_some_and(u8::is_ascii_digit));
-    if b.len() >= 10 && digits(0..4) && digits(5..7) && digits(8..10) && b[4] == b[7] {
-        let sep = b[4];
-        let date = match sep {
-            b'-' => "%Y-%m-%d",
-            b'/' => "%Y/%m/%d",
-            b'.' => "%Y.%m.%d",
-            _ => return None,
-        };
-        if b.len() == 10 {
-            return Some(date);
-        }
-        // Datetime: `T` or space, then HH:MM:SS.
-        if b.len() >= 19
-            && (b[10] == b'T' || b[10] == b' ')
-            && digits(11..13)
-            && b[13] == b':'
-            && digits(14..16)
-            && b[16] == b':'
-            && digits(17..19)
-        {
-            return Some(match (sep, b[10]) {
-                (b'-', b'T') => "%Y-%m-%dT%H:%M:%S",
-                (b'-', _) => "%Y-%m-%d %H:%M:%S",
-                (b'/', b'T') => "%Y/%m/%dT%H:%M:%S",
-                (b'/', _) => "%Y/%m/%d %H:%M:%S",
-                _ => return None,
-            });
-        }
+/// The date layouts `mlp infer` recognises, most common first. A column
+/// gets the first one that parses every sampled value (so `01/31/2020` is
+/// `%m/%d/%Y`, and `31/01/2020` falls to `%d/%m/%Y`).
+const DATE_FORMATS: &[&str] = &[
+    "%Y-%m-%d", "%Y/%m/%d", "%Y.%m.%d", "%m/%d/%Y", "%d/%m/%Y", "%d.%m.%Y", "%Y%m%d",
+];
+
+/// Datetime layouts: ISO with `T` or a space, with fractional seconds, with
+/// a `Z` or an offset (`+01:00`), and the US and European day-first ones.
+const DATETIME_FORMATS: &[&str] = &[
+    "%Y-%m-%dT%H:%M:%S",
+    "%Y-%m-%d %H:%M:%S",
+    "%Y-%m-%dT%H:%M:%SZ",
+    "%Y-%m-%dT%H:%M:%S%:z",
+    "%Y-%m-%d %H:%M:%S%:z",
+    "%Y-%m-%dT%H:%M:%S%.f",
+    "%Y-%m-%d %H:%M:%S%.f",
+    "%Y-%m-%dT%H:%M:%S%.fZ",
+    "%Y-%m-%dT%H:%M:%S%.f%:z",
+    "%Y-%m-%dT%H:%M",
+    "%Y-%m-%d %H:%M",
+    "%Y/%m/%d %H:%M:%S",
+    "%m/%d/%Y %H:%M:%S",
+    "%m/%d/%Y %H:%M",
+    "%d.%m.%Y %H:%M:%S",
+    "%d.%m.%Y %H:%M",
+];
+
+/// The first layout that parses every value (`None` if none does): a date,
+/// or a datetime.
+fn temporal_format(texts: &[&str]) -> Option<(&'static str, &'static str)> {
+    // Bare digits are numbers or codes, not dates (`%Y%m%d` needs 8).
+    if texts.iter().any(|t| t.trim().len() < 6) {
+        return None;
     }
-    None
+    let all = |f: &str, date: bool| {
+        texts.iter().all(|t| {
+            let t = t.trim();
+            if date {
+                chrono::NaiveDate::parse_from_str(t, f).is_ok()
+            } else {
+                chrono::NaiveDateTime::parse_from_str(t, f).is_ok()
+                    || chrono::DateTime::parse_from_str(t, f).is_ok()
+            }
+        })
+    };
+    if let Some(f) = DATE_FORMATS
+        .iter()
+        .find(|f| (**f != "%Y%m%d" || texts.iter().all(|t| t.trim().len() == 8)) && all(f, true))
+    {
+        return Some(("date", f));
+    }
+    DATETIME_FORMATS
+        .iter()
+        .find(|f| all(f, false))
+        .map(|f| ("datetime", *f))
+}
+
+/// A number written with leading zeros (`007`, `0123`): a code, kept as
+/// text so the zeros survive.
+fn zero_padded(s: &str) -> bool {
+    let t = s.trim().trim_start_matches(['-', '+']);
+    t.len() > 1 && t.starts_with('0') && t.as_bytes().get(1).is_some_and(u8::is_ascii_digit)
 }
 
 /// A name usable as an identifier: lower snake case.
@@ -149,7 +177,7 @@ pub fn infer_columns(sample: &Sample) -> Vec<Inferred> {
                 name.push('_');
             }
             let raw_name = (name != c.name).then(|| c.name.clone());
-            let (ty, nullable) = infer_type(&c.cells);
+            let (ty, nullable) = infer_type(&c.cells, sample.complete);
             Inferred {
                 name,
                 raw_name,
@@ -160,7 +188,7 @@ pub fn infer_columns(sample: &Sample) -> Vec<Inferred> {
         .collect()
 }
 
-fn infer_type(cells: &[Cell]) -> (String, bool) {
+fn infer_type(cells: &[Cell], complete: bool) -> (String, bool) {
     let mut nullable = false;
     let mut texts: Vec<&str> = vec![];
     let (mut ints, mut floats, mut bools, mut strs) = (0, 0, 0, 0);
@@ -198,26 +226,26 @@ fn infer_type(cells: &[Cell]) -> (String, bool) {
         // Mixed typed values and strings.
         return ("str".into(), nullable);
     }
-    if texts.iter().all(|t| is_int(t.trim())) {
+    let codes = texts.iter().any(|t| zero_padded(t));
+    if !codes && texts.iter().all(|t| is_int(t.trim())) {
         return ("int".into(), nullable);
     }
-    if texts.iter().all(|t| is_float(t)) {
+    if !codes && texts.iter().all(|t| is_float(t)) {
         return ("float".into(), nullable);
     }
     if texts.iter().all(|t| is_bool(t.trim())) {
         return ("bool".into(), nullable);
     }
-    if let Some(f) = texts.first().and_then(|t| date_format(t)) {
-        if texts.iter().all(|t| date_format(t) == Some(f)) {
-            let kind = if f.contains("%H") { "datetime" } else { "date" };
-            return (format!("{kind} \"{f}\""), nullable);
-        }
+    if let Some((kind, f)) = temporal_format(&texts) {
+        return (format!("{kind} \"{f}\""), nullable);
     }
     let mut distinct: Vec<&str> = texts.clone();
     distinct.sort_unstable();
     distinct.dedup();
     if distinct.len() <= CATEGORY_MAX_LEVELS && distinct.len() * 2 <= texts.len().max(2) {
-        if distinct.len() <= LEVELS_LISTED_MAX {
+        // Declared levels are a contract: only from a sample of the whole
+        // column.
+        if complete && distinct.len() <= LEVELS_LISTED_MAX {
             let levels: Vec<String> = distinct
                 .iter()
                 .map(|l| format!("\"{}\"", l.replace('\\', "\\\\").replace('"', "\\\"")))
@@ -234,8 +262,13 @@ pub fn source_block(name: &str, format: &str, path: &str, sample: &Sample) -> St
     let cols = infer_columns(sample);
     let width = cols.iter().map(|c| c.name.len()).max().unwrap_or(0);
     let mut out = format!(
-        "# inferred by `mlp infer` from {} rows of {path}; review the types before use\n",
-        sample.rows
+        "# inferred by `mlp infer` from {} rows of {path}{}; review the types before use\n",
+        sample.rows,
+        if sample.complete {
+            ""
+        } else {
+            " (the first ones: categories' levels are left out, declare them to make them a contract)"
+        }
     );
     let options = if format == "csv" && !sample.null_markers.is_empty() {
         let markers: Vec<String> = sample
@@ -265,7 +298,6 @@ pub fn source_block(name: &str, format: &str, path: &str, sample: &Sample) -> St
         out.push('\n');
     }
     out.push_str("}\n");
-    let _ = level_suffix;
     out
 }
 
@@ -293,6 +325,7 @@ mod tests {
     fn infers_csv_types() {
         let s = Sample {
             rows: 4,
+            complete: true,
             null_markers: vec![],
             columns: vec![
                 col("id", &["1", "2", "3", "4"]),
@@ -323,6 +356,48 @@ mod tests {
             ]
         );
         assert_eq!(c[1].raw_name.as_deref(), Some("Body Mass"));
+    }
+
+    #[test]
+    fn infers_only_formats_that_parse_every_value() {
+        let s = Sample {
+            rows: 3,
+            complete: false,
+            null_markers: vec![],
+            columns: vec![
+                col(
+                    "z",
+                    &[
+                        "2013-01-01T06:00:00Z",
+                        "2013-01-01T07:00:00Z",
+                        "2013-01-02T00:00:00Z",
+                    ],
+                ),
+                col(
+                    "off",
+                    &["2013-01-01T06:00:00+01:00", "2013-01-01T07:00:00-05:00", ""],
+                ),
+                col("us", &["01/31/2020", "12/01/2020", "02/29/2020"]),
+                col("eu", &["31.01.2020", "01.12.2020", "29.02.2020"]),
+                col("dm", &["31/01/2020", "13/12/2020", "01/02/2020"]),
+                col("code", &["007", "120", "042"]),
+                col("g", &["a", "b", "a", "b"]),
+            ],
+        };
+        let tys: Vec<String> = infer_columns(&s).into_iter().map(|c| c.ty).collect();
+        assert_eq!(
+            tys,
+            [
+                "datetime \"%Y-%m-%dT%H:%M:%SZ\"",
+                "datetime \"%Y-%m-%dT%H:%M:%S%:z\"",
+                "date \"%m/%d/%Y\"",
+                "date \"%d.%m.%Y\"",
+                "date \"%d/%m/%Y\"",
+                "str",
+                // A partial sample does not declare levels.
+                "category",
+            ]
+        );
     }
 
     #[test]

@@ -187,14 +187,48 @@ pub fn graph(path: &Path, format: GraphFormat, color: Color) -> Result<ExitCode,
 }
 
 /// `mlp infer FILE`.
-pub fn infer(file: &Path, name: Option<&str>, rows: usize) -> Result<ExitCode, CliError> {
+/// `path` as seen from the folder `base` (`../data/x.csv` when it is not
+/// below it); as given when either cannot be resolved.
+fn relative_to(base: &Path, path: &Path) -> String {
+    let (Ok(b), Ok(p)) = (base.canonicalize(), path.canonicalize()) else {
+        return path.to_string_lossy().replace('\\', "/");
+    };
+    let bc: Vec<_> = b.components().collect();
+    let pc: Vec<_> = p.components().collect();
+    let common = bc.iter().zip(&pc).take_while(|(x, y)| x == y).count();
+    let mut parts: Vec<String> = vec!["..".into(); bc.len() - common];
+    parts.extend(
+        pc[common..]
+            .iter()
+            .map(|c| c.as_os_str().to_string_lossy().to_string()),
+    );
+    parts.join("/")
+}
+
+pub fn infer(
+    file: &Path,
+    name: Option<&str>,
+    rows: usize,
+    for_pipeline: &Path,
+) -> Result<ExitCode, CliError> {
     let (sample, format) = read_sample(file, rows.max(1))?;
     let name = name.map(str::to_string).unwrap_or_else(|| {
         file.file_stem()
             .map(|s| s.to_string_lossy().to_string())
             .unwrap_or_else(|| "data".into())
     });
-    let shown = file.to_string_lossy().replace('\\', "/");
+    // Paths in a pipeline are relative to its file's folder.
+    let base = if for_pipeline.is_file() {
+        for_pipeline.parent().unwrap_or(Path::new("."))
+    } else {
+        for_pipeline
+    };
+    let base = if base.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        base
+    };
+    let shown = relative_to(base, file);
     write_stdout(&infer::source_block(&name, format, &shown, &sample))?;
     Ok(ExitCode::SUCCESS)
 }

@@ -169,9 +169,14 @@ enum Command {
         /// The source's name (default: the file's stem).
         #[arg(long)]
         name: Option<String>,
-        /// How many rows to sample.
+        /// How many rows to sample (levels of categories are declared only
+        /// when the sample holds the whole file).
         #[arg(long, default_value_t = 10_000)]
         rows: usize,
+        /// The folder (or .mlp file) the block is for: the path is printed
+        /// relative to it, as pipelines name their files.
+        #[arg(long = "for", value_name = "PIPELINE", default_value = ".")]
+        for_pipeline: PathBuf,
     },
 }
 
@@ -273,7 +278,12 @@ fn main() -> ExitCode {
             },
             args.color,
         ),
-        Command::Infer { file, name, rows } => cli::infer(&file, name.as_deref(), rows),
+        Command::Infer {
+            file,
+            name,
+            rows,
+            for_pipeline,
+        } => cli::infer(&file, name.as_deref(), rows, &for_pipeline),
         Command::Plan { path, json } => cli::plan(&path, json, args.color),
         Command::Run {
             path,

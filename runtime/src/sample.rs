@@ -93,7 +93,8 @@ pub fn read_sample(path: &Path, max_rows: usize) -> Result<(Sample, &'static str
                 .collect();
             let mut rows = 0;
             let mut null_markers: Vec<String> = vec![];
-            for (i, rec) in rdr.records().take(max_rows).enumerate() {
+            let mut records = rdr.records();
+            for (i, rec) in records.by_ref().take(max_rows).enumerate() {
                 let rec = rec.map_err(|e| SampleError::Parse {
                     path: shown.clone(),
                     line: i + 2,
@@ -117,19 +118,22 @@ pub fn read_sample(path: &Path, max_rows: usize) -> Result<(Sample, &'static str
                 columns,
                 rows,
                 null_markers,
+                complete: records.next().is_none(),
             }
         }
         "json" => {
             let f = std::fs::File::open(path).map_err(io)?;
             let mut columns: Vec<SampleColumn> = vec![];
             let mut rows = 0;
+            let mut complete = true;
             for (i, line) in std::io::BufReader::new(f).lines().enumerate() {
-                if rows >= max_rows {
-                    break;
-                }
                 let line = line.map_err(io)?;
                 if line.trim().is_empty() {
                     continue;
+                }
+                if rows >= max_rows {
+                    complete = false;
+                    break;
                 }
                 let v: serde_json::Value =
                     serde_json::from_str(&line).map_err(|e| SampleError::Parse {
@@ -171,6 +175,7 @@ pub fn read_sample(path: &Path, max_rows: usize) -> Result<(Sample, &'static str
                 columns,
                 rows,
                 null_markers: vec![],
+                complete,
             }
         }
         "parquet" => read_parquet(path, &shown, max_rows)?,
@@ -236,6 +241,7 @@ fn read_parquet(path: &Path, shown: &str, max_rows: usize) -> Result<Sample, Sam
     }
     Ok(Sample {
         rows: df.height(),
+        complete: df.height() < max_rows,
         columns,
         null_markers: vec![],
     })

@@ -667,3 +667,51 @@ deploy m as "m"
         "{out}"
     );
 }
+
+#[test]
+fn infer_proposes_only_what_its_sample_parses_and_the_block_runs() {
+    let dir = project("infer");
+    std::fs::create_dir_all(dir.join("data")).unwrap();
+    let mut csv = String::from("when,day,code,origin,temp\n");
+    for i in 0..300 {
+        csv.push_str(&format!(
+            "2013-01-{:02}T{:02}:00:00Z,{:02}/{:02}/2020,{:03},{},{}.5\n",
+            1 + i % 28,
+            i % 24,
+            1 + i % 12,
+            1 + i % 28,
+            i % 50,
+            ["EWR", "JFK", "LGA"][i % 3],
+            i % 30
+        ));
+    }
+    std::fs::write(dir.join("data/w.csv"), csv).unwrap();
+    // A sample of the first 100 rows of 300: no levels declared from it.
+    let o = mlp(&dir, &["infer", "data/w.csv", "--rows", "100"]);
+    let block = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(block.contains("csv(\"data/w.csv\")"), "{block}");
+    assert!(
+        block.contains("when   : datetime \"%Y-%m-%dT%H:%M:%SZ\""),
+        "{block}"
+    );
+    assert!(block.contains("day    : date \"%m/%d/%Y\""), "{block}");
+    assert!(block.contains("code   : str"), "{block}");
+    assert!(block.contains("origin : category\n"), "{block}");
+    // The whole file: levels declared.
+    let o = mlp(&dir, &["infer", "data/w.csv"]);
+    let whole = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(
+        whole.contains("category[\"EWR\", \"JFK\", \"LGA\"]"),
+        "{whole}"
+    );
+    // Both blocks read the file as they declare it.
+    for b in [&block, &whole] {
+        std::fs::write(dir.join("p.mlp"), b).unwrap();
+        run_ok(&dir);
+    }
+    // From another folder, the path is relative to the pipeline's.
+    std::fs::create_dir_all(dir.join("pipelines")).unwrap();
+    let o = mlp(&dir, &["infer", "data/w.csv", "--for", "pipelines"]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("csv(\"../data/w.csv\")"));
+}
