@@ -1069,6 +1069,15 @@ fn schema_json(loaded: &Loaded) -> Value {
         "target": loaded.bundle.model.target,
         "task": if loaded.bundle.model.classes.is_empty() { "regression" } else { "classification" },
         "classes": loaded.bundle.model.classes,
+        // Where each class's probability is: the key in `probabilities`
+        // here, the column `mlp predict` writes.
+        "probability_columns": loaded
+            .bundle
+            .model
+            .classes
+            .iter()
+            .map(|c| json!({"class": c, "column": mlp_compiler::plan::names::proba_column(c)}))
+            .collect::<Vec<_>>(),
         "columns": cols,
     })
 }

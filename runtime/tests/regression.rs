@@ -507,10 +507,19 @@ deploy m as "m"
     assert!(o.status.success(), "{}", text(&o));
     let out = std::fs::read_to_string(dir.join("pred.csv")).unwrap();
     assert!(out.contains("2013-11-19T09:00:00Z"), "{out}");
-    // Probability columns keep their class labels.
+    // Probability columns keep their class labels, and the server's
+    // schema says which column is which class's.
     assert!(
         out.lines().next().unwrap().contains("proba_1. < HS Grad"),
         "{out}"
+    );
+    let s = common::serve(&dir, &["m"]);
+    let (_, schema) = common::get(&format!("{}/v1/schema", s.url));
+    let schema: Value = serde_json::from_str(&schema).unwrap();
+    assert_eq!(
+        schema["probability_columns"][0],
+        serde_json::json!({"class": "1. < HS Grad", "column": "proba_1. < HS Grad"}),
+        "{schema}"
     );
 }
 
