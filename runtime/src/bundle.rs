@@ -109,6 +109,37 @@ pub struct Bundle {
 }
 
 impl Bundle {
+    /// Reads a bundle file. Its bytes must hash to `version` when one is
+    /// known (a registered version, or a file named `<sha256>.json`): a
+    /// bundle changed after it was registered is refused, naming both
+    /// hashes. Returns the bundle and its version.
+    pub fn read(path: &Path, version: Option<&str>) -> Result<(Bundle, String), String> {
+        let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let stem = path.file_stem().map(|s| s.to_string_lossy().to_string());
+        let claimed = version
+            .map(str::to_string)
+            .or_else(|| stem.filter(|s| s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())));
+        let found = crate::registry::version_of(&bytes);
+        if let Some(v) = &claimed {
+            if *v != found {
+                return Err(format!(
+                    "`{}` is damaged: registered as version {v}, its bytes now hash to {found}; restore it, or deploy again with `mlp run`",
+                    path.display()
+                ));
+            }
+        }
+        let b: Bundle = serde_json::from_slice(&bytes)
+            .map_err(|e| format!("`{}` is not an mlp bundle: {e}", path.display()))?;
+        if b.format != BUNDLE_FORMAT {
+            return Err(format!(
+                "`{}` is a bundle of format {}; this mlp reads format {BUNDLE_FORMAT}: deploy it again with this mlp (`mlp run`)",
+                path.display(),
+                b.format
+            ));
+        }
+        Ok((b, found))
+    }
+
     /// The serving source's declared columns.
     pub fn source_columns(&self) -> Vec<SourceColumn> {
         self.stages

@@ -814,6 +814,17 @@ fn registry_at(project: &Path) -> Result<Registry, CliError> {
     Ok(Registry::open(&state))
 }
 
+/// The project's run lock, so an alias move waits for a running `mlp run`
+/// (which may be deploying) rather than interleave with it.
+fn project_lock(reg: &Registry) -> Result<crate::store::RunLock, CliError> {
+    let state = reg.root.parent().unwrap_or(Path::new("."));
+    let store = Store::existing(state.parent().unwrap_or(Path::new(".")))
+        .ok_or_else(|| CliError::Output(format!("no project state in `{}`", state.display())))?;
+    store
+        .lock(|| eprintln!("waiting for a running `mlp run`..."))
+        .map_err(|e| CliError::Output(e.to_string()))
+}
+
 /// `mlp models list`.
 pub fn models_list(project: &Path) -> Result<ExitCode, CliError> {
     let reg = registry_at(project)?;
@@ -822,12 +833,16 @@ pub fn models_list(project: &Path) -> Result<ExitCode, CliError> {
     t.set_header(["model", "versions", "aliases"]);
     for name in reg.names() {
         let aliases = reg
-            .aliases(&name)
+            .aliases(&name)?
             .iter()
             .map(|(a, v)| format!("@{a} -> {}", &v[..12.min(v.len())]))
             .collect::<Vec<_>>()
             .join(", ");
-        t.add_row([name.clone(), reg.versions(&name).len().to_string(), aliases]);
+        t.add_row([
+            name.clone(),
+            reg.versions(&name)?.len().to_string(),
+            aliases,
+        ]);
     }
     write_stdout(&format!("{t}\n"))?;
     Ok(ExitCode::SUCCESS)
@@ -837,9 +852,11 @@ pub fn models_list(project: &Path) -> Result<ExitCode, CliError> {
 pub fn models_show(project: &Path, spec: &str) -> Result<ExitCode, CliError> {
     let reg = registry_at(project)?;
     let (name, version) = reg.resolve(spec)?;
-    let b = load_bundle(&reg.bundle_path(&name, &version))?;
+    let (b, _) = Bundle::read(&reg.bundle_path(&name, &version), Some(&version))
+        .map_err(|e| CliError::Registry(e, None))?;
+    let history = reg.history(&name)?;
     let aliases: Vec<String> = reg
-        .aliases(&name)
+        .aliases(&name)?
         .into_iter()
         .filter(|(_, v)| *v == version)
         .map(|(a, _)| format!("@{a}"))
@@ -875,7 +892,7 @@ pub fn models_show(project: &Path, spec: &str) -> Result<ExitCode, CliError> {
         serde_json::to_string(&b.model.params).unwrap_or_default(),
         if metrics.is_empty() { "(not evaluated)".into() } else { metrics.join("; ") },
         b.lineage["plan"].as_str().unwrap_or(""),
-        reg.history(&name)
+        history
             .iter()
             .map(|m| format!(
                 "  {} @{} {} -> {}",
@@ -898,15 +915,7 @@ pub fn models_promote(
     alias: &str,
 ) -> Result<ExitCode, CliError> {
     let reg = registry_at(project)?;
-    let store = Store::open(&reg.root.parent().map(Path::to_path_buf).unwrap_or_default())
-        .map_err(|e| CliError::Output(e.to_string()));
-    let _lock = match &store {
-        Ok(s) => Some(
-            s.lock(|| eprintln!("waiting for a running `mlp run`..."))
-                .map_err(|e| CliError::Output(e.to_string()))?,
-        ),
-        Err(_) => None,
-    };
+    let _run = project_lock(&reg)?;
     let v = reg.promote(name, version, alias)?;
     write_stdout(&format!("@{alias} of {name} -> {v}\n"))?;
     Ok(ExitCode::SUCCESS)
@@ -915,20 +924,10 @@ pub fn models_promote(
 /// `mlp models rollback NAME ALIAS`.
 pub fn models_rollback(project: &Path, name: &str, alias: &str) -> Result<ExitCode, CliError> {
     let reg = registry_at(project)?;
+    let _run = project_lock(&reg)?;
     let v = reg.rollback(name, alias)?;
     write_stdout(&format!("@{alias} of {name} rolled back to {v}\n"))?;
     Ok(ExitCode::SUCCESS)
-}
-
-fn load_bundle(path: &Path) -> Result<Bundle, CliError> {
-    let bytes =
-        std::fs::read(path).map_err(|e| CliError::Output(format!("{}: {e}", path.display())))?;
-    serde_json::from_slice(&bytes).map_err(|e| {
-        CliError::Registry(
-            format!("`{}` is not an mlp bundle: {e}", path.display()),
-            None,
-        )
-    })
 }
 
 /// The format a file's extension names: `csv` (also without an extension),
@@ -1096,15 +1095,17 @@ pub struct BundleLocation {
     pub from_registry: bool,
 }
 
-/// Finds the bundle of NAME, NAME@alias, NAME@version, or a bundle file.
+/// Finds the bundle of NAME, NAME@alias, NAME@version, or a bundle file
+/// (whose version is its bytes' hash, checked against its name when that
+/// is a hash).
 pub fn locate_bundle(project: &Path, spec: &str) -> Result<BundleLocation, CliError> {
     let bundle_file = Path::new(spec);
     if bundle_file.is_file() {
-        let bytes = std::fs::read(bundle_file)
-            .map_err(|e| CliError::Output(format!("{}: {e}", bundle_file.display())))?;
+        let (_, version) =
+            Bundle::read(bundle_file, None).map_err(|e| CliError::Registry(e, None))?;
         return Ok(BundleLocation {
             path: bundle_file.to_path_buf(),
-            version: crate::fingerprint::sha256_hex(&bytes),
+            version,
             from_registry: false,
         });
     }
@@ -1117,10 +1118,10 @@ pub fn locate_bundle(project: &Path, spec: &str) -> Result<BundleLocation, CliEr
     })
 }
 
-/// A bundle by spec, with its version.
+/// A bundle by spec, with its version, verified against it.
 pub fn resolve_bundle(project: &Path, spec: &str) -> Result<(Bundle, String), CliError> {
     let at = locate_bundle(project, spec)?;
-    Ok((load_bundle(&at.path)?, at.version))
+    Bundle::read(&at.path, Some(&at.version)).map_err(|e| CliError::Registry(e, None))
 }
 
 /// `mlp monitor NAME[@alias] --data FILE [--json] [--html FILE]`.

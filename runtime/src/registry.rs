@@ -36,6 +36,18 @@ pub enum RegistryError {
         what: &'static str,
         rule: &'static str,
     },
+    #[error("{file}, line {line}: {reason}")]
+    Damaged {
+        file: String,
+        line: usize,
+        reason: String,
+    },
+    #[error("version {version} of `{name}` is damaged: its bytes hash to {found}")]
+    HashMismatch {
+        name: String,
+        version: String,
+        found: String,
+    },
     #[error("registry: {0}")]
     Io(String),
 }
@@ -64,6 +76,12 @@ impl RegistryError {
             RegistryError::UnknownVersion { known, .. } => {
                 Some(format!("versions and aliases: {}", known.join(", ")))
             }
+            RegistryError::Damaged { .. } => Some(
+                "the registry file was edited or damaged; restore it (from a backup or version control) or fix the line: nothing is written to the registry until then".into(),
+            ),
+            RegistryError::HashMismatch { .. } => Some(
+                "the bundle no longer matches the version it was registered as; restore it, or deploy again with `mlp run`".into(),
+            ),
             _ => None,
         }
     }
@@ -113,6 +131,21 @@ impl Registry {
         self.root.join(name)
     }
 
+    /// Holds the registry's write lock (a `flock` on `registry/.lock`)
+    /// until dropped: writes (register, promote, rollback) from any number
+    /// of processes happen one at a time, each reading what the last wrote.
+    fn lock(&self) -> Result<std::fs::File, RegistryError> {
+        std::fs::create_dir_all(&self.root).map_err(io)?;
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(self.root.join(".lock"))
+            .map_err(io)?;
+        f.lock().map_err(io)?;
+        Ok(f)
+    }
+
     pub fn names(&self) -> Vec<String> {
         let mut v: Vec<String> = std::fs::read_dir(&self.root)
             .map(|rd| {
@@ -126,8 +159,32 @@ impl Registry {
         v
     }
 
+    /// The lines of a JSON-lines file, each parsed; a line that does not
+    /// parse is an error naming the file and the line, never skipped.
+    fn json_lines<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &Path,
+    ) -> Result<Vec<T>, RegistryError> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
+            Err(e) => return Err(io(format!("{}: {e}", path.display()))),
+        };
+        text.lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+            .map(|(i, l)| {
+                serde_json::from_str(l).map_err(|e| RegistryError::Damaged {
+                    file: path.display().to_string(),
+                    line: i + 1,
+                    reason: format!("not a registry record: {e}"),
+                })
+            })
+            .collect()
+    }
+
     /// Every version with when it was last registered, oldest first.
-    pub fn versions(&self, name: &str) -> Vec<(String, u64)> {
+    pub fn versions(&self, name: &str) -> Result<Vec<(String, u64)>, RegistryError> {
         let on_disk: Vec<String> = std::fs::read_dir(self.dir(name).join("versions"))
             .map(|rd| {
                 rd.flatten()
@@ -142,15 +199,16 @@ impl Registry {
             .unwrap_or_default();
         // Registration order from the log; versions missing from it (an
         // older registry) come first.
+        #[derive(Deserialize)]
+        struct Registered {
+            version: String,
+            #[serde(default)]
+            unix: u64,
+        }
         let mut last: BTreeMap<String, (usize, u64)> = BTreeMap::new();
-        if let Ok(text) = std::fs::read_to_string(self.dir(name).join("registered.jsonl")) {
-            for (i, line) in text.lines().enumerate() {
-                if let Ok(v) = serde_json::from_str::<serde_json::Value>(line) {
-                    if let Some(ver) = v["version"].as_str() {
-                        last.insert(ver.to_string(), (i + 1, v["unix"].as_u64().unwrap_or(0)));
-                    }
-                }
-            }
+        let log: Vec<Registered> = self.json_lines(&self.dir(name).join("registered.jsonl"))?;
+        for (i, r) in log.into_iter().enumerate() {
+            last.insert(r.version, (i + 1, r.unix));
         }
         let mut v: Vec<(usize, String, u64)> = on_disk
             .into_iter()
@@ -160,24 +218,40 @@ impl Registry {
             })
             .collect();
         v.sort();
-        v.into_iter().map(|(_, ver, unix)| (ver, unix)).collect()
+        Ok(v.into_iter().map(|(_, ver, unix)| (ver, unix)).collect())
     }
 
-    pub fn aliases(&self, name: &str) -> BTreeMap<String, String> {
-        std::fs::read(self.dir(name).join("aliases.json"))
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or_default()
+    /// The aliases of a model; a file that does not parse is an error (it
+    /// is never read as empty, so never overwritten as if it were).
+    pub fn aliases(&self, name: &str) -> Result<BTreeMap<String, String>, RegistryError> {
+        let path = self.dir(name).join("aliases.json");
+        match std::fs::read(&path) {
+            Ok(b) => serde_json::from_slice(&b).map_err(|e| RegistryError::Damaged {
+                file: path.display().to_string(),
+                line: e.line(),
+                reason: format!("not an alias table: {e}"),
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(BTreeMap::new()),
+            Err(e) => Err(io(format!("{}: {e}", path.display()))),
+        }
     }
 
-    pub fn history(&self, name: &str) -> Vec<AliasMove> {
-        std::fs::read_to_string(self.dir(name).join("history.jsonl"))
-            .map(|s| {
-                s.lines()
-                    .filter_map(|l| serde_json::from_str(l).ok())
-                    .collect()
-            })
-            .unwrap_or_default()
+    pub fn history(&self, name: &str) -> Result<Vec<AliasMove>, RegistryError> {
+        self.json_lines(&self.dir(name).join("history.jsonl"))
+    }
+
+    /// Appends one whole line to a log (one write of line and newline, under
+    /// the registry lock).
+    fn append_line(&self, path: &Path, line: &str) -> Result<(), RegistryError> {
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(io)?;
+        let mut bytes = line.as_bytes().to_vec();
+        bytes.push(b'\n');
+        f.write_all(&bytes).map_err(io)?;
+        f.sync_all().map_err(io)
     }
 
     /// Stores a bundle (once per version) and points `alias` at it.
@@ -191,33 +265,30 @@ impl Registry {
         if let Some(a) = alias {
             check_name(a, true)?;
         }
+        let _lock = self.lock()?;
+        // Refuse to write into a damaged registry.
+        self.versions(name)?;
+        self.aliases(name)?;
+        self.history(name)?;
         let version = version_of(bytes);
         let versions = self.dir(name).join("versions");
         std::fs::create_dir_all(&versions).map_err(io)?;
         let path = versions.join(format!("{version}.json"));
-        if !path.exists() {
+        // A version already there is rewritten if its bytes are not its own.
+        if self.read_verified(name, &version).is_err() {
             write_atomic(&path, bytes).map_err(io)?;
         }
         // The order of registration (the newest is the default version);
         // file times are too coarse to tell two deploys in one second apart.
-        let order = self.dir(name).join("registered.jsonl");
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&order)
-            .map_err(io)?;
-        writeln!(
-            f,
-            "{}",
-            serde_json::json!({"unix": now(), "version": version})
-        )
-        .map_err(io)?;
+        let line = serde_json::json!({"unix": now(), "version": version}).to_string();
+        self.append_line(&self.dir(name).join("registered.jsonl"), &line)?;
         if let Some(a) = alias {
             self.set_alias(name, a, &version, "deploy")?;
         }
         Ok(version)
     }
 
+    /// Moves an alias; the caller holds the lock.
     fn set_alias(
         &self,
         name: &str,
@@ -225,7 +296,8 @@ impl Registry {
         version: &str,
         action: &str,
     ) -> Result<(), RegistryError> {
-        let mut aliases = self.aliases(name);
+        let mut aliases = self.aliases(name)?;
+        self.history(name)?;
         let from = aliases.get(alias).cloned();
         if from.as_deref() == Some(version) {
             return Ok(());
@@ -240,13 +312,7 @@ impl Registry {
             action: action.to_string(),
         })
         .map_err(io)?;
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir(name).join("history.jsonl"))
-            .map_err(io)?;
-        writeln!(f, "{line}").map_err(io)?;
-        f.sync_all().map_err(io)?;
+        self.append_line(&self.dir(name).join("history.jsonl"), &line)?;
         aliases.insert(alias.to_string(), version.to_string());
         write_atomic(
             &self.dir(name).join("aliases.json"),
@@ -268,8 +334,8 @@ impl Registry {
                 known: self.names(),
             });
         }
-        let aliases = self.aliases(name);
-        let versions = self.versions(name);
+        let aliases = self.aliases(name)?;
+        let versions = self.versions(name)?;
         let what = match what {
             Some(w) => w.to_string(),
             // No alias given: `production` if set, else the newest version.
@@ -310,19 +376,32 @@ impl Registry {
             .join(format!("{version}.json"))
     }
 
+    /// A version's bundle bytes, verified against the version (their
+    /// SHA-256): a changed byte is refused, naming both hashes.
+    pub fn read_verified(&self, name: &str, version: &str) -> Result<Vec<u8>, RegistryError> {
+        let path = self.bundle_path(name, version);
+        let bytes = std::fs::read(&path).map_err(|e| io(format!("{}: {e}", path.display())))?;
+        verify(name, version, &bytes)?;
+        Ok(bytes)
+    }
+
     /// Points an alias at a version (a prefix of its hash is enough).
     pub fn promote(&self, name: &str, version: &str, alias: &str) -> Result<String, RegistryError> {
         check_name(alias, true)?;
+        let _lock = self.lock()?;
         let (_, v) = self.resolve(&format!("{name}@{version}"))?;
+        self.read_verified(name, &v)?;
         self.set_alias(name, alias, &v, "promote")?;
         Ok(v)
     }
 
     /// Moves an alias back to the version it pointed at before its last move.
     pub fn rollback(&self, name: &str, alias: &str) -> Result<String, RegistryError> {
-        let current = self.aliases(name).get(alias).cloned();
+        check_name(alias, true)?;
+        let _lock = self.lock()?;
+        let current = self.aliases(name)?.get(alias).cloned();
         let previous = self
-            .history(name)
+            .history(name)?
             .into_iter()
             .rev()
             .filter(|m| m.alias == alias)
@@ -337,4 +416,17 @@ impl Registry {
         self.set_alias(name, alias, &prev, "rollback")?;
         Ok(prev)
     }
+}
+
+/// Checks bundle bytes against the version they claim (their SHA-256).
+pub fn verify(name: &str, version: &str, bytes: &[u8]) -> Result<(), RegistryError> {
+    let found = version_of(bytes);
+    if found != version {
+        return Err(RegistryError::HashMismatch {
+            name: name.to_string(),
+            version: version.to_string(),
+            found,
+        });
+    }
+    Ok(())
 }

@@ -46,6 +46,8 @@ pub enum Reason {
     Missing,
     /// An input cannot be read (its error is shown at that stage).
     Blocked { why: String },
+    /// A deploy whose registered version is gone or damaged.
+    Unregistered { why: String },
 }
 
 impl std::fmt::Display for Reason {
@@ -79,6 +81,7 @@ impl std::fmt::Display for Reason {
             Reason::Engine => write!(f, "the mlp engine changed"),
             Reason::Missing => write!(f, "output no longer in the cache"),
             Reason::Blocked { why } => write!(f, "blocked: {why}"),
+            Reason::Unregistered { why } => write!(f, "{why}: registering it again"),
         }
     }
 }
@@ -269,12 +272,23 @@ pub fn plan_stages(
                 &plugin_hashes,
             )
         });
-        let cached = runnable
+        let mut cached = runnable
             && key
                 .as_ref()
                 .is_some_and(|k| store.is_some_and(|s| s.lookup(k).is_some()));
+        // A deploy's output is its registry entry: cached only while the
+        // registered version is there, whole.
+        let mut unregistered = None;
+        if let (true, Op::Deploy(_), Some(s), Some(k)) = (cached, &st.op, store, &key) {
+            if let Err(why) = deploy_registered(s, k) {
+                cached = false;
+                unregistered = Some(why);
+            }
+        }
         if cached {
             reasons.push(Reason::Cached);
+        } else if let Some(why) = unregistered {
+            reasons.push(Reason::Unregistered { why });
         } else if runnable && key.is_some() {
             match previous.get(&st.id) {
                 None if engine_changed => reasons.push(Reason::Engine),
@@ -432,6 +446,33 @@ fn write_frame(path: &Path, df: &mut DataFrame) -> Result<(u64, String), ExecErr
     buf.into_inner()
         .map_err(|e| ExecError::Internal(e.to_string()))?;
     Ok((size, sum))
+}
+
+/// Whether the version a cached deploy registered is in the registry,
+/// whole; why not otherwise.
+fn deploy_registered(store: &Store, key: &str) -> Result<(), String> {
+    let path = store
+        .checked_path(key, "deploy.json")
+        .map_err(|e| e.to_string())?;
+    let v: serde_json::Value = std::fs::read(&path)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .ok_or_else(|| format!("{} cannot be read", path.display()))?;
+    let (Some(name), Some(version)) = (v["name"].as_str(), v["version"].as_str()) else {
+        return Err(format!("{} names no version", path.display()));
+    };
+    let reg = crate::registry::Registry::open(&store.root);
+    match reg.read_verified(name, version) {
+        Ok(_) => Ok(()),
+        Err(crate::registry::RegistryError::HashMismatch { .. }) => Err(format!(
+            "version {} of \"{name}\" in the registry is damaged",
+            &version[..version.len().min(12)]
+        )),
+        Err(_) => Err(format!(
+            "version {} of \"{name}\" is not in the registry",
+            &version[..version.len().min(12)]
+        )),
+    }
 }
 
 /// The output frame of a cached stage.

@@ -69,9 +69,7 @@ pub struct Loaded {
 
 impl Loaded {
     fn load(path: &Path, version: String, cache: &Path) -> Result<Loaded, String> {
-        let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let bundle: Bundle = serde_json::from_slice(&bytes)
-            .map_err(|e| format!("`{}` is not an mlp bundle: {e}", path.display()))?;
+        let (bundle, _) = Bundle::read(path, Some(&version))?;
         let plugins = bundle::load_plugins(&bundle, Some(cache)).map_err(|e| e.to_string())?;
         let columns = bundle.request_columns();
         let window = bundle
@@ -179,6 +177,9 @@ impl Metrics {
 struct AppState {
     current: RwLock<Arc<Loaded>>,
     metrics: Mutex<Metrics>,
+    /// Why the registry cannot be followed right now (a damaged alias
+    /// file, a damaged bundle): the version served is kept meanwhile.
+    fault: Mutex<Option<String>>,
     /// Requests waiting for a prediction worker.
     jobs: std::sync::mpsc::Sender<Job>,
 }
@@ -1181,10 +1182,13 @@ fn window_report(state: &AppState) -> (Arc<Loaded>, Vec<crate::monitor::ColumnRe
 
 fn metrics_text(state: &AppState) -> String {
     let (loaded, drift, window_rows) = window_report(state);
+    let fault = state.fault.lock().ok().and_then(|f| f.clone()).is_some();
     let Ok(m) = state.metrics.lock() else {
         return String::new();
     };
     let mut out = String::new();
+    out.push_str("# HELP mlp_registry_fault 1 while the registry cannot be followed (the version served is kept).\n# TYPE mlp_registry_fault gauge\n");
+    out.push_str(&format!("mlp_registry_fault {}\n", u8::from(fault)));
     out.push_str("# HELP mlp_model_info The model being served.\n# TYPE mlp_model_info gauge\n");
     out.push_str(&format!(
         "mlp_model_info{{model=\"{}\",version=\"{}\"}} 1\n",
@@ -1321,10 +1325,16 @@ fn router(state: Arc<AppState>, max_body: usize) -> Router {
             "/health",
             get(move || async move {
                 let l = s5.loaded();
-                json_response(
-                    StatusCode::OK,
-                    &json!({"status": "ok", "model": l.name, "version": l.version}),
-                )
+                let fault = s5.fault.lock().ok().and_then(|f| f.clone());
+                let mut body = json!({
+                    "status": if fault.is_some() { "degraded" } else { "ok" },
+                    "model": l.name,
+                    "version": l.version,
+                });
+                if let Some(f) = fault {
+                    body["fault"] = f.into();
+                }
+                json_response(StatusCode::OK, &body)
             }),
         )
         .route(
@@ -1394,6 +1404,7 @@ pub fn serve(opts: ServeOptions) -> Result<(), String> {
     let state = Arc::new(AppState {
         current: RwLock::new(Arc::new(loaded)),
         metrics: Mutex::new(Metrics::default()),
+        fault: Mutex::new(None),
         jobs: tx,
     });
     // Predictions are CPU-bound: one worker per core, each gathering the
@@ -1442,26 +1453,38 @@ pub fn serve(opts: ServeOptions) -> Result<(), String> {
                     let current = st.loaded().version.clone();
                     let (project, spec, cache, st2) = (project.clone(), spec.clone(), cache.clone(), st.clone());
                     let _ = tokio::task::spawn_blocking(move || {
-                        let Ok(at) = locate(&project, &spec) else {
-                            return;
+                        // A fault is reported (once, and on /health and
+                        // /metrics) and the version served is kept.
+                        let report = |fault: Option<String>| {
+                            if let Ok(mut f) = st2.fault.lock() {
+                                if *f != fault {
+                                    if let Some(e) = &fault {
+                                        let _ = writeln!(
+                                            std::io::stderr(),
+                                            "cannot follow `{spec}`: {e}; still serving {current}"
+                                        );
+                                    }
+                                    *f = fault;
+                                }
+                            }
+                        };
+                        let at = match locate(&project, &spec) {
+                            Ok(at) => at,
+                            Err(e) => return report(Some(e)),
                         };
                         let version = at.version;
                         if version == current {
-                            return;
+                            return report(None);
                         }
                         match Loaded::load(&at.path, version.clone(), &cache) {
                             Ok(l) => {
                                 if let Ok(mut g) = st2.current.write() {
                                     *g = Arc::new(l);
                                 }
+                                report(None);
                                 say(&format!("now serving version {}", &version[..version.len().min(12)]));
                             }
-                            Err(e) => {
-                                let _ = writeln!(
-                                    std::io::stderr(),
-                                    "cannot load version {version}: {e}; still serving {current}"
-                                );
-                            }
+                            Err(e) => report(Some(format!("cannot load version {version}: {e}"))),
                         }
                     })
                     .await;

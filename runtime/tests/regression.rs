@@ -724,3 +724,191 @@ fn infer_proposes_only_what_its_sample_parses_and_the_block_runs() {
     let o = mlp(&dir, &["infer", "data/w.csv", "--for", "pipelines"]);
     assert!(String::from_utf8_lossy(&o.stdout).contains("csv(\"../data/w.csv\")"));
 }
+
+/// Two registered versions of `house-price` (alpha 1 then 2), newest last.
+fn two_versions(name: &str) -> (PathBuf, String, String) {
+    let dir = deployed_project(name, 300, 21);
+    let reg = mlp_runtime::registry::Registry::open(&dir.join(".mlp"));
+    let (_, first) = reg.resolve("house-price").unwrap();
+    let pipeline = DEPLOYED.replace("alpha   = [0.1, 1.0]", "alpha   = 2.0");
+    std::fs::write(dir.join("p.mlp"), pipeline).unwrap();
+    run_ok(&dir);
+    let (_, second) = reg.resolve("house-price").unwrap();
+    assert_ne!(first, second);
+    (dir, first, second)
+}
+
+#[test]
+fn concurrent_alias_moves_lose_nothing_and_every_line_parses() {
+    let (dir, first, second) = two_versions("registry-race");
+    let exe = env!("CARGO_BIN_EXE_mlp");
+    let workers: Vec<_> = (0..8)
+        .map(|w| {
+            let (dir, first, second) = (dir.clone(), first.clone(), second.clone());
+            std::thread::spawn(move || {
+                for k in 0..6 {
+                    let args: Vec<String> = match (w + k) % 3 {
+                        0 => vec![
+                            "promote".into(),
+                            "house-price".into(),
+                            first.clone(),
+                            "staging".into(),
+                        ],
+                        1 => vec![
+                            "promote".into(),
+                            "house-price".into(),
+                            second.clone(),
+                            "staging".into(),
+                        ],
+                        _ => vec!["rollback".into(), "house-price".into(), "staging".into()],
+                    };
+                    let _ = std::process::Command::new(exe)
+                        .arg("models")
+                        .args(&args)
+                        .current_dir(&dir)
+                        .output()
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().unwrap();
+    }
+    let root = dir.join(".mlp/registry/house-price");
+    // Every line of every log is one whole record.
+    for log in ["history.jsonl", "registered.jsonl"] {
+        let text = std::fs::read_to_string(root.join(log)).unwrap();
+        for (i, line) in text.lines().enumerate() {
+            assert!(
+                serde_json::from_str::<Value>(line).is_ok(),
+                "{log}, line {}: {line}",
+                i + 1
+            );
+        }
+    }
+    // No move is lost: each alias's moves form one chain, the last of which
+    // is where the alias points.
+    let history = std::fs::read_to_string(root.join("history.jsonl")).unwrap();
+    let aliases: Value =
+        serde_json::from_str(&std::fs::read_to_string(root.join("aliases.json")).unwrap()).unwrap();
+    for alias in ["staging", "production"] {
+        let moves: Vec<Value> = history
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .filter(|m| m["alias"] == alias)
+            .collect();
+        for pair in moves.windows(2) {
+            assert_eq!(
+                pair[1]["from"], pair[0]["to"],
+                "a lost move of @{alias}: {pair:?}"
+            );
+        }
+        assert_eq!(aliases[alias], moves.last().unwrap()["to"], "@{alias}");
+    }
+    // Every version's bytes match its name; no stray folder.
+    let reg = mlp_runtime::registry::Registry::open(&dir.join(".mlp"));
+    for (v, _) in reg.versions("house-price").unwrap() {
+        reg.read_verified("house-price", &v).unwrap();
+    }
+    assert!(!dir.join(".mlp/.mlp").exists());
+}
+
+#[test]
+fn a_damaged_registry_is_an_error_everywhere_and_never_overwritten() {
+    let (dir, _first, second) = two_versions("registry-damage");
+    let aliases = dir.join(".mlp/registry/house-price/aliases.json");
+    let good = std::fs::read(&aliases).unwrap();
+    let s = common::serve(&dir, &["house-price"]);
+    std::fs::write(&aliases, b"{\"production\": ").unwrap();
+    for args in [
+        vec![
+            "models",
+            "promote",
+            "house-price",
+            &second[..12],
+            "production",
+        ],
+        vec!["models", "rollback", "house-price", "production"],
+        vec!["models", "list"],
+        vec!["models", "show", "house-price"],
+        vec![
+            "predict",
+            "house-price",
+            "--input",
+            "houses.csv",
+            "--output",
+            "out.csv",
+        ],
+    ] {
+        let o = mlp(&dir, &args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", text(&o));
+        assert!(text(&o).contains("aliases.json"), "{args:?}: {}", text(&o));
+    }
+    assert_eq!(std::fs::read(&aliases).unwrap(), b"{\"production\": ");
+    // The server keeps its version and says why on /health and /metrics.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let (_, health) = common::get(&format!("{}/health", s.url));
+    let health: Value = serde_json::from_str(&health).unwrap();
+    assert_eq!(health["status"], "degraded", "{health}");
+    assert_eq!(health["version"], second, "{health}");
+    let (_, metrics) = common::get(&format!("{}/metrics", s.url));
+    assert!(metrics.contains("mlp_registry_fault 1"), "{metrics}");
+    std::fs::write(&aliases, &good).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let (_, health) = common::get(&format!("{}/health", s.url));
+    assert!(health.contains("\"status\":\"ok\""), "{health}");
+
+    // A changed byte in a bundle is refused, naming both hashes.
+    let bundle = dir.join(format!(".mlp/registry/house-price/versions/{second}.json"));
+    let original = std::fs::read(&bundle).unwrap();
+    let text_b = String::from_utf8(original.clone()).unwrap();
+    let at = text_b.find("\"intercept\": ").unwrap() + 14;
+    let mut damaged = original.clone();
+    damaged[at] = if damaged[at] == b'1' { b'2' } else { b'1' };
+    std::fs::write(&bundle, &damaged).unwrap();
+    for args in [
+        vec![
+            "predict",
+            "house-price",
+            "--input",
+            "houses.csv",
+            "--output",
+            "out.csv",
+        ],
+        vec!["models", "show", "house-price"],
+        vec!["monitor", "house-price", "--data", "houses.csv"],
+    ] {
+        let o = mlp(&dir, &args);
+        let t = text(&o);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {t}");
+        assert!(
+            t.contains(&second) && t.contains("damaged"),
+            "{args:?}: {t}"
+        );
+    }
+    // The next run puts the version back, as a deleted registry.
+    let o = mlp(&dir, &["plan", "."]);
+    assert!(
+        text(&o).contains("in the registry is damaged"),
+        "{}",
+        text(&o)
+    );
+    run_ok(&dir);
+    assert_eq!(std::fs::read(&bundle).unwrap(), original);
+    std::fs::remove_dir_all(dir.join(".mlp/registry")).unwrap();
+    let t = run_ok(&dir);
+    assert!(t.contains("registered \"house-price\""), "{t}");
+    let o = mlp(
+        &dir,
+        &[
+            "predict",
+            "house-price",
+            "--input",
+            "houses.csv",
+            "--output",
+            "out.csv",
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+}
