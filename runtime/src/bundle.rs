@@ -250,6 +250,8 @@ pub fn dates_as_declared(b: &Bundle, df: DataFrame) -> Result<DataFrame, ExecErr
 pub const REJECTED_KIND: &str = "_kind";
 /// The kind of a row that failed a row-level check.
 pub const REJECTED_BY_CHECK: &str = "check_failed";
+/// The kind of a row whose features or prediction are not finite.
+pub const REJECTED_NON_FINITE: &str = "non_finite";
 
 /// Rows that could not be predicted, with why.
 pub struct Rejected {
@@ -498,9 +500,45 @@ fn predict_frame_inner(
             _ => {}
         }
     }
-    let x = model::design(&df, &b.model.features)?;
+    let (x, bad_inputs) = model::design_rows(&df, &b.model.features)?;
+    // A row whose features came out NaN or infinite (a zero divisor, an
+    // overflow) or missing is rejected alone, with the column and value.
+    let mut bad: Vec<(usize, String)> = bad_inputs
+        .iter()
+        .enumerate()
+        .filter_map(|(i, b)| {
+            b.as_ref().map(|(c, v)| {
+                (
+                    i,
+                    match v {
+                        Some(v) => format!("feature `{c}` is {v} (not a finite number)"),
+                        None => format!("feature `{c}` is missing"),
+                    },
+                )
+            })
+        })
+        .collect();
+    let prediction = b.model.predict(&x);
+    // A prediction that overflowed is no answer either.
+    match &prediction {
+        Prediction::Values(v) => {
+            for (i, p) in v.iter().enumerate() {
+                if !p.is_finite() && bad_inputs[i].is_none() {
+                    bad.push((i, format!("the prediction is {p} (not a finite number)")));
+                }
+            }
+        }
+        Prediction::Probabilities(p) => {
+            for (i, r) in p.rows().into_iter().enumerate() {
+                if r.iter().any(|v| !v.is_finite()) && bad_inputs[i].is_none() {
+                    bad.push((i, "a class probability is not a finite number".into()));
+                }
+            }
+        }
+    }
+    bad.sort();
 
-    match b.model.predict(&x) {
+    match prediction {
         Prediction::Values(v) => {
             out.with_column(Column::new("prediction".into(), v.to_vec()))
                 .map_err(ExecError::polars)?;
@@ -518,5 +556,55 @@ fn predict_frame_inner(
             }
         }
     }
+    if bad.is_empty() {
+        return Ok((out, Rejected { frame: rejected }, df));
+    }
+    // Move the non-finite rows from the answer to the rejected rows.
+    let keep: Vec<bool> = {
+        let mut k = vec![true; out.height()];
+        for (i, _) in &bad {
+            k[*i] = false;
+        }
+        k
+    };
+    let keep_mask = BooleanChunked::from_slice("keep".into(), &keep);
+    let drop_mask = !&keep_mask;
+    let base: Vec<String> = rejected
+        .get_column_names()
+        .iter()
+        .map(|c| c.to_string())
+        .filter(|c| c != "_failed_rules" && c != REJECTED_KIND)
+        .collect();
+    let mut moved = out
+        .filter(&drop_mask)
+        .map_err(ExecError::polars)?
+        .select(base.iter().map(String::as_str))
+        .map_err(ExecError::polars)?;
+    moved
+        .with_column(Column::new(
+            "_failed_rules".into(),
+            bad.iter().map(|(_, why)| why.as_str()).collect::<Vec<_>>(),
+        ))
+        .map_err(ExecError::polars)?;
+    moved
+        .with_column(Column::new(
+            REJECTED_KIND.into(),
+            vec![REJECTED_NON_FINITE; bad.len()],
+        ))
+        .map_err(ExecError::polars)?;
+    let rejected = if rejected.height() == 0 {
+        moved
+    } else {
+        let rejected = rejected
+            .select(moved.get_column_names().iter().map(|c| c.as_str()))
+            .map_err(ExecError::polars)?;
+        rejected
+            .vstack(&moved)
+            .map_err(ExecError::polars)?
+            .sort(["_row"], SortMultipleOptions::default())
+            .map_err(ExecError::polars)?
+    };
+    let out = out.filter(&keep_mask).map_err(ExecError::polars)?;
+    let df = df.filter(&keep_mask).map_err(ExecError::polars)?;
     Ok((out, Rejected { frame: rejected }, df))
 }

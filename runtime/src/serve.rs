@@ -851,6 +851,7 @@ async fn predict(
         let first = failures.first().cloned().unwrap_or(Value::Null);
         let kind = match first["kind"].as_str() {
             Some("unknown_level") => "unknown_level",
+            Some("non_finite") => "non_finite",
             _ => "check_failed",
         };
         return Err(ApiError::new(

@@ -912,3 +912,69 @@ fn a_damaged_registry_is_an_error_everywhere_and_never_overwritten() {
     );
     assert!(o.status.success(), "{}", text(&o));
 }
+
+#[test]
+fn a_non_finite_feature_rejects_its_row_alone() {
+    let dir = project("non-finite");
+    std::fs::write(
+        dir.join("p.mlp"),
+        r#"
+source d = csv("d.csv") { id : int  a : float  b : float  y : float }
+split s = d { train = 0.8  test = 0.2  key = id }
+features f = s { ratio = a / b }
+model m = ridge(f) { target = y  exclude = id }
+evaluate m on test { metrics rmse  require rmse < 1000 }
+deploy m as "m"
+"#,
+    )
+    .unwrap();
+    let mut csv = String::from("id,a,b,y\n");
+    for i in 0..200 {
+        csv.push_str(&format!("{i},{},{},{}\n", i % 9, 1 + i % 5, i % 9 + i % 5));
+    }
+    std::fs::write(dir.join("d.csv"), &csv).unwrap();
+    run_ok(&dir);
+    // b = 0 makes `ratio` infinite; NaN with a = 0 too.
+    std::fs::write(dir.join("req.csv"), "a,b\n1,2\n3,0\n0,0\n4,1\n").unwrap();
+    let o = mlp(
+        &dir,
+        &["predict", "m", "--input", "req.csv", "--output", "out.csv"],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let out = std::fs::read_to_string(dir.join("out.csv")).unwrap();
+    assert_eq!(out.lines().count(), 3, "{out}");
+    let rejected = std::fs::read_to_string(dir.join("out.rejected.csv")).unwrap();
+    assert_eq!(rejected.lines().count(), 3, "{rejected}");
+    assert!(
+        rejected.contains("non_finite") && rejected.contains("feature `ratio` is inf"),
+        "{rejected}"
+    );
+    assert!(rejected.contains("feature `ratio` is NaN"), "{rejected}");
+    // The server answers the others.
+    let s = common::serve(&dir, &["m"]);
+    let (status, v) = common::post(
+        &format!("{}/v1/predict", s.url),
+        r#"[{"a": 1, "b": 2}, {"a": 3, "b": 0}]"#,
+    );
+    assert_eq!(status, 200, "{v}");
+    assert!(
+        v["predictions"][0].is_number() && v["predictions"][1].is_null(),
+        "{v}"
+    );
+    assert_eq!(v["rejected"][0]["kind"], "non_finite", "{v}");
+    let (status, v) = common::post(&format!("{}/v1/predict", s.url), r#"[{"a": 3, "b": 0}]"#);
+    assert_eq!(status, 422, "{v}");
+    assert_eq!(v["error"]["kind"], "non_finite", "{v}");
+
+    // In training, a non-finite value where a float is declared is a bad
+    // value, named with its row.
+    csv.push_str("200,inf,1,3\n");
+    std::fs::write(dir.join("d.csv"), &csv).unwrap();
+    let o = mlp(&dir, &["run", "."]);
+    let t = text(&o);
+    assert!(!o.status.success(), "{t}");
+    assert!(
+        t.contains("d.csv, row 201, column `a`: \"inf\" is not a valid float"),
+        "{t}"
+    );
+}

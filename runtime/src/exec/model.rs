@@ -476,6 +476,41 @@ pub fn labels_of(p: &Array2<f64>, classes: &[String]) -> Vec<String> {
 }
 
 /// The design matrix of the given rows (row-major, one column per input).
+/// Per row, its first input that is missing (`None`) or not finite, by
+/// column.
+pub type BadInputs = Vec<Option<(String, Option<f64>)>>;
+
+/// As [`design`], for prediction: a row with a missing or non-finite input
+/// does not fail the batch; it is reported (the first such column and its
+/// value) and its row of the matrix is left at zero, for the caller to
+/// reject.
+pub fn design_rows(
+    df: &DataFrame,
+    columns: &[String],
+) -> Result<(Array2<f64>, BadInputs), ExecError> {
+    let mut x = Array2::<f64>::zeros((df.height(), columns.len()));
+    let mut bad: BadInputs = vec![None; df.height()];
+    for (j, c) in columns.iter().enumerate() {
+        let s = df
+            .column(c)
+            .map_err(ExecError::polars)?
+            .cast(&DataType::Float64)
+            .map_err(ExecError::polars)?;
+        let ca = s.f64().map_err(ExecError::polars)?;
+        for (i, v) in ca.iter().enumerate() {
+            match v {
+                Some(v) if v.is_finite() => x[[i, j]] = v,
+                other => {
+                    if bad[i].is_none() {
+                        bad[i] = Some((c.clone(), other));
+                    }
+                }
+            }
+        }
+    }
+    Ok((x, bad))
+}
+
 pub fn design(df: &DataFrame, columns: &[String]) -> Result<Array2<f64>, ExecError> {
     let mut x = Array2::<f64>::zeros((df.height(), columns.len()));
     for (j, c) in columns.iter().enumerate() {

@@ -263,10 +263,10 @@ fn read_csv_typed(op: &SourceOp, path: &Path, shown: &str) -> Option<DataFrame> 
         .iter()
         .map(|c| {
             let e = col(raw(c));
-            if checked_on_read(&c.ty) {
-                parse_expr(e, &DataType::String, &c.ty)
-            } else {
-                e
+            match &c.ty {
+                Type::Float => parse_expr(e, &DataType::Float64, &c.ty),
+                t if checked_on_read(t) => parse_expr(e, &DataType::String, t),
+                _ => e,
             }
             .alias(c.name.as_str())
         })
@@ -301,10 +301,11 @@ fn read_csv_typed(op: &SourceOp, path: &Path, shown: &str) -> Option<DataFrame> 
     Some(df)
 }
 
-/// Columns whose text the fast CSV path still has to check: dates (parsed
-/// in their format) and categories with declared levels.
+/// Columns whose values the fast CSV path still has to check: dates
+/// (parsed in their format), categories with declared levels, and floats
+/// (finite only).
 fn checked_on_read(ty: &Type) -> bool {
-    matches!(ty, Type::Date { .. } | Type::Datetime { .. })
+    matches!(ty, Type::Date { .. } | Type::Datetime { .. } | Type::Float)
         || ty.levels().is_some_and(|l| !l.is_empty())
 }
 
@@ -520,6 +521,7 @@ fn read_and_convert(
                     Type::Date { format } | Type::Datetime { format } => {
                         format!("{} in the format \"{format}\"", c.ty)
                     }
+                    Type::Float => "float (a finite number; a missing value is empty, in a column declared `float?`)".into(),
                     t => t.to_string(),
                 },
             });
@@ -654,10 +656,24 @@ fn first_null(c: &Column) -> usize {
 /// becomes null (and is reported by the caller).
 pub fn parse_expr(e: Expr, from: &DataType, to: &Type) -> Expr {
     let target = dtype(to);
+    let text = matches!(from, DataType::String);
+    if *to == Type::Float {
+        // Only finite numbers are floats: NaN and infinities are not values
+        // a column can hold (a missing value is a null, declared with `?`).
+        let f = if from.is_float() {
+            e
+        } else if text {
+            e.str().strip_chars(lit(NULL)).cast(DataType::Float64)
+        } else {
+            e.cast(DataType::Float64)
+        };
+        return when(f.clone().is_finite())
+            .then(f)
+            .otherwise(lit(NULL).cast(DataType::Float64));
+    }
     if from == &target && to.levels().is_none_or(<[String]>::is_empty) {
         return e;
     }
-    let text = matches!(from, DataType::String);
     match to {
         Type::Int => {
             if text {
