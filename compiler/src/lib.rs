@@ -56,7 +56,15 @@ impl SourceMap {
 
     /// Adds a file. `name` is relative to the project root, with `/`.
     pub fn add(&mut self, name: impl Into<String>, text: impl Into<String>) -> FileId {
-        let text = text.into();
+        // A byte-order mark is not text, and a lone carriage return ends a
+        // line (old Mac files), as `\n` and `\r\n` do.
+        let text: String = text.into();
+        let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
+        let text = if text.contains('\r') {
+            text.replace("\r\n", "\n").replace('\r', "\n")
+        } else {
+            text.to_string()
+        };
         let mut line_starts = vec![0];
         line_starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
         self.files.push(SourceFile {
@@ -153,6 +161,21 @@ pub fn compile(sources: &SourceMap, world: &dyn World) -> Compilation {
         }
     }
     let parse_failed = !diagnostics.is_empty();
+    if !parse_failed && files.iter().all(|(_, f)| f.decls.is_empty()) {
+        if let Some((id, _)) = files.first() {
+            diagnostics.push(
+                check::CheckError::NoDeclarations {
+                    span: ast::Span {
+                        file: *id,
+                        start: 0,
+                        end: 0,
+                    },
+                    files: files.len(),
+                }
+                .to_diagnostic(),
+            );
+        }
+    }
     let (program, check_errors) = check::check(&files, sources, world);
     diagnostics.extend(check_errors.into_iter().map(|e| e.to_diagnostic()));
     diagnostics.sort_by_key(|d| d.span().map(|s| (s.file, s.start)).unwrap_or_default());

@@ -128,6 +128,11 @@ pub fn read_sample(path: &Path, max_rows: usize) -> Result<(Sample, &'static str
             let mut complete = true;
             for (i, line) in std::io::BufReader::new(f).lines().enumerate() {
                 let line = line.map_err(io)?;
+                let line = if i == 0 {
+                    line.strip_prefix('\u{feff}').unwrap_or(&line).to_string()
+                } else {
+                    line
+                };
                 if line.trim().is_empty() {
                     continue;
                 }

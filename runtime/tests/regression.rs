@@ -978,3 +978,60 @@ deploy m as "m"
         "{t}"
     );
 }
+
+#[test]
+fn ndjson_reads_like_csv_and_says_where_it_breaks() {
+    let dir = project("ndjson");
+    std::fs::write(
+        dir.join("p.mlp"),
+        r#"source d = json("d.ndjson") { id : int  x : float  tag : str? }"#,
+    )
+    .unwrap();
+    // A byte-order mark and blank lines, as CSV accepts them.
+    std::fs::write(
+        dir.join("d.ndjson"),
+        "\u{feff}{\"id\": 1, \"x\": 1.5, \"tag\": \"a\"}\n\n{\"id\": 2, \"x\": 2.5}\n   \n{\"id\": 3, \"x\": 3.5, \"tag\": \"c\"}\n",
+    )
+    .unwrap();
+    run_ok(&dir);
+    assert_eq!(cached_frame(&dir, "source.d").height(), 3);
+    // A value nested too deep, even in a key nobody reads.
+    let deep = format!(
+        "{{\"id\": 1, \"x\": 1.0}}\n{{\"id\": 2, \"x\": 2.0, \"junk\": {}1{}}}\n",
+        "[".repeat(3000),
+        "]".repeat(3000)
+    );
+    std::fs::write(dir.join("d.ndjson"), deep).unwrap();
+    let o = mlp(&dir, &["run", "."]);
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{t}");
+    assert!(
+        t.contains("d.ndjson, line 2, column 92: a value nested more than 64 levels deep"),
+        "{t}"
+    );
+    // A key whose values change kind: the row and column are named.
+    std::fs::write(
+        dir.join("d.ndjson"),
+        "{\"id\": 1, \"x\": 1.0, \"tag\": \"a\"}\n{\"id\": 2, \"x\": \"lots\"}\n",
+    )
+    .unwrap();
+    let o = mlp(&dir, &["run", "."]);
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{t}");
+    assert!(
+        t.contains("row 2, column `x`: \"lots\" is not a valid float"),
+        "{t}"
+    );
+    // A line that is not JSON.
+    std::fs::write(
+        dir.join("d.ndjson"),
+        "{\"id\": 1, \"x\": 1.0}\n{\"id\": 2, \"x\": }\n",
+    )
+    .unwrap();
+    let o = mlp(&dir, &["run", "."]);
+    let t = text(&o);
+    assert!(
+        t.contains("d.ndjson, line 2: column 16: not JSON: expected value"),
+        "{t}"
+    );
+}

@@ -29,6 +29,10 @@ pub enum CheckError {
         span: Span,
         cycle: Vec<String>,
     },
+    NoDeclarations {
+        span: Span,
+        files: usize,
+    },
     UnknownOption {
         span: Span,
         key: String,
@@ -423,6 +427,7 @@ impl CheckError {
             DuplicateName { .. } => "E0003",
             UnknownStage { .. } => "E0004",
             Cycle { .. } => "E0005",
+            NoDeclarations { .. } => "E0009",
             UnknownOption { .. } => "E0007",
             BadOptionValue { .. } => "E0008",
             UnknownFormat { .. } => "E0101",
@@ -519,6 +524,13 @@ impl CheckError {
             } => e(format!("no {wanted} named `{name}`"))
                 .primary(*span, format!("unknown {wanted}"))
                 .help(available_help(name, available, &format!("{wanted}s declared"))),
+            NoDeclarations { span, files } => e(format!(
+                "the pipeline declares nothing ({files} file{} read, no `source`, `model` or other declaration in {})",
+                if *files == 1 { "" } else { "s" },
+                if *files == 1 { "it" } else { "them" }
+            ))
+            .primary(*span, "nothing declared from here on")
+            .help("a pipeline starts with `source NAME = csv(\"data.csv\") { ... }`; a file whose lines end in a lone carriage return reads as one line, so save it with ordinary line endings"),
             Cycle { span, cycle } => e(format!(
                 "stages depend on each other in a cycle: {}",
                 cycle.join(" -> ")

@@ -103,6 +103,8 @@ pub fn render(c: &Compilation, sources: &SourceMap) -> String {
 
 /// The codes a fixture expects, from its `# expect: E0201, E0705` header.
 pub fn expected_codes(text: &str) -> Vec<String> {
+    // A fixture may start with a byte-order mark (the compiler skips it).
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     text.lines()
         .take_while(|l| l.starts_with('#'))
         .filter_map(|l| l.strip_prefix("# expect:"))

@@ -343,10 +343,19 @@ fn scan(op: &SourceOp, path: &Path, shown: &str) -> Result<LazyFrame, ExecError>
             .map_err(|e| read_error(shown, e)),
         "parquet" => LazyFrame::scan_parquet(pl_path()?, ScanArgsParquet::default())
             .map_err(|e| read_error(shown, e)),
-        "json" => LazyJsonLineReader::new(pl_path()?)
-            .with_infer_schema_length(None)
-            .finish()
-            .map_err(|e| read_error(shown, e)),
+        "json" => match ndjson_prepare(path, shown)? {
+            None => LazyJsonLineReader::new(pl_path()?)
+                .with_infer_schema_length(None)
+                .finish()
+                .map_err(|e| read_error(shown, e)),
+            // A byte-order mark or blank lines: read a cleaned copy.
+            Some(clean) => JsonReader::new(std::io::Cursor::new(clean))
+                .with_json_format(JsonFormat::JsonLines)
+                .infer_schema_len(None)
+                .finish()
+                .map(DataFrame::lazy)
+                .map_err(|e| read_error(shown, e)),
+        },
         other => Err(read_error(shown, format!("unknown format `{other}`"))),
     }
 }
@@ -365,6 +374,153 @@ pub fn file_columns(
         .collect_schema()
         .map_err(|e| read_error(shown, e))?;
     Ok(Some(schema.iter_names().map(|n| n.to_string()).collect()))
+}
+
+/// The deepest nesting of arrays and objects an NDJSON value may have
+/// (deeper ones would exhaust a reader's stack).
+pub const MAX_JSON_DEPTH: usize = 64;
+
+/// Checks an NDJSON file before polars reads it: a value nested deeper than
+/// [`MAX_JSON_DEPTH`] is an error naming its line and column. Returns a
+/// cleaned copy when the file has a byte-order mark or blank lines (which
+/// the reader refuses and CSV accepts), `None` when it reads as it is.
+fn ndjson_prepare(path: &Path, shown: &str) -> Result<Option<Vec<u8>>, ExecError> {
+    use std::io::Read;
+    let f = std::fs::File::open(path).map_err(|e| read_error(shown, e))?;
+    let mut r = std::io::BufReader::with_capacity(1 << 20, f);
+    let mut buf = vec![0u8; 1 << 20];
+    let (mut line, mut column, mut depth) = (1usize, 0usize, 0usize);
+    let (mut in_string, mut escaped) = (false, false);
+    let mut line_has_text = false;
+    let (mut bom, mut blank) = (false, false);
+    let mut first = true;
+    loop {
+        let n = r.read(&mut buf).map_err(|e| read_error(shown, e))?;
+        if n == 0 {
+            break;
+        }
+        let mut chunk = &buf[..n];
+        if first {
+            first = false;
+            if let Some(rest) = chunk.strip_prefix(b"\xEF\xBB\xBF") {
+                bom = true;
+                chunk = rest;
+            }
+        }
+        for &b in chunk {
+            column += 1;
+            if in_string {
+                match (escaped, b) {
+                    (true, _) => escaped = false,
+                    (false, b'\\') => escaped = true,
+                    (false, b'"') => in_string = false,
+                    _ => {}
+                }
+                continue;
+            }
+            match b {
+                b'\n' => {
+                    blank |= !line_has_text;
+                    line += 1;
+                    column = 0;
+                    line_has_text = false;
+                    depth = 0;
+                }
+                b'"' => {
+                    in_string = true;
+                    line_has_text = true;
+                }
+                b'{' | b'[' => {
+                    depth += 1;
+                    line_has_text = true;
+                    if depth > MAX_JSON_DEPTH {
+                        return Err(ExecError::Data(format!(
+                            "{shown}, line {line}, column {column}: a value nested more than {MAX_JSON_DEPTH} levels deep; flatten it, or leave the key out of the file"
+                        )));
+                    }
+                }
+                b'}' | b']' => {
+                    depth = depth.saturating_sub(1);
+                    line_has_text = true;
+                }
+                b' ' | b'\t' | b'\r' => {}
+                _ => line_has_text = true,
+            }
+        }
+    }
+    if !(bom || blank) {
+        return Ok(None);
+    }
+    let text = std::fs::read(path).map_err(|e| read_error(shown, e))?;
+    let text = text.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&text);
+    let mut clean = Vec::with_capacity(text.len());
+    for l in text.split(|b| *b == b'\n') {
+        if l.iter().any(|b| !b.is_ascii_whitespace()) {
+            clean.extend_from_slice(l);
+            clean.push(b'\n');
+        }
+    }
+    Ok(Some(clean))
+}
+
+/// Why an NDJSON file did not read, found line by line: a line that is not
+/// JSON (with its column), a line that is not an object, or a key whose
+/// values change kind (a string where earlier lines have numbers).
+fn ndjson_problem(path: &Path, shown: &str) -> Option<ExecError> {
+    use std::io::BufRead;
+    let f = std::fs::File::open(path).ok()?;
+    let mut kinds: std::collections::BTreeMap<String, (&'static str, usize)> = Default::default();
+    let kind = |v: &serde_json::Value| match v {
+        serde_json::Value::Null => None,
+        serde_json::Value::Bool(_) => Some("a bool"),
+        serde_json::Value::Number(_) => Some("a number"),
+        serde_json::Value::String(_) => Some("a string"),
+        serde_json::Value::Array(_) => Some("a list"),
+        serde_json::Value::Object(_) => Some("an object"),
+    };
+    for (i, l) in std::io::BufReader::new(f).lines().enumerate() {
+        let l = l.ok()?;
+        let l = if i == 0 {
+            l.strip_prefix('\u{feff}').unwrap_or(&l).to_string()
+        } else {
+            l
+        };
+        if l.trim().is_empty() {
+            continue;
+        }
+        let at = |reason: String| {
+            Some(ExecError::Data(format!(
+                "{shown}, line {}: {reason}",
+                i + 1
+            )))
+        };
+        let v: serde_json::Value = match serde_json::from_str(&l) {
+            Ok(v) => v,
+            Err(e) => {
+                let why = e.to_string();
+                let why = why.split(" at line ").next().unwrap_or(&why).to_string();
+                return at(format!("column {}: not JSON: {why}", e.column()));
+            }
+        };
+        let serde_json::Value::Object(o) = v else {
+            return at("not a JSON object (one object per line, keys as columns)".into());
+        };
+        for (k, v) in &o {
+            let Some(now) = kind(v) else { continue };
+            match kinds.get(k) {
+                Some((before, first)) if *before != now => {
+                    return at(format!(
+                        "key `{k}` is {now} where line {first} has {before}"
+                    ));
+                }
+                Some(_) => {}
+                None => {
+                    kinds.insert(k.clone(), (now, i + 1));
+                }
+            }
+        }
+    }
+    None
 }
 
 /// The columns of a request file that `op` does not read, as the file holds
@@ -414,6 +570,7 @@ fn read_checked(
     // A CSV failure is often a row with the wrong number of fields: name it.
     read_and_convert(op, path, shown, lenient).map_err(|e| match op.format.as_str() {
         "csv" => csv_ragged_row(op, path, shown).unwrap_or(e),
+        "json" if matches!(e, ExecError::Read { .. }) => ndjson_problem(path, shown).unwrap_or(e),
         _ => e,
     })
 }
