@@ -85,8 +85,49 @@ fn now_ns() -> i128 {
         .unwrap_or(0)
 }
 
+/// Refuses anything but a regular file (a device such as `/dev/zero`, a
+/// FIFO, a folder): reading one could block or never end.
+pub fn regular(path: &Path) -> std::io::Result<std::fs::Metadata> {
+    let m = std::fs::metadata(path)?;
+    if !m.is_file() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file (a device, a pipe or a folder)",
+        ));
+    }
+    Ok(m)
+}
+
+/// A regular file's bytes, refused past `max` bytes.
+pub fn read_regular(path: &Path, max: u64) -> std::io::Result<Vec<u8>> {
+    let m = regular(path)?;
+    if m.len() > max {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("{} bytes, more than the {max} read for it", m.len()),
+        ));
+    }
+    let mut out = Vec::with_capacity(m.len() as usize);
+    std::fs::File::open(path)?
+        .take(max + 1)
+        .read_to_end(&mut out)?;
+    if out.len() as u64 > max {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("more than the {max} bytes read for it"),
+        ));
+    }
+    Ok(out)
+}
+
+/// The most bytes read for a plugin module (Wasm modules are far smaller).
+pub const MAX_PLUGIN_BYTES: u64 = 256 << 20;
+/// The most bytes read for a `.mlp` file.
+pub const MAX_PIPELINE_BYTES: u64 = 16 << 20;
+
 /// SHA-256 of a file's bytes, hex.
 pub fn hash_file(path: &Path) -> std::io::Result<String> {
+    regular(path)?;
     let mut f = std::fs::File::open(path)?;
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];

@@ -1056,12 +1056,13 @@ fn read_result(
 
 /// The bytes of a declared plugin's module.
 pub fn read_module(root: &Path, d: &PluginDecl) -> Result<Vec<u8>, PluginFailure> {
-    std::fs::read(root.join(&d.path)).map_err(|e| PluginFailure {
-        plugin: d.name.clone(),
-        func: String::new(),
-        kind: FailureKind::Load(format!("cannot read `{}`: {e}", d.path)),
-        row: None,
-    })
+    crate::fingerprint::read_regular(&root.join(&d.path), crate::fingerprint::MAX_PLUGIN_BYTES)
+        .map_err(|e| PluginFailure {
+            plugin: d.name.clone(),
+            func: String::new(),
+            kind: FailureKind::Load(format!("cannot read `{}`: {e}", d.path)),
+            row: None,
+        })
 }
 
 /// The plugins a stage may call, by declared name.

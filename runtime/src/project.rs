@@ -83,10 +83,12 @@ impl Project {
         }
         let mut sources = SourceMap::new();
         for f in files {
-            let bytes = std::fs::read(&f).map_err(|source| ProjectError::Io {
-                path: f.clone(),
-                source,
-            })?;
+            let bytes =
+                crate::fingerprint::read_regular(&f, crate::fingerprint::MAX_PIPELINE_BYTES)
+                    .map_err(|source| ProjectError::Io {
+                        path: f.clone(),
+                        source,
+                    })?;
             let text = String::from_utf8(bytes).map_err(|_| ProjectError::NotText(f.clone()))?;
             let rel = f
                 .strip_prefix(&root)
@@ -115,20 +117,21 @@ pub struct FsWorld {
 impl World for FsWorld {
     fn plugin_signatures(&self, path: &str) -> Result<PluginSignatures, PluginError> {
         let full = self.root.join(path);
-        let bytes = match std::fs::read(&full) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(PluginError::NotFound {
-                    path: path.to_string(),
-                })
-            }
-            Err(e) => {
-                return Err(PluginError::Unreadable {
-                    path: path.to_string(),
-                    reason: e.to_string(),
-                })
-            }
-        };
+        let bytes =
+            match crate::fingerprint::read_regular(&full, crate::fingerprint::MAX_PLUGIN_BYTES) {
+                Ok(b) => b,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    return Err(PluginError::NotFound {
+                        path: path.to_string(),
+                    })
+                }
+                Err(e) => {
+                    return Err(PluginError::Unreadable {
+                        path: path.to_string(),
+                        reason: e.to_string(),
+                    })
+                }
+            };
         read_signatures(&bytes)
     }
 }

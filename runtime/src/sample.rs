@@ -61,6 +61,7 @@ pub fn read_sample(path: &Path, max_rows: usize) -> Result<(Sample, &'static str
         path: shown.clone(),
         reason: e.to_string(),
     };
+    crate::fingerprint::regular(path).map_err(io)?;
     let sample = match format {
         "csv" => {
             let delimiter = if path.extension().is_some_and(|e| e == "tsv") {

@@ -1035,3 +1035,40 @@ fn ndjson_reads_like_csv_and_says_where_it_breaks() {
         "{t}"
     );
 }
+
+/// Runs mlp under `timeout`, so a hang fails the test instead of stalling it.
+fn mlp_within(dir: &Path, secs: u32, args: &[&str]) -> std::process::Output {
+    std::process::Command::new("timeout")
+        .arg(secs.to_string())
+        .arg(env!("CARGO_BIN_EXE_mlp"))
+        .args(args)
+        .current_dir(dir)
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn devices_and_pipes_are_refused_not_read_forever() {
+    let dir = project("special-files");
+    std::fs::write(
+        dir.join("p.mlp"),
+        "plugin z = \"/dev/zero\"\nsource d = csv(\"d.csv\") { x : float }\nfeatures f = d { y = z.f(x) }\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("d.csv"), "x\n1\n").unwrap();
+    let o = mlp_within(&dir, 30, &["check", "."]);
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{t}");
+    assert!(t.contains("not a regular file"), "{t}");
+    let fifo = dir.join("rows.csv");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let o = mlp_within(&dir, 30, &["infer", "rows.csv"]);
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{t}");
+    assert!(t.contains("not a regular file"), "{t}");
+}
