@@ -1140,6 +1140,13 @@ pub fn monitor(
         )));
     }
     frame_format(data)?;
+    if let Some(h) = html.filter(|h| h.is_dir()) {
+        return Err(CliError::Output(format!(
+            "--html `{}` is a folder; give the report a file name, such as `{}`",
+            h.display(),
+            h.join("report.html").display()
+        )));
+    }
     let exec_err = |e: crate::exec::ExecError| CliError::Registry(e.to_string(), e.help());
     let plugins =
         bundle::load_plugins(&b, Some(&crate::plugin::cache_dir(project))).map_err(exec_err)?;

@@ -65,7 +65,18 @@ pub fn new(name: &str, sdk: Option<&Path>) -> Result<ExitCode, CliError> {
         ));
     }
     let sdk = sdk_path(sdk)?;
-    let sdk_text = sdk.to_string_lossy().replace('\\', "/");
+    // A TOML basic string: quotes and backslashes escaped, so any path
+    // writes a valid Cargo.toml.
+    let sdk_text = sdk
+        .to_string_lossy()
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"");
+    if sdk_text.chars().any(char::is_control) {
+        return Err(CliError::Output(format!(
+            "the SDK path {:?} holds a control character; move the SDK to a plain path",
+            sdk.display().to_string()
+        )));
+    }
     let cargo = format!(
         r#"[package]
 name = "{name}"

@@ -352,12 +352,25 @@ fn row_count(rows: &Rows) -> Result<usize, ApiError> {
             }
             Ok(r.len())
         }
-        Rows::Columns(c) => Ok(c
-            .values()
-            .filter_map(Value::as_array)
-            .map(Vec::len)
-            .max()
-            .unwrap_or(0)),
+        Rows::Columns(c) => {
+            if let Some((name, _)) = c.iter().find(|(_, v)| !v.is_array()) {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "bad_shape",
+                    format!(
+                        "column `{}` must be a list of values, one per row (`{{\"columns\": {{\"{}\": [...]}}}}`)",
+                        crate::exec::truncate(name, 60),
+                        crate::exec::truncate(name, 60)
+                    ),
+                )
+                .with("column", name.clone()));
+            }
+            Ok(c.values()
+                .filter_map(Value::as_array)
+                .map(Vec::len)
+                .max()
+                .unwrap_or(0))
+        }
         Rows::Split(_, d) => {
             if let Some(i) = d.iter().position(|v| !v.is_array()) {
                 return Err(ApiError::new(

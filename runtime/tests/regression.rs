@@ -1072,3 +1072,164 @@ fn devices_and_pipes_are_refused_not_read_forever() {
     assert_eq!(o.status.code(), Some(2), "{t}");
     assert!(t.contains("not a regular file"), "{t}");
 }
+
+#[test]
+fn messages_name_rows_as_in_the_file_and_cut_long_values() {
+    let dir = project("messages");
+    std::fs::write(
+        dir.join("p.mlp"),
+        r#"
+source d = csv("d.csv") { id : int  part : category["train", "test"]  a : float  b : float  y : float }
+split s = d { column = part }
+features f = s { r = a / b }
+model m = ridge(f) { target = y  exclude = id }
+"#,
+    )
+    .unwrap();
+    let mut csv = String::from("id,part,a,b,y\n");
+    for i in 1..=20 {
+        let part = if [3, 7, 11].contains(&i) {
+            "test"
+        } else {
+            "train"
+        };
+        let b = if i == 16 { 0 } else { 1 + i % 3 };
+        csv.push_str(&format!("{i},{part},{},{b},{}\n", i % 5 + 1, i % 7));
+    }
+    std::fs::write(dir.join("d.csv"), &csv).unwrap();
+    let o = mlp(&dir, &["run", "."]);
+    let t = text(&o);
+    assert!(!o.status.success(), "{t}");
+    // Data row 16 is the 13th train row: the message says 16.
+    assert!(
+        t.contains("model input `r` has a missing or infinite value at row 16 of the data"),
+        "{t}"
+    );
+
+    // A 10 MB value is not echoed whole.
+    let huge = "9".repeat(10 << 20) + "x";
+    std::fs::write(
+        dir.join("d.csv"),
+        format!("id,part,a,b,y\n1,train,{huge},1,1\n"),
+    )
+    .unwrap();
+    let o = mlp(&dir, &["run", "."]);
+    let t = text(&o);
+    assert!(!o.status.success());
+    assert!(t.len() < 10_000, "{} bytes of message", t.len());
+    assert!(t.contains("column `a`"), "{}", &t[..t.len().min(2000)]);
+
+    // `mlp monitor --html` given a folder, and a `columns` request of scalars.
+    let dir = deployed_project("messages-serve", 300, 3);
+    std::fs::create_dir_all(dir.join("reports")).unwrap();
+    std::fs::write(dir.join("new.csv"), common::houses_csv(60, 4)).unwrap();
+    let o = mlp(
+        &dir,
+        &[
+            "monitor",
+            "house-price",
+            "--data",
+            "new.csv",
+            "--html",
+            "reports",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("--html `reports` is a folder"),
+        "{}",
+        text(&o)
+    );
+    let s = common::serve(&dir, &["house-price"]);
+    let (status, v) = common::post(
+        &format!("{}/v1/predict", s.url),
+        r#"{"columns": {"sqft": 5}}"#,
+    );
+    assert_eq!(status, 400, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("column `sqft` must be a list"),
+        "{v}"
+    );
+}
+
+#[test]
+fn plugin_new_writes_a_valid_manifest_for_any_sdk_path() {
+    let dir = project("plugin-sdk-path");
+    let sdk = dir.join("sdk \"quoted\" \\ path");
+    std::fs::create_dir_all(sdk.join("src")).unwrap();
+    let from = common::repo().join("plugins/sdk");
+    // The SDK as a crate of its own (the real one inherits from its
+    // workspace).
+    std::fs::write(
+        sdk.join("Cargo.toml"),
+        "[package]\nname = \"mlp-plugin\"\nversion = \"0.1.0\"\nedition = \"2021\"\n",
+    )
+    .unwrap();
+    for e in std::fs::read_dir(from.join("src")).unwrap() {
+        let p = e.unwrap().path();
+        std::fs::copy(&p, sdk.join("src").join(p.file_name().unwrap())).unwrap();
+    }
+    let o = mlp(
+        &dir,
+        &["plugin", "new", "quoted", "--sdk", sdk.to_str().unwrap()],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let meta = std::process::Command::new(cargo)
+        .args([
+            "metadata",
+            "--no-deps",
+            "--offline",
+            "--format-version",
+            "1",
+            "--manifest-path",
+        ])
+        .arg(dir.join("quoted/Cargo.toml"))
+        .output()
+        .unwrap();
+    assert!(
+        meta.status.success(),
+        "{}",
+        String::from_utf8_lossy(&meta.stderr)
+    );
+}
+
+#[test]
+fn bucket_into_more_quantiles_than_values_is_bounded_and_quick() {
+    let dir = project("bucket");
+    std::fs::write(
+        dir.join("p.mlp"),
+        r#"
+source d = csv("d.csv") { id : int  x : float  y : float }
+split s = d { train = 0.8  test = 0.2  key = id }
+transform t = s { bucket x into 10000 quantiles }
+"#,
+    )
+    .unwrap();
+    let mut csv = String::from("id,x,y\n");
+    for i in 0..311 {
+        csv.push_str(&format!("{i},{},{}\n", (i * 37) % 101, i));
+    }
+    std::fs::write(dir.join("d.csv"), csv).unwrap();
+    let o = mlp_within(&dir, 60, &["run", "."]);
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(
+        t.contains("warning: `bucket x into 10000 quantiles`: `train` has"),
+        "{t}"
+    );
+    let df = cached_frame(&dir, "transform.t");
+    let max = df
+        .column("x")
+        .unwrap()
+        .i64()
+        .unwrap()
+        .iter()
+        .flatten()
+        .max()
+        .unwrap();
+    assert!((1..=101).contains(&max), "{max}");
+}

@@ -512,6 +512,16 @@ pub fn design_rows(
 }
 
 pub fn design(df: &DataFrame, columns: &[String]) -> Result<Array2<f64>, ExecError> {
+    design_in(df, columns, &|i| i + 1)
+}
+
+/// As [`design`]; an error names a row as `row_of(index)` numbers it (the
+/// row of the whole input, not of the partition).
+pub fn design_in(
+    df: &DataFrame,
+    columns: &[String],
+    row_of: &dyn Fn(usize) -> usize,
+) -> Result<Array2<f64>, ExecError> {
     let mut x = Array2::<f64>::zeros((df.height(), columns.len()));
     for (j, c) in columns.iter().enumerate() {
         let s = df
@@ -522,8 +532,8 @@ pub fn design(df: &DataFrame, columns: &[String]) -> Result<Array2<f64>, ExecErr
         let ca = s.f64().map_err(ExecError::polars)?.rechunk();
         let bad = |i: usize| {
             ExecError::Data(format!(
-                "model input `{c}` has a missing or infinite value at row {}; impute it or filter the row",
-                i + 1
+                "model input `{c}` has a missing or infinite value at row {} of the data; impute it, or filter the row",
+                row_of(i)
             ))
         };
         match ca.cont_slice() {
@@ -1115,6 +1125,18 @@ pub fn run(op: &ModelOp, cx: &Context) -> Result<Output, ExecError> {
     if train.height() == 0 {
         return Err(ExecError::Data("no rows in `train` to fit on".into()));
     }
+    // Where each train row is in the whole input, for messages.
+    let train_at: Vec<usize> = df
+        .column(&part)
+        .and_then(|c| c.cast(&DataType::String))
+        .map_err(ExecError::polars)?
+        .str()
+        .map_err(ExecError::polars)?
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| *p == Some("train"))
+        .map(|(i, _)| i + 1)
+        .collect();
     let features = feature_columns(&df, op);
     let classes: Vec<String> = match op.task {
         Task::Regression => vec![],
@@ -1134,7 +1156,9 @@ pub fn run(op: &ModelOp, cx: &Context) -> Result<Output, ExecError> {
             )));
         }
     }
-    let x = design(&train, &features)?;
+    let x = design_in(&train, &features, &|i| {
+        train_at.get(i).copied().unwrap_or(i + 1)
+    })?;
     let y = target(&train, op, &classes)?;
     let mk = |params: BTreeMap<String, ParamValue>, fitted: Fitted| ModelFile {
         algorithm: op.algorithm.clone(),

@@ -734,9 +734,21 @@ fn describe_errors(
             None => (format!("\" is not a valid {}", c.ty), "bad_value"),
         };
         let none = || lit(NULL).cast(DataType::String);
+        // Long values are cut short in the description.
+        let shown_value = when(rawe.clone().str().len_chars().gt(lit(200u32)))
+            .then(concat_str(
+                [rawe.clone().str().slice(lit(0), lit(200)), lit("…")],
+                "",
+                false,
+            ))
+            .otherwise(rawe);
         let mut e = when(bad_value.clone())
             .then(concat_str(
-                [lit(format!("column `{}`: \"", raw(c))), rawe, lit(what)],
+                [
+                    lit(format!("column `{}`: \"", raw(c))),
+                    shown_value,
+                    lit(what),
+                ],
                 "",
                 false,
             ))
@@ -794,8 +806,9 @@ fn first_new_null(before: &Column, after: &Column) -> (usize, String) {
     let a = after.is_null();
     for i in 0..after.len() {
         if a.get(i) == Some(true) && b.get(i) == Some(false) {
+            // A value is shown in a message, cut short if it is long.
             let v = before.get(i).map(|v| v.to_string()).unwrap_or_default();
-            return (i + 1, v);
+            return (i + 1, super::truncate(&v, 200));
         }
     }
     (0, String::new())

@@ -223,21 +223,39 @@ pub fn fit(step: &StepOp, df: &DataFrame, part: Option<&str>) -> Result<Fitted, 
             Fitted::Scale { values }
         }
         StepOp::Bucket { column, quantiles } => {
+            // The train values sorted once: every quantile is then a look-up
+            // (linear interpolation, as polars' and numpy's), O(n log n).
             let p = need_part()?;
-            let x = col(column.as_str()).cast(DataType::Float64);
-            let wanted = (1..*quantiles)
-                .map(|i| {
-                    let q = i as f64 / *quantiles as f64;
-                    (
-                        format!("q{i}"),
-                        x.clone().quantile(lit(q), QuantileMethod::Linear),
-                    )
-                })
+            let train = df
+                .clone()
+                .lazy()
+                .filter(is_train(&p))
+                .select([col(column.as_str()).cast(DataType::Float64)])
+                .collect()
+                .map_err(ExecError::polars)?;
+            let mut v: Vec<f64> = train
+                .column(column)
+                .map_err(ExecError::polars)?
+                .f64()
+                .map_err(ExecError::polars)?
+                .iter()
+                .flatten()
+                .filter(|x| x.is_finite())
                 .collect();
-            let stats = train_stats(df, &p, wanted)?;
-            let edges = (1..*quantiles)
-                .filter_map(|i| stats.get(&format!("q{i}")).copied().flatten())
-                .collect();
+            v.sort_by(f64::total_cmp);
+            // No more buckets than distinct train values.
+            let distinct = 1 + v.windows(2).filter(|w| w[0] != w[1]).count();
+            let n = (*quantiles as usize).min(distinct).max(1);
+            let quantile = |q: f64| {
+                let h = (v.len() - 1) as f64 * q;
+                let (lo, hi) = (h.floor() as usize, h.ceil() as usize);
+                v[lo] + (h - lo as f64) * (v[hi] - v[lo])
+            };
+            let edges = if v.is_empty() {
+                vec![]
+            } else {
+                (1..n).map(|i| quantile(i as f64 / n as f64)).collect()
+            };
             Fitted::Bucket { edges }
         }
         _ => Fitted::None,
@@ -402,16 +420,26 @@ pub fn apply(
             collect(df.lazy().with_columns(exprs))?
         }
         (StepOp::Bucket { column, .. }, Fitted::Bucket { edges }) => {
-            let x = || col(column.as_str()).cast(DataType::Float64);
-            let idx = edges
+            // A value's bucket is the number of edges below it, found by
+            // binary search over the sorted edges.
+            let values = df
+                .column(column)
+                .and_then(|c| c.cast(&DataType::Float64))
+                .map_err(ExecError::polars)?;
+            let idx: Int64Chunked = values
+                .f64()
+                .map_err(ExecError::polars)?
                 .iter()
-                .map(|e| x().gt(lit(*e)).cast(DataType::Int64))
-                .reduce(|a, b| a + b)
-                .unwrap_or(lit(0i64));
-            let idx = when(x().is_null())
-                .then(lit(NULL).cast(DataType::Int64))
-                .otherwise(idx);
-            collect(df.lazy().with_column(idx.alias(column.as_str())))?
+                .map(|x| x.map(|x| edges.partition_point(|e| *e < x) as i64))
+                .collect();
+            let mut df = df;
+            df.with_column(
+                idx.into_series()
+                    .with_name(column.as_str().into())
+                    .into_column(),
+            )
+            .map_err(ExecError::polars)?;
+            df
         }
         (StepOp::Drop { columns }, _) => df.drop_many(columns.iter().map(String::as_str)),
         (StepOp::Keep { columns }, _) => {
@@ -488,8 +516,18 @@ pub fn run(op: &TransformOp, cx: &Context) -> Result<Output, ExecError> {
     let mut df = input(cx)?;
     let part = partition_column(cx);
     let mut params = vec![];
+    let mut notes = vec![];
     for step in &op.steps {
         let fitted = fit(step, &df, part.as_deref())?;
+        if let (StepOp::Bucket { column, quantiles }, Fitted::Bucket { edges }) = (step, &fitted) {
+            if edges.len() + 1 < *quantiles as usize {
+                notes.push(format!(
+                    "warning: `bucket {column} into {quantiles} quantiles`: `train` has {} distinct values of `{column}`, so {} buckets",
+                    edges.len() + 1,
+                    edges.len() + 1
+                ));
+            }
+        }
         df = apply(
             step,
             &fitted,
@@ -507,6 +545,7 @@ pub fn run(op: &TransformOp, cx: &Context) -> Result<Output, ExecError> {
             "params".into(),
             json!({ "steps": serde_json::to_value(&params).map_err(|e| ExecError::Internal(e.to_string()))? }),
         )],
+        notes,
         ..Output::default()
     })
 }
