@@ -36,6 +36,164 @@ pub enum ParseErrorKind {
     Syntax,
     /// A literal that follows the grammar but cannot be represented (E0002).
     BadLiteral,
+    /// An expression nested deeper than [`MAX_EXPR_DEPTH`] (E0010).
+    TooDeep,
+}
+
+/// The deepest an expression may nest: operators chained (`a + b + c` is two
+/// levels), parentheses, calls and lists. Deeper ones would exhaust a stack
+/// somewhere between here and a served prediction.
+pub const MAX_EXPR_DEPTH: usize = 100;
+
+/// The span of the first subexpression deeper than [`MAX_EXPR_DEPTH`], if
+/// any (walked with an explicit stack, so any depth is measured safely).
+fn too_deep(e: &Expr) -> Option<Span> {
+    let mut stack: Vec<(&Expr, usize)> = vec![(e, 1)];
+    while let Some((e, d)) = stack.pop() {
+        if d > MAX_EXPR_DEPTH {
+            return Some(e.span);
+        }
+        match &e.kind {
+            ExprKind::Lit(_) | ExprKind::Column(_) => {}
+            ExprKind::List(xs) | ExprKind::Call(_, xs) | ExprKind::PluginCall(_, _, xs) => {
+                stack.extend(xs.iter().map(|x| (x, d + 1)))
+            }
+            ExprKind::Unary(_, x) | ExprKind::Over(x, _) => stack.push((x, d + 1)),
+            ExprKind::Binary(_, a, b) => {
+                stack.push((a, d + 1));
+                stack.push((b, d + 1));
+            }
+            ExprKind::If(a, b, c) => {
+                stack.push((a, d + 1));
+                stack.push((b, d + 1));
+                stack.push((c, d + 1));
+            }
+        }
+    }
+    None
+}
+
+/// Refuses, before pest's recursive descent meets it, text that nests past
+/// [`MAX_EXPR_DEPTH`]: brackets, `if`s whose `else` branch is still open,
+/// and runs of prefix operators (`- - x`, `not not x`), counted together. A
+/// lexical pass (strings and comments skipped), so no input can exhaust the
+/// parser's stack; what it lets through is measured exactly on the tree.
+fn nesting_too_deep(file: FileId, text: &str) -> Option<ParseError> {
+    let b = text.as_bytes();
+    let mut depth = 0usize;
+    let mut ifs: Vec<usize> = vec![];
+    let mut prefix_run = 0usize;
+    // Whether the last significant token ends an operand (so a `-` after it
+    // is binary).
+    let mut after_operand = false;
+    let too_deep = |at: usize| ParseError {
+        span: Span::new(file, at, at + 1),
+        message: format!("this expression nests more than {MAX_EXPR_DEPTH} levels deep"),
+        expected: vec![],
+        kind: ParseErrorKind::TooDeep,
+        suggestion: None,
+    };
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        match c {
+            b'#' => {
+                while i < b.len() && b[i] != b'\n' {
+                    i += 1;
+                }
+                continue;
+            }
+            b'"' => {
+                i += 1;
+                while i < b.len() && b[i] != b'"' {
+                    i += if b[i] == b'\\' { 2 } else { 1 };
+                }
+                i += 1;
+                after_operand = true;
+                prefix_run = 0;
+                continue;
+            }
+            b' ' | b'\t' | b'\r' | b'\n' => {
+                i += 1;
+                continue;
+            }
+            _ => {}
+        }
+        if c.is_ascii_alphanumeric() || c == b'_' {
+            let start = i;
+            while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_' || b[i] == b'.') {
+                i += 1;
+            }
+            let word = &text[start..i];
+            // `name =` (not `==`) starts a new statement at this depth.
+            let mut k = i;
+            while k < b.len() && matches!(b[k], b' ' | b'\t') {
+                k += 1;
+            }
+            let assigns = b.get(k) == Some(&b'=') && b.get(k + 1) != Some(&b'=');
+            match word {
+                "if" => {
+                    ifs.push(depth);
+                    after_operand = false;
+                }
+                "then" | "else" | "and" | "or" | "in" => after_operand = false,
+                // A rule or step starts a new expression.
+                "expect" | "filter" => {
+                    ifs.retain(|d| *d < depth);
+                    after_operand = false;
+                    prefix_run = 0;
+                }
+                "not" => {
+                    prefix_run += 1;
+                    after_operand = false;
+                }
+                _ => {
+                    if assigns {
+                        ifs.retain(|d| *d < depth);
+                    }
+                    after_operand = true;
+                    prefix_run = 0;
+                }
+            }
+            if depth + ifs.len() + prefix_run > MAX_EXPR_DEPTH {
+                return Some(too_deep(start));
+            }
+            continue;
+        }
+        match c {
+            b'(' | b'[' => {
+                depth += 1;
+                after_operand = false;
+            }
+            b')' | b']' => {
+                ifs.retain(|d| *d < depth);
+                depth = depth.saturating_sub(1);
+                after_operand = true;
+                prefix_run = 0;
+            }
+            b'{' | b'}' => {
+                ifs.clear();
+                depth = 0;
+                after_operand = false;
+                prefix_run = 0;
+            }
+            b',' => {
+                ifs.retain(|d| *d < depth);
+                after_operand = false;
+            }
+            b'-' if !after_operand => prefix_run += 1,
+            _ => {
+                if !c.is_ascii_digit() {
+                    after_operand = false;
+                }
+            }
+        }
+        if depth + ifs.len() + prefix_run > MAX_EXPR_DEPTH {
+            return Some(too_deep(i));
+        }
+        i += 1;
+    }
+    None
 }
 
 /// Parses one source file.
@@ -45,6 +203,9 @@ pub fn parse(file: FileId, text: &str) -> Result<File, ParseError> {
     // failure.
     // The switch is process-wide, so detailed parses take turns.
     static DETAIL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    if let Some(e) = nesting_too_deep(file, text) {
+        return Err(e);
+    }
     let mut pairs = match MlpParser::parse(Rule::file, text) {
         Ok(p) => p,
         Err(_) => {
@@ -484,7 +645,7 @@ impl Cx {
                 let op = self.visit_cmp_op(self.next(&mut it, span)?);
                 RuleKind::NullRate(col, op, self.visit_number(self.next(&mut it, span)?)?)
             }
-            _ => RuleKind::Expect(self.visit_expr(self.next(&mut it, span)?)?),
+            _ => RuleKind::Expect(self.top_expr(self.next(&mut it, span)?)?),
         })
     }
 
@@ -554,7 +715,7 @@ impl Cx {
                 let a = self.next_ident(&mut it)?;
                 StepKind::Rename(a, self.next_ident(&mut it)?)
             }
-            _ => StepKind::Filter(self.visit_expr(self.next(&mut it, span)?)?),
+            _ => StepKind::Filter(self.top_expr(self.next(&mut it, span)?)?),
         };
         Ok(Step { kind, span })
     }
@@ -570,7 +731,7 @@ impl Cx {
                 let span = self.span(&f);
                 let mut fi = f.into_inner();
                 let name = self.next_ident(&mut fi)?;
-                let expr = self.visit_expr(self.next(&mut fi, span)?)?;
+                let expr = self.top_expr(self.next(&mut fi, span)?)?;
                 Ok(Feature { name, expr })
             })
             .collect::<Result<_, _>>()?;
@@ -804,6 +965,22 @@ impl Cx {
     }
 
     // ------------------------------------------------------------ expressions
+
+    /// A whole expression (a feature, a filter, an `expect` rule), no deeper
+    /// than [`MAX_EXPR_DEPTH`].
+    fn top_expr(&self, p: P) -> Result<Expr, ParseError> {
+        let e = self.visit_expr(p)?;
+        if let Some(span) = too_deep(&e) {
+            return Err(ParseError {
+                span,
+                message: format!("this expression nests more than {MAX_EXPR_DEPTH} levels deep"),
+                expected: vec![],
+                kind: ParseErrorKind::TooDeep,
+                suggestion: None,
+            });
+        }
+        Ok(e)
+    }
 
     fn visit_expr(&self, p: P) -> Result<Expr, ParseError> {
         let inner = match p.as_rule() {

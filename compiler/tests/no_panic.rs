@@ -114,3 +114,41 @@ proptest! {
         let _ = common::render(&comp, &sources);
     }
 }
+
+/// Deep shapes: long operator chains, nested parentheses, nested calls,
+/// nested lists and `if`s, at any depth up to far past the limit. Each
+/// compiles or is refused with E0010 at a span inside the text; none
+/// overflows a stack (the test threads' stacks are 2 MiB).
+fn deep(shape: usize, n: usize) -> String {
+    let e = match shape % 5 {
+        0 => vec!["x"; n].join(" + "),
+        1 => format!("{}x{}", "(".repeat(n), ")".repeat(n)),
+        2 => format!("{}x{}", "abs(".repeat(n), ")".repeat(n)),
+        3 => format!("{}x{}", "-".repeat(n), ""),
+        _ => format!("{}x{}", "if x > 0 then ".repeat(n), " else 1.0".repeat(n)),
+    };
+    format!("source d = csv(\"d.csv\") {{ x : float }}\nfeatures f = d {{ y = {e} }}\n")
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 60, ..ProptestConfig::default() })]
+
+    #[test]
+    fn deep_expressions_compile_or_are_refused_by_code(shape in 0usize..5, n in 1usize..6000) {
+        let text = deep(shape, n);
+        let (sources, comp) = compile_str("deep.mlp", &text, &FakeWorld);
+        let codes: Vec<&str> = comp.diagnostics.iter().map(|d| d.code).collect();
+        if n <= 90 {
+            prop_assert!(!codes.contains(&"E0010"), "{shape} {n}: {codes:?}");
+        }
+        if n > 101 {
+            prop_assert!(codes.contains(&"E0010"), "{shape} {n}: {codes:?}");
+        }
+        for d in &comp.diagnostics {
+            for l in &d.labels {
+                prop_assert!(l.span.end <= text.len());
+            }
+        }
+        let _ = common::render(&comp, &sources);
+    }
+}

@@ -128,7 +128,12 @@ impl Bundle {
                 ));
             }
         }
-        let b: Bundle = serde_json::from_slice(&bytes)
+        // Expressions nest as deep as the compiler allows (MAX_EXPR_DEPTH),
+        // which may be deeper than serde_json's default limit of 128.
+        let mut de = serde_json::Deserializer::from_slice(&bytes);
+        de.disable_recursion_limit();
+        let b = Bundle::deserialize(&mut de)
+            .and_then(|b| de.end().map(|_| b))
             .map_err(|e| format!("`{}` is not an mlp bundle: {e}", path.display()))?;
         if b.format != BUNDLE_FORMAT {
             return Err(format!(

@@ -265,7 +265,18 @@ enum Format {
     Mermaid,
 }
 
+/// The stack of every thread this process starts (stage runners, polars'
+/// pool, the server's workers): expressions as deep as the compiler allows
+/// (`MAX_EXPR_DEPTH`) are walked recursively by polars and by us, and 2 MiB,
+/// Rust's default, is not enough for them in every build.
+const THREAD_STACK: &str = "16777216";
+
 fn main() -> ExitCode {
+    // Read by std when a thread is spawned without an explicit size; set
+    // before any thread exists (a caller's own setting wins).
+    if std::env::var_os("RUST_MIN_STACK").is_none() {
+        std::env::set_var("RUST_MIN_STACK", THREAD_STACK);
+    }
     let args = Cli::parse();
     let result = match args.command {
         Command::Check { path, json, plan } => cli::check(&path, json, plan, args.color),

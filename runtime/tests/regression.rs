@@ -1233,3 +1233,48 @@ transform t = s { bucket x into 10000 quantiles }
         .unwrap();
     assert!((1..=101).contains(&max), "{max}");
 }
+
+#[test]
+fn the_deepest_expression_that_checks_also_runs_deploys_and_loads() {
+    let dir = project("deep");
+    // 99 terms, 99 nested calls: just under the compiler's limit.
+    let sum = vec!["x"; 99].join(" + ");
+    let calls = format!("{}x{}", "abs(".repeat(98), ")".repeat(98));
+    std::fs::write(
+        dir.join("p.mlp"),
+        format!(
+            "source d = csv(\"d.csv\") {{ id : int  x : float  y : float }}\n\
+             split s = d {{ train = 0.8  test = 0.2  key = id }}\n\
+             features f = s {{\n  t = {sum}\n  u = {calls}\n}}\n\
+             model m = ridge(f) {{ target = y  exclude = id }}\n\
+             evaluate m on test {{ metrics rmse  require rmse < 1000 }}\n\
+             deploy m as \"m\"\n"
+        ),
+    )
+    .unwrap();
+    let mut csv = String::from("id,x,y\n");
+    for i in 0..100 {
+        csv.push_str(&format!("{i},{},{}\n", i % 7, i % 5));
+    }
+    std::fs::write(dir.join("d.csv"), csv).unwrap();
+    run_ok(&dir);
+    std::fs::write(dir.join("r.csv"), "x\n2\n").unwrap();
+    let o = mlp(
+        &dir,
+        &["predict", "m", "--input", "r.csv", "--output", "o.csv"],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let s = common::serve(&dir, &["m"]);
+    let (status, v) = common::post(&format!("{}/v1/predict", s.url), r#"[{"x": 2}]"#);
+    assert_eq!(status, 200, "{v}");
+    // One more term is refused where it is written.
+    let o = mlp(&dir, &["check", "."]);
+    assert!(o.status.success(), "{}", text(&o));
+    let deeper = std::fs::read_to_string(dir.join("p.mlp"))
+        .unwrap()
+        .replace(&sum, &vec!["x"; 110].join(" + "));
+    std::fs::write(dir.join("p.mlp"), deeper).unwrap();
+    let o = mlp(&dir, &["check", "."]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o).contains("E0010"), "{}", text(&o));
+}

@@ -1129,6 +1129,9 @@ impl crate::parse::ParseError {
             ParseErrorKind::BadLiteral => Diagnostic::error("E0002", self.message.clone())
                 .primary(self.span, "invalid literal")
                 .help("integers are 64-bit (up to 9223372036854775807); numbers must be finite"),
+            ParseErrorKind::TooDeep => Diagnostic::error("E0010", self.message.clone())
+                .primary(self.span, "too deep from here")
+                .help("split it into several features, each naming a part (`part1 = a + b + c`, then `total = part1 + part2`)"),
         }
     }
 }
