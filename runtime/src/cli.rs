@@ -1205,6 +1205,7 @@ pub fn serve(
     host: &str,
     port: u16,
     max_body: usize,
+    header_timeout_secs: u64,
 ) -> Result<ExitCode, CliError> {
     crate::serve::serve(crate::serve::ServeOptions {
         project: project.to_path_buf(),
@@ -1212,6 +1213,7 @@ pub fn serve(
         host: host.to_string(),
         port,
         max_body,
+        header_timeout: std::time::Duration::from_secs(header_timeout_secs),
     })
     .map_err(|e| CliError::Registry(e, None))?;
     Ok(ExitCode::SUCCESS)

@@ -114,6 +114,10 @@ enum Command {
         /// The largest request body accepted, in bytes.
         #[arg(long, default_value_t = 16 << 20)]
         max_body: usize,
+        /// Seconds a connection may take to send a request's headers (an
+        /// idle keep-alive connection included) before it is closed.
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+        header_timeout: u64,
         /// The project whose `.mlp/registry` holds the model.
         #[arg(long, default_value = ".")]
         project: PathBuf,
@@ -333,8 +337,9 @@ fn main() -> ExitCode {
             port,
             host,
             max_body,
+            header_timeout,
             project,
-        } => cli::serve(&project, &model, &host, port, max_body),
+        } => cli::serve(&project, &model, &host, port, max_body, header_timeout),
         Command::Monitor {
             model,
             data,

@@ -43,6 +43,9 @@ pub struct ServeOptions {
     pub port: u16,
     /// The largest request body accepted, in bytes.
     pub max_body: usize,
+    /// How long a connection may take to send a request's headers, idle
+    /// keep-alive connections included; then it is closed.
+    pub header_timeout: Duration,
 }
 
 /// The rows of the drift window when the `monitor` block declares none.
@@ -180,6 +183,8 @@ struct AppState {
     /// Why the registry cannot be followed right now (a damaged alias
     /// file, a damaged bundle): the version served is kept meanwhile.
     fault: Mutex<Option<String>>,
+    /// The last window report, reused for [`WINDOW_REPORT_TTL`].
+    window_cache: Mutex<Option<CachedReport>>,
     /// Requests waiting for a prediction worker.
     jobs: std::sync::mpsc::Sender<Job>,
 }
@@ -1177,8 +1182,34 @@ fn escape_label(s: &str) -> String {
         .replace('\n', "\\n")
 }
 
+/// How long a window's drift report is reused: scrapes more often than
+/// this cost no more than one computation per interval, so they cannot
+/// slow the predictions down.
+const WINDOW_REPORT_TTL: Duration = Duration::from_secs(1);
+
+/// A computed window report, with when and for which version.
+type CachedReport = (Instant, String, Vec<crate::monitor::ColumnReport>, usize);
+
 fn window_report(state: &AppState) -> (Arc<Loaded>, Vec<crate::monitor::ColumnReport>, usize) {
     let loaded = state.loaded();
+    if let Ok(cache) = state.window_cache.lock() {
+        if let Some((at, version, drift, rows)) = cache.as_ref() {
+            if *version == loaded.version && at.elapsed() < WINDOW_REPORT_TTL {
+                return (loaded, drift.clone(), *rows);
+            }
+        }
+    }
+    let (loaded, drift, rows) = compute_window_report(state, loaded);
+    if let Ok(mut cache) = state.window_cache.lock() {
+        *cache = Some((Instant::now(), loaded.version.clone(), drift.clone(), rows));
+    }
+    (loaded, drift, rows)
+}
+
+fn compute_window_report(
+    state: &AppState,
+    loaded: Arc<Loaded>,
+) -> (Arc<Loaded>, Vec<crate::monitor::ColumnReport>, usize) {
     let frame = state.metrics.lock().ok().and_then(|m| {
         (m.window_version == loaded.version)
             .then(|| m.window_frame(loaded.window))
@@ -1419,6 +1450,7 @@ pub fn serve(opts: ServeOptions) -> Result<(), String> {
         current: RwLock::new(Arc::new(loaded)),
         metrics: Mutex::new(Metrics::default()),
         fault: Mutex::new(None),
+        window_cache: Mutex::new(None),
         jobs: tx,
     });
     // Predictions are CPU-bound: one worker per core, each gathering the
@@ -1505,10 +1537,37 @@ pub fn serve(opts: ServeOptions) -> Result<(), String> {
                 }
             });
         }
-        axum::serve(listener, router(state, opts.max_body))
-            .with_graceful_shutdown(shutdown_signal())
-            .await
-            .map_err(|e| format!("server error: {e}"))?;
+        // Connections are served one task each, by hyper directly: a client
+        // that sends no request (or half a header) within the timeout is
+        // disconnected, however many of them there are.
+        let app = router(state, opts.max_body);
+        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+        let mut shutdown = std::pin::pin!(shutdown_signal());
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => {
+                    let Ok((stream, _)) = accepted else { continue };
+                    let _ = stream.set_nodelay(true);
+                    let service = hyper_util::service::TowerToHyperService::new(app.clone());
+                    let conn = hyper::server::conn::http1::Builder::new()
+                        .timer(hyper_util::rt::TokioTimer::new())
+                        .header_read_timeout(opts.header_timeout)
+                        .keep_alive(true)
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+                    let conn = graceful.watch(conn);
+                    tokio::spawn(async move {
+                        let _ = conn.await;
+                    });
+                }
+                _ = &mut shutdown => break,
+            }
+        }
+        drop(listener);
+        // Requests in flight finish (within a bound); idle connections close.
+        tokio::select! {
+            _ = graceful.shutdown() => {}
+            _ = tokio::time::sleep(Duration::from_secs(30)) => {}
+        }
         say("stopped");
         Ok::<(), String>(())
     })

@@ -1278,3 +1278,35 @@ fn the_deepest_expression_that_checks_also_runs_deploys_and_loads() {
     assert_eq!(o.status.code(), Some(1));
     assert!(text(&o).contains("E0010"), "{}", text(&o));
 }
+
+#[test]
+fn the_server_closes_idle_and_half_sent_connections() {
+    use std::io::{Read, Write};
+    let dir = deployed_project("idle-connections", 300, 17);
+    let s = common::serve(&dir, &["house-price", "--header-timeout", "1"]);
+    let addr = s.url.trim_start_matches("http://").to_string();
+    let started = std::time::Instant::now();
+    // One that sends nothing, one that sends half a header.
+    let mut idle = std::net::TcpStream::connect(&addr).unwrap();
+    let mut half = std::net::TcpStream::connect(&addr).unwrap();
+    half.write_all(b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-")
+        .unwrap();
+    for conn in [&mut idle, &mut half] {
+        conn.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+            .unwrap();
+        let mut buf = [0u8; 1024];
+        // Closed by the server: end of stream (possibly after a 408 answer).
+        loop {
+            match conn.read(&mut buf) {
+                Ok(0) => break,
+                Ok(_) => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
+                Err(e) => panic!("still open after {:?}: {e}", started.elapsed()),
+            }
+        }
+    }
+    assert!(started.elapsed() < std::time::Duration::from_secs(15));
+    // Still serving.
+    let (status, _) = common::get(&format!("{}/health", s.url));
+    assert_eq!(status, 200);
+}
