@@ -42,7 +42,7 @@ pub fn check(
         output_id: HashMap::new(),
         models: BTreeMap::new(),
         lineage_uses: vec![],
-        defined_later: BTreeSet::new(),
+        defined_later: (BTreeMap::new(), 0),
     };
     c.run(files);
     (c.program, c.errors)
@@ -89,7 +89,11 @@ pub(crate) struct Checker<'a> {
     lineage_uses: Vec<LineageUse>,
     /// While a `features` block is checked: the names its later lines define,
     /// so a reference to one is reported as out of order, not as unknown.
-    defined_later: BTreeSet<String>,
+    /// In a `features` block: each feature's name with its position, and
+    /// the position being checked (a name at a later position is "defined
+    /// further down"). Built once per block, so a block checks in linear
+    /// time.
+    defined_later: (BTreeMap<String, usize>, usize),
 }
 
 /// A declaration that produces a named stage.
@@ -844,7 +848,7 @@ impl<'a> Checker<'a> {
                 ty: ty.clone(),
                 nullable: c.ty.nullable,
             });
-            frame.columns.push(Column {
+            frame.push(Column {
                 name: c.name.name.clone(),
                 ty,
                 nullable: c.ty.nullable,
@@ -1487,7 +1491,7 @@ impl<'a> Checker<'a> {
                 c.lineage.insert(PARTITION_ROOT.into());
                 c.defined = s.name.span;
             }
-            None => frame.columns.push(Column {
+            None => frame.push(Column {
                 name: partition_column.clone(),
                 ty: Type::Category {
                     levels: names.clone(),
@@ -1810,7 +1814,7 @@ impl<'a> Checker<'a> {
                         orig.encoded = true;
                     }
                     for (k, nc) in new_cols.into_iter().enumerate() {
-                        frame.columns.insert(pos + 1 + k, nc);
+                        frame.insert(pos + 1 + k, nc);
                     }
                     ops.push(plan::StepOp::Encode {
                         column: n.clone(),
@@ -2011,14 +2015,14 @@ impl<'a> Checker<'a> {
         let mut out = vec![];
         let mut plugins = BTreeSet::new();
         let partition = frame.split.as_ref().map(|s| s.column.clone());
+        let mut positions: BTreeMap<String, usize> = BTreeMap::new();
         for (i, feat) in f.features.iter().enumerate() {
-            self.defined_later = f.features[i + 1..]
-                .iter()
-                .map(|g| g.name.name.clone())
-                .filter(|n| frame.get(n).is_none())
-                .collect();
+            positions.entry(feat.name.name.clone()).or_insert(i);
+        }
+        self.defined_later = (positions, 0);
+        for (i, feat) in f.features.iter().enumerate() {
+            self.defined_later.1 = i;
             let checked = self.check_expr(&feat.expr, &frame, ExprContext::Feature);
-            self.defined_later.clear();
             let Some(t) = checked else {
                 frame.poisoned.insert(feat.name.name.clone());
                 continue;
@@ -2064,6 +2068,7 @@ impl<'a> Checker<'a> {
                 nullable: t.nullable,
             });
         }
+        self.defined_later = (BTreeMap::new(), 0);
         Some((
             Op::Features(plan::FeaturesOp { features: out }),
             frame,
@@ -2329,7 +2334,7 @@ impl<'a> Checker<'a> {
                                         && e.lineage == c.lineage
                                         && !e.encoded)
                             }) {
-                                inputs.push((e.clone(), id.span));
+                                inputs.push(((**e).clone(), id.span));
                             }
                         }
                         Some(c) => inputs.push((c.clone(), id.span)),
@@ -2347,7 +2352,7 @@ impl<'a> Checker<'a> {
                     {
                         continue;
                     }
-                    inputs.push((c.clone(), m.input.span));
+                    inputs.push(((**c).clone(), m.input.span));
                 }
             }
         }

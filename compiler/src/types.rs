@@ -120,9 +120,14 @@ impl Column {
 }
 
 /// An ordered set of columns, with what is known about the split upstream.
+///
+/// Columns are shared (`Arc`) between the frames of successive stages: a
+/// stage that adds one column to a frame of thousands copies pointers, not
+/// columns, so a long chain of stages checks in linear memory. A column is
+/// copied only when a stage changes it (`get_mut`).
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Frame {
-    pub columns: Vec<Column>,
+    pub columns: Vec<std::sync::Arc<Column>>,
     /// Set once a split is upstream: every fitted step may learn from `train`.
     pub split: Option<SplitInfo>,
     /// Columns whose definition failed to check: references to them are not
@@ -144,10 +149,21 @@ pub struct SplitInfo {
 
 impl Frame {
     pub fn get(&self, name: &str) -> Option<&Column> {
-        self.columns.iter().find(|c| c.name == name)
+        self.columns.iter().find(|c| c.name == name).map(|c| &**c)
     }
     pub fn get_mut(&mut self, name: &str) -> Option<&mut Column> {
-        self.columns.iter_mut().find(|c| c.name == name)
+        self.columns
+            .iter_mut()
+            .find(|c| c.name == name)
+            .map(std::sync::Arc::make_mut)
+    }
+    /// Appends a column.
+    pub fn push(&mut self, col: Column) {
+        self.columns.push(std::sync::Arc::new(col));
+    }
+    /// Inserts a column at a position.
+    pub fn insert(&mut self, at: usize, col: Column) {
+        self.columns.insert(at, std::sync::Arc::new(col));
     }
     pub fn position(&self, name: &str) -> Option<usize> {
         self.columns.iter().position(|c| c.name == name)
@@ -160,11 +176,11 @@ impl Frame {
     pub fn upsert(&mut self, col: Column) {
         self.gone.remove(&col.name);
         match self.position(&col.name) {
-            Some(i) => self.columns[i] = col,
-            None => self.columns.push(col),
+            Some(i) => self.columns[i] = std::sync::Arc::new(col),
+            None => self.columns.push(std::sync::Arc::new(col)),
         }
     }
     pub fn schema(&self) -> Vec<ColumnSchema> {
-        self.columns.iter().map(Column::to_schema).collect()
+        self.columns.iter().map(|c| c.to_schema()).collect()
     }
 }

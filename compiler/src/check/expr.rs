@@ -281,7 +281,13 @@ impl Checker<'_> {
             return;
         }
         let mut hint = None;
-        if self.defined_later.contains(name) {
+        // Unknown here (so not in the frame), defined by a later feature.
+        if self
+            .defined_later
+            .0
+            .get(name)
+            .is_some_and(|at| *at > self.defined_later.1)
+        {
             hint = Some(format!(
                 "`{name}` is defined further down this `features` block; features are computed in order, so move this line below the definition of `{name}`"
             ));
