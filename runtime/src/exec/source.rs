@@ -908,3 +908,44 @@ pub fn parse_expr(e: Expr, from: &DataType, to: &Type) -> Expr {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use proptest::prelude::*;
+
+    fn ndjson_file(text: &str) -> tempfile::NamedTempFile {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        std::io::Write::write_all(&mut f, text.as_bytes()).unwrap();
+        f
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+        /// Any nesting depth, any garbage around it: the pre-read check
+        /// answers without overflowing, and refuses exactly the values
+        /// nested past the limit, naming their line.
+        #[test]
+        fn ndjson_nesting_is_measured_safely(depth in 1usize..20_000, open in "[\\[{]", junk in "\\PC{0,40}", line in 1usize..4) {
+            let close = if open == "[" { "]" } else { "}" };
+            let value = format!("{}{}", open.repeat(depth), close.repeat(depth));
+            let mut text = String::new();
+            for _ in 1..line {
+                text.push_str("{\"a\": 1}\n");
+            }
+            text.push_str(&format!("{{\"deep\": {value}, \"junk\": {junk:?}}}\n"));
+            let f = ndjson_file(&text);
+            match ndjson_prepare(f.path(), "f.ndjson") {
+                Ok(_) => prop_assert!(depth < MAX_JSON_DEPTH, "{depth} passed"),
+                Err(e) => {
+                    prop_assert!(depth >= MAX_JSON_DEPTH, "{depth}: {e}");
+                    let line_named = format!("f.ndjson, line {line},");
+                    prop_assert!(e.to_string().contains(&line_named), "{e}");
+                }
+            }
+            let _ = ndjson_problem(f.path(), "f.ndjson");
+        }
+    }
+}
