@@ -280,6 +280,60 @@ pub fn predict_file_features(
     plugins: &Plugins,
     input: &Path,
 ) -> Result<(DataFrame, Rejected, DataFrame), ExecError> {
+    let mut parts: Vec<(DataFrame, DataFrame, DataFrame)> = vec![];
+    predict_file_batches(
+        b,
+        plugins,
+        input,
+        usize::MAX,
+        &mut |good, rejected, features| {
+            parts.push((good, rejected, features));
+            Ok(())
+        },
+    )?;
+    let mut it = parts.into_iter();
+    let Some((mut good, mut rejected, mut features)) = it.next() else {
+        return Err(ExecError::Internal("a prediction without a batch".into()));
+    };
+    for (g, r, f) in it {
+        good.vstack_mut(&g).map_err(ExecError::polars)?;
+        if r.height() > 0 {
+            rejected = if rejected.height() == 0 {
+                r
+            } else {
+                rejected.vstack(&r).map_err(ExecError::polars)?
+            };
+        }
+        features.vstack_mut(&f).map_err(ExecError::polars)?;
+    }
+    Ok((good, Rejected { frame: rejected }, features))
+}
+
+/// The rows a batch of a prediction file holds: memory stays bounded by
+/// it, whatever the file's size.
+pub const PREDICT_BATCH_ROWS: usize = 250_000;
+
+/// [`PREDICT_BATCH_ROWS`], or `MLP_PREDICT_BATCH_ROWS` when set (to trade
+/// memory for speed).
+pub fn predict_batch_rows() -> usize {
+    std::env::var("MLP_PREDICT_BATCH_ROWS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(PREDICT_BATCH_ROWS)
+}
+
+/// Predicts a file `batch` rows at a time, handing each batch's predicted
+/// rows, rejected rows and model-input frame to `each` (rows are numbered as
+/// in the file: `_row` runs on across batches). Always at least one batch,
+/// which may be empty.
+pub fn predict_file_batches(
+    b: &Bundle,
+    plugins: &Plugins,
+    input: &Path,
+    batch: usize,
+    each: &mut dyn FnMut(DataFrame, DataFrame, DataFrame) -> Result<(), ExecError>,
+) -> Result<(), ExecError> {
     let src = b
         .stages
         .iter()
@@ -310,39 +364,64 @@ pub fn predict_file_features(
                     .any(|p| p == c.raw_name.as_deref().unwrap_or(&c.name))
         });
     }
-    let df = source::read_request(&request, input, &shown)?;
-    let (good, rejected, features) = predict_frame_features(b, plugins, df)?;
-    // Input columns the model does not read (an id to join on, the actual
-    // target) are carried through beside the predictions.
-    let mut taken: Vec<String> = good
-        .get_column_names()
-        .iter()
-        .chain(rejected.frame.get_column_names().iter())
-        .map(|n| n.to_string())
-        .collect();
-    taken.push("_failed_rules".into());
-    let Some(others) = source::read_other_columns(&request, input, &shown, &taken)? else {
-        return Ok((good, rejected, features));
-    };
-    let join = |df: DataFrame| -> Result<DataFrame, ExecError> {
-        df.lazy()
-            .join(
-                others.clone().lazy(),
-                [col("_row")],
-                [col("_row")],
-                JoinArgs::new(JoinType::Left),
-            )
-            .sort(["_row"], SortMultipleOptions::default())
-            .collect()
-            .map_err(ExecError::polars)
-    };
-    Ok((
-        join(good)?,
-        Rejected {
-            frame: join(rejected.frame)?,
-        },
-        features,
-    ))
+    let batch = batch.max(1);
+    let mut offset = 0usize;
+    loop {
+        let rows = (batch != usize::MAX).then_some((offset, batch));
+        let df = match rows {
+            Some((o, n)) => source::read_request_rows(&request, input, &shown, o, n)?,
+            None => source::read_request(&request, input, &shown)?,
+        };
+        let height = df.height();
+        if height == 0 && offset > 0 {
+            return Ok(());
+        }
+        let (good, rejected, features) = predict_frame_features(b, plugins, df)?;
+        // Rows as numbered in the file.
+        let renumber = |df: DataFrame| -> Result<DataFrame, ExecError> {
+            if offset == 0 || df.column("_row").is_err() {
+                return Ok(df);
+            }
+            df.lazy()
+                .with_column(col("_row") + lit(offset as IdxSize))
+                .collect()
+                .map_err(ExecError::polars)
+        };
+        let (good, rejected) = (renumber(good)?, renumber(rejected.frame)?);
+        // Input columns the model does not read (an id to join on, the
+        // actual target) are carried through beside the predictions.
+        let mut taken: Vec<String> = good
+            .get_column_names()
+            .iter()
+            .chain(rejected.get_column_names().iter())
+            .map(|n| n.to_string())
+            .collect();
+        taken.push("_failed_rules".into());
+        let (good, rejected) =
+            match source::read_other_columns(&request, input, &shown, &taken, rows)? {
+                None => (good, rejected),
+                Some(others) => {
+                    let join = |df: DataFrame| -> Result<DataFrame, ExecError> {
+                        df.lazy()
+                            .join(
+                                others.clone().lazy(),
+                                [col("_row")],
+                                [col("_row")],
+                                JoinArgs::new(JoinType::Left),
+                            )
+                            .sort(["_row"], SortMultipleOptions::default())
+                            .collect()
+                            .map_err(ExecError::polars)
+                    };
+                    (join(good)?, join(rejected)?)
+                }
+            };
+        each(good, rejected, features)?;
+        if rows.is_none() || height < batch {
+            return Ok(());
+        }
+        offset += height;
+    }
 }
 
 /// Predicts the rows of a frame with the request columns (and, optionally,

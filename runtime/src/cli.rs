@@ -977,6 +977,92 @@ fn write_frame_file(df: &mut polars::prelude::DataFrame, path: &Path) -> Result<
     Ok(())
 }
 
+/// A file written one frame at a time (CSV, NDJSON or Parquet, by its
+/// extension) through a temporary file renamed into place by `finish`:
+/// nothing is left behind if a batch fails, and a sink never finished
+/// leaves no file.
+struct FrameSink {
+    path: std::path::PathBuf,
+    format: &'static str,
+    tmp: Option<tempfile::NamedTempFile>,
+    parquet: Option<polars::io::parquet::write::BatchedWriter<std::fs::File>>,
+    rows: usize,
+}
+
+impl FrameSink {
+    fn new(path: &Path) -> Result<FrameSink, CliError> {
+        Ok(FrameSink {
+            path: path.to_path_buf(),
+            format: frame_format(path)?,
+            tmp: None,
+            parquet: None,
+            rows: 0,
+        })
+    }
+
+    fn write(&mut self, df: &mut polars::prelude::DataFrame) -> Result<(), CliError> {
+        use polars::prelude::*;
+        let failed =
+            |e: &dyn std::fmt::Display| CliError::Output(format!("{}: {e}", self.path.display()));
+        if self.tmp.is_none() {
+            let dir = match self.path.parent() {
+                Some(p) if !p.as_os_str().is_empty() => p,
+                _ => Path::new("."),
+            };
+            let mut builder = tempfile::Builder::new();
+            builder.prefix(".mlp-output-");
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                builder.permissions(std::fs::Permissions::from_mode(0o666));
+            }
+            let tmp = builder.tempfile_in(dir).map_err(|e| failed(&e))?;
+            if self.format == "parquet" {
+                let file = tmp.reopen().map_err(|e| failed(&e))?;
+                self.parquet = Some(
+                    ParquetWriter::new(file)
+                        .batched(df.schema())
+                        .map_err(|e| failed(&e))?,
+                );
+            }
+            self.tmp = Some(tmp);
+        }
+        let first = self.rows == 0;
+        let Some(tmp) = self.tmp.as_mut() else {
+            return Ok(());
+        };
+        match self.format {
+            "parquet" => {
+                if let Some(w) = self.parquet.as_mut() {
+                    w.write_batch(df).map_err(|e| failed(&e))?;
+                }
+            }
+            "json" => JsonWriter::new(tmp.as_file_mut())
+                .with_json_format(JsonFormat::JsonLines)
+                .finish(df)
+                .map_err(|e| failed(&e))?,
+            _ => CsvWriter::new(tmp.as_file_mut())
+                .include_header(first)
+                .finish(df)
+                .map_err(|e| failed(&e))?,
+        }
+        self.rows += df.height().max(1);
+        Ok(())
+    }
+
+    fn finish(mut self) -> Result<(), CliError> {
+        let failed =
+            |e: &dyn std::fmt::Display| CliError::Output(format!("{}: {e}", self.path.display()));
+        if let Some(w) = self.parquet.take() {
+            w.finish().map_err(|e| failed(&e))?;
+        }
+        if let Some(tmp) = self.tmp.take() {
+            tmp.persist(&self.path).map_err(|e| failed(&e.error))?;
+        }
+        Ok(())
+    }
+}
+
 /// Whether two paths name the same file (an existing `b` with the same
 /// device and inode as `a`, or the same canonical path).
 fn same_file(a: &Path, b: &Path) -> bool {
@@ -1041,26 +1127,51 @@ pub fn predict(
     let exec_err = |e: crate::exec::ExecError| CliError::Registry(e.to_string(), e.help());
     let plugins =
         bundle::load_plugins(&b, Some(&crate::plugin::cache_dir(project))).map_err(exec_err)?;
-    let (good, rejected) = bundle::predict_file(&b, &plugins, input).map_err(exec_err)?;
     // Text outputs write dates and datetimes back in their declared formats.
     let text_out = frame_format(output)? != "parquet";
-    let mut good = if text_out {
-        bundle::dates_as_declared(&b, good).map_err(exec_err)?
-    } else {
-        good
-    };
-    write_frame_file(&mut good, output)?;
-    let mut rej = if text_out {
-        bundle::dates_as_declared(&b, rejected.frame).map_err(exec_err)?
-    } else {
-        rejected.frame
-    };
-    let rejected_rows = rej.height();
+    // The file is predicted in batches, each written as it comes, so memory
+    // stays bounded whatever the input's size.
+    let mut good_sink = FrameSink::new(output)?;
+    let mut rejected_sink = FrameSink::new(&rej_path)?;
+    let (mut predicted, mut rejected_rows) = (0usize, 0usize);
+    let mut sink_error: Option<CliError> = None;
+    bundle::predict_file_batches(
+        &b,
+        &plugins,
+        input,
+        bundle::predict_batch_rows(),
+        &mut |good, rejected, _| {
+            let dated = |df| {
+                if text_out {
+                    bundle::dates_as_declared(&b, df)
+                } else {
+                    Ok(df)
+                }
+            };
+            let (mut good, mut rejected) = (dated(good)?, dated(rejected)?);
+            predicted += good.height();
+            rejected_rows += rejected.height();
+            let written = good_sink.write(&mut good).and_then(|_| {
+                if rejected.height() > 0 {
+                    rejected_sink.write(&mut rejected)
+                } else {
+                    Ok(())
+                }
+            });
+            written.map_err(|e| {
+                let msg = e.to_string();
+                sink_error = Some(e);
+                crate::exec::ExecError::Data(msg)
+            })
+        },
+    )
+    .map_err(|e| sink_error.take().unwrap_or_else(|| exec_err(e)))?;
+    good_sink.finish()?;
     if rejected_rows > 0 {
-        write_frame_file(&mut rej, &rej_path)?;
+        rejected_sink.finish()?;
         eprintln!(
             "predicted {} into {}; {} failed the model's row-level checks and {} written, with the rule each failed, to {}",
-            count_rows(good.height()),
+            count_rows(predicted),
             output.display(),
             count_rows(rejected_rows),
             if rejected_rows == 1 { "was" } else { "were" },
@@ -1070,7 +1181,7 @@ pub fn predict(
     }
     eprintln!(
         "predicted {} into {}",
-        count_rows(good.height()),
+        count_rows(predicted),
         output.display()
     );
     Ok(ExitCode::SUCCESS)
@@ -1150,8 +1261,48 @@ pub fn monitor(
     let exec_err = |e: crate::exec::ExecError| CliError::Registry(e.to_string(), e.help());
     let plugins =
         bundle::load_plugins(&b, Some(&crate::plugin::cache_dir(project))).map_err(exec_err)?;
-    let (good, rejected, features) =
-        bundle::predict_file_features(&b, &plugins, data).map_err(exec_err)?;
+    // In batches: of each, only the model's inputs (for drift) and the
+    // target with the predictions (for performance) are kept.
+    let keep: Vec<String> = std::iter::once(b.model.target.clone())
+        .chain(["prediction".to_string()])
+        .chain(
+            b.model
+                .classes
+                .iter()
+                .map(|c| mlp_compiler::plan::names::proba_column(c)),
+        )
+        .collect();
+    let mut goods: Vec<polars::prelude::DataFrame> = vec![];
+    let mut feature_parts: Vec<polars::prelude::DataFrame> = vec![];
+    let mut rejected_rows = 0usize;
+    bundle::predict_file_batches(
+        &b,
+        &plugins,
+        data,
+        bundle::predict_batch_rows(),
+        &mut |good, rejected, features| {
+            rejected_rows += rejected.height();
+            let kept: Vec<&str> = keep
+                .iter()
+                .map(String::as_str)
+                .filter(|c| good.column(c).is_ok())
+                .collect();
+            goods.push(good.select(kept).map_err(crate::exec::ExecError::polars)?);
+            feature_parts.push(features);
+            Ok(())
+        },
+    )
+    .map_err(exec_err)?;
+    let stack = |parts: Vec<polars::prelude::DataFrame>| {
+        let mut it = parts.into_iter();
+        let mut all = it.next().unwrap_or_default();
+        for p in it {
+            all.vstack_mut(&p)
+                .map_err(|e| CliError::Output(e.to_string()))?;
+        }
+        Ok::<_, CliError>(all)
+    };
+    let (good, features) = (stack(goods)?, stack(feature_parts)?);
     let mut columns = crate::monitor::drift_report(&b, &features).map_err(exec_err)?;
     let mut performance = crate::monitor::performance(&b, &good).map_err(exec_err)?;
     let note = crate::monitor::hold_below_minimum(&mut columns, &mut performance, good.height());
@@ -1161,7 +1312,7 @@ pub fn monitor(
         model: b.name.clone(),
         version,
         rows: good.height(),
-        rejected: rejected.frame.height(),
+        rejected: rejected_rows,
         thresholds: if declared {
             "declared in the monitor block".into()
         } else {

@@ -1310,3 +1310,70 @@ fn the_server_closes_idle_and_half_sent_connections() {
     let (status, _) = common::get(&format!("{}/health", s.url));
     assert_eq!(status, 200);
 }
+
+#[test]
+fn predict_and_monitor_in_batches_equal_one_batch() {
+    let dir = deployed_project("batches", 400, 31);
+    // Rows that fail the checks, spread over the batches, and an extra
+    // column to carry through.
+    let csv = common::houses_csv(1000, 32);
+    let req: String = csv
+        .lines()
+        .enumerate()
+        .map(|(i, l)| {
+            let mut f: Vec<String> = l.split(',').map(str::to_string).collect();
+            if i > 0 && i % 97 == 0 {
+                f[3] = "50.0".into();
+            }
+            f.join(",")
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(dir.join("req.csv"), req).unwrap();
+    let run = |batch: &str, out: &str| {
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_mlp"))
+            .args([
+                "predict",
+                "house-price",
+                "--input",
+                "req.csv",
+                "--output",
+                out,
+            ])
+            .env("MLP_PREDICT_BATCH_ROWS", batch)
+            .current_dir(&dir)
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    };
+    for ext in ["csv", "ndjson"] {
+        run("1000000", &format!("one.{ext}"));
+        run("64", &format!("many.{ext}"));
+        for kind in ["", ".rejected"] {
+            let stem = |s: &str| format!("{s}{kind}.{ext}");
+            let (a, b) = (
+                std::fs::read_to_string(dir.join(stem("one"))).unwrap(),
+                std::fs::read_to_string(dir.join(stem("many"))).unwrap(),
+            );
+            assert_eq!(a, b, "{}", stem("many"));
+        }
+    }
+    let rejected = std::fs::read_to_string(dir.join("many.rejected.csv")).unwrap();
+    assert_eq!(rejected.lines().count(), 1 + 10, "{rejected}");
+    assert!(
+        rejected.lines().nth(10).unwrap().starts_with("970,"),
+        "{rejected}"
+    );
+    run("64", "many.parquet");
+    // The monitor report is the same in batches.
+    let monitor = |batch: &str| {
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_mlp"))
+            .args(["monitor", "house-price", "--data", "req.csv", "--json"])
+            .env("MLP_PREDICT_BATCH_ROWS", batch)
+            .current_dir(&dir)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).to_string()
+    };
+    assert_eq!(monitor("1000000"), monitor("64"));
+}

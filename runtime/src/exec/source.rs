@@ -184,7 +184,7 @@ fn read_file(
             return Ok(df);
         }
     }
-    read_checked(op, path, shown, lenient)
+    read_checked(op, path, shown, lenient, None)
 }
 
 /// A `csv(...)` source's options.
@@ -531,6 +531,7 @@ pub fn read_other_columns(
     path: &Path,
     shown: &str,
     taken: &[String],
+    rows: Option<(usize, usize)>,
 ) -> Result<Option<DataFrame>, ExecError> {
     if matches!(op.options.get("header"), Some(Literal::Bool(false))) {
         return Ok(None);
@@ -546,8 +547,15 @@ pub fn read_other_columns(
     if others.is_empty() {
         return Ok(None);
     }
-    lf.select(others)
-        .with_row_index("_row", Some(1))
+    let mut lf = lf.select(others);
+    let first = match rows {
+        Some((offset, len)) => {
+            lf = lf.slice(offset as i64, len as IdxSize);
+            offset + 1
+        }
+        None => 1,
+    };
+    lf.with_row_index("_row", Some(first as IdxSize))
         .collect()
         .map(Some)
         .map_err(|e| read_error(shown, e))
@@ -556,7 +564,20 @@ pub fn read_other_columns(
 /// Reads a prediction request: leniently, so rows that break the schema
 /// are described in [`PARSE_ERROR`] rather than stopping the batch.
 pub fn read_request(op: &SourceOp, path: &Path, shown: &str) -> Result<DataFrame, ExecError> {
-    read_checked(op, path, shown, true)
+    read_checked(op, path, shown, true, None)
+}
+
+/// As [`read_request`], for `len` rows from row `offset` (0-based) of the
+/// file: a batch of a request too large to hold at once. Rows are named as
+/// in the file.
+pub fn read_request_rows(
+    op: &SourceOp,
+    path: &Path,
+    shown: &str,
+    offset: usize,
+    len: usize,
+) -> Result<DataFrame, ExecError> {
+    read_checked(op, path, shown, true, Some((offset, len)))
 }
 
 /// The careful path: every column read as text (or as the file's own type),
@@ -566,9 +587,10 @@ fn read_checked(
     path: &Path,
     shown: &str,
     lenient: bool,
+    rows: Option<(usize, usize)>,
 ) -> Result<DataFrame, ExecError> {
     // A CSV failure is often a row with the wrong number of fields: name it.
-    read_and_convert(op, path, shown, lenient).map_err(|e| match op.format.as_str() {
+    read_and_convert(op, path, shown, lenient, rows).map_err(|e| match op.format.as_str() {
         "csv" => csv_ragged_row(op, path, shown).unwrap_or(e),
         "json" if matches!(e, ExecError::Read { .. }) => ndjson_problem(path, shown).unwrap_or(e),
         _ => e,
@@ -580,6 +602,7 @@ fn read_and_convert(
     path: &Path,
     shown: &str,
     lenient: bool,
+    rows: Option<(usize, usize)>,
 ) -> Result<DataFrame, ExecError> {
     let mut lf = scan(op, path, shown)?;
     // Without a header row, columns are matched by position.
@@ -611,11 +634,12 @@ fn read_and_convert(
             });
         }
     }
-    // Only the declared columns are read.
-    let raw_df = lf
-        .select(op.columns.iter().map(|c| col(raw(c))).collect::<Vec<_>>())
-        .collect()
-        .map_err(|e| read_error(shown, e))?;
+    // Only the declared columns are read (and only the rows asked for).
+    let mut lf = lf.select(op.columns.iter().map(|c| col(raw(c))).collect::<Vec<_>>());
+    if let Some((offset, len)) = rows {
+        lf = lf.slice(offset as i64, len as IdxSize);
+    }
+    let raw_df = lf.collect().map_err(|e| read_error(shown, e))?;
     // Text that should be floats is parsed with Rust's correctly rounded
     // parser (as the CSV reader's fast path parses), so a value reads the
     // same on every path: training, quarantine, prediction.
@@ -650,7 +674,7 @@ fn read_and_convert(
         .collect()
         .map_err(|e| read_error(shown, e))?;
     if lenient {
-        return describe_errors(op, raw_df, typed, shown);
+        return describe_errors(op, raw_df, typed, shown, rows.map_or(0, |r| r.0));
     }
     // Values that did not parse became nulls: find the first of each column.
     for c in &op.columns {
@@ -702,6 +726,7 @@ fn describe_errors(
     raw_df: DataFrame,
     typed: DataFrame,
     shown: &str,
+    row_offset: usize,
 ) -> Result<DataFrame, ExecError> {
     let mut joined = typed;
     let mut problems = vec![];
@@ -771,7 +796,7 @@ fn describe_errors(
     let desc = concat_str(problems, "; ", true);
     let out = joined
         .lazy()
-        .with_row_index("__row", Some(1))
+        .with_row_index("__row", Some((row_offset + 1) as IdxSize))
         .with_column(
             when(desc.clone().str().len_chars().gt(lit(0)))
                 .then(concat_str(
