@@ -39,6 +39,12 @@ pub fn lower(program: &Program, sources: &SourceMap) -> Plan {
         .map(|(k, _)| *k)
         .collect();
     let mut stages = Vec::with_capacity(program.stages.len());
+    // One schema entry per distinct column, shared by every stage that
+    // passes the column on unchanged (frames share their columns).
+    let mut shared: std::collections::HashMap<
+        *const crate::types::Column,
+        std::sync::Arc<crate::types::ColumnSchema>,
+    > = std::collections::HashMap::new();
     while let Some(id) = ready.pop_first() {
         let s = by_id[id];
         let canonical = serde_json::to_string(&s.op).unwrap_or_default();
@@ -50,7 +56,17 @@ pub fn lower(program: &Program, sources: &SourceMap) -> Plan {
             name: s.name.clone(),
             inputs: s.inputs.clone(),
             op: s.op.clone(),
-            schema: s.frame.schema(),
+            schema: s
+                .frame
+                .columns
+                .iter()
+                .map(|c| {
+                    shared
+                        .entry(std::sync::Arc::as_ptr(c))
+                        .or_insert_with(|| std::sync::Arc::new(c.to_schema()))
+                        .clone()
+                })
+                .collect(),
             partition_column: s.frame.split.as_ref().map(|sp| sp.column.clone()),
             plugins,
             definition_hash: sha256_hex(&canonical),

@@ -50,7 +50,11 @@ pub struct Stage {
     pub name: String,
     pub inputs: Vec<String>,
     pub op: Op,
-    pub schema: Vec<ColumnSchema>,
+    /// The stage's output columns. Shared (`Arc`) between stages that pass
+    /// a column on unchanged, so a plan of many stages over many columns is
+    /// not quadratic in memory (JSON holds each stage's list in full).
+    #[serde(with = "shared_schema")]
+    pub schema: Vec<std::sync::Arc<ColumnSchema>>,
     /// The split's partition column, for stages downstream of a split.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub partition_column: Option<String>,
@@ -565,5 +569,26 @@ pub mod names {
                 ["g_a_b", "g_a_b_2", "g_a_b_2_2", "g_c"]
             );
         }
+    }
+}
+
+/// (De)serialises a stage's shared schema as a plain list of columns.
+mod shared_schema {
+    use super::ColumnSchema;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use std::sync::Arc;
+
+    pub fn serialize<S: Serializer>(v: &[Arc<ColumnSchema>], s: S) -> Result<S::Ok, S::Error> {
+        let plain: Vec<&ColumnSchema> = v.iter().map(|c| &**c).collect();
+        plain.serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Vec<Arc<ColumnSchema>>, D::Error> {
+        Ok(Vec::<ColumnSchema>::deserialize(d)?
+            .into_iter()
+            .map(Arc::new)
+            .collect())
     }
 }
