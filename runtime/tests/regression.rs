@@ -1377,3 +1377,49 @@ fn predict_and_monitor_in_batches_equal_one_batch() {
     };
     assert_eq!(monitor("1000000"), monitor("64"));
 }
+
+#[test]
+fn monitor_server_gives_up_on_a_server_that_never_answers() {
+    let dir = project("silent-server");
+    // Accepts connections, reads, never answers.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let held = std::thread::spawn(move || {
+        let mut kept = vec![];
+        for s in listener.incoming().take(2).flatten() {
+            kept.push(s);
+        }
+        std::thread::sleep(std::time::Duration::from_secs(8));
+    });
+    let started = std::time::Instant::now();
+    let o = mlp_within(&dir, 30, &["monitor", "--server", &url, "--timeout", "1"]);
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{t}");
+    assert!(t.contains("--timeout"), "{t}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(6),
+        "{:?}",
+        started.elapsed()
+    );
+    drop(held);
+}
+
+#[test]
+fn metrics_print_with_four_decimals_each() {
+    let dir = deployed_project("decimals", 300, 41);
+    std::fs::write(
+        dir.join("p.mlp"),
+        DEPLOYED.replace("metrics rmse, r2", "metrics rmse, r2, mae"),
+    )
+    .unwrap();
+    let t = run_ok(&dir);
+    let line = t
+        .lines()
+        .find(|l| l.trim_start().starts_with("rmse "))
+        .unwrap_or_else(|| panic!("{t}"));
+    for part in line.trim().split(", ") {
+        let value = part.rsplit(' ').next().unwrap();
+        let decimals = value.split('.').nth(1).map_or(0, str::len);
+        assert_eq!(decimals, 4, "{line}");
+    }
+}
