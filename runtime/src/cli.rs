@@ -945,36 +945,9 @@ fn frame_format(path: &Path) -> Result<&'static str, CliError> {
 /// Writes a frame in the format its extension names, through a temporary
 /// file renamed into place: a failed write leaves no partial file.
 fn write_frame_file(df: &mut polars::prelude::DataFrame, path: &Path) -> Result<(), CliError> {
-    use polars::prelude::*;
-    let failed = |e: &dyn std::fmt::Display| CliError::Output(format!("{}: {e}", path.display()));
-    let format = frame_format(path)?;
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let mut builder = tempfile::Builder::new();
-    builder.prefix(".mlp-output-");
-    // As `File::create` would: 0o666 less the umask (a temporary file is
-    // otherwise private to its owner).
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        builder.permissions(std::fs::Permissions::from_mode(0o666));
-    }
-    let mut tmp = builder.tempfile_in(dir).map_err(|e| failed(&e))?;
-    let f = tmp.as_file_mut();
-    match format {
-        "parquet" => {
-            ParquetWriter::new(f).finish(df).map_err(|e| failed(&e))?;
-        }
-        "json" => JsonWriter::new(f)
-            .with_json_format(JsonFormat::JsonLines)
-            .finish(df)
-            .map_err(|e| failed(&e))?,
-        _ => CsvWriter::new(f).finish(df).map_err(|e| failed(&e))?,
-    }
-    tmp.persist(path).map_err(|e| failed(&e.error))?;
-    Ok(())
+    let mut sink = FrameSink::new(path)?;
+    sink.write(df)?;
+    sink.finish()
 }
 
 /// A file written one frame at a time (CSV, NDJSON or Parquet, by its
@@ -1011,6 +984,8 @@ impl FrameSink {
             };
             let mut builder = tempfile::Builder::new();
             builder.prefix(".mlp-output-");
+            // As `File::create` would: 0o666 less the umask (a temporary
+            // file is otherwise private to its owner).
             #[cfg(unix)]
             {
                 use std::os::unix::fs::PermissionsExt;

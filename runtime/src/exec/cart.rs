@@ -112,14 +112,7 @@ impl<R: Rng> Grower<'_, R> {
 
     fn leaf(&mut self, counts: &[f64], total: f64) -> usize {
         let at = self.nodes.len();
-        let class = counts
-            .iter()
-            .enumerate()
-            .fold(
-                (0, f64::MIN),
-                |b, (j, c)| if *c > b.1 { (j, *c) } else { b },
-            )
-            .0;
+        let class = first_argmax(counts);
         self.nodes.push(TreeNode::Leaf {
             class,
             proba: counts.iter().map(|c| c / total).collect(),
@@ -234,8 +227,28 @@ impl<R: Rng> Grower<'_, R> {
     }
 }
 
-/// The class shares a tree gives a row (its leaf's).
-pub fn leaf_proba<'a>(nodes: &'a [TreeNode], r: ndarray::ArrayView1<f64>) -> Option<&'a [f64]> {
+/// The position of the largest value (the first of equal ones), as
+/// numpy's `argmax`: how a class is picked from probabilities or votes.
+pub fn first_argmax(values: &[f64]) -> usize {
+    values
+        .iter()
+        .enumerate()
+        .fold(
+            (0, f64::MIN),
+            |b, (j, v)| if *v > b.1 { (j, *v) } else { b },
+        )
+        .0
+}
+
+/// The leaf a row reaches in a tree (`columns` maps its feature indices,
+/// for a tree grown on some of the columns). A split grown here sends a row
+/// left when its value, as `f32`, is `<=` the threshold; one of an earlier
+/// bundle's trees (not `inclusive`) when it is `<`.
+pub fn leaf_of(
+    nodes: &[TreeNode],
+    columns: Option<&[usize]>,
+    r: ndarray::ArrayView1<f64>,
+) -> Option<usize> {
     let mut at = 0;
     for _ in 0..=nodes.len() {
         match nodes.get(at)? {
@@ -244,18 +257,32 @@ pub fn leaf_proba<'a>(nodes: &'a [TreeNode], r: ndarray::ArrayView1<f64>) -> Opt
                 threshold,
                 left,
                 right,
-                ..
+                inclusive,
             } => {
-                at = if as_f32(*r.get(*feature)?) <= *threshold {
-                    *left
-                } else {
-                    *right
+                let col = match columns {
+                    Some(c) => *c.get(*feature)?,
+                    None => *feature,
                 };
+                let v = *r.get(col)?;
+                let goes_left = if *inclusive {
+                    as_f32(v) <= *threshold
+                } else {
+                    v < *threshold
+                };
+                at = if goes_left { *left } else { *right };
             }
-            TreeNode::Leaf { proba, .. } => return Some(proba),
+            TreeNode::Leaf { .. } => return Some(at),
         }
     }
     None
+}
+
+/// The class shares a tree gives a row (its leaf's).
+pub fn leaf_proba<'a>(nodes: &'a [TreeNode], r: ndarray::ArrayView1<f64>) -> Option<&'a [f64]> {
+    match nodes.get(leaf_of(nodes, None, r)?)? {
+        TreeNode::Leaf { proba, .. } => Some(proba),
+        TreeNode::Split { .. } => None,
+    }
 }
 
 /// A random forest: `n_trees` trees, each on a bootstrap sample of
@@ -319,14 +346,7 @@ pub fn adaboost(
         let wrong: Vec<bool> = (0..n)
             .map(|i| {
                 let proba = leaf_proba(&tree, x.row(i)).unwrap_or(&[]);
-                let class = proba
-                    .iter()
-                    .enumerate()
-                    .fold(
-                        (0, f64::MIN),
-                        |b, (j, c)| if *c > b.1 { (j, *c) } else { b },
-                    )
-                    .0;
+                let class = first_argmax(proba);
                 class != y[i]
             })
             .collect();

@@ -164,40 +164,6 @@ fn softmax_rows(z: &mut Array2<f64>) {
     }
 }
 
-/// The leaf a row reaches in a tree (`columns` maps its feature indices).
-fn tree_leaf(
-    nodes: &[TreeNode],
-    columns: Option<&[usize]>,
-    r: ndarray::ArrayView1<f64>,
-) -> Option<usize> {
-    let mut at = 0;
-    for _ in 0..=nodes.len() {
-        match nodes.get(at)? {
-            TreeNode::Split {
-                feature,
-                threshold,
-                left,
-                right,
-                inclusive,
-            } => {
-                let col = match columns {
-                    Some(c) => *c.get(*feature)?,
-                    None => *feature,
-                };
-                let v = *r.get(col)?;
-                let goes_left = if *inclusive {
-                    super::cart::as_f32(v) <= *threshold
-                } else {
-                    v < *threshold
-                };
-                at = if goes_left { *left } else { *right };
-            }
-            TreeNode::Leaf { .. } => return Some(at),
-        }
-    }
-    None
-}
-
 /// A tree's class probabilities for a row, as scikit-learn defines them:
 /// the class shares of the training rows in the row's leaf (a tree stored
 /// without them: its leaf's class, with certainty).
@@ -209,7 +175,8 @@ fn tree_proba(
     out: &mut [f64],
     weight: f64,
 ) -> bool {
-    let Some(TreeNode::Leaf { class, proba }) = tree_leaf(nodes, columns, r).map(|l| &nodes[l])
+    let Some(TreeNode::Leaf { class, proba }) =
+        super::cart::leaf_of(nodes, columns, r).map(|l| &nodes[l])
     else {
         return false;
     };
@@ -387,14 +354,7 @@ impl ModelFile {
                     for t in trees {
                         let mut vote = vec![0.0; k];
                         if tree_proba(&t.nodes, Some(&t.columns), r, k, &mut vote, 1.0) {
-                            let c = vote
-                                .iter()
-                                .enumerate()
-                                .fold(
-                                    (0, f64::MIN),
-                                    |b, (j, v)| if *v > b.1 { (j, *v) } else { b },
-                                )
-                                .0;
+                            let c = super::cart::first_argmax(&vote);
                             for j in 0..k {
                                 z[[i, j]] += if j == c { t.weight } else { -t.weight / spread };
                             }
