@@ -2,7 +2,7 @@
 # Peak memory of `mlp predict` and `mlp monitor` on files of growing size
 # (bench/gen_houses.py data), beside pandas + scikit-learn predicting the
 # same rows with the same kind of model, in one run. mlp reads, predicts and
-# writes in batches (MLP_PREDICT_BATCH_ROWS, default 250,000): its peak should
+# writes in batches (MLP_PREDICT_BATCH_ROWS, default 1,000,000): its peak should
 # stay flat as the file grows.
 #
 #     bash bench/predict_memory.sh [ROWS...]      (default: 1000000 5000000)

@@ -311,7 +311,7 @@ pub fn predict_file_features(
 
 /// The rows a batch of a prediction file holds: memory stays bounded by
 /// it, whatever the file's size.
-pub const PREDICT_BATCH_ROWS: usize = 250_000;
+pub const PREDICT_BATCH_ROWS: usize = 1_000_000;
 
 /// [`PREDICT_BATCH_ROWS`], or `MLP_PREDICT_BATCH_ROWS` when set (to trade
 /// memory for speed).
