@@ -38,35 +38,55 @@ pub fn lower(program: &Program, sources: &SourceMap) -> Plan {
         .filter(|(_, d)| **d == 0)
         .map(|(k, _)| *k)
         .collect();
-    let mut stages = Vec::with_capacity(program.stages.len());
+    let mut stages: Vec<Stage> = Vec::with_capacity(program.stages.len());
     // One schema entry per distinct column, shared by every stage that
     // passes the column on unchanged (frames share their columns).
     let mut shared: std::collections::HashMap<
         *const crate::types::Column,
         std::sync::Arc<crate::types::ColumnSchema>,
     > = std::collections::HashMap::new();
+    // Where each lowered stage is in `stages`, by id.
+    let mut lowered_at: BTreeMap<&str, usize> = BTreeMap::new();
     while let Some(id) = ready.pop_first() {
         let s = by_id[id];
         let canonical = serde_json::to_string(&s.op).unwrap_or_default();
         let (line, column) = sources.line_col(s.span.file, s.span.start);
         let mut plugins = s.plugins.clone();
         plugins.sort();
+        let schema: Vec<std::sync::Arc<crate::types::ColumnSchema>> = {
+            // Columns passed on from the first input, position by
+            // position, reuse its entries without a look-up.
+            let from = s.inputs.first().and_then(|i| {
+                let frame = &by_id.get(i.as_str())?.frame;
+                let schema: &Vec<std::sync::Arc<crate::types::ColumnSchema>> =
+                    &stages.get(*lowered_at.get(i.as_str())?)?.schema;
+                Some((&frame.columns, schema))
+            });
+            s.frame
+                .columns
+                .iter()
+                .enumerate()
+                .map(|(k, c)| {
+                    match from.and_then(|(cols, sch)| {
+                        let same = cols.get(k).is_some_and(|p| std::sync::Arc::ptr_eq(p, c));
+                        same.then(|| sch.get(k).cloned()).flatten()
+                    }) {
+                        Some(same) => same,
+                        None => shared
+                            .entry(std::sync::Arc::as_ptr(c))
+                            .or_insert_with(|| std::sync::Arc::new(c.to_schema()))
+                            .clone(),
+                    }
+                })
+                .collect()
+        };
+        lowered_at.insert(s.id.as_str(), stages.len());
         stages.push(Stage {
             id: s.id.clone(),
             name: s.name.clone(),
             inputs: s.inputs.clone(),
             op: s.op.clone(),
-            schema: s
-                .frame
-                .columns
-                .iter()
-                .map(|c| {
-                    shared
-                        .entry(std::sync::Arc::as_ptr(c))
-                        .or_insert_with(|| std::sync::Arc::new(c.to_schema()))
-                        .clone()
-                })
-                .collect(),
+            schema,
             partition_column: s.frame.split.as_ref().map(|sp| sp.column.clone()),
             plugins,
             definition_hash: sha256_hex(&canonical),

@@ -148,12 +148,19 @@ pub struct SplitInfo {
 }
 
 impl Frame {
+    // Names are unique in a frame; lookups go from the end, where the
+    // columns a stage just added (and the next one reads) are.
     pub fn get(&self, name: &str) -> Option<&Column> {
-        self.columns.iter().find(|c| c.name == name).map(|c| &**c)
+        self.columns
+            .iter()
+            .rev()
+            .find(|c| c.name == name)
+            .map(|c| &**c)
     }
     pub fn get_mut(&mut self, name: &str) -> Option<&mut Column> {
         self.columns
             .iter_mut()
+            .rev()
             .find(|c| c.name == name)
             .map(std::sync::Arc::make_mut)
     }
@@ -166,7 +173,7 @@ impl Frame {
         self.columns.insert(at, std::sync::Arc::new(col));
     }
     pub fn position(&self, name: &str) -> Option<usize> {
-        self.columns.iter().position(|c| c.name == name)
+        self.columns.iter().rposition(|c| c.name == name)
     }
     /// Column names, for "available columns" help.
     pub fn names(&self) -> Vec<String> {
