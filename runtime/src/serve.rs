@@ -809,7 +809,18 @@ fn worker(state: Arc<AppState>, queue: Arc<Mutex<std::sync::mpsc::Receiver<Job>>
             let (same, rest): (Vec<Job>, Vec<Job>) = jobs
                 .into_iter()
                 .partition(|j| Arc::ptr_eq(&j.loaded, &first));
-            predict_group(&state, same);
+            // A bug that panics inside a prediction answers the requests it
+            // held (their reply channels close: 500, `kind: internal`) and
+            // this worker carries on with the next ones.
+            let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                predict_group(&state, same)
+            }));
+            if caught.is_err() {
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "a prediction failed unexpectedly (the requests it held were answered 500); still serving"
+                );
+            }
             jobs = rest;
         }
     }
@@ -845,7 +856,7 @@ async fn predict(
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal",
-            "the prediction worker stopped",
+            "the prediction failed unexpectedly (an error in mlp, not in the request); the server carries on",
         )
     })??;
     // Rows rejected alone (a failed row-level check, an unknown level):

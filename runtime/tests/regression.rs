@@ -1423,3 +1423,34 @@ fn metrics_print_with_four_decimals_each() {
         assert_eq!(decimals, 4, "{line}");
     }
 }
+
+#[test]
+fn a_panic_inside_a_prediction_answers_500_and_the_server_carries_on() {
+    let dir = deployed_project("worker-panic", 300, 51);
+    // A bundle whose model lost its weights but one: predicting it panics
+    // (an index out of bounds), as a bug in mlp would.
+    let mut b = production_bundle(&dir, "house-price");
+    b["model"]["fitted"]["weights"] = serde_json::json!([1.0]);
+    std::fs::write(dir.join("broken.json"), serde_json::to_vec(&b).unwrap()).unwrap();
+    let s = common::serve(&dir, &["broken.json"]);
+    let row =
+        r#"[{"id": 1, "sold_at": "2020-03-15", "city": "Austin", "sqft": 1500.0, "bedrooms": 3}]"#;
+    // More requests than prediction workers: none hangs, each is answered.
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(std::time::Duration::from_secs(20)))
+        .build()
+        .into();
+    for _ in 0..6 {
+        let mut r = agent
+            .post(&format!("{}/v1/predict", s.url))
+            .header("content-type", "application/json")
+            .send(row)
+            .expect("answered, not hung");
+        assert_eq!(r.status().as_u16(), 500);
+        let v: Value = serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap();
+        assert_eq!(v["error"]["kind"], "internal", "{v}");
+    }
+    let (status, _) = common::get(&format!("{}/health", s.url));
+    assert_eq!(status, 200);
+}
