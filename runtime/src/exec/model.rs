@@ -456,7 +456,15 @@ pub fn design_rows(
             .map_err(ExecError::polars)?
             .cast(&DataType::Float64)
             .map_err(ExecError::polars)?;
-        let ca = s.f64().map_err(ExecError::polars)?;
+        let ca = s.f64().map_err(ExecError::polars)?.rechunk();
+        // The common case (no nulls, one chunk, every value finite): a
+        // straight copy, as training's `design` does.
+        if let Ok(values) = ca.cont_slice() {
+            if values.iter().all(|v| v.is_finite()) {
+                x.column_mut(j).assign(&ndarray::ArrayView1::from(values));
+                continue;
+            }
+        }
         for (i, v) in ca.iter().enumerate() {
             match v {
                 Some(v) if v.is_finite() => x[[i, j]] = v,
