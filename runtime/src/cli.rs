@@ -697,7 +697,7 @@ pub fn quarantine_export(
     output: &Path,
     color: Color,
 ) -> Result<ExitCode, CliError> {
-    frame_format(output)?;
+    FrameSink::new(output)?;
     let mut all = quarantined(path, stage, color)?;
     if all.len() > 1 {
         let names: Vec<String> = all.iter().map(|(n, _)| n.clone()).collect();
@@ -963,7 +963,18 @@ struct FrameSink {
 }
 
 impl FrameSink {
+    /// A sink for `path`: its format known and its folder there, or an
+    /// error before any work is done.
     fn new(path: &Path) -> Result<FrameSink, CliError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            if !dir.is_dir() {
+                return Err(CliError::Output(format!(
+                    "{}: the folder `{}` does not exist; create it first",
+                    path.display(),
+                    dir.display()
+                )));
+            }
+        }
         Ok(FrameSink {
             path: path.to_path_buf(),
             format: frame_format(path)?,
@@ -1068,18 +1079,9 @@ pub fn predict(
             input.display()
         )));
     }
-    // Both formats are known before any work is done.
+    // Both formats, and the output's folder, are checked before any work.
     frame_format(input)?;
-    frame_format(output)?;
-    if let Some(dir) = output.parent().filter(|d| !d.as_os_str().is_empty()) {
-        if !dir.is_dir() {
-            return Err(CliError::Output(format!(
-                "{}: the folder `{}` does not exist; create it first",
-                output.display(),
-                dir.display()
-            )));
-        }
-    }
+    FrameSink::new(output)?;
     let stem = output
         .file_stem()
         .map(|s| s.to_string_lossy().to_string())

@@ -180,6 +180,8 @@ fn a_value_outside_declared_levels_fails_the_source() {
     );
     let kept = cached_frame(&dir, "check.flights");
     assert_eq!(kept.height(), 198);
+    // The reader's helper columns do not travel downstream.
+    assert!(kept.column("_parse_kind").is_err() && kept.column("_parse_error").is_err());
     let q = mlp(&dir, &["quarantine", "show", "flights"]);
     let shown = text(&q);
     assert!(q.status.success(), "{shown}");
@@ -193,6 +195,14 @@ fn a_value_outside_declared_levels_fails_the_source() {
     let exported = std::fs::read_to_string(dir.join("set-aside.csv")).unwrap();
     assert_eq!(exported.lines().count(), 3, "{exported}");
     assert!(exported.lines().next().unwrap().contains("_failed_rules"));
+    assert!(!exported.contains("_parse_kind"), "{exported}");
+    // An export to a folder that does not exist says so.
+    let q = mlp(&dir, &["quarantine", "export", "--output", "nowhere/x.csv"]);
+    assert!(
+        text(&q).contains("the folder `nowhere` does not exist"),
+        "{}",
+        text(&q)
+    );
 
     // At predict, the row with an unknown level is rejected alone.
     std::fs::write(

@@ -258,7 +258,11 @@ pub fn run(op: &CheckOp, cx: &Context) -> Result<Output, ExecError> {
             .with_column(concat_str(reasons, "; ", true).alias("_failed_rules"))
             .rename(["__row"], ["_row"], true)
             .drop(by_name(
-                ["__failed", super::source::PARSE_ERROR],
+                [
+                    "__failed",
+                    super::source::PARSE_ERROR,
+                    super::source::PARSE_KIND,
+                ],
                 true,
                 false,
             ))
@@ -268,7 +272,12 @@ pub fn run(op: &CheckOp, cx: &Context) -> Result<Output, ExecError> {
             .lazy()
             .filter(col("__failed").not())
             .drop(by_name(
-                ["__failed", "__row", super::source::PARSE_ERROR],
+                [
+                    "__failed",
+                    "__row",
+                    super::source::PARSE_ERROR,
+                    super::source::PARSE_KIND,
+                ],
                 true,
                 false,
             ))

@@ -134,6 +134,9 @@ impl ExecError {
             ExecError::RaggedRow { .. } => Some(
                 "fix the row; a value containing the delimiter must be quoted, and a file with another delimiter needs the `delimiter` option".into(),
             ),
+            ExecError::Read { reason, .. } if reason.contains("utf-8") || reason.contains("UTF-8") => Some(
+                "the file is not UTF-8 text; convert it, for example `iconv -f latin1 -t utf-8 in.csv > out.csv`".into(),
+            ),
             ExecError::ChangedDuringRun { .. } => {
                 Some("nothing was cached from it; run again once the file is written".into())
             }
