@@ -435,21 +435,19 @@ pub fn labels_of(p: &Array2<f64>, classes: &[String]) -> Vec<String> {
         .collect()
 }
 
-/// The design matrix of the given rows (row-major, one column per input).
 /// Per row, its first input that is missing (`None`) or not finite, by
 /// column.
 pub type BadInputs = Vec<Option<(String, Option<f64>)>>;
 
-/// As [`design`], for prediction: a row with a missing or non-finite input
-/// does not fail the batch; it is reported (the first such column and its
-/// value) and its row of the matrix is left at zero, for the caller to
-/// reject.
-pub fn design_rows(
+/// The model's design matrix: one column per input, in order. A missing or
+/// non-finite value is handed to `on_bad(row, column, value)`, which either
+/// records it (its cell stays 0) or fails. Whole finite columns are copied.
+fn fill_design(
     df: &DataFrame,
     columns: &[String],
-) -> Result<(Array2<f64>, BadInputs), ExecError> {
+    on_bad: &mut dyn FnMut(usize, &str, Option<f64>) -> Result<(), ExecError>,
+) -> Result<Array2<f64>, ExecError> {
     let mut x = Array2::<f64>::zeros((df.height(), columns.len()));
-    let mut bad: BadInputs = vec![None; df.height()];
     for (j, c) in columns.iter().enumerate() {
         let s = df
             .column(c)
@@ -458,7 +456,7 @@ pub fn design_rows(
             .map_err(ExecError::polars)?;
         let ca = s.f64().map_err(ExecError::polars)?.rechunk();
         // The common case (no nulls, one chunk, every value finite): a
-        // straight copy, as training's `design` does.
+        // straight copy.
         if let Ok(values) = ca.cont_slice() {
             if values.iter().all(|v| v.is_finite()) {
                 x.column_mut(j).assign(&ndarray::ArrayView1::from(values));
@@ -468,17 +466,33 @@ pub fn design_rows(
         for (i, v) in ca.iter().enumerate() {
             match v {
                 Some(v) if v.is_finite() => x[[i, j]] = v,
-                other => {
-                    if bad[i].is_none() {
-                        bad[i] = Some((c.clone(), other));
-                    }
-                }
+                other => on_bad(i, c, other)?,
             }
         }
     }
+    Ok(x)
+}
+
+/// As [`design`], for prediction: a row with a missing or non-finite input
+/// does not fail the batch; it is reported (the first such column and its
+/// value) and its row of the matrix is left at zero, for the caller to
+/// reject.
+pub fn design_rows(
+    df: &DataFrame,
+    columns: &[String],
+) -> Result<(Array2<f64>, BadInputs), ExecError> {
+    let mut bad: BadInputs = vec![None; df.height()];
+    let x = fill_design(df, columns, &mut |i, c, v| {
+        if bad[i].is_none() {
+            bad[i] = Some((c.to_string(), v));
+        }
+        Ok(())
+    })?;
     Ok((x, bad))
 }
 
+/// The design matrix of the given rows (row-major, one column per input);
+/// a missing or non-finite value fails, naming its column and row.
 pub fn design(df: &DataFrame, columns: &[String]) -> Result<Array2<f64>, ExecError> {
     design_in(df, columns, &|i| i + 1)
 }
@@ -490,39 +504,12 @@ pub fn design_in(
     columns: &[String],
     row_of: &dyn Fn(usize) -> usize,
 ) -> Result<Array2<f64>, ExecError> {
-    let mut x = Array2::<f64>::zeros((df.height(), columns.len()));
-    for (j, c) in columns.iter().enumerate() {
-        let s = df
-            .column(c)
-            .map_err(ExecError::polars)?
-            .cast(&DataType::Float64)
-            .map_err(ExecError::polars)?;
-        let ca = s.f64().map_err(ExecError::polars)?.rechunk();
-        let bad = |i: usize| {
-            ExecError::Data(format!(
-                "model input `{c}` has a missing or infinite value at row {} of the data; impute it, or filter the row",
-                row_of(i)
-            ))
-        };
-        match ca.cont_slice() {
-            // The common case: no nulls, one chunk: a straight copy.
-            Ok(values) => {
-                if let Some(i) = values.iter().position(|v| !v.is_finite()) {
-                    return Err(bad(i));
-                }
-                x.column_mut(j).assign(&ndarray::ArrayView1::from(values));
-            }
-            Err(_) => {
-                for (i, v) in ca.iter().enumerate() {
-                    match v {
-                        Some(v) if v.is_finite() => x[[i, j]] = v,
-                        _ => return Err(bad(i)),
-                    }
-                }
-            }
-        }
-    }
-    Ok(x)
+    fill_design(df, columns, &mut |i, c, _| {
+        Err(ExecError::Data(format!(
+            "model input `{c}` has a missing or infinite value at row {} of the data; impute it, or filter the row",
+            row_of(i)
+        )))
+    })
 }
 
 fn param_f64(op: &BTreeMap<String, ParamValue>, name: &str, default: f64) -> f64 {
