@@ -25,6 +25,14 @@ fn production_bundle(dir: &Path, name: &str) -> Value {
     serde_json::from_slice(&bytes).unwrap()
 }
 
+/// `mlp run` that fails (exit 1); its output.
+fn run_fails(dir: &Path) -> String {
+    let o = mlp(dir, &["run", "."]);
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{t}");
+    t
+}
+
 fn run_ok(dir: &Path) -> String {
     let o = mlp(dir, &["run", "."]);
     let t = text(&o);
@@ -1012,9 +1020,7 @@ fn ndjson_reads_like_csv_and_says_where_it_breaks() {
         "]".repeat(3000)
     );
     std::fs::write(dir.join("d.ndjson"), deep).unwrap();
-    let o = mlp(&dir, &["run", "."]);
-    let t = text(&o);
-    assert_eq!(o.status.code(), Some(1), "{t}");
+    let t = run_fails(&dir);
     assert!(
         t.contains("d.ndjson, line 2, column 92: a value nested more than 64 levels deep"),
         "{t}"
@@ -1025,9 +1031,7 @@ fn ndjson_reads_like_csv_and_says_where_it_breaks() {
         "{\"id\": 1, \"x\": 1.0, \"tag\": \"a\"}\n{\"id\": 2, \"x\": \"lots\"}\n",
     )
     .unwrap();
-    let o = mlp(&dir, &["run", "."]);
-    let t = text(&o);
-    assert_eq!(o.status.code(), Some(1), "{t}");
+    let t = run_fails(&dir);
     assert!(
         t.contains("row 2, column `x`: \"lots\" is not a valid float"),
         "{t}"

@@ -439,13 +439,17 @@ pub fn labels_of(p: &Array2<f64>, classes: &[String]) -> Vec<String> {
 /// column.
 pub type BadInputs = Vec<Option<(String, Option<f64>)>>;
 
+/// What `fill_design` does with a missing or non-finite input: (row,
+/// column, value).
+type OnBadInput<'a> = dyn FnMut(usize, &str, Option<f64>) -> Result<(), ExecError> + 'a;
+
 /// The model's design matrix: one column per input, in order. A missing or
 /// non-finite value is handed to `on_bad(row, column, value)`, which either
 /// records it (its cell stays 0) or fails. Whole finite columns are copied.
 fn fill_design(
     df: &DataFrame,
     columns: &[String],
-    on_bad: &mut dyn FnMut(usize, &str, Option<f64>) -> Result<(), ExecError>,
+    on_bad: &mut OnBadInput,
 ) -> Result<Array2<f64>, ExecError> {
     let mut x = Array2::<f64>::zeros((df.height(), columns.len()));
     for (j, c) in columns.iter().enumerate() {
