@@ -519,8 +519,7 @@ fn request_frame(loaded: &Loaded, rows: &Rows) -> Result<DataFrame, ApiError> {
                         let Some(v) = v else { continue };
                         if problems[i].is_none() && !levels.iter().any(|l| l == v) {
                             problems[i] = Some(format!(
-                                "row {}, column `{}`: \"{}\" is not one of the declared levels {} (nearest: \"{}\")",
-                                i + 1,
+                                "column `{}`: \"{}\" is not one of the declared levels {} (nearest: \"{}\")",
                                 c.name,
                                 crate::exec::truncate(v, 80),
                                 levels
