@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 STAGES=${1:-1000}
 RUNS=${2:-20}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/mlp-target}
-cargo build --release -q -p mlp-runtime --bin mlp
+cargo build --release -q -p mlp-cli --bin mlp
 MLP="$CARGO_TARGET_DIR/release/mlp"
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT

@@ -12,7 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROWS=${1:-14000000}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/mlp-target}
-cargo build --release -q -p mlp-runtime --bin mlp
+cargo build --release -q -p mlp-cli --bin mlp
 MLP="$CARGO_TARGET_DIR/release/mlp"
 WORK=${WORK:-$(mktemp -d)}
 mkdir -p "$WORK"

@@ -17,7 +17,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROWS=${1:-10000000}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/mlp-target}
-cargo build --release -q -p mlp-runtime --bin mlp
+cargo build --release -q -p mlp-cli --bin mlp
 cargo build --release -q --target wasm32-unknown-unknown --manifest-path plugins/Cargo.toml -p math
 MLP="$CARGO_TARGET_DIR/release/mlp"
 WORK=$(mktemp -d)

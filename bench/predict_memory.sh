@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 SIZES=("${@:-1000000 5000000}")
 read -r -a SIZES <<< "${SIZES[*]}"
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/mlp-target}
-cargo build --release -q -p mlp-runtime --bin mlp
+cargo build --release -q -p mlp-cli --bin mlp
 MLP="$CARGO_TARGET_DIR/release/mlp"
 WORK=${WORK:-$(mktemp -d)}
 mkdir -p "$WORK/project"

@@ -16,7 +16,7 @@ cd "$(dirname "$0")/.."
 ROWS=${1:-100000}
 SECS=${2:-10}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/mlp-target}
-cargo build --release -q -p mlp-runtime --bin mlp
+cargo build --release -q -p mlp-cli --bin mlp
 MLP="$CARGO_TARGET_DIR/release/mlp"
 REPO=$(pwd)
 SHARED="$REPO/../shared/bench"

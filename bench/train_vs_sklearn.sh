@@ -13,7 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROWS=${1:-1000000}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/mlp-target}
-cargo build --release -q -p mlp-runtime --bin mlp
+cargo build --release -q -p mlp-cli --bin mlp
 MLP="$CARGO_TARGET_DIR/release/mlp"
 PEER=${PEER:-../shared/bench/peer_sklearn.py}
 WORK=${WORK:-$(mktemp -d)}

@@ -1,0 +1,780 @@
+//! `bundle: trained stages -> one deployable file`, and
+//! `predict: bundle + rows -> predictions`.
+//!
+//! A bundle holds the inference slice of the plan (the source's schema, the
+//! row-level checks, the transforms with their fitted parameters, the
+//! features with their `over` tables, the model as numbers), the training
+//! statistics of the model's inputs (for monitoring), the evaluation reports,
+//! and the lineage. Predicting runs the same `apply` code as training did, so
+//! a row gets the same prediction in both.
+
+use crate::exec::features::{self, OverTable};
+use crate::exec::model::{self, ModelFile, Prediction};
+use crate::exec::transform::{self, Fitted};
+use crate::exec::{check, source, ExecError};
+use crate::plugins::{Plugin, Plugins};
+use mlp_compiler::plan::{Op, SourceColumn, SourceOp, Stage};
+use mlp_store::registry::{Registry, RegistryError};
+use polars::prelude::*;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+pub const BUNDLE_FORMAT: u32 = 1;
+
+/// An `over` table as stored in a bundle.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OverJson {
+    pub keys: Vec<String>,
+    /// One array per key column (values as text), then the values.
+    pub key_values: Vec<Vec<Option<String>>>,
+    pub values: Vec<Option<f64>>,
+    pub fallback: f64,
+}
+
+impl OverJson {
+    pub fn from_table(keys: &[String], t: &OverTable) -> Result<OverJson, ExecError> {
+        let mut key_values = vec![];
+        for k in keys {
+            let s = t
+                .table
+                .column(k)
+                .map_err(ExecError::polars)?
+                .cast(&DataType::String)
+                .map_err(ExecError::polars)?;
+            key_values.push(
+                s.str()
+                    .map_err(ExecError::polars)?
+                    .iter()
+                    .map(|v| v.map(str::to_string))
+                    .collect(),
+            );
+        }
+        let v = t.table.column(features::VALUE).map_err(ExecError::polars)?;
+        let values = v.f64().map_err(ExecError::polars)?.iter().collect();
+        Ok(OverJson {
+            keys: keys.to_vec(),
+            key_values,
+            values,
+            fallback: t.fallback,
+        })
+    }
+
+    pub fn to_table(&self) -> Result<OverTable, ExecError> {
+        let mut cols: Vec<Column> = self
+            .keys
+            .iter()
+            .zip(&self.key_values)
+            .map(|(k, v)| Column::new(k.as_str().into(), v.clone()))
+            .collect();
+        cols.push(Column::new(features::VALUE.into(), self.values.clone()));
+        Ok(OverTable {
+            table: DataFrame::new_infer_height(cols).map_err(ExecError::polars)?,
+            fallback: self.fallback,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Bundle {
+    pub format: u32,
+    pub name: String,
+    pub model_name: String,
+    pub engine: String,
+    /// The serving stages in order (source, checks, transforms, features,
+    /// model), as the plan defines them.
+    pub stages: Vec<Stage>,
+    /// Fitted parameters of each transform stage, by stage id.
+    pub params: BTreeMap<String, Vec<Fitted>>,
+    /// `over` tables of each features stage: stage id -> feature -> table.
+    pub over: BTreeMap<String, BTreeMap<String, OverJson>>,
+    pub model: ModelFile,
+    /// The evaluation reports the deploy was gated on.
+    pub evaluations: Vec<serde_json::Value>,
+    /// Per input column of the model, statistics of the train rows.
+    pub training_stats: serde_json::Value,
+    pub lineage: serde_json::Value,
+    /// The pipeline's `monitor` declaration for this model, if any: what
+    /// `mlp monitor` and the server check against `training_stats`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub monitor: Option<mlp_compiler::plan::MonitorOp>,
+    /// The Wasm plugins the serving stages call, bytes included, so a
+    /// bundle serves alone.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub plugins: Vec<BundledPlugin>,
+    /// The columns a request must carry: exactly those the inference slice
+    /// reads (empty in bundles from before: every source column but the
+    /// target).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub request_columns: Vec<SourceColumn>,
+}
+
+impl Bundle {
+    /// Reads a bundle file. Its bytes must hash to `version` when one is
+    /// known (a registered version, or a file named `<sha256>.json`): a
+    /// bundle changed after it was registered is refused, naming both
+    /// hashes. Returns the bundle and its version.
+    pub fn read(path: &Path, version: Option<&str>) -> Result<(Bundle, String), String> {
+        let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let stem = path.file_stem().map(|s| s.to_string_lossy().to_string());
+        let claimed = version
+            .map(str::to_string)
+            .or_else(|| stem.filter(|s| s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())));
+        let found = mlp_store::registry::version_of(&bytes);
+        if let Some(v) = &claimed {
+            if *v != found {
+                return Err(format!(
+                    "`{}` is damaged: registered as version {v}, its bytes now hash to {found}; restore it, or deploy again with `mlp run`",
+                    path.display()
+                ));
+            }
+        }
+        // Expressions nest as deep as the compiler allows (MAX_EXPR_DEPTH),
+        // which may be deeper than serde_json's default limit of 128.
+        let mut de = serde_json::Deserializer::from_slice(&bytes);
+        de.disable_recursion_limit();
+        let b = Bundle::deserialize(&mut de)
+            .and_then(|b| de.end().map(|_| b))
+            .map_err(|e| format!("`{}` is not an mlp bundle: {e}", path.display()))?;
+        if b.format != BUNDLE_FORMAT {
+            return Err(format!(
+                "`{}` is a bundle of format {}; this mlp reads format {BUNDLE_FORMAT}: deploy it again with this mlp (`mlp run`)",
+                path.display(),
+                b.format
+            ));
+        }
+        Ok((b, found))
+    }
+
+    /// The serving source's declared columns.
+    pub fn source_columns(&self) -> Vec<SourceColumn> {
+        self.stages
+            .iter()
+            .find_map(|s| match &s.op {
+                Op::Source(op) => Some(op.columns.clone()),
+                _ => None,
+            })
+            .unwrap_or_default()
+    }
+
+    /// The columns a request carries: the model inputs' source columns and
+    /// those of the row-level checks that apply at serving.
+    pub fn request_columns(&self) -> Vec<SourceColumn> {
+        if !self.request_columns.is_empty() {
+            return self.request_columns.clone();
+        }
+        self.source_columns()
+            .into_iter()
+            .filter(|c| c.name != self.model.target)
+            .collect()
+    }
+}
+
+/// A plugin as a bundle carries it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BundledPlugin {
+    pub name: String,
+    pub sha256: String,
+    pub limits: crate::plugins::Limits,
+    /// The module's bytes, base64.
+    pub wasm: String,
+}
+
+impl BundledPlugin {
+    pub fn new(name: &str, bytes: &[u8], limits: crate::plugins::Limits) -> BundledPlugin {
+        use base64::Engine as _;
+        BundledPlugin {
+            name: name.to_string(),
+            sha256: mlp_store::fingerprint::sha256_hex(bytes),
+            limits,
+            wasm: base64::engine::general_purpose::STANDARD.encode(bytes),
+        }
+    }
+}
+
+/// Loads a bundle's plugins (compiled modules are cached under `cache`).
+pub fn load_plugins(
+    b: &Bundle,
+    host: &dyn crate::plugins::PluginHost,
+    cache: Option<&Path>,
+) -> Result<Plugins, ExecError> {
+    use base64::Engine as _;
+    let mut out = Plugins::none();
+    for p in &b.plugins {
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(&p.wasm)
+            .map_err(|e| ExecError::Internal(format!("plugin `{}` in the bundle: {e}", p.name)))?;
+        let sha = mlp_store::fingerprint::sha256_hex(&bytes);
+        if sha != p.sha256 {
+            return Err(ExecError::Internal(format!(
+                "plugin `{}` in the bundle is damaged (SHA-256 {sha}, recorded {})",
+                p.name, p.sha256
+            )));
+        }
+        out.insert(
+            Plugin::load(host, &p.name, &bytes, p.limits.clone(), cache)
+                .map_err(ExecError::Plugin)?,
+        );
+    }
+    Ok(out)
+}
+
+/// The frame with its date and datetime columns as text in the formats the
+/// bundle's source declares (for CSV and NDJSON outputs, so a value reads
+/// back as it was written).
+pub fn dates_as_declared(b: &Bundle, df: DataFrame) -> Result<DataFrame, ExecError> {
+    let Some(src) = b.stages.iter().find_map(|s| match &s.op {
+        Op::Source(op) => Some(op),
+        _ => None,
+    }) else {
+        return Ok(df);
+    };
+    let exprs: Vec<Expr> = src
+        .columns
+        .iter()
+        .filter_map(|c| match &c.ty {
+            mlp_compiler::types::Type::Date { format }
+            | mlp_compiler::types::Type::Datetime { format } => {
+                let dt = df.column(&c.name).ok()?.dtype().clone();
+                matches!(dt, DataType::Date | DataType::Datetime(..)).then(|| {
+                    col(c.name.as_str())
+                        .dt()
+                        .to_string(format)
+                        .alias(c.name.as_str())
+                })
+            }
+            _ => None,
+        })
+        .collect();
+    if exprs.is_empty() {
+        return Ok(df);
+    }
+    df.lazy()
+        .with_columns(exprs)
+        .collect()
+        .map_err(ExecError::polars)
+}
+
+/// The column of a rejected row that says why in one word:
+/// `unknown_level`, `bad_value`, `null_value` (a schema break) or
+/// [`REJECTED_BY_CHECK`].
+pub const REJECTED_KIND: &str = "_kind";
+/// The kind of a row that failed a row-level check.
+pub const REJECTED_BY_CHECK: &str = "check_failed";
+/// The kind of a row whose features or prediction are not finite.
+pub const REJECTED_NON_FINITE: &str = "non_finite";
+
+/// Rows that could not be predicted, with why.
+pub struct Rejected {
+    pub frame: DataFrame,
+}
+
+/// Predicts the rows of a file with a bundle. Returns the predicted rows (the
+/// request columns and `prediction`, plus `proba_*` for classifiers) and the
+/// rejected ones (with `_row` and `_failed_rules`).
+pub fn predict_file(
+    b: &Bundle,
+    plugins: &Plugins,
+    input: &Path,
+) -> Result<(DataFrame, Rejected), ExecError> {
+    predict_file_features(b, plugins, input).map(|(good, rejected, _)| (good, rejected))
+}
+
+/// As [`predict_file`], plus the model's input frame of the predicted rows.
+pub fn predict_file_features(
+    b: &Bundle,
+    plugins: &Plugins,
+    input: &Path,
+) -> Result<(DataFrame, Rejected, DataFrame), ExecError> {
+    let mut parts: Vec<(DataFrame, DataFrame, DataFrame)> = vec![];
+    predict_file_batches(
+        b,
+        plugins,
+        input,
+        usize::MAX,
+        &mut |good, rejected, features| {
+            parts.push((good, rejected, features));
+            Ok(())
+        },
+    )?;
+    let mut it = parts.into_iter();
+    let Some((mut good, mut rejected, mut features)) = it.next() else {
+        return Err(ExecError::Internal("a prediction without a batch".into()));
+    };
+    for (g, r, f) in it {
+        good.vstack_mut(&g).map_err(ExecError::polars)?;
+        if r.height() > 0 {
+            rejected = if rejected.height() == 0 {
+                r
+            } else {
+                rejected.vstack(&r).map_err(ExecError::polars)?
+            };
+        }
+        features.vstack_mut(&f).map_err(ExecError::polars)?;
+    }
+    Ok((good, Rejected { frame: rejected }, features))
+}
+
+/// The rows a batch of a prediction file holds: memory stays bounded by
+/// it, whatever the file's size.
+pub const PREDICT_BATCH_ROWS: usize = 1_000_000;
+
+/// [`PREDICT_BATCH_ROWS`], or `MLP_PREDICT_BATCH_ROWS` when set (to trade
+/// memory for speed).
+pub fn predict_batch_rows() -> usize {
+    std::env::var("MLP_PREDICT_BATCH_ROWS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(PREDICT_BATCH_ROWS)
+}
+
+/// Predicts a file `batch` rows at a time, handing each batch's predicted
+/// rows, rejected rows and model-input frame to `each` (rows are numbered as
+/// in the file: `_row` runs on across batches). Always at least one batch,
+/// which may be empty.
+pub fn predict_file_batches(
+    b: &Bundle,
+    plugins: &Plugins,
+    input: &Path,
+    batch: usize,
+    each: &mut dyn FnMut(DataFrame, DataFrame, DataFrame) -> Result<(), ExecError>,
+) -> Result<(), ExecError> {
+    let src = b
+        .stages
+        .iter()
+        .find_map(|s| match &s.op {
+            Op::Source(op) => Some(op.clone()),
+            _ => None,
+        })
+        .ok_or_else(|| ExecError::Internal("a bundle without a source".into()))?;
+    // The request: the columns the inference slice reads. A nullable one
+    // the file lacks is all nulls (as a serve request may leave it out).
+    let format = source::format_of(input).unwrap_or("csv");
+    let mut request = SourceOp {
+        format: format.to_string(),
+        path: input.to_string_lossy().to_string(),
+        options: if format == src.format {
+            src.options.clone()
+        } else {
+            Default::default()
+        },
+        columns: b.request_columns(),
+    };
+    let shown = input.to_string_lossy().to_string();
+    if let Some(present) = source::file_columns(&request, input, &shown)? {
+        request.columns.retain(|c| {
+            !c.nullable
+                || present
+                    .iter()
+                    .any(|p| p == c.raw_name.as_deref().unwrap_or(&c.name))
+        });
+    }
+    let batch = batch.max(1);
+    let mut offset = 0usize;
+    loop {
+        let rows = (batch != usize::MAX).then_some((offset, batch));
+        let df = match rows {
+            Some((o, n)) => source::read_request_rows(&request, input, &shown, o, n)?,
+            None => source::read_request(&request, input, &shown)?,
+        };
+        let height = df.height();
+        if height == 0 && offset > 0 {
+            return Ok(());
+        }
+        let (good, rejected, features) = predict_frame_features(b, plugins, df)?;
+        // Rows as numbered in the file.
+        let renumber = |df: DataFrame| -> Result<DataFrame, ExecError> {
+            if offset == 0 || df.column("_row").is_err() {
+                return Ok(df);
+            }
+            df.lazy()
+                .with_column(col("_row") + lit(offset as IdxSize))
+                .collect()
+                .map_err(ExecError::polars)
+        };
+        let (good, rejected) = (renumber(good)?, renumber(rejected.frame)?);
+        // Input columns the model does not read (an id to join on, the
+        // actual target) are carried through beside the predictions.
+        let mut taken: Vec<String> = good
+            .get_column_names()
+            .iter()
+            .chain(rejected.get_column_names().iter())
+            .map(|n| n.to_string())
+            .collect();
+        taken.push("_failed_rules".into());
+        let (good, rejected) =
+            match source::read_other_columns(&request, input, &shown, &taken, rows)? {
+                None => (good, rejected),
+                Some(others) => {
+                    let join = |df: DataFrame| -> Result<DataFrame, ExecError> {
+                        df.lazy()
+                            .join(
+                                others.clone().lazy(),
+                                [col("_row")],
+                                [col("_row")],
+                                JoinArgs::new(JoinType::Left),
+                            )
+                            .sort(["_row"], SortMultipleOptions::default())
+                            .collect()
+                            .map_err(ExecError::polars)
+                    };
+                    (join(good)?, join(rejected)?)
+                }
+            };
+        each(good, rejected, features)?;
+        if rows.is_none() || height < batch {
+            return Ok(());
+        }
+        offset += height;
+    }
+}
+
+/// Predicts the rows of a frame with the request columns (and, optionally,
+/// a `_parse_error` column from a lenient read).
+pub fn predict_frame(
+    b: &Bundle,
+    plugins: &Plugins,
+    df: DataFrame,
+) -> Result<(DataFrame, Rejected), ExecError> {
+    predict_frame_features(b, plugins, df).map(|(good, rejected, _)| (good, rejected))
+}
+
+/// As [`predict_frame`], plus the model's input frame of the predicted rows
+/// (after the transforms and features: what the training statistics
+/// describe, for drift).
+pub fn predict_frame_features(
+    b: &Bundle,
+    plugins: &Plugins,
+    df: DataFrame,
+) -> Result<(DataFrame, Rejected, DataFrame), ExecError> {
+    predict_frame_inner(b, plugins, df).map_err(|e| match plugins.take_failure() {
+        Some(f) => ExecError::Plugin(f),
+        None => e,
+    })
+}
+
+fn predict_frame_inner(
+    b: &Bundle,
+    plugins: &Plugins,
+    mut df: DataFrame,
+) -> Result<(DataFrame, Rejected, DataFrame), ExecError> {
+    // Source columns the request does not carry (the slice does not need
+    // them, or they are nullable and left out) are nulls of their type, so
+    // every step runs; the model never reads one the request had to carry.
+    let mut filled: Vec<String> = vec![];
+    for c in b.source_columns() {
+        if c.name != b.model.target && df.column(&c.name).is_err() {
+            filled.push(c.name.clone());
+            let nulls = Column::full_null(
+                c.name.as_str().into(),
+                df.height(),
+                &crate::exec::expr::dtype(&c.ty),
+            );
+            df.with_column(nulls).map_err(ExecError::polars)?;
+        }
+    }
+    // Row-level checks that do not read the target, and schema breaks.
+    let mut masks: Vec<(String, Expr)> = vec![];
+    if df.column(source::PARSE_ERROR).is_ok() {
+        masks.push(("".into(), col(source::PARSE_ERROR).is_not_null()));
+    }
+    for st in &b.stages {
+        if let Op::Check(c) = &st.op {
+            for r in &c.rules {
+                if r.row_level && !r.reads_target {
+                    if let Some(m) = check::failing_for(&r.rule, st)? {
+                        masks.push((r.text.clone(), m));
+                    }
+                }
+            }
+        }
+    }
+    // The columns added for the checks, dropped again after.
+    let lenient = df.column(source::PARSE_ERROR).is_ok();
+    let mut helper_columns: Vec<&str> = vec!["__bad"];
+    if lenient {
+        helper_columns.push(source::PARSE_ERROR);
+    }
+    if df.column(source::PARSE_KIND).is_ok() {
+        helper_columns.push(source::PARSE_KIND);
+    }
+    // Why a rejected row is rejected: its schema break's kind, else a
+    // failed check.
+    let kind = if df.column(source::PARSE_KIND).is_ok() {
+        when(col(source::PARSE_ERROR).is_not_null())
+            .then(col(source::PARSE_KIND))
+            .otherwise(lit(REJECTED_BY_CHECK))
+    } else {
+        lit(REJECTED_BY_CHECK)
+    };
+    let rows = df.height();
+    let collect = |lf: LazyFrame| crate::exec::collect_rows(lf, rows);
+    let any = masks
+        .iter()
+        .map(|(_, m)| m.clone())
+        .reduce(|a, b| a.or(b))
+        .unwrap_or(lit(false));
+    let reasons: Vec<Expr> = masks
+        .iter()
+        .map(|(text, m)| {
+            let why = if text.is_empty() {
+                col(source::PARSE_ERROR)
+            } else {
+                lit(text.as_str())
+            };
+            when(m.clone())
+                .then(why)
+                .otherwise(lit(NULL).cast(DataType::String))
+        })
+        .collect();
+    let marked = collect(
+        df.lazy()
+            .with_row_index("_row", Some(1))
+            .with_column(any.fill_null(lit(false)).alias("__bad")),
+    )?;
+    let bad = marked
+        .column("__bad")
+        .and_then(|c| c.bool().map(|b| b.sum().unwrap_or(0)))
+        .map_err(ExecError::polars)?;
+    let without_helpers = |df: &DataFrame| df.drop_many(helper_columns.iter().copied());
+    // Every row passed (the usual case): no query to split them.
+    let (good, rejected) = if bad == 0 {
+        let mut none = without_helpers(&marked.head(Some(0)));
+        if !reasons.is_empty() {
+            for name in ["_failed_rules", REJECTED_KIND] {
+                none.with_column(Column::new_empty(name.into(), &DataType::String))
+                    .map_err(ExecError::polars)?;
+            }
+        }
+        (without_helpers(&marked), none)
+    } else {
+        let rejected = collect(
+            marked
+                .clone()
+                .lazy()
+                .filter(col("__bad"))
+                .with_columns([
+                    concat_str(reasons, "; ", true).alias("_failed_rules"),
+                    kind.alias(REJECTED_KIND),
+                ])
+                .drop(by_name(helper_columns.clone(), true, false)),
+        )?;
+        let good = collect(marked.lazy().filter(col("__bad").not()).drop(by_name(
+            helper_columns.clone(),
+            true,
+            false,
+        )))?;
+        (good, rejected)
+    };
+    // The answer shows what the request carried, not the filled nulls.
+    let mut out = good.drop_many(filled.iter().map(String::as_str));
+    let rejected = rejected.drop_many(filled.iter().map(String::as_str));
+    let mut df = good.drop("_row").map_err(ExecError::polars)?;
+    // The same steps as training, with the stored parameters.
+    for st in &b.stages {
+        match &st.op {
+            Op::Transform(op) => {
+                let params = b.params.get(&st.id).cloned().unwrap_or_default();
+                df = transform::apply_all(op, &params, df, st, true, plugins)?;
+            }
+            Op::Features(op) => {
+                let mut tables = BTreeMap::new();
+                if let Some(t) = b.over.get(&st.id) {
+                    for (f, j) in t {
+                        tables.insert(f.clone(), j.to_table()?);
+                    }
+                }
+                df = features::compute(op, df, st, &mut tables, None, plugins)?;
+            }
+            _ => {}
+        }
+    }
+    let (x, bad_inputs) = model::design_rows(&df, &b.model.features)?;
+    // A row whose features came out NaN or infinite (a zero divisor, an
+    // overflow) or missing is rejected alone, with the column and value.
+    let mut bad: Vec<(usize, String)> = bad_inputs
+        .iter()
+        .enumerate()
+        .filter_map(|(i, b)| {
+            b.as_ref().map(|(c, v)| {
+                (
+                    i,
+                    match v {
+                        Some(v) => format!("feature `{c}` is {v} (not a finite number)"),
+                        None => format!("feature `{c}` is missing"),
+                    },
+                )
+            })
+        })
+        .collect();
+    let prediction = b.model.predict(&x);
+    // A prediction that overflowed is no answer either.
+    match &prediction {
+        Prediction::Values(v) => {
+            for (i, p) in v.iter().enumerate() {
+                if !p.is_finite() && bad_inputs[i].is_none() {
+                    bad.push((i, format!("the prediction is {p} (not a finite number)")));
+                }
+            }
+        }
+        Prediction::Probabilities(p) => {
+            for (i, r) in p.rows().into_iter().enumerate() {
+                if r.iter().any(|v| !v.is_finite()) && bad_inputs[i].is_none() {
+                    bad.push((i, "a class probability is not a finite number".into()));
+                }
+            }
+        }
+    }
+    bad.sort();
+
+    match prediction {
+        Prediction::Values(v) => {
+            out.with_column(Column::new("prediction".into(), v.to_vec()))
+                .map_err(ExecError::polars)?;
+        }
+        Prediction::Probabilities(p) => {
+            let labels = model::labels_of(&p, &b.model.classes);
+            out.with_column(Column::new("prediction".into(), labels))
+                .map_err(ExecError::polars)?;
+            for (j, c) in b.model.classes.iter().enumerate() {
+                out.with_column(Column::new(
+                    mlp_compiler::plan::names::proba_column(c).into(),
+                    p.column(j).to_vec(),
+                ))
+                .map_err(ExecError::polars)?;
+            }
+        }
+    }
+    if bad.is_empty() {
+        return Ok((out, Rejected { frame: rejected }, df));
+    }
+    // Move the non-finite rows from the answer to the rejected rows.
+    let keep: Vec<bool> = {
+        let mut k = vec![true; out.height()];
+        for (i, _) in &bad {
+            k[*i] = false;
+        }
+        k
+    };
+    let keep_mask = BooleanChunked::from_slice("keep".into(), &keep);
+    let drop_mask = !&keep_mask;
+    let base: Vec<String> = rejected
+        .get_column_names()
+        .iter()
+        .map(|c| c.to_string())
+        .filter(|c| c != "_failed_rules" && c != REJECTED_KIND)
+        .collect();
+    let mut moved = out
+        .filter(&drop_mask)
+        .map_err(ExecError::polars)?
+        .select(base.iter().map(String::as_str))
+        .map_err(ExecError::polars)?;
+    moved
+        .with_column(Column::new(
+            "_failed_rules".into(),
+            bad.iter().map(|(_, why)| why.as_str()).collect::<Vec<_>>(),
+        ))
+        .map_err(ExecError::polars)?;
+    moved
+        .with_column(Column::new(
+            REJECTED_KIND.into(),
+            vec![REJECTED_NON_FINITE; bad.len()],
+        ))
+        .map_err(ExecError::polars)?;
+    let rejected = if rejected.height() == 0 {
+        moved
+    } else {
+        let rejected = rejected
+            .select(moved.get_column_names().iter().map(|c| c.as_str()))
+            .map_err(ExecError::polars)?;
+        rejected
+            .vstack(&moved)
+            .map_err(ExecError::polars)?
+            .sort(["_row"], SortMultipleOptions::default())
+            .map_err(ExecError::polars)?
+    };
+    let out = out.filter(&keep_mask).map_err(ExecError::polars)?;
+    let df = df.filter(&keep_mask).map_err(ExecError::polars)?;
+    Ok((out, Rejected { frame: rejected }, df))
+}
+
+/// Why a bundle could not be found or read.
+#[derive(Debug, thiserror::Error)]
+pub enum LocateError {
+    #[error("no model registry under `{0}`")]
+    NoRegistry(String),
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    /// A bundle file that cannot be read, or fails its verification.
+    #[error("{0}")]
+    Bundle(String),
+}
+
+impl LocateError {
+    pub fn help(&self) -> Option<String> {
+        match self {
+            LocateError::NoRegistry(_) => Some(
+                "deploy a model with `mlp run` first, or pass the project with --project".into(),
+            ),
+            LocateError::Registry(e) => e.help(),
+            LocateError::Bundle(_) => None,
+        }
+    }
+}
+
+/// The registry of the project at `project` (a folder, or a file in it).
+pub fn registry_at(project: &Path) -> Result<Registry, LocateError> {
+    let root = if project.is_dir() {
+        project.to_path_buf()
+    } else {
+        project
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| ".".into())
+    };
+    let state = root.join(".mlp");
+    if !state.join("registry").is_dir() {
+        return Err(LocateError::NoRegistry(root.display().to_string()));
+    }
+    Ok(Registry::open(&state))
+}
+
+/// Where a spec's bundle is.
+pub struct BundleLocation {
+    pub path: std::path::PathBuf,
+    /// The version: its SHA-256 (the registry names bundles by it).
+    pub version: String,
+    /// Resolved through the registry (so an alias can move), rather than a
+    /// bundle file named directly.
+    pub from_registry: bool,
+}
+
+/// Finds the bundle of NAME, NAME@alias, NAME@version, or a bundle file
+/// (whose version is its bytes' hash, checked against its name when that
+/// is a hash).
+pub fn locate(project: &Path, spec: &str) -> Result<BundleLocation, LocateError> {
+    let bundle_file = Path::new(spec);
+    if bundle_file.is_file() {
+        let (_, version) = Bundle::read(bundle_file, None).map_err(LocateError::Bundle)?;
+        return Ok(BundleLocation {
+            path: bundle_file.to_path_buf(),
+            version,
+            from_registry: false,
+        });
+    }
+    let reg = registry_at(project)?;
+    let (name, version) = reg.resolve(spec)?;
+    Ok(BundleLocation {
+        path: reg.bundle_path(&name, &version),
+        version,
+        from_registry: true,
+    })
+}
+
+/// A bundle by spec, with its version, verified against it: how `mlp
+/// predict`, `mlp monitor` and `mlp serve` load one.
+pub fn resolve(project: &Path, spec: &str) -> Result<(Bundle, String), LocateError> {
+    let at = locate(project, spec)?;
+    Bundle::read(&at.path, Some(&at.version)).map_err(LocateError::Bundle)
+}

@@ -1,0 +1,308 @@
+//! `model`: fit on the `train` rows, tune by K-fold cross-validation, and
+//! predict every row.
+//!
+//! This module turns frames into numbers (the design matrix, the target)
+//! and back (prediction columns); `mlp-fit` fits and tunes, and the fitted
+//! model is stored as plain numbers (`mlp_ml::fitted::Fitted`) in
+//! `model.json`, so predicting needs neither the training library nor the
+//! training data. The output frame is the input with `prediction` (and
+//! `proba_<class>` columns for classifiers) added.
+
+use super::{input, partition_column, Context, ExecError, Output};
+use mlp_compiler::plan::{ModelOp, Task};
+pub use mlp_fit::Target;
+use mlp_fit::Trained;
+pub use mlp_ml::fitted::{labels_of, Fitted, ModelFile, Prediction};
+use ndarray::{Array1, Array2};
+use polars::prelude::*;
+use serde_json::json;
+
+/// The model's input columns in the frame, one-hot groups (`city_*`)
+/// expanded to the columns the fitted encoding produced.
+pub fn feature_columns(df: &DataFrame, op: &ModelOp) -> Vec<String> {
+    let names: Vec<String> = df
+        .get_column_names()
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let mut out = vec![];
+    for f in &op.features {
+        if let Some(prefix) = f.strip_suffix('*') {
+            out.extend(
+                names
+                    .iter()
+                    .filter(|n| n.starts_with(prefix) && !op.features.contains(n))
+                    .cloned(),
+            );
+        } else {
+            out.push(f.clone());
+        }
+    }
+    out
+}
+
+/// Per row, its first input that is missing (`None`) or not finite, by
+/// column.
+pub type BadInputs = Vec<Option<(String, Option<f64>)>>;
+
+/// What `fill_design` does with a missing or non-finite input: (row,
+/// column, value).
+type OnBadInput<'a> = dyn FnMut(usize, &str, Option<f64>) -> Result<(), ExecError> + 'a;
+
+/// The model's design matrix: one column per input, in order. A missing or
+/// non-finite value is handed to `on_bad(row, column, value)`, which either
+/// records it (its cell stays 0) or fails. Whole finite columns are copied.
+fn fill_design(
+    df: &DataFrame,
+    columns: &[String],
+    on_bad: &mut OnBadInput,
+) -> Result<Array2<f64>, ExecError> {
+    let mut x = Array2::<f64>::zeros((df.height(), columns.len()));
+    for (j, c) in columns.iter().enumerate() {
+        let s = df
+            .column(c)
+            .map_err(ExecError::polars)?
+            .cast(&DataType::Float64)
+            .map_err(ExecError::polars)?;
+        let ca = s.f64().map_err(ExecError::polars)?.rechunk();
+        // The common case (no nulls, one chunk, every value finite): a
+        // straight copy.
+        if let Ok(values) = ca.cont_slice() {
+            if values.iter().all(|v| v.is_finite()) {
+                x.column_mut(j).assign(&ndarray::ArrayView1::from(values));
+                continue;
+            }
+        }
+        for (i, v) in ca.iter().enumerate() {
+            match v {
+                Some(v) if v.is_finite() => x[[i, j]] = v,
+                other => on_bad(i, c, other)?,
+            }
+        }
+    }
+    Ok(x)
+}
+
+/// As [`design`], for prediction: a row with a missing or non-finite input
+/// does not fail the batch; it is reported (the first such column and its
+/// value) and its row of the matrix is left at zero, for the caller to
+/// reject.
+pub fn design_rows(
+    df: &DataFrame,
+    columns: &[String],
+) -> Result<(Array2<f64>, BadInputs), ExecError> {
+    let mut bad: BadInputs = vec![None; df.height()];
+    let x = fill_design(df, columns, &mut |i, c, v| {
+        if bad[i].is_none() {
+            bad[i] = Some((c.to_string(), v));
+        }
+        Ok(())
+    })?;
+    Ok((x, bad))
+}
+
+/// The design matrix of the given rows (row-major, one column per input);
+/// a missing or non-finite value fails, naming its column and row.
+pub fn design(df: &DataFrame, columns: &[String]) -> Result<Array2<f64>, ExecError> {
+    design_in(df, columns, &|i| i + 1)
+}
+
+/// As [`design`]; an error names a row as `row_of(index)` numbers it (the
+/// row of the whole input, not of the partition).
+pub fn design_in(
+    df: &DataFrame,
+    columns: &[String],
+    row_of: &dyn Fn(usize) -> usize,
+) -> Result<Array2<f64>, ExecError> {
+    fill_design(df, columns, &mut |i, c, _| {
+        Err(ExecError::Data(format!(
+            "model input `{c}` has a missing or infinite value at row {} of the data; impute it, or filter the row",
+            row_of(i)
+        )))
+    })
+}
+
+/// The target of the given rows, and the class labels.
+fn target(df: &DataFrame, op: &ModelOp, classes: &[String]) -> Result<Target, ExecError> {
+    let c = df.column(&op.target).map_err(ExecError::polars)?;
+    match op.task {
+        Task::Regression => {
+            let s = c.cast(&DataType::Float64).map_err(ExecError::polars)?;
+            let v: Vec<f64> = s
+                .f64()
+                .map_err(ExecError::polars)?
+                .iter()
+                .map(|v| v.unwrap_or(f64::NAN))
+                .collect();
+            Ok(Target::Values(Array1::from(v)))
+        }
+        Task::Classification => {
+            let s = c.cast(&DataType::String).map_err(ExecError::polars)?;
+            let mut idx = Vec::with_capacity(df.height());
+            for (i, v) in s.str().map_err(ExecError::polars)?.iter().enumerate() {
+                let v = v.ok_or_else(|| {
+                    ExecError::Data(format!("target `{}` is null at row {}", op.target, i + 1))
+                })?;
+                let k = classes.iter().position(|c| c == v).ok_or_else(|| {
+                    ExecError::Data(format!(
+                        "target `{}` has the value \"{v}\" at row {}, which is not a training class",
+                        op.target,
+                        i + 1
+                    ))
+                })?;
+                idx.push(k);
+            }
+            Ok(Target::Classes(Array1::from(idx), classes.len()))
+        }
+    }
+}
+
+/// target values of the train rows.
+pub fn classes_of(op: &ModelOp, train: &DataFrame) -> Result<Vec<String>, ExecError> {
+    match &op.classes {
+        Some(c) => Ok(c.clone()),
+        None => distinct_text(train, &op.target),
+    }
+}
+
+/// The sorted distinct non-null values of a column, as text.
+pub fn distinct_text(df: &DataFrame, column: &str) -> Result<Vec<String>, ExecError> {
+    let s = df
+        .column(column)
+        .map_err(ExecError::polars)?
+        .cast(&DataType::String)
+        .map_err(ExecError::polars)?;
+    let mut v: Vec<String> = s
+        .str()
+        .map_err(ExecError::polars)?
+        .iter()
+        .flatten()
+        .map(str::to_string)
+        .collect();
+    v.sort();
+    v.dedup();
+    Ok(v)
+}
+
+/// Class indices of a column of labels.
+pub fn class_indices(c: &Column, classes: &[String]) -> Result<Array1<usize>, ExecError> {
+    let s = c.cast(&DataType::String).map_err(ExecError::polars)?;
+    let mut idx = Vec::with_capacity(c.len());
+    for (i, v) in s.str().map_err(ExecError::polars)?.iter().enumerate() {
+        let v =
+            v.ok_or_else(|| ExecError::Data(format!("`{}` is null at row {}", c.name(), i + 1)))?;
+        let k = classes.iter().position(|c| c == v).ok_or_else(|| {
+            ExecError::Data(format!(
+                "`{}` has the value \"{v}\" at row {}, which is not a training class",
+                c.name(),
+                i + 1
+            ))
+        })?;
+        idx.push(k);
+    }
+    Ok(Array1::from(idx))
+}
+
+pub fn run(op: &ModelOp, cx: &Context) -> Result<Output, ExecError> {
+    let df = input(cx)?;
+    let part = partition_column(cx)
+        .ok_or_else(|| ExecError::Internal("a model on a stage without a split".into()))?;
+    let train = super::train_rows(&df, &part)?;
+    if train.height() == 0 {
+        return Err(ExecError::Data("no rows in `train` to fit on".into()));
+    }
+    // Where each train row is in the whole input, for messages.
+    let train_at: Vec<usize> = df
+        .column(&part)
+        .and_then(|c| c.cast(&DataType::String))
+        .map_err(ExecError::polars)?
+        .str()
+        .map_err(ExecError::polars)?
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| *p == Some("train"))
+        .map(|(i, _)| i + 1)
+        .collect();
+    let features = feature_columns(&df, op);
+    let classes: Vec<String> = match op.task {
+        Task::Regression => vec![],
+        Task::Classification => classes_of(op, &train)?,
+    };
+    if op.task == Task::Classification {
+        let present = distinct_text(&train, &op.target)?;
+        if classes.len() < 2 || present.len() < 2 {
+            return Err(ExecError::Data(format!(
+                "target `{}` has {} in `train`; a classifier needs rows of at least two classes (check the data, the filters upstream, or the split)",
+                op.target,
+                match present.as_slice() {
+                    [] => "no values".to_string(),
+                    [one] => format!("one class only (\"{one}\")"),
+                    _ => format!("{} classes", present.len()),
+                }
+            )));
+        }
+    }
+    let x = design_in(&train, &features, &|i| {
+        train_at.get(i).copied().unwrap_or(i + 1)
+    })?;
+    let y = target(&train, op, &classes)?;
+    let base = ModelFile {
+        algorithm: op.algorithm.clone(),
+        task: op.task.clone(),
+        target: op.target.clone(),
+        features: features.clone(),
+        classes: classes.clone(),
+        params: op.params.clone(),
+        fitted: Fitted::Linear {
+            weights: vec![],
+            intercept: 0.0,
+        },
+    };
+    let Trained {
+        model,
+        best,
+        trials,
+    } = mlp_fit::train(op, &x, &y, base)?;
+    // Predict every row.
+    let all = design(&df, &features)?;
+    let mut out_df = df.clone();
+    match model.predict(&all) {
+        Prediction::Values(v) => {
+            out_df
+                .with_column(Column::new("prediction".into(), v.to_vec()))
+                .map_err(ExecError::polars)?;
+        }
+        Prediction::Probabilities(p) => {
+            let labels = labels_of(&p, &classes);
+            out_df
+                .with_column(Column::new("prediction".into(), labels))
+                .map_err(ExecError::polars)?;
+            for (j, c) in classes.iter().enumerate() {
+                out_df
+                    .with_column(Column::new(
+                        mlp_compiler::plan::names::proba_column(c).into(),
+                        p.column(j).to_vec(),
+                    ))
+                    .map_err(ExecError::polars)?;
+            }
+        }
+    }
+    let mut out = Output {
+        frame: Some(out_df),
+        ..Output::default()
+    };
+    if !trials.is_empty() {
+        out.notes.push(format!(
+            "tuned {} combinations by {}-fold cross-validation; chose {}",
+            trials.len(),
+            op.tune.as_ref().map(|t| t.cv).unwrap_or(0),
+            serde_json::to_string(&best).unwrap_or_default()
+        ));
+    }
+    out.json.push((
+        "model".into(),
+        serde_json::to_value(&model).map_err(|e| ExecError::Internal(e.to_string()))?,
+    ));
+    out.json.push(("trials".into(), json!(trials)));
+    Ok(out)
+}

@@ -1,0 +1,389 @@
+//! A trained model as plain numbers ([`Fitted`]: coefficients, intercepts,
+//! tree nodes, support vectors) and its prediction. Nothing here fits a
+//! model: this crate has no training library, so predicting from a bundle
+//! never needs one.
+
+use mlp_compiler::plan::{ParamValue, Task};
+use ndarray::{Array1, Array2};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// A trained model, as numbers.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Fitted {
+    /// `y = x·w + b`
+    Linear { weights: Vec<f64>, intercept: f64 },
+    /// `p = softmax(x·W + b)`, one column of `W` per class.
+    Softmax {
+        weights: Vec<Vec<f64>>,
+        intercepts: Vec<f64>,
+    },
+    /// A decision tree: node 0 is the root; a row goes left when
+    /// `x[feature] < threshold`. Leaves hold a class index.
+    Tree {
+        nodes: Vec<TreeNode>,
+        classes: usize,
+    },
+    /// Weighted votes of trees (random forest: equal weights, each tree on a
+    /// subset of the columns; AdaBoost: SAMME weights, every column).
+    Forest {
+        trees: Vec<ForestTree>,
+        classes: usize,
+    },
+    /// A support vector machine: `d(x) = Σ coef_i · K(support_i, x) - rho`;
+    /// regression predicts `d`, binary classification the positive (second)
+    /// class when `d >= 0`, with probability `sigmoid(d)`.
+    Kernel {
+        kernel: String,
+        gamma: f64,
+        degree: f64,
+        support: Vec<Vec<f64>>,
+        coef: Vec<f64>,
+        rho: f64,
+        classify: bool,
+    },
+    /// Gaussian naive Bayes: per class, its prior and each column's mean and
+    /// variance.
+    GaussianNb {
+        priors: Vec<f64>,
+        means: Vec<Vec<f64>>,
+        variances: Vec<Vec<f64>>,
+    },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ForestTree {
+    pub nodes: Vec<TreeNode>,
+    /// The columns the tree reads, in the order of its feature indices.
+    pub columns: Vec<usize>,
+    pub weight: f64,
+}
+
+/// The kernel of an SVM, as linfa-kernel defines it (rbf: `exp(-γ·|a-b|²)`,
+/// polynomial: `(a·b + 1)^degree`).
+fn kernel(kind: &str, gamma: f64, degree: f64, a: &[f64], b: ndarray::ArrayView1<f64>) -> f64 {
+    match kind {
+        "linear" => a.iter().zip(b.iter()).map(|(x, y)| x * y).sum(),
+        "polynomial" => {
+            (a.iter().zip(b.iter()).map(|(x, y)| x * y).sum::<f64>() + 1.0).powf(degree)
+        }
+        _ => {
+            let d: f64 = a.iter().zip(b.iter()).map(|(x, y)| (x - y) * (x - y)).sum();
+            (-d * gamma).exp()
+        }
+    }
+}
+
+pub fn svm_decision(
+    kind: &str,
+    gamma: f64,
+    degree: f64,
+    support: &[Vec<f64>],
+    coef: &[f64],
+    rho: f64,
+    r: ndarray::ArrayView1<f64>,
+) -> f64 {
+    let mut acc = 0.0;
+    for (sv, c) in support.iter().zip(coef) {
+        acc += kernel(kind, gamma, degree, sv, r) * c;
+    }
+    acc - rho
+}
+
+/// Turns each row of scores into probabilities (softmax, stable).
+fn softmax_rows(z: &mut Array2<f64>) {
+    for mut row in z.rows_mut() {
+        let m = row.fold(f64::NEG_INFINITY, |a, b| a.max(*b));
+        row.mapv_inplace(|v| (v - m).exp());
+        let s = row.sum();
+        row.mapv_inplace(|v| v / s);
+    }
+}
+
+/// A tree's class probabilities for a row, as scikit-learn defines them:
+/// the class shares of the training rows in the row's leaf (a tree stored
+/// without them: its leaf's class, with certainty).
+fn tree_proba(
+    nodes: &[TreeNode],
+    columns: Option<&[usize]>,
+    r: ndarray::ArrayView1<f64>,
+    classes: usize,
+    out: &mut [f64],
+    weight: f64,
+) -> bool {
+    let Some(TreeNode::Leaf { class, proba }) = leaf_of(nodes, columns, r).map(|l| &nodes[l])
+    else {
+        return false;
+    };
+    if proba.len() == classes {
+        for (o, p) in out.iter_mut().zip(proba) {
+            *o += weight * p;
+        }
+    } else if *class < classes {
+        out[*class] += weight;
+    } else {
+        return false;
+    }
+    true
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum TreeNode {
+    Split {
+        feature: usize,
+        threshold: f64,
+        left: usize,
+        right: usize,
+        /// scikit-learn's rule (trees grown by `cart`): left when the value,
+        /// as `f32`, is `<=` the threshold. Otherwise left when `<` (trees
+        /// of earlier bundles).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        inclusive: bool,
+    },
+    Leaf {
+        class: usize,
+        /// The class shares of the training rows in this leaf.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        proba: Vec<f64>,
+    },
+}
+
+/// What `model.json` holds.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ModelFile {
+    pub algorithm: String,
+    pub task: Task,
+    pub target: String,
+    /// The input columns, groups expanded, in the order of the weights.
+    pub features: Vec<String>,
+    /// Class labels (classification), in the order of the probabilities.
+    pub classes: Vec<String>,
+    pub params: BTreeMap<String, ParamValue>,
+    pub fitted: Fitted,
+}
+
+impl ModelFile {
+    /// Predictions for a design matrix: values, or class probabilities.
+    ///
+    /// Each row is computed on its own, summing in a fixed order, so a row
+    /// gets bit-for-bit the same prediction whatever batch it arrives in
+    /// (training, `mlp predict`, the server).
+    pub fn predict(&self, x: &Array2<f64>) -> Prediction {
+        let dot = |row: ndarray::ArrayView1<f64>, w: &dyn Fn(usize) -> f64, b: f64| {
+            let mut acc = b;
+            for (j, v) in row.iter().enumerate() {
+                acc += v * w(j);
+            }
+            acc
+        };
+        match &self.fitted {
+            Fitted::Linear { weights, intercept } => Prediction::Values(
+                x.rows()
+                    .into_iter()
+                    .map(|r| dot(r, &|j| weights[j], *intercept))
+                    .collect(),
+            ),
+            Fitted::Softmax {
+                weights,
+                intercepts,
+            } => {
+                let k = intercepts.len();
+                let mut z = Array2::<f64>::zeros((x.nrows(), k));
+                for (i, r) in x.rows().into_iter().enumerate() {
+                    for c in 0..k {
+                        z[[i, c]] = dot(r, &|j| weights[j][c], intercepts[c]);
+                    }
+                }
+                softmax_rows(&mut z);
+                Prediction::Probabilities(z)
+            }
+            Fitted::Tree { nodes, classes } => {
+                let mut z = Array2::<f64>::zeros((x.nrows(), *classes));
+                for (i, r) in x.rows().into_iter().enumerate() {
+                    if let Some(row) = z.row_mut(i).as_slice_mut() {
+                        tree_proba(nodes, None, r, *classes, row, 1.0);
+                    }
+                }
+                Prediction::Probabilities(z)
+            }
+            Fitted::GaussianNb {
+                priors,
+                means,
+                variances,
+            } => {
+                let k = priors.len();
+                let mut z = Array2::<f64>::zeros((x.nrows(), k));
+                for (i, r) in x.rows().into_iter().enumerate() {
+                    for c in 0..k {
+                        let mut ll = priors[c].max(f64::MIN_POSITIVE).ln();
+                        for (j, v) in r.iter().enumerate() {
+                            let var = variances[c][j];
+                            let d = v - means[c][j];
+                            ll -= 0.5 * ((2.0 * std::f64::consts::PI * var).ln() + d * d / var);
+                        }
+                        z[[i, c]] = ll;
+                    }
+                }
+                softmax_rows(&mut z);
+                Prediction::Probabilities(z)
+            }
+            Fitted::Kernel {
+                kernel,
+                gamma,
+                degree,
+                support,
+                coef,
+                rho,
+                classify,
+            } => {
+                let d: Vec<f64> = x
+                    .rows()
+                    .into_iter()
+                    .map(|r| svm_decision(kernel, *gamma, *degree, support, coef, *rho, r))
+                    .collect();
+                if *classify {
+                    let mut z = Array2::<f64>::zeros((x.nrows(), 2));
+                    for (i, v) in d.iter().enumerate() {
+                        let p = 1.0 / (1.0 + (-v).exp());
+                        z[[i, 1]] = p;
+                        z[[i, 0]] = 1.0 - p;
+                    }
+                    Prediction::Probabilities(z)
+                } else {
+                    Prediction::Values(Array1::from(d))
+                }
+            }
+            Fitted::Forest { trees, classes } if self.algorithm == "adaboost" => {
+                // scikit-learn's SAMME: each tree adds its weight to the
+                // class it predicts and takes w/(K-1) from the others; the
+                // scores, over the total weight and over K-1, go through a
+                // softmax.
+                let k = *classes;
+                let spread = (k.max(2) - 1) as f64;
+                let total: f64 = trees.iter().map(|t| t.weight).sum();
+                let mut z = Array2::<f64>::zeros((x.nrows(), k));
+                for (i, r) in x.rows().into_iter().enumerate() {
+                    for t in trees {
+                        let mut vote = vec![0.0; k];
+                        if tree_proba(&t.nodes, Some(&t.columns), r, k, &mut vote, 1.0) {
+                            let c = first_argmax(&vote);
+                            for j in 0..k {
+                                z[[i, j]] += if j == c { t.weight } else { -t.weight / spread };
+                            }
+                        }
+                    }
+                    if total > 0.0 {
+                        z.row_mut(i).mapv_inplace(|v| v / total / spread);
+                    }
+                }
+                softmax_rows(&mut z);
+                Prediction::Probabilities(z)
+            }
+            Fitted::Forest { trees, classes } => {
+                // A forest averages its trees' probabilities.
+                let mut z = Array2::<f64>::zeros((x.nrows(), *classes));
+                for (i, r) in x.rows().into_iter().enumerate() {
+                    let mut total = 0.0;
+                    if let Some(row) = z.row_mut(i).as_slice_mut() {
+                        for t in trees {
+                            if tree_proba(&t.nodes, Some(&t.columns), r, *classes, row, t.weight) {
+                                total += t.weight;
+                            }
+                        }
+                    }
+                    if total > 0.0 {
+                        z.row_mut(i).mapv_inplace(|v| v / total);
+                    }
+                }
+                Prediction::Probabilities(z)
+            }
+        }
+    }
+}
+
+pub enum Prediction {
+    Values(Array1<f64>),
+    Probabilities(Array2<f64>),
+}
+
+/// The most probable class of each row.
+pub fn labels_of(p: &Array2<f64>, classes: &[String]) -> Vec<String> {
+    p.rows()
+        .into_iter()
+        .map(|r| {
+            let (best, _) = r
+                .iter()
+                .enumerate()
+                .fold(
+                    (0, f64::NEG_INFINITY),
+                    |a, (i, v)| if *v > a.1 { (i, *v) } else { a },
+                );
+            classes.get(best).cloned().unwrap_or_default()
+        })
+        .collect()
+}
+
+/// A value as the tree compares it.
+pub fn as_f32(v: f64) -> f64 {
+    v as f32 as f64
+}
+
+/// The position of the largest value (the first of equal ones), as
+/// numpy's `argmax`: how a class is picked from probabilities or votes.
+pub fn first_argmax(values: &[f64]) -> usize {
+    values
+        .iter()
+        .enumerate()
+        .fold(
+            (0, f64::MIN),
+            |b, (j, v)| if *v > b.1 { (j, *v) } else { b },
+        )
+        .0
+}
+
+/// The leaf a row reaches in a tree (`columns` maps its feature indices,
+/// for a tree grown on some of the columns). A split grown here sends a row
+/// left when its value, as `f32`, is `<=` the threshold; one of an earlier
+/// bundle's trees (not `inclusive`) when it is `<`.
+pub fn leaf_of(
+    nodes: &[TreeNode],
+    columns: Option<&[usize]>,
+    r: ndarray::ArrayView1<f64>,
+) -> Option<usize> {
+    let mut at = 0;
+    for _ in 0..=nodes.len() {
+        match nodes.get(at)? {
+            TreeNode::Split {
+                feature,
+                threshold,
+                left,
+                right,
+                inclusive,
+            } => {
+                let col = match columns {
+                    Some(c) => *c.get(*feature)?,
+                    None => *feature,
+                };
+                let v = *r.get(col)?;
+                let goes_left = if *inclusive {
+                    as_f32(v) <= *threshold
+                } else {
+                    v < *threshold
+                };
+                at = if goes_left { *left } else { *right };
+            }
+            TreeNode::Leaf { .. } => return Some(at),
+        }
+    }
+    None
+}
+
+/// The class shares a tree gives a row (its leaf's).
+pub fn leaf_proba<'a>(nodes: &'a [TreeNode], r: ndarray::ArrayView1<f64>) -> Option<&'a [f64]> {
+    match nodes.get(leaf_of(nodes, None, r)?)? {
+        TreeNode::Leaf { proba, .. } => Some(proba),
+        TreeNode::Split { .. } => None,
+    }
+}

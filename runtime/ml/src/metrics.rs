@@ -1,0 +1,148 @@
+//! Metrics of predictions against the truth, as scikit-learn defines them.
+//!
+//! Classification metrics follow scikit-learn: `precision`, `recall` and `f1`
+//! are of the positive class (the last class: `true` for a bool target) for
+//! a binary target and macro-averaged otherwise; `roc_auc` is binary only;
+//! `selection_rate` is the share of rows predicted positive.
+
+use crate::fitted::Prediction;
+use ndarray::{Array1, Array2, ArrayView1};
+
+/// The true values of the scored rows.
+pub enum Truth<'a> {
+    Values(ArrayView1<'a, f64>),
+    Classes(ArrayView1<'a, usize>),
+}
+
+pub fn higher_is_better(metric: &str) -> bool {
+    mlp_compiler::catalog::metric_spec(metric).is_some_and(|m| m.higher_is_better)
+}
+
+fn argmax(p: &Array2<f64>) -> Vec<usize> {
+    p.rows()
+        .into_iter()
+        .map(|r| {
+            r.iter()
+                .enumerate()
+                .fold(
+                    (0, f64::NEG_INFINITY),
+                    |a, (i, v)| if *v > a.1 { (i, *v) } else { a },
+                )
+                .0
+        })
+        .collect()
+}
+
+/// Area under the ROC curve of scores for the positive class (ties share).
+fn roc_auc(scores: &[f64], positive: &[bool]) -> f64 {
+    let mut idx: Vec<usize> = (0..scores.len()).collect();
+    idx.sort_by(|a, b| scores[*a].total_cmp(&scores[*b]));
+    let mut ranks = vec![0.0; scores.len()];
+    let mut i = 0;
+    while i < idx.len() {
+        let mut j = i;
+        while j + 1 < idx.len() && scores[idx[j + 1]] == scores[idx[i]] {
+            j += 1;
+        }
+        let r = (i + j) as f64 / 2.0 + 1.0;
+        for k in i..=j {
+            ranks[idx[k]] = r;
+        }
+        i = j + 1;
+    }
+    let n_pos = positive.iter().filter(|p| **p).count() as f64;
+    let n_neg = positive.len() as f64 - n_pos;
+    if n_pos == 0.0 || n_neg == 0.0 {
+        return f64::NAN;
+    }
+    let sum_pos: f64 = ranks
+        .iter()
+        .zip(positive)
+        .filter(|(_, p)| **p)
+        .map(|(r, _)| r)
+        .sum();
+    (sum_pos - n_pos * (n_pos + 1.0) / 2.0) / (n_pos * n_neg)
+}
+
+/// One metric. NaN when undefined (for example `roc_auc` with one class).
+pub fn metric(name: &str, pred: &Prediction, truth: Truth) -> f64 {
+    match (pred, truth) {
+        (Prediction::Values(p), Truth::Values(y)) => {
+            let n = y.len().max(1) as f64;
+            let err: Array1<f64> = p - &y;
+            match name {
+                "rmse" => (err.mapv(|e| e * e).sum() / n).sqrt(),
+                "mae" => err.mapv(f64::abs).sum() / n,
+                "mape" => {
+                    err.iter()
+                        .zip(y.iter())
+                        .map(|(e, t)| e.abs() / t.abs().max(f64::EPSILON))
+                        .sum::<f64>()
+                        / n
+                }
+                _ => {
+                    let mean = y.mean().unwrap_or(0.0);
+                    let ss_tot: f64 = y.iter().map(|t| (t - mean).powi(2)).sum();
+                    let ss_res: f64 = err.mapv(|e| e * e).sum();
+                    if ss_tot == 0.0 {
+                        f64::NAN
+                    } else {
+                        1.0 - ss_res / ss_tot
+                    }
+                }
+            }
+        }
+        (Prediction::Probabilities(p), Truth::Classes(y)) => {
+            let k = p.ncols();
+            let n = y.len();
+            let hat = argmax(p);
+            let pos = k - 1;
+            let per_class = |c: usize| {
+                let tp = (0..n).filter(|i| hat[*i] == c && y[*i] == c).count() as f64;
+                let fp = (0..n).filter(|i| hat[*i] == c && y[*i] != c).count() as f64;
+                let fnn = (0..n).filter(|i| hat[*i] != c && y[*i] == c).count() as f64;
+                let precision = if tp + fp == 0.0 { 0.0 } else { tp / (tp + fp) };
+                let recall = if tp + fnn == 0.0 {
+                    0.0
+                } else {
+                    tp / (tp + fnn)
+                };
+                let f1 = if precision + recall == 0.0 {
+                    0.0
+                } else {
+                    2.0 * precision * recall / (precision + recall)
+                };
+                (precision, recall, f1)
+            };
+            let averaged = |f: &dyn Fn((f64, f64, f64)) -> f64| {
+                if k == 2 {
+                    f(per_class(pos))
+                } else {
+                    (0..k).map(|c| f(per_class(c))).sum::<f64>() / k as f64
+                }
+            };
+            match name {
+                "accuracy" => (0..n).filter(|i| hat[*i] == y[*i]).count() as f64 / n.max(1) as f64,
+                "precision" => averaged(&|m| m.0),
+                "recall" => averaged(&|m| m.1),
+                "f1" => averaged(&|m| m.2),
+                "selection_rate" => {
+                    (0..n).filter(|i| hat[*i] == pos).count() as f64 / n.max(1) as f64
+                }
+                "log_loss" => {
+                    (0..n)
+                        .map(|i| -p[[i, y[i]]].clamp(f64::EPSILON, 1.0 - f64::EPSILON).ln())
+                        .sum::<f64>()
+                        / n.max(1) as f64
+                }
+                "roc_auc" if k == 2 => {
+                    let scores: Vec<f64> = (0..n).map(|i| p[[i, pos]]).collect();
+                    let positive: Vec<bool> = (0..n).map(|i| y[i] == pos).collect();
+                    roc_auc(&scores, &positive)
+                }
+                _ => f64::NAN,
+            }
+        }
+        _ => f64::NAN,
+    }
+}
