@@ -859,7 +859,7 @@ impl<'a> Checker<'a> {
             });
         }
         let op = Op::Source(plan::SourceOp {
-            format: format.to_string(),
+            format: plan::SourceFormat::parse(format)?,
             path: resolve_path(self.file_name(s.name.span), &s.path),
             options,
             columns,
@@ -1134,7 +1134,7 @@ impl<'a> Checker<'a> {
                     }
                     (
                         plan::RuleOp::Rows {
-                            op: op.as_str().into(),
+                            op: (*op).into(),
                             n: *n,
                         },
                         false,
@@ -1154,7 +1154,7 @@ impl<'a> Checker<'a> {
                     (
                         plan::RuleOp::NullRate {
                             column: col.name.clone(),
-                            op: op.as_str().into(),
+                            op: (*op).into(),
                             rate: *rate,
                         },
                         false,
@@ -1694,7 +1694,7 @@ impl<'a> Checker<'a> {
                 }
                 Some(plan::StepOp::Impute {
                     columns: names,
-                    method,
+                    method: plan::ImputeMethod::parse(&method)?,
                     value: value.as_ref().map(lit_value),
                 })
             }
@@ -1818,10 +1818,10 @@ impl<'a> Checker<'a> {
                     }
                     ops.push(plan::StepOp::Encode {
                         column: n.clone(),
-                        method: m.to_string(),
+                        method: plan::EncodeMethod::parse(m)?,
                         levels,
                         outputs,
-                        unknown: unknown.to_string(),
+                        unknown: plan::UnknownLevel::parse(unknown)?,
                     });
                 }
                 // One step per column: a multi-column encode is lowered to
@@ -1852,7 +1852,7 @@ impl<'a> Checker<'a> {
                 }
                 Some(plan::StepOp::Scale {
                     columns: names,
-                    method: method.name.clone(),
+                    method: plan::ScaleMethod::parse(&method.name)?,
                 })
             }
             S::Clip(cols, range) => {
@@ -2536,11 +2536,11 @@ impl<'a> Checker<'a> {
         let mut tune = plan::TuneOp {
             cv: 5,
             metric: if task == TaskKind::Regression {
-                "rmse".into()
+                plan::Metric::Rmse
             } else {
-                "accuracy".into()
+                plan::Metric::Accuracy
             },
-            search: "grid".into(),
+            search: plan::SearchKind::Grid,
             trials: None,
             seed: 42,
         };
@@ -2563,23 +2563,25 @@ impl<'a> Checker<'a> {
                         name: n.clone(),
                         span: o.value.span,
                     };
-                    if self.check_metric(&ident, task) {
-                        tune.metric = n.clone();
-                    } else {
-                        ok = false;
+                    let known = self.check_metric(&ident, task);
+                    match plan::Metric::parse(n).filter(|_| known) {
+                        Some(m) => tune.metric = m,
+                        None => ok = false,
                     }
                 }
                 ("metric", _) => {
                     self.bad_value(key, o.value.span, "a metric name", &o.value);
                     ok = false;
                 }
-                ("search", ValueKind::Name(n)) if n == "grid" => tune.search = "grid".into(),
+                ("search", ValueKind::Name(n)) if n == "grid" => {
+                    tune.search = plan::SearchKind::Grid
+                }
                 ("search", ValueKind::Call(n, args))
                     if n.name == "random"
                         && args.len() == 1
                         && matches!(args[0].kind, ValueKind::Lit(Lit::Int(k)) if k >= 1) =>
                 {
-                    tune.search = "random".into();
+                    tune.search = plan::SearchKind::Random;
                     if let ValueKind::Lit(Lit::Int(k)) = args[0].kind {
                         tune.trials = Some(k);
                     }
@@ -2736,9 +2738,12 @@ impl<'a> Checker<'a> {
             return None;
         }
         Some(plan::GateOp {
-            aggregate: g.aggregate.as_ref().map(|a| a.name.clone()),
-            metric: g.metric.name.clone(),
-            op: g.op.as_str().into(),
+            aggregate: match &g.aggregate {
+                Some(a) => Some(plan::SliceAggregate::parse(&a.name)?),
+                None => None,
+            },
+            metric: plan::Metric::parse(&g.metric.name)?,
+            op: g.op.into(),
             threshold: g.threshold,
         })
     }
@@ -2761,8 +2766,9 @@ impl<'a> Checker<'a> {
         }
         let mut metrics = vec![];
         for mt in &e.metrics {
+            // An unknown metric is reported by `check_metric`.
             if self.check_metric(mt, m.task) {
-                metrics.push(mt.name.clone());
+                metrics.extend(plan::Metric::parse(&mt.name));
             }
         }
         let mut gates = vec![];
@@ -3056,11 +3062,14 @@ impl<'a> Checker<'a> {
                             });
                             continue;
                         }
+                        let Some(stat) = plan::DriftStat::parse(sname) else {
+                            continue;
+                        };
                         op.drift.push(plan::DriftOp {
                             column: c.name.clone(),
-                            stat: sname.to_string(),
+                            stat,
                             p_value: *p_value,
-                            op: cmp.as_str().into(),
+                            op: (*cmp).into(),
                             threshold: *threshold,
                         });
                     }
@@ -3118,7 +3127,7 @@ impl<'a> Checker<'a> {
                     };
                     op.latency.push(plan::LatencyOp {
                         percentile: pct,
-                        op: cmp.as_str().into(),
+                        op: (*cmp).into(),
                         millis: ms,
                     });
                 }
@@ -3134,10 +3143,8 @@ impl<'a> Checker<'a> {
                         });
                         continue;
                     }
-                    op.error_rate = Some(plan::GateOp {
-                        aggregate: None,
-                        metric: "error_rate".into(),
-                        op: cmp.as_str().into(),
+                    op.error_rate = Some(plan::ThresholdOp {
+                        op: (*cmp).into(),
                         threshold: *threshold,
                     });
                 }

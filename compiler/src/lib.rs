@@ -25,6 +25,7 @@ pub mod plan;
 pub mod plugin_sig;
 pub mod suggest;
 pub mod types;
+pub mod vocab;
 
 pub use ast::{FileId, Span};
 pub use diagnostic::{Diagnostic, Report, Severity};

@@ -10,11 +10,15 @@
 //! alters their JSON is a new version.
 
 use crate::types::{ColumnSchema, Type};
+pub use crate::vocab::{
+    Aggregate, BinaryOp, CmpOp, DriftStat, EncodeMethod, Function, ImputeMethod, Metric,
+    ScaleMethod, SearchKind, SliceAggregate, SourceFormat, UnaryOp, UnknownLevel,
+};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// Bumped whenever the JSON shape of the plan changes.
-pub const PLAN_VERSION: u32 = 1;
+pub const PLAN_VERSION: u32 = 2;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Plan {
@@ -117,7 +121,7 @@ pub enum Literal {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SourceOp {
     /// `csv`, `parquet` or `json` (newline-delimited).
-    pub format: String,
+    pub format: SourceFormat,
     /// Relative to the project root; may be a glob.
     pub path: String,
     pub options: BTreeMap<String, Literal>,
@@ -180,12 +184,12 @@ pub enum RuleOp {
         pattern: String,
     },
     Rows {
-        op: String,
+        op: CmpOp,
         n: i64,
     },
     NullRate {
         column: String,
-        op: String,
+        op: CmpOp,
         rate: f64,
     },
     Expect {
@@ -234,13 +238,13 @@ pub enum StepOp {
     /// `with` is `mean`, `median`, `mode`, or a literal.
     Impute {
         columns: Vec<String>,
-        method: String,
+        method: ImputeMethod,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         value: Option<Literal>,
     },
     Encode {
         column: String,
-        method: String,
+        method: EncodeMethod,
         /// Known before the data is read (declared, or proven by a check).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         levels: Option<Vec<String>>,
@@ -249,11 +253,11 @@ pub enum StepOp {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         outputs: Option<Vec<String>>,
         /// `zeros` (default for onehot), `error`, or `minus_one` (ordinal).
-        unknown: String,
+        unknown: UnknownLevel,
     },
     Scale {
         columns: Vec<String>,
-        method: String,
+        method: ScaleMethod,
     },
     Clip {
         columns: Vec<String>,
@@ -285,7 +289,7 @@ impl StepOp {
     /// Whether the step learns parameters from `train`.
     pub fn is_fitted(&self) -> bool {
         match self {
-            StepOp::Impute { method, .. } => method != "value",
+            StepOp::Impute { method, .. } => *method != ImputeMethod::Value,
             StepOp::Encode { levels, .. } => levels.is_none(),
             StepOp::Scale { .. } | StepOp::Bucket { .. } => true,
             _ => false,
@@ -323,11 +327,11 @@ pub enum Expr {
         items: Vec<Expr>,
     },
     Unary {
-        op: String,
+        op: UnaryOp,
         arg: Box<Expr>,
     },
     Binary {
-        op: String,
+        op: BinaryOp,
         left: Box<Expr>,
         right: Box<Expr>,
     },
@@ -338,7 +342,7 @@ pub enum Expr {
         otherwise: Box<Expr>,
     },
     Call {
-        func: String,
+        func: Function,
         args: Vec<Expr>,
     },
     Plugin {
@@ -348,7 +352,7 @@ pub enum Expr {
     },
     /// A lookup table fitted on `train`: `agg(arg) over keys`.
     Over {
-        agg: String,
+        agg: Aggregate,
         arg: Box<Expr>,
         keys: Vec<String>,
     },
@@ -395,9 +399,9 @@ pub struct ModelOp {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TuneOp {
     pub cv: i64,
-    pub metric: String,
+    pub metric: Metric,
     /// `grid`, or `random` with `trials`.
-    pub search: String,
+    pub search: SearchKind,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trials: Option<i64>,
     pub seed: u64,
@@ -409,7 +413,7 @@ pub struct TuneOp {
 pub struct EvaluateOp {
     pub model: String,
     pub partition: String,
-    pub metrics: Vec<String>,
+    pub metrics: Vec<Metric>,
     pub gates: Vec<GateOp>,
     pub slices: Vec<SliceOp>,
 }
@@ -418,9 +422,16 @@ pub struct EvaluateOp {
 pub struct GateOp {
     /// `gap`, `ratio`, `min`, `max` for slice gates.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub aggregate: Option<String>,
-    pub metric: String,
-    pub op: String,
+    pub aggregate: Option<SliceAggregate>,
+    pub metric: Metric,
+    pub op: CmpOp,
+    pub threshold: f64,
+}
+
+/// `OP threshold` on a quantity named by its context (`error_rate`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ThresholdOp {
+    pub op: CmpOp,
     pub threshold: f64,
 }
 
@@ -459,7 +470,7 @@ pub struct MonitorOp {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub latency: Vec<LatencyOp>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error_rate: Option<GateOp>,
+    pub error_rate: Option<ThresholdOp>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub window: Option<i64>,
 }
@@ -467,18 +478,17 @@ pub struct MonitorOp {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DriftOp {
     pub column: String,
-    /// `psi`, `ks`, `wasserstein`, `js`, `chi2`.
-    pub stat: String,
+    pub stat: DriftStat,
     /// The threshold is on the test's p-value rather than its statistic.
     pub p_value: bool,
-    pub op: String,
+    pub op: CmpOp,
     pub threshold: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LatencyOp {
     pub percentile: f64,
-    pub op: String,
+    pub op: CmpOp,
     pub millis: f64,
 }
 

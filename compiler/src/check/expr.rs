@@ -195,7 +195,7 @@ impl Checker<'_> {
                 // `not is_null(x)` proves x is present.
                 let mut proves = vec![];
                 if let (UnOp::Not, plan::Expr::Call { func, args }) = (op, &a.expr) {
-                    if func == "is_null" {
+                    if *func == plan::Function::IsNull {
                         if let Some(plan::Expr::Col { name }) = args.first() {
                             proves.push(name.clone());
                         }
@@ -203,7 +203,7 @@ impl Checker<'_> {
                 }
                 Some(TExpr {
                     expr: plan::Expr::Unary {
-                        op: name.into(),
+                        op: (*op).into(),
                         arg: Box::new(a.expr),
                     },
                     ty,
@@ -467,7 +467,7 @@ impl Checker<'_> {
         }
         let mut t = combine(
             plan::Expr::Binary {
-                op: op.as_str().into(),
+                op: op.into(),
                 left: Box::new(lt.expr.clone()),
                 right: Box::new(rt.expr.clone()),
             },
@@ -691,9 +691,14 @@ impl Checker<'_> {
             }
             _ => (t0, any_nullable),
         };
+        let Some(func) = plan::Function::parse(name) else {
+            // The catalog and the vocabulary agree (a test says so): an
+            // unknown function was reported above.
+            return None;
+        };
         let mut t = TExpr {
             expr: plan::Expr::Call {
-                func: name.to_string(),
+                func,
                 args: typed.iter().map(|t| t.expr.clone()).collect(),
             },
             ty,
@@ -812,7 +817,7 @@ impl Checker<'_> {
         };
         Some(TExpr {
             expr: plan::Expr::Over {
-                agg: agg.to_string(),
+                agg: plan::Aggregate::parse(agg)?,
                 arg: Box::new(arg.expr),
                 keys: key_names,
             },

@@ -338,7 +338,7 @@ fn check_plan_prints_the_versioned_plan() {
     let o = mlp(&["check", houses.to_str().unwrap(), "--plan"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("plan json");
-    assert_eq!(v["version"], 1);
+    assert_eq!(v["version"], mlp_compiler::plan::PLAN_VERSION);
     let ids: Vec<&str> = v["stages"]
         .as_array()
         .unwrap()

@@ -49,15 +49,16 @@ fn every_bundled_field_is_part_of_the_deploy_key() {
     let dir = deployed_project("bundle-key", 300, 7);
     let edits = |b: &Bundle| -> Vec<(&'static str, &'static str, &'static str)> {
         let Bundle {
-            format: _,      // with the engine version, which is in every key
-            engine: _,      // in every key
-            name: _,        // the deploy stage's id: a new name is a new stage
-            model_name: _,  // the model stage's id, likewise
-            stages: _,      // definitions of the serving stages
-            params: _,      // transform stages' fitted parameters
-            over: _,        // features stages' `over` tables
-            model: _,       // the model stage's output
-            evaluations: _, // the evaluate stages' reports
+            format: _,       // with the engine version, which is in every key
+            plan_version: _, // likewise
+            engine: _,       // in every key
+            name: _,         // the deploy stage's id: a new name is a new stage
+            model_name: _,   // the model stage's id, likewise
+            stages: _,       // definitions of the serving stages
+            params: _,       // transform stages' fitted parameters
+            over: _,         // features stages' `over` tables
+            model: _,        // the model stage's output
+            evaluations: _,  // the evaluate stages' reports
             training_stats: _,
             lineage: _,
             monitor: _,
@@ -1291,180 +1292,4 @@ fn the_deepest_expression_that_checks_also_runs_deploys_and_loads() {
     let o = mlp(&dir, &["check", "."]);
     assert_eq!(o.status.code(), Some(1));
     assert!(text(&o).contains("E0010"), "{}", text(&o));
-}
-
-#[test]
-fn the_server_closes_idle_and_half_sent_connections() {
-    use std::io::{Read, Write};
-    let dir = deployed_project("idle-connections", 300, 17);
-    let s = common::serve(&dir, &["house-price", "--header-timeout", "1"]);
-    let addr = s.url.trim_start_matches("http://").to_string();
-    let started = std::time::Instant::now();
-    // One that sends nothing, one that sends half a header.
-    let mut idle = std::net::TcpStream::connect(&addr).unwrap();
-    let mut half = std::net::TcpStream::connect(&addr).unwrap();
-    half.write_all(b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-")
-        .unwrap();
-    for conn in [&mut idle, &mut half] {
-        conn.set_read_timeout(Some(std::time::Duration::from_secs(20)))
-            .unwrap();
-        let mut buf = [0u8; 1024];
-        // Closed by the server: end of stream (possibly after a 408 answer).
-        loop {
-            match conn.read(&mut buf) {
-                Ok(0) => break,
-                Ok(_) => continue,
-                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
-                Err(e) => panic!("still open after {:?}: {e}", started.elapsed()),
-            }
-        }
-    }
-    assert!(started.elapsed() < std::time::Duration::from_secs(15));
-    // Still serving.
-    let (status, _) = common::get(&format!("{}/health", s.url));
-    assert_eq!(status, 200);
-}
-
-#[test]
-fn predict_and_monitor_in_batches_equal_one_batch() {
-    let dir = deployed_project("batches", 400, 31);
-    // Rows that fail the checks, spread over the batches, and an extra
-    // column to carry through.
-    let csv = common::houses_csv(1000, 32);
-    let req: String = csv
-        .lines()
-        .enumerate()
-        .map(|(i, l)| {
-            let mut f: Vec<String> = l.split(',').map(str::to_string).collect();
-            if i > 0 && i % 97 == 0 {
-                f[3] = "50.0".into();
-            }
-            f.join(",")
-        })
-        .collect::<Vec<_>>()
-        .join("\n");
-    std::fs::write(dir.join("req.csv"), req).unwrap();
-    let run = |batch: &str, out: &str| {
-        let o = std::process::Command::new(env!("CARGO_BIN_EXE_mlp"))
-            .args([
-                "predict",
-                "house-price",
-                "--input",
-                "req.csv",
-                "--output",
-                out,
-            ])
-            .env("MLP_PREDICT_BATCH_ROWS", batch)
-            .current_dir(&dir)
-            .output()
-            .unwrap();
-        assert_eq!(o.status.code(), Some(1), "{}", text(&o));
-    };
-    for ext in ["csv", "ndjson"] {
-        run("1000000", &format!("one.{ext}"));
-        run("64", &format!("many.{ext}"));
-        for kind in ["", ".rejected"] {
-            let stem = |s: &str| format!("{s}{kind}.{ext}");
-            let (a, b) = (
-                std::fs::read_to_string(dir.join(stem("one"))).unwrap(),
-                std::fs::read_to_string(dir.join(stem("many"))).unwrap(),
-            );
-            assert_eq!(a, b, "{}", stem("many"));
-        }
-    }
-    let rejected = std::fs::read_to_string(dir.join("many.rejected.csv")).unwrap();
-    assert_eq!(rejected.lines().count(), 1 + 10, "{rejected}");
-    assert!(
-        rejected.lines().nth(10).unwrap().starts_with("970,"),
-        "{rejected}"
-    );
-    run("64", "many.parquet");
-    // The monitor report is the same in batches.
-    let monitor = |batch: &str| {
-        let o = std::process::Command::new(env!("CARGO_BIN_EXE_mlp"))
-            .args(["monitor", "house-price", "--data", "req.csv", "--json"])
-            .env("MLP_PREDICT_BATCH_ROWS", batch)
-            .current_dir(&dir)
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&o.stdout).to_string()
-    };
-    assert_eq!(monitor("1000000"), monitor("64"));
-}
-
-#[test]
-fn monitor_server_gives_up_on_a_server_that_never_answers() {
-    let dir = project("silent-server");
-    // Accepts connections, reads, never answers.
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let held = std::thread::spawn(move || {
-        let mut kept = vec![];
-        for s in listener.incoming().take(2).flatten() {
-            kept.push(s);
-        }
-        std::thread::sleep(std::time::Duration::from_secs(8));
-    });
-    let started = std::time::Instant::now();
-    let o = mlp_within(&dir, 30, &["monitor", "--server", &url, "--timeout", "1"]);
-    let t = text(&o);
-    assert_eq!(o.status.code(), Some(2), "{t}");
-    assert!(t.contains("--timeout"), "{t}");
-    assert!(
-        started.elapsed() < std::time::Duration::from_secs(6),
-        "{:?}",
-        started.elapsed()
-    );
-    drop(held);
-}
-
-#[test]
-fn metrics_print_with_four_decimals_each() {
-    let dir = deployed_project("decimals", 300, 41);
-    std::fs::write(
-        dir.join("p.mlp"),
-        DEPLOYED.replace("metrics rmse, r2", "metrics rmse, r2, mae"),
-    )
-    .unwrap();
-    let t = run_ok(&dir);
-    let line = t
-        .lines()
-        .find(|l| l.trim_start().starts_with("rmse "))
-        .unwrap_or_else(|| panic!("{t}"));
-    for part in line.trim().split(", ") {
-        let value = part.rsplit(' ').next().unwrap();
-        let decimals = value.split('.').nth(1).map_or(0, str::len);
-        assert_eq!(decimals, 4, "{line}");
-    }
-}
-
-#[test]
-fn a_panic_inside_a_prediction_answers_500_and_the_server_carries_on() {
-    let dir = deployed_project("worker-panic", 300, 51);
-    // A bundle whose model lost its weights but one: predicting it panics
-    // (an index out of bounds), as a bug in mlp would.
-    let mut b = production_bundle(&dir, "house-price");
-    b["model"]["fitted"]["weights"] = serde_json::json!([1.0]);
-    std::fs::write(dir.join("broken.json"), serde_json::to_vec(&b).unwrap()).unwrap();
-    let s = common::serve(&dir, &["broken.json"]);
-    let row =
-        r#"[{"id": 1, "sold_at": "2020-03-15", "city": "Austin", "sqft": 1500.0, "bedrooms": 3}]"#;
-    // More requests than prediction workers: none hangs, each is answered.
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(std::time::Duration::from_secs(20)))
-        .build()
-        .into();
-    for _ in 0..6 {
-        let mut r = agent
-            .post(&format!("{}/v1/predict", s.url))
-            .header("content-type", "application/json")
-            .send(row)
-            .expect("answered, not hung");
-        assert_eq!(r.status().as_u16(), 500);
-        let v: Value = serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap();
-        assert_eq!(v["error"]["kind"], "internal", "{v}");
-    }
-    let (status, _) = common::get(&format!("{}/health", s.url));
-    assert_eq!(status, 200);
 }

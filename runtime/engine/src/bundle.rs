@@ -75,9 +75,51 @@ impl OverJson {
     }
 }
 
+fn plan_v1() -> u32 {
+    1
+}
+
+/// The versions a bundle file declares, read before the rest so that a
+/// bundle of another version is refused by name rather than by a field
+/// it lacks.
+#[derive(Deserialize)]
+struct BundleHeader {
+    format: Option<u32>,
+    #[serde(default = "plan_v1")]
+    plan_version: u32,
+}
+
+/// Refuses a bundle whose format this mlp does not read, or whose plan is
+/// newer than this mlp's (an older plan reads: plan versions only add).
+fn check_versions(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    de.disable_recursion_limit();
+    let Ok(h) = BundleHeader::deserialize(&mut de) else {
+        // Not even an object with these fields: the full read says why.
+        return Ok(());
+    };
+    let plan_version = mlp_compiler::plan::PLAN_VERSION;
+    match h.format {
+        Some(f) if f != BUNDLE_FORMAT => Err(format!(
+            "`{}` is a bundle of format {f}; this mlp reads format {BUNDLE_FORMAT}: deploy it again with this mlp (`mlp run`)",
+            path.display()
+        )),
+        _ if h.plan_version > plan_version => Err(format!(
+            "`{}` was written with plan version {}, newer than this mlp's ({plan_version}): serve it with the mlp that deployed it, or deploy it again with this one (`mlp run`)",
+            path.display(),
+            h.plan_version
+        )),
+        _ => Ok(()),
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Bundle {
     pub format: u32,
+    /// The version of the plan its stages are written in (bundles from
+    /// before it was recorded: 1).
+    #[serde(default = "plan_v1")]
+    pub plan_version: u32,
     pub name: String,
     pub model_name: String,
     pub engine: String,
@@ -131,18 +173,12 @@ impl Bundle {
         }
         // Expressions nest as deep as the compiler allows (MAX_EXPR_DEPTH),
         // which may be deeper than serde_json's default limit of 128.
+        check_versions(path, &bytes)?;
         let mut de = serde_json::Deserializer::from_slice(&bytes);
         de.disable_recursion_limit();
         let b = Bundle::deserialize(&mut de)
             .and_then(|b| de.end().map(|_| b))
             .map_err(|e| format!("`{}` is not an mlp bundle: {e}", path.display()))?;
-        if b.format != BUNDLE_FORMAT {
-            return Err(format!(
-                "`{}` is a bundle of format {}; this mlp reads format {BUNDLE_FORMAT}: deploy it again with this mlp (`mlp run`)",
-                path.display(),
-                b.format
-            ));
-        }
         Ok((b, found))
     }
 
@@ -350,9 +386,11 @@ pub fn predict_file_batches(
         .ok_or_else(|| ExecError::Internal("a bundle without a source".into()))?;
     // The request: the columns the inference slice reads. A nullable one
     // the file lacks is all nulls (as a serve request may leave it out).
-    let format = source::format_of(input).unwrap_or("csv");
+    let format = source::format_of(input)
+        .and_then(mlp_compiler::plan::SourceFormat::parse)
+        .unwrap_or(mlp_compiler::plan::SourceFormat::Csv);
     let mut request = SourceOp {
-        format: format.to_string(),
+        format,
         path: input.to_string_lossy().to_string(),
         options: if format == src.format {
             src.options.clone()

@@ -11,7 +11,7 @@
 
 use crate::bundle::Bundle;
 use crate::exec::ExecError;
-use mlp_compiler::plan::{DriftOp, GateOp, Op};
+use mlp_compiler::plan::{CmpOp, DriftOp, DriftStat, GateOp, Metric, Op};
 use mlp_ml::drift;
 use polars::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -267,9 +267,9 @@ pub fn column_report(
     let mut drifting = false;
     let default_rule = DriftOp {
         column: name.to_string(),
-        stat: "psi".into(),
+        stat: DriftStat::Psi,
         p_value: false,
-        op: "<".into(),
+        op: CmpOp::Lt,
         threshold: DEFAULT_PSI,
     };
     let rules: Vec<&DriftOp> = if default_rules {
@@ -285,19 +285,19 @@ pub fn column_report(
             r.op,
             fmt_num(r.threshold)
         );
-        match results.iter_mut().find(|s| s.stat == r.stat) {
+        match results.iter_mut().find(|s| s.stat == r.stat.as_str()) {
             Some(s) => {
                 let v = if r.p_value {
                     s.p_value.unwrap_or(f64::NAN)
                 } else {
                     s.value
                 };
-                s.breached = v.is_finite() && !crate::exec::compare(v, &r.op, r.threshold);
+                s.breached = v.is_finite() && !crate::exec::compare(v, r.op, r.threshold);
                 s.rule = Some(text);
                 drifting |= s.breached;
             }
             None => results.push(StatResult {
-                stat: r.stat.clone(),
+                stat: r.stat.to_string(),
                 value: f64::NAN,
                 p_value: None,
                 rule: Some(format!("{text} (not computable for a {kind} column)")),
@@ -365,10 +365,10 @@ pub fn performance(b: &Bundle, predicted: &DataFrame) -> Result<Vec<PerformanceR
                 .collect()
         })
         .unwrap_or_default();
-    let mut names: Vec<String> = rules.iter().map(|r| r.metric.clone()).collect();
-    for k in at_training.keys() {
-        if !names.contains(k) {
-            names.push(k.clone());
+    let mut names: Vec<Metric> = rules.iter().map(|r| r.metric).collect();
+    for k in at_training.keys().filter_map(|k| Metric::parse(k)) {
+        if !names.contains(&k) {
+            names.push(k);
         }
     }
     // Rows whose target is null cannot be scored.
@@ -384,12 +384,12 @@ pub fn performance(b: &Bundle, predicted: &DataFrame) -> Result<Vec<PerformanceR
         .map(|(metric, value)| {
             let rule = rules.iter().find(|r| r.metric == metric);
             PerformanceResult {
-                at_training: at_training.get(&metric).copied(),
+                at_training: at_training.get(metric.as_str()).copied(),
                 rule: rule.map(|r| format!("{} {} {}", r.metric, r.op, fmt_num(r.threshold))),
                 breached: rule.is_some_and(|r| {
-                    value.is_finite() && !crate::exec::compare(value, &r.op, r.threshold)
+                    value.is_finite() && !crate::exec::compare(value, r.op, r.threshold)
                 }),
-                metric,
+                metric: metric.to_string(),
                 value,
             }
         })
@@ -512,7 +512,7 @@ impl ServingReport {
                 let needed =
                     MIN_ROWS.max((100.0 / (100.0 - l.percentile).max(1e-9)).ceil() as usize);
                 let judged = requests >= needed;
-                let ok = !judged || value.is_none_or(|v| crate::exec::compare(v, &l.op, l.millis));
+                let ok = !judged || value.is_none_or(|v| crate::exec::compare(v, l.op, l.millis));
                 rules.push(ServingRule {
                     rule: format!("latency {key} {} {}ms", l.op, l.millis),
                     value,
@@ -525,7 +525,7 @@ impl ServingReport {
             if let Some(g) = &m.error_rate {
                 let v = self.error_rate;
                 let judged = requests >= MIN_ROWS;
-                let ok = !judged || crate::exec::compare(v, &g.op, g.threshold);
+                let ok = !judged || crate::exec::compare(v, g.op, g.threshold);
                 rules.push(ServingRule {
                     rule: format!("error_rate {} {}", g.op, g.threshold),
                     value: Some(v),

@@ -13,9 +13,25 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::Instant;
 
-/// The runtime's engine id: part of every key, so a new mlp never trusts an
-/// older one's outputs.
-pub const ENGINE: &str = concat!("mlp-runtime/", env!("CARGO_PKG_VERSION"), "+", "plan-v5");
+/// The engine's id: part of every key, so a new mlp never trusts an older
+/// one's outputs. Derived from the crate version, the plan version and the
+/// bundle format (plus `OUTPUTS`), never written by hand.
+pub fn engine_id() -> &'static str {
+    static ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    ID.get_or_init(|| {
+        format!(
+            "mlp-engine/{}+plan-v{}+bundle-v{}+outputs-v{OUTPUTS}",
+            env!("CARGO_PKG_VERSION"),
+            mlp_compiler::plan::PLAN_VERSION,
+            crate::bundle::BUNDLE_FORMAT,
+        )
+    })
+}
+
+/// The version of what the operators compute from the same plan (bump it
+/// when an operator's output changes without a plan change: a fixed bug,
+/// another algorithm). Part of [`engine_id`].
+pub const OUTPUTS: u32 = 6;
 
 /// Why a stage will run (or not).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -40,8 +56,8 @@ pub enum Reason {
     },
     /// An upstream stage will run.
     Upstream { stage: String },
-    /// The engine changed.
-    Engine,
+    /// Another mlp engine (another version of it) made the cached outputs.
+    Engine { was: String, now: String },
     /// Same inputs as before, but the entry is gone (removed by `gc`).
     Missing,
     /// An input cannot be read (its error is shown at that stage).
@@ -78,7 +94,9 @@ impl std::fmt::Display for Reason {
                 }
             ),
             Reason::Upstream { stage } => write!(f, "upstream `{stage}` will run"),
-            Reason::Engine => write!(f, "the mlp engine changed"),
+            Reason::Engine { was, now } => {
+                write!(f, "the mlp engine changed ({was} before, {now} now)")
+            }
             Reason::Missing => write!(f, "output no longer in the cache"),
             Reason::Blocked { why } => write!(f, "blocked: {why}"),
             Reason::Unregistered { why } => write!(f, "{why}: registering it again"),
@@ -173,7 +191,7 @@ pub fn plan_stages(
     let previous: HashMap<String, StageRecord> = store
         .and_then(last_record)
         .map(|r| {
-            let engine_same = r.engine == ENGINE;
+            let engine_same = r.engine == engine_id();
             r.stages
                 .into_iter()
                 .map(|s| (s.id.clone(), s))
@@ -183,7 +201,8 @@ pub fn plan_stages(
         .unwrap_or_default();
     let engine_changed = store
         .and_then(last_record)
-        .is_some_and(|r| r.engine != ENGINE);
+        .filter(|r| r.engine != engine_id())
+        .map(|r| r.engine);
     let mut out: Vec<StagePlan> = vec![];
     let mut keys: HashMap<String, Option<String>> = HashMap::new();
     let mut will_run: HashMap<String, bool> = HashMap::new();
@@ -265,7 +284,7 @@ pub fn plan_stages(
         };
         let key = key_ok.then(|| {
             stage_key(
-                ENGINE,
+                engine_id(),
                 &canonical,
                 &input_keys.iter().flatten().cloned().collect::<Vec<_>>(),
                 &file_hashes,
@@ -291,7 +310,10 @@ pub fn plan_stages(
             reasons.push(Reason::Unregistered { why });
         } else if runnable && key.is_some() {
             match previous.get(&st.id) {
-                None if engine_changed => reasons.push(Reason::Engine),
+                None if engine_changed.is_some() => reasons.push(Reason::Engine {
+                    was: engine_changed.clone().unwrap_or_default(),
+                    now: engine_id().to_string(),
+                }),
                 None => reasons.push(Reason::New),
                 Some(prev) => {
                     if prev.definition_hash != st.definition_hash {
@@ -867,7 +889,7 @@ pub fn record_run(
     let id = run_id();
     let rec = RunRecord {
         id: id.clone(),
-        engine: ENGINE.to_string(),
+        engine: engine_id().to_string(),
         started_unix,
         seconds,
         ok: results

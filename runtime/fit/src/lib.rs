@@ -15,7 +15,7 @@
 pub mod cart;
 
 use mlp_compiler::plan::{ModelOp, ParamValue};
-use mlp_ml::fitted::{svm_decision, Fitted, ForestTree, ModelFile};
+use mlp_ml::fitted::{svm_decision, Fitted, ForestTree, Kernel, ModelFile};
 use ndarray::{Array1, Array2, Axis};
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -128,10 +128,10 @@ pub fn train(
                         }
                     };
                     let m = mk(combo.clone(), fitted);
-                    scores.push(cv_score(&t.metric, &m, &te_x[fold], &te_y[fold]));
+                    scores.push(cv_score(t.metric, &m, &te_x[fold], &te_y[fold]));
                 }
                 let mean = scores.iter().sum::<f64>() / scores.len() as f64;
-                let comparable = if mlp_ml::metrics::higher_is_better(&t.metric) {
+                let comparable = if mlp_ml::metrics::higher_is_better(t.metric) {
                     mean
                 } else {
                     -mean
@@ -166,12 +166,12 @@ pub fn train(
 fn svm_numbers<T>(
     model: &linfa_svm::Svm<f64, T>,
     x: &Array2<f64>,
-    kind: &str,
+    kind: Kernel,
     gamma: f64,
     degree: f64,
     classify: bool,
 ) -> Result<Fitted, FitError> {
-    let (support, coef) = if kind == "linear" {
+    let (support, coef) = if kind == Kernel::Linear {
         let p = x.ncols();
         let w: Vec<f64> = (0..p)
             .map(|j| {
@@ -200,7 +200,7 @@ fn svm_numbers<T>(
         }
     }
     Ok(Fitted::Kernel {
-        kernel: kind.to_string(),
+        kernel: kind,
         gamma,
         degree,
         support,
@@ -314,15 +314,19 @@ fn fit(
             let gamma = param_f64(params, "gamma", 1.0);
             let degree = param_f64(params, "degree", 3.0);
             let kind = match params.get("kernel") {
-                Some(ParamValue::Str(k)) => k.clone(),
-                _ => "rbf".into(),
+                Some(ParamValue::Str(k)) => Kernel::parse(k).ok_or_else(|| {
+                    FitError::Unsupported(format!(
+                        "svm has no kernel `{k}`; use linear, polynomial or rbf"
+                    ))
+                })?,
+                _ => Kernel::Rbf,
             };
             macro_rules! with_kernel {
                 ($p:expr) => {
-                    match kind.as_str() {
-                        "linear" => $p.linear_kernel(),
-                        "polynomial" => $p.polynomial_kernel(1.0, degree),
-                        _ => $p.gaussian_kernel(1.0 / gamma),
+                    match kind {
+                        Kernel::Linear => $p.linear_kernel(),
+                        Kernel::Polynomial => $p.polynomial_kernel(1.0, degree),
+                        Kernel::Rbf => $p.gaussian_kernel(1.0 / gamma),
                     }
                 };
             }
@@ -334,7 +338,7 @@ fn fit(
                     let model = with_kernel!(p)
                         .fit(&ds)
                         .map_err(|e| FitError::Data(format!("svm did not fit: {e}")))?;
-                    svm_numbers(&model, x, &kind, gamma, degree, false)
+                    svm_numbers(&model, x, kind, gamma, degree, false)
                 }
                 Target::Classes(y, 2) => {
                     let yb: Array1<bool> = y.mapv(|v| v == 1);
@@ -343,7 +347,7 @@ fn fit(
                     let model = with_kernel!(p)
                         .fit(&ds)
                         .map_err(|e| FitError::Data(format!("svm did not fit: {e}")))?;
-                    svm_numbers(&model, x, &kind, gamma, degree, true)
+                    svm_numbers(&model, x, kind, gamma, degree, true)
                 }
                 Target::Classes(_, k) => Err(FitError::Data(format!(
                     "svm classifies two classes; the target has {k} in `train` (use logistic_regression or a tree)"
@@ -668,7 +672,12 @@ impl Target {
 }
 
 /// A metric of a model on held-out rows.
-fn cv_score(metric: &str, model: &ModelFile, x: &Array2<f64>, y: &Target) -> f64 {
+fn cv_score(
+    metric: mlp_compiler::plan::Metric,
+    model: &ModelFile,
+    x: &Array2<f64>,
+    y: &Target,
+) -> f64 {
     let pred = model.predict(x);
     mlp_ml::metrics::metric(metric, &pred, y_view(y))
 }
@@ -697,7 +706,7 @@ fn combinations(op: &ModelOp) -> Vec<BTreeMap<String, ParamValue>> {
         combos = next;
     }
     if let Some(t) = &op.tune {
-        if t.search == "random" {
+        if t.search == mlp_compiler::plan::SearchKind::Random {
             let n = t.trials.unwrap_or(10).max(1) as usize;
             // A seeded shuffle, then the first n.
             combos.sort_by_key(|c| {

@@ -35,7 +35,7 @@ pub enum Fitted {
     /// regression predicts `d`, binary classification the positive (second)
     /// class when `d >= 0`, with probability `sigmoid(d)`.
     Kernel {
-        kernel: String,
+        kernel: Kernel,
         gamma: f64,
         degree: f64,
         support: Vec<Vec<f64>>,
@@ -60,15 +60,36 @@ pub struct ForestTree {
     pub weight: f64,
 }
 
+/// An SVM's kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kernel {
+    Linear,
+    Polynomial,
+    Rbf,
+}
+
+impl Kernel {
+    /// The kernel a model's `kernel` parameter names.
+    pub fn parse(s: &str) -> Option<Kernel> {
+        match s {
+            "linear" => Some(Kernel::Linear),
+            "polynomial" => Some(Kernel::Polynomial),
+            "rbf" => Some(Kernel::Rbf),
+            _ => None,
+        }
+    }
+}
+
 /// The kernel of an SVM, as linfa-kernel defines it (rbf: `exp(-γ·|a-b|²)`,
 /// polynomial: `(a·b + 1)^degree`).
-fn kernel(kind: &str, gamma: f64, degree: f64, a: &[f64], b: ndarray::ArrayView1<f64>) -> f64 {
+fn kernel(kind: Kernel, gamma: f64, degree: f64, a: &[f64], b: ndarray::ArrayView1<f64>) -> f64 {
     match kind {
-        "linear" => a.iter().zip(b.iter()).map(|(x, y)| x * y).sum(),
-        "polynomial" => {
+        Kernel::Linear => a.iter().zip(b.iter()).map(|(x, y)| x * y).sum(),
+        Kernel::Polynomial => {
             (a.iter().zip(b.iter()).map(|(x, y)| x * y).sum::<f64>() + 1.0).powf(degree)
         }
-        _ => {
+        Kernel::Rbf => {
             let d: f64 = a.iter().zip(b.iter()).map(|(x, y)| (x - y) * (x - y)).sum();
             (-d * gamma).exp()
         }
@@ -76,7 +97,7 @@ fn kernel(kind: &str, gamma: f64, degree: f64, a: &[f64], b: ndarray::ArrayView1
 }
 
 pub fn svm_decision(
-    kind: &str,
+    kind: Kernel,
     gamma: f64,
     degree: f64,
     support: &[Vec<f64>],
@@ -241,7 +262,7 @@ impl ModelFile {
                 let d: Vec<f64> = x
                     .rows()
                     .into_iter()
-                    .map(|r| svm_decision(kernel, *gamma, *degree, support, coef, *rho, r))
+                    .map(|r| svm_decision(*kernel, *gamma, *degree, support, coef, *rho, r))
                     .collect();
                 if *classify {
                     let mut z = Array2::<f64>::zeros((x.nrows(), 2));

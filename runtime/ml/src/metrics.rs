@@ -6,6 +6,7 @@
 //! `selection_rate` is the share of rows predicted positive.
 
 use crate::fitted::Prediction;
+use mlp_compiler::plan::Metric;
 use ndarray::{Array1, Array2, ArrayView1};
 
 /// The true values of the scored rows.
@@ -14,8 +15,8 @@ pub enum Truth<'a> {
     Classes(ArrayView1<'a, usize>),
 }
 
-pub fn higher_is_better(metric: &str) -> bool {
-    mlp_compiler::catalog::metric_spec(metric).is_some_and(|m| m.higher_is_better)
+pub fn higher_is_better(metric: Metric) -> bool {
+    mlp_compiler::catalog::metric_spec(metric.as_str()).is_some_and(|m| m.higher_is_better)
 }
 
 fn argmax(p: &Array2<f64>) -> Vec<usize> {
@@ -65,22 +66,29 @@ fn roc_auc(scores: &[f64], positive: &[bool]) -> f64 {
 }
 
 /// One metric. NaN when undefined (for example `roc_auc` with one class).
-pub fn metric(name: &str, pred: &Prediction, truth: Truth) -> f64 {
+pub fn metric(name: Metric, pred: &Prediction, truth: Truth) -> f64 {
     match (pred, truth) {
         (Prediction::Values(p), Truth::Values(y)) => {
             let n = y.len().max(1) as f64;
             let err: Array1<f64> = p - &y;
             match name {
-                "rmse" => (err.mapv(|e| e * e).sum() / n).sqrt(),
-                "mae" => err.mapv(f64::abs).sum() / n,
-                "mape" => {
+                Metric::Accuracy
+                | Metric::Precision
+                | Metric::Recall
+                | Metric::F1
+                | Metric::RocAuc
+                | Metric::LogLoss
+                | Metric::SelectionRate => f64::NAN,
+                Metric::Rmse => (err.mapv(|e| e * e).sum() / n).sqrt(),
+                Metric::Mae => err.mapv(f64::abs).sum() / n,
+                Metric::Mape => {
                     err.iter()
                         .zip(y.iter())
                         .map(|(e, t)| e.abs() / t.abs().max(f64::EPSILON))
                         .sum::<f64>()
                         / n
                 }
-                _ => {
+                Metric::R2 => {
                     let mean = y.mean().unwrap_or(0.0);
                     let ss_tot: f64 = y.iter().map(|t| (t - mean).powi(2)).sum();
                     let ss_res: f64 = err.mapv(|e| e * e).sum();
@@ -122,27 +130,33 @@ pub fn metric(name: &str, pred: &Prediction, truth: Truth) -> f64 {
                 }
             };
             match name {
-                "accuracy" => (0..n).filter(|i| hat[*i] == y[*i]).count() as f64 / n.max(1) as f64,
-                "precision" => averaged(&|m| m.0),
-                "recall" => averaged(&|m| m.1),
-                "f1" => averaged(&|m| m.2),
-                "selection_rate" => {
+                Metric::Accuracy => {
+                    (0..n).filter(|i| hat[*i] == y[*i]).count() as f64 / n.max(1) as f64
+                }
+                Metric::Precision => averaged(&|m| m.0),
+                Metric::Recall => averaged(&|m| m.1),
+                Metric::F1 => averaged(&|m| m.2),
+                Metric::SelectionRate => {
                     (0..n).filter(|i| hat[*i] == pos).count() as f64 / n.max(1) as f64
                 }
-                "log_loss" => {
+                Metric::LogLoss => {
                     (0..n)
                         .map(|i| -p[[i, y[i]]].clamp(f64::EPSILON, 1.0 - f64::EPSILON).ln())
                         .sum::<f64>()
                         / n.max(1) as f64
                 }
-                "roc_auc" if k == 2 => {
+                Metric::RocAuc if k == 2 => {
                     let scores: Vec<f64> = (0..n).map(|i| p[[i, pos]]).collect();
                     let positive: Vec<bool> = (0..n).map(|i| y[i] == pos).collect();
                     roc_auc(&scores, &positive)
                 }
-                _ => f64::NAN,
+                // ROC AUC of more than two classes, and the regression
+                // metrics, are undefined here (the checker refuses them).
+                Metric::RocAuc | Metric::Rmse | Metric::Mae | Metric::Mape | Metric::R2 => f64::NAN,
             }
         }
-        _ => f64::NAN,
+        // Values against classes (or the reverse): undefined.
+        (Prediction::Values(_), Truth::Classes(_))
+        | (Prediction::Probabilities(_), Truth::Values(_)) => f64::NAN,
     }
 }

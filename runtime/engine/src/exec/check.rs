@@ -405,7 +405,7 @@ fn evaluate(
 ) -> Result<RuleResult, ExecError> {
     match &rule.rule {
         RuleOp::Rows { op, n } => {
-            let ok = super::compare(height as f64, op, *n as f64);
+            let ok = super::compare(height as f64, *op, *n as f64);
             Ok(RuleResult {
                 failing_rows: usize::from(!ok),
                 value: Some(height as f64),
@@ -420,7 +420,7 @@ fn evaluate(
                 nulls as f64 / height as f64
             };
             Ok(RuleResult {
-                failing_rows: usize::from(!super::compare(r, op, *rate)),
+                failing_rows: usize::from(!super::compare(r, *op, *rate)),
                 value: Some(r),
                 examples: vec![],
             })

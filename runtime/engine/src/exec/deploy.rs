@@ -185,9 +185,10 @@ pub fn run(op: &DeployOp, cx: &Context) -> Result<Output, ExecError> {
     }
     let bundle = Bundle {
         format: BUNDLE_FORMAT,
+        plan_version: mlp_compiler::plan::PLAN_VERSION,
         name: op.name.clone(),
         model_name: op.model.clone(),
-        engine: crate::run::ENGINE.to_string(),
+        engine: crate::run::engine_id().to_string(),
         stages,
         params,
         over,

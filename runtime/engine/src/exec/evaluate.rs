@@ -10,7 +10,7 @@
 
 use super::model::{class_indices, classes_of, Prediction};
 use super::{input, Context, ExecError, Output};
-use mlp_compiler::plan::{EvaluateOp, GateOp, ModelOp, Op, Task};
+use mlp_compiler::plan::{EvaluateOp, GateOp, Metric, ModelOp, Op, SliceAggregate, Task};
 use mlp_ml::fitted::first_argmax;
 use mlp_ml::metrics::{metric, Truth};
 use ndarray::{Array1, Array2};
@@ -18,7 +18,7 @@ use polars::prelude::*;
 use serde_json::json;
 
 fn passes(value: f64, gate: &GateOp) -> bool {
-    !value.is_nan() && super::compare(value, &gate.op, gate.threshold)
+    !value.is_nan() && super::compare(value, gate.op, gate.threshold)
 }
 
 fn model_op<'a>(cx: &'a Context) -> Result<&'a ModelOp, ExecError> {
@@ -94,12 +94,12 @@ pub fn metrics_of(
     df: &DataFrame,
     m: &ModelOp,
     classes: &[String],
-    names: &[String],
-) -> Result<Vec<(String, f64)>, ExecError> {
+    names: &[Metric],
+) -> Result<Vec<(Metric, f64)>, ExecError> {
     let (pred, truth) = scored(df, m, classes)?;
     Ok(names
         .iter()
-        .map(|n| (n.clone(), metric(n, &pred, truth.view())))
+        .map(|n| (*n, metric(*n, &pred, truth.view())))
         .collect())
 }
 
@@ -144,21 +144,21 @@ pub fn run(op: &EvaluateOp, cx: &Context) -> Result<Output, ExecError> {
         )));
     }
     // Every metric named anywhere.
-    let mut names: Vec<String> = op.metrics.clone();
+    let mut names: Vec<Metric> = op.metrics.clone();
     for g in op
         .gates
         .iter()
         .chain(op.slices.iter().flat_map(|s| s.gates.iter()))
     {
         if !names.contains(&g.metric) {
-            names.push(g.metric.clone());
+            names.push(g.metric);
         }
     }
     // The compiler rejects a binary-only metric on a multiclass target when
     // the classes are declared; otherwise they are known only now.
     if m.task == Task::Classification && classes.len() != 2 {
         for n in &names {
-            if mlp_compiler::catalog::metric_spec(n).is_some_and(|s| s.binary_only) {
+            if mlp_compiler::catalog::metric_spec(n.as_str()).is_some_and(|s| s.binary_only) {
                 return Err(ExecError::Data(format!(
                     "`{n}` is defined for two classes, and target `{}` has {} in `train` ({}); score it with `f1`, `accuracy` or `log_loss` instead",
                     m.target,
@@ -169,10 +169,10 @@ pub fn run(op: &EvaluateOp, cx: &Context) -> Result<Output, ExecError> {
         }
     }
     let overall = metrics_of(&rows, m, &classes, &names)?;
-    let value = |n: &str| {
+    let value = |n: Metric| {
         overall
             .iter()
-            .find(|(k, _)| k == n)
+            .find(|(k, _)| *k == n)
             .map(|(_, v)| *v)
             .unwrap_or(f64::NAN)
     };
@@ -181,7 +181,7 @@ pub fn run(op: &EvaluateOp, cx: &Context) -> Result<Output, ExecError> {
     // (gate, value, passed) for the readable table.
     let mut rows_for_table: Vec<(String, f64, bool)> = vec![];
     for g in &op.gates {
-        let v = value(&g.metric);
+        let v = value(g.metric);
         let ok = passes(v, g);
         if !ok {
             failed.push(format!(
@@ -198,7 +198,7 @@ pub fn run(op: &EvaluateOp, cx: &Context) -> Result<Output, ExecError> {
     let mut slices = vec![];
     for s in &op.slices {
         let levels = super::model::distinct_text(&rows, &s.column)?;
-        let slice_metrics: Vec<String> = s.gates.iter().map(|g| g.metric.clone()).collect();
+        let slice_metrics: Vec<Metric> = s.gates.iter().map(|g| g.metric).collect();
         let mut per_group = vec![];
         for l in &levels {
             let sub = rows
@@ -226,21 +226,21 @@ pub fn run(op: &EvaluateOp, cx: &Context) -> Result<Output, ExecError> {
                 .fold((f64::INFINITY, f64::NEG_INFINITY), |a, v| {
                     (a.0.min(*v), a.1.max(*v))
                 });
-            let agg = g.aggregate.as_deref().unwrap_or("min");
+            let agg = g.aggregate.unwrap_or(SliceAggregate::Min);
             let v = if vals.is_empty() {
                 f64::NAN
             } else {
                 match agg {
-                    "gap" => hi - lo,
-                    "ratio" => {
+                    SliceAggregate::Gap => hi - lo,
+                    SliceAggregate::Ratio => {
                         if hi == 0.0 {
                             f64::NAN
                         } else {
                             lo / hi
                         }
                     }
-                    "max" => hi,
-                    _ => lo,
+                    SliceAggregate::Max => hi,
+                    SliceAggregate::Min => lo,
                 }
             };
             let ok = passes(v, g);
@@ -259,7 +259,7 @@ pub fn run(op: &EvaluateOp, cx: &Context) -> Result<Output, ExecError> {
             "groups": per_group.iter().map(|(l, n, ms)| json!({
                 "group": l,
                 "rows": n,
-                "metrics": ms.iter().map(|(k, v)| (k.clone(), finite(*v))).collect::<serde_json::Map<_, _>>(),
+                "metrics": ms.iter().map(|(k, v)| (k.to_string(), finite(*v))).collect::<serde_json::Map<_, _>>(),
             })).collect::<Vec<_>>(),
             "gates": gates,
         }));
@@ -285,7 +285,7 @@ pub fn run(op: &EvaluateOp, cx: &Context) -> Result<Output, ExecError> {
         "model": op.model,
         "partition": op.partition,
         "rows": rows.height(),
-        "metrics": overall.iter().map(|(k, v)| (k.clone(), finite(*v))).collect::<serde_json::Map<_, _>>(),
+        "metrics": overall.iter().map(|(k, v)| (k.to_string(), finite(*v))).collect::<serde_json::Map<_, _>>(),
         "gates": gate_report,
         "slices": slices,
         "confusion_matrix": confusion,

@@ -6,7 +6,7 @@
 //! partition column.
 
 use super::ExecError;
-use mlp_compiler::plan::{Expr as PExpr, Literal};
+use mlp_compiler::plan::{BinaryOp, Expr as PExpr, Function, Literal, UnaryOp};
 use mlp_compiler::types::Type;
 use polars::prelude::*;
 
@@ -115,12 +115,12 @@ impl Translator<'_> {
             }
             PExpr::Unary { op, arg } => {
                 let (a, k) = self.expr(arg)?;
-                match op.as_str() {
-                    "not" => (a.not(), Kind::Bool),
-                    _ => (lit(0) - a, k),
+                match op {
+                    UnaryOp::Not => (a.not(), Kind::Bool),
+                    UnaryOp::Neg => (lit(0) - a, k),
                 }
             }
-            PExpr::Binary { op, left, right } => self.binary(op, left, right)?,
+            PExpr::Binary { op, left, right } => self.binary(*op, left, right)?,
             PExpr::If {
                 cond,
                 then,
@@ -133,7 +133,7 @@ impl Translator<'_> {
                 let (t, o) = align(t, &tk, o, &ok, &kind);
                 (when(c).then(t).otherwise(o), kind)
             }
-            PExpr::Call { func, args } => self.call(func, args)?,
+            PExpr::Call { func, args } => self.call(*func, args)?,
             PExpr::Plugin { plugin, func, args } => {
                 let args = args
                     .iter()
@@ -164,8 +164,8 @@ impl Translator<'_> {
         })
     }
 
-    fn binary(&self, op: &str, left: &PExpr, right: &PExpr) -> Result<(Expr, Kind), ExecError> {
-        if op == "in" {
+    fn binary(&self, op: BinaryOp, left: &PExpr, right: &PExpr) -> Result<(Expr, Kind), ExecError> {
+        if op == BinaryOp::In {
             let (l, _) = self.expr(left)?;
             let PExpr::List { items } = right else {
                 return Err(ExecError::Internal("`in` without a list".into()));
@@ -212,8 +212,10 @@ impl Translator<'_> {
             }
         };
         Ok(match op {
-            "+" if lk == Kind::Str && rk == Kind::Str => (concat_str([l, r], "", false), Kind::Str),
-            "+" | "-" | "*" | "%" => {
+            BinaryOp::Add if lk == Kind::Str && rk == Kind::Str => {
+                (concat_str([l, r], "", false), Kind::Str)
+            }
+            BinaryOp::Add | BinaryOp::Sub | BinaryOp::Mul | BinaryOp::Rem => {
                 let kind = if lk == Kind::Int && rk == Kind::Int {
                     Kind::Int
                 } else {
@@ -225,35 +227,44 @@ impl Translator<'_> {
                     (l, r)
                 };
                 let e = match op {
-                    "+" => l + r,
-                    "-" => l - r,
-                    "*" => l * r,
+                    BinaryOp::Add => l + r,
+                    BinaryOp::Sub => l - r,
+                    BinaryOp::Mul => l * r,
                     _ => l % r,
                 };
                 (e, kind)
             }
-            "/" => (
+            BinaryOp::Div => (
                 l.cast(DataType::Float64) / r.cast(DataType::Float64),
                 Kind::Float,
             ),
-            "**" => (
+            BinaryOp::Pow => (
                 l.cast(DataType::Float64).pow(r.cast(DataType::Float64)),
                 Kind::Float,
             ),
-            "and" => (l.and(r), Kind::Bool),
-            "or" => (l.or(r), Kind::Bool),
-            cmp => {
+            BinaryOp::And => (l.and(r), Kind::Bool),
+            BinaryOp::Or => (l.or(r), Kind::Bool),
+            // Handled above, before its right side is compiled.
+            BinaryOp::In => {
+                return Err(ExecError::Internal("`in` without a list".into()));
+            }
+            cmp @ (BinaryOp::Lt
+            | BinaryOp::Le
+            | BinaryOp::Gt
+            | BinaryOp::Ge
+            | BinaryOp::Eq
+            | BinaryOp::Ne) => {
                 let (l, r) = if lk.numeric() && rk.numeric() && lk != rk {
                     (num(l, &lk), num(r, &rk))
                 } else {
                     (l, r)
                 };
                 let e = match cmp {
-                    "<" => l.lt(r),
-                    "<=" => l.lt_eq(r),
-                    ">" => l.gt(r),
-                    ">=" => l.gt_eq(r),
-                    "==" => l.eq(r),
+                    BinaryOp::Lt => l.lt(r),
+                    BinaryOp::Le => l.lt_eq(r),
+                    BinaryOp::Gt => l.gt(r),
+                    BinaryOp::Ge => l.gt_eq(r),
+                    BinaryOp::Eq => l.eq(r),
                     _ => l.neq(r),
                 };
                 (e, Kind::Bool)
@@ -261,7 +272,7 @@ impl Translator<'_> {
         })
     }
 
-    fn call(&self, func: &str, args: &[PExpr]) -> Result<(Expr, Kind), ExecError> {
+    fn call(&self, func: Function, args: &[PExpr]) -> Result<(Expr, Kind), ExecError> {
         let mut xs = Vec::with_capacity(args.len());
         for a in args {
             xs.push(self.expr(a)?);
@@ -276,7 +287,7 @@ impl Translator<'_> {
             _ => xs[i].0.clone(),
         };
         Ok(match func {
-            "coalesce" => {
+            Function::Coalesce => {
                 let mut k = Kind::Null;
                 for (_, xk) in &xs {
                     k = unify(&k, xk);
@@ -287,8 +298,8 @@ impl Translator<'_> {
                     .collect();
                 (coalesce(&es), k)
             }
-            "is_null" => (arg(0).is_null(), Kind::Bool),
-            "float" => (
+            Function::IsNull => (arg(0).is_null(), Kind::Bool),
+            Function::Float => (
                 if kind(0) == Kind::Str {
                     arg(0).str().strip_chars(lit(NULL)).cast(DataType::Float64)
                 } else {
@@ -296,7 +307,7 @@ impl Translator<'_> {
                 },
                 Kind::Float,
             ),
-            "int" => (
+            Function::Int => (
                 match kind(0) {
                     Kind::Str => arg(0)
                         .str()
@@ -308,15 +319,15 @@ impl Translator<'_> {
                 },
                 Kind::Int,
             ),
-            "bool" => (arg(0).cast(DataType::Boolean), Kind::Bool),
-            "str" => (arg(0).cast(DataType::String), Kind::Str),
-            "ln" => (float(0).log(lit(std::f64::consts::E)), Kind::Float),
-            "log10" => (float(0).log(lit(10.0)), Kind::Float),
-            "exp" => (float(0).exp(), Kind::Float),
-            "sqrt" => (float(0).sqrt(), Kind::Float),
-            "floor" => (float(0).floor(), Kind::Float),
-            "ceil" => (float(0).ceil(), Kind::Float),
-            "round" => {
+            Function::Bool => (arg(0).cast(DataType::Boolean), Kind::Bool),
+            Function::Str => (arg(0).cast(DataType::String), Kind::Str),
+            Function::Ln => (float(0).log(lit(std::f64::consts::E)), Kind::Float),
+            Function::Log10 => (float(0).log(lit(10.0)), Kind::Float),
+            Function::Exp => (float(0).exp(), Kind::Float),
+            Function::Sqrt => (float(0).sqrt(), Kind::Float),
+            Function::Floor => (float(0).floor(), Kind::Float),
+            Function::Ceil => (float(0).ceil(), Kind::Float),
+            Function::Round => {
                 let digits = match args.get(1) {
                     Some(PExpr::Lit {
                         value: Literal::Int(d),
@@ -328,8 +339,8 @@ impl Translator<'_> {
                     Kind::Float,
                 )
             }
-            "abs" => (arg(0).abs(), kind(0)),
-            "min" | "max" => {
+            Function::Abs => (arg(0).abs(), kind(0)),
+            Function::Min | Function::Max => {
                 let k = if xs.iter().all(|(_, k)| *k == Kind::Int) {
                     Kind::Int
                 } else {
@@ -339,7 +350,7 @@ impl Translator<'_> {
                     .iter()
                     .map(|(e, xk)| cast_to(e.clone(), xk, &k))
                     .collect();
-                let e = if func == "min" {
+                let e = if func == Function::Min {
                     polars::lazy::dsl::min_horizontal(es)
                 } else {
                     polars::lazy::dsl::max_horizontal(es)
@@ -347,7 +358,7 @@ impl Translator<'_> {
                 .map_err(ExecError::polars)?;
                 (e, k)
             }
-            "clip" => {
+            Function::Clip => {
                 let k = if xs.iter().all(|(_, k)| *k == Kind::Int) {
                     Kind::Int
                 } else {
@@ -356,13 +367,13 @@ impl Translator<'_> {
                 let c = |i: usize| cast_to(arg(i), &kind(i), &k);
                 (c(0).clip(c(1), c(2)), k)
             }
-            "year" => (arg(0).dt().year().cast(DataType::Int64), Kind::Int),
-            "month" => (arg(0).dt().month().cast(DataType::Int64), Kind::Int),
-            "day" => (arg(0).dt().day().cast(DataType::Int64), Kind::Int),
-            "day_of_week" => (arg(0).dt().weekday().cast(DataType::Int64), Kind::Int),
-            "day_of_year" => (arg(0).dt().ordinal_day().cast(DataType::Int64), Kind::Int),
-            "hour" => (arg(0).dt().hour().cast(DataType::Int64), Kind::Int),
-            "days_between" => {
+            Function::Year => (arg(0).dt().year().cast(DataType::Int64), Kind::Int),
+            Function::Month => (arg(0).dt().month().cast(DataType::Int64), Kind::Int),
+            Function::Day => (arg(0).dt().day().cast(DataType::Int64), Kind::Int),
+            Function::DayOfWeek => (arg(0).dt().weekday().cast(DataType::Int64), Kind::Int),
+            Function::DayOfYear => (arg(0).dt().ordinal_day().cast(DataType::Int64), Kind::Int),
+            Function::Hour => (arg(0).dt().hour().cast(DataType::Int64), Kind::Int),
+            Function::DaysBetween => {
                 let to_dt = |i: usize| match kind(i) {
                     Kind::Date(_) => arg(i).cast(DataType::Datetime(TimeUnit::Microseconds, None)),
                     _ => arg(i),
@@ -375,17 +386,12 @@ impl Translator<'_> {
                     Kind::Int,
                 )
             }
-            "lower" => (arg(0).str().to_lowercase(), Kind::Str),
-            "upper" => (arg(0).str().to_uppercase(), Kind::Str),
-            "len" => (arg(0).str().len_chars().cast(DataType::Int64), Kind::Int),
-            "contains" => (arg(0).str().contains_literal(str_lit(1)), Kind::Bool),
-            "starts_with" => (arg(0).str().starts_with(str_lit(1)), Kind::Bool),
-            "ends_with" => (arg(0).str().ends_with(str_lit(1)), Kind::Bool),
-            other => {
-                return Err(ExecError::Internal(format!(
-                    "function `{other}` has no runtime implementation"
-                )))
-            }
+            Function::Lower => (arg(0).str().to_lowercase(), Kind::Str),
+            Function::Upper => (arg(0).str().to_uppercase(), Kind::Str),
+            Function::Len => (arg(0).str().len_chars().cast(DataType::Int64), Kind::Int),
+            Function::Contains => (arg(0).str().contains_literal(str_lit(1)), Kind::Bool),
+            Function::StartsWith => (arg(0).str().starts_with(str_lit(1)), Kind::Bool),
+            Function::EndsWith => (arg(0).str().ends_with(str_lit(1)), Kind::Bool),
         })
     }
 }

@@ -11,22 +11,22 @@ use super::expr::{dtype, Translator};
 use super::transform::frame_kinds_of;
 use super::{input, is_train, partition_column, Context, ExecError, Output};
 use crate::plugins::Plugins;
-use mlp_compiler::plan::{Expr as PExpr, FeaturesOp, Stage};
+use mlp_compiler::plan::{Aggregate, Expr as PExpr, FeaturesOp, Stage};
 use polars::prelude::*;
 use std::collections::BTreeMap;
 
 /// The value column of an `over` table.
 pub const VALUE: &str = "__over_value";
 
-fn aggregate(agg: &str, e: Expr) -> Expr {
+fn aggregate(agg: Aggregate, e: Expr) -> Expr {
     match agg {
-        "mean" => e.mean(),
-        "median" => e.median(),
-        "sum" => e.sum(),
-        "count" => e.count(),
-        "min" => e.min(),
-        "max" => e.max(),
-        _ => e.std(1),
+        Aggregate::Mean => e.mean(),
+        Aggregate::Median => e.median(),
+        Aggregate::Sum => e.sum(),
+        Aggregate::Count => e.count(),
+        Aggregate::Min => e.min(),
+        Aggregate::Max => e.max(),
+        Aggregate::Std => e.std(1),
     }
 }
 
@@ -38,7 +38,7 @@ pub struct OverTable {
 
 /// Fits the lookup table of `agg(arg) over keys` on the train rows.
 pub fn fit_over(
-    agg: &str,
+    agg: Aggregate,
     arg: &PExpr,
     keys: &[String],
     df: &DataFrame,
@@ -53,7 +53,7 @@ pub fn fit_over(
         plugins,
     }
     .expr(arg)?;
-    let x = if agg == "count" {
+    let x = if agg == Aggregate::Count {
         x
     } else {
         x.cast(DataType::Float64)
@@ -72,7 +72,7 @@ pub fn fit_over(
         )
         .collect()
         .map_err(ExecError::polars)?;
-    let fallback = if agg == "count" {
+    let fallback = if agg == Aggregate::Count {
         0.0
     } else {
         let g = train
@@ -138,7 +138,7 @@ pub fn compute(
                     let part = fit_part.ok_or_else(|| {
                         ExecError::Internal(format!("no fitted table for `{}`", f.name))
                     })?;
-                    let t = fit_over(agg, arg, keys, &df, part, stage, plugins)?;
+                    let t = fit_over(*agg, arg, keys, &df, part, stage, plugins)?;
                     tables.insert(f.name.clone(), t);
                 }
                 let t = &tables[&f.name];

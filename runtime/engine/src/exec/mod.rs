@@ -223,15 +223,8 @@ fn run_op(cx: Context) -> Result<Output, ExecError> {
 
 /// `value OP threshold` for the comparison operators of the language
 /// (`<`, `<=`, `>`, `>=`, `==`, `!=`): every rule, gate and threshold.
-pub fn compare(value: f64, op: &str, threshold: f64) -> bool {
-    match op {
-        "<" => value < threshold,
-        "<=" => value <= threshold,
-        ">" => value > threshold,
-        ">=" => value >= threshold,
-        "==" => value == threshold,
-        _ => value != threshold,
-    }
+pub fn compare(value: f64, op: mlp_compiler::plan::CmpOp, threshold: f64) -> bool {
+    op.holds(value, threshold)
 }
 
 /// The rows of the `train` partition.

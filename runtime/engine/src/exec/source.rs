@@ -5,7 +5,7 @@
 
 use super::expr::{dtype, Kind};
 use super::{Context, ExecError, Output};
-use mlp_compiler::plan::{Literal, SourceColumn, SourceOp};
+use mlp_compiler::plan::{Literal, SourceColumn, SourceFormat, SourceOp};
 use mlp_compiler::types::Type;
 use polars::prelude::*;
 use std::path::{Path, PathBuf};
@@ -179,7 +179,7 @@ fn read_file(
     shown: &str,
     lenient: bool,
 ) -> Result<DataFrame, ExecError> {
-    if op.format == "csv" && !lenient {
+    if op.format == SourceFormat::Csv && !lenient {
         if let Some(df) = read_csv_typed(op, path, shown) {
             return Ok(df);
         }
@@ -337,13 +337,13 @@ pub fn format_of(path: &Path) -> Option<&'static str> {
 /// The file as a lazy frame in its format (CSV columns as text).
 fn scan(op: &SourceOp, path: &Path, shown: &str) -> Result<LazyFrame, ExecError> {
     let pl_path = || PlRefPath::try_from_path(path).map_err(|e| read_error(shown, e));
-    match op.format.as_str() {
-        "csv" => csv_reader(op, path, shown)?
+    match op.format {
+        SourceFormat::Csv => csv_reader(op, path, shown)?
             .finish()
             .map_err(|e| read_error(shown, e)),
-        "parquet" => LazyFrame::scan_parquet(pl_path()?, ScanArgsParquet::default())
+        SourceFormat::Parquet => LazyFrame::scan_parquet(pl_path()?, ScanArgsParquet::default())
             .map_err(|e| read_error(shown, e)),
-        "json" => match ndjson_prepare(path, shown)? {
+        SourceFormat::Json => match ndjson_prepare(path, shown)? {
             None => LazyJsonLineReader::new(pl_path()?)
                 .with_infer_schema_length(None)
                 .finish()
@@ -356,7 +356,6 @@ fn scan(op: &SourceOp, path: &Path, shown: &str) -> Result<LazyFrame, ExecError>
                 .map(DataFrame::lazy)
                 .map_err(|e| read_error(shown, e)),
         },
-        other => Err(read_error(shown, format!("unknown format `{other}`"))),
     }
 }
 
@@ -590,10 +589,12 @@ fn read_checked(
     rows: Option<(usize, usize)>,
 ) -> Result<DataFrame, ExecError> {
     // A CSV failure is often a row with the wrong number of fields: name it.
-    read_and_convert(op, path, shown, lenient, rows).map_err(|e| match op.format.as_str() {
-        "csv" => csv_ragged_row(op, path, shown).unwrap_or(e),
-        "json" if matches!(e, ExecError::Read { .. }) => ndjson_problem(path, shown).unwrap_or(e),
-        _ => e,
+    read_and_convert(op, path, shown, lenient, rows).map_err(|e| match op.format {
+        SourceFormat::Csv => csv_ragged_row(op, path, shown).unwrap_or(e),
+        SourceFormat::Json if matches!(e, ExecError::Read { .. }) => {
+            ndjson_problem(path, shown).unwrap_or(e)
+        }
+        SourceFormat::Json | SourceFormat::Parquet => e,
     })
 }
 

@@ -5,7 +5,9 @@
 
 use super::expr::{Kind, Translator};
 use super::{input, is_train, partition_column, Context, ExecError, Output};
-use mlp_compiler::plan::{Literal, StepOp, TransformOp};
+use mlp_compiler::plan::{
+    EncodeMethod, ImputeMethod, Literal, ScaleMethod, StepOp, TransformOp, UnknownLevel,
+};
 use polars::prelude::*;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -111,13 +113,18 @@ pub fn fit(step: &StepOp, df: &DataFrame, part: Option<&str>) -> Result<Fitted, 
             value,
         } => {
             let mut values = BTreeMap::new();
-            match (method.as_str(), value) {
-                ("value", Some(v)) => {
+            match (method, value) {
+                (ImputeMethod::Value, Some(v)) => {
                     for c in columns {
                         values.insert(c.clone(), super::any_to_json(&lit_any(v)));
                     }
                 }
-                ("mean" | "median", _) => {
+                (ImputeMethod::Value, None) => {
+                    return Err(ExecError::Internal(
+                        "`impute ... with` a value but no value in the plan".into(),
+                    ))
+                }
+                (ImputeMethod::Mean | ImputeMethod::Median, _) => {
                     let p = need_part()?;
                     let stats = train_stats(
                         df,
@@ -128,7 +135,7 @@ pub fn fit(step: &StepOp, df: &DataFrame, part: Option<&str>) -> Result<Fitted, 
                                 let x = col(c.as_str()).cast(DataType::Float64);
                                 (
                                     c.clone(),
-                                    if method == "mean" {
+                                    if *method == ImputeMethod::Mean {
                                         x.mean()
                                     } else {
                                         x.median()
@@ -146,7 +153,7 @@ pub fn fit(step: &StepOp, df: &DataFrame, part: Option<&str>) -> Result<Fitted, 
                         values.insert(c.clone(), json!(v));
                     }
                 }
-                _ => {
+                (ImputeMethod::Mode, _) => {
                     // mode: the most frequent train value, the smallest on a tie.
                     let p = need_part()?;
                     for c in columns {
@@ -189,10 +196,10 @@ pub fn fit(step: &StepOp, df: &DataFrame, part: Option<&str>) -> Result<Fitted, 
             let mut wanted = vec![];
             for c in columns {
                 let c = c.as_str();
-                let (a, b) = match method.as_str() {
-                    "standard" => (x(c).mean(), x(c).std(0)),
-                    "minmax" => (x(c).min(), x(c).max() - x(c).min()),
-                    _ => (
+                let (a, b) = match method {
+                    ScaleMethod::Standard => (x(c).mean(), x(c).std(0)),
+                    ScaleMethod::Minmax => (x(c).min(), x(c).max() - x(c).min()),
+                    ScaleMethod::Robust => (
                         x(c).median(),
                         x(c).quantile(lit(0.75), QuantileMethod::Linear)
                             - x(c).quantile(lit(0.25), QuantileMethod::Linear),
@@ -293,7 +300,7 @@ pub fn apply(
             let mut exprs = vec![];
             for (c, v) in values {
                 let dt = dtype_of(&df, c)?;
-                let target = if method == "mean" || method == "median" {
+                let target = if matches!(method, ImputeMethod::Mean | ImputeMethod::Median) {
                     DataType::Float64
                 } else {
                     dt
@@ -316,7 +323,7 @@ pub fn apply(
             Fitted::Encode { levels },
         ) => {
             let text = col(column.as_str()).cast(DataType::String);
-            if unknown == "error" {
+            if *unknown == UnknownLevel::Error {
                 let known = levels
                     .iter()
                     .map(|l| text.clone().eq(lit(l.as_str())))
@@ -338,7 +345,7 @@ pub fn apply(
                     )));
                 }
             }
-            let new: Vec<Expr> = if method == "ordinal" {
+            let new: Vec<Expr> = if *method == EncodeMethod::Ordinal {
                 // Unknown levels and nulls are -1.
                 let mut ord = lit(-1i64);
                 for (i, l) in levels.iter().enumerate().rev() {
