@@ -20,6 +20,7 @@ pub mod graph;
 pub mod infer;
 pub mod ir;
 pub mod lower;
+pub mod order;
 pub mod parse;
 pub mod plan;
 pub mod plugin_sig;

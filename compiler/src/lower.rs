@@ -8,7 +8,7 @@ use crate::ir::Program;
 use crate::plan::{Origin, Plan, Stage, PLAN_VERSION};
 use crate::{SourceMap, ENGINE_VERSION};
 use sha2::{Digest, Sha256};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 /// Hex SHA-256 of a string.
 pub fn sha256_hex(s: &str) -> String {
@@ -19,25 +19,6 @@ pub fn sha256_hex(s: &str) -> String {
 pub fn lower(program: &Program, sources: &SourceMap) -> Plan {
     let by_id: BTreeMap<&str, &crate::ir::Stage> =
         program.stages.iter().map(|s| (s.id.as_str(), s)).collect();
-    // Kahn's algorithm over stage ids, smallest id first.
-    let mut indegree: BTreeMap<&str, usize> = BTreeMap::new();
-    let mut dependents: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-    for s in &program.stages {
-        let deps = s
-            .inputs
-            .iter()
-            .filter(|i| by_id.contains_key(i.as_str()))
-            .count();
-        indegree.insert(&s.id, deps);
-        for i in &s.inputs {
-            dependents.entry(i.as_str()).or_default().push(&s.id);
-        }
-    }
-    let mut ready: BTreeSet<&str> = indegree
-        .iter()
-        .filter(|(_, d)| **d == 0)
-        .map(|(k, _)| *k)
-        .collect();
     let mut stages: Vec<Stage> = Vec::with_capacity(program.stages.len());
     // One schema entry per distinct column, shared by every stage that
     // passes the column on unchanged (frames share their columns).
@@ -47,7 +28,12 @@ pub fn lower(program: &Program, sources: &SourceMap) -> Plan {
     > = std::collections::HashMap::new();
     // Where each lowered stage is in `stages`, by id.
     let mut lowered_at: BTreeMap<&str, usize> = BTreeMap::new();
-    while let Some(id) = ready.pop_first() {
+    let nodes: Vec<(&str, Vec<&str>)> = program
+        .stages
+        .iter()
+        .map(|s| (s.id.as_str(), s.inputs.iter().map(String::as_str).collect()))
+        .collect();
+    crate::order::topological(&nodes, |id| {
         let s = by_id[id];
         let canonical = serde_json::to_string(&s.op).unwrap_or_default();
         let (line, column) = sources.line_col(s.span.file, s.span.start);
@@ -97,15 +83,7 @@ pub fn lower(program: &Program, sources: &SourceMap) -> Plan {
                 column,
             },
         });
-        for d in dependents.get(id).cloned().unwrap_or_default() {
-            if let Some(n) = indegree.get_mut(d) {
-                *n -= 1;
-                if *n == 0 {
-                    ready.insert(d);
-                }
-            }
-        }
-    }
+    });
     let mut plugins = program.plugins.clone();
     plugins.sort_by(|a, b| a.name.cmp(&b.name));
     Plan {

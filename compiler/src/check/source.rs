@@ -1,0 +1,209 @@
+//! `source` declarations and the column types they declare.
+
+use super::*;
+
+impl<'a> Checker<'a> {
+    pub(super) fn check_source(
+        &mut self,
+        s: &ast::Source,
+    ) -> Option<(Op, Frame, BTreeSet<String>)> {
+        let format = s.format.name.as_str();
+        let Some((_, valid_opts)) = catalog::FORMATS.iter().find(|(f, _)| *f == format) else {
+            self.errors.push(CheckError::UnknownFormat {
+                span: s.format.span,
+                name: format.to_string(),
+            });
+            return None;
+        };
+        let mut options = BTreeMap::new();
+        for o in &s.options {
+            let key = o.key.name.as_str();
+            if !valid_opts.contains(&key) {
+                self.errors.push(CheckError::UnknownOption {
+                    span: o.key.span,
+                    key: key.to_string(),
+                    context: if valid_opts.is_empty() {
+                        "this format (it takes no options)"
+                    } else {
+                        "a csv source"
+                    },
+                    valid: valid_opts.iter().map(|v| v.to_string()).collect(),
+                });
+                continue;
+            }
+            let value = match (key, &o.value.kind) {
+                ("delimiter" | "quote", ValueKind::Lit(Lit::Str(d))) if d.len() == 1 => {
+                    Literal::Str(d.clone())
+                }
+                ("delimiter" | "quote", _) => {
+                    self.bad_value(key, o.value.span, "a one-character string", &o.value);
+                    continue;
+                }
+                ("header", ValueKind::Lit(Lit::Bool(b))) => Literal::Bool(*b),
+                ("header", _) => {
+                    self.bad_value(key, o.value.span, "`true` or `false`", &o.value);
+                    continue;
+                }
+                ("skip_rows", ValueKind::Lit(Lit::Int(n))) if *n >= 0 => Literal::Int(*n),
+                ("skip_rows", _) => {
+                    self.bad_value(key, o.value.span, "a non-negative integer", &o.value);
+                    continue;
+                }
+                ("null_values", ValueKind::List(items))
+                    if items
+                        .iter()
+                        .all(|i| matches!(i.kind, ValueKind::Lit(Lit::Str(_)))) =>
+                {
+                    let strs: Vec<String> = items
+                        .iter()
+                        .filter_map(|i| match &i.kind {
+                            ValueKind::Lit(Lit::Str(s)) => Some(s.clone()),
+                            _ => None,
+                        })
+                        .collect();
+                    Literal::Str(strs.join("\u{1f}"))
+                }
+                _ => {
+                    self.bad_value(key, o.value.span, "a list of strings", &o.value);
+                    continue;
+                }
+            };
+            options.insert(key.to_string(), value);
+        }
+        if s.path.trim().is_empty() {
+            self.errors.push(CheckError::BadOptionValue {
+                span: s.path_span,
+                key: "path".into(),
+                expected: "a file path or glob".into(),
+                found: "an empty string".into(),
+            });
+        }
+        if s.columns.is_empty() {
+            self.errors.push(CheckError::EmptySource {
+                span: s.name.span,
+                name: s.name.name.clone(),
+            });
+            return None;
+        }
+        let mut frame = Frame::default();
+        let mut columns = vec![];
+        let mut seen: BTreeMap<&str, Span> = BTreeMap::new();
+        for c in &s.columns {
+            if let Some(first) = seen.get(c.name.name.as_str()) {
+                self.errors.push(CheckError::DuplicateColumn {
+                    span: c.name.span,
+                    name: c.name.name.clone(),
+                    first: *first,
+                });
+                continue;
+            }
+            seen.insert(&c.name.name, c.name.span);
+            let Some(ty) = self.check_type(&c.ty) else {
+                continue;
+            };
+            columns.push(plan::SourceColumn {
+                name: c.name.name.clone(),
+                raw_name: c.raw_name.clone().filter(|r| *r != c.name.name),
+                ty: ty.clone(),
+                nullable: c.ty.nullable,
+            });
+            frame.push(Column {
+                name: c.name.name.clone(),
+                ty,
+                nullable: c.ty.nullable,
+                group_of: None,
+                encoded: false,
+                lineage: BTreeSet::from([format!("{}.{}", s.name.name, c.name.name)]),
+                defined: c.name.span,
+            });
+        }
+        let op = Op::Source(plan::SourceOp {
+            format: plan::SourceFormat::parse(format)?,
+            path: resolve_path(self.file_name(s.name.span), &s.path),
+            options,
+            columns,
+        });
+        Some((op, frame, BTreeSet::new()))
+    }
+
+    pub(super) fn check_type(&mut self, t: &ast::TypeExpr) -> Option<Type> {
+        let bad = |this: &mut Self, message: String, help: &str| {
+            this.errors.push(CheckError::BadType {
+                span: t.span,
+                message,
+                help: help.to_string(),
+            });
+            None
+        };
+        if t.levels.is_some() && t.name != "category" {
+            return bad(
+                self,
+                format!("only `category` takes levels, not `{}`", t.name),
+                "write `category[\"a\", \"b\"]`, or drop the levels",
+            );
+        }
+        if t.format.is_some() && !matches!(t.name.as_str(), "date" | "datetime") {
+            return bad(
+                self,
+                format!("only `date` and `datetime` take a format, not `{}`", t.name),
+                "write `date \"%Y-%m-%d\"`, or drop the format string",
+            );
+        }
+        Some(match t.name.as_str() {
+            "int" => Type::Int,
+            "float" => Type::Float,
+            "bool" => Type::Bool,
+            "str" => Type::Str,
+            "category" => {
+                if let Some(levels) = &t.levels {
+                    if levels.is_empty() {
+                        self.errors.push(CheckError::BadLevels {
+                            span: t.span,
+                            message: "a category needs at least one level".into(),
+                        });
+                        return None;
+                    }
+                    let mut set = BTreeSet::new();
+                    for l in levels {
+                        if !set.insert(l) {
+                            self.errors.push(CheckError::BadLevels {
+                                span: t.span,
+                                message: format!("level \"{l}\" is listed twice"),
+                            });
+                            return None;
+                        }
+                    }
+                }
+                Type::Category {
+                    levels: t.levels.clone(),
+                }
+            }
+            "date" | "datetime" => {
+                let default = if t.name == "date" {
+                    "%Y-%m-%d"
+                } else {
+                    "%Y-%m-%dT%H:%M:%S"
+                };
+                let format = t.format.clone().unwrap_or_else(|| default.to_string());
+                if let Some(spec) = bad_format_specifier(&format) {
+                    let message = if spec.is_empty() {
+                        format!("date format \"{format}\" has no `%` field")
+                    } else {
+                        format!("date format \"{format}\" has an unknown field `{spec}`")
+                    };
+                    return bad(
+                        self,
+                        message,
+                        "formats use strftime fields: `%Y` year, `%m` month, `%d` day, `%H:%M:%S` time, e.g. \"%Y-%m-%d\"",
+                    );
+                }
+                if t.name == "date" {
+                    Type::Date { format }
+                } else {
+                    Type::Datetime { format }
+                }
+            }
+            _ => return None,
+        })
+    }
+}
