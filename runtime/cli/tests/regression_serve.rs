@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{deployed_project, mlp, text, DEPLOYED};
+use common::{cached_frame, deployed_project, mlp, text, DEPLOYED};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
@@ -284,4 +284,128 @@ fn a_panic_inside_a_prediction_answers_500_and_the_server_carries_on() {
     }
     let (status, _) = common::get(&format!("{}/health", s.url));
     assert_eq!(status, 200);
+}
+
+#[test]
+fn plugin_new_writes_a_valid_manifest_for_any_sdk_path() {
+    let dir = project("plugin-sdk-path");
+    let sdk = dir.join("sdk \"quoted\" \\ path");
+    std::fs::create_dir_all(sdk.join("src")).unwrap();
+    let from = common::repo().join("plugins/sdk");
+    // The SDK as a crate of its own (the real one inherits from its
+    // workspace).
+    std::fs::write(
+        sdk.join("Cargo.toml"),
+        "[package]\nname = \"mlp-plugin\"\nversion = \"0.1.0\"\nedition = \"2021\"\n",
+    )
+    .unwrap();
+    for e in std::fs::read_dir(from.join("src")).unwrap() {
+        let p = e.unwrap().path();
+        std::fs::copy(&p, sdk.join("src").join(p.file_name().unwrap())).unwrap();
+    }
+    let o = mlp(
+        &dir,
+        &["plugin", "new", "quoted", "--sdk", sdk.to_str().unwrap()],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let meta = std::process::Command::new(cargo)
+        .args([
+            "metadata",
+            "--no-deps",
+            "--offline",
+            "--format-version",
+            "1",
+            "--manifest-path",
+        ])
+        .arg(dir.join("quoted/Cargo.toml"))
+        .output()
+        .unwrap();
+    assert!(
+        meta.status.success(),
+        "{}",
+        String::from_utf8_lossy(&meta.stderr)
+    );
+}
+
+#[test]
+fn bucket_into_more_quantiles_than_values_is_bounded_and_quick() {
+    let dir = project("bucket");
+    std::fs::write(
+        dir.join("p.mlp"),
+        r#"
+source d = csv("d.csv") { id : int  x : float  y : float }
+split s = d { train = 0.8  test = 0.2  key = id }
+transform t = s { bucket x into 10000 quantiles }
+"#,
+    )
+    .unwrap();
+    let mut csv = String::from("id,x,y\n");
+    for i in 0..311 {
+        csv.push_str(&format!("{i},{},{}\n", (i * 37) % 101, i));
+    }
+    std::fs::write(dir.join("d.csv"), csv).unwrap();
+    let o = mlp_within(&dir, 60, &["run", "."]);
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(
+        t.contains("warning: `bucket x into 10000 quantiles`: `train` has"),
+        "{t}"
+    );
+    let df = cached_frame(&dir, "transform.t");
+    let max = df
+        .column("x")
+        .unwrap()
+        .i64()
+        .unwrap()
+        .iter()
+        .flatten()
+        .max()
+        .unwrap();
+    assert!((1..=101).contains(&max), "{max}");
+}
+
+#[test]
+fn the_deepest_expression_that_checks_also_runs_deploys_and_loads() {
+    let dir = project("deep");
+    // 99 terms, 99 nested calls: just under the compiler's limit.
+    let sum = vec!["x"; 99].join(" + ");
+    let calls = format!("{}x{}", "abs(".repeat(98), ")".repeat(98));
+    std::fs::write(
+        dir.join("p.mlp"),
+        format!(
+            "source d = csv(\"d.csv\") {{ id : int  x : float  y : float }}\n\
+             split s = d {{ train = 0.8  test = 0.2  key = id }}\n\
+             features f = s {{\n  t = {sum}\n  u = {calls}\n}}\n\
+             model m = ridge(f) {{ target = y  exclude = id }}\n\
+             evaluate m on test {{ metrics rmse  require rmse < 1000 }}\n\
+             deploy m as \"m\"\n"
+        ),
+    )
+    .unwrap();
+    let mut csv = String::from("id,x,y\n");
+    for i in 0..100 {
+        csv.push_str(&format!("{i},{},{}\n", i % 7, i % 5));
+    }
+    std::fs::write(dir.join("d.csv"), csv).unwrap();
+    run_ok(&dir);
+    std::fs::write(dir.join("r.csv"), "x\n2\n").unwrap();
+    let o = mlp(
+        &dir,
+        &["predict", "m", "--input", "r.csv", "--output", "o.csv"],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let s = common::serve(&dir, &["m"]);
+    let (status, v) = common::post(&format!("{}/v1/predict", s.url), r#"[{"x": 2}]"#);
+    assert_eq!(status, 200, "{v}");
+    // One more term is refused where it is written.
+    let o = mlp(&dir, &["check", "."]);
+    assert!(o.status.success(), "{}", text(&o));
+    let deeper = std::fs::read_to_string(dir.join("p.mlp"))
+        .unwrap()
+        .replace(&sum, &vec!["x"; 110].join(" + "));
+    std::fs::write(dir.join("p.mlp"), deeper).unwrap();
+    let o = mlp(&dir, &["check", "."]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o).contains("E0010"), "{}", text(&o));
 }
