@@ -89,26 +89,51 @@ struct BundleHeader {
     plan_version: u32,
 }
 
+/// Why a bundle file cannot be used. Each names the file and the fix.
+#[derive(Debug, thiserror::Error)]
+pub enum BundleError {
+    #[error("{path}: {reason}")]
+    Read { path: String, reason: String },
+    #[error("`{path}` is damaged: registered as version {claimed}, its bytes now hash to {found}; restore it, or deploy again with `mlp run`")]
+    Damaged {
+        path: String,
+        claimed: String,
+        found: String,
+    },
+    #[error("`{path}` is a bundle of format {found}; this mlp reads format {expected}: deploy it again with this mlp (`mlp run`)")]
+    Format {
+        path: String,
+        found: u32,
+        expected: u32,
+    },
+    #[error("`{path}` was written with plan version {found}, newer than this mlp's ({ours}): serve it with the mlp that deployed it, or deploy it again with this one (`mlp run`)")]
+    NewerPlan { path: String, found: u32, ours: u32 },
+    #[error("`{path}` is not an mlp bundle: {reason}")]
+    NotABundle { path: String, reason: String },
+}
+
 /// Refuses a bundle whose format this mlp does not read, or whose plan is
 /// newer than this mlp's (an older plan reads: plan versions only add).
-fn check_versions(path: &Path, bytes: &[u8]) -> Result<(), String> {
+fn check_versions(path: &Path, bytes: &[u8]) -> Result<(), BundleError> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
     de.disable_recursion_limit();
     let Ok(h) = BundleHeader::deserialize(&mut de) else {
         // Not even an object with these fields: the full read says why.
         return Ok(());
     };
-    let plan_version = mlp_compiler::plan::PLAN_VERSION;
+    let ours = mlp_compiler::plan::PLAN_VERSION;
+    let path = path.display().to_string();
     match h.format {
-        Some(f) if f != BUNDLE_FORMAT => Err(format!(
-            "`{}` is a bundle of format {f}; this mlp reads format {BUNDLE_FORMAT}: deploy it again with this mlp (`mlp run`)",
-            path.display()
-        )),
-        _ if h.plan_version > plan_version => Err(format!(
-            "`{}` was written with plan version {}, newer than this mlp's ({plan_version}): serve it with the mlp that deployed it, or deploy it again with this one (`mlp run`)",
-            path.display(),
-            h.plan_version
-        )),
+        Some(found) if found != BUNDLE_FORMAT => Err(BundleError::Format {
+            path,
+            found,
+            expected: BUNDLE_FORMAT,
+        }),
+        _ if h.plan_version > ours => Err(BundleError::NewerPlan {
+            path,
+            found: h.plan_version,
+            ours,
+        }),
         _ => Ok(()),
     }
 }
@@ -156,8 +181,11 @@ impl Bundle {
     /// known (a registered version, or a file named `<sha256>.json`): a
     /// bundle changed after it was registered is refused, naming both
     /// hashes. Returns the bundle and its version.
-    pub fn read(path: &Path, version: Option<&str>) -> Result<(Bundle, String), String> {
-        let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    pub fn read(path: &Path, version: Option<&str>) -> Result<(Bundle, String), BundleError> {
+        let bytes = std::fs::read(path).map_err(|e| BundleError::Read {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
         let stem = path.file_stem().map(|s| s.to_string_lossy().to_string());
         let claimed = version
             .map(str::to_string)
@@ -165,10 +193,11 @@ impl Bundle {
         let found = mlp_store::registry::version_of(&bytes);
         if let Some(v) = &claimed {
             if *v != found {
-                return Err(format!(
-                    "`{}` is damaged: registered as version {v}, its bytes now hash to {found}; restore it, or deploy again with `mlp run`",
-                    path.display()
-                ));
+                return Err(BundleError::Damaged {
+                    path: path.display().to_string(),
+                    claimed: v.clone(),
+                    found,
+                });
             }
         }
         // Expressions nest as deep as the compiler allows (MAX_EXPR_DEPTH),
@@ -178,7 +207,10 @@ impl Bundle {
         de.disable_recursion_limit();
         let b = Bundle::deserialize(&mut de)
             .and_then(|b| de.end().map(|_| b))
-            .map_err(|e| format!("`{}` is not an mlp bundle: {e}", path.display()))?;
+            .map_err(|e| BundleError::NotABundle {
+                path: path.display().to_string(),
+                reason: e.to_string(),
+            })?;
         Ok((b, found))
     }
 
@@ -745,8 +777,8 @@ pub enum LocateError {
     #[error(transparent)]
     Registry(#[from] RegistryError),
     /// A bundle file that cannot be read, or fails its verification.
-    #[error("{0}")]
-    Bundle(String),
+    #[error(transparent)]
+    Bundle(#[from] BundleError),
 }
 
 impl LocateError {

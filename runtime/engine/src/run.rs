@@ -60,8 +60,10 @@ pub enum Reason {
     Engine { was: String, now: String },
     /// Same inputs as before, but the entry is gone (removed by `gc`).
     Missing,
-    /// An input cannot be read (its error is shown at that stage).
+    /// A file or plugin it reads cannot be read (the error says which).
     Blocked { why: String },
+    /// A stage it reads cannot run (that stage's error says why).
+    InputBlocked { input: String },
     /// A deploy whose registered version is gone or damaged.
     Unregistered { why: String },
 }
@@ -99,6 +101,7 @@ impl std::fmt::Display for Reason {
             }
             Reason::Missing => write!(f, "output no longer in the cache"),
             Reason::Blocked { why } => write!(f, "blocked: {why}"),
+            Reason::InputBlocked { input } => write!(f, "blocked: input `{input}` cannot run"),
             Reason::Unregistered { why } => write!(f, "{why}: registering it again"),
         }
     }
@@ -246,11 +249,11 @@ pub fn plan_stages(
         }
         for i in &st.inputs {
             if keys.get(i).cloned().flatten().is_none()
-                && !reasons.iter().any(|r| matches!(r, Reason::Blocked { .. }))
+                && !reasons
+                    .iter()
+                    .any(|r| matches!(r, Reason::Blocked { .. } | Reason::InputBlocked { .. }))
             {
-                reasons.push(Reason::Blocked {
-                    why: format!("input `{i}` cannot run"),
-                });
+                reasons.push(Reason::InputBlocked { input: i.clone() });
                 runnable = false;
             }
         }
@@ -389,12 +392,41 @@ pub fn plan_stages(
     out
 }
 
+/// How a stage ended in a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StageStatus {
+    /// Its output was in the cache.
+    Cached,
+    /// Started, not finished (never in a finished run's results).
+    Running,
+    Ran,
+    Failed,
+    /// It could not start: an input failed, or a file it reads cannot be
+    /// read.
+    Blocked,
+}
+
+impl std::fmt::Display for StageStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            StageStatus::Cached => "cached",
+            StageStatus::Running => "running",
+            StageStatus::Ran => "ran",
+            StageStatus::Failed => "failed",
+            StageStatus::Blocked => "blocked",
+        })
+    }
+}
+
 /// How one stage ended in a run.
 #[derive(Debug, Clone, Serialize)]
 pub struct StageResult {
     pub id: String,
-    /// `cached`, `ran`, `failed` or `blocked`.
-    pub status: String,
+    pub status: StageStatus,
+    /// Blocked only because a stage it reads failed (whose error says why).
+    #[serde(skip)]
+    pub blocked_by_input: bool,
     pub rows: Option<usize>,
     /// In-memory size of the output frame, when the stage ran.
     pub bytes: Option<usize>,
@@ -410,10 +442,11 @@ pub struct StageResult {
 
 impl StageResult {
     /// A stage with a status and nothing else to report yet.
-    fn new(id: &str, status: &str) -> Self {
+    fn new(id: &str, status: StageStatus) -> Self {
         StageResult {
             id: id.to_string(),
-            status: status.to_string(),
+            status,
+            blocked_by_input: false,
             rows: None,
             bytes: None,
             details: None,
@@ -706,7 +739,7 @@ pub fn run_plan(
                         .and_then(|m| m.rows);
                     let r = StageResult {
                         rows,
-                        ..StageResult::new(&st.id, "cached")
+                        ..StageResult::new(&st.id, StageStatus::Cached)
                     };
                     progress(Progress::Finished(Box::new(r.clone())));
                     done.insert(st.id.clone(), true);
@@ -716,11 +749,20 @@ pub fn run_plan(
                 if !sp.runnable || !inputs_ok || sp.key.is_none() {
                     let why = sp.reasons.iter().find_map(|r| match r {
                         Reason::Blocked { why } => Some(why.clone()),
+                        Reason::InputBlocked { input } => {
+                            Some(format!("input `{input}` cannot run"))
+                        }
                         _ => None,
                     });
+                    // Blocked by an input's failure only: says nothing new.
+                    let by_input = sp
+                        .reasons
+                        .iter()
+                        .all(|r| !matches!(r, Reason::Blocked { .. }));
                     let r = StageResult {
                         error: why,
-                        ..StageResult::new(&st.id, "blocked")
+                        blocked_by_input: by_input,
+                        ..StageResult::new(&st.id, StageStatus::Blocked)
                     };
                     progress(Progress::Finished(Box::new(r.clone())));
                     done.insert(st.id.clone(), false);
@@ -735,7 +777,10 @@ pub fn run_plan(
                 running += 1;
                 progress(Progress::Started(st.id.clone()));
                 // Mark as started so it is not started twice.
-                results.insert(st.id.clone(), StageResult::new(&st.id, "running"));
+                results.insert(
+                    st.id.clone(),
+                    StageResult::new(&st.id, StageStatus::Running),
+                );
                 let tx = tx.clone();
                 let lenient = quarantined_by_check(plan, &st.id);
                 scope.spawn(move || {
@@ -785,8 +830,9 @@ pub fn run_plan(
                                 (!kept.is_empty()).then_some(serde_json::Value::Object(kept))
                             };
                             let _ = tx.send(Event::Computed(StageResult {
+                                blocked_by_input: false,
                                 id: st.id.clone(),
-                                status: "ran".into(),
+                                status: StageStatus::Ran,
                                 rows,
                                 bytes,
                                 details,
@@ -805,10 +851,11 @@ pub fn run_plan(
                         }
                         Err(e) => {
                             let _ = tx.send(Event::Computed(StageResult {
+                                blocked_by_input: false,
                                 seconds: t.elapsed().as_secs_f64(),
                                 help: e.help(),
                                 error: Some(e.to_string()),
-                                ..StageResult::new(&st.id, "failed")
+                                ..StageResult::new(&st.id, StageStatus::Failed)
                             }));
                         }
                     }
@@ -834,7 +881,7 @@ pub fn run_plan(
                     committing -= 1;
                     pending_commit.remove(&id);
                     if let (Some(e), Some(r)) = (error, results.get_mut(&id)) {
-                        r.status = "failed".into();
+                        r.status = StageStatus::Failed;
                         r.error = Some(e);
                         progress(Progress::Finished(Box::new(r.clone())));
                     }
@@ -843,7 +890,7 @@ pub fn run_plan(
                 Event::Computed(r) => r,
             };
             running -= 1;
-            if r.status == "ran" {
+            if r.status == StageStatus::Ran {
                 committing += 1;
                 pending_commit.insert(r.id.clone());
             }
@@ -862,7 +909,7 @@ pub fn run_plan(
                 });
             }
             progress(Progress::Finished(Box::new(r.clone())));
-            done.insert(r.id.clone(), r.status == "ran");
+            done.insert(r.id.clone(), r.status == StageStatus::Ran);
             results.insert(r.id.clone(), r);
         }
     });
@@ -894,7 +941,7 @@ pub fn record_run(
         seconds,
         ok: results
             .iter()
-            .all(|r| r.status != "failed" && r.status != "blocked"),
+            .all(|r| !matches!(r.status, StageStatus::Failed | StageStatus::Blocked)),
         stages: plan
             .stages
             .iter()
@@ -918,7 +965,7 @@ pub fn record_run(
                         .chain(sp.plugins.iter().cloned())
                         .collect(),
                     status: r
-                        .map(|r| r.status.clone())
+                        .map(|r| r.status.to_string())
                         .unwrap_or_else(|| "not run".into()),
                     rows: r.and_then(|r| r.rows),
                     seconds: r.map(|r| r.seconds).unwrap_or(0.0),

@@ -87,7 +87,7 @@ impl Loaded {
         host: &dyn PluginHost,
         cache: &Path,
     ) -> Result<Loaded, String> {
-        let (bundle, _) = Bundle::read(path, Some(&version))?;
+        let (bundle, _) = Bundle::read(path, Some(&version)).map_err(|e| e.to_string())?;
         let plugins =
             bundle::load_plugins(&bundle, host, Some(cache)).map_err(|e| e.to_string())?;
         let columns = bundle.request_columns();

@@ -63,7 +63,7 @@ pub fn models_show(project: &Path, spec: &str) -> Result<ExitCode, CliError> {
     let reg = registry_at(project)?;
     let (name, version) = reg.resolve(spec)?;
     let (b, _) = Bundle::read(&reg.bundle_path(&name, &version), Some(&version))
-        .map_err(|e| CliError::Registry(e, None))?;
+        .map_err(bundle::LocateError::from)?;
     let history = reg.history(&name)?;
     let aliases: Vec<String> = reg
         .aliases(&name)?

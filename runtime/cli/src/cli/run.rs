@@ -2,7 +2,7 @@
 
 use super::*;
 
-use mlp_engine::run::{self, Progress, StagePlan, StageResult};
+use mlp_engine::run::{self, Progress, StagePlan, StageResult, StageStatus};
 use mlp_store::fingerprint::FileHashes;
 use mlp_store::store::Store;
 
@@ -93,9 +93,9 @@ pub(crate) fn result_table(results: &[StageResult]) -> String {
     for r in results {
         t.add_row([
             r.id.clone(),
-            r.status.clone(),
+            r.status.to_string(),
             r.rows.map(|n| n.to_string()).unwrap_or_default(),
-            if r.status == "ran" || r.status == "failed" {
+            if matches!(r.status, StageStatus::Ran | StageStatus::Failed) {
                 format!("{:.2}", r.seconds)
             } else {
                 String::new()
@@ -161,14 +161,15 @@ pub(crate) fn run_once(path: &Path, opts: &RunOptions, color: Color) -> Result<E
             if quiet {
                 return;
             }
-            let line = match r.status.as_str() {
-                "ran" => match r.rows {
+            let line = match r.status {
+                StageStatus::Ran => match r.rows {
                     Some(rows) => format!("  ran     {} ({rows} rows, {:.2}s)", r.id, r.seconds),
                     None => format!("  ran     {} ({:.2}s)", r.id, r.seconds),
                 },
-                "cached" => format!("  cached  {}", r.id),
-                "failed" => format!("  FAILED  {}", r.id),
-                other => format!("  {other:<7} {}", r.id),
+                StageStatus::Cached => format!("  cached  {}", r.id),
+                StageStatus::Failed => format!("  FAILED  {}", r.id),
+                StageStatus::Blocked => format!("  blocked {}", r.id),
+                StageStatus::Running => format!("  running {}", r.id),
             };
             let mut lines = vec![line];
             lines.extend(r.notes.iter().map(|n| format!("          {n}")));
@@ -203,7 +204,7 @@ pub(crate) fn run_once(path: &Path, opts: &RunOptions, color: Color) -> Result<E
     );
     let failed: Vec<&StageResult> = results
         .iter()
-        .filter(|r| r.status == "failed" || r.status == "blocked")
+        .filter(|r| matches!(r.status, StageStatus::Failed | StageStatus::Blocked))
         .collect();
     if opts.json {
         let out = serde_json::json!({
@@ -219,8 +220,7 @@ pub(crate) fn run_once(path: &Path, opts: &RunOptions, color: Color) -> Result<E
     } else {
         for f in &failed {
             // A stage blocked only by its input's failure says nothing new.
-            if f.status == "blocked" && f.error.as_deref().is_none_or(|e| e.contains("cannot run"))
-            {
+            if f.status == StageStatus::Blocked && (f.blocked_by_input || f.error.is_none()) {
                 continue;
             }
             eprintln!(
@@ -233,8 +233,14 @@ pub(crate) fn run_once(path: &Path, opts: &RunOptions, color: Color) -> Result<E
             }
         }
         eprintln!("\n{}", result_table(&results));
-        let ran = results.iter().filter(|r| r.status == "ran").count();
-        let cached = results.iter().filter(|r| r.status == "cached").count();
+        let ran = results
+            .iter()
+            .filter(|r| r.status == StageStatus::Ran)
+            .count();
+        let cached = results
+            .iter()
+            .filter(|r| r.status == StageStatus::Cached)
+            .count();
         eprintln!(
             "{}: {ran} ran, {cached} cached, {} failed or blocked, in {seconds:.2}s (run {})",
             if failed.is_empty() { "done" } else { "failed" },
@@ -243,7 +249,7 @@ pub(crate) fn run_once(path: &Path, opts: &RunOptions, color: Color) -> Result<E
         );
     }
     Ok(
-        if failed.is_empty() && results.iter().all(|r| r.status != "blocked") {
+        if failed.is_empty() && results.iter().all(|r| r.status != StageStatus::Blocked) {
             ExitCode::SUCCESS
         } else {
             ExitCode::from(1)
