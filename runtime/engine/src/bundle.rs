@@ -779,6 +779,9 @@ pub enum LocateError {
     /// A bundle file that cannot be read, or fails its verification.
     #[error(transparent)]
     Bundle(#[from] BundleError),
+    /// Its plugins cannot be loaded.
+    #[error(transparent)]
+    Load(ExecError),
 }
 
 impl LocateError {
@@ -789,6 +792,7 @@ impl LocateError {
             ),
             LocateError::Registry(e) => e.help(),
             LocateError::Bundle(_) => None,
+            LocateError::Load(e) => e.help(),
         }
     }
 }
@@ -840,11 +844,4 @@ pub fn locate(project: &Path, spec: &str) -> Result<BundleLocation, LocateError>
         version,
         from_registry: true,
     })
-}
-
-/// A bundle by spec, with its version, verified against it: how `mlp
-/// predict`, `mlp monitor` and `mlp serve` load one.
-pub fn resolve(project: &Path, spec: &str) -> Result<(Bundle, String), LocateError> {
-    let at = locate(project, spec)?;
-    Bundle::read(&at.path, Some(&at.version)).map_err(LocateError::Bundle)
 }

@@ -9,6 +9,8 @@
 //!   `mlp run`; [`exec`] has one module per plan operator.
 //! - [`bundle`]: the deployable bundle and prediction from it, the one path
 //!   `mlp predict`, `mlp monitor` and `mlp serve` share.
+//! - [`predictor`]: a bundle loaded to predict, the one type `mlp predict`,
+//!   `mlp monitor` and `mlp serve` predict through.
 //! - [`monitor`]: the drift and performance report of a bundle on new data.
 //! - [`plugins`]: the seam to a plugin host (the engine links no Wasm
 //!   runtime).
@@ -21,6 +23,7 @@ pub mod bundle;
 pub mod exec;
 pub mod monitor;
 pub mod plugins;
+pub mod predictor;
 pub mod project;
 pub mod run;
 pub mod sample;

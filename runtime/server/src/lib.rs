@@ -31,9 +31,10 @@ use axum::routing::{get, post};
 use axum::Router;
 use mlp_compiler::plan::SourceColumn;
 use mlp_compiler::types::Type;
-use mlp_engine::bundle::{self, Bundle};
+use mlp_engine::bundle;
 use mlp_engine::exec::{source, ExecError};
-use mlp_engine::plugins::{PluginHost, Plugins};
+use mlp_engine::plugins::PluginHost;
+use mlp_engine::predictor::Predictor;
 use polars::prelude::*;
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, VecDeque};
@@ -73,10 +74,8 @@ const BUCKETS: [f64; 12] = [
 pub struct Loaded {
     pub name: String,
     pub version: String,
-    pub bundle: Bundle,
-    pub plugins: Plugins,
-    /// The request columns (those the inference slice reads).
-    pub columns: Vec<SourceColumn>,
+    /// The bundle, its plugins, its request and probability columns.
+    pub predictor: Predictor,
     pub window: usize,
 }
 
@@ -87,11 +86,13 @@ impl Loaded {
         host: &dyn PluginHost,
         cache: &Path,
     ) -> Result<Loaded, String> {
-        let (bundle, _) = Bundle::read(path, Some(&version)).map_err(|e| e.to_string())?;
-        let plugins =
-            bundle::load_plugins(&bundle, host, Some(cache)).map_err(|e| e.to_string())?;
-        let columns = bundle.request_columns();
-        let window = bundle
+        let predictor =
+            Predictor::load(path, &version, host, Some(cache)).map_err(|e| match e.help() {
+                Some(h) => format!("{e} ({h})"),
+                None => e.to_string(),
+            })?;
+        let window = predictor
+            .bundle
             .monitor
             .as_ref()
             .and_then(|m| m.window)
@@ -99,11 +100,9 @@ impl Loaded {
             .filter(|w| *w > 0)
             .unwrap_or(DEFAULT_WINDOW);
         Ok(Loaded {
-            name: bundle.name.clone(),
+            name: predictor.bundle.name.clone(),
             version,
-            bundle,
-            plugins,
-            columns,
+            predictor,
             window,
         })
     }

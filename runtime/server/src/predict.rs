@@ -18,15 +18,14 @@ pub(crate) fn predictions(
                 .unwrap_or(Value::Null)
         })
         .collect();
-    let classes = &loaded.bundle.model.classes;
+    let classes = &loaded.predictor.bundle.model.classes;
     if classes.is_empty() {
         return Ok((preds, None));
     }
     let mut cols = vec![];
-    for c in classes {
-        let name = mlp_compiler::plan::names::proba_column(c);
+    for name in &loaded.predictor.probability_columns {
         let s = good
-            .column(&name)
+            .column(name)
             .and_then(|s| s.cast(&DataType::Float64))
             .map_err(internal)?;
         cols.push(s.f64().map_err(internal)?.clone());
@@ -163,7 +162,7 @@ pub(crate) fn predict_group(state: &AppState, jobs: Vec<Job>) {
     };
     let result = gathered
         .map_err(ExecError::polars)
-        .and_then(|df| bundle::predict_frame_features(&loaded.bundle, &loaded.plugins, df));
+        .and_then(|df| loaded.predictor.predict_frame(df));
     match result {
         Ok((good, rejected, features)) => {
             // A request reads `_row` only from its rejected rows.
@@ -261,7 +260,7 @@ pub(crate) async fn predict(
     let loaded = state.loaded();
     let rows = match kind {
         BodyKind::Json => parse_body(body, mlflow)?,
-        BodyKind::Csv => csv_rows(body, &loaded.columns)?,
+        BodyKind::Csv => csv_rows(body, &loaded.predictor.request_columns)?,
     };
     let frame = request_frame(&loaded, &rows)?;
     let (reply, answer) = tokio::sync::oneshot::channel();

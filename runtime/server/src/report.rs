@@ -4,7 +4,8 @@ use super::*;
 
 pub(crate) fn schema_json(loaded: &Loaded) -> Value {
     let cols: Vec<Value> = loaded
-        .columns
+        .predictor
+        .request_columns
         .iter()
         .map(|c| {
             let mut o = json!({ "name": c.name, "type": c.ty.to_string(), "nullable": c.nullable });
@@ -19,17 +20,19 @@ pub(crate) fn schema_json(loaded: &Loaded) -> Value {
     json!({
         "model": loaded.name,
         "version": loaded.version,
-        "target": loaded.bundle.model.target,
-        "task": if loaded.bundle.model.classes.is_empty() { "regression" } else { "classification" },
-        "classes": loaded.bundle.model.classes,
+        "target": loaded.predictor.bundle.model.target,
+        "task": if loaded.predictor.bundle.model.classes.is_empty() { "regression" } else { "classification" },
+        "classes": loaded.predictor.bundle.model.classes,
         // Where each class's probability is: the key in `probabilities`
         // here, the column `mlp predict` writes.
         "probability_columns": loaded
+            .predictor
             .bundle
             .model
             .classes
             .iter()
-            .map(|c| json!({"class": c, "column": mlp_compiler::plan::names::proba_column(c)}))
+            .zip(&loaded.predictor.probability_columns)
+            .map(|(c, column)| json!({"class": c, "column": column}))
             .collect::<Vec<_>>(),
         "columns": cols,
     })
@@ -38,7 +41,7 @@ pub(crate) fn schema_json(loaded: &Loaded) -> Value {
 pub(crate) fn openapi(loaded: &Loaded) -> Value {
     let mut props = Map::new();
     let mut required = vec![];
-    for c in &loaded.columns {
+    for c in &loaded.predictor.request_columns {
         let mut s = match &c.ty {
             Type::Int => json!({"type": "integer", "format": "int64"}),
             Type::Float => json!({"type": "number", "format": "double"}),
@@ -63,10 +66,10 @@ pub(crate) fn openapi(loaded: &Loaded) -> Value {
         props.insert(c.name.clone(), s);
     }
     let row = json!({"type": "object", "properties": props, "required": required});
-    let prediction = if loaded.bundle.model.classes.is_empty() {
+    let prediction = if loaded.predictor.bundle.model.classes.is_empty() {
         json!({"type": "number"})
     } else {
-        json!({"type": "string", "enum": loaded.bundle.model.classes})
+        json!({"type": "string", "enum": loaded.predictor.bundle.model.classes})
     };
     let error = json!({"type": "object", "properties": {"error": {"type": "object", "properties": {
         "kind": {"type": "string"}, "message": {"type": "string"}, "column": {"type": "string"}, "row": {"type": "integer"}}}}});
@@ -157,7 +160,7 @@ pub(crate) fn compute_window_report(
     });
     let rows = frame.as_ref().map_or(0, DataFrame::height);
     let mut drift = frame
-        .and_then(|f| mlp_engine::monitor::drift_report(&loaded.bundle, &f).ok())
+        .and_then(|f| mlp_engine::monitor::drift_report(&loaded.predictor.bundle, &f).ok())
         .unwrap_or_default();
     // A handful of rows drifts by chance: thresholds apply from
     // MIN_WINDOW_ROWS on (the statistics are reported regardless).
@@ -259,7 +262,7 @@ pub(crate) fn monitor_json(state: &AppState) -> Value {
             errors as f64 / m.outcomes.len() as f64
         },
         drift,
-        monitor: loaded.bundle.monitor.clone(),
+        monitor: loaded.predictor.bundle.monitor.clone(),
         rules: vec![],
         breached: false,
     };

@@ -206,7 +206,7 @@ pub(crate) fn request_frame(loaded: &Loaded, rows: &Rows) -> Result<DataFrame, A
     let mut cols: Vec<Column> = vec![];
     // Per row, the first value that rejects the row alone (an unknown level).
     let mut problems: Vec<Option<String>> = vec![None; n];
-    for c in &loaded.columns {
+    for c in &loaded.predictor.request_columns {
         let values = column_values(rows, &c.name, n)?;
         if values.iter().all(Option::is_none) && !c.nullable {
             return Err(ApiError::new(

@@ -1,6 +1,7 @@
 //! The registry's models, `mlp predict`, `mlp monitor` and `mlp serve`.
 
 use super::*;
+use mlp_engine::predictor::Predictor;
 use mlp_store::store::Store;
 
 use mlp_engine::bundle::{self, Bundle};
@@ -285,7 +286,7 @@ pub fn predict(
     input: &Path,
     output: &Path,
 ) -> Result<ExitCode, CliError> {
-    let (b, _) = resolve_bundle(project, spec)?;
+    let p = Predictor::resolve(project, spec, &mlp_plugin_host::Wasmtime)?;
     if !input.is_file() {
         return Err(CliError::Output(format!(
             "`{}` does not exist",
@@ -315,12 +316,6 @@ pub fn predict(
         }
     }
     let exec_err = |e: mlp_engine::exec::ExecError| CliError::Registry(e.to_string(), e.help());
-    let plugins = bundle::load_plugins(
-        &b,
-        &mlp_plugin_host::Wasmtime,
-        Some(&mlp_store::wasm_cache_dir(project)),
-    )
-    .map_err(exec_err)?;
     // Text outputs write dates and datetimes back in their declared formats.
     let text_out = frame_format(output)? != "parquet";
     // The file is predicted in batches, each written as it comes, so memory
@@ -329,15 +324,13 @@ pub fn predict(
     let mut rejected_sink = FrameSink::new(&rej_path)?;
     let (mut predicted, mut rejected_rows) = (0usize, 0usize);
     let mut sink_error: Option<CliError> = None;
-    bundle::predict_file_batches(
-        &b,
-        &plugins,
+    p.predict_file_batches(
         input,
         bundle::predict_batch_rows(),
         &mut |good, rejected, _| {
             let dated = |df| {
                 if text_out {
-                    bundle::dates_as_declared(&b, df)
+                    p.dates_as_declared(df)
                 } else {
                     Ok(df)
                 }
@@ -390,11 +383,6 @@ pub(crate) fn count_rows(n: usize) -> String {
     }
 }
 
-/// A bundle by spec, with its version, verified against it.
-pub fn resolve_bundle(project: &Path, spec: &str) -> Result<(Bundle, String), CliError> {
-    Ok(bundle::resolve(project, spec)?)
-}
-
 /// `mlp monitor NAME[@alias] --data FILE [--json] [--html FILE]`.
 pub fn monitor(
     project: &Path,
@@ -403,7 +391,7 @@ pub fn monitor(
     json: bool,
     html: Option<&Path>,
 ) -> Result<ExitCode, CliError> {
-    let (b, version) = resolve_bundle(project, spec)?;
+    let p = Predictor::resolve(project, spec, &mlp_plugin_host::Wasmtime)?;
     if !data.is_file() {
         return Err(CliError::Output(format!(
             "`{}` does not exist",
@@ -419,14 +407,7 @@ pub fn monitor(
         )));
     }
     let exec_err = |e: mlp_engine::exec::ExecError| CliError::Registry(e.to_string(), e.help());
-    let plugins = bundle::load_plugins(
-        &b,
-        &mlp_plugin_host::Wasmtime,
-        Some(&mlp_store::wasm_cache_dir(project)),
-    )
-    .map_err(exec_err)?;
-    let report =
-        mlp_engine::monitor::file_report(&b, &version, &plugins, data).map_err(exec_err)?;
+    let report = p.monitor_file(data).map_err(exec_err)?;
     if let Some(path) = html {
         let page = crate::render::render_html(&report);
         mlp_store::store::write_atomic(path, page.as_bytes())
