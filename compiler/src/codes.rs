@@ -1,28 +1,144 @@
-//! Every diagnostic code with its documentation (`docs/codes/CODE.md`), for
-//! `mlp explain CODE`. A test fails when a code lacks its doc or fixture.
+//! The one table of diagnostic codes: each code, the error it is reported
+//! for, and its documentation (`docs/codes/CODE.md`). It generates
+//! `CheckError::code`, the parse errors' codes, `mlp explain`'s index
+//! ([`CODES`]) and the docs index (`docs/codes/README.md`, checked by a
+//! test). A test fails when a code lacks its doc or fixture.
+
+use crate::check::CheckError;
+use crate::parse::ParseErrorKind;
 
 macro_rules! codes {
-    ($($code:literal),* $(,)?) => {
+    (
+        parse { $($pcode:literal => $pkind:ident),* $(,)? }
+        check { $($code:literal => $variant:ident),* $(,)? }
+    ) => {
         /// `(code, Markdown doc)` for every code the compiler can report.
         pub const CODES: &[(&str, &str)] = &[
-            $(($code, include_str!(concat!("../../docs/codes/", $code, ".md")))),*
+            $(($pcode, include_str!(concat!("../../docs/codes/", $pcode, ".md"))),)*
+            $(($code, include_str!(concat!("../../docs/codes/", $code, ".md"))),)*
         ];
+
+        /// The code of a check error.
+        pub fn check_code(e: &CheckError) -> &'static str {
+            match e {
+                $(CheckError::$variant { .. } => $code,)*
+            }
+        }
+
+        /// The code of a parse error.
+        pub fn parse_code(k: ParseErrorKind) -> &'static str {
+            match k {
+                $(ParseErrorKind::$pkind => $pcode,)*
+            }
+        }
     };
 }
 
-codes![
-    "E0001", "E0002", "E0003", "E0004", "E0005", "E0007", "E0008", "E0009", "E0010", "E0101",
-    "E0102", "E0103", "E0105", "E0106", "E0201", "E0202", "E0203", "E0204", "E0205", "E0206",
-    "E0207", "E0208", "E0209", "E0210", "E0211", "E0212", "E0301", "E0302", "E0303", "E0304",
-    "E0305", "E0401", "E0402", "E0403", "E0404", "E0405", "E0406", "E0501", "E0502", "E0503",
-    "E0504", "E0505", "E0506", "E0507", "E0601", "E0602", "E0603", "E0604", "E0605", "E0606",
-    "E0607", "E0701", "E0702", "E0703", "E0704", "E0705", "E0706", "E0707", "E0708", "E0709",
-    "E0710", "E0711", "W0712", "E0713", "E0714", "E0715", "E0802", "E0803", "E0804", "E0805",
-    "E0806", "E0807", "E0808", "E0809", "E0810", "E0811", "W0801",
-];
+codes! {
+    parse {
+        "E0001" => Syntax,
+        "E0002" => BadLiteral,
+        "E0010" => TooDeep,
+    }
+    check {
+        "E0003" => DuplicateName,
+        "E0004" => UnknownStage,
+        "E0005" => Cycle,
+        "E0007" => UnknownOption,
+        "E0008" => BadOptionValue,
+        "E0009" => NoDeclarations,
+        "E0101" => UnknownFormat,
+        "E0102" => DuplicateColumn,
+        "E0103" => BadType,
+        "E0105" => EmptySource,
+        "E0106" => BadLevels,
+        "E0201" => UnknownColumn,
+        "E0202" => OperandTypes,
+        "E0203" => UnknownFunction,
+        "E0204" => Arity,
+        "E0205" => ArgumentType,
+        "E0206" => Incompatible,
+        "E0207" => ColumnExists,
+        "E0208" => UnknownLevel,
+        "E0209" => AggregateWithoutOver,
+        "E0210" => NotBoolean,
+        "E0211" => BadOver,
+        "E0212" => DateLiteral,
+        "E0301" => RuleType,
+        "E0302" => BadRegex,
+        "E0303" => RateRange,
+        "E0304" => DuplicateCheck,
+        "E0305" => EmptyRange,
+        "E0401" => NoTrain,
+        "E0402" => RatioSum,
+        "E0403" => SplitConflict,
+        "E0404" => SplitColumnType,
+        "E0405" => PartitionColumnClash,
+        "E0406" => SecondSplit,
+        "E0501" => StepType,
+        "E0502" => FittedBeforeSplit,
+        "E0503" => ImputeValueType,
+        "E0504" => EncodedCollision,
+        "E0505" => UnknownMethod,
+        "E0506" => PartitionColumnEdit,
+        "E0507" => BucketCount,
+        "E0601" => PluginUnavailable,
+        "E0602" => UnknownPluginFunction,
+        "E0603" => PluginArity,
+        "E0604" => PluginArgType,
+        "E0605" => PluginSignatures,
+        "E0606" => PluginAbi,
+        "E0607" => UnknownPlugin,
+        "E0701" => UnknownAlgorithm,
+        "E0702" => UnknownParam,
+        "E0703" => ParamValue,
+        "E0704" => NonNumericInput,
+        "E0705" => NullableInput,
+        "E0706" => TargetAsFeature,
+        "E0707" => Leakage,
+        "E0708" => TaskUnknown,
+        "E0709" => TaskUnsupported,
+        "E0710" => ModelBeforeSplit,
+        "E0711" => SearchWithoutTune,
+        "W0712" => TuneWithoutSearch,
+        "E0713" => ReadsPartition,
+        "E0714" => MissingTarget,
+        "E0715" => NoInputs,
+        "W0801" => UngatedDeploy,
+        "E0802" => MetricTask,
+        "E0803" => ThresholdRange,
+        "E0804" => UnknownPartition,
+        "E0805" => SliceColumn,
+        "E0806" => UnknownMetric,
+        "E0807" => DriftStat,
+        "E0808" => DuplicateDeploy,
+        "E0809" => UnknownAggregate,
+        "E0810" => BadLatency,
+        "E0811" => DerivedTarget,
+    }
+}
 
 /// The documentation of a code (case-insensitive), or `None`.
 pub fn explain(code: &str) -> Option<&'static str> {
     let code = code.trim().to_ascii_uppercase();
     CODES.iter().find(|(c, _)| *c == code).map(|(_, d)| *d)
+}
+
+/// The docs index, `docs/codes/README.md`: every code with its title.
+pub fn docs_index() -> String {
+    let mut out = String::from(
+        "# Diagnostic codes\n\nEvery code `mlp check` reports, with a page on why it is reported and how to fix it (`mlp explain CODE` prints the page). Generated from the table in `compiler/src/codes.rs`.\n\n| code | what |\n|---|---|\n",
+    );
+    let mut codes: Vec<&(&str, &str)> = CODES.iter().collect();
+    codes.sort_by_key(|(c, _)| (c[1..].to_string(), c.to_string()));
+    for (code, doc) in codes {
+        let title = doc
+            .lines()
+            .next()
+            .and_then(|l| l.split_once(": "))
+            .map(|(_, t)| t.trim())
+            .unwrap_or("");
+        out.push_str(&format!("| [{code}]({code}.md) | {title} |\n"));
+    }
+    out
 }

@@ -57,3 +57,19 @@ fn every_doc_example_reports_its_code() {
         );
     }
 }
+
+/// `docs/codes/README.md` is the table's docs index, generated: set
+/// `MLP_UPDATE_DOCS=1` to rewrite it after adding a code.
+#[test]
+fn the_docs_index_is_generated_from_the_table() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/codes/README.md");
+    let want = mlp_compiler::codes::docs_index();
+    if std::env::var_os("MLP_UPDATE_DOCS").is_some() {
+        std::fs::write(&path, &want).unwrap();
+    }
+    let have = std::fs::read_to_string(&path).unwrap_or_default();
+    assert_eq!(
+        have, want,
+        "docs/codes/README.md is out of date: run the tests with MLP_UPDATE_DOCS=1"
+    );
+}

@@ -421,84 +421,9 @@ fn available_help(name: &str, available: &[String], what: &str) -> String {
 
 impl CheckError {
     /// The stable code of this error.
+    /// The error's code, from the one table of codes (`crate::codes`).
     pub fn code(&self) -> &'static str {
-        use CheckError::*;
-        match self {
-            DuplicateName { .. } => "E0003",
-            UnknownStage { .. } => "E0004",
-            Cycle { .. } => "E0005",
-            NoDeclarations { .. } => "E0009",
-            UnknownOption { .. } => "E0007",
-            BadOptionValue { .. } => "E0008",
-            UnknownFormat { .. } => "E0101",
-            DuplicateColumn { .. } => "E0102",
-            BadType { .. } => "E0103",
-            EmptySource { .. } => "E0105",
-            BadLevels { .. } => "E0106",
-            UnknownColumn { .. } => "E0201",
-            OperandTypes { .. } => "E0202",
-            UnknownFunction { .. } => "E0203",
-            Arity { .. } => "E0204",
-            ArgumentType { .. } => "E0205",
-            Incompatible { .. } => "E0206",
-            ColumnExists { .. } => "E0207",
-            UnknownLevel { .. } => "E0208",
-            AggregateWithoutOver { .. } => "E0209",
-            NotBoolean { .. } => "E0210",
-            BadOver { .. } => "E0211",
-            DateLiteral { .. } => "E0212",
-            RuleType { .. } => "E0301",
-            BadRegex { .. } => "E0302",
-            RateRange { .. } => "E0303",
-            DuplicateCheck { .. } => "E0304",
-            EmptyRange { .. } => "E0305",
-            NoTrain { .. } => "E0401",
-            RatioSum { .. } => "E0402",
-            SplitConflict { .. } => "E0403",
-            SplitColumnType { .. } => "E0404",
-            PartitionColumnClash { .. } => "E0405",
-            SecondSplit { .. } => "E0406",
-            StepType { .. } => "E0501",
-            FittedBeforeSplit { .. } => "E0502",
-            ImputeValueType { .. } => "E0503",
-            EncodedCollision { .. } => "E0504",
-            UnknownMethod { .. } => "E0505",
-            PartitionColumnEdit { .. } => "E0506",
-            BucketCount { .. } => "E0507",
-            PluginUnavailable { .. } => "E0601",
-            UnknownPluginFunction { .. } => "E0602",
-            PluginArity { .. } => "E0603",
-            PluginArgType { .. } => "E0604",
-            PluginSignatures { .. } => "E0605",
-            PluginAbi { .. } => "E0606",
-            UnknownPlugin { .. } => "E0607",
-            UnknownAlgorithm { .. } => "E0701",
-            UnknownParam { .. } => "E0702",
-            ParamValue { .. } => "E0703",
-            NonNumericInput { .. } => "E0704",
-            NullableInput { .. } => "E0705",
-            TargetAsFeature { .. } => "E0706",
-            Leakage { .. } => "E0707",
-            TaskUnknown { .. } => "E0708",
-            TaskUnsupported { .. } => "E0709",
-            ModelBeforeSplit { .. } => "E0710",
-            SearchWithoutTune { .. } => "E0711",
-            ReadsPartition { .. } => "E0713",
-            MissingTarget { .. } => "E0714",
-            NoInputs { .. } => "E0715",
-            MetricTask { .. } => "E0802",
-            ThresholdRange { .. } => "E0803",
-            UnknownPartition { .. } => "E0804",
-            SliceColumn { .. } => "E0805",
-            UnknownMetric { .. } => "E0806",
-            DriftStat { .. } => "E0807",
-            DuplicateDeploy { .. } => "E0808",
-            UnknownAggregate { .. } => "E0809",
-            BadLatency { .. } => "E0810",
-            UngatedDeploy { .. } => "W0801",
-            DerivedTarget { .. } => "E0811",
-            TuneWithoutSearch { .. } => "W0712",
-        }
+        crate::codes::check_code(self)
     }
 
     /// The error as a renderable diagnostic.
@@ -1119,17 +1044,17 @@ impl crate::parse::ParseError {
                 } else {
                     format!("expected {}", self.expected.join(" or "))
                 };
-                Diagnostic::error("E0001", format!("syntax error: {}", self.message))
+                Diagnostic::error(crate::codes::parse_code(self.kind), format!("syntax error: {}", self.message))
                     .primary(self.span, label)
                     .help(match &self.suggestion {
                         Some(s) => s.clone(),
                         None => "see `docs/language.md` for the form of each declaration".into(),
                     })
             }
-            ParseErrorKind::BadLiteral => Diagnostic::error("E0002", self.message.clone())
+            ParseErrorKind::BadLiteral => Diagnostic::error(crate::codes::parse_code(self.kind), self.message.clone())
                 .primary(self.span, "invalid literal")
                 .help("integers are 64-bit (up to 9223372036854775807); numbers must be finite"),
-            ParseErrorKind::TooDeep => Diagnostic::error("E0010", self.message.clone())
+            ParseErrorKind::TooDeep => Diagnostic::error(crate::codes::parse_code(self.kind), self.message.clone())
                 .primary(self.span, "too deep from here")
                 .help("split it into several features, each naming a part (`part1 = a + b + c`, then `total = part1 + part2`)"),
         }
