@@ -31,7 +31,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use mlp_compiler::plan::SourceColumn;
 use mlp_compiler::types::Type;
-use mlp_engine::bundle;
+use mlp_engine::bundle::{self, LocateError};
 use mlp_engine::exec::{source, ExecError};
 use mlp_engine::plugins::PluginHost;
 use mlp_engine::predictor::Predictor;
@@ -85,12 +85,8 @@ impl Loaded {
         version: String,
         host: &dyn PluginHost,
         cache: &Path,
-    ) -> Result<Loaded, String> {
-        let predictor =
-            Predictor::load(path, &version, host, Some(cache)).map_err(|e| match e.help() {
-                Some(h) => format!("{e} ({h})"),
-                None => e.to_string(),
-            })?;
+    ) -> Result<Loaded, LocateError> {
+        let predictor = Predictor::load(path, &version, host, Some(cache))?;
         let window = predictor
             .bundle
             .monitor
@@ -374,9 +370,34 @@ async fn shutdown_signal() {
 }
 
 /// Runs the server until SIGTERM or Ctrl-C; in-flight requests finish.
-pub fn serve(opts: ServeOptions) -> Result<(), String> {
+/// Why `mlp serve` could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The bundle cannot be found, read or loaded.
+    #[error(transparent)]
+    Bundle(#[from] LocateError),
+    #[error("cannot listen on {addr}: {reason}")]
+    Listen { addr: String, reason: String },
+    #[error("cannot start {what}: {reason}")]
+    Start { what: &'static str, reason: String },
+}
+
+impl ServeError {
+    pub fn help(&self) -> Option<String> {
+        match self {
+            ServeError::Bundle(e) => e.help(),
+            ServeError::Listen { .. } => Some(
+                "is another server on that port? choose another with --port (0 picks a free one)"
+                    .into(),
+            ),
+            ServeError::Start { .. } => None,
+        }
+    }
+}
+
+pub fn serve(opts: ServeOptions) -> Result<(), ServeError> {
     let cache = mlp_store::wasm_cache_dir(&opts.project);
-    let at = locate(&opts.project, &opts.spec)?;
+    let at = bundle::locate(&opts.project, &opts.spec)?;
     let from_registry = at.from_registry;
     let loaded = Loaded::load(&at.path, at.version, opts.plugin_host.as_ref(), &cache)?;
     let (tx, rx) = std::sync::mpsc::channel::<Job>();
@@ -398,7 +419,10 @@ pub fn serve(opts: ServeOptions) -> Result<(), String> {
         std::thread::Builder::new()
             .name(format!("mlp-predict-{i}"))
             .spawn(move || worker(st, q))
-            .map_err(|e| format!("cannot start a prediction worker: {e}"))?;
+            .map_err(|e| ServeError::Start {
+                what: "a prediction worker",
+                reason: e.to_string(),
+            })?;
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -407,13 +431,22 @@ pub fn serve(opts: ServeOptions) -> Result<(), String> {
         // tiny operation to its thread pool and waiting.
         .on_thread_start(|| polars_async::executor::ALLOW_RAYON_THREADS.set(false))
         .build()
-        .map_err(|e| format!("cannot start the server runtime: {e}"))?;
+        .map_err(|e| ServeError::Start {
+            what: "the server runtime",
+            reason: e.to_string(),
+        })?;
     rt.block_on(async move {
         let addr = format!("{}:{}", opts.host, opts.port);
         let listener = tokio::net::TcpListener::bind(&addr)
             .await
-            .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
-        let local = listener.local_addr().map_err(|e| e.to_string())?;
+            .map_err(|e| ServeError::Listen {
+                addr: addr.clone(),
+                reason: e.to_string(),
+            })?;
+        let local = listener.local_addr().map_err(|e| ServeError::Listen {
+            addr: addr.clone(),
+            reason: e.to_string(),
+        })?;
         {
             let l = state.loaded();
             say(&format!(
@@ -504,6 +537,6 @@ pub fn serve(opts: ServeOptions) -> Result<(), String> {
             _ = tokio::time::sleep(Duration::from_secs(30)) => {}
         }
         say("stopped");
-        Ok::<(), String>(())
+        Ok::<(), ServeError>(())
     })
 }

@@ -449,7 +449,10 @@ pub fn serve(
         max_body,
         header_timeout: std::time::Duration::from_secs(header_timeout_secs),
     })
-    .map_err(|e| CliError::Registry(e, None))?;
+    .map_err(|e| {
+        let help = e.help();
+        CliError::Registry(e.to_string(), help)
+    })?;
     Ok(ExitCode::SUCCESS)
 }
 
