@@ -506,6 +506,14 @@ pub struct PluginDecl {
 pub mod names {
     use std::collections::BTreeSet;
 
+    /// The column a split adds, naming each row's partition.
+    pub const PARTITION: &str = "partition";
+    /// A row's 1-based position in its input (rejected and quarantined rows,
+    /// served requests split back by row).
+    pub const ROW: &str = "_row";
+    /// The rules a rejected or quarantined row failed.
+    pub const FAILED_RULES: &str = "_failed_rules";
+
     /// The one-hot columns of `column`'s levels, in level order:
     /// `{column}_{level}` with every character but ASCII letters and digits
     /// as `_`; a name already taken by an earlier level gets `_2`, `_3`, ...

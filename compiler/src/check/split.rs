@@ -172,7 +172,7 @@ impl<'a> Checker<'a> {
                 self.errors.push(CheckError::RatioSum { span, sum });
                 return None;
             }
-            if frame.get("partition").is_some() {
+            if frame.get(crate::plan::names::PARTITION).is_some() {
                 self.errors
                     .push(CheckError::PartitionColumnClash { span: s.name.span });
                 return None;
@@ -185,7 +185,7 @@ impl<'a> Checker<'a> {
                     stratify: col_value("stratify"),
                     order: col_value("order"),
                 },
-                "partition".to_string(),
+                crate::plan::names::PARTITION.to_string(),
                 Some(partitions.iter().map(|p| p.0.clone()).collect::<Vec<_>>()),
             )
         };

@@ -455,11 +455,11 @@ pub fn predict_file_batches(
         let (good, rejected, features) = predict_frame_features(b, plugins, df)?;
         // Rows as numbered in the file.
         let renumber = |df: DataFrame| -> Result<DataFrame, ExecError> {
-            if offset == 0 || df.column("_row").is_err() {
+            if offset == 0 || df.column(mlp_compiler::plan::names::ROW).is_err() {
                 return Ok(df);
             }
             df.lazy()
-                .with_column(col("_row") + lit(offset as IdxSize))
+                .with_column(col(mlp_compiler::plan::names::ROW) + lit(offset as IdxSize))
                 .collect()
                 .map_err(ExecError::polars)
         };
@@ -472,7 +472,7 @@ pub fn predict_file_batches(
             .chain(rejected.get_column_names().iter())
             .map(|n| n.to_string())
             .collect();
-        taken.push("_failed_rules".into());
+        taken.push(mlp_compiler::plan::names::FAILED_RULES.into());
         let (good, rejected) =
             match source::read_other_columns(&request, input, &shown, &taken, rows)? {
                 None => (good, rejected),
@@ -481,11 +481,14 @@ pub fn predict_file_batches(
                         df.lazy()
                             .join(
                                 others.clone().lazy(),
-                                [col("_row")],
-                                [col("_row")],
+                                [col(mlp_compiler::plan::names::ROW)],
+                                [col(mlp_compiler::plan::names::ROW)],
                                 JoinArgs::new(JoinType::Left),
                             )
-                            .sort(["_row"], SortMultipleOptions::default())
+                            .sort(
+                                [mlp_compiler::plan::names::ROW],
+                                SortMultipleOptions::default(),
+                            )
                             .collect()
                             .map_err(ExecError::polars)
                     };
@@ -600,7 +603,7 @@ fn predict_frame_inner(
         .collect();
     let marked = collect(
         df.lazy()
-            .with_row_index("_row", Some(1))
+            .with_row_index(mlp_compiler::plan::names::ROW, Some(1))
             .with_column(any.fill_null(lit(false)).alias("__bad")),
     )?;
     let bad = marked
@@ -612,7 +615,7 @@ fn predict_frame_inner(
     let (good, rejected) = if bad == 0 {
         let mut none = without_helpers(&marked.head(Some(0)));
         if !reasons.is_empty() {
-            for name in ["_failed_rules", REJECTED_KIND] {
+            for name in [mlp_compiler::plan::names::FAILED_RULES, REJECTED_KIND] {
                 none.with_column(Column::new_empty(name.into(), &DataType::String))
                     .map_err(ExecError::polars)?;
             }
@@ -625,7 +628,7 @@ fn predict_frame_inner(
                 .lazy()
                 .filter(col("__bad"))
                 .with_columns([
-                    concat_str(reasons, "; ", true).alias("_failed_rules"),
+                    concat_str(reasons, "; ", true).alias(mlp_compiler::plan::names::FAILED_RULES),
                     kind.alias(REJECTED_KIND),
                 ])
                 .drop(by_name(helper_columns.clone(), true, false)),
@@ -640,7 +643,9 @@ fn predict_frame_inner(
     // The answer shows what the request carried, not the filled nulls.
     let mut out = good.drop_many(filled.iter().map(String::as_str));
     let rejected = rejected.drop_many(filled.iter().map(String::as_str));
-    let mut df = good.drop("_row").map_err(ExecError::polars)?;
+    let mut df = good
+        .drop(mlp_compiler::plan::names::ROW)
+        .map_err(ExecError::polars)?;
     // The same steps as training, with the stored parameters.
     for st in &b.stages {
         match &st.op {
@@ -733,7 +738,7 @@ fn predict_frame_inner(
         .get_column_names()
         .iter()
         .map(|c| c.to_string())
-        .filter(|c| c != "_failed_rules" && c != REJECTED_KIND)
+        .filter(|c| c != mlp_compiler::plan::names::FAILED_RULES && c != REJECTED_KIND)
         .collect();
     let mut moved = out
         .filter(&drop_mask)
@@ -742,7 +747,7 @@ fn predict_frame_inner(
         .map_err(ExecError::polars)?;
     moved
         .with_column(Column::new(
-            "_failed_rules".into(),
+            mlp_compiler::plan::names::FAILED_RULES.into(),
             bad.iter().map(|(_, why)| why.as_str()).collect::<Vec<_>>(),
         ))
         .map_err(ExecError::polars)?;
@@ -761,7 +766,10 @@ fn predict_frame_inner(
         rejected
             .vstack(&moved)
             .map_err(ExecError::polars)?
-            .sort(["_row"], SortMultipleOptions::default())
+            .sort(
+                [mlp_compiler::plan::names::ROW],
+                SortMultipleOptions::default(),
+            )
             .map_err(ExecError::polars)?
     };
     let out = out.filter(&keep_mask).map_err(ExecError::polars)?;

@@ -101,7 +101,7 @@ pub(crate) fn split_by_row(
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
     };
     let rows: Vec<usize> = df
-        .column("_row")
+        .column(mlp_compiler::plan::names::ROW)
         .and_then(|c| c.cast(&DataType::UInt64))
         .map_err(internal)?
         .u64()
@@ -122,7 +122,7 @@ pub(crate) fn split_by_row(
             continue;
         }
         let renumbered = part
-            .column("_row")
+            .column(mlp_compiler::plan::names::ROW)
             .and_then(|c| c.cast(&DataType::UInt64))
             .map_err(internal)?
             .u64()
@@ -131,7 +131,7 @@ pub(crate) fn split_by_row(
         part.with_column(
             renumbered
                 .into_series()
-                .with_name("_row".into())
+                .with_name(mlp_compiler::plan::names::ROW.into())
                 .into_column(),
         )
         .map_err(internal)?;
@@ -291,9 +291,9 @@ pub(crate) async fn predict(
             .into_iter()
             .map(|r| {
                 json!({
-                    "row": r["_row"],
+                    "row": r[mlp_compiler::plan::names::ROW],
                     "kind": r[bundle::REJECTED_KIND],
-                    "rules": r["_failed_rules"],
+                    "rules": r[mlp_compiler::plan::names::FAILED_RULES],
                 })
             })
             .collect()

@@ -430,12 +430,18 @@ pub fn quarantine_show(
             continue;
         }
         // Why first: the row and the rules it failed, then its values.
-        let mut cols: Vec<String> = vec!["_row".into(), "_failed_rules".into()];
+        let mut cols: Vec<String> = vec![
+            mlp_compiler::plan::names::ROW.into(),
+            mlp_compiler::plan::names::FAILED_RULES.into(),
+        ];
         cols.extend(
             df.get_column_names()
                 .iter()
                 .map(|c| c.to_string())
-                .filter(|c| c != "_row" && c != "_failed_rules"),
+                .filter(|c| {
+                    c != mlp_compiler::plan::names::ROW
+                        && c != mlp_compiler::plan::names::FAILED_RULES
+                }),
         );
         let shown = df
             .select(cols.iter().map(String::as_str))

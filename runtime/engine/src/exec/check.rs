@@ -255,8 +255,10 @@ pub fn run(op: &CheckOp, cx: &Context) -> Result<Output, ExecError> {
             .clone()
             .lazy()
             .filter(col("__failed"))
-            .with_column(concat_str(reasons, "; ", true).alias("_failed_rules"))
-            .rename(["__row"], ["_row"], true)
+            .with_column(
+                concat_str(reasons, "; ", true).alias(mlp_compiler::plan::names::FAILED_RULES),
+            )
+            .rename(["__row"], [mlp_compiler::plan::names::ROW], true)
             .drop(by_name(
                 [
                     "__failed",

@@ -163,7 +163,7 @@ pub fn run(op: &DeployOp, cx: &Context) -> Result<Output, ExecError> {
         .stage
         .partition_column
         .clone()
-        .unwrap_or_else(|| "partition".into());
+        .unwrap_or_else(|| mlp_compiler::plan::names::PARTITION.into());
     let stats = training_stats(&frame, &part, &[part.as_str(), model.target.as_str()])?;
     // Everything below is a function of the deploy stage's key: the files
     // the serving sources read (their hashes are in the source keys), and

@@ -16,7 +16,7 @@ pub fn run(op: &MonitorOp, cx: &Context) -> Result<Output, ExecError> {
         .stage
         .partition_column
         .clone()
-        .unwrap_or_else(|| "partition".into());
+        .unwrap_or_else(|| mlp_compiler::plan::names::PARTITION.into());
     let target = cx
         .plan
         .stages

@@ -554,7 +554,7 @@ pub fn read_other_columns(
         }
         None => 1,
     };
-    lf.with_row_index("_row", Some(first as IdxSize))
+    lf.with_row_index(mlp_compiler::plan::names::ROW, Some(first as IdxSize))
         .collect()
         .map(Some)
         .map_err(|e| read_error(shown, e))
