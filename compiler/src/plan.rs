@@ -11,7 +11,7 @@
 
 use crate::types::{ColumnSchema, Type};
 pub use crate::vocab::{
-    Aggregate, BinaryOp, CmpOp, DriftStat, EncodeMethod, Function, ImputeMethod, Metric,
+    Aggregate, Algorithm, BinaryOp, CmpOp, DriftStat, EncodeMethod, Function, ImputeMethod, Metric,
     ScaleMethod, SearchKind, SliceAggregate, SourceFormat, UnaryOp, UnknownLevel,
 };
 use serde::{Deserialize, Serialize};
@@ -379,7 +379,7 @@ pub enum ParamValue {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelOp {
-    pub algorithm: String,
+    pub algorithm: Algorithm,
     pub task: Task,
     pub target: String,
     /// The classes, when the target's levels are known before the data is read.

@@ -137,6 +137,16 @@ vocabulary! {
 }
 
 vocabulary! {
+    /// A learning algorithm.
+    Algorithm {
+        LinearRegression = "linear_regression", Ridge = "ridge", Lasso = "lasso",
+        ElasticNet = "elastic_net", LogisticRegression = "logistic_regression",
+        DecisionTree = "decision_tree", RandomForest = "random_forest", Adaboost = "adaboost",
+        GaussianNb = "gaussian_nb", Svm = "svm",
+    }
+}
+
+vocabulary! {
     /// A source file format.
     SourceFormat { Csv = "csv", Parquet = "parquet", Json = "json" }
 }
@@ -238,6 +248,15 @@ mod tests {
         assert_eq!(
             words(&catalog::DRIFT_STATS.iter().map(|m| m.0).collect::<Vec<_>>()),
             of(DriftStat::ALL.iter().map(|f| f.as_str()).collect())
+        );
+        assert_eq!(
+            words(
+                &catalog::ALGORITHMS
+                    .iter()
+                    .map(|a| a.name)
+                    .collect::<Vec<_>>()
+            ),
+            of(Algorithm::ALL.iter().map(|f| f.as_str()).collect())
         );
         assert_eq!(
             words(&catalog::FORMATS.iter().map(|m| m.0).collect::<Vec<_>>()),

@@ -350,7 +350,7 @@ impl<'a> Checker<'a> {
             _ => None,
         };
         let op = Op::Model(plan::ModelOp {
-            algorithm: a.name.to_string(),
+            algorithm: plan::Algorithm::parse(a.name)?,
             task: if task == TaskKind::Regression {
                 plan::Task::Regression
             } else {

@@ -172,7 +172,7 @@ fn used(plan: &Plan, u: &mut Used) {
                 }
             }
             Op::Model(m) => {
-                u.algorithms.insert(m.algorithm.clone());
+                u.algorithms.insert(m.algorithm.to_string());
                 if let Some(t) = &m.tune {
                     u.metrics.insert(t.metric.to_string());
                 }

@@ -14,7 +14,7 @@
 
 pub mod cart;
 
-use mlp_compiler::plan::{ModelOp, ParamValue};
+use mlp_compiler::plan::{Algorithm, ModelOp, ParamValue};
 use mlp_ml::fitted::{svm_decision, Fitted, ForestTree, Kernel, ModelFile};
 use ndarray::{Array1, Array2, Axis};
 use serde_json::json;
@@ -89,8 +89,8 @@ pub fn train(
             // Linear least squares: each fold's sufficient statistics once,
             // so a fit on the other folds is a small solve, not a pass over
             // the rows.
-            let stats: Option<Vec<Gram>> = match (&y, op.algorithm.as_str()) {
-                (Target::Values(yv), "ridge" | "linear_regression") => Some(
+            let stats: Option<Vec<Gram>> = match (&y, op.algorithm) {
+                (Target::Values(yv), Algorithm::Ridge | Algorithm::LinearRegression) => Some(
                     held_out
                         .iter()
                         .zip(&te_x)
@@ -110,7 +110,7 @@ pub fn train(
                                     .filter(|(i, _)| *i != fold)
                                     .map(|(_, g)| g),
                             );
-                            let alpha = if op.algorithm == "ridge" {
+                            let alpha = if op.algorithm == Algorithm::Ridge {
                                 param_f64(&combo, "alpha", 1.0)
                             } else {
                                 0.0
@@ -120,7 +120,7 @@ pub fn train(
                         None => {
                             let tr: Vec<usize> = (0..n).filter(|i| fold_of[*i] != fold).collect();
                             fit(
-                                &op.algorithm,
+                                op.algorithm,
                                 &combo,
                                 &x.select(Axis(0), &tr),
                                 &y.select(&tr),
@@ -153,7 +153,7 @@ pub fn train(
             p
         }
     };
-    let fitted = fit(&op.algorithm, &best, x, y)?;
+    let fitted = fit(op.algorithm, &best, x, y)?;
     Ok(Trained {
         model: mk(best.clone(), fitted),
         best,
@@ -249,25 +249,25 @@ fn param_bool(op: &BTreeMap<String, ParamValue>, name: &str, default: bool) -> b
 
 /// Fits one parameter combination.
 fn fit(
-    algorithm: &str,
+    algorithm: Algorithm,
     params: &BTreeMap<String, ParamValue>,
     x: &Array2<f64>,
     y: &Target,
 ) -> Result<Fitted, FitError> {
     match (algorithm, y) {
-        ("linear_regression" | "ridge", Target::Values(y)) => {
-            let alpha = if algorithm == "ridge" {
+        (Algorithm::LinearRegression | Algorithm::Ridge, Target::Values(y)) => {
+            let alpha = if algorithm == Algorithm::Ridge {
                 param_f64(params, "alpha", 1.0)
             } else {
                 0.0
             };
             fit_ridge(x, y, alpha, param_bool(params, "fit_intercept", true))
         }
-        ("lasso" | "elastic_net", Target::Values(y)) => {
+        (Algorithm::Lasso | Algorithm::ElasticNet, Target::Values(y)) => {
             // Coordinate descent with scikit-learn's objective:
             // (1/2n)·||y - Xw||² + alpha·l1_ratio·||w||₁ + alpha·(1-l1_ratio)/2·||w||².
             use linfa::prelude::*;
-            let l1 = if algorithm == "lasso" {
+            let l1 = if algorithm == Algorithm::Lasso {
                 1.0
             } else {
                 param_f64(params, "l1_ratio", 0.5)
@@ -300,7 +300,7 @@ fn fit(
                 weights: w.to_vec(),
             })
         }
-        ("decision_tree", Target::Classes(y, k)) => {
+        (Algorithm::DecisionTree, Target::Classes(y, k)) => {
             use rand::SeedableRng;
             let y: Vec<usize> = y.to_vec();
             let p = tree_params(params, None, None);
@@ -308,7 +308,7 @@ fn fit(
             let nodes = cart::grow(x, &y, &vec![1.0; y.len()], *k, &p, rng);
             Ok(Fitted::Tree { nodes, classes: *k })
         }
-        ("svm", target) => {
+        (Algorithm::Svm, target) => {
             use linfa::prelude::*;
             let c = param_f64(params, "c", 1.0);
             let gamma = param_f64(params, "gamma", 1.0);
@@ -354,7 +354,7 @@ fn fit(
                 ))),
             }
         }
-        ("gaussian_nb", Target::Classes(y, k)) => {
+        (Algorithm::GaussianNb, Target::Classes(y, k)) => {
             // As scikit-learn's GaussianNB: per-class means and (population)
             // variances, each variance plus var_smoothing times the largest
             // column variance. Computed here, not by linfa-bayes, whose
@@ -391,14 +391,14 @@ fn fit(
                 variances,
             })
         }
-        ("random_forest" | "adaboost", Target::Classes(y, k)) => {
+        (Algorithm::RandomForest | Algorithm::Adaboost, Target::Classes(y, k)) => {
             use rand::SeedableRng;
             let seed = param_f64(params, "seed", 42.0) as u64;
             let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
             let y: Vec<usize> = y.to_vec();
             let n_trees = (param_f64(params, "n_estimators", 100.0) as usize).max(1);
             let all: Vec<usize> = (0..x.ncols()).collect();
-            let trees: Vec<ForestTree> = if algorithm == "random_forest" {
+            let trees: Vec<ForestTree> = if algorithm == Algorithm::RandomForest {
                 // As scikit-learn's: a fraction of the columns tried at
                 // each split (at least one).
                 let frac = param_f64(params, "max_features", 1.0);
@@ -432,7 +432,7 @@ fn fit(
             }
             Ok(Fitted::Forest { trees, classes: *k })
         }
-        ("logistic_regression", Target::Classes(y, 2)) => {
+        (Algorithm::LogisticRegression, Target::Classes(y, 2)) => {
             // Binary: the sigmoid model, unpenalised intercept, as
             // scikit-learn's (linfa's alpha is 1/C).
             use linfa::prelude::*;
@@ -461,7 +461,7 @@ fn fit(
                 intercepts,
             })
         }
-        ("logistic_regression", Target::Classes(y, k)) => {
+        (Algorithm::LogisticRegression, Target::Classes(y, k)) => {
             use linfa::prelude::*;
             let lr = LogisticSettings::of(params);
             let ds = linfa::Dataset::new(x.clone(), y.clone());
@@ -490,8 +490,25 @@ fn fit(
                 intercepts,
             })
         }
-        (a, _) => Err(FitError::Unsupported(format!(
-            "`{a}` cannot learn this target"
+        // A classifier given values, or a regressor given classes: the
+        // checker refuses these (E0709); named here so that a new algorithm
+        // does not compile until its arms exist.
+        (
+            Algorithm::LinearRegression
+            | Algorithm::Ridge
+            | Algorithm::Lasso
+            | Algorithm::ElasticNet,
+            Target::Classes(..),
+        )
+        | (
+            Algorithm::LogisticRegression
+            | Algorithm::DecisionTree
+            | Algorithm::RandomForest
+            | Algorithm::Adaboost
+            | Algorithm::GaussianNb,
+            Target::Values(_),
+        ) => Err(FitError::Unsupported(format!(
+            "`{algorithm}` cannot learn this target"
         ))),
     }
 }

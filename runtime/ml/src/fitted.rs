@@ -3,7 +3,7 @@
 //! model: this crate has no training library, so predicting from a bundle
 //! never needs one.
 
-use mlp_compiler::plan::{ParamValue, Task};
+use mlp_compiler::plan::{Algorithm, ParamValue, Task};
 use ndarray::{Array1, Array2};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -174,7 +174,7 @@ pub enum TreeNode {
 /// What `model.json` holds.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ModelFile {
-    pub algorithm: String,
+    pub algorithm: Algorithm,
     pub task: Task,
     pub target: String,
     /// The input columns, groups expanded, in the order of the weights.
@@ -276,7 +276,7 @@ impl ModelFile {
                     Prediction::Values(Array1::from(d))
                 }
             }
-            Fitted::Forest { trees, classes } if self.algorithm == "adaboost" => {
+            Fitted::Forest { trees, classes } if self.algorithm == Algorithm::Adaboost => {
                 // scikit-learn's SAMME: each tree adds its weight to the
                 // class it predicts and takes w/(K-1) from the others; the
                 // scores, over the total weight and over K-1, go through a

@@ -247,7 +247,7 @@ pub fn run(op: &ModelOp, cx: &Context) -> Result<Output, ExecError> {
     })?;
     let y = target(&train, op, &classes)?;
     let base = ModelFile {
-        algorithm: op.algorithm.clone(),
+        algorithm: op.algorithm,
         task: op.task.clone(),
         target: op.target.clone(),
         features: features.clone(),
