@@ -286,7 +286,9 @@ pub fn predict(
     input: &Path,
     output: &Path,
 ) -> Result<ExitCode, CliError> {
-    let p = Predictor::resolve(project, spec, &mlp_plugin_host::Wasmtime)?;
+    // The model is found first (an unknown name is the first thing to say),
+    // the input checked, and only then are the bundle's plugins compiled.
+    let at = bundle::locate(project, spec)?;
     if !input.is_file() {
         return Err(CliError::Output(format!(
             "`{}` does not exist",
@@ -315,6 +317,12 @@ pub fn predict(
             )));
         }
     }
+    let p = Predictor::load(
+        &at.path,
+        &at.version,
+        &mlp_plugin_host::Wasmtime,
+        Some(&mlp_store::wasm_cache_dir(project)),
+    )?;
     let exec_err = |e: mlp_engine::exec::ExecError| CliError::Registry(e.to_string(), e.help());
     // Text outputs write dates and datetimes back in their declared formats.
     let text_out = frame_format(output)? != "parquet";
@@ -391,7 +399,7 @@ pub fn monitor(
     json: bool,
     html: Option<&Path>,
 ) -> Result<ExitCode, CliError> {
-    let p = Predictor::resolve(project, spec, &mlp_plugin_host::Wasmtime)?;
+    let at = bundle::locate(project, spec)?;
     if !data.is_file() {
         return Err(CliError::Output(format!(
             "`{}` does not exist",
@@ -406,6 +414,12 @@ pub fn monitor(
             h.join("report.html").display()
         )));
     }
+    let p = Predictor::load(
+        &at.path,
+        &at.version,
+        &mlp_plugin_host::Wasmtime,
+        Some(&mlp_store::wasm_cache_dir(project)),
+    )?;
     let exec_err = |e: mlp_engine::exec::ExecError| CliError::Registry(e.to_string(), e.help());
     let report = p.monitor_file(data).map_err(exec_err)?;
     if let Some(path) = html {
