@@ -1,6 +1,7 @@
 //! Renders reports for a terminal and as HTML pages: what the engine
 //! computes, shown.
 
+use mlp_engine::exec::{FailureReport, GateResult};
 use mlp_engine::monitor::{Histogram, MonitorReport};
 
 /// Renders a report as a terminal table.
@@ -233,4 +234,83 @@ tr.drift td {{ background: #fde8e1; font-weight: 600; }}
         },
         rows_html = rows,
     )
+}
+
+/// The check report as a table: each rule, failing rows, and the first
+/// failing rows (row numbers and the values of the rule's columns).
+pub fn check_table(doc: &serde_json::Value) -> String {
+    let mut t = comfy_table::Table::new();
+    t.load_preset(comfy_table::presets::NOTHING);
+    t.set_header(["rule", "failing rows", "result", "first failing rows"]);
+    for r in doc["rules"].as_array().into_iter().flatten() {
+        let failing = r["failing_rows"].as_u64().unwrap_or(0);
+        let result = match (failing, r["warn"].as_bool().unwrap_or(false)) {
+            (0, _) => "pass",
+            (_, true) => "warn",
+            _ => "FAIL",
+        };
+        let examples: Vec<String> = r["examples"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .take(3)
+            .map(|e| e.to_string())
+            .collect();
+        let count = match r["value"].as_f64() {
+            Some(v) if r["row_level"] == false => {
+                format!("- (value {})", (v * 1e4).round() / 1e4)
+            }
+            _ => failing.to_string(),
+        };
+        t.add_row([
+            r["rule"].as_str().unwrap_or("").to_string(),
+            count,
+            result.to_string(),
+            examples.join(" "),
+        ]);
+    }
+    t.to_string()
+}
+
+/// The gates of an evaluation as a table: each gate, its value, pass or
+/// fail (empty without gates).
+pub fn gate_table(gates: &[GateResult]) -> String {
+    if gates.is_empty() {
+        return String::new();
+    }
+    let mut t = comfy_table::Table::new();
+    t.load_preset(comfy_table::presets::NOTHING);
+    t.set_header(["gate", "value", "result"]);
+    for g in gates {
+        t.add_row([
+            g.gate.clone(),
+            g.value
+                .map(|v| format!("{v:.4}"))
+                .unwrap_or_else(|| "undefined".into()),
+            if g.passed { "pass" } else { "FAIL" }.to_string(),
+        ]);
+    }
+    t.to_string()
+}
+
+/// The gates an evaluate stage's report holds: the overall gates, then each
+/// slice's.
+pub fn report_gates(details: &serde_json::Value) -> Vec<GateResult> {
+    let report = &details["report"];
+    let parse = |v: &serde_json::Value| -> Vec<GateResult> {
+        serde_json::from_value(v.clone()).unwrap_or_default()
+    };
+    let mut out = parse(&report["gates"]);
+    for s in report["slices"].as_array().into_iter().flatten() {
+        out.extend(parse(&s["gates"]));
+    }
+    out
+}
+
+/// The table of a failed stage's report.
+pub fn failure_table(f: &FailureReport) -> String {
+    match f {
+        FailureReport::Checks { report } => check_table(report),
+        FailureReport::Gates { gates } => gate_table(gates),
+    }
 }

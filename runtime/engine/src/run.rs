@@ -438,6 +438,9 @@ pub struct StageResult {
     pub notes: Vec<String>,
     pub error: Option<String>,
     pub help: Option<String>,
+    /// A failed stage's report (failed checks, failed gates), as data.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failure: Option<Box<crate::exec::FailureReport>>,
 }
 
 impl StageResult {
@@ -454,6 +457,7 @@ impl StageResult {
             notes: vec![],
             error: None,
             help: None,
+            failure: None,
         }
     }
 }
@@ -831,6 +835,7 @@ pub fn run_plan(
                             };
                             let _ = tx.send(Event::Computed(StageResult {
                                 blocked_by_input: false,
+                                failure: None,
                                 id: st.id.clone(),
                                 status: StageStatus::Ran,
                                 rows,
@@ -854,6 +859,7 @@ pub fn run_plan(
                                 blocked_by_input: false,
                                 seconds: t.elapsed().as_secs_f64(),
                                 help: e.help(),
+                                failure: e.report().map(Box::new),
                                 error: Some(e.to_string()),
                                 ..StageResult::new(&st.id, StageStatus::Failed)
                             }));

@@ -173,6 +173,11 @@ pub(crate) fn run_once(path: &Path, opts: &RunOptions, color: Color) -> Result<E
             };
             let mut lines = vec![line];
             lines.extend(r.notes.iter().map(|n| format!("          {n}")));
+            // An evaluation's gates, as a table under its metrics.
+            if let Some(d) = &r.details {
+                let table = crate::render::gate_table(&crate::render::report_gates(d));
+                lines.extend(table.lines().map(|l| format!("          {l}")));
+            }
             for l in lines {
                 if interactive {
                     let _ = bars.println(l);
@@ -228,6 +233,9 @@ pub(crate) fn run_once(path: &Path, opts: &RunOptions, color: Color) -> Result<E
                 f.id,
                 f.error.clone().unwrap_or_default()
             );
+            if let Some(report) = &f.failure {
+                eprintln!("{}", crate::render::failure_table(report));
+            }
             if let Some(h) = &f.help {
                 eprintln!("  help: {h}");
             }

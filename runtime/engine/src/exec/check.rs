@@ -333,48 +333,13 @@ pub fn run(op: &CheckOp, cx: &Context) -> Result<Output, ExecError> {
     if !stop.is_empty() {
         return Err(ExecError::ChecksFailed {
             stage: cx.stage.name.clone(),
-            summary: format!("{}\n{}", stop.join("; "), report_table(&doc)),
+            summary: stop.join("; "),
+            report: Box::new(doc),
         });
     }
     out.json.push(("report".into(), doc));
     out.frame = Some(frame);
     Ok(out)
-}
-
-/// The check report as a table: each rule, failing rows, and the first
-/// failing rows (row numbers and the values of the rule's columns).
-fn report_table(doc: &serde_json::Value) -> String {
-    let mut t = comfy_table::Table::new();
-    t.load_preset(comfy_table::presets::NOTHING);
-    t.set_header(["rule", "failing rows", "result", "first failing rows"]);
-    for r in doc["rules"].as_array().into_iter().flatten() {
-        let failing = r["failing_rows"].as_u64().unwrap_or(0);
-        let result = match (failing, r["warn"].as_bool().unwrap_or(false)) {
-            (0, _) => "pass",
-            (_, true) => "warn",
-            _ => "FAIL",
-        };
-        let examples: Vec<String> = r["examples"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .take(3)
-            .map(|e| e.to_string())
-            .collect();
-        let count = match r["value"].as_f64() {
-            Some(v) if r["row_level"] == false => {
-                format!("- (value {})", (v * 1e4).round() / 1e4)
-            }
-            _ => failing.to_string(),
-        };
-        t.add_row([
-            r["rule"].as_str().unwrap_or("").to_string(),
-            count,
-            result.to_string(),
-            examples.join(" "),
-        ]);
-    }
-    t.to_string()
 }
 
 struct RuleResult {

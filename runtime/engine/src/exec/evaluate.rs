@@ -299,41 +299,22 @@ pub fn run(op: &EvaluateOp, cx: &Context) -> Result<Output, ExecError> {
             .collect::<Vec<_>>()
             .join(", "),
     );
-    let table = gate_table(&rows_for_table);
-    if !table.is_empty() {
-        out.notes.extend(table.lines().map(str::to_string));
-    }
     if !failed.is_empty() {
         return Err(ExecError::GatesFailed {
             model: op.model.clone(),
             summary: failed.join("; "),
-            report: table,
+            gates: rows_for_table
+                .into_iter()
+                .map(|(gate, v, passed)| super::GateResult {
+                    gate,
+                    value: (!v.is_nan()).then_some(v),
+                    passed,
+                })
+                .collect(),
         });
     }
     out.json.push(("report".into(), report));
     Ok(out)
-}
-
-/// The gate report as a table: each gate, its value, pass or fail.
-fn gate_table(rows: &[(String, f64, bool)]) -> String {
-    if rows.is_empty() {
-        return String::new();
-    }
-    let mut t = comfy_table::Table::new();
-    t.load_preset(comfy_table::presets::NOTHING);
-    t.set_header(["gate", "value", "result"]);
-    for (gate, v, ok) in rows {
-        t.add_row([
-            gate.clone(),
-            fmt(*v),
-            if *ok {
-                "pass".into()
-            } else {
-                "FAIL".to_string()
-            },
-        ]);
-    }
-    t.to_string()
 }
 
 /// A metric as the console shows it: four decimals for every metric, so

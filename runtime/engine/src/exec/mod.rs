@@ -80,12 +80,18 @@ pub enum ExecError {
     #[error("`{file}` changed while it was being read")]
     ChangedDuringRun { file: String },
     #[error("checks on `{stage}` failed: {summary}")]
-    ChecksFailed { stage: String, summary: String },
-    #[error("model `{model}` failed its gates: {summary}\n{report}")]
+    ChecksFailed {
+        stage: String,
+        summary: String,
+        /// The check report: every rule, its failing rows and examples.
+        report: Box<serde_json::Value>,
+    },
+    #[error("model `{model}` failed its gates: {summary}")]
     GatesFailed {
         model: String,
         summary: String,
-        report: String,
+        /// Every gate with its value and verdict.
+        gates: Vec<GateResult>,
     },
     #[error("{0}")]
     Plugin(crate::plugins::PluginFailure),
@@ -107,9 +113,41 @@ impl From<mlp_fit::FitError> for ExecError {
     }
 }
 
+/// One gate's verdict: the gate as written, its value (none when
+/// undefined) and whether it passed.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct GateResult {
+    pub gate: String,
+    pub value: Option<f64>,
+    pub passed: bool,
+}
+
+/// The report a failed stage leaves for the user (rendered by the binary).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum FailureReport {
+    /// The check report of a stage whose checks failed.
+    Checks { report: serde_json::Value },
+    /// The gates of a model that failed them.
+    Gates { gates: Vec<GateResult> },
+}
+
 impl ExecError {
     pub fn polars(e: PolarsError) -> ExecError {
         ExecError::Data(e.to_string())
+    }
+
+    /// The report to show beside the message, for a failure that has one.
+    pub fn report(&self) -> Option<FailureReport> {
+        match self {
+            ExecError::ChecksFailed { report, .. } => Some(FailureReport::Checks {
+                report: (**report).clone(),
+            }),
+            ExecError::GatesFailed { gates, .. } => Some(FailureReport::Gates {
+                gates: gates.clone(),
+            }),
+            _ => None,
+        }
     }
     pub fn help(&self) -> Option<String> {
         match self {
