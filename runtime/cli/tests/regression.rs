@@ -5,38 +5,19 @@
 
 mod common;
 
-use common::{cached_frame, deployed_project, mlp, text, DEPLOYED};
+use common::{
+    cached_frame, deployed_project, empty_project as project, mlp, mlp_within, production_bundle,
+    run_ok, text, DEPLOYED,
+};
 use mlp_engine::bundle::Bundle;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-
-fn project(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("mlp-regression-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-/// The bundle `NAME@production` points at, as JSON.
-fn production_bundle(dir: &Path, name: &str) -> Value {
-    let reg = mlp_store::registry::Registry::open(&dir.join(".mlp"));
-    let (n, version) = reg.resolve(name).unwrap();
-    let bytes = std::fs::read(reg.bundle_path(&n, &version)).unwrap();
-    serde_json::from_slice(&bytes).unwrap()
-}
 
 /// `mlp run` that fails (exit 1); its output.
 fn run_fails(dir: &Path) -> String {
     let o = mlp(dir, &["run", "."]);
     let t = text(&o);
     assert_eq!(o.status.code(), Some(1), "{t}");
-    t
-}
-
-fn run_ok(dir: &Path) -> String {
-    let o = mlp(dir, &["run", "."]);
-    let t = text(&o);
-    assert!(o.status.success(), "{t}");
     t
 }
 
@@ -1049,18 +1030,6 @@ fn ndjson_reads_like_csv_and_says_where_it_breaks() {
         t.contains("d.ndjson, line 2: column 16: not JSON: expected value"),
         "{t}"
     );
-}
-
-/// Runs mlp under `timeout`, so a hang fails the test instead of stalling it.
-fn mlp_within(dir: &Path, secs: u32, args: &[&str]) -> std::process::Output {
-    std::process::Command::new("timeout")
-        .arg(secs.to_string())
-        .arg(env!("CARGO_BIN_EXE_mlp"))
-        .args(args)
-        .current_dir(dir)
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap()
 }
 
 #[test]

@@ -5,42 +5,11 @@
 
 mod common;
 
-use common::{cached_frame, deployed_project, mlp, text, DEPLOYED};
+use common::{
+    cached_frame, deployed_project, empty_project as project, mlp, mlp_within, production_bundle,
+    run_ok, text, DEPLOYED,
+};
 use serde_json::Value;
-use std::path::{Path, PathBuf};
-
-fn project(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("mlp-regression2-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-/// The bundle `NAME@production` points at, as JSON.
-fn production_bundle(dir: &Path, name: &str) -> Value {
-    let reg = mlp_store::registry::Registry::open(&dir.join(".mlp"));
-    let (n, version) = reg.resolve(name).unwrap();
-    let bytes = std::fs::read(reg.bundle_path(&n, &version)).unwrap();
-    serde_json::from_slice(&bytes).unwrap()
-}
-
-fn run_ok(dir: &Path) -> String {
-    let o = mlp(dir, &["run", "."]);
-    let t = text(&o);
-    assert!(o.status.success(), "{t}");
-    t
-}
-
-fn mlp_within(dir: &Path, secs: u32, args: &[&str]) -> std::process::Output {
-    std::process::Command::new("timeout")
-        .arg(secs.to_string())
-        .arg(env!("CARGO_BIN_EXE_mlp"))
-        .args(args)
-        .current_dir(dir)
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap()
-}
 
 /// A bundle of another format, or written with a newer plan, is refused
 /// naming both versions (not as a field it lacks); a cache made by another
@@ -53,40 +22,30 @@ fn versions_are_checked_on_load_and_named() {
     let data = dir.join("houses.csv");
     let data = data.to_str().unwrap();
     let future = dir.join("future.json");
-    b["format"] = 2.into();
-    b.as_object_mut().unwrap().remove("model");
-    std::fs::write(&future, serde_json::to_vec(&b).unwrap()).unwrap();
     let out = dir.join("out.csv");
-    let o = mlp(
-        &dir,
-        &[
+    // `mlp predict` with `b` as a bundle file: it must fail; its output.
+    let refused = |b: &Value| {
+        std::fs::write(&future, serde_json::to_vec(b).unwrap()).unwrap();
+        let args = [
             "predict",
             future.to_str().unwrap(),
             "--input",
             data,
             "--output",
             out.to_str().unwrap(),
-        ],
-    );
-    let t = text(&o);
-    assert!(!o.status.success(), "{t}");
+        ];
+        let o = mlp(&dir, &args);
+        let t = text(&o);
+        assert!(!o.status.success(), "{t}");
+        t
+    };
+    b["format"] = 2.into();
+    b.as_object_mut().unwrap().remove("model");
+    let t = refused(&b);
     assert!(t.contains("format 2") && t.contains("format 1"), "{t}");
     b["format"] = 1.into();
     b["plan_version"] = 99.into();
-    std::fs::write(&future, serde_json::to_vec(&b).unwrap()).unwrap();
-    let o = mlp(
-        &dir,
-        &[
-            "predict",
-            future.to_str().unwrap(),
-            "--input",
-            data,
-            "--output",
-            out.to_str().unwrap(),
-        ],
-    );
-    let t = text(&o);
-    assert!(!o.status.success(), "{t}");
+    let t = refused(&b);
     let ours = format!("({})", mlp_compiler::plan::PLAN_VERSION);
     assert!(t.contains("plan version 99") && t.contains(&ours), "{t}");
     // Outputs of another engine (whose keys this one never computes) and

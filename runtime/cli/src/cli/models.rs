@@ -279,15 +279,15 @@ pub(crate) fn same_file(a: &Path, b: &Path) -> bool {
     }
 }
 
-/// `mlp predict NAME[@alias|@version] --input FILE --output FILE`.
-pub fn predict(
+/// The bundle of `spec`, for a command reading `input`: the model is found
+/// first (an unknown name is the first thing to say), then the input is
+/// checked (it exists, in a format mlp reads), all before the bundle's
+/// plugins are compiled (`load_predictor`).
+fn locate_for(
     project: &Path,
     spec: &str,
     input: &Path,
-    output: &Path,
-) -> Result<ExitCode, CliError> {
-    // The model is found first (an unknown name is the first thing to say),
-    // the input checked, and only then are the bundle's plugins compiled.
+) -> Result<bundle::BundleLocation, CliError> {
     let at = bundle::locate(project, spec)?;
     if !input.is_file() {
         return Err(CliError::Output(format!(
@@ -295,8 +295,30 @@ pub fn predict(
             input.display()
         )));
     }
-    // Both formats, and the output's folder, are checked before any work.
     frame_format(input)?;
+    Ok(at)
+}
+
+/// The located bundle, loaded with its plugins compiled (modules cached in
+/// the project's `.mlp/wasm`).
+fn load_predictor(project: &Path, at: &bundle::BundleLocation) -> Result<Predictor, CliError> {
+    Ok(Predictor::load(
+        &at.path,
+        &at.version,
+        &mlp_plugin_host::Wasmtime,
+        Some(&mlp_store::wasm_cache_dir(project)),
+    )?)
+}
+
+/// `mlp predict NAME[@alias|@version] --input FILE --output FILE`.
+pub fn predict(
+    project: &Path,
+    spec: &str,
+    input: &Path,
+    output: &Path,
+) -> Result<ExitCode, CliError> {
+    let at = locate_for(project, spec, input)?;
+    // The output's format and folder are checked before any work.
     FrameSink::new(output)?;
     let stem = output
         .file_stem()
@@ -317,12 +339,7 @@ pub fn predict(
             )));
         }
     }
-    let p = Predictor::load(
-        &at.path,
-        &at.version,
-        &mlp_plugin_host::Wasmtime,
-        Some(&mlp_store::wasm_cache_dir(project)),
-    )?;
+    let p = load_predictor(project, &at)?;
     let exec_err = |e: mlp_engine::exec::ExecError| CliError::Registry(e.to_string(), e.help());
     // Text outputs write dates and datetimes back in their declared formats.
     let text_out = frame_format(output)? != "parquet";
@@ -399,14 +416,7 @@ pub fn monitor(
     json: bool,
     html: Option<&Path>,
 ) -> Result<ExitCode, CliError> {
-    let at = bundle::locate(project, spec)?;
-    if !data.is_file() {
-        return Err(CliError::Output(format!(
-            "`{}` does not exist",
-            data.display()
-        )));
-    }
-    frame_format(data)?;
+    let at = locate_for(project, spec, data)?;
     if let Some(h) = html.filter(|h| h.is_dir()) {
         return Err(CliError::Output(format!(
             "--html `{}` is a folder; give the report a file name, such as `{}`",
@@ -414,12 +424,7 @@ pub fn monitor(
             h.join("report.html").display()
         )));
     }
-    let p = Predictor::load(
-        &at.path,
-        &at.version,
-        &mlp_plugin_host::Wasmtime,
-        Some(&mlp_store::wasm_cache_dir(project)),
-    )?;
+    let p = load_predictor(project, &at)?;
     let exec_err = |e: mlp_engine::exec::ExecError| CliError::Registry(e.to_string(), e.help());
     let report = p.monitor_file(data).map_err(exec_err)?;
     if let Some(path) = html {

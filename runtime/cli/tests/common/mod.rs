@@ -252,3 +252,39 @@ pub fn get(url: &str) -> (u16, String) {
     let mut r = agent.get(url).call().unwrap();
     (r.status().as_u16(), r.body_mut().read_to_string().unwrap())
 }
+
+/// An empty project folder for a test, named after it (emptied first).
+pub fn empty_project(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("mlp-project-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// The bundle `NAME@production` points at, as JSON.
+pub fn production_bundle(dir: &Path, name: &str) -> serde_json::Value {
+    let reg = mlp_store::registry::Registry::open(&dir.join(".mlp"));
+    let (n, version) = reg.resolve(name).unwrap();
+    let bytes = std::fs::read(reg.bundle_path(&n, &version)).unwrap();
+    serde_json::from_slice(&bytes).unwrap()
+}
+
+/// `mlp run .` that succeeds; its output.
+pub fn run_ok(dir: &Path) -> String {
+    let o = mlp(dir, &["run", "."]);
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    t
+}
+
+/// `mlp ARGS` in `dir`, killed after `secs` seconds.
+pub fn mlp_within(dir: &Path, secs: u32, args: &[&str]) -> Output {
+    Command::new("timeout")
+        .arg(secs.to_string())
+        .arg(env!("CARGO_BIN_EXE_mlp"))
+        .args(args)
+        .current_dir(dir)
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap()
+}
