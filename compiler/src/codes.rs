@@ -124,14 +124,20 @@ pub fn explain(code: &str) -> Option<&'static str> {
     CODES.iter().find(|(c, _)| *c == code).map(|(_, d)| *d)
 }
 
+/// Every `(code, doc)` in code order (E0001, E0002, E0003, ... E0010, ...,
+/// W0712 beside E0712).
+pub fn in_order() -> Vec<(&'static str, &'static str)> {
+    let mut codes = CODES.to_vec();
+    codes.sort_by_key(|(c, _)| (c[1..].to_string(), c.to_string()));
+    codes
+}
+
 /// The docs index, `docs/codes/README.md`: every code with its title.
 pub fn docs_index() -> String {
     let mut out = String::from(
         "# Diagnostic codes\n\nEvery code `mlp check` reports, with a page on why it is reported and how to fix it (`mlp explain CODE` prints the page). Generated from the table in `compiler/src/codes.rs`.\n\n| code | what |\n|---|---|\n",
     );
-    let mut codes: Vec<&(&str, &str)> = CODES.iter().collect();
-    codes.sort_by_key(|(c, _)| (c[1..].to_string(), c.to_string()));
-    for (code, doc) in codes {
+    for (code, doc) in in_order() {
         let title = doc
             .lines()
             .next()

@@ -59,7 +59,7 @@ impl CliError {
             CliError::Registry(_, help) => help.clone(),
             CliError::UnknownCode(_) => Some(format!(
                 "codes look like E0201; known codes: {}",
-                codes::CODES
+                codes::in_order()
                     .iter()
                     .map(|(c, _)| *c)
                     .collect::<Vec<_>>()

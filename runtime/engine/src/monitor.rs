@@ -518,7 +518,10 @@ impl ServingReport {
                     value,
                     breached: !ok,
                     note: (!judged).then(|| {
-                        format!("not judged: {requests} requests, the rule needs {needed}")
+                        format!(
+                            "not judged: {}, the rule needs {needed}",
+                            requests_text(requests)
+                        )
                     }),
                 });
             }
@@ -531,12 +534,24 @@ impl ServingReport {
                     value: Some(v),
                     breached: !ok,
                     note: (!judged).then(|| {
-                        format!("not judged: {requests} requests, the rule needs {MIN_ROWS}")
+                        format!(
+                            "not judged: {}, the rule needs {MIN_ROWS}",
+                            requests_text(requests)
+                        )
                     }),
                 });
             }
         }
         self.breached = rules.iter().any(|r| r.breached) || self.drift.iter().any(|c| c.drifting);
         self.rules = rules;
+    }
+}
+
+/// "1 request", "2 requests".
+pub fn requests_text(n: usize) -> String {
+    if n == 1 {
+        "1 request".into()
+    } else {
+        format!("{n} requests")
     }
 }

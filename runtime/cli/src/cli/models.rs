@@ -512,11 +512,11 @@ pub fn monitor_server(url: &str, json: bool, timeout_secs: u64) -> Result<ExitCo
         );
     } else {
         println!(
-            "server {url}: model {} version {}, {} requests, window of {} rows",
+            "server {url}: model {} version {}, {}, window of {}",
             body.model,
             &body.version[..body.version.len().min(12)],
-            body.requests,
-            body.window_rows,
+            mlp_engine::monitor::requests_text(body.requests),
+            count_rows(body.window_rows),
         );
         let ms = |k: &str| {
             body.latency_ms
