@@ -59,6 +59,8 @@ pub enum DeclKind {
     Split(Split),
     Transform(Transform),
     Features(Features),
+    Join(Join),
+    History(History),
     Plugin(Plugin),
     Model(Model),
     Evaluate(Evaluate),
@@ -246,6 +248,40 @@ pub struct Features {
 pub struct Feature {
     pub name: Ident,
     pub expr: Expr,
+}
+
+// ---------------------------------------------------------------- join / history
+
+/// `join NAME = LEFT with RIGHT on KEYS [{ how = left | inner }]`
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Join {
+    pub name: Ident,
+    pub left: Ident,
+    pub right: Ident,
+    pub keys: Vec<Ident>,
+    pub options: Vec<Opt>,
+}
+
+/// `history NAME = LEFT with EVENTS on KEYS at T by TE { COL = AGG(EXPR) [within D] ... }`
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct History {
+    pub name: Ident,
+    pub left: Ident,
+    pub events: Ident,
+    pub keys: Vec<Ident>,
+    pub at: Ident,
+    pub by: Ident,
+    pub items: Vec<HistoryItem>,
+}
+
+/// `COL = AGG(EXPR) [within DURATION]`
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HistoryItem {
+    pub name: Ident,
+    pub expr: Expr,
+    /// The window as written (`30d`) and where.
+    pub within: Option<(Lit, Span)>,
+    pub span: Span,
 }
 
 // ---------------------------------------------------------------- plugin

@@ -515,5 +515,20 @@ pub const FUNCTIONS: &[(&str, usize, usize)] = &[
     ("ends_with", 2, 2),
 ];
 
+/// Aggregates of a `history` block (`days_since` takes `max(TE)`).
+pub const HISTORY_AGGREGATES: &[&str] = &[
+    "count",
+    "sum",
+    "mean",
+    "min",
+    "max",
+    "std",
+    "last",
+    "days_since",
+];
+
+/// Options of a `join`.
+pub const JOIN_OPTIONS: &[&str] = &["how"];
+
 /// Aggregates usable as `AGG(COL) over KEYS`.
 pub const AGGREGATES: &[&str] = &["mean", "median", "sum", "count", "min", "max", "std"];

@@ -9,11 +9,13 @@
 mod declare;
 mod deploy;
 mod error;
+mod error_tables;
 mod expr;
 mod model;
 mod rules;
 mod source;
 mod split;
+mod tables;
 mod transform;
 
 pub use error::CheckError;
@@ -50,6 +52,8 @@ pub fn check(
         models: BTreeMap::new(),
         lineage_uses: vec![],
         defined_later: (BTreeMap::new(), 0),
+        event_tables: BTreeMap::new(),
+        right_upstream: BTreeMap::new(),
     };
     c.run(files);
     (c.program, c.errors)
@@ -101,6 +105,11 @@ pub(crate) struct Checker<'a> {
     /// further down"). Built once per block, so a block checks in linear
     /// time.
     defined_later: (BTreeMap<String, usize>, usize),
+    /// Stages whose rows are events a `history` reads (its EVENTS side and
+    /// everything upstream of it), with that history's name.
+    event_tables: BTreeMap<String, String>,
+    /// For each join: its right side and every stage upstream of it.
+    right_upstream: BTreeMap<String, BTreeSet<String>>,
 }
 
 /// A declaration that produces a named stage.
@@ -110,17 +119,22 @@ enum Named<'a> {
     Split(&'a ast::Split),
     Transform(&'a ast::Transform),
     Features(&'a ast::Features),
+    Join(&'a ast::Join),
+    History(&'a ast::History),
     Model(&'a ast::Model),
 }
 
 impl<'a> Named<'a> {
-    fn input(&self) -> Option<&'a Ident> {
+    /// The stages it reads, the main (LEFT) one first.
+    fn inputs(&self) -> Vec<&'a Ident> {
         match self {
-            Named::Source(_) => None,
-            Named::Split(s) => Some(&s.input),
-            Named::Transform(t) => Some(&t.input),
-            Named::Features(f) => Some(&f.input),
-            Named::Model(m) => Some(&m.input),
+            Named::Source(_) => vec![],
+            Named::Split(s) => vec![&s.input],
+            Named::Transform(t) => vec![&t.input],
+            Named::Features(f) => vec![&f.input],
+            Named::Join(j) => vec![&j.left, &j.right],
+            Named::History(h) => vec![&h.left, &h.events],
+            Named::Model(m) => vec![&m.input],
         }
     }
     fn kind(&self) -> &'static str {
@@ -129,6 +143,8 @@ impl<'a> Named<'a> {
             Named::Split(_) => "split",
             Named::Transform(_) => "transform",
             Named::Features(_) => "features",
+            Named::Join(_) => "join",
+            Named::History(_) => "history",
             Named::Model(_) => "model",
         }
     }
@@ -347,12 +363,16 @@ impl<'a> Checker<'a> {
                 | DeclKind::Split(_)
                 | DeclKind::Transform(_)
                 | DeclKind::Features(_)
+                | DeclKind::Join(_)
+                | DeclKind::History(_)
                 | DeclKind::Model(_) => {
                     let (n, ident) = match &d.kind {
                         DeclKind::Source(x) => (Named::Source(x), &x.name),
                         DeclKind::Split(x) => (Named::Split(x), &x.name),
                         DeclKind::Transform(x) => (Named::Transform(x), &x.name),
                         DeclKind::Features(x) => (Named::Features(x), &x.name),
+                        DeclKind::Join(x) => (Named::Join(x), &x.name),
+                        DeclKind::History(x) => (Named::History(x), &x.name),
                         DeclKind::Model(x) => (Named::Model(x), &x.name),
                         _ => continue,
                     };
@@ -412,40 +432,62 @@ impl<'a> Checker<'a> {
 
         // ---- order stages by their inputs
         let mut nodes: Vec<(&str, Vec<&str>)> = Vec::with_capacity(named.len());
+        let data_stages = |named: &BTreeMap<String, (Named<'a>, Span, &'a Ident)>| {
+            named
+                .iter()
+                .filter(|(_, v)| !matches!(v.0, Named::Model(_)))
+                .map(|(k, _)| k.clone())
+                .collect::<Vec<_>>()
+        };
         for (name, (decl, _, _)) in &named {
             let mut inputs = vec![];
-            if let Some(input) = decl.input() {
-                if let Some((dep, _, _)) = named.get(&input.name) {
-                    if matches!(dep, Named::Model(_)) {
-                        self.errors.push(CheckError::UnknownStage {
-                            name: input.name.clone(),
-                            span: input.span,
-                            available: named
-                                .iter()
-                                .filter(|(_, v)| !matches!(v.0, Named::Model(_)))
-                                .map(|(k, _)| k.clone())
-                                .collect(),
-                            wanted: "data stage",
-                        });
-                        self.frames.insert(name.clone(), None);
-                    } else {
+            for input in decl.inputs() {
+                let wanted = match named.get(&input.name) {
+                    Some((Named::Model(_), _, _)) => "data stage",
+                    Some(_) => {
                         inputs.push(input.name.as_str());
+                        continue;
                     }
-                } else {
-                    self.errors.push(CheckError::UnknownStage {
-                        name: input.name.clone(),
-                        span: input.span,
-                        available: named
-                            .iter()
-                            .filter(|(_, v)| !matches!(v.0, Named::Model(_)))
-                            .map(|(k, _)| k.clone())
-                            .collect(),
-                        wanted: "stage",
-                    });
-                    self.frames.insert(name.clone(), None);
-                }
+                    None => "stage",
+                };
+                self.errors.push(CheckError::UnknownStage {
+                    name: input.name.clone(),
+                    span: input.span,
+                    available: data_stages(&named),
+                    wanted,
+                });
+                self.frames.insert(name.clone(), None);
             }
             nodes.push((name.as_str(), inputs));
+        }
+        // Event tables: what each history's EVENTS side reads; and what each
+        // join's right side reads.
+        let upstream = |start: &str| -> BTreeSet<String> {
+            let mut seen = BTreeSet::new();
+            let mut stack = vec![start.to_string()];
+            while let Some(n) = stack.pop() {
+                if !seen.insert(n.clone()) {
+                    continue;
+                }
+                if let Some((d, _, _)) = named.get(&n) {
+                    stack.extend(d.inputs().iter().map(|i| i.name.clone()));
+                }
+            }
+            seen
+        };
+        for (name, (decl, _, _)) in &named {
+            match decl {
+                Named::History(h) => {
+                    for t in upstream(&h.events.name) {
+                        self.event_tables.entry(t).or_insert_with(|| name.clone());
+                    }
+                }
+                Named::Join(j) => {
+                    self.right_upstream
+                        .insert(name.clone(), upstream(&j.right.name));
+                }
+                _ => {}
+            }
         }
         let left = crate::order::topological(&nodes, |name| {
             let (decl, span, ident) = named[name];
@@ -461,19 +503,22 @@ impl<'a> Checker<'a> {
             }
             let mut path = vec![name.clone()];
             let mut cur = name.clone();
-            while let Some(input) = named.get(&cur).and_then(|d| d.0.input()) {
+            // Follow an input that is itself stuck (on the cycle or behind it).
+            let stuck_input = |cur: &str| {
+                named.get(cur).and_then(|d| {
+                    d.0.inputs()
+                        .into_iter()
+                        .find(|i| left.contains(i.name.as_str()))
+                })
+            };
+            while let Some(input) = stuck_input(&cur) {
                 if let Some(pos) = path.iter().position(|p| *p == input.name) {
                     let mut cycle: Vec<String> = path[pos..].to_vec();
                     if !cycle.iter().any(|c| reported.contains(c)) {
                         cycle.push(input.name.clone());
-                        let closing = named
-                            .get(&cur)
-                            .and_then(|d| d.0.input())
-                            .map(|i| i.span)
-                            .unwrap_or_default();
                         reported.extend(cycle.iter().cloned());
                         self.errors.push(CheckError::Cycle {
-                            span: closing,
+                            span: input.span,
                             cycle,
                         });
                     }
@@ -590,40 +635,49 @@ impl<'a> Checker<'a> {
         check: Option<&'a ast::Check>,
     ) {
         let name = ident.name.clone();
-        let input_frame = match decl.input() {
-            Some(i) => match self.frames.get(&i.name) {
-                Some(Some(f)) => Some(f.clone()),
+        let mut input_frames: Vec<Frame> = vec![];
+        for i in decl.inputs() {
+            match self.frames.get(&i.name) {
+                Some(Some(f)) => input_frames.push(f.clone()),
                 _ => {
                     self.frames.insert(name, None);
                     return;
                 }
-            },
-            None => None,
-        };
+            }
+        }
         let input_ids: Vec<String> = decl
-            .input()
-            .and_then(|i| self.output_id.get(&i.name).cloned())
-            .into_iter()
+            .inputs()
+            .iter()
+            .filter_map(|i| self.output_id.get(&i.name).cloned())
             .collect();
-        let errors_before = self.error_count();
+        let mut frames = input_frames.into_iter();
+        let input_frame = frames.next();
+        let second = frames.next();
         let stage_id = format!("{}.{}", decl.kind(), name);
         let result: Option<(Op, Frame, BTreeSet<String>)> = match decl {
             Named::Source(s) => self.check_source(s),
             Named::Split(s) => input_frame.and_then(|f| self.check_split(s, f, &stage_id)),
             Named::Transform(t) => input_frame.and_then(|f| self.check_transform(t, f, &stage_id)),
             Named::Features(f) => input_frame.and_then(|fr| self.check_features(f, fr, &stage_id)),
-            Named::Model(m) => {
-                input_frame.and_then(|f| self.check_model(m, f, span, &stage_id, &input_ids))
-            }
+            Named::Join(j) => input_frame
+                .zip(second)
+                .and_then(|(l, r)| self.check_join(j, l, r)),
+            Named::History(h) => input_frame
+                .zip(second)
+                .and_then(|(l, r)| self.check_history(h, l, r)),
+            Named::Model(m) => input_frame.and_then(|f| {
+                self.event_table_joined(m, &f);
+                self.check_model(m, f, span, &stage_id, &input_ids)
+            }),
         };
-        let Some((op, frame, plugins)) = result else {
+        let Some((op, mut frame, plugins)) = result else {
             self.frames.insert(name, None);
             return;
         };
+        frame.forget_broken_proofs();
         // A stage with errors still passes its (best-effort) frame on, so
         // independent mistakes downstream are reported too; the program is
         // not lowered when there are errors.
-        let _ = errors_before;
         self.program.stages.push(Stage {
             id: stage_id.clone(),
             name: name.clone(),

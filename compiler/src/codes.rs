@@ -115,6 +115,14 @@ codes! {
         "E0809" => UnknownAggregate,
         "E0810" => BadLatency,
         "E0811" => DerivedTarget,
+        "E0901" => JoinNotUnique,
+        "E0902" => KeyTypes,
+        "E0903" => BothSides,
+        "E0904" => HistoryTime,
+        "E0905" => BadWindow,
+        "E0906" => HistoryAggregate,
+        "E0907" => SideAfterSplit,
+        "E0908" => EventTableJoined,
     }
 }
 

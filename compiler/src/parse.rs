@@ -321,6 +321,8 @@ impl Cx {
                 Rule::split_decl => DeclKind::Split(self.visit_split_decl(d)?),
                 Rule::transform_decl => DeclKind::Transform(self.visit_transform_decl(d)?),
                 Rule::features_decl => DeclKind::Features(self.visit_features_decl(d)?),
+                Rule::join_decl => DeclKind::Join(self.visit_join_decl(d)?),
+                Rule::history_decl => DeclKind::History(self.visit_history_decl(d)?),
                 Rule::plugin_decl => DeclKind::Plugin(self.visit_plugin_decl(d)?),
                 Rule::model_decl => DeclKind::Model(self.visit_model_decl(d)?),
                 Rule::evaluate_decl => DeclKind::Evaluate(self.visit_evaluate_decl(d)?),
@@ -743,6 +745,65 @@ impl Cx {
             name,
             input,
             features,
+        })
+    }
+
+    // ------------------------------------------------------------ join / history
+
+    fn visit_join_decl(&self, p: P) -> Result<Join, ParseError> {
+        let mut it = p.into_inner();
+        let name = self.next_ident(&mut it)?;
+        let left = self.next_ident(&mut it)?;
+        let right = self.next_ident(&mut it)?;
+        let keys = self.visit_idents(self.next(&mut it, right.span)?);
+        let options = it.map(|o| self.visit_option(o)).collect::<Result<_, _>>()?;
+        Ok(Join {
+            name,
+            left,
+            right,
+            keys,
+            options,
+        })
+    }
+
+    fn visit_history_decl(&self, p: P) -> Result<History, ParseError> {
+        let mut it = p.into_inner();
+        let name = self.next_ident(&mut it)?;
+        let left = self.next_ident(&mut it)?;
+        let events = self.next_ident(&mut it)?;
+        let keys = self.visit_idents(self.next(&mut it, events.span)?);
+        let at = self.next_ident(&mut it)?;
+        let by = self.next_ident(&mut it)?;
+        let items = it
+            .map(|item| {
+                let span = self.span(&item);
+                let mut ii = item.into_inner();
+                let name = self.next_ident(&mut ii)?;
+                let expr = self.top_expr(self.next(&mut ii, span)?)?;
+                let within = match ii.next() {
+                    Some(w) => {
+                        let q = self.next(&mut w.into_inner(), span)?;
+                        let qspan = self.span(&q);
+                        Some((self.visit_literal(q)?, qspan))
+                    }
+                    None => None,
+                };
+                Ok(HistoryItem {
+                    name,
+                    expr,
+                    within,
+                    span,
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(History {
+            name,
+            left,
+            events,
+            keys,
+            at,
+            by,
+            items,
         })
     }
 

@@ -11,14 +11,15 @@
 
 use crate::types::{ColumnSchema, Type};
 pub use crate::vocab::{
-    Aggregate, Algorithm, BinaryOp, CmpOp, DriftStat, EncodeMethod, Function, ImputeMethod, Metric,
-    ScaleMethod, SearchKind, SliceAggregate, SourceFormat, UnaryOp, UnknownLevel,
+    Aggregate, Algorithm, BinaryOp, CmpOp, DriftStat, EncodeMethod, Function, HistoryAggregate,
+    ImputeMethod, JoinHow, Metric, ScaleMethod, SearchKind, SliceAggregate, SourceFormat, UnaryOp,
+    UnknownLevel,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// Bumped whenever the JSON shape of the plan changes.
-pub const PLAN_VERSION: u32 = 2;
+pub const PLAN_VERSION: u32 = 3;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Plan {
@@ -81,6 +82,8 @@ pub enum Op {
     Split(SplitOp),
     Transform(TransformOp),
     Features(FeaturesOp),
+    Join(JoinOp),
+    History(HistoryOp),
     Model(ModelOp),
     Evaluate(EvaluateOp),
     Deploy(DeployOp),
@@ -95,6 +98,8 @@ impl Op {
             Op::Split(_) => "split",
             Op::Transform(_) => "transform",
             Op::Features(_) => "features",
+            Op::Join(_) => "join",
+            Op::History(_) => "history",
             Op::Model(_) => "model",
             Op::Evaluate(_) => "evaluate",
             Op::Deploy(_) => "deploy",
@@ -358,6 +363,47 @@ pub enum Expr {
     },
 }
 
+// ---------------------------------------------------------------- join / history
+
+/// `join`: LEFT (the stage's first input) with RIGHT (its second), many to
+/// one on `keys`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JoinOp {
+    pub keys: Vec<String>,
+    pub how: JoinHow,
+    /// RIGHT's columns the join adds (all but the keys), in order.
+    pub columns: Vec<String>,
+}
+
+/// `history`: for each LEFT row (the first input), aggregates of the EVENTS
+/// rows (the second) with the same `keys` and `by < at` (strictly before),
+/// and `by >= at - within` when a window is given.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HistoryOp {
+    pub keys: Vec<String>,
+    /// LEFT's date or datetime column: the moment each row predicts.
+    pub at: String,
+    /// EVENTS' date or datetime column: when each event happened.
+    pub by: String,
+    pub aggregates: Vec<HistoryAggOp>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HistoryAggOp {
+    pub name: String,
+    pub agg: HistoryAggregate,
+    /// The event-row expression aggregated (none for `count()` and
+    /// `days_since(max(by))`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arg: Option<Expr>,
+    /// The window, in microseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub within_us: Option<i64>,
+    #[serde(flatten)]
+    pub ty: Type,
+    pub nullable: bool,
+}
+
 // ---------------------------------------------------------------- model
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -451,6 +497,15 @@ pub struct DeployOp {
     pub alias: Option<String>,
     /// The stages a request row goes through, in order (the inference slice).
     pub serving_stages: Vec<String>,
+    /// The stages that build serving's lookup state (the RIGHT and EVENTS
+    /// sides of the slice's joins and histories), in plan order: run on the
+    /// latest data when a server or a batch prediction starts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lookup_stages: Vec<String>,
+    /// Request columns that are a history's `at`: a request may leave them
+    /// out (or null), and they are then the time of the request.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub request_time: Vec<String>,
     /// The columns a request must carry: the sources' columns the model's
     /// features are computed from.
     pub request_columns: Vec<SourceColumn>,

@@ -136,6 +136,12 @@ pub struct Frame {
     /// Columns a step removed, with how (`renamed to `b` in `transform.t``),
     /// so a later reference to one says where it went.
     pub gone: BTreeMap<String, String>,
+    /// Column sets a non-`warn` `unique` check proved unique, with each
+    /// column's definition (a redefined column no longer is).
+    pub unique: Vec<Vec<(String, Span)>>,
+    /// Stages whose rows reached this frame through a join's right side:
+    /// stage name -> (the join, its right side's span).
+    pub joined_from: BTreeMap<String, (String, Span)>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -186,6 +192,25 @@ impl Frame {
             Some(i) => self.columns[i] = std::sync::Arc::new(col),
             None => self.columns.push(std::sync::Arc::new(col)),
         }
+    }
+    /// Whether a `unique` check proved the rows unique on `keys` (or on a
+    /// subset of them), with the columns as they were then.
+    pub fn proved_unique(&self, keys: &[String]) -> bool {
+        self.unique.iter().any(|set| {
+            set.iter()
+                .all(|(n, d)| keys.contains(n) && self.get(n).is_some_and(|c| c.defined == *d))
+        })
+    }
+    /// Drops the uniqueness proofs a stage broke (a column removed or redefined).
+    pub fn forget_broken_proofs(&mut self) {
+        let unique = std::mem::take(&mut self.unique);
+        self.unique = unique
+            .into_iter()
+            .filter(|set| {
+                set.iter()
+                    .all(|(n, d)| self.get(n).is_some_and(|c| c.defined == *d))
+            })
+            .collect();
     }
     pub fn schema(&self) -> Vec<ColumnSchema> {
         self.columns.iter().map(|c| c.to_schema()).collect()

@@ -91,6 +91,19 @@ vocabulary! {
 }
 
 vocabulary! {
+    /// An aggregate of a `history` block, over each row's earlier events.
+    HistoryAggregate {
+        Count = "count", Sum = "sum", Mean = "mean", Min = "min", Max = "max",
+        Std = "std", Last = "last", DaysSince = "days_since",
+    }
+}
+
+vocabulary! {
+    /// Which LEFT rows a `join` keeps.
+    JoinHow { Left = "left", Inner = "inner" }
+}
+
+vocabulary! {
     /// How a gate combines a metric over a slice's groups.
     SliceAggregate { Gap = "gap", Ratio = "ratio", Min = "min", Max = "max" }
 }
@@ -236,6 +249,10 @@ mod tests {
         assert_eq!(
             words(catalog::AGGREGATES),
             of(Aggregate::ALL.iter().map(|f| f.as_str()).collect())
+        );
+        assert_eq!(
+            words(catalog::HISTORY_AGGREGATES),
+            of(HistoryAggregate::ALL.iter().map(|f| f.as_str()).collect())
         );
         assert_eq!(
             words(catalog::SLICE_AGGREGATES),

@@ -145,14 +145,49 @@ impl<'a> Checker<'a> {
         if self.error_count() != before {
             return;
         }
-        // The serving slice: the model's upstream stages, sources first.
-        let mut chain: Vec<String> = m.input_chain.clone();
-        chain.reverse();
-        chain.push(m.stage_id.clone());
-        let serving_stages: Vec<String> = chain
-            .into_iter()
-            .filter(|id| !id.starts_with("split."))
-            .collect();
+        // The serving slice: the stages a request row goes through, from
+        // the model back along each stage's first (LEFT) input; the other
+        // upstream stages (the right and events sides of joins and
+        // histories) build the lookup state.
+        let upstream: BTreeSet<&String> = m.input_chain.iter().collect();
+        let mut left_path: BTreeSet<String> = BTreeSet::new();
+        let mut at = m.input_chain.first().cloned();
+        while let Some(id) = at {
+            at = self
+                .program
+                .stages
+                .iter()
+                .find(|s| s.id == id)
+                .and_then(|s| s.inputs.first().cloned());
+            left_path.insert(id);
+        }
+        let in_plan_order = |keep: &dyn Fn(&String) -> bool| -> Vec<String> {
+            self.program
+                .stages
+                .iter()
+                .map(|s| &s.id)
+                .filter(|id| keep(id) && !id.starts_with("split."))
+                .cloned()
+                .collect()
+        };
+        let mut serving_stages = in_plan_order(&|id| left_path.contains(id));
+        serving_stages.push(m.stage_id.clone());
+        let lookup_stages =
+            in_plan_order(&|id| upstream.contains(id) && !left_path.contains(id));
+        // A history's `at`, when it is a source column as is, defaults to
+        // the time of the request.
+        let mut request_time: Vec<String> = vec![];
+        for st in self.program.stages.iter().filter(|s| left_path.contains(&s.id)) {
+            if let Op::History(h) = &st.op {
+                if let Some(c) = st.frame.get(&h.at) {
+                    if let [root] = c.lineage.iter().collect::<Vec<_>>()[..] {
+                        if root.rsplit_once('.').is_some_and(|(_, col)| col == h.at) {
+                            request_time.push(h.at.clone());
+                        }
+                    }
+                }
+            }
+        }
         // The request columns: exactly the source columns the inference
         // slice reads: those the model's inputs are computed from, and those
         // of the row-level checks and filters that apply at serving (the
@@ -187,7 +222,9 @@ impl<'a> Checker<'a> {
                     for c in &src.columns {
                         let root = format!("{}.{}", st.name, c.name);
                         if needed.contains(&root) && !m.target_lineage.contains(&root) {
-                            request_columns.push(c.clone());
+                            let mut c = c.clone();
+                            c.nullable |= request_time.contains(&c.name);
+                            request_columns.push(c);
                         }
                     }
                 }
@@ -206,6 +243,8 @@ impl<'a> Checker<'a> {
                 name: d.name.clone(),
                 alias,
                 serving_stages,
+                lookup_stages,
+                request_time,
                 request_columns,
                 gated_by,
                 monitor: None,

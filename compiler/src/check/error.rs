@@ -3,7 +3,8 @@
 //!
 //! Codes are banded by stage: E00xx project and names, E01xx sources, E02xx
 //! columns and expressions, E03xx checks, E04xx split, E05xx transforms,
-//! E06xx plugins, E07xx models, E08xx evaluation, deployment and monitoring.
+//! E06xx plugins, E07xx models, E08xx evaluation, deployment and monitoring,
+//! E09xx joins and histories (rendered in `error_tables.rs`).
 //! W-codes are warnings. Every code has a doc in `docs/codes/` and a fixture in
 //! `tests/fixtures/err/`.
 
@@ -405,6 +406,65 @@ pub enum CheckError {
         span: Span,
         /// A search space over one of the algorithm's parameters, for the help.
         example: Option<String>,
+    },
+    /// A join's RIGHT side is not proved unique on the keys.
+    JoinNotUnique {
+        span: Span,
+        right: String,
+        keys: Vec<String>,
+    },
+    /// A join or history key of different (or unusable) types on the two sides.
+    KeyTypes {
+        span: Span,
+        key: String,
+        left: String,
+        right: String,
+    },
+    /// A column (not a key) on both sides of a join, or a history aggregate
+    /// named like a LEFT column.
+    BothSides {
+        span: Span,
+        column: String,
+        left: Span,
+        right: Option<Span>,
+        /// `left` is an earlier aggregate of the same block.
+        in_block: bool,
+    },
+    /// `at` is not a date/datetime of LEFT, `by` not one of EVENTS, or `at`
+    /// may be null.
+    HistoryTime {
+        span: Span,
+        which: &'static str,
+        column: String,
+        side: String,
+        problem: String,
+    },
+    /// A window that is not a positive duration.
+    BadWindow {
+        span: Span,
+        found: String,
+    },
+    /// A history aggregate that is unknown or does not fit its argument.
+    HistoryAggregate {
+        span: Span,
+        message: String,
+        help: String,
+    },
+    /// RIGHT or EVENTS downstream of the split.
+    SideAfterSplit {
+        span: Span,
+        side: &'static str,
+        name: String,
+        split: String,
+    },
+    /// An event table (read by a `history`) brought into a model's rows by
+    /// a `join`.
+    EventTableJoined {
+        span: Span,
+        table: String,
+        history: String,
+        join: String,
+        model: String,
     },
 }
 
@@ -1030,6 +1090,14 @@ impl CheckError {
                 Some(x) => format!("give a parameter a list of values, for example `{x}`"),
                 None => "give a parameter a list of values, or remove `tune`".to_string(),
             }),
+            JoinNotUnique { .. }
+            | KeyTypes { .. }
+            | BothSides { .. }
+            | HistoryTime { .. }
+            | BadWindow { .. }
+            | HistoryAggregate { .. }
+            | SideAfterSplit { .. }
+            | EventTableJoined { .. } => self.table_diagnostic(code),
         }
     }
 }

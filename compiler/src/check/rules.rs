@@ -12,6 +12,7 @@ impl<'a> Checker<'a> {
         let stage_id = format!("check.{}", c.stage.name);
         let mut rules = vec![];
         let mut narrowed_nonnull: Vec<String> = vec![];
+        let mut proved_unique: Vec<Vec<String>> = vec![];
         let mut narrowed_levels: Vec<(String, Vec<String>)> = vec![];
         for (index, r) in c.rules.iter().enumerate() {
             let mut lineage = BTreeSet::new();
@@ -37,6 +38,9 @@ impl<'a> Checker<'a> {
                     let Some(cols) = self.columns_exist(cols, &frame) else {
                         continue;
                     };
+                    if !r.warn {
+                        proved_unique.push(cols.clone());
+                    }
                     (plan::RuleOp::Unique { columns: cols }, false)
                 }
                 ast::RuleKind::Range(col, range) => {
@@ -252,6 +256,13 @@ impl<'a> Checker<'a> {
             if let Some(c) = frame.get_mut(&n) {
                 c.nullable = false;
             }
+        }
+        for set in proved_unique {
+            let set: Option<Vec<(String, Span)>> = set
+                .iter()
+                .map(|n| frame.get(n).map(|c| (n.clone(), c.defined)))
+                .collect();
+            frame.unique.extend(set);
         }
         for (n, levels) in narrowed_levels {
             if let Some(c) = frame.get_mut(&n) {

@@ -12,17 +12,19 @@ pub(super) fn rule_words(rule: Rule) -> Option<&'static str> {
         | Rule::split_decl
         | Rule::transform_decl
         | Rule::features_decl
+        | Rule::join_decl
+        | Rule::history_decl
         | Rule::plugin_decl
         | Rule::model_decl
         | Rule::evaluate_decl
         | Rule::deploy_decl
         | Rule::monitor_decl => {
-            "a declaration (`source`, `check`, `split`, `transform`, `features`, `plugin`, `model`, `evaluate`, `deploy` or `monitor`)"
+            "a declaration (`source`, `check`, `split`, `transform`, `features`, `join`, `history`, `plugin`, `model`, `evaluate`, `deploy` or `monitor`)"
         }
         Rule::ident | Rule::name | Rule::idents | Rule::column => "a name",
         Rule::int_lit => "an integer",
         Rule::float_lit | Rule::number => "a number",
-        Rule::quantity => "a number with a unit (like `20ms` or `64MB`)",
+        Rule::quantity => "a number with a unit (like `20ms`, `30d` or `64MB`)",
         Rule::string => "a quoted string",
         Rule::bool_lit => "`true` or `false`",
         Rule::null_lit => "`null`",
@@ -65,6 +67,8 @@ pub(super) fn rule_words(rule: Rule) -> Option<&'static str> {
             "a transform step (`impute`, `encode`, `scale`, `clip`, `bucket`, `drop`, `keep`, `rename`, `filter`)"
         }
         Rule::feature => "a feature `name = expression`",
+        Rule::history_item => "an aggregate `name = AGG(EXPR) [within DURATION]`",
+        Rule::within => "`within DURATION` (like `within 30d`)",
         Rule::model_cols | Rule::cols_key => "`features = ...` or `exclude = ...`",
         Rule::tune_block => "a `tune { ... }` block",
         Rule::metrics_item | Rule::require_item | Rule::slice_item => {
@@ -121,6 +125,8 @@ const DECLARATION_KEYWORDS: &[&str] = &[
     "split",
     "transform",
     "features",
+    "join",
+    "history",
     "plugin",
     "model",
     "evaluate",
