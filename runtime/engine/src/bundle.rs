@@ -12,6 +12,7 @@ use crate::exec::features::{self, OverTable};
 use crate::exec::model::{self, ModelFile, Prediction};
 use crate::exec::transform::{self, Fitted};
 use crate::exec::{check, source, ExecError};
+use crate::lookup::Lookups;
 use crate::plugins::{Plugin, Plugins};
 use mlp_compiler::plan::{Op, SourceColumn, SourceOp, Stage};
 use mlp_store::registry::{Registry, RegistryError};
@@ -174,6 +175,15 @@ pub struct Bundle {
     /// target).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub request_columns: Vec<SourceColumn>,
+    /// The stages that build serving's lookup state (the right sides of
+    /// joins and the events of histories), run on the latest data when the
+    /// bundle is loaded to predict.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lookup_stages: Vec<Stage>,
+    /// Request columns that default to the time of the request (a
+    /// history's `at`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub request_time: Vec<String>,
 }
 
 impl Bundle {
@@ -337,52 +347,6 @@ pub struct Rejected {
     pub frame: DataFrame,
 }
 
-/// Predicts the rows of a file with a bundle. Returns the predicted rows (the
-/// request columns and `prediction`, plus `proba_*` for classifiers) and the
-/// rejected ones (with `_row` and `_failed_rules`).
-pub fn predict_file(
-    b: &Bundle,
-    plugins: &Plugins,
-    input: &Path,
-) -> Result<(DataFrame, Rejected), ExecError> {
-    predict_file_features(b, plugins, input).map(|(good, rejected, _)| (good, rejected))
-}
-
-/// As [`predict_file`], plus the model's input frame of the predicted rows.
-pub fn predict_file_features(
-    b: &Bundle,
-    plugins: &Plugins,
-    input: &Path,
-) -> Result<(DataFrame, Rejected, DataFrame), ExecError> {
-    let mut parts: Vec<(DataFrame, DataFrame, DataFrame)> = vec![];
-    predict_file_batches(
-        b,
-        plugins,
-        input,
-        usize::MAX,
-        &mut |good, rejected, features| {
-            parts.push((good, rejected, features));
-            Ok(())
-        },
-    )?;
-    let mut it = parts.into_iter();
-    let Some((mut good, mut rejected, mut features)) = it.next() else {
-        return Err(ExecError::Internal("a prediction without a batch".into()));
-    };
-    for (g, r, f) in it {
-        good.vstack_mut(&g).map_err(ExecError::polars)?;
-        if r.height() > 0 {
-            rejected = if rejected.height() == 0 {
-                r
-            } else {
-                rejected.vstack(&r).map_err(ExecError::polars)?
-            };
-        }
-        features.vstack_mut(&f).map_err(ExecError::polars)?;
-    }
-    Ok((good, Rejected { frame: rejected }, features))
-}
-
 /// The rows a batch of a prediction file holds: memory stays bounded by
 /// it, whatever the file's size.
 pub const PREDICT_BATCH_ROWS: usize = 1_000_000;
@@ -404,6 +368,7 @@ pub fn predict_batch_rows() -> usize {
 pub fn predict_file_batches(
     b: &Bundle,
     plugins: &Plugins,
+    lookups: Option<&Lookups>,
     input: &Path,
     batch: usize,
     each: &mut dyn FnMut(DataFrame, DataFrame, DataFrame) -> Result<(), ExecError>,
@@ -452,7 +417,7 @@ pub fn predict_file_batches(
         if height == 0 && offset > 0 {
             return Ok(());
         }
-        let (good, rejected, features) = predict_frame_features(b, plugins, df)?;
+        let (good, rejected, features) = predict_frame_features(b, plugins, lookups, df)?;
         // Rows as numbered in the file.
         let renumber = |df: DataFrame| -> Result<DataFrame, ExecError> {
             if offset == 0 || df.column(mlp_compiler::plan::names::ROW).is_err() {
@@ -503,14 +468,30 @@ pub fn predict_file_batches(
     }
 }
 
+/// Microseconds since the epoch, now (UTC).
+fn now_micros() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0)
+}
+
+fn no_lookup_state(st: &Stage) -> ExecError {
+    ExecError::Internal(format!(
+        "no lookup state for `{}`: load the bundle with its project (`--project`) so serving can read the tables it looks up",
+        st.id
+    ))
+}
+
 /// Predicts the rows of a frame with the request columns (and, optionally,
 /// a `_parse_error` column from a lenient read).
 pub fn predict_frame(
     b: &Bundle,
     plugins: &Plugins,
+    lookups: Option<&Lookups>,
     df: DataFrame,
 ) -> Result<(DataFrame, Rejected), ExecError> {
-    predict_frame_features(b, plugins, df).map(|(good, rejected, _)| (good, rejected))
+    predict_frame_features(b, plugins, lookups, df).map(|(good, rejected, _)| (good, rejected))
 }
 
 /// As [`predict_frame`], plus the model's input frame of the predicted rows
@@ -519,9 +500,10 @@ pub fn predict_frame(
 pub fn predict_frame_features(
     b: &Bundle,
     plugins: &Plugins,
+    lookups: Option<&Lookups>,
     df: DataFrame,
 ) -> Result<(DataFrame, Rejected, DataFrame), ExecError> {
-    predict_frame_inner(b, plugins, df).map_err(|e| match plugins.take_failure() {
+    predict_frame_inner(b, plugins, lookups, df).map_err(|e| match plugins.take_failure() {
         Some(f) => ExecError::Plugin(f),
         None => e,
     })
@@ -530,6 +512,7 @@ pub fn predict_frame_features(
 fn predict_frame_inner(
     b: &Bundle,
     plugins: &Plugins,
+    lookups: Option<&Lookups>,
     mut df: DataFrame,
 ) -> Result<(DataFrame, Rejected, DataFrame), ExecError> {
     // Source columns the request does not carry (the slice does not need
@@ -546,6 +529,23 @@ fn predict_frame_inner(
             );
             df.with_column(nulls).map_err(ExecError::polars)?;
         }
+    }
+    // A history's `at` the request leaves out (or null) is now.
+    if !b.request_time.is_empty() {
+        let now = now_micros();
+        let mut fills = vec![];
+        for name in &b.request_time {
+            let Ok(c) = df.column(name) else { continue };
+            let value = match c.dtype() {
+                DataType::Date => lit(now.div_euclid(mlp_ml::history::DAY_US) as i32)
+                    .cast(DataType::Date),
+                dt => lit(now).cast(DataType::Datetime(TimeUnit::Microseconds, None)).cast(dt.clone()),
+            };
+            fills.push(col(name.as_str()).fill_null(value));
+            filled.retain(|f| f != name);
+        }
+        let height = df.height();
+        df = crate::exec::collect_rows(df.lazy().with_columns(fills), height)?;
     }
     // Row-level checks that do not read the target, and schema breaks.
     let mut masks: Vec<(String, Expr)> = vec![];
@@ -647,8 +647,31 @@ fn predict_frame_inner(
         .drop(mlp_compiler::plan::names::ROW)
         .map_err(ExecError::polars)?;
     // The same steps as training, with the stored parameters.
+    let mut lookup_bad: Vec<(usize, String)> = vec![];
     for st in &b.stages {
         match &st.op {
+            Op::Join(_) => {
+                let state = lookups
+                    .and_then(|l| l.joins.get(&st.id))
+                    .ok_or_else(|| no_lookup_state(st))?;
+                let (joined, unmatched) = state.apply_rows(df)?;
+                df = joined;
+                if state.is_inner() {
+                    let side = lookups
+                        .and_then(|l| l.tables.get(&st.id))
+                        .cloned()
+                        .unwrap_or_default();
+                    for r in unmatched {
+                        lookup_bad.push((r, format!("no `{side}` row has this row's key (`join {}` keeps matched rows only)", st.name)));
+                    }
+                }
+            }
+            Op::History(_) => {
+                let state = lookups
+                    .and_then(|l| l.histories.get(&st.id))
+                    .ok_or_else(|| no_lookup_state(st))?;
+                df = state.apply(df, Some(now_micros()))?;
+            }
             Op::Transform(op) => {
                 let params = b.params.get(&st.id).cloned().unwrap_or_default();
                 df = transform::apply_all(op, &params, df, st, true, plugins)?;
@@ -699,6 +722,11 @@ fn predict_frame_inner(
                     bad.push((i, "a class probability is not a finite number".into()));
                 }
             }
+        }
+    }
+    for (r, why) in lookup_bad {
+        if !bad.iter().any(|(b, _)| *b == r) {
+            bad.push((r, why));
         }
     }
     bad.sort();
@@ -790,6 +818,9 @@ pub enum LocateError {
     /// Its plugins cannot be loaded.
     #[error(transparent)]
     Load(ExecError),
+    /// The tables its joins and histories look up cannot be read.
+    #[error(transparent)]
+    Lookup(#[from] crate::lookup::LookupError),
 }
 
 impl LocateError {
@@ -801,6 +832,7 @@ impl LocateError {
             LocateError::Registry(e) => e.help(),
             LocateError::Bundle(_) => None,
             LocateError::Load(e) => e.help(),
+            LocateError::Lookup(e) => e.help(),
         }
     }
 }

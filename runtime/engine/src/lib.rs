@@ -11,6 +11,8 @@
 //!   `mlp predict`, `mlp monitor` and `mlp serve` share.
 //! - [`predictor`]: a bundle loaded to predict, the one type `mlp predict`,
 //!   `mlp monitor` and `mlp serve` predict through.
+//! - [`lookup`]: a join's right side and a history's events indexed by key:
+//!   the one code path training and serving compute joins and histories by.
 //! - [`monitor`]: the drift and performance report of a bundle on new data.
 //! - [`plugins`]: the seam to a plugin host (the engine links no Wasm
 //!   runtime).
@@ -21,6 +23,7 @@
 
 pub mod bundle;
 pub mod exec;
+pub mod lookup;
 pub mod monitor;
 pub mod plugins;
 pub mod predictor;

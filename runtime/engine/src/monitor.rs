@@ -402,6 +402,7 @@ pub fn file_report(
     b: &Bundle,
     version: &str,
     plugins: &crate::plugins::Plugins,
+    lookups: Option<&crate::lookup::Lookups>,
     data: &std::path::Path,
 ) -> Result<MonitorReport, ExecError> {
     // In batches: of each, only the model's inputs (for drift) and the
@@ -421,6 +422,7 @@ pub fn file_report(
     crate::bundle::predict_file_batches(
         b,
         plugins,
+        lookups,
         data,
         crate::bundle::predict_batch_rows(),
         &mut |good, rejected, features| {

@@ -85,8 +85,9 @@ impl Loaded {
         version: String,
         host: &dyn PluginHost,
         cache: &Path,
+        project: &Path,
     ) -> Result<Loaded, LocateError> {
-        let predictor = Predictor::load(path, &version, host, Some(cache))?;
+        let predictor = Predictor::load(path, &version, host, Some(cache), project)?;
         let window = predictor
             .bundle
             .monitor
@@ -194,6 +195,9 @@ struct AppState {
     /// Why the registry cannot be followed right now (a damaged alias
     /// file, a damaged bundle): the version served is kept meanwhile.
     fault: Mutex<Option<String>>,
+    /// Why the lookup state cannot be rebuilt right now (the state read
+    /// before is kept meanwhile).
+    lookup_fault: Mutex<Option<String>>,
     /// The last window report, reused for [`WINDOW_REPORT_TTL`].
     window_cache: Mutex<Option<CachedReport>>,
     /// Requests waiting for a prediction worker.
@@ -300,7 +304,12 @@ fn router(state: Arc<AppState>, max_body: usize) -> Router {
             "/health",
             get(move || async move {
                 let l = s5.loaded();
-                let fault = s5.fault.lock().ok().and_then(|f| f.clone());
+                let fault = s5
+                    .fault
+                    .lock()
+                    .ok()
+                    .and_then(|f| f.clone())
+                    .or_else(|| s5.lookup_fault.lock().ok().and_then(|f| f.clone()));
                 let mut body = json!({
                     "status": if fault.is_some() { "degraded" } else { "ok" },
                     "model": l.name,
@@ -399,12 +408,19 @@ pub fn serve(opts: ServeOptions) -> Result<(), ServeError> {
     let cache = mlp_store::wasm_cache_dir(&opts.project);
     let at = bundle::locate(&opts.project, &opts.spec)?;
     let from_registry = at.from_registry;
-    let loaded = Loaded::load(&at.path, at.version, opts.plugin_host.as_ref(), &cache)?;
+    let loaded = Loaded::load(
+        &at.path,
+        at.version,
+        opts.plugin_host.as_ref(),
+        &cache,
+        &opts.project,
+    )?;
     let (tx, rx) = std::sync::mpsc::channel::<Job>();
     let state = Arc::new(AppState {
         current: RwLock::new(Arc::new(loaded)),
         metrics: Mutex::new(Metrics::default()),
         fault: Mutex::new(None),
+        lookup_fault: Mutex::new(None),
         window_cache: Mutex::new(None),
         jobs: tx,
     });
@@ -455,6 +471,40 @@ pub fn serve(opts: ServeOptions) -> Result<(), ServeError> {
                 &l.version[..l.version.len().min(12)]
             ));
         }
+        {
+            // Keep the lookup state fresh: rebuilt (and swapped whole) when a
+            // table it was read from changes; on failure the state in use
+            // is kept and the fault reported.
+            let st = state.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_millis(1000));
+                loop {
+                    tick.tick().await;
+                    let st2 = st.clone();
+                    let _ = tokio::task::spawn_blocking(move || {
+                        let loaded = st2.loaded();
+                        let result = loaded.predictor.refresh_lookups();
+                        let fault = match result {
+                            Ok(true) => {
+                                say("lookup state rebuilt: a table it reads changed");
+                                None
+                            }
+                            Ok(false) => None,
+                            Err(e) => Some(format!("{e}; still serving the lookup state read before")),
+                        };
+                        if let Ok(mut f) = st2.lookup_fault.lock() {
+                            if *f != fault {
+                                if let Some(e) = &fault {
+                                    let _ = writeln!(std::io::stderr(), "{e}");
+                                }
+                                *f = fault;
+                            }
+                        }
+                    })
+                    .await;
+                }
+            });
+        }
         if from_registry {
             // Follow the alias: a promote or rollback swaps the bundle in.
             let st = state.clone();
@@ -490,7 +540,7 @@ pub fn serve(opts: ServeOptions) -> Result<(), ServeError> {
                         if version == current {
                             return report(None);
                         }
-                        match Loaded::load(&at.path, version.clone(), host.as_ref(), &cache) {
+                        match Loaded::load(&at.path, version.clone(), host.as_ref(), &cache, &project) {
                             Ok(l) => {
                                 if let Ok(mut g) = st2.current.write() {
                                     *g = Arc::new(l);

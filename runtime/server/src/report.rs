@@ -177,12 +177,34 @@ pub(crate) fn metrics_text(state: &AppState) -> String {
     let mut out = String::new();
     out.push_str("# HELP mlp_registry_fault 1 while the registry cannot be followed (the version served is kept).\n# TYPE mlp_registry_fault gauge\n");
     out.push_str(&format!("mlp_registry_fault {}\n", u8::from(fault)));
+    let lookup_fault = state.lookup_fault.lock().ok().and_then(|f| f.clone()).is_some();
+    out.push_str("# HELP mlp_lookup_fault 1 while the lookup state cannot be rebuilt from its tables (the state read before is kept).\n# TYPE mlp_lookup_fault gauge\n");
+    out.push_str(&format!("mlp_lookup_fault {}\n", u8::from(lookup_fault)));
     out.push_str("# HELP mlp_model_info The model being served.\n# TYPE mlp_model_info gauge\n");
     out.push_str(&format!(
         "mlp_model_info{{model=\"{}\",version=\"{}\"}} 1\n",
         escape_label(&loaded.name),
         escape_label(&loaded.version)
     ));
+    let tables = loaded.predictor.lookup_tables();
+    if !tables.is_empty() {
+        out.push_str("# HELP mlp_lookup_rows Rows of each table serving looks up (a join's right side, a history's events).\n# TYPE mlp_lookup_rows gauge\n");
+        for t in &tables {
+            out.push_str(&format!(
+                "mlp_lookup_rows{{table=\"{}\"}} {}\n",
+                escape_label(&t.name),
+                t.rows
+            ));
+        }
+        out.push_str("# HELP mlp_lookup_age_seconds Seconds since each looked-up table was read.\n# TYPE mlp_lookup_age_seconds gauge\n");
+        for t in &tables {
+            out.push_str(&format!(
+                "mlp_lookup_age_seconds{{table=\"{}\"}} {:.3}\n",
+                escape_label(&t.name),
+                t.age_seconds
+            ));
+        }
+    }
     out.push_str("# HELP mlp_requests_total Prediction requests by endpoint and status.\n# TYPE mlp_requests_total counter\n");
     for ((e, s), n) in &m.requests {
         out.push_str(&format!(

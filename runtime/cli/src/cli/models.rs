@@ -307,6 +307,7 @@ fn load_predictor(project: &Path, at: &bundle::BundleLocation) -> Result<Predict
         &at.version,
         &mlp_plugin_host::Wasmtime,
         Some(&mlp_store::wasm_cache_dir(project)),
+        project,
     )?)
 }
 

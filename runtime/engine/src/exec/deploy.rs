@@ -140,12 +140,28 @@ pub fn run(op: &DeployOp, cx: &Context) -> Result<Output, ExecError> {
         }
         stages.push(st.clone());
     }
+    // The stages that build the lookup state (read again, on the latest
+    // data, when the bundle is loaded to predict).
+    let mut lookup_stages = vec![];
+    for id in &op.lookup_stages {
+        let st = cx
+            .plan
+            .stage(id)
+            .ok_or_else(|| ExecError::Internal(format!("no stage `{id}`")))?;
+        let mut st = st.clone();
+        st.origin = Default::default();
+        lookup_stages.push(st);
+    }
     // The plugins the serving stages call travel in the bundle.
     // The serving stages ran with these bytes in this run (or a cached
     // one keyed by them): they only need reading, not compiling.
     let mut plugins: Vec<crate::bundle::BundledPlugin> = vec![];
     for d in &cx.plan.plugins {
-        if stages.iter().any(|s: &Stage| s.plugins.contains(&d.name)) {
+        if stages
+            .iter()
+            .chain(&lookup_stages)
+            .any(|s: &Stage| s.plugins.contains(&d.name))
+        {
             let bytes = crate::plugins::read_module(cx.root, d).map_err(ExecError::Plugin)?;
             plugins.push(crate::bundle::BundledPlugin::new(
                 &d.name,
@@ -175,7 +191,7 @@ pub fn run(op: &DeployOp, cx: &Context) -> Result<Output, ExecError> {
         .flat_map(|files| files.iter().map(|(p, h)| (p.clone(), h.clone())))
         .collect();
     let mut definitions = cx.stage.definition_hash.clone();
-    for st in &stages {
+    for st in stages.iter().chain(&lookup_stages) {
         definitions.push_str(&st.definition_hash);
     }
     // Where a stage was written is not part of its key (a comment above it
@@ -198,6 +214,8 @@ pub fn run(op: &DeployOp, cx: &Context) -> Result<Output, ExecError> {
         plugins,
         monitor: op.monitor.clone(),
         request_columns: op.request_columns.clone(),
+        lookup_stages,
+        request_time: op.request_time.clone(),
         lineage: json!({
             "plan": mlp_store::fingerprint::sha256_hex(definitions.as_bytes()),
             "stage_keys": op.serving_stages.iter().map(|s| (s.clone(), cx.keys.get(s).cloned())).collect::<BTreeMap<_, _>>(),

@@ -7,6 +7,8 @@
 //! | split     | `split.rs`     | `frame.arrow` (with the partition column)      |
 //! | transform | `transform.rs` | `frame.arrow`, `params.json` (fitted on train) |
 //! | features  | `features.rs`  | `frame.arrow`, `over_<feature>.arrow` tables   |
+//! | join      | `join.rs`      | `frame.arrow` (left rows with right columns)   |
+//! | history   | `history.rs`   | `frame.arrow` (left rows with aggregates)      |
 //!
 //! | model     | `model.rs`     | `frame.arrow` (with predictions), `model.json`, `trials.json` |
 //! | evaluate  | `evaluate.rs`  | `report.json` (metrics, gates, slices, confusion matrix) |
@@ -20,6 +22,8 @@ pub mod deploy;
 pub mod evaluate;
 pub mod expr;
 pub mod features;
+pub mod history;
+pub mod join;
 pub mod model;
 pub mod monitor;
 pub mod source;
@@ -252,6 +256,8 @@ fn run_op(cx: Context) -> Result<Output, ExecError> {
         Op::Split(op) => split::run(op, &cx),
         Op::Transform(op) => transform::run(op, &cx),
         Op::Features(op) => features::run(op, &cx),
+        Op::Join(op) => join::run(op, &cx),
+        Op::History(op) => history::run(op, &cx),
         Op::Model(op) => model::run(op, &cx),
         Op::Evaluate(op) => evaluate::run(op, &cx),
         Op::Deploy(op) => deploy::run(op, &cx),
