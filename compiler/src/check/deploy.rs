@@ -172,12 +172,16 @@ impl<'a> Checker<'a> {
         };
         let mut serving_stages = in_plan_order(&|id| left_path.contains(id));
         serving_stages.push(m.stage_id.clone());
-        let lookup_stages =
-            in_plan_order(&|id| upstream.contains(id) && !left_path.contains(id));
+        let lookup_stages = in_plan_order(&|id| upstream.contains(id) && !left_path.contains(id));
         // A history's `at`, when it is a source column as is, defaults to
         // the time of the request.
         let mut request_time: Vec<String> = vec![];
-        for st in self.program.stages.iter().filter(|s| left_path.contains(&s.id)) {
+        for st in self
+            .program
+            .stages
+            .iter()
+            .filter(|s| left_path.contains(&s.id))
+        {
             if let Op::History(h) = &st.op {
                 if let Some(c) = st.frame.get(&h.at) {
                     if let [root] = c.lineage.iter().collect::<Vec<_>>()[..] {

@@ -99,7 +99,10 @@ impl<'a> Checker<'a> {
                     span: o.key.span,
                     key: o.key.name.clone(),
                     context: "`join`",
-                    valid: catalog::JOIN_OPTIONS.iter().map(|s| s.to_string()).collect(),
+                    valid: catalog::JOIN_OPTIONS
+                        .iter()
+                        .map(|s| s.to_string())
+                        .collect(),
                 }),
             }
         }
@@ -173,7 +176,10 @@ impl<'a> Checker<'a> {
         let at = self.column(&h.at, &left).cloned();
         if let Some(at) = &at {
             let problem = if !at.ty.is_temporal() {
-                Some(format!("`{}` is {}, not a date or datetime", at.name, at.ty))
+                Some(format!(
+                    "`{}` is {}, not a date or datetime",
+                    at.name, at.ty
+                ))
             } else if at.nullable {
                 Some(format!("`{}` may be null", at.name))
             } else {
@@ -386,7 +392,9 @@ impl<'a> Checker<'a> {
                 match &t.ty {
                     Some(ty) if ty.is_model_input() => Some((agg, Some(t))),
                     other => {
-                        let found = other.as_ref().map_or("always null".to_string(), |t| t.to_string());
+                        let found = other
+                            .as_ref()
+                            .map_or("always null".to_string(), |t| t.to_string());
                         self.errors.push(CheckError::HistoryAggregate {
                             span: arg.span,
                             message: format!(

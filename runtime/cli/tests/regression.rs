@@ -45,6 +45,8 @@ fn every_bundled_field_is_part_of_the_deploy_key() {
             monitor: _,
             plugins: _, // bytes in the serving stages' keys (runtime/tests/plugins.rs)
             request_columns: _, // from the deploy stage's definition
+            request_time: _, // likewise
+            lookup_stages: _, // upstream of the model: in its key (tests/tables.rs)
         } = b;
         vec![
             (

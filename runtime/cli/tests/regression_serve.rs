@@ -64,7 +64,8 @@ fn versions_are_checked_on_load_and_named() {
     let o = mlp(&dir, &["plan", "."]);
     let t = text(&o);
     assert!(
-        t.contains("mlp-engine/0.0.1+plan-v1 before") && t.contains("+plan-v2+"),
+        t.contains("mlp-engine/0.0.1+plan-v1 before")
+            && t.contains(&format!("+plan-v{}+", mlp_compiler::plan::PLAN_VERSION)),
         "{t}"
     );
 }

@@ -537,9 +537,12 @@ fn predict_frame_inner(
         for name in &b.request_time {
             let Ok(c) = df.column(name) else { continue };
             let value = match c.dtype() {
-                DataType::Date => lit(now.div_euclid(mlp_ml::history::DAY_US) as i32)
-                    .cast(DataType::Date),
-                dt => lit(now).cast(DataType::Datetime(TimeUnit::Microseconds, None)).cast(dt.clone()),
+                DataType::Date => {
+                    lit(now.div_euclid(mlp_ml::history::DAY_US) as i32).cast(DataType::Date)
+                }
+                dt => lit(now)
+                    .cast(DataType::Datetime(TimeUnit::Microseconds, None))
+                    .cast(dt.clone()),
             };
             fills.push(col(name.as_str()).fill_null(value));
             filled.retain(|f| f != name);

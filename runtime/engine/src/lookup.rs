@@ -265,7 +265,10 @@ impl HistoryState {
             let column = match &a.arg {
                 Some(arg) => {
                     let (e, _) = translator.expr(arg)?;
-                    exprs.push(e.cast(DataType::Float64).alias(format!("__v{}", exprs.len())));
+                    exprs.push(
+                        e.cast(DataType::Float64)
+                            .alias(format!("__v{}", exprs.len())),
+                    );
                     Some(exprs.len() - 1)
                 }
                 None => None,
@@ -279,7 +282,8 @@ impl HistoryState {
         let values = if exprs.is_empty() {
             vec![]
         } else {
-            let df = crate::exec::collect_rows(events.clone().lazy().select(exprs), events.height())?;
+            let df =
+                crate::exec::collect_rows(events.clone().lazy().select(exprs), events.height())?;
             df.columns()
                 .iter()
                 .map(|c| {
@@ -432,9 +436,10 @@ impl Lookups {
                 .inputs
                 .iter()
                 .map(|i| {
-                    frames.get(i).cloned().ok_or_else(|| {
-                        fail(ExecError::Internal(format!("no frame for `{i}`")))
-                    })
+                    frames
+                        .get(i)
+                        .cloned()
+                        .ok_or_else(|| fail(ExecError::Internal(format!("no frame for `{i}`"))))
                 })
                 .collect::<Result<Vec<_>, _>>()?;
             let cx = crate::exec::Context {

@@ -118,6 +118,7 @@ fn fixtures_run_as_snapshotted() {
 struct Used {
     functions: BTreeSet<String>,
     aggregates: BTreeSet<String>,
+    history: BTreeSet<String>,
     algorithms: BTreeSet<String>,
     metrics: BTreeSet<String>,
     drift: BTreeSet<String>,
@@ -186,7 +187,15 @@ fn used(plan: &Plan, u: &mut Used) {
             Op::Monitor(m) => {
                 u.drift.extend(m.drift.iter().map(|d| d.stat.to_string()));
             }
-            Op::Source(_) | Op::Split(_) | Op::Deploy(_) => {}
+            Op::History(h) => {
+                for a in &h.aggregates {
+                    u.history.insert(a.agg.to_string());
+                    if let Some(e) = &a.arg {
+                        walk(e, u);
+                    }
+                }
+            }
+            Op::Source(_) | Op::Split(_) | Op::Join(_) | Op::Deploy(_) => {}
         }
     }
 }
@@ -212,6 +221,11 @@ fn every_catalog_word_is_exercised_by_a_fixture() {
         &u.functions,
     );
     missing("aggregates", catalog::AGGREGATES.to_vec(), &u.aggregates);
+    missing(
+        "history aggregates",
+        catalog::HISTORY_AGGREGATES.to_vec(),
+        &u.history,
+    );
     missing(
         "algorithms",
         catalog::ALGORITHMS.iter().map(|a| a.name).collect(),

@@ -205,7 +205,12 @@ impl EventIndex {
                 .flatten()
                 .copied()
                 .reduce(f64::max),
-            HistoryAggregate::Last => column?.values[lo..hi].iter().rev().flatten().next().copied(),
+            HistoryAggregate::Last => column?.values[lo..hi]
+                .iter()
+                .rev()
+                .flatten()
+                .next()
+                .copied(),
         }
     }
 }
@@ -266,18 +271,40 @@ mod tests {
             Some(1),
             None,
         ];
-        let values = vec![vec![Some(1.0), None, Some(4.0), Some(7.0), Some(9.0), Some(9.0)]];
+        let values = vec![vec![
+            Some(1.0),
+            None,
+            Some(4.0),
+            Some(7.0),
+            Some(9.0),
+            Some(9.0),
+        ]];
         let ix = EventIndex::build(&groups, 2, &times, &values);
         assert_eq!(ix.dropped, 2);
         let q = |g, at, s| ix.query(g, at, &s);
         use HistoryAggregate as A;
         // The event at 30 is not before 30: ties at T are excluded.
         assert_eq!(q(Some(0), 30 * day, spec(A::Count, None, None)), Some(2.0));
-        assert_eq!(q(Some(0), 30 * day + 1, spec(A::Count, None, None)), Some(3.0));
-        assert_eq!(q(Some(0), 31 * day, spec(A::Sum, Some(0), Some(15 * day))), Some(4.0));
-        assert_eq!(q(Some(0), 31 * day, spec(A::Mean, Some(0), None)), Some(2.5));
-        assert_eq!(q(Some(0), 25 * day, spec(A::Last, Some(0), None)), Some(1.0));
-        assert_eq!(q(Some(0), 25 * day, spec(A::DaysSince, None, None)), Some(5.0));
+        assert_eq!(
+            q(Some(0), 30 * day + 1, spec(A::Count, None, None)),
+            Some(3.0)
+        );
+        assert_eq!(
+            q(Some(0), 31 * day, spec(A::Sum, Some(0), Some(15 * day))),
+            Some(4.0)
+        );
+        assert_eq!(
+            q(Some(0), 31 * day, spec(A::Mean, Some(0), None)),
+            Some(2.5)
+        );
+        assert_eq!(
+            q(Some(0), 25 * day, spec(A::Last, Some(0), None)),
+            Some(1.0)
+        );
+        assert_eq!(
+            q(Some(0), 25 * day, spec(A::DaysSince, None, None)),
+            Some(5.0)
+        );
         // No events (before the first, or a key never seen).
         assert_eq!(q(Some(0), day, spec(A::Count, None, None)), Some(0.0));
         assert_eq!(q(Some(0), day, spec(A::Mean, Some(0), None)), None);
@@ -321,7 +348,10 @@ mod tests {
                             (Some(a), Some(b)) => (a - b).abs() <= 1e-9 * b.abs().max(1.0),
                             (a, b) => a == b,
                         };
-                        assert!(close, "{agg:?} {within:?} g={g:?} at={at}: {got:?} vs {want:?}");
+                        assert!(
+                            close,
+                            "{agg:?} {within:?} g={g:?} at={at}: {got:?} vs {want:?}"
+                        );
                     }
                 }
             }

@@ -177,7 +177,12 @@ pub(crate) fn metrics_text(state: &AppState) -> String {
     let mut out = String::new();
     out.push_str("# HELP mlp_registry_fault 1 while the registry cannot be followed (the version served is kept).\n# TYPE mlp_registry_fault gauge\n");
     out.push_str(&format!("mlp_registry_fault {}\n", u8::from(fault)));
-    let lookup_fault = state.lookup_fault.lock().ok().and_then(|f| f.clone()).is_some();
+    let lookup_fault = state
+        .lookup_fault
+        .lock()
+        .ok()
+        .and_then(|f| f.clone())
+        .is_some();
     out.push_str("# HELP mlp_lookup_fault 1 while the lookup state cannot be rebuilt from its tables (the state read before is kept).\n# TYPE mlp_lookup_fault gauge\n");
     out.push_str(&format!("mlp_lookup_fault {}\n", u8::from(lookup_fault)));
     out.push_str("# HELP mlp_model_info The model being served.\n# TYPE mlp_model_info gauge\n");
