@@ -1140,3 +1140,26 @@ model m = ridge(f) { target = y  exclude = id }
         "{v}"
     );
 }
+
+/// `unique` found no duplicate at all (a count over a literal was 1 in
+/// every group): a duplicated key fails the check, naming both rows; a
+/// null key duplicates nothing. `unique` is a rule on the whole frame, so
+/// a quarantining check still stops on it, saying how many rows.
+#[test]
+fn unique_finds_duplicated_keys() {
+    let dir = project("unique-duplicates");
+    std::fs::write(dir.join("d.csv"), "id,x\n1,2\n1,3\n2,4\n,5\n,6\n").unwrap();
+    let pipeline = |quarantine: &str| {
+        format!("source d = csv(\"d.csv\") {{\n  id : int?\n  x : int\n}}\ncheck d {quarantine} {{ unique id }}\n")
+    };
+    std::fs::write(dir.join("p.mlp"), pipeline("")).unwrap();
+    let t = run_fails(&dir);
+    assert!(t.contains("unique id (2 rows)"), "{t}");
+    assert!(
+        t.contains(r#"{"row":1,"id":1}"#) && t.contains(r#"{"row":2,"id":1}"#),
+        "{t}"
+    );
+    std::fs::write(dir.join("p.mlp"), pipeline("quarantine")).unwrap();
+    let t = run_fails(&dir);
+    assert!(t.contains("unique id (2 rows after quarantine)"), "{t}");
+}

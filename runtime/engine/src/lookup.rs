@@ -375,7 +375,7 @@ pub struct Lookups {
 pub struct LookupError {
     pub table: String,
     #[source]
-    pub error: ExecError,
+    pub error: Box<ExecError>,
 }
 
 impl LookupError {
@@ -416,7 +416,7 @@ impl Lookups {
         for st in lookup {
             let fail = |error: ExecError| LookupError {
                 table: st.name.clone(),
-                error,
+                error: Box::new(error),
             };
             let mut stage_files = vec![];
             if let Op::Source(src) = &st.op {
@@ -481,7 +481,7 @@ impl Lookups {
                 .unwrap_or_else(|| side_id.clone());
             let fail = |error: ExecError| LookupError {
                 table: table.clone(),
-                error,
+                error: Box::new(error),
             };
             let side = frames
                 .get(side_id)

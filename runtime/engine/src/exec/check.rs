@@ -91,12 +91,19 @@ pub fn failing_for(
             e.not().fill_null(lit(false))
         }
         RuleOp::Unique { columns } => {
+            // A row shares its key with another row (a row with a null in
+            // its key is a duplicate of none, as in SQL).
             let keys: Vec<Expr> = columns.iter().map(|c| col(c.as_str())).collect();
-            lit(1i64)
-                .count()
+            let has_key = keys
+                .iter()
+                .map(|k| k.clone().is_not_null())
+                .reduce(|a, b| a.and(b))
+                .unwrap_or(lit(true));
+            len()
                 .over(keys)
                 .map_err(ExecError::polars)?
                 .gt(lit(1))
+                .and(has_key)
         }
         RuleOp::Rows { .. } | RuleOp::NullRate { .. } => return Ok(None),
     }))
@@ -307,11 +314,17 @@ pub fn run(op: &CheckOp, cx: &Context) -> Result<Output, ExecError> {
             }
             let entry = evaluate(rule, &kept, kept.height(), cx, None)?;
             if entry.failing_rows > 0 {
-                let what = format!(
-                    "{} (was {} after quarantine)",
-                    rule.text,
-                    (entry.value.unwrap_or(0.0) * 1e4).round() / 1e4
-                );
+                let what = match entry.value {
+                    Some(v) => format!(
+                        "{} (was {} after quarantine)",
+                        rule.text,
+                        (v * 1e4).round() / 1e4
+                    ),
+                    None => format!(
+                        "{} ({} rows after quarantine)",
+                        rule.text, entry.failing_rows
+                    ),
+                };
                 if rule.warn {
                     let what = what.strip_prefix("warn ").unwrap_or(&what);
                     out.notes.push(format!("warning: {what}"));
