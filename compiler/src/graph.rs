@@ -14,6 +14,13 @@ fn label(op: &Op, name: &str) -> String {
         Op::Model(m) => format!("model {name}\\n{}", m.algorithm),
         Op::Evaluate(e) => format!("evaluate {name}\\non {}", e.partition),
         Op::Deploy(d) => format!("deploy \\\"{}\\\"", d.name),
+        Op::Join(j) => format!("join {name}\\non {}", j.keys.join(", ")),
+        Op::History(h) => format!(
+            "history {name}\\non {} at {} by {}",
+            h.keys.join(", "),
+            h.at,
+            h.by
+        ),
         other => format!("{} {name}", other.kind()),
     }
 }
@@ -26,6 +33,16 @@ fn shape(op: &Op) -> &'static str {
         Op::Evaluate(_) | Op::Monitor(_) => "note",
         Op::Deploy(_) => "component",
         _ => "box",
+    }
+}
+
+/// The label of a stage's `k`th input edge when it is a looked-up side
+/// (a join's right side, a history's events).
+fn side(op: &Op, k: usize) -> Option<&'static str> {
+    match (op, k) {
+        (Op::Join(_), 1) => Some("right"),
+        (Op::History(_), 1) => Some("events"),
+        _ => None,
     }
 }
 
@@ -50,8 +67,14 @@ pub fn render(plan: &Plan, format: GraphFormat) -> String {
                 ));
             }
             for s in &plan.stages {
-                for i in &s.inputs {
-                    out.push_str(&format!("  \"{i}\" -> \"{}\";\n", s.id));
+                for (k, i) in s.inputs.iter().enumerate() {
+                    match side(&s.op, k) {
+                        Some(l) => out.push_str(&format!(
+                            "  \"{i}\" -> \"{}\" [label=\"{l}\", style=dashed];\n",
+                            s.id
+                        )),
+                        None => out.push_str(&format!("  \"{i}\" -> \"{}\";\n", s.id)),
+                    }
                 }
             }
             out.push_str("}\n");
@@ -71,8 +94,16 @@ pub fn render(plan: &Plan, format: GraphFormat) -> String {
                 out.push_str(&format!("  {}{open}\"{text}\"{close}\n", mermaid_id(&s.id)));
             }
             for s in &plan.stages {
-                for i in &s.inputs {
-                    out.push_str(&format!("  {} --> {}\n", mermaid_id(i), mermaid_id(&s.id)));
+                for (k, i) in s.inputs.iter().enumerate() {
+                    let arrow = match side(&s.op, k) {
+                        Some(l) => format!("-.->|{l}|"),
+                        None => "-->".to_string(),
+                    };
+                    out.push_str(&format!(
+                        "  {} {arrow} {}\n",
+                        mermaid_id(i),
+                        mermaid_id(&s.id)
+                    ));
                 }
             }
         }

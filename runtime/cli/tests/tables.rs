@@ -400,3 +400,29 @@ fn tables_are_cached_like_every_stage() {
     assert!(!ran.contains(&"join.examples".to_string()), "{ran:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The pipeline in `docs/tables.md` runs on the example's data, and its
+/// model predicts rows that leave `as_of` out.
+#[test]
+fn the_pipeline_in_the_tables_docs_runs_and_predicts() {
+    let doc = std::fs::read_to_string(repo().join("docs/tables.md")).unwrap();
+    let block = doc
+        .split("```mlp\n")
+        .nth(1)
+        .and_then(|b| b.split("```").next())
+        .unwrap();
+    let dir = shop("tables-docs");
+    std::fs::remove_file(dir.join("shop.mlp")).unwrap();
+    std::fs::write(dir.join("docs.mlp"), block).unwrap();
+    let o = mlp(&dir, &["run", "."]);
+    assert!(o.status.success(), "{}", text(&o));
+    std::fs::write(dir.join("req.csv"), "customer_id,as_of\n1,2024-03-01\n2,\n").unwrap();
+    let o = mlp(
+        &dir,
+        &["predict", "churn", "--input", "req.csv", "--output", "out.csv"],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let out = std::fs::read_to_string(dir.join("out.csv")).unwrap();
+    assert_eq!(out.lines().count(), 3, "{out}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
