@@ -419,7 +419,9 @@ fn the_pipeline_in_the_tables_docs_runs_and_predicts() {
     std::fs::write(dir.join("req.csv"), "customer_id,as_of\n1,2024-03-01\n2,\n").unwrap();
     let o = mlp(
         &dir,
-        &["predict", "churn", "--input", "req.csv", "--output", "out.csv"],
+        &[
+            "predict", "churn", "--input", "req.csv", "--output", "out.csv",
+        ],
     );
     assert!(o.status.success(), "{}", text(&o));
     let out = std::fs::read_to_string(dir.join("out.csv")).unwrap();

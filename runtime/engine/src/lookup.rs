@@ -17,6 +17,11 @@ use std::collections::HashMap;
 
 type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
+use mlp_ml::history::NO_GROUP;
+
+/// Rows at least this many are answered in parallel.
+const PARALLEL_ROWS: usize = 16_384;
+
 /// One part of a key: ints, bools and dates as integers, text as text.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum Part {
@@ -35,7 +40,7 @@ impl std::fmt::Display for Part {
 
 /// A key column, read once.
 enum KeyColumn {
-    Int(Vec<Option<i64>>),
+    Int(Int64Chunked),
     Text(StringChunked),
 }
 
@@ -46,88 +51,285 @@ impl KeyColumn {
             .map_err(|_| ExecError::Data(format!("key column `{name}` is missing")))?;
         Ok(match c.dtype() {
             DataType::String => KeyColumn::Text(c.str().map_err(ExecError::polars)?.clone()),
-            DataType::Null => KeyColumn::Int(vec![None; c.len()]),
             _ => {
                 let phys = c.to_physical_repr();
                 let ints = phys.cast(&DataType::Int64).map_err(ExecError::polars)?;
-                KeyColumn::Int(ints.i64().map_err(ExecError::polars)?.iter().collect())
+                KeyColumn::Int(ints.i64().map_err(ExecError::polars)?.clone())
             }
         })
     }
     fn part(&self, row: usize) -> Option<Part> {
         match self {
-            KeyColumn::Int(v) => v[row].map(Part::Int),
+            KeyColumn::Int(v) => v.get(row).map(Part::Int),
             KeyColumn::Text(s) => s.get(row).map(|s| Part::Text(s.into())),
         }
     }
 }
 
-/// A row's key: one integer (the common case, no allocation) or parts.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-enum Key {
+/// Keys to dense ids (first seen first): one integer key (the common case,
+/// hashed as is) or parts.
+enum KeyIndex {
+    /// Integer keys in a narrow range (ids 1..n, the common case): the id
+    /// of key `k` is `ids[k - min]`, no hashing.
+    Dense {
+        min: i64,
+        ids: Vec<u32>,
+        len: usize,
+    },
+    Int(Map<i64, u32>),
+    Parts(Map<Box<[Part]>, u32>),
+}
+
+/// The range of a single integer key column, when it is narrow enough to
+/// index by position (at most 4 slots per row, or 65,536).
+fn dense_range(df: &DataFrame, names: &[String]) -> Option<(i64, usize)> {
+    let [name] = names else { return None };
+    let c = df.column(name).ok()?;
+    if c.dtype() == &DataType::String {
+        return None;
+    }
+    let phys = c.to_physical_repr();
+    let ints = phys.cast(&DataType::Int64).ok()?;
+    let ca = ints.i64().ok()?;
+    let (min, max) = (ca.min()?, ca.max()?);
+    let span = (max as i128 - min as i128 + 1) as u128;
+    let limit = (4 * df.height()).max(1 << 16) as u128;
+    (span <= limit).then_some((min, span as usize))
+}
+
+/// A row's key as read.
+enum RowKey {
     Int(i64),
     Parts(Box<[Part]>),
 }
 
-impl std::fmt::Display for Key {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Key::Int(i) => write!(f, "{i}"),
-            Key::Parts(p) => {
-                let parts: Vec<String> = p.iter().map(|p| p.to_string()).collect();
-                write!(f, "({})", parts.join(", "))
-            }
-        }
-    }
-}
-
-/// The keys of a frame's rows (`None`: a null in one of the key columns).
-fn keys_of(df: &DataFrame, names: &[String]) -> Result<Vec<Option<Key>>, ExecError> {
+/// Calls `f(row, key)` for each row of a frame (`None`: a null in a key).
+fn for_each_key(
+    df: &DataFrame,
+    names: &[String],
+    mut f: impl FnMut(usize, Option<RowKey>),
+) -> Result<(), ExecError> {
     let cols: Vec<KeyColumn> = names
         .iter()
         .map(|n| KeyColumn::read(df, n))
         .collect::<Result<_, _>>()?;
-    Ok((0..df.height())
-        .map(|row| match cols.as_slice() {
-            [KeyColumn::Int(v)] => v[row].map(Key::Int),
-            _ => cols
-                .iter()
-                .map(|c| c.part(row))
-                .collect::<Option<Vec<Part>>>()
-                .map(|p| Key::Parts(p.into())),
-        })
-        .collect())
+    match cols.as_slice() {
+        [KeyColumn::Int(ca)] => {
+            let mut row = 0;
+            for arr in ca.downcast_iter() {
+                match arr.validity() {
+                    None => {
+                        for v in arr.values().iter() {
+                            f(row, Some(RowKey::Int(*v)));
+                            row += 1;
+                        }
+                    }
+                    Some(_) => {
+                        for v in arr.iter() {
+                            f(row, v.map(|v| RowKey::Int(*v)));
+                            row += 1;
+                        }
+                    }
+                }
+            }
+        }
+        _ => {
+            for row in 0..df.height() {
+                let key = cols
+                    .iter()
+                    .map(|c| c.part(row))
+                    .collect::<Option<Vec<Part>>>()
+                    .map(|p| RowKey::Parts(p.into_boxed_slice()));
+                f(row, key);
+            }
+        }
+    }
+    Ok(())
 }
 
-/// Time columns as microseconds since the epoch (a date is its midnight).
+fn key_text(parts: &[Part]) -> String {
+    match parts {
+        [p] => p.to_string(),
+        _ => format!(
+            "({})",
+            parts
+                .iter()
+                .map(|p| p.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+impl KeyIndex {
+    /// Gives each distinct key of the frame's rows a dense id; returns each
+    /// row's id ([`NO_GROUP`] for a null key) and, when `repeats`, the rows
+    /// whose key an earlier row has.
+    fn assign(
+        df: &DataFrame,
+        names: &[String],
+        repeats: bool,
+    ) -> Result<(KeyIndex, Vec<u32>, Vec<usize>), ExecError> {
+        let n = df.height();
+        let mut ids = vec![NO_GROUP; n];
+        let mut repeated = vec![];
+        if let Some((min, span)) = dense_range(df, names) {
+            let mut slots = vec![NO_GROUP; span];
+            let mut len = 0u32;
+            for_each_key(df, names, |row, k| {
+                let Some(RowKey::Int(k)) = k else { return };
+                let slot = &mut slots[(k - min) as usize];
+                if *slot == NO_GROUP {
+                    *slot = len;
+                    len += 1;
+                } else if repeats {
+                    repeated.push(row);
+                }
+                ids[row] = *slot;
+            })?;
+            let index = KeyIndex::Dense {
+                min,
+                ids: slots,
+                len: len as usize,
+            };
+            return Ok((index, ids, repeated));
+        }
+        let single_int = names.len() == 1
+            && df
+                .column(&names[0])
+                .is_ok_and(|c| c.dtype() != &DataType::String);
+        let mut ints: Map<i64, u32> = Map::default();
+        let mut parts_map: Map<Box<[Part]>, u32> = Map::default();
+        if single_int {
+            ints.reserve(n / 4);
+        }
+        for_each_key(df, names, |row, k| {
+            let (id, next) = match k {
+                None => return,
+                Some(RowKey::Int(k)) => {
+                    let next = ints.len() as u32;
+                    (*ints.entry(k).or_insert(next), next)
+                }
+                Some(RowKey::Parts(k)) => {
+                    let next = parts_map.len() as u32;
+                    (*parts_map.entry(k).or_insert(next), next)
+                }
+            };
+            if id != next && repeats {
+                repeated.push(row);
+            }
+            ids[row] = id;
+        })?;
+        let index = if single_int {
+            KeyIndex::Int(ints)
+        } else {
+            KeyIndex::Parts(parts_map)
+        };
+        Ok((index, ids, repeated))
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            KeyIndex::Dense { len, .. } => *len,
+            KeyIndex::Int(m) => m.len(),
+            KeyIndex::Parts(m) => m.len(),
+        }
+    }
+
+    /// Each row's id ([`NO_GROUP`]: a null key, or one not indexed).
+    fn lookup(&self, df: &DataFrame, names: &[String]) -> Result<Vec<u32>, ExecError> {
+        let mut ids = vec![NO_GROUP; df.height()];
+        let dense = |min: &i64, slots: &Vec<u32>, k: i64| {
+            k.checked_sub(*min)
+                .and_then(|i| usize::try_from(i).ok())
+                .and_then(|i| slots.get(i).copied())
+        };
+        for_each_key(df, names, |row, k| {
+            ids[row] = match (self, k) {
+                (KeyIndex::Dense { min, ids, .. }, Some(RowKey::Int(k))) => dense(min, ids, k),
+                (KeyIndex::Dense { min, ids, .. }, Some(RowKey::Parts(k))) => match &k[..] {
+                    [Part::Int(k)] => dense(min, ids, *k),
+                    _ => None,
+                },
+                (KeyIndex::Int(m), Some(RowKey::Int(k))) => m.get(&k).copied(),
+                (KeyIndex::Parts(m), Some(RowKey::Int(k))) => m.get(&[Part::Int(k)][..]).copied(),
+                (KeyIndex::Parts(m), Some(RowKey::Parts(k))) => m.get(&k).copied(),
+                (KeyIndex::Int(m), Some(RowKey::Parts(k))) => match &k[..] {
+                    [Part::Int(k)] => m.get(k).copied(),
+                    _ => None,
+                },
+                (_, None) => None,
+            }
+            .unwrap_or(NO_GROUP)
+        })?;
+        Ok(ids)
+    }
+}
+
+/// Time columns as microseconds since the epoch (a date is its midnight);
+/// a null is `None`.
 fn micros(df: &DataFrame, name: &str) -> Result<Vec<Option<i64>>, ExecError> {
     let c = df
         .column(name)
         .map_err(|_| ExecError::Data(format!("time column `{name}` is missing")))?;
-    let us = match c.dtype() {
-        DataType::Datetime(TimeUnit::Microseconds, _) => c.clone(),
-        DataType::Datetime(..) | DataType::Date => c
-            .cast(&DataType::Datetime(TimeUnit::Microseconds, None))
-            .map_err(ExecError::polars)?,
-        DataType::Null => return Ok(vec![None; c.len()]),
+    let (us, scale) = match c.dtype() {
+        DataType::Datetime(TimeUnit::Microseconds, _) => (c.clone(), 1),
+        DataType::Date => (c.clone(), mlp_ml::history::DAY_US),
+        DataType::Datetime(..) | DataType::Null => (
+            c.cast(&DataType::Datetime(TimeUnit::Microseconds, None))
+                .map_err(ExecError::polars)?,
+            1,
+        ),
         other => {
             return Err(ExecError::Data(format!(
                 "time column `{name}` is {other}, not a date or datetime"
             )))
         }
     };
-    let phys = us.to_physical_repr();
-    Ok(phys
-        .i64()
-        .map_err(ExecError::polars)?
-        .iter()
-        .collect::<Vec<_>>())
+    let phys = us
+        .to_physical_repr()
+        .cast(&DataType::Int64)
+        .map_err(ExecError::polars)?;
+    let ca = phys.i64().map_err(ExecError::polars)?;
+    Ok(match ca.cont_slice() {
+        Ok(v) => v.iter().map(|t| Some(t * scale)).collect(),
+        Err(_) => ca.iter().map(|t| t.map(|t| t * scale)).collect(),
+    })
+}
+
+/// A column of answers (`None`: null) of the aggregate's type.
+fn answers_column(name: &str, ty: &Type, values: Vec<Option<f64>>) -> Column {
+    let name: PlSmallStr = name.into();
+    let all = values.iter().all(Option::is_some);
+    match ty {
+        Type::Int if all => {
+            Int64Chunked::from_vec(name, values.iter().flatten().map(|v| *v as i64).collect())
+                .into_column()
+        }
+        Type::Int => {
+            Int64Chunked::from_iter_options(name, values.into_iter().map(|v| v.map(|v| v as i64)))
+                .into_column()
+        }
+        Type::Bool => Column::new(
+            name,
+            values
+                .iter()
+                .map(|v| v.map(|v| v != 0.0))
+                .collect::<Vec<Option<bool>>>(),
+        ),
+        _ if all => {
+            Float64Chunked::from_vec(name, values.into_iter().flatten().collect()).into_column()
+        }
+        _ => Float64Chunked::from_iter_options(name, values.into_iter()).into_column(),
+    }
 }
 
 /// A join's right side, indexed by key.
 pub struct JoinState {
     op: JoinOp,
-    index: Map<Key, IdxSize>,
+    keys: KeyIndex,
+    /// The right row of each key id.
+    rows: Vec<IdxSize>,
     /// The right side's added columns, rows in its order.
     right: DataFrame,
 }
@@ -137,36 +339,42 @@ impl JoinState {
     /// compiler proved it from a check; this verifies the data read): a
     /// duplicate is an error naming the first duplicated key values.
     pub fn build(op: &JoinOp, right: &DataFrame, side: &str) -> Result<JoinState, ExecError> {
-        let keys = keys_of(right, &op.keys)?;
-        let mut index: Map<Key, IdxSize> = Map::default();
-        index.reserve(keys.len());
-        let mut duplicated: Vec<String> = vec![];
-        let mut n_dup = 0usize;
-        for (row, k) in keys.into_iter().enumerate() {
-            let Some(k) = k else { continue };
-            if index.contains_key(&k) {
-                n_dup += 1;
-                if duplicated.len() < 5 {
-                    duplicated.push(k.to_string());
-                }
-                continue;
-            }
-            index.insert(k, row as IdxSize);
-        }
-        if n_dup > 0 {
+        let (keys, ids, repeated) = KeyIndex::assign(right, &op.keys, true)?;
+        if !repeated.is_empty() {
+            let cols: Vec<KeyColumn> = op
+                .keys
+                .iter()
+                .map(|n| KeyColumn::read(right, n))
+                .collect::<Result<_, _>>()?;
+            let shown: Vec<String> = repeated
+                .iter()
+                .take(5)
+                .map(|r| {
+                    let parts: Vec<Part> = cols.iter().filter_map(|c| c.part(*r)).collect();
+                    key_text(&parts)
+                })
+                .collect();
+            let n = repeated.len();
             return Err(ExecError::Data(format!(
-                "`{side}` has {n_dup} row{} whose {} another row has too ({}): a join reads one row per key",
-                if n_dup == 1 { "" } else { "s" },
+                "`{side}` has {n} row{} whose {} another row has too ({}): a join reads one row per key",
+                if n == 1 { "" } else { "s" },
                 op.keys.join(", "),
-                duplicated.join(", ")
+                shown.join(", ")
             )));
+        }
+        let mut rows = vec![0 as IdxSize; keys.len()];
+        for (row, id) in ids.iter().enumerate() {
+            if *id != NO_GROUP {
+                rows[*id as usize] = row as IdxSize;
+            }
         }
         let right = right
             .select(op.columns.iter().map(String::as_str))
             .map_err(ExecError::polars)?;
         Ok(JoinState {
             op: op.clone(),
-            index,
+            keys,
+            rows,
             right,
         })
     }
@@ -201,16 +409,19 @@ impl JoinState {
     /// Every left row with the right side's columns (null where no key
     /// matched), and the positions of the rows that matched none.
     pub fn apply_rows(&self, left: DataFrame) -> Result<(DataFrame, Vec<usize>), ExecError> {
-        let keys = keys_of(&left, &self.op.keys)?;
-        let rows: IdxCa = keys
-            .iter()
-            .map(|k| k.as_ref().and_then(|k| self.index.get(k).copied()))
-            .collect();
-        let unmatched: Vec<usize> = rows
+        let ids = self.keys.lookup(&left, &self.op.keys)?;
+        let mut unmatched = vec![];
+        let rows: IdxCa = ids
             .iter()
             .enumerate()
-            .filter(|(_, r)| r.is_none())
-            .map(|(i, _)| i)
+            .map(|(i, id)| {
+                if *id == NO_GROUP {
+                    unmatched.push(i);
+                    None
+                } else {
+                    Some(self.rows[*id as usize])
+                }
+            })
             .collect();
         let taken = self.right.take(&rows).map_err(ExecError::polars)?;
         let mut out = left;
@@ -225,7 +436,7 @@ impl JoinState {
 /// event-row values.
 pub struct HistoryState {
     op: HistoryOp,
-    groups: Map<Key, u32>,
+    groups: KeyIndex,
     index: EventIndex,
     specs: Vec<AggSpec>,
 }
@@ -240,19 +451,19 @@ impl HistoryState {
         stage: &Stage,
         plugins: &Plugins,
     ) -> Result<HistoryState, ExecError> {
-        let keys = keys_of(events, &op.keys)?;
-        let mut groups: Map<Key, u32> = Map::default();
-        let group_of: Vec<Option<u32>> = keys
-            .into_iter()
-            .map(|k| {
-                k.map(|k| {
-                    let next = groups.len() as u32;
-                    *groups.entry(k).or_insert(next)
-                })
-            })
-            .collect();
+        let (groups, mut group_of, _) = KeyIndex::assign(events, &op.keys, false)?;
         let times = micros(events, &op.by)?;
-        // One value column per aggregate that reads one.
+        let mut time_values = Vec::with_capacity(times.len());
+        for (row, t) in times.into_iter().enumerate() {
+            match t {
+                Some(t) => time_values.push(t),
+                None => {
+                    time_values.push(0);
+                    group_of[row] = NO_GROUP;
+                }
+            }
+        }
+        // One value column per distinct expression an aggregate reads.
         let kinds = frame_kinds_of(events, stage);
         let types = |n: &str| kinds.get(n).cloned();
         let translator = Translator {
@@ -260,17 +471,22 @@ impl HistoryState {
             plugins,
         };
         let mut exprs = vec![];
+        let mut seen: Vec<&mlp_compiler::plan::Expr> = vec![];
         let mut specs = vec![];
         for a in &op.aggregates {
             let column = match &a.arg {
-                Some(arg) => {
-                    let (e, _) = translator.expr(arg)?;
-                    exprs.push(
-                        e.cast(DataType::Float64)
-                            .alias(format!("__v{}", exprs.len())),
-                    );
-                    Some(exprs.len() - 1)
-                }
+                Some(arg) => match seen.iter().position(|s| *s == arg) {
+                    Some(k) => Some(k),
+                    None => {
+                        let (e, _) = translator.expr(arg)?;
+                        exprs.push(
+                            e.cast(DataType::Float64)
+                                .alias(format!("__v{}", exprs.len())),
+                        );
+                        seen.push(arg);
+                        Some(exprs.len() - 1)
+                    }
+                },
                 None => None,
             };
             specs.push(AggSpec {
@@ -287,13 +503,15 @@ impl HistoryState {
             df.columns()
                 .iter()
                 .map(|c| {
-                    c.f64()
-                        .map(|v| v.iter().collect::<Vec<Option<f64>>>())
-                        .map_err(ExecError::polars)
+                    let ca = c.f64().map_err(ExecError::polars)?;
+                    Ok(match ca.cont_slice() {
+                        Ok(s) => s.to_vec(),
+                        Err(_) => ca.iter().map(|v| v.unwrap_or(f64::NAN)).collect(),
+                    })
                 })
-                .collect::<Result<Vec<_>, _>>()?
+                .collect::<Result<Vec<Vec<f64>>, ExecError>>()?
         };
-        let index = EventIndex::build(&group_of, groups.len(), &times, &values);
+        let index = EventIndex::build(&group_of, groups.len(), &time_values, &values);
         Ok(HistoryState {
             op: op.clone(),
             groups,
@@ -310,43 +528,30 @@ impl HistoryState {
     /// The left frame with one column per aggregate. A row whose `at` is
     /// null is computed at `now` (serving: the time of the request).
     pub fn apply(&self, left: DataFrame, now: Option<i64>) -> Result<DataFrame, ExecError> {
-        let keys = keys_of(&left, &self.op.keys)?;
-        let at = micros(&left, &self.op.at)?;
-        let groups: Vec<Option<u32>> = keys
-            .iter()
-            .map(|k| k.as_ref().and_then(|k| self.groups.get(k).copied()))
-            .collect();
+        use rayon::prelude::*;
+        let groups = self.groups.lookup(&left, &self.op.keys)?;
+        let mut at = micros(&left, &self.op.at)?;
+        if now.is_some() {
+            for t in at.iter_mut().filter(|t| t.is_none()) {
+                *t = now;
+            }
+        }
         let mut out = left;
+        let answer = |row: usize, spec: &AggSpec| match at[row] {
+            Some(t) => self.index.query(groups[row], t, spec),
+            None => match spec.agg {
+                HistoryAggregate::Count | HistoryAggregate::Sum => Some(0.0),
+                _ => None,
+            },
+        };
+        let n = groups.len();
         for (a, spec) in self.op.aggregates.iter().zip(&self.specs) {
-            let values: Vec<Option<f64>> = groups
-                .iter()
-                .zip(&at)
-                .map(|(g, t)| match t.or(now) {
-                    Some(t) => self.index.query(*g, t, spec),
-                    None => match a.agg {
-                        HistoryAggregate::Count | HistoryAggregate::Sum => Some(0.0),
-                        _ => None,
-                    },
-                })
-                .collect();
-            let name: PlSmallStr = a.name.as_str().into();
-            let column = match a.ty {
-                Type::Int => Column::new(
-                    name,
-                    values
-                        .iter()
-                        .map(|v| v.map(|v| v as i64))
-                        .collect::<Vec<Option<i64>>>(),
-                ),
-                Type::Bool => Column::new(
-                    name,
-                    values
-                        .iter()
-                        .map(|v| v.map(|v| v != 0.0))
-                        .collect::<Vec<Option<bool>>>(),
-                ),
-                _ => Column::new(name, values),
+            let values: Vec<Option<f64>> = if n >= PARALLEL_ROWS {
+                (0..n).into_par_iter().map(|r| answer(r, spec)).collect()
+            } else {
+                (0..n).map(|r| answer(r, spec)).collect()
             };
+            let column = answers_column(&a.name, &a.ty, values);
             out.with_column(column).map_err(ExecError::polars)?;
         }
         Ok(out)

@@ -16,10 +16,15 @@ use mlp_compiler::plan::HistoryAggregate;
 /// Microseconds in a day (`days_since`).
 pub const DAY_US: i64 = 86_400_000_000;
 
-/// One aggregated event-row value per event, as numbers (bools as 0 and 1).
+/// A group id that belongs to no group: an event left out (a null key or
+/// time), or a row whose key has no events.
+pub const NO_GROUP: u32 = u32::MAX;
+
+/// One aggregated event-row value per event, as numbers (bools as 0 and 1;
+/// a null, or a NaN, is NaN and skipped).
 struct ValueColumn {
-    /// In sorted order; a null is `None`.
-    values: Vec<Option<f64>>,
+    /// In sorted order.
+    values: Vec<f64>,
     /// Running sum of the non-null values within each group, inclusive.
     cum_sum: Vec<f64>,
     /// Running count of non-null values within each group, inclusive.
@@ -49,22 +54,22 @@ pub struct AggSpec {
 
 impl EventIndex {
     /// Builds the index. `groups[i]` and `times[i]` are event `i`'s group
-    /// (below `n_groups`) and time; `columns[c][i]` its value in column
-    /// `c`. An event with a null group or time is left out (counted in
-    /// `dropped`).
+    /// (below `n_groups`, or [`NO_GROUP`] to leave it out) and time;
+    /// `columns[c][i]` its value in column `c` (NaN: null).
     pub fn build(
-        groups: &[Option<u32>],
+        groups: &[u32],
         n_groups: usize,
-        times: &[Option<i64>],
-        columns: &[Vec<Option<f64>>],
+        times: &[i64],
+        columns: &[Vec<f64>],
     ) -> EventIndex {
         // Counting sort by group (stable), then each group by time (stable).
         let mut counts = vec![0usize; n_groups + 1];
         let mut dropped = 0;
-        for (g, t) in groups.iter().zip(times) {
-            match (g, t) {
-                (Some(g), Some(_)) if (*g as usize) < n_groups => counts[*g as usize + 1] += 1,
-                _ => dropped += 1,
+        for g in groups {
+            if (*g as usize) < n_groups {
+                counts[*g as usize + 1] += 1;
+            } else {
+                dropped += 1;
             }
         }
         for g in 0..n_groups {
@@ -72,38 +77,47 @@ impl EventIndex {
         }
         let starts = counts.clone();
         let mut next = counts;
-        let mut order = vec![0u32; starts[n_groups]];
-        for (i, (g, t)) in groups.iter().zip(times).enumerate() {
-            if let (Some(g), Some(_)) = (g, t) {
-                if (*g as usize) < n_groups {
-                    order[next[*g as usize]] = i as u32;
-                    next[*g as usize] += 1;
+        let n = starts[n_groups];
+        let mut order = vec![0u32; n];
+        let mut sorted_times = vec![0i64; n];
+        for (i, g) in groups.iter().enumerate() {
+            if (*g as usize) < n_groups {
+                let at = next[*g as usize];
+                order[at] = i as u32;
+                sorted_times[at] = times[i];
+                next[*g as usize] += 1;
+            }
+        }
+        for g in 0..n_groups {
+            let (a, b) = (starts[g], starts[g + 1]);
+            if sorted_times[a..b].windows(2).any(|w| w[0] > w[1]) {
+                let mut pairs: Vec<(i64, u32)> = sorted_times[a..b]
+                    .iter()
+                    .copied()
+                    .zip(order[a..b].iter().copied())
+                    .collect();
+                pairs.sort_by_key(|p| p.0);
+                for (k, (t, i)) in pairs.into_iter().enumerate() {
+                    sorted_times[a + k] = t;
+                    order[a + k] = i;
                 }
             }
         }
-        let time_of = |i: u32| times[i as usize].unwrap_or(i64::MIN);
-        for g in 0..n_groups {
-            let slice = &mut order[starts[g]..starts[g + 1]];
-            if slice.windows(2).any(|w| time_of(w[0]) > time_of(w[1])) {
-                slice.sort_by_key(|i| time_of(*i));
-            }
-        }
-        let sorted_times: Vec<i64> = order.iter().map(|i| time_of(*i)).collect();
         let columns = columns
             .iter()
             .map(|col| {
-                let values: Vec<Option<f64>> = order.iter().map(|i| col[*i as usize]).collect();
-                let mut cum_sum = Vec::with_capacity(values.len());
-                let mut cum_n = Vec::with_capacity(values.len());
+                let values: Vec<f64> = order.iter().map(|i| col[*i as usize]).collect();
+                let mut cum_sum = Vec::with_capacity(n);
+                let mut cum_n = Vec::with_capacity(n);
                 for g in 0..n_groups {
-                    let (mut s, mut n) = (0.0f64, 0u32);
+                    let (mut s, mut k) = (0.0f64, 0u32);
                     for v in &values[starts[g]..starts[g + 1]] {
-                        if let Some(v) = v {
+                        if !v.is_nan() {
                             s += v;
-                            n += 1;
+                            k += 1;
                         }
                         cum_sum.push(s);
-                        cum_n.push(n);
+                        cum_n.push(k);
                     }
                 }
                 ValueColumn {
@@ -157,20 +171,27 @@ impl EventIndex {
         }
     }
 
-    /// The aggregate for a row of `group` (none: a key with no events) at
-    /// time `at`. `count` and `sum` are never null (0 without events); the
-    /// others are null without (non-null) events; `std` (sample, n - 1)
-    /// needs two.
-    pub fn query(&self, group: Option<u32>, at: i64, spec: &AggSpec) -> Option<f64> {
-        let Some(group) = group.filter(|g| (*g as usize) + 1 < self.starts.len()) else {
+    /// The aggregate for a row of `group` ([`NO_GROUP`]: a key with no
+    /// events) at time `at`. `count` and `sum` are never null (0 without
+    /// events); the others are null without (non-null) events; `std`
+    /// (sample, n - 1) needs two.
+    pub fn query(&self, group: u32, at: i64, spec: &AggSpec) -> Option<f64> {
+        if (group as usize) + 1 >= self.starts.len() {
             return match spec.agg {
                 HistoryAggregate::Count | HistoryAggregate::Sum => Some(0.0),
                 _ => None,
             };
-        };
+        }
         let start = self.starts[group as usize];
         let (lo, hi) = self.window(group, at, spec.within_us);
         let column = spec.column.and_then(|c| self.columns.get(c));
+        fn present(
+            c: &ValueColumn,
+            lo: usize,
+            hi: usize,
+        ) -> impl DoubleEndedIterator<Item = f64> + '_ {
+            c.values[lo..hi].iter().copied().filter(|v| !v.is_nan())
+        }
         match spec.agg {
             HistoryAggregate::Count => Some((hi - lo) as f64),
             HistoryAggregate::DaysSince => {
@@ -188,29 +209,12 @@ impl EventIndex {
                     return None;
                 }
                 let mean = s / n as f64;
-                let ss: f64 = c.values[lo..hi]
-                    .iter()
-                    .flatten()
-                    .map(|v| (v - mean) * (v - mean))
-                    .sum();
+                let ss: f64 = present(c, lo, hi).map(|v| (v - mean) * (v - mean)).sum();
                 Some((ss / (n - 1) as f64).sqrt())
             }
-            HistoryAggregate::Min => column?.values[lo..hi]
-                .iter()
-                .flatten()
-                .copied()
-                .reduce(f64::min),
-            HistoryAggregate::Max => column?.values[lo..hi]
-                .iter()
-                .flatten()
-                .copied()
-                .reduce(f64::max),
-            HistoryAggregate::Last => column?.values[lo..hi]
-                .iter()
-                .rev()
-                .flatten()
-                .next()
-                .copied(),
+            HistoryAggregate::Min => present(column?, lo, hi).reduce(f64::min),
+            HistoryAggregate::Max => present(column?, lo, hi).reduce(f64::max),
+            HistoryAggregate::Last => present(column?, lo, hi).next_back(),
         }
     }
 }
@@ -225,6 +229,29 @@ mod tests {
             column,
             within_us,
         }
+    }
+
+    /// The index of events given with options for nulls.
+    fn build(
+        groups: &[Option<u32>],
+        n_groups: usize,
+        times: &[Option<i64>],
+        columns: &[Vec<Option<f64>>],
+    ) -> EventIndex {
+        let g: Vec<u32> = groups
+            .iter()
+            .zip(times)
+            .map(|(g, t)| match (g, t) {
+                (Some(g), Some(_)) => *g,
+                _ => NO_GROUP,
+            })
+            .collect();
+        let t: Vec<i64> = times.iter().map(|t| t.unwrap_or(0)).collect();
+        let c: Vec<Vec<f64>> = columns
+            .iter()
+            .map(|c| c.iter().map(|v| v.unwrap_or(f64::NAN)).collect())
+            .collect();
+        EventIndex::build(&g, n_groups, &t, &c)
     }
 
     /// A slow, obviously right reference: filter, then aggregate.
@@ -279,9 +306,9 @@ mod tests {
             Some(9.0),
             Some(9.0),
         ]];
-        let ix = EventIndex::build(&groups, 2, &times, &values);
+        let ix = build(&groups, 2, &times, &values);
         assert_eq!(ix.dropped, 2);
-        let q = |g, at, s| ix.query(g, at, &s);
+        let q = |g: Option<u32>, at, s| ix.query(g.unwrap_or(NO_GROUP), at, &s);
         use HistoryAggregate as A;
         // The event at 30 is not before 30: ties at T are excluded.
         assert_eq!(q(Some(0), 30 * day, spec(A::Count, None, None)), Some(2.0));
@@ -335,14 +362,14 @@ mod tests {
             let values: Vec<Option<f64>> = (0..n)
                 .map(|_| (next(5) > 0).then(|| next(100) as f64 / 4.0 - 5.0))
                 .collect();
-            let ix = EventIndex::build(&groups, n_groups, &times, std::slice::from_ref(&values));
+            let ix = build(&groups, n_groups, &times, std::slice::from_ref(&values));
             for agg in HistoryAggregate::ALL {
                 for within in [None, Some(3 * DAY_US), Some(DAY_US / 2)] {
                     let s = spec(*agg, Some(0), within);
                     for g in 0..=n_groups as u32 {
                         let g = (g < n_groups as u32).then_some(g);
                         let at = next(24) as i64 * DAY_US / 2;
-                        let got = ix.query(g, at, &s);
+                        let got = ix.query(g.unwrap_or(NO_GROUP), at, &s);
                         let want = reference(&groups, &times, &values, g, at, &s);
                         let close = match (got, want) {
                             (Some(a), Some(b)) => (a - b).abs() <= 1e-9 * b.abs().max(1.0),

@@ -179,8 +179,19 @@ fn read_file(
     shown: &str,
     lenient: bool,
 ) -> Result<DataFrame, ExecError> {
-    if op.format == SourceFormat::Csv && !lenient {
-        if let Some(df) = read_csv_typed(op, path, shown) {
+    if op.format == SourceFormat::Csv {
+        if let Some(mut df) = read_csv_typed(op, path, shown) {
+            // Every row held to the schema: a lenient read describes none.
+            if lenient {
+                for name in [PARSE_ERROR, PARSE_KIND] {
+                    df.with_column(Column::full_null(
+                        name.into(),
+                        df.height(),
+                        &DataType::String,
+                    ))
+                    .map_err(ExecError::polars)?;
+                }
+            }
             return Ok(df);
         }
     }
