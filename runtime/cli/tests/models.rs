@@ -111,6 +111,30 @@ fn check_against(dir: &Path, sk: &serde_json::Value) {
         (a - b).abs() <= 0.005,
         "logistic accuracy {a} vs scikit-learn {b}"
     );
+    // The binary logistic regression is solved to the minimum of
+    // scikit-learn's objective: the same coefficients (the positive class
+    // carries the weights).
+    let m = entry_json(dir, "model.logit", "model.json");
+    let w: Vec<f64> = m["fitted"]["weights"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| row[1].as_f64().unwrap())
+        .collect();
+    let coef = sk["logistic"]["coef"].as_array().unwrap();
+    assert_eq!(w.len(), coef.len());
+    for (a, b) in w.iter().zip(coef) {
+        let b = b.as_f64().unwrap();
+        assert!(
+            close(*a, b, 1e-4),
+            "logistic: coefficient {a} vs scikit-learn {b}"
+        );
+    }
+    let (a, b) = (
+        m["fitted"]["intercepts"][1].as_f64().unwrap(),
+        sk["logistic"]["intercept"].as_f64().unwrap(),
+    );
+    assert!(close(a, b, 1e-4), "logistic: intercept {a} vs {b}");
 }
 
 #[test]

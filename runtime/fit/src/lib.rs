@@ -13,6 +13,7 @@
 //! | `naive_bayes` | Gaussian, in closed form |
 
 pub mod cart;
+pub mod logistic;
 
 use mlp_compiler::plan::{Algorithm, ModelOp, ParamValue};
 use mlp_ml::fitted::{svm_decision, Fitted, ForestTree, Kernel, ModelFile};
@@ -434,31 +435,16 @@ fn fit(
         }
         (Algorithm::LogisticRegression, Target::Classes(y, 2)) => {
             // Binary: the sigmoid model, unpenalised intercept, as
-            // scikit-learn's (linfa's alpha is 1/C).
-            use linfa::prelude::*;
+            // scikit-learn's, fitted by Newton's method (`logistic.rs`).
             let lr = LogisticSettings::of(params);
-            let ds = linfa::Dataset::new(x.clone(), y.clone());
-            let model = linfa_logistic::LogisticRegression::default()
-                .alpha(lr.alpha)
-                .max_iterations(lr.max_iter)
-                .gradient_tolerance(lr.tol)
-                .with_intercept(lr.intercept)
-                .fit(&ds)
-                .map_err(|e| FitError::Data(format!("logistic regression did not fit: {e}")))?;
-            let pos = model.labels().pos.class;
-            let w = model.params();
-            let p = x.ncols();
-            // softmax(z, 0) = sigmoid(z): the positive class carries the
-            // weights, the other zeros.
-            let mut weights = vec![vec![0.0; 2]; p];
-            for (i, row) in weights.iter_mut().enumerate() {
-                row[pos] = w[i];
-            }
-            let mut intercepts = vec![0.0; 2];
-            intercepts[pos] = model.intercept();
+            let ones: Vec<f64> = y.iter().map(|c| f64::from(*c == 1)).collect();
+            let fit = logistic::fit(x, &ones, 1.0 / lr.alpha, lr.intercept, lr.max_iter as usize)?;
+            // softmax(z, 0) = sigmoid(z): the positive class (the second)
+            // carries the weights, the other zeros.
+            let weights = fit.weights.iter().map(|w| vec![0.0, *w]).collect();
             Ok(Fitted::Softmax {
                 weights,
-                intercepts,
+                intercepts: vec![0.0, fit.intercept],
             })
         }
         (Algorithm::LogisticRegression, Target::Classes(y, k)) => {
