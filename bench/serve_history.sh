@@ -52,7 +52,7 @@ random.seed(7)
 bodies = [json.dumps([{"customer_id": random.choice(ids), "as_of": f"2025-0{random.randint(1, 6)}-01"}]) for _ in range(1000)]
 with open(f"{work}/req.lua", "w") as f:
     f.write('wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n')
-    f.write("local bodies = {" + ",".join("[[" + b + "]]" for b in bodies) + "}\n")
+    f.write("local bodies = {" + ",".join("[==[" + b + "]==]" for b in bodies) + "}\n")
     f.write("local i = 0\nrequest = function()\n  i = i % #bodies + 1\n  return wrk.format(nil, nil, nil, bodies[i])\nend\n")
 PY
 curl -s -XPOST "http://127.0.0.1:$PORT/v1/predict" -H 'content-type: application/json' -d '[{"customer_id": 1, "as_of": "2025-03-01"}]'; echo

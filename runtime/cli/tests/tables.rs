@@ -237,6 +237,12 @@ fn serving_looks_up_the_latest_tables_and_refreshes_them() {
     let dir = shop("tables-serve");
     let o = mlp(&dir, &["run", "."]);
     assert!(o.status.success(), "{}", text(&o));
+    // Monitored on labelled rows: drift of the history features and the
+    // model's accuracy, through the same lookups.
+    let o = mlp(&dir, &["monitor", "churn", "--data", "data/labels.csv", "--json"]);
+    let report: Value = serde_json::from_slice(&o.stdout).unwrap_or(Value::Null);
+    assert!(report["rows"].as_u64().unwrap_or(0) > 2000, "{}", text(&o));
+    assert!(text(&o).contains("orders_30d"), "{}", text(&o));
     let s = serve(&dir, &["churn"]);
     let url = format!("{}/v1/predict", s.url);
     // `as_of` may be left out: it is then the time of the request.
