@@ -239,7 +239,10 @@ fn serving_looks_up_the_latest_tables_and_refreshes_them() {
     assert!(o.status.success(), "{}", text(&o));
     // Monitored on labelled rows: drift of the history features and the
     // model's accuracy, through the same lookups.
-    let o = mlp(&dir, &["monitor", "churn", "--data", "data/labels.csv", "--json"]);
+    let o = mlp(
+        &dir,
+        &["monitor", "churn", "--data", "data/labels.csv", "--json"],
+    );
     let report: Value = serde_json::from_slice(&o.stdout).unwrap_or(Value::Null);
     assert!(report["rows"].as_u64().unwrap_or(0) > 2000, "{}", text(&o));
     assert!(text(&o).contains("orders_30d"), "{}", text(&o));
