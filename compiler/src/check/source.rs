@@ -197,6 +197,18 @@ impl<'a> Checker<'a> {
                         "formats use strftime fields: `%Y` year, `%m` month, `%d` day, `%H:%M:%S` time, e.g. \"%Y-%m-%d\"",
                     );
                 }
+                // An offset (`%z`) would be read and then ignored: a time at
+                // 10:00-05:00 would count as 10:00 UTC.
+                if ["%z", "%:z", "%::z", "%:::z", "%#z", "%Z"]
+                    .iter()
+                    .any(|z| format.contains(z))
+                {
+                    return bad(
+                        self,
+                        format!("date format \"{format}\" reads a time zone offset, which mlp does not apply yet"),
+                        "store the times in UTC (or one fixed zone) and leave the offset out of the format, e.g. \"%Y-%m-%dT%H:%M:%S\"; a literal `Z` is fine (\"%Y-%m-%dT%H:%M:%SZ\")",
+                    );
+                }
                 if t.name == "date" {
                     Type::Date { format }
                 } else {
