@@ -479,6 +479,7 @@ pub const FORMATS: &[(&str, &[&str])] = &[
     ),
     ("parquet", &[]),
     ("json", &[]),
+    ("sqlite", &["query", "table"]),
 ];
 
 /// Expression functions (outside `over`): name, arity range.

@@ -161,7 +161,7 @@ vocabulary! {
 
 vocabulary! {
     /// A source file format.
-    SourceFormat { Csv = "csv", Parquet = "parquet", Json = "json" }
+    SourceFormat { Csv = "csv", Parquet = "parquet", Json = "json", Sqlite = "sqlite" }
 }
 
 vocabulary! {

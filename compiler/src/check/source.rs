@@ -22,10 +22,10 @@ impl<'a> Checker<'a> {
                 self.errors.push(CheckError::UnknownOption {
                     span: o.key.span,
                     key: key.to_string(),
-                    context: if valid_opts.is_empty() {
-                        "this format (it takes no options)"
-                    } else {
-                        "a csv source"
+                    context: match format {
+                        "csv" => "a csv source",
+                        "sqlite" => "a sqlite source",
+                        _ => "this format (it takes no options)",
                     },
                     valid: valid_opts.iter().map(|v| v.to_string()).collect(),
                 });
@@ -37,6 +37,27 @@ impl<'a> Checker<'a> {
                 }
                 ("delimiter" | "quote", _) => {
                     self.bad_value(key, o.value.span, "a one-character string", &o.value);
+                    continue;
+                }
+                ("table" | "query", ValueKind::Lit(Lit::Str(t))) if !t.trim().is_empty() => {
+                    Literal::Str(t.clone())
+                }
+                ("table", _) => {
+                    self.bad_value(
+                        key,
+                        o.value.span,
+                        "a table name such as \"customers\"",
+                        &o.value,
+                    );
+                    continue;
+                }
+                ("query", _) => {
+                    self.bad_value(
+                        key,
+                        o.value.span,
+                        "a SELECT statement as a string",
+                        &o.value,
+                    );
                     continue;
                 }
                 ("header", ValueKind::Lit(Lit::Bool(b))) => Literal::Bool(*b),
@@ -69,6 +90,33 @@ impl<'a> Checker<'a> {
                 }
             };
             options.insert(key.to_string(), value);
+        }
+        if format == "sqlite" {
+            let given: Vec<&str> = ["table", "query"]
+                .into_iter()
+                .filter(|k| s.options.iter().any(|o| o.key.name == *k))
+                .collect();
+            if given.len() != 1 {
+                self.errors.push(CheckError::BadOptionValue {
+                    span: s.format.span,
+                    key: "table or query".into(),
+                    expected: "exactly one of `table = \"NAME\"` or `query = \"SELECT ...\"`"
+                        .into(),
+                    found: if given.is_empty() {
+                        "neither".into()
+                    } else {
+                        "both".into()
+                    },
+                });
+            }
+        }
+        if let Some((scheme, _)) = s.path.split_once("://") {
+            self.errors.push(CheckError::BadOptionValue {
+                span: s.path_span,
+                key: "path".into(),
+                expected: "a local file path or glob (remote sources are not supported yet)".into(),
+                found: format!("a `{scheme}://` address"),
+            });
         }
         if s.path.trim().is_empty() {
             self.errors.push(CheckError::BadOptionValue {

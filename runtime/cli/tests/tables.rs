@@ -414,12 +414,7 @@ fn tables_are_cached_like_every_stage() {
 /// model predicts rows that leave `as_of` out.
 #[test]
 fn the_pipeline_in_the_tables_docs_runs_and_predicts() {
-    let doc = std::fs::read_to_string(repo().join("docs/tables.md")).unwrap();
-    let block = doc
-        .split("```mlp\n")
-        .nth(1)
-        .and_then(|b| b.split("```").next())
-        .unwrap();
+    let block = common::docs_pipeline("tables.md");
     let dir = shop("tables-docs");
     std::fs::remove_file(dir.join("shop.mlp")).unwrap();
     std::fs::write(dir.join("docs.mlp"), block).unwrap();

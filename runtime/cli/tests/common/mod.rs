@@ -288,3 +288,13 @@ pub fn mlp_within(dir: &Path, secs: u32, args: &[&str]) -> Output {
         .output()
         .unwrap()
 }
+
+/// The first ```mlp block of a file under `docs/`.
+pub fn docs_pipeline(doc: &str) -> String {
+    let text = std::fs::read_to_string(repo().join("docs").join(doc)).unwrap();
+    text.split("```mlp\n")
+        .nth(1)
+        .and_then(|b| b.split("```").next())
+        .unwrap_or_else(|| panic!("no mlp block in docs/{doc}"))
+        .to_string()
+}

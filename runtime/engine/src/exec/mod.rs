@@ -28,6 +28,7 @@ pub mod model;
 pub mod monitor;
 pub mod source;
 pub mod split;
+pub mod sqlite;
 pub mod transform;
 
 use mlp_compiler::plan::{Op, Stage};

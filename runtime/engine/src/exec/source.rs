@@ -179,6 +179,9 @@ fn read_file(
     shown: &str,
     lenient: bool,
 ) -> Result<DataFrame, ExecError> {
+    if op.format == SourceFormat::Sqlite {
+        return super::sqlite::read(op, path, shown, lenient);
+    }
     if op.format == SourceFormat::Csv {
         if let Some(mut df) = read_csv_typed(op, path, shown) {
             // Every row held to the schema: a lenient read describes none.
@@ -354,6 +357,11 @@ fn scan(op: &SourceOp, path: &Path, shown: &str) -> Result<LazyFrame, ExecError>
             .map_err(|e| read_error(shown, e)),
         SourceFormat::Parquet => LazyFrame::scan_parquet(pl_path()?, ScanArgsParquet::default())
             .map_err(|e| read_error(shown, e)),
+        // Read row by row (`sqlite.rs`), never scanned.
+        SourceFormat::Sqlite => Err(read_error(
+            shown,
+            "a SQLite database is read as a table, not as a file of rows",
+        )),
         SourceFormat::Json => match ndjson_prepare(path, shown)? {
             None => LazyJsonLineReader::new(pl_path()?)
                 .with_infer_schema_length(None)
@@ -605,7 +613,7 @@ fn read_checked(
         SourceFormat::Json if matches!(e, ExecError::Read { .. }) => {
             ndjson_problem(path, shown).unwrap_or(e)
         }
-        SourceFormat::Json | SourceFormat::Parquet => e,
+        SourceFormat::Json | SourceFormat::Parquet | SourceFormat::Sqlite => e,
     })
 }
 
