@@ -259,6 +259,18 @@ fn infer_type(cells: &[Cell], complete: bool) -> (String, bool) {
 
 /// Prints a `source` block for the sample.
 pub fn source_block(name: &str, format: &str, path: &str, sample: &Sample) -> String {
+    source_block_with(name, format, path, "", sample)
+}
+
+/// As [`source_block`], with more options after the path (`table =
+/// "customers"` for a database), written as given.
+pub fn source_block_with(
+    name: &str,
+    format: &str,
+    path: &str,
+    more: &str,
+    sample: &Sample,
+) -> String {
     let cols = infer_columns(sample);
     let width = cols.iter().map(|c| c.name.len()).max().unwrap_or(0);
     let mut out = format!(
@@ -280,8 +292,13 @@ pub fn source_block(name: &str, format: &str, path: &str, sample: &Sample) -> St
     } else {
         String::new()
     };
+    let more = if more.is_empty() {
+        String::new()
+    } else {
+        format!(", {more}")
+    };
     out.push_str(&format!(
-        "source {} = {format}(\"{path}\"{options}) {{\n",
+        "source {} = {format}(\"{path}\"{options}{more}) {{\n",
         identifier(name)
     ));
     for c in &cols {

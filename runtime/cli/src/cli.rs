@@ -216,12 +216,23 @@ pub fn infer(
     name: Option<&str>,
     rows: usize,
     for_pipeline: &Path,
+    table: Option<&str>,
 ) -> Result<ExitCode, CliError> {
-    let (sample, format) = read_sample(file, rows.max(1))?;
-    let name = name.map(str::to_string).unwrap_or_else(|| {
-        file.file_stem()
+    let sqlite = table.is_some() || mlp_engine::sample::is_sqlite(file);
+    let (sample, format) = if sqlite {
+        (
+            mlp_engine::sample::read_sqlite_sample(file, table, rows.max(1))?,
+            "sqlite",
+        )
+    } else {
+        read_sample(file, rows.max(1))?
+    };
+    let name = name.map(str::to_string).unwrap_or_else(|| match table {
+        Some(t) => t.to_string(),
+        None => file
+            .file_stem()
             .map(|s| s.to_string_lossy().to_string())
-            .unwrap_or_else(|| "data".into())
+            .unwrap_or_else(|| "data".into()),
     });
     // Paths in a pipeline are relative to its file's folder.
     let base = if for_pipeline.is_file() {
@@ -235,6 +246,11 @@ pub fn infer(
         base
     };
     let shown = relative_to(base, file);
-    write_stdout(&infer::source_block(&name, format, &shown, &sample))?;
+    let more = table
+        .map(|t| format!("table = \"{}\"", t.replace('"', "\\\"")))
+        .unwrap_or_default();
+    write_stdout(&infer::source_block_with(
+        &name, format, &shown, &more, &sample,
+    ))?;
     Ok(ExitCode::SUCCESS)
 }

@@ -183,6 +183,10 @@ enum Command {
         /// relative to it, as pipelines name their files.
         #[arg(long = "for", value_name = "PIPELINE", default_value = ".")]
         for_pipeline: PathBuf,
+        /// A table of a SQLite database (FILE is then the database: .db,
+        /// .sqlite, .sqlite3).
+        #[arg(long)]
+        table: Option<String>,
     },
 }
 
@@ -300,7 +304,14 @@ fn main() -> ExitCode {
             name,
             rows,
             for_pipeline,
-        } => cli::infer(&file, name.as_deref(), rows, &for_pipeline),
+            table,
+        } => cli::infer(
+            &file,
+            name.as_deref(),
+            rows,
+            &for_pipeline,
+            table.as_deref(),
+        ),
         Command::Plan { path, json } => cli::plan(&path, json, args.color),
         Command::Run {
             path,

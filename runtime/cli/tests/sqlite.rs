@@ -166,3 +166,31 @@ fn the_pipeline_in_the_sources_docs_runs() {
     assert!(o.status.success(), "{}", text(&o));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `mlp infer DB --table T` prints a source block that checks and reads
+/// the table; without a table it names the tables there are.
+#[test]
+fn infer_reads_a_sqlite_table() {
+    let dir = shop_with_sqlite("sqlite-infer");
+    let o = mlp(&dir, &["infer", "data/shop.db"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("tables: customers"), "{}", text(&o));
+    let o = mlp(&dir, &["infer", "data/shop.db", "--table", "customers"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let block = String::from_utf8(o.stdout).unwrap();
+    assert!(
+        block.contains(r#"source customers = sqlite("data/shop.db", table = "customers") {"#)
+            && block.contains("age         : int?"),
+        "{block}"
+    );
+    std::fs::remove_file(dir.join("shop.mlp")).unwrap();
+    std::fs::write(dir.join("p.mlp"), &block).unwrap();
+    let o = mlp(&dir, &["run", "."]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("source.customers (500 rows"),
+        "{}",
+        text(&o)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -47,6 +47,100 @@ pub fn format_of(path: &Path) -> Option<&'static str> {
     }
 }
 
+/// Whether a file is a SQLite database (by its extension).
+pub fn is_sqlite(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| matches!(e.to_ascii_lowercase().as_str(), "db" | "sqlite" | "sqlite3"))
+}
+
+/// Reads up to `max_rows` rows of a SQLite table. Without a table (or with
+/// one the database lacks), the error names the tables it has.
+pub fn read_sqlite_sample(
+    path: &Path,
+    table: Option<&str>,
+    max_rows: usize,
+) -> Result<Sample, SampleError> {
+    use rusqlite::types::ValueRef;
+    let shown = path.display().to_string();
+    let fail = |reason: String| SampleError::Io {
+        path: shown.clone(),
+        reason,
+    };
+    mlp_store::fingerprint::regular(path).map_err(|e| fail(e.to_string()))?;
+    let conn =
+        rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .map_err(|e| fail(format!("not a SQLite database it can open: {e}")))?;
+    let tables: Vec<String> = conn
+        .prepare("SELECT name FROM sqlite_schema WHERE type IN ('table', 'view') AND name NOT LIKE 'sqlite_%' ORDER BY name")
+        .and_then(|mut s| {
+            s.query_map([], |r| r.get::<_, String>(0))?
+                .collect::<Result<Vec<String>, _>>()
+        })
+        .map_err(|e| fail(format!("not a SQLite database it can read: {e}")))?;
+    let table = match table {
+        Some(t) if tables.iter().any(|n| n == t) => t,
+        other => {
+            return Err(fail(format!(
+                "{}; name one with --table (tables: {})",
+                match other {
+                    Some(t) => format!("no table `{t}`"),
+                    None => "a database holds tables".into(),
+                },
+                if tables.is_empty() {
+                    "none".to_string()
+                } else {
+                    tables.join(", ")
+                }
+            )))
+        }
+    };
+    let mut stmt = conn
+        .prepare(&format!(
+            "SELECT * FROM \"{}\" LIMIT {}",
+            table.replace('"', "\"\""),
+            max_rows + 1
+        ))
+        .map_err(|e| fail(e.to_string()))?;
+    let mut columns: Vec<SampleColumn> = stmt
+        .column_names()
+        .map(|n| SampleColumn {
+            name: n.to_string(),
+            cells: vec![],
+        })
+        .collect();
+    let mut rows = stmt.query([]).map_err(|e| fail(e.to_string()))?;
+    let mut n = 0;
+    let mut complete = true;
+    while let Some(row) = rows.next().map_err(|e| fail(e.to_string()))? {
+        if n == max_rows {
+            complete = false;
+            break;
+        }
+        n += 1;
+        for (i, c) in columns.iter_mut().enumerate() {
+            c.cells
+                .push(match row.get_ref(i).map_err(|e| fail(e.to_string()))? {
+                    ValueRef::Null => Cell::Null,
+                    ValueRef::Integer(v) => Cell::Int(v),
+                    ValueRef::Real(v) => Cell::Float(v),
+                    ValueRef::Text(t) | ValueRef::Blob(t) => {
+                        Cell::Text(String::from_utf8_lossy(t).to_string())
+                    }
+                });
+        }
+    }
+    if n == 0 {
+        return Err(SampleError::Empty(format!("{shown}, table `{table}`")));
+    }
+    Ok(Sample {
+        columns,
+        rows: n,
+        null_markers: vec![],
+        complete,
+    })
+}
+
 /// Reads up to `max_rows` rows.
 pub fn read_sample(path: &Path, max_rows: usize) -> Result<(Sample, &'static str), SampleError> {
     let shown = path.display().to_string();
