@@ -52,6 +52,7 @@ codes! {
         "E0103" => BadType,
         "E0105" => EmptySource,
         "E0106" => BadLevels,
+        "E0107" => SecretInSource,
         "E0201" => UnknownColumn,
         "E0202" => OperandTypes,
         "E0203" => UnknownFunction,

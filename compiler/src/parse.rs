@@ -523,9 +523,16 @@ impl Cx {
         let fmt = it.next().ok_or_else(|| self.missing(name.span))?;
         let mut fit = fmt.into_inner();
         let format = self.next_ident(&mut fit)?;
-        let path_pair = fit.next().ok_or_else(|| self.missing(format.span))?;
-        let path_span = self.span(&path_pair);
-        let path = self.visit_string(path_pair)?;
+        // A database source names no file: its options come first.
+        let mut fit = fit.peekable();
+        let (path, path_span) = match fit.peek() {
+            Some(p) if p.as_rule() == Rule::string => {
+                let path_pair = fit.next().ok_or_else(|| self.missing(format.span))?;
+                let span = self.span(&path_pair);
+                (self.visit_string(path_pair)?, span)
+            }
+            _ => (String::new(), format.span),
+        };
         let options = fit
             .map(|o| self.visit_option(o))
             .collect::<Result<_, _>>()?;

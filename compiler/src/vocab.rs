@@ -161,7 +161,9 @@ vocabulary! {
 
 vocabulary! {
     /// A source file format.
-    SourceFormat { Csv = "csv", Parquet = "parquet", Json = "json", Sqlite = "sqlite" }
+    SourceFormat {
+        Csv = "csv", Parquet = "parquet", Json = "json", Sqlite = "sqlite", Postgres = "postgres",
+    }
 }
 
 vocabulary! {

@@ -407,6 +407,11 @@ pub enum CheckError {
         /// A search space over one of the algorithm's parameters, for the help.
         example: Option<String>,
     },
+    /// A password written into a source's address.
+    SecretInSource {
+        span: Span,
+        source: String,
+    },
     /// A join's RIGHT side is not proved unique on the keys.
     JoinNotUnique {
         span: Span,
@@ -1090,6 +1095,11 @@ impl CheckError {
                 Some(x) => format!("give a parameter a list of values, for example `{x}`"),
                 None => "give a parameter a list of values, or remove `tune`".to_string(),
             }),
+            SecretInSource { span, source } => e(format!(
+                "the address of source `{source}` holds a password"
+            ))
+            .primary(*span, "a secret written into the pipeline")
+            .help("a pipeline is shared, cached and committed: read the address from the environment, `url = env(\"SHOP_DB\")`, and set the variable where the pipeline runs"),
             JoinNotUnique { .. }
             | KeyTypes { .. }
             | BothSides { .. }

@@ -25,6 +25,7 @@ impl<'a> Checker<'a> {
                     context: match format {
                         "csv" => "a csv source",
                         "sqlite" => "a sqlite source",
+                        "postgres" => "a postgres source",
                         _ => "this format (it takes no options)",
                     },
                     valid: valid_opts.iter().map(|v| v.to_string()).collect(),
@@ -60,6 +61,46 @@ impl<'a> Checker<'a> {
                     );
                     continue;
                 }
+                ("url", ValueKind::Call(f, args)) if f.name == "env" => match args.as_slice() {
+                    [ast::Value {
+                        kind: ValueKind::Lit(Lit::Str(var)),
+                        ..
+                    }] if !var.trim().is_empty() => {
+                        options.insert("url_env".to_string(), Literal::Str(var.clone()));
+                        continue;
+                    }
+                    _ => {
+                        self.bad_value(key, o.value.span, "`env(\"VARIABLE\")`", &o.value);
+                        continue;
+                    }
+                },
+                ("url", ValueKind::Lit(Lit::Str(u))) => {
+                    // `scheme://user:password@host`: a secret in the file.
+                    let secret = u
+                        .split_once("://")
+                        .and_then(|(_, rest)| rest.split_once('@'))
+                        .is_some_and(|(auth, _)| auth.contains(':'))
+                        || u.contains("password=");
+                    if secret {
+                        self.errors.push(CheckError::SecretInSource {
+                            span: o.value.span,
+                            source: s.name.name.clone(),
+                        });
+                        continue;
+                    }
+                    Literal::Str(u.clone())
+                }
+                ("url", _) => {
+                    self.bad_value(key, o.value.span, "`env(\"VARIABLE\")`", &o.value);
+                    continue;
+                }
+                ("retries", ValueKind::Lit(Lit::Int(n))) if (0..=20).contains(n) => {
+                    Literal::Int(*n)
+                }
+                ("retries", _) => {
+                    self.bad_value(key, o.value.span, "an integer from 0 to 20", &o.value);
+                    continue;
+                }
                 ("header", ValueKind::Lit(Lit::Bool(b))) => Literal::Bool(*b),
                 ("header", _) => {
                     self.bad_value(key, o.value.span, "`true` or `false`", &o.value);
@@ -91,7 +132,29 @@ impl<'a> Checker<'a> {
             };
             options.insert(key.to_string(), value);
         }
-        if format == "sqlite" {
+        if format == "postgres" {
+            if !s.path.is_empty() {
+                self.errors.push(CheckError::BadOptionValue {
+                    span: s.path_span,
+                    key: "path".into(),
+                    expected:
+                        "no path: a postgres source names a `table` or a `query`, and its `url`"
+                            .into(),
+                    found: format!("\"{}\"", s.path),
+                });
+            }
+            if !s.options.iter().any(|o| o.key.name == "url") {
+                self.errors.push(CheckError::BadOptionValue {
+                    span: s.format.span,
+                    key: "url".into(),
+                    expected:
+                        "`url = env(\"VARIABLE\")`, the variable holding the database's address"
+                            .into(),
+                    found: "none".into(),
+                });
+            }
+        }
+        if format == "sqlite" || format == "postgres" {
             let given: Vec<&str> = ["table", "query"]
                 .into_iter()
                 .filter(|k| s.options.iter().any(|o| o.key.name == *k))
@@ -118,7 +181,7 @@ impl<'a> Checker<'a> {
                 found: format!("a `{scheme}://` address"),
             });
         }
-        if s.path.trim().is_empty() {
+        if s.path.trim().is_empty() && format != "postgres" {
             self.errors.push(CheckError::BadOptionValue {
                 span: s.path_span,
                 key: "path".into(),
@@ -167,7 +230,11 @@ impl<'a> Checker<'a> {
         }
         let op = Op::Source(plan::SourceOp {
             format: plan::SourceFormat::parse(format)?,
-            path: resolve_path(self.file_name(s.name.span), &s.path),
+            path: if format == "postgres" {
+                String::new()
+            } else {
+                resolve_path(self.file_name(s.name.span), &s.path)
+            },
             options,
             columns,
         });

@@ -625,8 +625,13 @@ impl Lookups {
             };
             let mut stage_files = vec![];
             if let Op::Source(src) = &st.op {
-                patterns.push(src.path.clone());
-                for p in crate::exec::source::resolve(root, &src.path).map_err(fail)? {
+                // A database's rows are read when the state is built (no
+                // file to watch: refreshed with the bundle).
+                let watched = src.format != mlp_compiler::plan::SourceFormat::Postgres;
+                if watched {
+                    patterns.push(src.path.clone());
+                }
+                for p in crate::exec::source::files_of(root, src, &st.name).map_err(fail)? {
                     let stat = mlp_store::fingerprint::Stat::of(&p).map_err(|e| {
                         fail(ExecError::Read {
                             file: p.display().to_string(),
@@ -635,7 +640,9 @@ impl Lookups {
                     })?;
                     stage_files.push((p, stat));
                 }
-                files.extend(stage_files.iter().cloned());
+                if watched {
+                    files.extend(stage_files.iter().cloned());
+                }
             }
             let inputs = st
                 .inputs

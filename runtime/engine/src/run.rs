@@ -215,7 +215,7 @@ pub fn plan_stages(
         let mut key_ok = true;
         let mut runnable = true;
         if let Op::Source(src) = &st.op {
-            match exec::source::resolve(root, &src.path) {
+            match exec::source::files_of(root, src, &st.name) {
                 Ok(paths) => {
                     for p in paths {
                         let name = rel(root, &p);
@@ -234,7 +234,10 @@ pub fn plan_stages(
                     key_ok = false;
                     runnable = false;
                     reasons.push(Reason::Blocked {
-                        why: format!("{e} (paths are relative to the .mlp file)"),
+                        why: match src.format {
+                            mlp_compiler::plan::SourceFormat::Postgres => e.to_string(),
+                            _ => format!("{e} (paths are relative to the .mlp file)"),
+                        },
                     });
                 }
             }

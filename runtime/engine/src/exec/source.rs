@@ -10,6 +10,17 @@ use mlp_compiler::types::Type;
 use polars::prelude::*;
 use std::path::{Path, PathBuf};
 
+/// The files a source reads: its path or glob's files, or, for a database
+/// that is not a file (`postgres`), its rows fetched into one now.
+pub fn files_of(root: &Path, op: &SourceOp, source: &str) -> Result<Vec<PathBuf>, ExecError> {
+    match op.format {
+        SourceFormat::Postgres => Ok(vec![super::postgres::fetch(op, root, source)?]),
+        SourceFormat::Csv | SourceFormat::Parquet | SourceFormat::Json | SourceFormat::Sqlite => {
+            resolve(root, &op.path)
+        }
+    }
+}
+
 /// The files a source reads, in sorted order: the path itself, or every file
 /// matching a glob (`data/*.csv`, `data/**/*.parquet`).
 pub fn resolve(root: &Path, pattern: &str) -> Result<Vec<PathBuf>, ExecError> {
@@ -179,8 +190,13 @@ fn read_file(
     shown: &str,
     lenient: bool,
 ) -> Result<DataFrame, ExecError> {
-    if op.format == SourceFormat::Sqlite {
-        return super::sqlite::read(op, path, shown, lenient);
+    match op.format {
+        SourceFormat::Sqlite => return super::sqlite::read(op, path, shown, lenient),
+        // The rows fetched into a CSV file, in PostgreSQL's formats.
+        SourceFormat::Postgres => {
+            return read_file(&super::postgres::as_csv(op), path, shown, lenient)
+        }
+        SourceFormat::Csv | SourceFormat::Parquet | SourceFormat::Json => {}
     }
     if op.format == SourceFormat::Csv {
         if let Some(mut df) = read_csv_typed(op, path, shown) {
@@ -357,8 +373,8 @@ fn scan(op: &SourceOp, path: &Path, shown: &str) -> Result<LazyFrame, ExecError>
             .map_err(|e| read_error(shown, e)),
         SourceFormat::Parquet => LazyFrame::scan_parquet(pl_path()?, ScanArgsParquet::default())
             .map_err(|e| read_error(shown, e)),
-        // Read row by row (`sqlite.rs`), never scanned.
-        SourceFormat::Sqlite => Err(read_error(
+        // Read row by row (`sqlite.rs`) or fetched first (`postgres.rs`).
+        SourceFormat::Sqlite | SourceFormat::Postgres => Err(read_error(
             shown,
             "a SQLite database is read as a table, not as a file of rows",
         )),
@@ -613,7 +629,10 @@ fn read_checked(
         SourceFormat::Json if matches!(e, ExecError::Read { .. }) => {
             ndjson_problem(path, shown).unwrap_or(e)
         }
-        SourceFormat::Json | SourceFormat::Parquet | SourceFormat::Sqlite => e,
+        SourceFormat::Json
+        | SourceFormat::Parquet
+        | SourceFormat::Sqlite
+        | SourceFormat::Postgres => e,
     })
 }
 

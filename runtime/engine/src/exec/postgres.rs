@@ -1,0 +1,333 @@
+//! `postgres(table = "..." | query = "...", url = env("VAR"))`: a table or
+//! a query's result, fetched with `COPY ... TO STDOUT` into
+//! `.mlp/fetched/<source>.csv` before the run plans its keys. The fetched
+//! file is then the source's file: its bytes are the key (an unchanged table
+//! re-runs nothing), and it is read as a CSV file is, in the formats
+//! PostgreSQL writes.
+//!
+//! The declared columns are the contract: before fetching, the result's
+//! columns and their PostgreSQL types are compared with the declaration (a
+//! missing column, or `numeric` declared `int`, stops the run naming the
+//! table, the column and both types). The address comes from the
+//! environment and is never written anywhere: errors are scrubbed of it.
+//! Transient failures (the server refusing or dropping the connection,
+//! `57P01`, class `08`) are retried with exponential backoff and jitter,
+//! `retries` times (3 by default); others fail at once.
+
+use super::ExecError;
+use mlp_compiler::plan::{Literal, SourceColumn, SourceFormat, SourceOp};
+use mlp_compiler::types::Type;
+use std::path::{Path, PathBuf};
+
+/// How PostgreSQL writes dates and times in the fetched file.
+pub const DATE_FORMAT: &str = "%Y-%m-%d";
+pub const DATETIME_FORMAT: &str = "%Y-%m-%dT%H:%M:%S%.f";
+
+fn option<'a>(op: &'a SourceOp, key: &str) -> Option<&'a str> {
+    match op.options.get(key) {
+        Some(Literal::Str(s)) => Some(s.as_str()),
+        _ => None,
+    }
+}
+
+/// `"name"` quoted as an SQL identifier (a `schema.table` quoted in parts).
+fn ident(name: &str) -> String {
+    name.split('.')
+        .map(|p| format!("\"{}\"", p.replace('"', "\"\"")))
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+/// Where a source's rows are fetched to, under the project.
+pub fn fetched_path(root: &Path, source: &str) -> PathBuf {
+    root.join(".mlp")
+        .join("fetched")
+        .join(format!("{source}.csv"))
+}
+
+/// The source as the CSV file it was fetched to: dates and times in the
+/// formats PostgreSQL writes.
+pub fn as_csv(op: &SourceOp) -> SourceOp {
+    let columns = op
+        .columns
+        .iter()
+        .map(|c| {
+            let ty = match &c.ty {
+                Type::Date { .. } => Type::Date {
+                    format: DATE_FORMAT.into(),
+                },
+                Type::Datetime { .. } => Type::Datetime {
+                    format: DATETIME_FORMAT.into(),
+                },
+                t => t.clone(),
+            };
+            SourceColumn {
+                name: c.name.clone(),
+                raw_name: None,
+                ty,
+                nullable: c.nullable,
+            }
+        })
+        .collect();
+    SourceOp {
+        format: SourceFormat::Csv,
+        path: String::new(),
+        options: Default::default(),
+        columns,
+    }
+}
+
+/// The address, from the environment (or written, without a secret).
+fn address(op: &SourceOp, shown: &str) -> Result<(String, Option<String>), ExecError> {
+    if let Some(var) = option(op, "url_env") {
+        return match std::env::var(var) {
+            Ok(url) if !url.trim().is_empty() => Ok((url, Some(var.to_string()))),
+            _ => Err(ExecError::Read {
+                file: shown.to_string(),
+                reason: format!(
+                    "the environment variable `{var}` is not set (it holds the database's address, e.g. postgres://user:password@host:5432/db)"
+                ),
+            }),
+        };
+    }
+    option(op, "url")
+        .map(|u| (u.to_string(), None))
+        .ok_or_else(|| ExecError::Internal("a postgres source without an address".into()))
+}
+
+/// An error's text with the address and its password taken out.
+fn scrub(text: &str, url: &str) -> String {
+    let mut out = text.replace(url, "<the address>");
+    if let Some(password) = url
+        .split_once("://")
+        .and_then(|(_, rest)| rest.split_once('@'))
+        .and_then(|(auth, _)| auth.split_once(':'))
+        .map(|(_, p)| p)
+        .filter(|p| !p.is_empty())
+    {
+        out = out.replace(password, "***");
+    }
+    out
+}
+
+/// Whether a failure may pass if tried again: the connection refused,
+/// reset or timed out, the server shutting down (`57P01`), a connection
+/// exception (class `08`).
+fn transient(e: &postgres::Error) -> bool {
+    if let Some(db) = e.as_db_error() {
+        let code = db.code().code();
+        return code == "57P01" || code == "57P03" || code.starts_with("08");
+    }
+    e.is_closed()
+        || std::error::Error::source(e)
+            .and_then(|s| s.downcast_ref::<std::io::Error>())
+            .is_some()
+        || e.to_string().contains("error connecting")
+}
+
+/// What the declared type reads from a PostgreSQL type (`None`: it cannot).
+fn select_expr(c: &SourceColumn, pg: &postgres::types::Type, column: &str) -> Option<String> {
+    use postgres::types::Type as T;
+    let col = ident(column);
+    let is = |ts: &[T]| ts.contains(pg);
+    let text_like = is(&[T::TEXT, T::VARCHAR, T::BPCHAR, T::NAME]) || pg.name() == "citext";
+    let enum_like = matches!(pg.kind(), postgres::types::Kind::Enum(_));
+    Some(match &c.ty {
+        Type::Int if is(&[T::INT2, T::INT4, T::INT8]) => format!("{col}::int8"),
+        Type::Float if is(&[T::INT2, T::INT4, T::INT8, T::FLOAT4, T::FLOAT8, T::NUMERIC]) => {
+            format!("{col}::float8")
+        }
+        Type::Bool if is(&[T::BOOL]) => {
+            format!("CASE WHEN {col} THEN 'true' WHEN NOT {col} THEN 'false' END")
+        }
+        Type::Str | Type::Category { .. } if text_like || enum_like || is(&[T::UUID]) => {
+            format!("{col}::text")
+        }
+        Type::Date { .. } if is(&[T::DATE]) => format!("to_char({col}, 'YYYY-MM-DD')"),
+        Type::Datetime { .. } if is(&[T::TIMESTAMP]) => {
+            format!("to_char({col}, 'YYYY-MM-DD\"T\"HH24:MI:SS.US')")
+        }
+        Type::Datetime { .. } if is(&[T::TIMESTAMPTZ]) => {
+            format!("to_char({col} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US')")
+        }
+        _ => return None,
+    })
+}
+
+/// Fetches the source's rows into [`fetched_path`], checking the declared
+/// columns first. `retries` transient failures are retried.
+pub fn fetch(op: &SourceOp, root: &Path, source: &str) -> Result<PathBuf, ExecError> {
+    let (from, place) = match (option(op, "table"), option(op, "query")) {
+        (Some(t), _) => (
+            ident(t),
+            format!("postgres table `{t}` (source `{source}`)"),
+        ),
+        (None, Some(q)) => (
+            format!("({})", q.trim().trim_end_matches(';')),
+            format!("postgres query of source `{source}`"),
+        ),
+        (None, None) => {
+            return Err(ExecError::Internal(
+                "a postgres source without a table or a query".into(),
+            ))
+        }
+    };
+    let (url, _) = address(op, &place)?;
+    let retries = match op.options.get("retries") {
+        Some(Literal::Int(n)) => *n as u32,
+        _ => 3,
+    };
+    let fail = |e: postgres::Error| {
+        let reason = match e.as_db_error() {
+            Some(db) => format!("{} ({})", db.message(), db.code().code()),
+            None => match std::error::Error::source(&e) {
+                Some(cause) => format!("{e}: {cause}"),
+                None => e.to_string(),
+            },
+        };
+        ExecError::Read {
+            file: place.clone(),
+            reason: scrub(&reason, &url),
+        }
+    };
+    let mut attempt = 0u32;
+    loop {
+        let outcome = fetch_once(op, root, source, &from, &place, &url);
+        let retry = match &outcome {
+            Err(Failure::Postgres(e)) => transient(e),
+            Err(Failure::Dropped(_)) => true,
+            _ => false,
+        };
+        if retry && attempt < retries {
+            // 200 ms, 400 ms, 800 ms, ... with up to half again of jitter.
+            let base = 200u64 << attempt.min(8);
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.subsec_nanos() as u64)
+                .unwrap_or(0);
+            std::thread::sleep(std::time::Duration::from_millis(
+                base + nanos % (base / 2 + 1),
+            ));
+            attempt += 1;
+            continue;
+        }
+        let tries = if attempt > 0 {
+            format!(" (after {} attempts)", attempt + 1)
+        } else {
+            String::new()
+        };
+        return match outcome {
+            Ok(p) => Ok(p),
+            Err(Failure::Postgres(e)) => {
+                let mut err = fail(e);
+                if let ExecError::Read { reason, .. } = &mut err {
+                    reason.push_str(&tries);
+                }
+                Err(err)
+            }
+            Err(Failure::Dropped(why)) => Err(ExecError::Read {
+                file: place.clone(),
+                reason: format!("the result stopped arriving: {}{tries}", scrub(&why, &url)),
+            }),
+            Err(Failure::Other(e)) => Err(e),
+        };
+    }
+}
+
+enum Failure {
+    Postgres(postgres::Error),
+    /// The connection dropped while the rows arrived.
+    Dropped(String),
+    Other(ExecError),
+}
+
+impl From<postgres::Error> for Failure {
+    fn from(e: postgres::Error) -> Failure {
+        Failure::Postgres(e)
+    }
+}
+
+fn fetch_once(
+    op: &SourceOp,
+    root: &Path,
+    source: &str,
+    from: &str,
+    place: &str,
+    url: &str,
+) -> Result<PathBuf, Failure> {
+    let mut client = postgres::Client::connect(url, postgres::NoTls)?;
+    // The result's columns and types, without reading a row.
+    let stmt = client.prepare(&format!("SELECT * FROM {from} AS t LIMIT 0"))?;
+    let available: Vec<(String, postgres::types::Type)> = stmt
+        .columns()
+        .iter()
+        .map(|c| (c.name().to_string(), c.type_().clone()))
+        .collect();
+    let mut select = vec![];
+    for c in &op.columns {
+        let raw = c.raw_name.clone().unwrap_or_else(|| c.name.clone());
+        let Some((_, pg)) = available.iter().find(|(n, _)| *n == raw) else {
+            return Err(Failure::Other(ExecError::MissingColumn {
+                file: place.to_string(),
+                column: raw,
+                available: available.iter().map(|(n, _)| n.clone()).collect(),
+            }));
+        };
+        let Some(expr) = select_expr(c, pg, &raw) else {
+            return Err(Failure::Other(ExecError::Read {
+                file: place.to_string(),
+                reason: format!(
+                    "column `{raw}` is {} in the database and cannot be read as {}; declare it as the database's type allows, or convert it in a `query` (for example `SELECT {raw}::bigint AS {raw}` or `{raw}::text`)",
+                    pg.name(),
+                    c.ty
+                ),
+            }));
+        };
+        select.push(format!("{expr} AS {}", ident(&c.name)));
+    }
+    let path = fetched_path(root, source);
+    let dir = path
+        .parent()
+        .ok_or_else(|| Failure::Other(ExecError::Internal("no folder to fetch into".into())))?;
+    std::fs::create_dir_all(dir).map_err(|e| {
+        Failure::Other(ExecError::Read {
+            file: dir.display().to_string(),
+            reason: e.to_string(),
+        })
+    })?;
+    let partial = path.with_extension("csv.partial");
+    let mut file = std::fs::File::create(&partial).map_err(|e| {
+        Failure::Other(ExecError::Read {
+            file: partial.display().to_string(),
+            reason: e.to_string(),
+        })
+    })?;
+    let copy = format!(
+        "COPY (SELECT {} FROM {from} AS t) TO STDOUT WITH (FORMAT csv, HEADER true)",
+        select.join(", ")
+    );
+    let mut reader = client.copy_out(copy.as_str())?;
+    // A connection dropped mid-result surfaces here.
+    std::io::copy(&mut reader, &mut file).map_err(|e| Failure::Dropped(e.to_string()))?;
+    drop(reader);
+    file.sync_all().ok();
+    std::fs::rename(&partial, &path).map_err(|e| {
+        Failure::Other(ExecError::Read {
+            file: path.display().to_string(),
+            reason: e.to_string(),
+        })
+    })?;
+    Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn errors_lose_the_address_and_its_password() {
+        let url = "postgres://shop:hunter2@db:5432/shop";
+        let text = format!("cannot connect to {url}: bad password hunter2");
+        let s = super::scrub(&text, url);
+        assert!(!s.contains("hunter2"), "{s}");
+        assert!(s.contains("<the address>"), "{s}");
+    }
+}
