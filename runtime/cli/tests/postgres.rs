@@ -244,12 +244,15 @@ fn a_postgres_table_feeds_training_and_serving_and_keeps_its_secret() {
     let o = mlp_db(&dir, &url, &["run", "."]);
     outputs.push_str(&text(&o));
     assert!(text(&o).contains("0 ran, 14 cached"), "{}", text(&o));
+    let o = mlp_db(&dir, &url, &["plan", "."]);
+    assert!(text(&o).contains("queried: the same rows"), "{}", text(&o));
     pg.sql("UPDATE customers SET age = 44 WHERE customer_id = 3;");
     let o = mlp_db(&dir, &url, &["plan", "."]);
     outputs.push_str(&text(&o));
     let t = text(&o);
     let line = |id: &str| t.lines().find(|l| l.contains(id)).unwrap_or("").to_string();
     assert!(line("source.customers").contains("will run"), "{t}");
+    assert!(t.contains("queried: the rows changed"), "{t}");
     assert!(line("source.orders").contains("cached"), "{t}");
     std::fs::write(dir.join("req.csv"), "customer_id,as_of\n1,2024-03-01\n").unwrap();
     let o = mlp_db(

@@ -39,6 +39,8 @@ pub const OUTPUTS: u32 = 7;
 pub enum Reason {
     /// Its output is in the cache.
     Cached,
+    /// A database source fetched to know: the same rows, so cached.
+    CachedQueried,
     /// No earlier run recorded this stage.
     New,
     /// The definition changed.
@@ -73,9 +75,22 @@ impl std::fmt::Display for Reason {
         let short = |h: &str| h.chars().take(12).collect::<String>();
         match self {
             Reason::Cached => write!(f, "cached"),
+            Reason::CachedQueried => write!(f, "cached (queried: the same rows, by content hash)"),
             Reason::New => write!(f, "new stage (never run)"),
             Reason::DefinitionChanged { file, line } => {
                 write!(f, "definition changed ({file}:{line})")
+            }
+            // A database's rows, fetched to know (`exec/postgres.rs`).
+            Reason::FileChanged { file, old, new } if file.starts_with(".mlp/fetched/") => {
+                match old {
+                    Some(o) => write!(
+                        f,
+                        "queried: the rows changed (content {} -> {})",
+                        short(o),
+                        short(new)
+                    ),
+                    None => write!(f, "queried: first fetch (content {})", short(new)),
+                }
             }
             Reason::FileChanged { file, old, new } => match old {
                 Some(o) => write!(f, "file {file} changed ({} -> {})", short(o), short(new)),
@@ -311,7 +326,12 @@ pub fn plan_stages(
             }
         }
         if cached {
-            reasons.push(Reason::Cached);
+            let queried = matches!(&st.op, Op::Source(s) if s.format == mlp_compiler::plan::SourceFormat::Postgres);
+            reasons.push(if queried {
+                Reason::CachedQueried
+            } else {
+                Reason::Cached
+            });
         } else if let Some(why) = unregistered {
             reasons.push(Reason::Unregistered { why });
         } else if runnable && key.is_some() {
