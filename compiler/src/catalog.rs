@@ -480,7 +480,7 @@ pub const FORMATS: &[(&str, &[&str])] = &[
     ("parquet", &[]),
     ("json", &[]),
     ("sqlite", &["query", "table"]),
-    ("postgres", &["query", "retries", "table", "url"]),
+    ("postgres", &["query", "refresh", "retries", "table", "url"]),
 ];
 
 /// Expression functions (outside `over`): name, arity range.

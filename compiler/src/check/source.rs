@@ -97,6 +97,20 @@ impl<'a> Checker<'a> {
                 ("retries", ValueKind::Lit(Lit::Int(n))) if (0..=20).contains(n) => {
                     Literal::Int(*n)
                 }
+                ("refresh", ValueKind::Lit(Lit::Quantity(v, unit)))
+                    if *v > 0.0 && millis(*v, unit).is_some() =>
+                {
+                    Literal::Int(millis(*v, unit).unwrap_or(0.0).round() as i64)
+                }
+                ("refresh", _) => {
+                    self.bad_value(
+                        key,
+                        o.value.span,
+                        "a duration such as `5m` or `1h`",
+                        &o.value,
+                    );
+                    continue;
+                }
                 ("retries", _) => {
                     self.bad_value(key, o.value.span, "an integer from 0 to 20", &o.value);
                     continue;

@@ -350,3 +350,58 @@ fn postgres_failures_are_named_and_transient_ones_retried() {
     assert!(started.status.success(), "{}", text(&started));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `refresh = 1s`: a server re-reads the table it looks customers up in,
+/// and swaps the new state in.
+#[test]
+fn serving_re_reads_a_postgres_table_every_refresh() {
+    let pg = Pg::start("refresh");
+    let dir = shop(&pg, "pg-refresh");
+    let p = dir.join("shop.mlp");
+    let pipeline = std::fs::read_to_string(&p).unwrap().replace(
+        r#"url = env("SHOP_DB")) {"#,
+        r#"url = env("SHOP_DB"), refresh = 1s) {"#,
+    );
+    std::fs::write(&p, pipeline).unwrap();
+    let o = mlp_db(&dir, &pg.url(), &["run", "."]);
+    assert!(o.status.success(), "{}", text(&o));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mlp"))
+        .args(["serve", "churn", "--port", "0"])
+        .current_dir(&dir)
+        .env("NO_COLOR", "1")
+        .env("SHOP_DB", pg.url())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let server = common::Server {
+        url: {
+            use std::io::BufRead;
+            let mut line = String::new();
+            std::io::BufReader::new(child.stdout.take().unwrap())
+                .read_line(&mut line)
+                .unwrap();
+            line.split_whitespace()
+                .find(|w| w.starts_with("http://"))
+                .unwrap_or_else(|| panic!("no address in: {line}"))
+                .to_string()
+        },
+        child,
+    };
+    let rows = || {
+        let (_, m) = common::get(&format!("{}/metrics", server.url));
+        m.lines()
+            .find(|l| l.starts_with("mlp_lookup_rows{table=\"customers\"}"))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse::<f64>().ok())
+    };
+    assert_eq!(rows(), Some(500.0));
+    pg.sql("INSERT INTO customers VALUES (501, '2024-01-01', 'pro', 'US', 30);");
+    let waited = std::time::Instant::now();
+    while rows() != Some(501.0) {
+        assert!(waited.elapsed().as_secs() < 20, "not refreshed");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+}

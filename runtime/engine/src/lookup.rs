@@ -571,6 +571,8 @@ pub struct Lookups {
     files: Vec<(std::path::PathBuf, mlp_store::fingerprint::Stat)>,
     /// The source patterns read (a glob may match a new file).
     patterns: Vec<String>,
+    /// The shortest `refresh` of the databases read (re-read after it).
+    refresh: Option<std::time::Duration>,
     pub built: std::time::SystemTime,
 }
 
@@ -618,6 +620,7 @@ impl Lookups {
         let mut frames: HashMap<String, DataFrame> = HashMap::new();
         let mut files = vec![];
         let mut patterns = vec![];
+        let mut refresh = None;
         for st in lookup {
             let fail = |error: ExecError| LookupError {
                 table: st.name.clone(),
@@ -630,6 +633,11 @@ impl Lookups {
                 let watched = src.format != mlp_compiler::plan::SourceFormat::Postgres;
                 if watched {
                     patterns.push(src.path.clone());
+                } else if let Some(mlp_compiler::plan::Literal::Int(ms)) =
+                    src.options.get("refresh")
+                {
+                    let every = std::time::Duration::from_millis((*ms).max(1) as u64);
+                    refresh = Some(refresh.map_or(every, |r: std::time::Duration| r.min(every)));
                 }
                 for p in crate::exec::source::files_of(root, src, &st.name).map_err(fail)? {
                     let stat = mlp_store::fingerprint::Stat::of(&p).map_err(|e| {
@@ -677,6 +685,7 @@ impl Lookups {
             tables: Default::default(),
             files,
             patterns,
+            refresh,
             built: std::time::SystemTime::now(),
         };
         for st in serving {
@@ -714,8 +723,14 @@ impl Lookups {
         Ok(lookups)
     }
 
-    /// Whether a file read changed (or a glob now matches other files).
+    /// Whether a file read changed (or a glob now matches other files), or
+    /// a database's `refresh` is due.
     pub fn changed(&self, root: &std::path::Path) -> bool {
+        if let Some(every) = self.refresh {
+            if self.built.elapsed().is_ok_and(|age| age >= every) {
+                return true;
+            }
+        }
         let mut now = vec![];
         for p in &self.patterns {
             match crate::exec::source::resolve(root, p) {

@@ -486,7 +486,7 @@ pub fn serve(opts: ServeOptions) -> Result<(), ServeError> {
                         let result = loaded.predictor.refresh_lookups();
                         let fault = match result {
                             Ok(true) => {
-                                say("lookup state rebuilt: a table it reads changed");
+                                say("lookup state rebuilt: a table it reads changed (or a database's refresh was due)");
                                 None
                             }
                             Ok(false) => None,
