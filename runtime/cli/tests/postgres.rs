@@ -244,6 +244,36 @@ fn a_postgres_table_feeds_training_and_serving_and_keeps_its_secret() {
     let o = mlp_db(&dir, &url, &["run", "."]);
     outputs.push_str(&text(&o));
     assert!(text(&o).contains("0 ran, 14 cached"), "{}", text(&o));
+    // The same customers from the CSV file train the same model: the same
+    // prediction, to the last digit.
+    std::fs::write(
+        dir.join("req.csv"),
+        "customer_id,as_of\n1,2024-03-01\n7,2025-01-01\n",
+    )
+    .unwrap();
+    let predicted = |d: &Path| {
+        let o = mlp_db(
+            d,
+            &url,
+            &[
+                "predict", "churn", "--input", "req.csv", "--output", "out.csv",
+            ],
+        );
+        assert!(o.status.success(), "{}", text(&o));
+        std::fs::read_to_string(d.join("out.csv")).unwrap()
+    };
+    let from_pg = predicted(&dir);
+    let csv = empty_project("pg-shop-csv");
+    let from = repo().join("examples/shop");
+    std::fs::create_dir_all(csv.join("data")).unwrap();
+    for f in ["customers.csv", "orders.csv", "labels.csv"] {
+        std::fs::copy(from.join("data").join(f), csv.join("data").join(f)).unwrap();
+    }
+    std::fs::copy(from.join("shop.mlp"), csv.join("shop.mlp")).unwrap();
+    std::fs::copy(dir.join("req.csv"), csv.join("req.csv")).unwrap();
+    assert!(mlp_db(&csv, &url, &["run", "."]).status.success());
+    assert_eq!(from_pg, predicted(&csv));
+    let _ = std::fs::remove_dir_all(&csv);
     let o = mlp_db(&dir, &url, &["plan", "."]);
     assert!(text(&o).contains("queried: the same rows"), "{}", text(&o));
     pg.sql("UPDATE customers SET age = 44 WHERE customer_id = 3;");

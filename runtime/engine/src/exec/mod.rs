@@ -26,6 +26,7 @@ pub mod history;
 pub mod join;
 pub mod model;
 pub mod monitor;
+pub mod pgcopy;
 pub mod postgres;
 pub mod source;
 pub mod split;

@@ -1,9 +1,10 @@
 //! `postgres(table = "..." | query = "...", url = env("VAR"))`: a table or
 //! a query's result, fetched with `COPY ... TO STDOUT` into
-//! `.mlp/fetched/<source>.csv` before the run plans its keys. The fetched
-//! file is then the source's file: its bytes are the key (an unchanged table
-//! re-runs nothing), and it is read as a CSV file is, in the formats
-//! PostgreSQL writes.
+//! `.mlp/fetched/<source>.pgcopy` (binary COPY) before the run plans its
+//! keys. The fetched file is then the source's file: its bytes are the key
+//! (an unchanged table re-runs nothing), and the source stage decodes it
+//! straight into columns (the query casts each value to one wire type per
+//! declared type: no text to format or parse).
 //!
 //! The declared columns are the contract: before fetching, the result's
 //! columns and their PostgreSQL types are compared with the declaration (a
@@ -15,13 +16,9 @@
 //! `retries` times (3 by default); others fail at once.
 
 use super::ExecError;
-use mlp_compiler::plan::{Literal, SourceColumn, SourceFormat, SourceOp};
+use mlp_compiler::plan::{Literal, SourceColumn, SourceOp};
 use mlp_compiler::types::Type;
 use std::path::{Path, PathBuf};
-
-/// How PostgreSQL writes dates and times in the fetched file.
-pub const DATE_FORMAT: &str = "%Y-%m-%d";
-pub const DATETIME_FORMAT: &str = "%Y-%m-%dT%H:%M:%S%.f";
 
 fn option<'a>(op: &'a SourceOp, key: &str) -> Option<&'a str> {
     match op.options.get(key) {
@@ -42,39 +39,7 @@ fn ident(name: &str) -> String {
 pub fn fetched_path(root: &Path, source: &str) -> PathBuf {
     root.join(".mlp")
         .join("fetched")
-        .join(format!("{source}.csv"))
-}
-
-/// The source as the CSV file it was fetched to: dates and times in the
-/// formats PostgreSQL writes.
-pub fn as_csv(op: &SourceOp) -> SourceOp {
-    let columns = op
-        .columns
-        .iter()
-        .map(|c| {
-            let ty = match &c.ty {
-                Type::Date { .. } => Type::Date {
-                    format: DATE_FORMAT.into(),
-                },
-                Type::Datetime { .. } => Type::Datetime {
-                    format: DATETIME_FORMAT.into(),
-                },
-                t => t.clone(),
-            };
-            SourceColumn {
-                name: c.name.clone(),
-                raw_name: None,
-                ty,
-                nullable: c.nullable,
-            }
-        })
-        .collect();
-    SourceOp {
-        format: SourceFormat::Csv,
-        path: String::new(),
-        options: Default::default(),
-        columns,
-    }
+        .join(format!("{source}.pgcopy"))
 }
 
 /// The address, from the environment (or written, without a secret).
@@ -137,19 +102,13 @@ fn select_expr(c: &SourceColumn, pg: &postgres::types::Type, column: &str) -> Op
         Type::Float if is(&[T::INT2, T::INT4, T::INT8, T::FLOAT4, T::FLOAT8, T::NUMERIC]) => {
             format!("{col}::float8")
         }
-        Type::Bool if is(&[T::BOOL]) => {
-            format!("CASE WHEN {col} THEN 'true' WHEN NOT {col} THEN 'false' END")
-        }
+        Type::Bool if is(&[T::BOOL]) => col,
         Type::Str | Type::Category { .. } if text_like || enum_like || is(&[T::UUID]) => {
             format!("{col}::text")
         }
-        Type::Date { .. } if is(&[T::DATE]) => format!("to_char({col}, 'YYYY-MM-DD')"),
-        Type::Datetime { .. } if is(&[T::TIMESTAMP]) => {
-            format!("to_char({col}, 'YYYY-MM-DD\"T\"HH24:MI:SS.US')")
-        }
-        Type::Datetime { .. } if is(&[T::TIMESTAMPTZ]) => {
-            format!("to_char({col} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US')")
-        }
+        Type::Date { .. } if is(&[T::DATE]) => col,
+        Type::Datetime { .. } if is(&[T::TIMESTAMP]) => col,
+        Type::Datetime { .. } if is(&[T::TIMESTAMPTZ]) => format!("({col} AT TIME ZONE 'UTC')"),
         _ => return None,
     })
 }
@@ -295,7 +254,7 @@ fn fetch_once(
             reason: e.to_string(),
         })
     })?;
-    let partial = path.with_extension("csv.partial");
+    let partial = path.with_extension("pgcopy.partial");
     let mut file = std::fs::File::create(&partial).map_err(|e| {
         Failure::Other(ExecError::Read {
             file: partial.display().to_string(),
@@ -303,7 +262,7 @@ fn fetch_once(
         })
     })?;
     let copy = format!(
-        "COPY (SELECT {} FROM {from} AS t) TO STDOUT WITH (FORMAT csv, HEADER true)",
+        "COPY (SELECT {} FROM {from} AS t) TO STDOUT WITH (FORMAT binary)",
         select.join(", ")
     );
     let mut reader = client.copy_out(copy.as_str())?;

@@ -192,10 +192,8 @@ fn read_file(
 ) -> Result<DataFrame, ExecError> {
     match op.format {
         SourceFormat::Sqlite => return super::sqlite::read(op, path, shown, lenient),
-        // The rows fetched into a CSV file, in PostgreSQL's formats.
-        SourceFormat::Postgres => {
-            return read_file(&super::postgres::as_csv(op), path, shown, lenient)
-        }
+        // The rows fetched in PostgreSQL's binary COPY format.
+        SourceFormat::Postgres => return super::pgcopy::read(op, path, shown, lenient),
         SourceFormat::Csv | SourceFormat::Parquet | SourceFormat::Json => {}
     }
     if op.format == SourceFormat::Csv {
