@@ -21,7 +21,7 @@ enum Values {
     Int(Vec<Option<i64>>),
     Float(Vec<Option<f64>>),
     Bool(Vec<Option<bool>>),
-    Text(Vec<Option<String>>),
+    Text(StringChunkedBuilder),
     Date(Vec<Option<i32>>),
     Datetime(Vec<Option<i64>>),
 }
@@ -32,7 +32,9 @@ impl Values {
             Type::Int => Values::Int(vec![]),
             Type::Float => Values::Float(vec![]),
             Type::Bool => Values::Bool(vec![]),
-            Type::Str | Type::Category { .. } => Values::Text(vec![]),
+            Type::Str | Type::Category { .. } => {
+                Values::Text(StringChunkedBuilder::new(PlSmallStr::EMPTY, 1024))
+            }
             Type::Date { .. } => Values::Date(vec![]),
             Type::Datetime { .. } => Values::Datetime(vec![]),
         }
@@ -43,7 +45,7 @@ impl Values {
             Values::Int(v) => v.push(None),
             Values::Float(v) => v.push(None),
             Values::Bool(v) => v.push(None),
-            Values::Text(v) => v.push(None),
+            Values::Text(v) => v.append_null(),
             Values::Date(v) => v.push(None),
             Values::Datetime(v) => v.push(None),
         }
@@ -73,7 +75,7 @@ impl Values {
                         return Err(format!("\"{}\"", super::truncate(t, 80)));
                     }
                 }
-                v.push(Some(t.to_string()));
+                v.append_value(t);
             }
             Values::Date(v) => {
                 let d: [u8; 4] = b.try_into().map_err(|_| format!("{} bytes", b.len()))?;
@@ -100,7 +102,7 @@ impl Values {
             Values::Int(v) => Column::new(name, v),
             Values::Float(v) => Column::new(name, v),
             Values::Bool(v) => Column::new(name, v),
-            Values::Text(v) => Column::new(name, v),
+            Values::Text(v) => v.finish().with_name(name).into_column(),
             Values::Date(v) => Column::new(name, v)
                 .cast(&DataType::Date)
                 .map_err(ExecError::polars)?,
@@ -108,6 +110,20 @@ impl Values {
                 .cast(&DataType::Datetime(TimeUnit::Microseconds, None))
                 .map_err(ExecError::polars)?,
         })
+    }
+}
+
+/// The next `n` bytes of a stream, into a buffer reused for every field.
+struct Fields<'a, R> {
+    input: &'a mut R,
+    buf: Vec<u8>,
+}
+
+impl<R: std::io::Read> Fields<'_, R> {
+    fn take(&mut self, n: usize) -> std::io::Result<&[u8]> {
+        self.buf.resize(n, 0);
+        self.input.read_exact(&mut self.buf)?;
+        Ok(&self.buf)
     }
 }
 
@@ -121,38 +137,42 @@ pub fn read(
     shown: &str,
     lenient: bool,
 ) -> Result<DataFrame, ExecError> {
-    let bytes = std::fs::read(path).map_err(|e| ExecError::Read {
+    // Streamed: the file is not held in memory beside the frame.
+    let file = std::fs::File::open(path).map_err(|e| ExecError::Read {
         file: shown.to_string(),
         reason: e.to_string(),
     })?;
+    let mut input = std::io::BufReader::with_capacity(1 << 20, file);
     let damaged = |why: &str| ExecError::Read {
         file: shown.to_string(),
         reason: format!("the fetched rows are damaged ({why}); run again to fetch them anew"),
     };
-    if !bytes.starts_with(SIGNATURE) {
-        return Err(damaged("no COPY signature"));
-    }
-    let mut at = SIGNATURE.len() + 4;
-    let take = |at: &mut usize, n: usize| -> Result<&[u8], ExecError> {
-        let b = bytes
-            .get(*at..*at + n)
-            .ok_or_else(|| damaged("cut short"))?;
-        *at += n;
-        Ok(b)
+    let mut reader = Fields {
+        input: &mut input,
+        buf: vec![],
     };
+    macro_rules! take {
+        ($n:expr) => {
+            reader.take($n).map_err(|_| damaged("cut short"))?
+        };
+    }
     let int = |b: &[u8]| -> i64 {
         match b.len() {
             2 => i16::from_be_bytes([b[0], b[1]]) as i64,
             _ => i32::from_be_bytes([b[0], b[1], b[2], b[3]]) as i64,
         }
     };
-    let ext = int(take(&mut at, 4)?);
-    take(&mut at, ext.max(0) as usize)?;
+    if take!(SIGNATURE.len()) != SIGNATURE {
+        return Err(damaged("no COPY signature"));
+    }
+    take!(4);
+    let ext = int(take!(4));
+    take!(ext.max(0) as usize);
     let mut values: Vec<Values> = op.columns.iter().map(|c| Values::new(&c.ty)).collect();
     let mut problems: Vec<Option<(String, &'static str)>> = vec![];
     let mut row = 0usize;
     loop {
-        let count = int(take(&mut at, 2)?);
+        let count = int(take!(2));
         if count == -1 {
             break;
         }
@@ -162,7 +182,7 @@ pub fn read(
         row += 1;
         let mut problem: Option<(String, &'static str)> = None;
         for (i, c) in op.columns.iter().enumerate() {
-            let len = int(take(&mut at, 4)?);
+            let len = int(take!(4));
             let raw = c.raw_name.clone().unwrap_or_else(|| c.name.clone());
             if len < 0 {
                 values[i].push_null();
@@ -181,7 +201,7 @@ pub fn read(
                 }
                 continue;
             }
-            let field = take(&mut at, len as usize)?;
+            let field = take!(len as usize);
             let Err(found) = values[i].push(field, &c.ty) else {
                 continue;
             };
