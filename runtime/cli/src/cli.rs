@@ -211,6 +211,49 @@ fn relative_to(base: &Path, path: &Path) -> String {
     parts.join("/")
 }
 
+/// `mlp infer env:VAR --table T` (or an address, `?table=T` accepted).
+fn infer_postgres(
+    spec: &str,
+    var: Option<&str>,
+    name: Option<&str>,
+    rows: usize,
+    table: Option<&str>,
+) -> Result<ExitCode, CliError> {
+    let (url, var) = match var {
+        Some(v) => match std::env::var(v) {
+            Ok(u) if !u.trim().is_empty() => (u, v.to_string()),
+            _ => {
+                return Err(CliError::Output(format!(
+                    "the environment variable `{v}` is not set (it holds the database's address)"
+                )))
+            }
+        },
+        None => (spec.to_string(), "DATABASE_URL".to_string()),
+    };
+    let (url, from_query) = match url.split_once("?table=") {
+        Some((u, t)) => (u.to_string(), Some(t.to_string())),
+        None => (url, None),
+    };
+    let Some(table) = table.map(str::to_string).or(from_query) else {
+        return Err(CliError::Output(
+            "name the table: `--table customers` (or `?table=customers` after the address)".into(),
+        ));
+    };
+    let sample = mlp_engine::sample::read_postgres_sample(&url, &table, rows.max(1))?;
+    let name = name
+        .map(str::to_string)
+        .unwrap_or_else(|| table.rsplit('.').next().unwrap_or(&table).to_string());
+    let more = format!(
+        "table = \"{}\", url = env(\"{var}\")",
+        table.replace('"', "\\\"")
+    );
+    let block = infer::source_block_with(&name, "postgres", "", &more, &sample)
+        .replace("postgres(\"\", ", "postgres(")
+        .replace(" rows of ;", &format!(" rows of postgres table `{table}`;"));
+    write_stdout(&block)?;
+    Ok(ExitCode::SUCCESS)
+}
+
 pub fn infer(
     file: &Path,
     name: Option<&str>,
@@ -218,6 +261,13 @@ pub fn infer(
     for_pipeline: &Path,
     table: Option<&str>,
 ) -> Result<ExitCode, CliError> {
+    // A PostgreSQL table: `env:VARIABLE` (the address in the environment)
+    // or an address; the block names a variable either way.
+    let spec = file.to_string_lossy().to_string();
+    let pg_var = spec.strip_prefix("env:").map(str::to_string);
+    if pg_var.is_some() || spec.starts_with("postgres://") || spec.starts_with("postgresql://") {
+        return infer_postgres(&spec, pg_var.as_deref(), name, rows, table);
+    }
     let sqlite = table.is_some() || mlp_engine::sample::is_sqlite(file);
     let (sample, format) = if sqlite {
         (

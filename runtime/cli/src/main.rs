@@ -170,7 +170,9 @@ enum Command {
     },
     /// Print a `source` block inferred from a sample of a CSV, NDJSON or Parquet file.
     Infer {
-        /// A .csv, .ndjson or .parquet file.
+        /// A .csv, .ndjson or .parquet file; a SQLite database with
+        /// --table; or a PostgreSQL table: `env:VARIABLE` (the address in
+        /// that variable) or an address, with --table.
         file: PathBuf,
         /// The source's name (default: the file's stem).
         #[arg(long)]

@@ -435,3 +435,46 @@ fn serving_re_reads_a_postgres_table_every_refresh() {
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `mlp infer env:SHOP_DB --table customers` prints a block that names the
+/// variable (never the address), checks and reads the table.
+#[test]
+fn infer_reads_a_postgres_table() {
+    let pg = Pg::start("infer");
+    let dir = shop(&pg, "pg-infer");
+    let o = mlp_db(
+        &dir,
+        &pg.url(),
+        &["infer", "env:SHOP_DB", "--table", "customers"],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let block = String::from_utf8(o.stdout.clone()).unwrap();
+    assert!(!text(&o).contains(PASSWORD));
+    assert!(
+        block.contains(
+            r#"source customers = postgres(table = "customers", url = env("SHOP_DB")) {"#
+        ) && block.contains("age         : int?"),
+        "{block}"
+    );
+    std::fs::remove_file(dir.join("shop.mlp")).unwrap();
+    std::fs::write(dir.join("p.mlp"), &block).unwrap();
+    let o = mlp_db(&dir, &pg.url(), &["run", "."]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("source.customers (500 rows"),
+        "{}",
+        text(&o)
+    );
+    let o = mlp_db(
+        &dir,
+        &pg.url(),
+        &["infer", "env:SHOP_DB", "--table", "nope"],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("42P01") && !text(&o).contains(PASSWORD),
+        "{}",
+        text(&o)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

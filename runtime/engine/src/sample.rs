@@ -141,6 +141,107 @@ pub fn read_sqlite_sample(
     })
 }
 
+/// Reads up to `max_rows` rows of a PostgreSQL table at `url` (an address
+/// the caller took from the environment). Errors are scrubbed of it.
+pub fn read_postgres_sample(
+    url: &str,
+    table: &str,
+    max_rows: usize,
+) -> Result<Sample, SampleError> {
+    use postgres::types::Type as T;
+    let shown = format!("postgres table `{table}`");
+    let scrub = |e: &dyn std::fmt::Display| crate::exec::postgres::scrub(&e.to_string(), url);
+    let fail = |reason: String| SampleError::Io {
+        path: shown.clone(),
+        reason,
+    };
+    let pg_fail = |e: postgres::Error| {
+        let reason = match e.as_db_error() {
+            Some(db) => format!("{} ({})", db.message(), db.code().code()),
+            None => match std::error::Error::source(&e) {
+                Some(cause) => format!("{e}: {cause}"),
+                None => e.to_string(),
+            },
+        };
+        fail(scrub(&reason))
+    };
+    let mut client = postgres::Client::connect(url, postgres::NoTls).map_err(pg_fail)?;
+    let quoted = table
+        .split('.')
+        .map(|p| format!("\"{}\"", p.replace('"', "\"\"")))
+        .collect::<Vec<_>>()
+        .join(".");
+    let stmt = client
+        .prepare(&format!("SELECT * FROM {quoted} LIMIT 0"))
+        .map_err(pg_fail)?;
+    let mut select = vec![];
+    let mut kinds = vec![];
+    for c in stmt.columns() {
+        let col = format!("\"{}\"", c.name().replace('"', "\"\""));
+        let t = c.type_();
+        let (expr, kind) = if [T::INT2, T::INT4, T::INT8].contains(t) {
+            (format!("{col}::int8"), 'i')
+        } else if [T::FLOAT4, T::FLOAT8, T::NUMERIC].contains(t) {
+            (format!("{col}::float8"), 'f')
+        } else if *t == T::BOOL {
+            (col, 'b')
+        } else if *t == T::DATE {
+            (format!("to_char({col}, 'YYYY-MM-DD')"), 't')
+        } else if *t == T::TIMESTAMP {
+            (format!("to_char({col}, 'YYYY-MM-DD\"T\"HH24:MI:SS')"), 't')
+        } else if *t == T::TIMESTAMPTZ {
+            (
+                format!("to_char({col} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS')"),
+                't',
+            )
+        } else {
+            (format!("{col}::text"), 't')
+        };
+        select.push(expr);
+        kinds.push(kind);
+    }
+    let rows = client
+        .query(
+            &format!(
+                "SELECT {} FROM {quoted} LIMIT {}",
+                select.join(", "),
+                max_rows + 1
+            ),
+            &[],
+        )
+        .map_err(pg_fail)?;
+    let mut columns: Vec<SampleColumn> = stmt
+        .columns()
+        .iter()
+        .map(|c| SampleColumn {
+            name: c.name().to_string(),
+            cells: vec![],
+        })
+        .collect();
+    let complete = rows.len() <= max_rows;
+    for row in rows.iter().take(max_rows) {
+        for (i, c) in columns.iter_mut().enumerate() {
+            let cell = match kinds[i] {
+                'i' => row.get::<_, Option<i64>>(i).map(Cell::Int),
+                'f' => row.get::<_, Option<f64>>(i).map(Cell::Float),
+                'b' => row.get::<_, Option<bool>>(i).map(Cell::Bool),
+                _ => row.get::<_, Option<String>>(i).map(Cell::Text),
+            };
+            c.cells.push(cell.unwrap_or(Cell::Null));
+        }
+    }
+    let n = rows.len().min(max_rows);
+    if n == 0 {
+        return Err(SampleError::Empty(shown));
+    }
+    Ok(Sample {
+        columns,
+        rows: n,
+        null_markers: vec![],
+        complete,
+    })
+}
+
 /// Reads up to `max_rows` rows.
 pub fn read_sample(path: &Path, max_rows: usize) -> Result<(Sample, &'static str), SampleError> {
     let shown = path.display().to_string();

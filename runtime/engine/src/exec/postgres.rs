@@ -61,7 +61,7 @@ fn address(op: &SourceOp, shown: &str) -> Result<(String, Option<String>), ExecE
 }
 
 /// An error's text with the address and its password taken out.
-fn scrub(text: &str, url: &str) -> String {
+pub fn scrub(text: &str, url: &str) -> String {
     let mut out = text.replace(url, "<the address>");
     if let Some(password) = url
         .split_once("://")
