@@ -150,20 +150,9 @@ pub fn read_postgres_sample(
 ) -> Result<Sample, SampleError> {
     use postgres::types::Type as T;
     let shown = format!("postgres table `{table}`");
-    let scrub = |e: &dyn std::fmt::Display| crate::exec::postgres::scrub(&e.to_string(), url);
-    let fail = |reason: String| SampleError::Io {
+    let pg_fail = |e: postgres::Error| SampleError::Io {
         path: shown.clone(),
-        reason,
-    };
-    let pg_fail = |e: postgres::Error| {
-        let reason = match e.as_db_error() {
-            Some(db) => format!("{} ({})", db.message(), db.code().code()),
-            None => match std::error::Error::source(&e) {
-                Some(cause) => format!("{e}: {cause}"),
-                None => e.to_string(),
-            },
-        };
-        fail(scrub(&reason))
+        reason: crate::exec::postgres::reason(&e, url),
     };
     let mut client = postgres::Client::connect(url, postgres::NoTls).map_err(pg_fail)?;
     let quoted = table

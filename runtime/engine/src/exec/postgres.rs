@@ -61,7 +61,7 @@ fn address(op: &SourceOp, shown: &str) -> Result<(String, Option<String>), ExecE
 }
 
 /// An error's text with the address and its password taken out.
-pub fn scrub(text: &str, url: &str) -> String {
+fn scrub(text: &str, url: &str) -> String {
     let mut out = text.replace(url, "<the address>");
     if let Some(password) = url
         .split_once("://")
@@ -73,6 +73,19 @@ pub fn scrub(text: &str, url: &str) -> String {
         out = out.replace(password, "***");
     }
     out
+}
+
+/// A failure as the user reads it: the server's message and code, or the
+/// client's with its cause; without the address or its password.
+pub fn reason(e: &postgres::Error, url: &str) -> String {
+    let text = match e.as_db_error() {
+        Some(db) => format!("{} ({})", db.message(), db.code().code()),
+        None => match std::error::Error::source(e) {
+            Some(cause) => format!("{e}: {cause}"),
+            None => e.to_string(),
+        },
+    };
+    scrub(&text, url)
 }
 
 /// Whether a failure may pass if tried again: the connection refused,
@@ -136,18 +149,9 @@ pub fn fetch(op: &SourceOp, root: &Path, source: &str) -> Result<PathBuf, ExecEr
         Some(Literal::Int(n)) => *n as u32,
         _ => 3,
     };
-    let fail = |e: postgres::Error| {
-        let reason = match e.as_db_error() {
-            Some(db) => format!("{} ({})", db.message(), db.code().code()),
-            None => match std::error::Error::source(&e) {
-                Some(cause) => format!("{e}: {cause}"),
-                None => e.to_string(),
-            },
-        };
-        ExecError::Read {
-            file: place.clone(),
-            reason: scrub(&reason, &url),
-        }
+    let fail = |e: postgres::Error| ExecError::Read {
+        file: place.clone(),
+        reason: reason(&e, &url),
     };
     let mut attempt = 0u32;
     loop {
