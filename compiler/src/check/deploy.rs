@@ -149,7 +149,6 @@ impl<'a> Checker<'a> {
         // the model back along each stage's first (LEFT) input; the other
         // upstream stages (the right and events sides of joins and
         // histories) build the lookup state.
-        let upstream: BTreeSet<&String> = m.input_chain.iter().collect();
         let mut left_path: BTreeSet<String> = BTreeSet::new();
         let mut at = m.input_chain.first().cloned();
         while let Some(id) = at {
@@ -172,7 +171,20 @@ impl<'a> Checker<'a> {
         };
         let mut serving_stages = in_plan_order(&|id| left_path.contains(id));
         serving_stages.push(m.stage_id.clone());
-        let lookup_stages = in_plan_order(&|id| upstream.contains(id) && !left_path.contains(id));
+        // The sides the request path looks up: each join's right side and
+        // each history's events, with what they are computed from (even
+        // when the request path reads the same stages: a history of a
+        // table's own earlier rows).
+        let sides: Vec<String> = self
+            .program
+            .stages
+            .iter()
+            .filter(|s| left_path.contains(&s.id) && matches!(s.op, Op::Join(_) | Op::History(_)))
+            .filter_map(|s| s.inputs.get(1).cloned())
+            .collect();
+        let mut looked_up: BTreeSet<String> = self.upstream_of(&sides).into_iter().collect();
+        looked_up.extend(sides);
+        let lookup_stages = in_plan_order(&|id| looked_up.contains(id));
         // A history's `at`, when it is a source column as is, defaults to
         // the time of the request.
         let mut request_time: Vec<String> = vec![];

@@ -432,3 +432,80 @@ fn the_pipeline_in_the_tables_docs_runs_and_predicts() {
     assert_eq!(out.lines().count(), 3, "{out}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A history of a table's own earlier rows (each order, with the same
+/// customer's orders before it): the events side is also the request path's
+/// source, and serving reads it as lookup state all the same; predictions
+/// equal training's.
+#[test]
+fn a_history_of_a_tables_own_rows_serves_as_trained() {
+    let dir = empty_project("tables-self-history");
+    std::fs::create_dir_all(dir.join("data")).unwrap();
+    std::fs::copy(
+        repo().join("examples/shop/data/orders.csv"),
+        dir.join("data/orders.csv"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("p.mlp"),
+        r#"source orders = csv("data/orders.csv") {
+    order_id    : int
+    customer_id : int
+    ordered_at  : datetime "%Y-%m-%dT%H:%M:%S"
+    amount      : float
+    channel     : category["web", "app", "store"]
+}
+history prior = orders with orders on customer_id at ordered_at by ordered_at {
+    n_before  = count() within 90d
+    spend_90d = sum(amount) within 90d
+}
+split data = prior { train = 0.8  test = 0.2  order = ordered_at }
+model m = linear_regression(data) {
+    target   = amount
+    features = n_before, spend_90d
+}
+evaluate m on test {
+    metrics rmse
+    require rmse < 1000000
+}
+deploy m as "m"
+"#,
+    )
+    .unwrap();
+    let o = mlp(&dir, &["run", "."]);
+    assert!(o.status.success(), "{}", text(&o));
+    let trained = cached_frame(&dir, "model.m");
+    let ids = trained.column("order_id").unwrap().i64().unwrap().clone();
+    let preds = trained.column("prediction").unwrap().f64().unwrap().clone();
+    let o = mlp(
+        &dir,
+        &[
+            "predict",
+            "m",
+            "--input",
+            "data/orders.csv",
+            "--output",
+            "out.csv",
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let out = std::fs::read_to_string(dir.join("out.csv")).unwrap();
+    let mut lines = out.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let (i, p) = (
+        header.iter().position(|h| *h == "order_id").unwrap(),
+        header.iter().position(|h| *h == "prediction").unwrap(),
+    );
+    let served: BTreeMap<i64, f64> = lines
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            (f[i].parse().unwrap(), f[p].parse().unwrap())
+        })
+        .collect();
+    assert_eq!(served.len(), ids.len());
+    for (id, p) in ids.iter().zip(preds.iter()) {
+        let (id, p) = (id.unwrap(), p.unwrap());
+        assert_eq!(served[&id].to_bits(), p.to_bits(), "order {id}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
