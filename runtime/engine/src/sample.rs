@@ -155,18 +155,14 @@ pub fn read_postgres_sample(
         reason: crate::exec::postgres::reason(&e, url),
     };
     let mut client = postgres::Client::connect(url, postgres::NoTls).map_err(pg_fail)?;
-    let quoted = table
-        .split('.')
-        .map(|p| format!("\"{}\"", p.replace('"', "\"\"")))
-        .collect::<Vec<_>>()
-        .join(".");
+    let quoted = crate::exec::postgres::table_name(table);
     let stmt = client
         .prepare(&format!("SELECT * FROM {quoted} LIMIT 0"))
         .map_err(pg_fail)?;
     let mut select = vec![];
     let mut kinds = vec![];
     for c in stmt.columns() {
-        let col = format!("\"{}\"", c.name().replace('"', "\"\""));
+        let col = crate::exec::rows::ident(c.name());
         let t = c.type_();
         let (expr, kind) = if [T::INT2, T::INT4, T::INT8].contains(t) {
             (format!("{col}::int8"), 'i')

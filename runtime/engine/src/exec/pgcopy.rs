@@ -3,7 +3,7 @@
 //! wire type per declared type: `int8`, `float8`, `bool`, `text`, `date`,
 //! `timestamp`.
 
-use super::source::{PARSE_ERROR, PARSE_KIND};
+use super::rows::{self, Values};
 use super::ExecError;
 use mlp_compiler::plan::SourceOp;
 use mlp_compiler::types::Type;
@@ -16,101 +16,47 @@ const EPOCH_US: i64 = 946_684_800_000_000;
 
 const SIGNATURE: &[u8] = b"PGCOPY\n\xff\r\n\0";
 
-/// One declared column's values as decoded.
-enum Values {
-    Int(Vec<Option<i64>>),
-    Float(Vec<Option<f64>>),
-    Bool(Vec<Option<bool>>),
-    Text(StringChunkedBuilder),
-    Date(Vec<Option<i32>>),
-    Datetime(Vec<Option<i64>>),
-}
-
-impl Values {
-    fn new(ty: &Type) -> Values {
-        match ty {
-            Type::Int => Values::Int(vec![]),
-            Type::Float => Values::Float(vec![]),
-            Type::Bool => Values::Bool(vec![]),
-            Type::Str | Type::Category { .. } => {
-                Values::Text(StringChunkedBuilder::new(PlSmallStr::EMPTY, 1024))
+/// Decodes one value in its wire type; `Err` with what it holds when it is
+/// not a value of the declared type (a NaN, an infinite date, a level not
+/// declared).
+fn push(values: &mut Values, b: &[u8], ty: &Type) -> Result<(), String> {
+    let eight = |b: &[u8]| -> Result<[u8; 8], String> {
+        b.try_into().map_err(|_| format!("{} bytes", b.len()))
+    };
+    match values {
+        Values::Int(v) => v.push(Some(i64::from_be_bytes(eight(b)?))),
+        Values::Float(v) => {
+            let f = f64::from_be_bytes(eight(b)?);
+            if !f.is_finite() {
+                return Err(f.to_string());
             }
-            Type::Date { .. } => Values::Date(vec![]),
-            Type::Datetime { .. } => Values::Datetime(vec![]),
+            v.push(Some(f));
+        }
+        Values::Bool(v) => v.push(Some(b.first().is_some_and(|x| *x != 0))),
+        Values::Text(v) => {
+            let t = std::str::from_utf8(b).map_err(|_| "text that is not UTF-8".to_string())?;
+            if !rows::level_ok(t, ty) {
+                return Err(format!("\"{}\"", super::truncate(t, 80)));
+            }
+            v.append_value(t);
+        }
+        Values::Date(v) => {
+            let d: [u8; 4] = b.try_into().map_err(|_| format!("{} bytes", b.len()))?;
+            let d = i32::from_be_bytes(d);
+            if d == i32::MAX || d == i32::MIN {
+                return Err("an infinite date".into());
+            }
+            v.push(Some((d as i64 + EPOCH_DAYS) as i32));
+        }
+        Values::Datetime(v) => {
+            let t = i64::from_be_bytes(eight(b)?);
+            if t == i64::MAX || t == i64::MIN {
+                return Err("an infinite timestamp".into());
+            }
+            v.push(Some(t + EPOCH_US));
         }
     }
-
-    fn push_null(&mut self) {
-        match self {
-            Values::Int(v) => v.push(None),
-            Values::Float(v) => v.push(None),
-            Values::Bool(v) => v.push(None),
-            Values::Text(v) => v.append_null(),
-            Values::Date(v) => v.push(None),
-            Values::Datetime(v) => v.push(None),
-        }
-    }
-
-    /// Decodes one value in its wire type; `Err` with what it holds when it
-    /// is not a value of the declared type (a NaN, an infinite date, a level
-    /// not declared).
-    fn push(&mut self, b: &[u8], ty: &Type) -> Result<(), String> {
-        let eight = |b: &[u8]| -> Result<[u8; 8], String> {
-            b.try_into().map_err(|_| format!("{} bytes", b.len()))
-        };
-        match self {
-            Values::Int(v) => v.push(Some(i64::from_be_bytes(eight(b)?))),
-            Values::Float(v) => {
-                let f = f64::from_be_bytes(eight(b)?);
-                if !f.is_finite() {
-                    return Err(f.to_string());
-                }
-                v.push(Some(f));
-            }
-            Values::Bool(v) => v.push(Some(b.first().is_some_and(|x| *x != 0))),
-            Values::Text(v) => {
-                let t = std::str::from_utf8(b).map_err(|_| "text that is not UTF-8".to_string())?;
-                if let Some(levels) = ty.levels().filter(|l| !l.is_empty()) {
-                    if !levels.iter().any(|l| l == t) {
-                        return Err(format!("\"{}\"", super::truncate(t, 80)));
-                    }
-                }
-                v.append_value(t);
-            }
-            Values::Date(v) => {
-                let d: [u8; 4] = b.try_into().map_err(|_| format!("{} bytes", b.len()))?;
-                let d = i32::from_be_bytes(d);
-                if d == i32::MAX || d == i32::MIN {
-                    return Err("an infinite date".into());
-                }
-                v.push(Some((d as i64 + EPOCH_DAYS) as i32));
-            }
-            Values::Datetime(v) => {
-                let t = i64::from_be_bytes(eight(b)?);
-                if t == i64::MAX || t == i64::MIN {
-                    return Err("an infinite timestamp".into());
-                }
-                v.push(Some(t + EPOCH_US));
-            }
-        }
-        Ok(())
-    }
-
-    fn into_column(self, name: &str) -> Result<Column, ExecError> {
-        let name: PlSmallStr = name.into();
-        Ok(match self {
-            Values::Int(v) => Column::new(name, v),
-            Values::Float(v) => Column::new(name, v),
-            Values::Bool(v) => Column::new(name, v),
-            Values::Text(v) => v.finish().with_name(name).into_column(),
-            Values::Date(v) => Column::new(name, v)
-                .cast(&DataType::Date)
-                .map_err(ExecError::polars)?,
-            Values::Datetime(v) => Column::new(name, v)
-                .cast(&DataType::Datetime(TimeUnit::Microseconds, None))
-                .map_err(ExecError::polars)?,
-        })
-    }
+    Ok(())
 }
 
 /// The next `n` bytes of a stream, into a buffer reused for every field.
@@ -169,7 +115,7 @@ pub fn read(
     let ext = int(take!(4));
     take!(ext.max(0) as usize);
     let mut values: Vec<Values> = op.columns.iter().map(|c| Values::new(&c.ty)).collect();
-    let mut problems: Vec<Option<(String, &'static str)>> = vec![];
+    let mut problems: rows::Problems = vec![];
     let mut row = 0usize;
     loop {
         let count = int(take!(2));
@@ -202,7 +148,7 @@ pub fn read(
                 continue;
             }
             let field = take!(len as usize);
-            let Err(found) = values[i].push(field, &c.ty) else {
+            let Err(found) = push(&mut values[i], field, &c.ty) else {
                 continue;
             };
             values[i].push_null();
@@ -244,25 +190,5 @@ pub fn read(
             problems.push(problem.map(|(m, k)| (format!("{shown}, row {row}: {m}"), k)));
         }
     }
-    let mut columns = vec![];
-    for (c, v) in op.columns.iter().zip(values) {
-        columns.push(v.into_column(&c.name)?);
-    }
-    if lenient {
-        columns.push(Column::new(
-            PARSE_ERROR.into(),
-            problems
-                .iter()
-                .map(|p| p.as_ref().map(|(m, _)| m.clone()))
-                .collect::<Vec<Option<String>>>(),
-        ));
-        columns.push(Column::new(
-            PARSE_KIND.into(),
-            problems
-                .iter()
-                .map(|p| p.as_ref().map(|(_, k)| k.to_string()))
-                .collect::<Vec<Option<String>>>(),
-        ));
-    }
-    DataFrame::new_infer_height(columns).map_err(ExecError::polars)
+    rows::frame(op, values, lenient.then_some(problems))
 }

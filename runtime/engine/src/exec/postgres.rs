@@ -15,6 +15,7 @@
 //! `57P01`, class `08`) are retried with exponential backoff and jitter,
 //! `retries` times (3 by default); others fail at once.
 
+use super::rows::ident;
 use super::ExecError;
 use mlp_compiler::plan::{Literal, SourceColumn, SourceOp};
 use mlp_compiler::types::Type;
@@ -27,12 +28,9 @@ fn option<'a>(op: &'a SourceOp, key: &str) -> Option<&'a str> {
     }
 }
 
-/// `"name"` quoted as an SQL identifier (a `schema.table` quoted in parts).
-fn ident(name: &str) -> String {
-    name.split('.')
-        .map(|p| format!("\"{}\"", p.replace('"', "\"\"")))
-        .collect::<Vec<_>>()
-        .join(".")
+/// A table's name quoted, `schema.table` part by part.
+pub(crate) fn table_name(name: &str) -> String {
+    name.split('.').map(ident).collect::<Vec<_>>().join(".")
 }
 
 /// Where a source's rows are fetched to, under the project.
@@ -131,7 +129,7 @@ fn select_expr(c: &SourceColumn, pg: &postgres::types::Type, column: &str) -> Op
 pub fn fetch(op: &SourceOp, root: &Path, source: &str) -> Result<PathBuf, ExecError> {
     let (from, place) = match (option(op, "table"), option(op, "query")) {
         (Some(t), _) => (
-            ident(t),
+            table_name(t),
             format!("postgres table `{t}` (source `{source}`)"),
         ),
         (None, Some(q)) => (

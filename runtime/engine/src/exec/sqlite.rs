@@ -6,18 +6,13 @@
 //! or is set aside with its row under a quarantining check. The file is
 //! opened read-only; its bytes are the stage's key, as for any file.
 
-use super::source::{PARSE_ERROR, PARSE_KIND};
+use super::rows::{self, ident, Values};
 use super::ExecError;
 use mlp_compiler::plan::{Literal, SourceColumn, SourceOp};
 use mlp_compiler::types::Type;
 use polars::prelude::*;
 use rusqlite::types::ValueRef;
 use std::path::Path;
-
-/// `"name"` quoted as an SQL identifier.
-fn ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
 
 fn option<'a>(op: &'a SourceOp, key: &str) -> Option<&'a str> {
     match op.options.get(key) {
@@ -47,130 +42,71 @@ fn shown_value(v: &ValueRef) -> String {
     }
 }
 
-/// One declared column's values as they are read.
-enum Values {
-    Int(Vec<Option<i64>>),
-    Float(Vec<Option<f64>>),
-    Bool(Vec<Option<bool>>),
-    Text(Vec<Option<String>>),
-    /// Days since the epoch.
-    Date(Vec<Option<i32>>),
-    /// Microseconds since the epoch.
-    Datetime(Vec<Option<i64>>),
-}
-
-impl Values {
-    fn new(ty: &Type) -> Values {
-        match ty {
-            Type::Int => Values::Int(vec![]),
-            Type::Float => Values::Float(vec![]),
-            Type::Bool => Values::Bool(vec![]),
-            Type::Str | Type::Category { .. } => Values::Text(vec![]),
-            Type::Date { .. } => Values::Date(vec![]),
-            Type::Datetime { .. } => Values::Datetime(vec![]),
+/// Reads one value as the declared type; `Err` when it cannot be.
+fn push(values: &mut Values, v: &ValueRef, ty: &Type) -> Result<(), ()> {
+    let text = |v: &ValueRef| match v {
+        ValueRef::Text(t) => std::str::from_utf8(t).ok().map(str::to_string),
+        ValueRef::Integer(i) => Some(i.to_string()),
+        ValueRef::Real(f) => Some(f.to_string()),
+        _ => None,
+    };
+    fn utf8(t: &[u8]) -> Option<&str> {
+        std::str::from_utf8(t).ok().map(str::trim)
+    }
+    match (values, v) {
+        (Values::Int(out), ValueRef::Integer(i)) => out.push(Some(*i)),
+        (Values::Int(out), ValueRef::Real(f)) if f.is_finite() && f.fract() == 0.0 => {
+            out.push(Some(*f as i64))
         }
-    }
-
-    fn push_null(&mut self) {
-        match self {
-            Values::Int(v) => v.push(None),
-            Values::Float(v) => v.push(None),
-            Values::Bool(v) => v.push(None),
-            Values::Text(v) => v.push(None),
-            Values::Date(v) => v.push(None),
-            Values::Datetime(v) => v.push(None),
+        (Values::Int(out), ValueRef::Text(t)) => {
+            out.push(Some(utf8(t).and_then(|t| t.parse().ok()).ok_or(())?))
         }
-    }
-
-    /// Reads one value as the declared type; `Err` when it cannot be.
-    fn push(&mut self, v: &ValueRef, ty: &Type) -> Result<(), ()> {
-        let text = |v: &ValueRef| match v {
-            ValueRef::Text(t) => std::str::from_utf8(t).ok().map(str::to_string),
-            ValueRef::Integer(i) => Some(i.to_string()),
-            ValueRef::Real(f) => Some(f.to_string()),
-            _ => None,
-        };
-        match (self, v) {
-            (Values::Int(out), ValueRef::Integer(i)) => out.push(Some(*i)),
-            (Values::Int(out), ValueRef::Real(f)) if f.is_finite() && f.fract() == 0.0 => {
-                out.push(Some(*f as i64))
-            }
-            (Values::Int(out), ValueRef::Text(t)) => {
-                let i = std::str::from_utf8(t)
-                    .ok()
-                    .and_then(|t| t.trim().parse().ok());
-                out.push(Some(i.ok_or(())?));
-            }
-            (Values::Float(out), ValueRef::Integer(i)) => out.push(Some(*i as f64)),
-            (Values::Float(out), ValueRef::Real(f)) if f.is_finite() => out.push(Some(*f)),
-            (Values::Float(out), ValueRef::Text(t)) => {
-                let f = std::str::from_utf8(t)
-                    .ok()
-                    .and_then(|t| t.trim().parse::<f64>().ok())
-                    .filter(|f| f.is_finite());
-                out.push(Some(f.ok_or(())?));
-            }
-            (Values::Bool(out), ValueRef::Integer(i)) if *i == 0 || *i == 1 => {
-                out.push(Some(*i == 1))
-            }
-            (Values::Bool(out), ValueRef::Text(t)) => {
-                let b = match std::str::from_utf8(t).map(|t| t.trim().to_ascii_lowercase()) {
-                    Ok(t) if t == "true" || t == "t" || t == "1" => true,
-                    Ok(t) if t == "false" || t == "f" || t == "0" => false,
-                    _ => return Err(()),
-                };
-                out.push(Some(b));
-            }
-            (Values::Text(out), v) => {
-                let t = text(v).ok_or(())?;
-                if let Some(levels) = ty.levels().filter(|l| !l.is_empty()) {
-                    if !levels.contains(&t) {
-                        return Err(());
-                    }
-                }
-                out.push(Some(t));
-            }
-            (Values::Date(out), ValueRef::Text(t)) => {
-                let Type::Date { format } = ty else {
-                    return Err(());
-                };
-                let d = std::str::from_utf8(t)
-                    .ok()
-                    .and_then(|t| chrono::NaiveDate::parse_from_str(t.trim(), format).ok())
-                    .ok_or(())?;
-                let epoch = chrono::NaiveDate::from_ymd_opt(1970, 1, 1).ok_or(())?;
-                out.push(Some((d - epoch).num_days() as i32));
-            }
-            (Values::Datetime(out), ValueRef::Text(t)) => {
-                let Type::Datetime { format } = ty else {
-                    return Err(());
-                };
-                let d = std::str::from_utf8(t)
-                    .ok()
-                    .and_then(|t| chrono::NaiveDateTime::parse_from_str(t.trim(), format).ok())
-                    .ok_or(())?;
-                out.push(Some(d.and_utc().timestamp_micros()));
-            }
-            _ => return Err(()),
+        (Values::Float(out), ValueRef::Integer(i)) => out.push(Some(*i as f64)),
+        (Values::Float(out), ValueRef::Real(f)) if f.is_finite() => out.push(Some(*f)),
+        (Values::Float(out), ValueRef::Text(t)) => {
+            let f = utf8(t)
+                .and_then(|t| t.parse::<f64>().ok())
+                .filter(|f| f.is_finite());
+            out.push(Some(f.ok_or(())?));
         }
-        Ok(())
+        (Values::Bool(out), ValueRef::Integer(i)) if *i == 0 || *i == 1 => out.push(Some(*i == 1)),
+        (Values::Bool(out), ValueRef::Text(t)) => {
+            let b = match utf8(t).map(str::to_ascii_lowercase).as_deref() {
+                Some("true" | "t" | "1") => true,
+                Some("false" | "f" | "0") => false,
+                _ => return Err(()),
+            };
+            out.push(Some(b));
+        }
+        (Values::Text(out), v) => {
+            let t = text(v).ok_or(())?;
+            if !rows::level_ok(&t, ty) {
+                return Err(());
+            }
+            out.append_value(&t);
+        }
+        (Values::Date(out), ValueRef::Text(t)) => {
+            let Type::Date { format } = ty else {
+                return Err(());
+            };
+            let d = utf8(t)
+                .and_then(|t| chrono::NaiveDate::parse_from_str(t, format).ok())
+                .ok_or(())?;
+            let epoch = chrono::NaiveDate::from_ymd_opt(1970, 1, 1).ok_or(())?;
+            out.push(Some((d - epoch).num_days() as i32));
+        }
+        (Values::Datetime(out), ValueRef::Text(t)) => {
+            let Type::Datetime { format } = ty else {
+                return Err(());
+            };
+            let d = utf8(t)
+                .and_then(|t| chrono::NaiveDateTime::parse_from_str(t, format).ok())
+                .ok_or(())?;
+            out.push(Some(d.and_utc().timestamp_micros()));
+        }
+        _ => return Err(()),
     }
-
-    fn into_column(self, name: &str) -> Result<Column, ExecError> {
-        let name: PlSmallStr = name.into();
-        Ok(match self {
-            Values::Int(v) => Column::new(name, v),
-            Values::Float(v) => Column::new(name, v),
-            Values::Bool(v) => Column::new(name, v),
-            Values::Text(v) => Column::new(name, v),
-            Values::Date(v) => Column::new(name, v)
-                .cast(&DataType::Date)
-                .map_err(ExecError::polars)?,
-            Values::Datetime(v) => Column::new(name, v)
-                .cast(&DataType::Datetime(TimeUnit::Microseconds, None))
-                .map_err(ExecError::polars)?,
-        })
-    }
+    Ok(())
 }
 
 /// What a declared type expects, for messages.
@@ -242,7 +178,7 @@ pub fn read(
             reason: e.to_string(),
         })?;
     let mut values: Vec<Values> = op.columns.iter().map(|c| Values::new(&c.ty)).collect();
-    let mut problems: Vec<Option<(String, &'static str)>> = vec![];
+    let mut problems: rows::Problems = vec![];
     let mut rows = stmt.query([]).map_err(|e| ExecError::Read {
         file: place.clone(),
         reason: e.to_string(),
@@ -276,7 +212,7 @@ pub fn read(
                 }
                 continue;
             }
-            if values[i].push(&v, &c.ty).is_ok() {
+            if push(&mut values[i], &v, &c.ty).is_ok() {
                 continue;
             }
             values[i].push_null();
@@ -318,25 +254,5 @@ pub fn read(
         }
         problems.push(problem.map(|(m, k)| (format!("{place}, row {row_no}: {m}"), k)));
     }
-    let mut columns = vec![];
-    for (c, v) in op.columns.iter().zip(values) {
-        columns.push(v.into_column(&c.name)?);
-    }
-    if lenient {
-        columns.push(Column::new(
-            PARSE_ERROR.into(),
-            problems
-                .iter()
-                .map(|p| p.as_ref().map(|(m, _)| m.clone()))
-                .collect::<Vec<Option<String>>>(),
-        ));
-        columns.push(Column::new(
-            PARSE_KIND.into(),
-            problems
-                .iter()
-                .map(|p| p.as_ref().map(|(_, k)| k.to_string()))
-                .collect::<Vec<Option<String>>>(),
-        ));
-    }
-    DataFrame::new_infer_height(columns).map_err(ExecError::polars)
+    rows::frame(op, values, lenient.then_some(problems))
 }
