@@ -475,12 +475,42 @@ pub const DRIFT_STATS: &[(&str, bool, bool, bool, f64)] = &[
 pub const FORMATS: &[(&str, &[&str])] = &[
     (
         "csv",
-        &["delimiter", "header", "null_values", "quote", "skip_rows"],
+        &[
+            "delimiter",
+            "header",
+            "null_values",
+            "quote",
+            "refresh",
+            "retries",
+            "skip_rows",
+        ],
     ),
-    ("parquet", &[]),
-    ("json", &[]),
+    ("parquet", &["refresh", "retries"]),
+    ("json", &["refresh", "retries"]),
     ("sqlite", &["query", "table"]),
     ("postgres", &["query", "refresh", "retries", "table", "url"]),
+];
+
+/// The schemes of a remote file source's path (object stores and HTTP).
+pub const REMOTE_SCHEMES: &[&str] = &["s3", "gs", "az", "abfs", "abfss", "http", "https"];
+
+/// URL query parameters that carry a credential (signed URLs, SAS tokens,
+/// API keys): written into a pipeline, they are a secret leaked.
+pub const SECRET_URL_PARAMETERS: &[&str] = &[
+    "x-amz-signature",
+    "x-amz-credential",
+    "x-amz-security-token",
+    "x-goog-signature",
+    "x-goog-credential",
+    "sig",
+    "signature",
+    "token",
+    "access_token",
+    "api_key",
+    "apikey",
+    "key",
+    "password",
+    "secret",
 ];
 
 /// Expression functions (outside `over`): name, arity range.

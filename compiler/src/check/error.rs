@@ -411,6 +411,8 @@ pub enum CheckError {
     SecretInSource {
         span: Span,
         source: String,
+        /// A remote file's address (else a database's).
+        remote: bool,
     },
     /// A join's RIGHT side is not proved unique on the keys.
     JoinNotUnique {
@@ -1095,11 +1097,16 @@ impl CheckError {
                 Some(x) => format!("give a parameter a list of values, for example `{x}`"),
                 None => "give a parameter a list of values, or remove `tune`".to_string(),
             }),
-            SecretInSource { span, source } => e(format!(
+            SecretInSource { span, source, remote: false } => e(format!(
                 "the address of source `{source}` holds a password"
             ))
             .primary(*span, "a secret written into the pipeline")
             .help("a pipeline is shared, cached and committed: read the address from the environment, `url = env(\"SHOP_DB\")`, and set the variable where the pipeline runs"),
+            SecretInSource { span, source, remote: true } => e(format!(
+                "the address of source `{source}` holds a credential"
+            ))
+            .primary(*span, "a secret written into the pipeline (a user and password, or a signed URL's key)")
+            .help("a pipeline is shared, cached and committed: write the object's plain address and set the credentials in the environment where the pipeline runs (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY for s3://, GOOGLE_SERVICE_ACCOUNT for gs://, AZURE_STORAGE_ACCOUNT_NAME and AZURE_STORAGE_ACCOUNT_KEY for az://)"),
             JoinNotUnique { .. }
             | KeyTypes { .. }
             | BothSides { .. }

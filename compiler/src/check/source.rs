@@ -26,6 +26,8 @@ impl<'a> Checker<'a> {
                         "csv" => "a csv source",
                         "sqlite" => "a sqlite source",
                         "postgres" => "a postgres source",
+                        "parquet" => "a parquet source",
+                        "json" => "a json source",
                         _ => "this format (it takes no options)",
                     },
                     valid: valid_opts.iter().map(|v| v.to_string()).collect(),
@@ -85,6 +87,7 @@ impl<'a> Checker<'a> {
                         self.errors.push(CheckError::SecretInSource {
                             span: o.value.span,
                             source: s.name.name.clone(),
+                            remote: false,
                         });
                         continue;
                     }
@@ -187,13 +190,24 @@ impl<'a> Checker<'a> {
                 });
             }
         }
-        if let Some((scheme, _)) = s.path.split_once("://") {
-            self.errors.push(CheckError::BadOptionValue {
-                span: s.path_span,
-                key: "path".into(),
-                expected: "a local file path or glob (remote sources are not supported yet)".into(),
-                found: format!("a `{scheme}://` address"),
-            });
+        let remote = s.path.contains("://");
+        if remote {
+            self.check_remote_path(s, format);
+        } else if format != "postgres" {
+            for o in &s.options {
+                if matches!(o.key.name.as_str(), "retries" | "refresh") {
+                    self.errors.push(CheckError::UnknownOption {
+                        span: o.key.span,
+                        key: o.key.name.clone(),
+                        context: "a local file's source (`retries` and `refresh` apply to remote `s3://`, `gs://`, `az://` and `https://` paths)",
+                        valid: valid_opts
+                            .iter()
+                            .filter(|k| !matches!(**k, "retries" | "refresh"))
+                            .map(|v| v.to_string())
+                            .collect(),
+                    });
+                }
+            }
         }
         if s.path.trim().is_empty() && format != "postgres" {
             self.errors.push(CheckError::BadOptionValue {
@@ -246,6 +260,8 @@ impl<'a> Checker<'a> {
             format: plan::SourceFormat::parse(format)?,
             path: if format == "postgres" {
                 String::new()
+            } else if remote {
+                s.path.clone()
             } else {
                 resolve_path(self.file_name(s.name.span), &s.path)
             },
@@ -253,6 +269,86 @@ impl<'a> Checker<'a> {
             columns,
         });
         Some((op, frame, BTreeSet::new()))
+    }
+
+    /// A remote path (`s3://bucket/key`, `https://host/file.csv`): a scheme
+    /// the runtime reads, no credentials written into it, globs only where
+    /// the store can list.
+    fn check_remote_path(&mut self, s: &ast::Source, format: &str) {
+        let Some((scheme, rest)) = s.path.split_once("://") else {
+            return;
+        };
+        let bad = |this: &mut Self, expected: &str, found: String| {
+            this.errors.push(CheckError::BadOptionValue {
+                span: s.path_span,
+                key: "path".into(),
+                expected: expected.into(),
+                found,
+            });
+        };
+        if !matches!(format, "csv" | "parquet" | "json") {
+            bad(
+                self,
+                "a local file path: a `sqlite` database is read from a file on this machine",
+                format!("a `{scheme}://` address"),
+            );
+            return;
+        }
+        let scheme = scheme.to_ascii_lowercase();
+        if !catalog::REMOTE_SCHEMES.contains(&scheme.as_str()) {
+            bad(
+                self,
+                &format!(
+                    "a local path, or an address starting with {}",
+                    catalog::REMOTE_SCHEMES
+                        .iter()
+                        .map(|s| format!("`{s}://`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                format!("a `{scheme}://` address"),
+            );
+            return;
+        }
+        let (before_query, query) = rest.split_once('?').unwrap_or((rest, ""));
+        let authority = before_query.split('/').next().unwrap_or("");
+        let secret_param = query.split('&').any(|kv| {
+            let k = kv.split('=').next().unwrap_or("").to_ascii_lowercase();
+            catalog::SECRET_URL_PARAMETERS.contains(&k.as_str())
+        });
+        if authority.contains('@') || secret_param {
+            self.errors.push(CheckError::SecretInSource {
+                span: s.path_span,
+                source: s.name.name.clone(),
+                remote: true,
+            });
+            return;
+        }
+        if !query.is_empty() || rest.contains('#') {
+            bad(
+                self,
+                "an address without a query string or fragment (the object's path alone)",
+                format!("`?{query}`"),
+            );
+            return;
+        }
+        let (host, key) = before_query.split_once('/').unwrap_or((before_query, ""));
+        if host.is_empty() || key.is_empty() || key.ends_with('/') {
+            bad(
+                self,
+                &format!("`{scheme}://BUCKET-OR-HOST/path/to/file` (a file, or a glob of files)"),
+                format!("\"{}\"", s.path),
+            );
+            return;
+        }
+        let glob = key.contains(['*', '?', '[', '{']);
+        if glob && matches!(scheme.as_str(), "http" | "https") {
+            bad(
+                self,
+                "one file's address: an HTTP server cannot list files (use an object store's `s3://` path for a glob)",
+                format!("the glob \"{}\"", s.path),
+            );
+        }
     }
 
     pub(super) fn check_type(&mut self, t: &ast::TypeExpr) -> Option<Type> {

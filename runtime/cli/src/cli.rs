@@ -254,6 +254,43 @@ fn infer_postgres(
     Ok(ExitCode::SUCCESS)
 }
 
+/// `mlp infer s3://bucket/key.parquet` (or `https://...`): the object is
+/// fetched into a temporary folder (credentials from the environment, as
+/// for a run) and sampled there; the block names its address.
+fn infer_remote(url: &str, name: Option<&str>, rows: usize) -> Result<ExitCode, CliError> {
+    let format = if url.ends_with(".parquet") || url.ends_with(".pq") {
+        "parquet"
+    } else if url.ends_with(".json") || url.ends_with(".ndjson") || url.ends_with(".jsonl") {
+        "json"
+    } else {
+        "csv"
+    };
+    let op = mlp_compiler::plan::SourceOp {
+        format: mlp_compiler::plan::SourceFormat::parse(format)
+            .ok_or_else(|| CliError::Output(format!("no source format `{format}`")))?,
+        path: url.to_string(),
+        options: Default::default(),
+        columns: vec![],
+    };
+    let tmp = tempfile::tempdir().map_err(|e| CliError::Output(e.to_string()))?;
+    let files = mlp_engine::exec::remote::fetch(&op, tmp.path(), "infer")
+        .map_err(|e| CliError::Output(e.to_string()))?;
+    let first = files
+        .first()
+        .ok_or_else(|| CliError::Output(format!("no object matches `{url}`")))?;
+    let (sample, format) = read_sample(first, rows.max(1))?;
+    let key = url.rsplit('/').next().unwrap_or("data");
+    let name = name.map(str::to_string).unwrap_or_else(|| {
+        key.split('.')
+            .next()
+            .filter(|s| !s.is_empty() && !s.contains(['*', '[', '{']))
+            .unwrap_or("data")
+            .to_string()
+    });
+    write_stdout(&infer::source_block_with(&name, format, url, "", &sample))?;
+    Ok(ExitCode::SUCCESS)
+}
+
 pub fn infer(
     file: &Path,
     name: Option<&str>,
@@ -267,6 +304,9 @@ pub fn infer(
     let pg_var = spec.strip_prefix("env:").map(str::to_string);
     if pg_var.is_some() || spec.starts_with("postgres://") || spec.starts_with("postgresql://") {
         return infer_postgres(&spec, pg_var.as_deref(), name, rows, table);
+    }
+    if mlp_engine::exec::remote::is_remote(&spec) {
+        return infer_remote(&spec, name, rows);
     }
     let sqlite = table.is_some() || mlp_engine::sample::is_sqlite(file);
     let (sample, format) = if sqlite {

@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{empty_project, repo, text};
+use common::{all_text, empty_project, repo, text};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -195,33 +195,6 @@ fn shop(pg: &Pg, name: &str) -> PathBuf {
         );
     std::fs::write(dir.join("shop.mlp"), pipeline).unwrap();
     dir
-}
-
-/// Every file under a folder, as text (lossy).
-fn all_text(dir: &Path) -> String {
-    let mut out = String::new();
-    for e in walkdir_files(dir) {
-        out.push_str(&String::from_utf8_lossy(
-            &std::fs::read(&e).unwrap_or_default(),
-        ));
-    }
-    out
-}
-
-fn walkdir_files(dir: &Path) -> Vec<PathBuf> {
-    let mut out = vec![];
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out
 }
 
 /// Trains, re-runs from the cache while the table is unchanged, re-runs the

@@ -571,7 +571,8 @@ pub struct Lookups {
     files: Vec<(std::path::PathBuf, mlp_store::fingerprint::Stat)>,
     /// The source patterns read (a glob may match a new file).
     patterns: Vec<String>,
-    /// The shortest `refresh` of the databases read (re-read after it).
+    /// The shortest `refresh` of the databases and remote objects read
+    /// (re-read after it).
     refresh: Option<std::time::Duration>,
     pub built: std::time::SystemTime,
 }
@@ -628,9 +629,12 @@ impl Lookups {
             };
             let mut stage_files = vec![];
             if let Op::Source(src) = &st.op {
-                // A database's rows are read when the state is built (no
-                // file to watch: refreshed with the bundle).
-                let watched = src.format != mlp_compiler::plan::SourceFormat::Postgres;
+                // A database's rows (or a remote object) are read when the
+                // state is built (no file to watch: refreshed with the
+                // bundle, or every `refresh`).
+                // A remote object is re-checked (its ETag) every `refresh`.
+                let watched = src.format != mlp_compiler::plan::SourceFormat::Postgres
+                    && !crate::exec::remote::is_remote(&src.path);
                 if watched {
                     patterns.push(src.path.clone());
                 } else if let Some(mlp_compiler::plan::Literal::Int(ms)) =

@@ -41,6 +41,11 @@ pub enum Reason {
     Cached,
     /// A database source fetched to know: the same rows, so cached.
     CachedQueried,
+    /// A remote file source whose objects are known unchanged (how: "ETag
+    /// unchanged", or fetched again with the same content).
+    CachedRemote { how: String },
+    /// A remote object fetched because it changed (how it was known).
+    Fetched { object: String, how: String },
     /// No earlier run recorded this stage.
     New,
     /// The definition changed.
@@ -76,6 +81,8 @@ impl std::fmt::Display for Reason {
         match self {
             Reason::Cached => write!(f, "cached"),
             Reason::CachedQueried => write!(f, "cached (queried: the same rows, by content hash)"),
+            Reason::CachedRemote { how } => write!(f, "cached ({how})"),
+            Reason::Fetched { object, how } => write!(f, "{object}: {how}"),
             Reason::New => write!(f, "new stage (never run)"),
             Reason::DefinitionChanged { file, line } => {
                 write!(f, "definition changed ({file}:{line})")
@@ -250,6 +257,7 @@ pub fn plan_stages(
                     runnable = false;
                     reasons.push(Reason::Blocked {
                         why: match src.format {
+                            _ if exec::remote::is_remote(&src.path) => e.to_string(),
                             mlp_compiler::plan::SourceFormat::Postgres => e.to_string(),
                             _ => format!("{e} (paths are relative to the .mlp file)"),
                         },
@@ -325,10 +333,21 @@ pub fn plan_stages(
                 unregistered = Some(why);
             }
         }
+        // How a remote source's objects were known (`exec/remote.rs`).
+        let remote_fetch = match &st.op {
+            Op::Source(s) if exec::remote::is_remote(&s.path) => {
+                Some(exec::remote::last_fetch(root, &st.name))
+            }
+            _ => None,
+        };
         if cached {
             let queried = matches!(&st.op, Op::Source(s) if s.format == mlp_compiler::plan::SourceFormat::Postgres);
             reasons.push(if queried {
                 Reason::CachedQueried
+            } else if let Some(fetched) = &remote_fetch {
+                Reason::CachedRemote {
+                    how: remote_summary(fetched),
+                }
             } else {
                 Reason::Cached
             });
@@ -361,10 +380,32 @@ pub fn plan_stages(
                         .filter(|k| !now.contains_key(*k))
                         .cloned()
                         .collect();
+                    // A remote source's mirror files are named by the
+                    // objects' addresses.
+                    let show = |f: &String| {
+                        exec::remote::shown(root, &root.join(f)).unwrap_or_else(|| f.clone())
+                    };
                     if !prev.files.is_empty() && (!added.is_empty() || !removed.is_empty()) {
-                        reasons.push(Reason::FilesChanged { added, removed });
+                        reasons.push(Reason::FilesChanged {
+                            added: added.iter().map(show).collect(),
+                            removed: removed.iter().map(show).collect(),
+                        });
                     }
                     for (f, sha) in &now {
+                        if let (Some(fetched), Some(object)) =
+                            (&remote_fetch, exec::remote::shown(root, &root.join(f)))
+                        {
+                            let changed = prev.files.get(f).is_some_and(|old| old != sha);
+                            if changed {
+                                let how = fetched
+                                    .iter()
+                                    .find(|(u, _, _)| *u == object)
+                                    .map(|(_, how, _)| how.clone())
+                                    .unwrap_or_else(|| "the content changed".into());
+                                reasons.push(Reason::Fetched { object, how });
+                            }
+                            continue;
+                        }
                         if let Some(old) = prev.files.get(f) {
                             if old != sha {
                                 reasons.push(Reason::FileChanged {
@@ -413,6 +454,27 @@ pub fn plan_stages(
         });
     }
     out
+}
+
+/// How a remote source's objects were known unchanged, in a few words.
+fn remote_summary(fetched: &[(String, String, bool)]) -> String {
+    let mut hows: Vec<&str> = fetched
+        .iter()
+        .map(|(_, how, downloaded)| {
+            if *downloaded {
+                "fetched again, same content hash"
+            } else {
+                how.as_str()
+            }
+        })
+        .collect();
+    hows.sort_unstable();
+    hows.dedup();
+    match fetched.len() {
+        0 => "no objects recorded".into(),
+        1 => hows.join("; "),
+        n => format!("{n} objects: {}", hows.join("; ")),
+    }
 }
 
 /// How a stage ended in a run.

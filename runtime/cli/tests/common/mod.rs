@@ -298,3 +298,30 @@ pub fn docs_pipeline(doc: &str) -> String {
         .unwrap_or_else(|| panic!("no mlp block in docs/{doc}"))
         .to_string()
 }
+
+/// Every file under a folder, as text (lossy).
+pub fn all_text(dir: &Path) -> String {
+    let mut out = String::new();
+    for e in walkdir_files(dir) {
+        out.push_str(&String::from_utf8_lossy(
+            &std::fs::read(&e).unwrap_or_default(),
+        ));
+    }
+    out
+}
+
+pub fn walkdir_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = vec![];
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}

@@ -28,6 +28,7 @@ pub mod model;
 pub mod monitor;
 pub mod pgcopy;
 pub mod postgres;
+pub mod remote;
 pub mod rows;
 pub mod source;
 pub mod split;

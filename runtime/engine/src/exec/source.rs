@@ -10,11 +10,17 @@ use mlp_compiler::types::Type;
 use polars::prelude::*;
 use std::path::{Path, PathBuf};
 
-/// The files a source reads: its path or glob's files, or, for a database
-/// that is not a file (`postgres`), its rows fetched into one now.
+/// The files a source reads: its path or glob's files, the mirrored copies
+/// of a remote path's objects (`remote.rs`), or, for a database that is not
+/// a file (`postgres`), its rows fetched into one now.
 pub fn files_of(root: &Path, op: &SourceOp, source: &str) -> Result<Vec<PathBuf>, ExecError> {
     match op.format {
         SourceFormat::Postgres => Ok(vec![super::postgres::fetch(op, root, source)?]),
+        SourceFormat::Csv | SourceFormat::Parquet | SourceFormat::Json
+            if super::remote::is_remote(&op.path) =>
+        {
+            super::remote::fetch(op, root, source)
+        }
         SourceFormat::Csv | SourceFormat::Parquet | SourceFormat::Json | SourceFormat::Sqlite => {
             resolve(root, &op.path)
         }
@@ -75,6 +81,9 @@ pub fn resolve(root: &Path, pattern: &str) -> Result<Vec<PathBuf>, ExecError> {
 }
 
 fn display(root: &Path, p: &Path) -> String {
+    if let Some(address) = super::remote::shown(root, p) {
+        return address;
+    }
     p.strip_prefix(root)
         .unwrap_or(p)
         .to_string_lossy()
