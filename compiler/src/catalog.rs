@@ -213,6 +213,21 @@ const N_ESTIMATORS: ParamSpec = ParamSpec {
     doc: "the number of trees",
 };
 
+/// The decision threshold of a binary classifier (every algorithm that
+/// gives probabilities): the positive class is predicted when its
+/// probability is at least this.
+pub const THRESHOLD: ParamSpec = ParamSpec {
+    name: "threshold",
+    kind: ParamKind::Float {
+        min: 0.0,
+        max: 1.0,
+        min_open: true,
+        max_open: true,
+    },
+    default: None,
+    doc: "binary classification: predict the positive class (the last: `true`) when its probability is at least this (unset: the most probable class, as 0.5)",
+};
+
 use TaskKind::*;
 
 /// Every algorithm a `model` may name.

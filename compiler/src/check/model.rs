@@ -163,7 +163,23 @@ impl<'a> Checker<'a> {
                 if key == "target" || key == "task" {
                     continue;
                 }
-                let Some(spec) = a.params.iter().find(|p| p.name == key) else {
+                // The decision threshold of a binary classifier: any
+                // algorithm that gives probabilities.
+                let threshold_spec = (key == "threshold").then_some(&catalog::THRESHOLD);
+                if threshold_spec.is_some() && task.is_some_and(|t| t != TaskKind::Binary) {
+                    self.errors.push(CheckError::BadOptionValue {
+                        span: o.key.span,
+                        key: "threshold".into(),
+                        expected: "set only for a binary target (a bool, or a category of two levels): with more classes the most probable one is predicted".into(),
+                        found: format!(
+                            "a {} model",
+                            task.map(|t| t.name()).unwrap_or("regression")
+                        ),
+                    });
+                    continue;
+                }
+                let Some(spec) = threshold_spec.or_else(|| a.params.iter().find(|p| p.name == key))
+                else {
                     self.errors.push(CheckError::UnknownParam {
                         span: o.key.span,
                         algorithm: a.name.to_string(),

@@ -785,3 +785,125 @@ model m = linear_regression(t) { target = y }
     let b0 = m["fitted"]["intercept"].as_f64().unwrap();
     assert!(close(b0, 2.0, 1e-9), "{b0}");
 }
+
+/// Rows of a binary target that is true about a quarter of the time.
+fn imbalanced_csv(rows: usize) -> String {
+    let mut s = 12345u64;
+    let mut next = || {
+        s = s
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (s >> 33) as f64 / (1u64 << 31) as f64
+    };
+    let mut out = String::from("id,a,b\n");
+    for i in 0..rows {
+        let a = next() * 4.0 - 2.0;
+        let p = 1.0 / (1.0 + (-(1.5 * a - 1.5)).exp());
+        out.push_str(&format!("{i},{a:.4},{}\n", next() < p));
+    }
+    out
+}
+
+const THRESHOLD_PIPELINE: &str = r#"source x = csv("d.csv") { id : int  a : float  b : bool }
+split s = x { train = 0.7  test = 0.3  seed = 1  key = id }
+model m = logistic_regression(s) {
+    target = b
+    exclude = id
+    THRESHOLD
+}
+evaluate m on test { metrics accuracy, precision, recall, roc_auc }
+deploy m as "m" { alias = "production" }
+"#;
+
+#[test]
+fn a_binary_threshold_decides_predictions_metrics_and_serving() {
+    let csv = imbalanced_csv(600);
+    let at = |name: &str, threshold: &str| {
+        let dir = small_project(
+            name,
+            &csv,
+            &THRESHOLD_PIPELINE.replace("THRESHOLD", threshold),
+        );
+        let o = mlp(&dir, &["run", "."]);
+        assert!(o.status.success(), "{}", text(&o));
+        dir
+    };
+    let low = at("threshold-low", "threshold = 0.3");
+    let plain = at("threshold-none", "");
+
+    // Training's predictions: positive exactly when P(true) >= 0.3.
+    let df = common::cached_frame(&low, "model.m");
+    let proba = df.column("proba_true").unwrap().f64().unwrap().clone();
+    let pred = df
+        .column("prediction")
+        .unwrap()
+        .cast(&polars::prelude::DataType::String)
+        .unwrap();
+    let pred = pred.str().unwrap();
+    let mut positives = 0;
+    for (p, l) in proba.iter().zip(pred.iter()) {
+        let (p, l) = (p.unwrap(), l.unwrap());
+        assert_eq!(l == "true", p >= 0.3, "P(true) = {p} predicted {l}");
+        positives += usize::from(l == "true");
+    }
+    let plain_df = common::cached_frame(&plain, "model.m");
+    let plain_positives = plain_df
+        .column("prediction")
+        .unwrap()
+        .cast(&polars::prelude::DataType::String)
+        .unwrap()
+        .str()
+        .unwrap()
+        .iter()
+        .filter(|l| *l == Some("true"))
+        .count();
+    assert!(
+        positives > plain_positives,
+        "{positives} vs {plain_positives}"
+    );
+
+    // The evaluation counts the thresholded decisions: more recall, the
+    // same ranking (roc_auc does not move).
+    let metrics = |d: &Path| common::production_bundle(d, "m")["evaluations"][0]["metrics"].clone();
+    let (ml, mp) = (metrics(&low), metrics(&plain));
+    assert!(
+        ml["recall"].as_f64().unwrap() > mp["recall"].as_f64().unwrap(),
+        "{ml} vs {mp}"
+    );
+    assert_eq!(ml["roc_auc"], mp["roc_auc"]);
+
+    // Batch prediction from the bundle decides as training did.
+    let req: String = csv
+        .lines()
+        .map(|l| l.rsplit_once(',').map(|(a, _)| a).unwrap_or(l).to_string() + "\n")
+        .collect();
+    std::fs::write(low.join("req.csv"), req).unwrap();
+    let o = mlp(
+        &low,
+        &["predict", "m", "--input", "req.csv", "--output", "out.csv"],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let out = std::fs::read_to_string(low.join("out.csv")).unwrap();
+    let served: Vec<bool> = out
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').any(|f| f == "true"))
+        .collect();
+    let trained: Vec<bool> = pred.iter().map(|l| l == Some("true")).collect();
+    assert_eq!(served, trained);
+
+    // Tuned: the threshold is one more parameter of the search.
+    let tuned = at(
+        "threshold-tuned",
+        "threshold = [0.2, 0.5]\n    tune { cv = 3  metric = f1 }",
+    );
+    let b = common::production_bundle(&tuned, "m");
+    let t = b["model"]["params"]["threshold"].clone();
+    assert!(
+        t == serde_json::json!(0.2) || t == serde_json::json!(0.5),
+        "{b}"
+    );
+    for d in [low, plain, tuned] {
+        std::fs::remove_dir_all(d).ok();
+    }
+}

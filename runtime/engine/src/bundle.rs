@@ -740,7 +740,7 @@ fn predict_frame_inner(
                 .map_err(ExecError::polars)?;
         }
         Prediction::Probabilities(p) => {
-            let labels = model::labels_of(&p, &b.model.classes);
+            let labels = model::labels_of(&p, &b.model.classes, b.model.threshold());
             out.with_column(Column::new("prediction".into(), labels))
                 .map_err(ExecError::polars)?;
             for (j, c) in b.model.classes.iter().enumerate() {

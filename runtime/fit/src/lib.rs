@@ -682,7 +682,13 @@ fn cv_score(
     y: &Target,
 ) -> f64 {
     let pred = model.predict(x);
-    mlp_ml::metrics::metric(metric, &pred, y_view(y))
+    let decided = match &pred {
+        mlp_ml::fitted::Prediction::Probabilities(p) if model.threshold().is_some() => {
+            Some(mlp_ml::fitted::decide(p, model.threshold()))
+        }
+        _ => None,
+    };
+    mlp_ml::metrics::metric_decided(metric, &pred, y_view(y), decided.as_deref())
 }
 
 fn y_view(y: &Target) -> mlp_ml::metrics::Truth<'_> {

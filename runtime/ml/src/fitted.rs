@@ -186,6 +186,14 @@ pub struct ModelFile {
 }
 
 impl ModelFile {
+    /// The decision threshold of a binary classifier, when one is set.
+    pub fn threshold(&self) -> Option<f64> {
+        match self.params.get("threshold") {
+            Some(ParamValue::Float(t)) if self.classes.len() == 2 => Some(*t),
+            _ => None,
+        }
+    }
+
     /// Predictions for a design matrix: values, or class probabilities.
     ///
     /// Each row is computed on its own, summing in a fixed order, so a row
@@ -329,20 +337,33 @@ pub enum Prediction {
     Probabilities(Array2<f64>),
 }
 
-/// The most probable class of each row.
-pub fn labels_of(p: &Array2<f64>, classes: &[String]) -> Vec<String> {
-    p.rows()
+/// The class predicted for each row of probabilities: the most probable
+/// (the first of equal ones), or, for two classes with a `threshold`, the
+/// positive (last) class when its probability is at least the threshold.
+pub fn decide(p: &Array2<f64>, threshold: Option<f64>) -> Vec<usize> {
+    match threshold {
+        Some(t) if p.ncols() == 2 => p.column(1).iter().map(|v| usize::from(*v >= t)).collect(),
+        _ => p
+            .rows()
+            .into_iter()
+            .map(|r| {
+                r.iter()
+                    .enumerate()
+                    .fold(
+                        (0, f64::NEG_INFINITY),
+                        |a, (i, v)| if *v > a.1 { (i, *v) } else { a },
+                    )
+                    .0
+            })
+            .collect(),
+    }
+}
+
+/// The predicted class label of each row (see [`decide`]).
+pub fn labels_of(p: &Array2<f64>, classes: &[String], threshold: Option<f64>) -> Vec<String> {
+    decide(p, threshold)
         .into_iter()
-        .map(|r| {
-            let (best, _) = r
-                .iter()
-                .enumerate()
-                .fold(
-                    (0, f64::NEG_INFINITY),
-                    |a, (i, v)| if *v > a.1 { (i, *v) } else { a },
-                );
-            classes.get(best).cloned().unwrap_or_default()
-        })
+        .map(|c| classes.get(c).cloned().unwrap_or_default())
         .collect()
 }
 

@@ -66,7 +66,21 @@ fn roc_auc(scores: &[f64], positive: &[bool]) -> f64 {
 }
 
 /// One metric. NaN when undefined (for example `roc_auc` with one class).
+/// A metric, classes decided as the most probable (see [`metric_decided`]).
 pub fn metric(name: Metric, pred: &Prediction, truth: Truth) -> f64 {
+    metric_decided(name, pred, truth, None)
+}
+
+/// A metric, with the class decided for each row when the model decides
+/// other than by the most probable class (a binary `threshold`): accuracy,
+/// precision, recall, f1 and the selection rate count these decisions;
+/// `roc_auc` and `log_loss` read the probabilities.
+pub fn metric_decided(
+    name: Metric,
+    pred: &Prediction,
+    truth: Truth,
+    decided: Option<&[usize]>,
+) -> f64 {
     match (pred, truth) {
         (Prediction::Values(p), Truth::Values(y)) => {
             let n = y.len().max(1) as f64;
@@ -103,7 +117,10 @@ pub fn metric(name: Metric, pred: &Prediction, truth: Truth) -> f64 {
         (Prediction::Probabilities(p), Truth::Classes(y)) => {
             let k = p.ncols();
             let n = y.len();
-            let hat = argmax(p);
+            let hat = match decided {
+                Some(d) if d.len() == n => d.to_vec(),
+                _ => argmax(p),
+            };
             let pos = k - 1;
             let per_class = |c: usize| {
                 let tp = (0..n).filter(|i| hat[*i] == c && y[*i] == c).count() as f64;

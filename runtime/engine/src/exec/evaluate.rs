@@ -11,8 +11,7 @@
 use super::model::{class_indices, classes_of, Prediction};
 use super::{input, Context, ExecError, Output};
 use mlp_compiler::plan::{EvaluateOp, GateOp, Metric, ModelOp, Op, SliceAggregate, Task};
-use mlp_ml::fitted::first_argmax;
-use mlp_ml::metrics::{metric, Truth};
+use mlp_ml::metrics::{metric_decided, Truth};
 use ndarray::{Array1, Array2};
 use polars::prelude::*;
 use serde_json::json;
@@ -71,21 +70,29 @@ fn scored(
                 }
             }
             let y = class_indices(df.column(&m.target).map_err(ExecError::polars)?, classes)?;
-            (Prediction::Probabilities(p), Truth0::Classes(y))
+            // The classes the model decided (a binary `threshold` decides
+            // other than the most probable class).
+            let decided =
+                class_indices(df.column("prediction").map_err(ExecError::polars)?, classes)?;
+            (
+                Prediction::Probabilities(p),
+                Truth0::Classes(y, decided.to_vec()),
+            )
         }
     })
 }
 
 enum Truth0 {
     Values(Array1<f64>),
-    Classes(Array1<usize>),
+    /// The true classes, and the classes the model decided.
+    Classes(Array1<usize>, Vec<usize>),
 }
 
 impl Truth0 {
     fn view(&self) -> Truth<'_> {
         match self {
             Truth0::Values(v) => Truth::Values(v.view()),
-            Truth0::Classes(v) => Truth::Classes(v.view()),
+            Truth0::Classes(v, _) => Truth::Classes(v.view()),
         }
     }
 }
@@ -97,9 +104,13 @@ pub fn metrics_of(
     names: &[Metric],
 ) -> Result<Vec<(Metric, f64)>, ExecError> {
     let (pred, truth) = scored(df, m, classes)?;
+    let decided = match &truth {
+        Truth0::Classes(_, d) => Some(d.as_slice()),
+        Truth0::Values(_) => None,
+    };
     Ok(names
         .iter()
-        .map(|n| (*n, metric(*n, &pred, truth.view())))
+        .map(|n| (*n, metric_decided(*n, &pred, truth.view(), decided)))
         .collect())
 }
 
@@ -267,12 +278,7 @@ pub fn run(op: &EvaluateOp, cx: &Context) -> Result<Output, ExecError> {
     let mut confusion = serde_json::Value::Null;
     if m.task == Task::Classification {
         let (pred, truth) = scored(&rows, m, &classes)?;
-        if let (Prediction::Probabilities(p), Truth0::Classes(y)) = (pred, truth) {
-            let hat: Vec<usize> = p
-                .rows()
-                .into_iter()
-                .map(|r| first_argmax(r.as_slice().unwrap_or(&[])))
-                .collect();
+        if let (Prediction::Probabilities(_), Truth0::Classes(y, hat)) = (pred, truth) {
             let k = classes.len();
             let mut cm = vec![vec![0usize; k]; k];
             for (t, h) in y.iter().zip(hat) {

@@ -273,7 +273,15 @@ pub fn run(op: &ModelOp, cx: &Context) -> Result<Output, ExecError> {
                 .map_err(ExecError::polars)?;
         }
         Prediction::Probabilities(p) => {
-            let labels = labels_of(&p, &classes);
+            if model.params.contains_key("threshold") && classes.len() != 2 {
+                return Err(ExecError::Data(format!(
+                    "`threshold` is for a binary target, and `{}` has {} classes in train ({}): remove it, or declare the target as a bool",
+                    op.target,
+                    classes.len(),
+                    classes.join(", ")
+                )));
+            }
+            let labels = labels_of(&p, &classes, model.threshold());
             out_df
                 .with_column(Column::new("prediction".into(), labels))
                 .map_err(ExecError::polars)?;
