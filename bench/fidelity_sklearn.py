@@ -38,6 +38,11 @@ clf = LogisticRegression(C=1.0, max_iter=1000).fit(tr[X], tr["label"])
 tight = LogisticRegression(C=1.0, max_iter=10000, tol=1e-12).fit(tr[X], tr["label"])
 out["logistic"] = {"accuracy": float(accuracy_score(te["label"], clf.predict(te[X]))),
                    "coef": list(map(float, tight.coef_[0])), "intercept": float(tight.intercept_[0])}
+# Weighted: class_weight as a map and balanced (the same objective, each
+# row's loss weighted by its class's weight).
+for name, cw in [("logistic_weighted", {"yes": 3.0}), ("logistic_balanced", "balanced")]:
+    m = LogisticRegression(C=1.0, max_iter=10000, tol=1e-12, class_weight=cw).fit(tr[X], tr["label"])
+    out[name] = {"coef": list(map(float, m.coef_[0])), "intercept": float(m.intercept_[0])}
 
 def probabilistic(model):
     """Accuracy, log loss and ROC AUC on the test rows, and P(yes) per row."""
@@ -53,6 +58,8 @@ def probabilistic(model):
 # Trees: a leaf's probability is its training rows' class shares; a forest
 # averages its trees'; AdaBoost is SAMME (softmax of the weighted votes).
 out["tree"] = probabilistic(DecisionTreeClassifier(max_depth=4, random_state=0))
+out["tree_balanced"] = probabilistic(DecisionTreeClassifier(max_depth=4, random_state=0,
+                                                            class_weight="balanced"))
 out["forest"] = probabilistic(RandomForestClassifier(
     n_estimators=50, max_depth=4, max_features=0.7, random_state=3))
 out["boost"] = probabilistic(AdaBoostClassifier(

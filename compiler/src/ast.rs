@@ -87,6 +87,9 @@ pub enum ValueKind {
     Name(String),
     List(Vec<Value>),
     Call(Ident, Vec<Value>),
+    /// `{"yes": 3.0, no: 1}`: keys (strings, names or bools, as text) and
+    /// values.
+    Map(Vec<(String, Value)>),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

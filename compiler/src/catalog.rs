@@ -38,6 +38,8 @@ pub enum ParamKind {
     },
     Bool,
     Choice(&'static [&'static str]),
+    /// `balanced`, or a map of class to a positive weight.
+    ClassWeight,
 }
 
 impl ParamKind {
@@ -78,6 +80,9 @@ impl ParamKind {
             ParamKind::Int { min, max } if max == i64::MAX => format!("an integer >= {min}"),
             ParamKind::Int { min, max } => format!("an integer from {min} to {max}"),
             ParamKind::Bool => "`true` or `false`".into(),
+            ParamKind::ClassWeight => {
+                "`balanced`, or a map of class to a weight > 0 such as `{\"yes\": 3.0, \"no\": 1.0}`".into()
+            }
             ParamKind::Choice(c) => format!(
                 "one of {}",
                 c.iter()
@@ -213,6 +218,17 @@ const N_ESTIMATORS: ParamSpec = ParamSpec {
     doc: "the number of trees",
 };
 
+/// Weights of the classes in the fit, as scikit-learn's `class_weight`:
+/// `balanced` weighs each class by `rows / (classes × rows of the class)`
+/// (computed on the rows fitted), a map weighs the classes it names (the
+/// others 1).
+pub const CLASS_WEIGHT: ParamSpec = ParamSpec {
+    name: "class_weight",
+    kind: ParamKind::ClassWeight,
+    default: None,
+    doc: "weights of the classes in the fit, as scikit-learn's: `balanced` (rows / (classes × rows of the class)) or `{\"yes\": 3.0}` (unnamed classes 1)",
+};
+
 /// The decision threshold of a binary classifier (every algorithm that
 /// gives probabilities): the positive class is predicted when its
 /// probability is at least this.
@@ -308,13 +324,20 @@ pub const ALGORITHMS: &[AlgorithmSpec] = &[
             },
             TOL,
             FIT_INTERCEPT,
+            CLASS_WEIGHT,
         ],
         doc: "logistic regression (binary or multinomial)",
     },
     AlgorithmSpec {
         name: "decision_tree",
         tasks: &[Binary, Multiclass],
-        params: &[MAX_DEPTH, MIN_SAMPLES_SPLIT, MIN_SAMPLES_LEAF, CRITERION],
+        params: &[
+            MAX_DEPTH,
+            MIN_SAMPLES_SPLIT,
+            MIN_SAMPLES_LEAF,
+            CRITERION,
+            CLASS_WEIGHT,
+        ],
         doc: "a CART decision tree",
     },
     AlgorithmSpec {
@@ -337,6 +360,7 @@ pub const ALGORITHMS: &[AlgorithmSpec] = &[
                 doc: "the share of training rows each tree is fitted on (bootstrap)",
             },
             SEED_PARAM,
+            CLASS_WEIGHT,
         ],
         doc: "bagged decision trees",
     },

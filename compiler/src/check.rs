@@ -161,6 +161,7 @@ fn value_text(v: &ast::Value) -> String {
         ValueKind::Name(n) => format!("`{n}`"),
         ValueKind::List(_) => "a list".into(),
         ValueKind::Call(n, _) => format!("`{}(...)`", n.name),
+        ValueKind::Map(_) => "a map `{...}`".into(),
     }
 }
 

@@ -450,6 +450,21 @@ impl Cx {
                         .collect::<Result<_, _>>()?,
                 ),
                 Rule::literal => ValueKind::Lit(self.visit_literal(i)?),
+                Rule::map => {
+                    let mut entries = vec![];
+                    for e in i.into_inner() {
+                        let mut it = e.into_inner();
+                        let (Some(k), Some(v)) = (it.next(), it.next()) else {
+                            return Err(self.bad_literal_at(span, "a map entry without a value"));
+                        };
+                        let key = match k.as_rule() {
+                            Rule::string => self.visit_string(k)?,
+                            _ => k.as_str().to_string(),
+                        };
+                        entries.push((key, self.visit_value(v)?));
+                    }
+                    ValueKind::Map(entries)
+                }
                 Rule::call_value => {
                     let mut it = i.into_inner();
                     let name = match it.next() {

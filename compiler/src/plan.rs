@@ -421,6 +421,8 @@ pub enum ParamValue {
     Int(i64),
     Float(f64),
     Str(String),
+    /// Per class, a number (`class_weight = {"yes": 3.0}`).
+    Map(BTreeMap<String, f64>),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -225,12 +225,55 @@ impl<'a> Checker<'a> {
                         ParamKind::Float { .. } => d.parse().ok().map(ParamValue::Float),
                         ParamKind::Int { .. } => d.parse().ok().map(ParamValue::Int),
                         ParamKind::Bool => Some(ParamValue::Bool(d == "true")),
-                        ParamKind::Choice(_) => Some(ParamValue::Str(d.to_string())),
+                        ParamKind::Choice(_) | ParamKind::ClassWeight => {
+                            Some(ParamValue::Str(d.to_string()))
+                        }
                     };
                     if let Some(v) = v {
                         params.insert(spec.name.to_string(), v);
                     }
                 }
+            }
+        }
+
+        // class_weight names classes of the target (when they are known
+        // before the data is read).
+        let known_classes: Option<Vec<String>> =
+            target.as_ref().and_then(|(_, c, _)| match &c.ty {
+                Type::Bool => Some(vec!["false".to_string(), "true".to_string()]),
+                Type::Category { levels: Some(l) } => Some(l.clone()),
+                _ => None,
+            });
+        if let (Some(classes), Some(o)) = (
+            &known_classes,
+            m.params.iter().find(|o| o.key.name == "class_weight"),
+        ) {
+            let maps = params
+                .get("class_weight")
+                .into_iter()
+                .chain(search.get("class_weight").into_iter().flatten());
+            let unknown: Vec<String> = maps
+                .filter_map(|v| match v {
+                    ParamValue::Map(m) => Some(m.keys().cloned().collect::<Vec<_>>()),
+                    _ => None,
+                })
+                .flatten()
+                .filter(|k| !classes.contains(k))
+                .collect();
+            if let Some(k) = unknown.first() {
+                self.errors.push(CheckError::BadOptionValue {
+                    span: o.value.span,
+                    key: "class_weight".into(),
+                    expected: format!(
+                        "weights of the target's classes ({})",
+                        classes
+                            .iter()
+                            .map(|c| format!("\"{c}\""))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                    found: format!("the class \"{k}\", which the target does not have"),
+                });
             }
         }
 
@@ -452,6 +495,25 @@ impl<'a> Checker<'a> {
             }
             (ParamKind::Choice(c), ValueKind::Lit(Lit::Str(n))) => {
                 c.contains(&n.as_str()).then(|| ParamValue::Str(n.clone()))
+            }
+            (ParamKind::ClassWeight, ValueKind::Name(n)) if n == "balanced" => {
+                Some(ParamValue::Str(n.clone()))
+            }
+            (ParamKind::ClassWeight, ValueKind::Map(entries)) if !entries.is_empty() => {
+                let mut m = BTreeMap::new();
+                let mut ok = true;
+                for (k, v) in entries {
+                    match v.kind {
+                        ValueKind::Lit(Lit::Float(x)) if x > 0.0 && x.is_finite() => {
+                            ok &= m.insert(k.clone(), x).is_none();
+                        }
+                        ValueKind::Lit(Lit::Int(i)) if i > 0 => {
+                            ok &= m.insert(k.clone(), i as f64).is_none();
+                        }
+                        _ => ok = false,
+                    }
+                }
+                ok.then_some(ParamValue::Map(m))
             }
             _ => None,
         };

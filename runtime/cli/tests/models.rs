@@ -79,28 +79,34 @@ fn check_against(dir: &Path, sk: &serde_json::Value) {
         }
     }
     // The single tree is the same tree as scikit-learn's: the same
-    // probabilities, row by row.
-    let frame = common::cached_frame(dir, "model.tree");
-    let part = frame.column("part").unwrap().str().unwrap().clone();
-    let proba = frame.column("proba_yes").unwrap().f64().unwrap().clone();
-    let ours: Vec<f64> = part
-        .iter()
-        .zip(proba.iter())
-        .filter(|(p, _)| *p == Some("test"))
-        .map(|(_, v)| v.unwrap())
-        .collect();
-    let theirs: Vec<f64> = sk["tree"]["proba_yes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_f64().unwrap())
-        .collect();
-    assert_eq!(ours.len(), theirs.len());
-    for (i, (a, b)) in ours.iter().zip(&theirs).enumerate() {
-        assert!(
-            (a - b).abs() <= 1e-9,
-            "tree, test row {i}: P(yes) {a} vs {b}"
-        );
+    // probabilities, row by row (with `class_weight = balanced` too: the
+    // leaves' weighted class shares).
+    for (stage, name) in [
+        ("model.tree", "tree"),
+        ("model.tree_balanced", "tree_balanced"),
+    ] {
+        let frame = common::cached_frame(dir, stage);
+        let part = frame.column("part").unwrap().str().unwrap().clone();
+        let proba = frame.column("proba_yes").unwrap().f64().unwrap().clone();
+        let ours: Vec<f64> = part
+            .iter()
+            .zip(proba.iter())
+            .filter(|(p, _)| *p == Some("test"))
+            .map(|(_, v)| v.unwrap())
+            .collect();
+        let theirs: Vec<f64> = sk[name]["proba_yes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
+        assert_eq!(ours.len(), theirs.len());
+        for (i, (a, b)) in ours.iter().zip(&theirs).enumerate() {
+            assert!(
+                (a - b).abs() <= 1e-9,
+                "{name}, test row {i}: P(yes) {a} vs {b}"
+            );
+        }
     }
     let report = entry_json(dir, "evaluate.logit.test", "report.json");
     let (a, b) = (
@@ -114,27 +120,35 @@ fn check_against(dir: &Path, sk: &serde_json::Value) {
     // The binary logistic regression is solved to the minimum of
     // scikit-learn's objective: the same coefficients (the positive class
     // carries the weights).
-    let m = entry_json(dir, "model.logit", "model.json");
-    let w: Vec<f64> = m["fitted"]["weights"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|row| row[1].as_f64().unwrap())
-        .collect();
-    let coef = sk["logistic"]["coef"].as_array().unwrap();
-    assert_eq!(w.len(), coef.len());
-    for (a, b) in w.iter().zip(coef) {
-        let b = b.as_f64().unwrap();
-        assert!(
-            close(*a, b, 1e-4),
-            "logistic: coefficient {a} vs scikit-learn {b}"
+    // Weighted by `class_weight` (a map, or balanced), the same objective
+    // with each row's loss weighted: the same coefficients again.
+    for (stage, name) in [
+        ("model.logit", "logistic"),
+        ("model.logit_weighted", "logistic_weighted"),
+        ("model.logit_balanced", "logistic_balanced"),
+    ] {
+        let m = entry_json(dir, stage, "model.json");
+        let w: Vec<f64> = m["fitted"]["weights"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|row| row[1].as_f64().unwrap())
+            .collect();
+        let coef = sk[name]["coef"].as_array().unwrap();
+        assert_eq!(w.len(), coef.len());
+        for (a, b) in w.iter().zip(coef) {
+            let b = b.as_f64().unwrap();
+            assert!(
+                close(*a, b, 1e-4),
+                "{name}: coefficient {a} vs scikit-learn {b}"
+            );
+        }
+        let (a, b) = (
+            m["fitted"]["intercepts"][1].as_f64().unwrap(),
+            sk[name]["intercept"].as_f64().unwrap(),
         );
+        assert!(close(a, b, 1e-4), "{name}: intercept {a} vs {b}");
     }
-    let (a, b) = (
-        m["fitted"]["intercepts"][1].as_f64().unwrap(),
-        sk["logistic"]["intercept"].as_f64().unwrap(),
-    );
-    assert!(close(a, b, 1e-4), "logistic: intercept {a} vs {b}");
 }
 
 #[test]
@@ -904,6 +918,78 @@ fn a_binary_threshold_decides_predictions_metrics_and_serving() {
         "{b}"
     );
     for d in [low, plain, tuned] {
+        std::fs::remove_dir_all(d).ok();
+    }
+}
+
+/// The ```mlp block of `docs/models.md` that starts with `starts`.
+fn models_doc_block(starts: &str) -> String {
+    let text = std::fs::read_to_string(repo().join("docs/models.md")).unwrap();
+    text.split("```mlp\n")
+        .skip(1)
+        .filter_map(|b| b.split("```").next())
+        .find(|b| b.starts_with(starts))
+        .unwrap_or_else(|| panic!("no mlp block starting {starts:?} in docs/models.md"))
+        .to_string()
+}
+
+#[test]
+fn class_weights_from_the_docs_train_and_raise_the_rare_class() {
+    // Rare fraud: about one row in ten.
+    let mut s = 99u64;
+    let mut next = || {
+        s = s
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (s >> 33) as f64 / (1u64 << 31) as f64
+    };
+    let mut csv = String::from("id,amount,age,fraud\n");
+    for i in 0..800 {
+        let amount = next() * 10.0;
+        let age = 18.0 + next() * 60.0;
+        let p = 1.0 / (1.0 + (-(0.6 * amount - 0.02 * age - 4.0)).exp());
+        csv.push_str(&format!("{i},{amount:.3},{age:.1},{}\n", next() < p));
+    }
+    let pipeline = models_doc_block("source claims")
+        + "evaluate fraud_lr on test { metrics recall, precision }\n";
+    let dir = small_project(
+        "class-weight-docs",
+        &csv,
+        &pipeline.replace("data/claims.csv", "d.csv"),
+    );
+    let o = mlp(&dir, &["run", "."]);
+    assert!(o.status.success(), "{}", text(&o));
+    // Balanced weights predict the rare class more often than its share.
+    let df = common::cached_frame(&dir, "model.fraud_lr");
+    let predicted = df
+        .column("prediction")
+        .unwrap()
+        .cast(&polars::prelude::DataType::String)
+        .unwrap()
+        .str()
+        .unwrap()
+        .iter()
+        .filter(|v| *v == Some("true"))
+        .count();
+    let actual = csv.lines().filter(|l| l.ends_with(",true")).count();
+    assert!(predicted > actual, "{predicted} predicted, {actual} true");
+    // The forest's search tried both weightings.
+    let trials = entry_json(&dir, "model.fraud_rf", "trials.json");
+    let text = trials.to_string();
+    assert!(text.contains("balanced") && text.contains("10.0"), "{text}");
+
+    // Multiclass logistic regression cannot weigh rows yet: it says so.
+    let mc = small_project(
+        "class-weight-multiclass",
+        "id,x,c\n1,0.1,a\n2,0.5,b\n3,0.9,c\n4,0.2,a\n5,0.6,b\n6,0.8,c\n7,0.3,a\n8,0.4,b\n9,0.7,c\n10,0.15,a\n",
+        r#"source d = csv("d.csv") { id : int  x : float  c : category }
+split s = d { train = 0.8  test = 0.2  seed = 1  key = id }
+model m = logistic_regression(s) { target = c  exclude = id  class_weight = balanced }
+"#,
+    );
+    let t = run_fails(&mc);
+    assert!(t.contains("`class_weight` with logistic regression"), "{t}");
+    for d in [dir, mc] {
         std::fs::remove_dir_all(d).ok();
     }
 }

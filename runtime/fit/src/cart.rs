@@ -224,9 +224,13 @@ impl<R: Rng> Grower<'_, R> {
 
 /// A random forest: `n_trees` trees, each on a bootstrap sample of
 /// `max_samples` times the rows and `max_features` columns tried per split.
+/// A row's weight in a tree is its bootstrap count times its `base` weight
+/// (its class weight, as scikit-learn's).
+#[allow(clippy::too_many_arguments)]
 pub fn forest(
     x: &Array2<f64>,
     y: &[usize],
+    base: &[f64],
     k: usize,
     p: &Params,
     n_trees: usize,
@@ -240,6 +244,9 @@ pub fn forest(
             let mut w = vec![0.0; n];
             for _ in 0..draws {
                 w[rng.gen_range(0..n)] += 1.0;
+            }
+            for (wi, b) in w.iter_mut().zip(base) {
+                *wi *= b;
             }
             let seed: u64 = rng.gen();
             grow(

@@ -125,6 +125,7 @@ pub fn train(
                                 &combo,
                                 &x.select(Axis(0), &tr),
                                 &y.select(&tr),
+                                &base.classes,
                             )?
                         }
                     };
@@ -154,7 +155,7 @@ pub fn train(
             p
         }
     };
-    let fitted = fit(op.algorithm, &best, x, y)?;
+    let fitted = fit(op.algorithm, &best, x, y, &base.classes)?;
     Ok(Trained {
         model: mk(best.clone(), fitted),
         best,
@@ -248,13 +249,69 @@ fn param_bool(op: &BTreeMap<String, ParamValue>, name: &str, default: bool) -> b
     }
 }
 
+/// Each row's weight from `class_weight`, as scikit-learn's
+/// `compute_sample_weight`: `balanced` is `rows / (classes × rows of the
+/// class)` over the rows fitted; a map weighs the classes it names (by
+/// label), the others 1. `None` without `class_weight`.
+fn class_row_weights(
+    params: &BTreeMap<String, ParamValue>,
+    y: &Array1<usize>,
+    k: usize,
+    classes: &[String],
+) -> Result<Option<Vec<f64>>, FitError> {
+    let per_class: Vec<f64> = match params.get("class_weight") {
+        None => return Ok(None),
+        Some(ParamValue::Str(s)) if s == "balanced" => {
+            let mut counts = vec![0usize; k];
+            for c in y {
+                counts[*c] += 1;
+            }
+            // scikit-learn weighs the classes present in y.
+            let present = counts.iter().filter(|n| **n > 0).count().max(1);
+            counts
+                .iter()
+                .map(|n| {
+                    if *n == 0 {
+                        1.0
+                    } else {
+                        y.len() as f64 / (present as f64 * *n as f64)
+                    }
+                })
+                .collect()
+        }
+        Some(ParamValue::Map(m)) => {
+            if let Some(unknown) = m.keys().find(|c| !classes.contains(c)) {
+                return Err(FitError::Data(format!(
+                    "`class_weight` names the class \"{unknown}\", which the target does not have in train (its classes: {})",
+                    classes.join(", ")
+                )));
+            }
+            classes
+                .iter()
+                .map(|c| m.get(c).copied().unwrap_or(1.0))
+                .collect()
+        }
+        Some(other) => {
+            return Err(FitError::Unsupported(format!(
+                "`class_weight` must be `balanced` or a map of class to weight, not {other:?}"
+            )))
+        }
+    };
+    Ok(Some(y.iter().map(|c| per_class[*c]).collect()))
+}
+
 /// Fits one parameter combination.
 fn fit(
     algorithm: Algorithm,
     params: &BTreeMap<String, ParamValue>,
     x: &Array2<f64>,
     y: &Target,
+    classes: &[String],
 ) -> Result<Fitted, FitError> {
+    let row_weights = match y {
+        Target::Classes(y, k) => class_row_weights(params, y, *k, classes)?,
+        Target::Values(_) => None,
+    };
     match (algorithm, y) {
         (Algorithm::LinearRegression | Algorithm::Ridge, Target::Values(y)) => {
             let alpha = if algorithm == Algorithm::Ridge {
@@ -306,7 +363,8 @@ fn fit(
             let y: Vec<usize> = y.to_vec();
             let p = tree_params(params, None, None);
             let rng = rand::rngs::StdRng::seed_from_u64(0);
-            let nodes = cart::grow(x, &y, &vec![1.0; y.len()], *k, &p, rng);
+            let w = row_weights.unwrap_or_else(|| vec![1.0; y.len()]);
+            let nodes = cart::grow(x, &y, &w, *k, &p, rng);
             Ok(Fitted::Tree { nodes, classes: *k })
         }
         (Algorithm::Svm, target) => {
@@ -406,7 +464,8 @@ fn fit(
                 let max_features = ((frac * x.ncols() as f64) as usize).clamp(1, x.ncols());
                 let p = tree_params(params, None, Some(max_features));
                 let max_samples = param_f64(params, "max_samples", 1.0);
-                cart::forest(x, &y, *k, &p, n_trees, max_samples, &mut rng)
+                let base = row_weights.unwrap_or_else(|| vec![1.0; y.len()]);
+                cart::forest(x, &y, &base, *k, &p, n_trees, max_samples, &mut rng)
                     .into_iter()
                     .map(|nodes| ForestTree {
                         nodes,
@@ -438,7 +497,14 @@ fn fit(
             // scikit-learn's, fitted by Newton's method (`logistic.rs`).
             let lr = LogisticSettings::of(params);
             let ones: Vec<f64> = y.iter().map(|c| f64::from(*c == 1)).collect();
-            let fit = logistic::fit(x, &ones, 1.0 / lr.alpha, lr.intercept, lr.max_iter as usize)?;
+            let fit = logistic::fit(
+                x,
+                &ones,
+                row_weights.as_deref(),
+                1.0 / lr.alpha,
+                lr.intercept,
+                lr.max_iter as usize,
+            )?;
             // softmax(z, 0) = sigmoid(z): the positive class (the second)
             // carries the weights, the other zeros.
             let weights = fit.weights.iter().map(|w| vec![0.0, *w]).collect();
@@ -446,6 +512,11 @@ fn fit(
                 weights,
                 intercepts: vec![0.0, fit.intercept],
             })
+        }
+        (Algorithm::LogisticRegression, Target::Classes(_, k)) if row_weights.is_some() => {
+            Err(FitError::Unsupported(format!(
+                "`class_weight` with logistic regression is supported for two classes; the target has {k}: use decision_tree or random_forest, which weigh any number of classes"
+            )))
         }
         (Algorithm::LogisticRegression, Target::Classes(y, k)) => {
             use linfa::prelude::*;

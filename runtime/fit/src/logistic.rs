@@ -43,10 +43,22 @@ fn decisions(x: &ArrayView2<f64>, w: &Array1<f64>, b: f64) -> Array1<f64> {
     z
 }
 
-/// The objective at `(w, b)`.
-fn objective(x: &ArrayView2<f64>, y: &[f64], c: f64, w: &Array1<f64>, b: f64) -> f64 {
+/// The objective at `(w, b)`, each row's loss weighted by `s`.
+fn objective(
+    x: &ArrayView2<f64>,
+    y: &[f64],
+    s: &Array1<f64>,
+    c: f64,
+    w: &Array1<f64>,
+    b: f64,
+) -> f64 {
     let z = decisions(x, w, b);
-    let loss: f64 = z.iter().zip(y).map(|(z, y)| softplus(*z) - y * z).sum();
+    let loss: f64 = z
+        .iter()
+        .zip(y)
+        .zip(s)
+        .map(|((z, y), s)| s * (softplus(*z) - y * z))
+        .sum();
     0.5 * w.dot(w) + c * loss
 }
 
@@ -63,24 +75,36 @@ fn solve(h: Array2<f64>, g: &Array1<f64>) -> Result<Array1<f64>, FitError> {
     }
 }
 
-/// Fits `y` (0 or 1 per row) on `x`.
+/// Fits `y` (0 or 1 per row) on `x`, each row's loss weighted by
+/// `sample_weight` (scikit-learn's `sample_weight`; `class_weight` becomes
+/// one weight per row).
 pub fn fit(
     x: &Array2<f64>,
     y: &[f64],
+    sample_weight: Option<&[f64]>,
     c: f64,
     intercept: bool,
     max_iter: usize,
 ) -> Result<Logistic, FitError> {
     let (n, d) = x.dim();
+    let s: Array1<f64> = match sample_weight {
+        Some(sw) => Array1::from(sw.to_vec()),
+        None => Array1::ones(n),
+    };
     let m = d + usize::from(intercept);
     let view = x.view();
     let mut w = Array1::<f64>::zeros(d);
     let mut b = 0.0;
-    let mut f = objective(&view, y, c, &w, b);
+    let mut f = objective(&view, y, &s, c, &w, b);
     for _ in 0..max_iter.max(1) {
         let z = decisions(&view, &w, b);
         let p: Array1<f64> = z.mapv(sigmoid);
-        let r: Array1<f64> = p.iter().zip(y).map(|(p, y)| p - y).collect();
+        let r: Array1<f64> = p
+            .iter()
+            .zip(y)
+            .zip(&s)
+            .map(|((p, y), s)| s * (p - y))
+            .collect();
         // Gradient.
         let mut g = Array1::<f64>::zeros(m);
         {
@@ -91,7 +115,11 @@ pub fn fit(
             }
         }
         // Hessian, in blocks of rows.
-        let curv: Array1<f64> = p.mapv(|p| c * p * (1.0 - p));
+        let curv: Array1<f64> = p
+            .iter()
+            .zip(&s)
+            .map(|(p, s)| c * s * p * (1.0 - p))
+            .collect();
         let mut hw = Array2::<f64>::zeros((d, d));
         let mut hb = Array1::<f64>::zeros(d);
         let mut start = 0;
@@ -132,7 +160,7 @@ pub fn fit(
         loop {
             w_next = &w - &(delta.slice_axis(Axis(0), Slice::from(..d)).to_owned() * t);
             b_next = if intercept { b - t * delta[d] } else { 0.0 };
-            f_next = objective(&view, y, c, &w_next, b_next);
+            f_next = objective(&view, y, &s, c, &w_next, b_next);
             if f_next <= f - 1e-4 * t * decrease || t < 1e-12 {
                 break;
             }
@@ -177,7 +205,7 @@ mod tests {
                 f64::from(next() < sigmoid(z))
             })
             .collect();
-        let fit = fit(&x, &y, 1.0, true, 100).expect("fits");
+        let fit = fit(&x, &y, None, 1.0, true, 100).expect("fits");
         let p: Vec<f64> = (0..n)
             .map(|i| sigmoid(x.row(i).dot(&fit.weights) + fit.intercept))
             .collect();
