@@ -800,6 +800,20 @@ model m = linear_regression(t) { target = y }
     assert!(close(b0, 2.0, 1e-9), "{b0}");
 }
 
+/// How many rows a model stage's output predicts `true`.
+fn predicted_true(dir: &Path, stage: &str) -> usize {
+    common::cached_frame(dir, stage)
+        .column("prediction")
+        .unwrap()
+        .cast(&polars::prelude::DataType::String)
+        .unwrap()
+        .str()
+        .unwrap()
+        .iter()
+        .filter(|l| *l == Some("true"))
+        .count()
+}
+
 /// Rows of a binary target that is true about a quarter of the time.
 fn imbalanced_csv(rows: usize) -> String {
     let mut s = 12345u64;
@@ -860,17 +874,7 @@ fn a_binary_threshold_decides_predictions_metrics_and_serving() {
         assert_eq!(l == "true", p >= 0.3, "P(true) = {p} predicted {l}");
         positives += usize::from(l == "true");
     }
-    let plain_df = common::cached_frame(&plain, "model.m");
-    let plain_positives = plain_df
-        .column("prediction")
-        .unwrap()
-        .cast(&polars::prelude::DataType::String)
-        .unwrap()
-        .str()
-        .unwrap()
-        .iter()
-        .filter(|l| *l == Some("true"))
-        .count();
+    let plain_positives = predicted_true(&plain, "model.m");
     assert!(
         positives > plain_positives,
         "{positives} vs {plain_positives}"
@@ -960,17 +964,7 @@ fn class_weights_from_the_docs_train_and_raise_the_rare_class() {
     let o = mlp(&dir, &["run", "."]);
     assert!(o.status.success(), "{}", text(&o));
     // Balanced weights predict the rare class more often than its share.
-    let df = common::cached_frame(&dir, "model.fraud_lr");
-    let predicted = df
-        .column("prediction")
-        .unwrap()
-        .cast(&polars::prelude::DataType::String)
-        .unwrap()
-        .str()
-        .unwrap()
-        .iter()
-        .filter(|v| *v == Some("true"))
-        .count();
+    let predicted = predicted_true(&dir, "model.fraud_lr");
     let actual = csv.lines().filter(|l| l.ends_with(",true")).count();
     assert!(predicted > actual, "{predicted} predicted, {actual} true");
     // The forest's search tried both weightings.
