@@ -120,6 +120,46 @@ fn check_against(dir: &Path, sk: &serde_json::Value) {
     // The binary logistic regression is solved to the minimum of
     // scikit-learn's objective: the same coefficients (the positive class
     // carries the weights).
+    // Permutation importance is scikit-learn's definition: the same figures
+    // up to the shuffles drawn (ours are seeded, not numpy's), so each mean
+    // within four standard errors of scikit-learn's, in the same order.
+    for (evaluate, name) in [
+        ("evaluate.ols.test", "ols"),
+        ("evaluate.logit.test", "logistic"),
+    ] {
+        let report = entry_json(dir, evaluate, "report.json");
+        let ours = report["feature_importance"]["permutation"]["inputs"]
+            .as_array()
+            .unwrap()
+            .clone();
+        let theirs = &sk[name]["permutation"];
+        let order = |v: Vec<(String, f64)>| {
+            let mut v = v;
+            v.sort_by(|a, b| b.1.total_cmp(&a.1));
+            v.into_iter().map(|(f, _)| f).collect::<Vec<_>>()
+        };
+        let mut ours_means = vec![];
+        let mut theirs_means = vec![];
+        for (j, f) in ["x1", "x2", "x3"].iter().enumerate() {
+            let o = ours.iter().find(|i| i["feature"] == *f).unwrap();
+            let (a, sa) = (
+                o["importance_mean"].as_f64().unwrap(),
+                o["importance_std"].as_f64().unwrap(),
+            );
+            let (b, sb) = (
+                theirs["mean"][j].as_f64().unwrap(),
+                theirs["std"][j].as_f64().unwrap(),
+            );
+            let se = ((sa * sa + sb * sb) / 5.0).sqrt();
+            assert!(
+                (a - b).abs() <= 4.0 * se + 1e-3,
+                "{name}: permutation importance of {f}: {a} ± {sa} vs scikit-learn {b} ± {sb}"
+            );
+            ours_means.push((f.to_string(), a));
+            theirs_means.push((f.to_string(), b));
+        }
+        assert_eq!(order(ours_means), order(theirs_means), "{name}");
+    }
     // Weighted by `class_weight` (a map, or balanced), the same objective
     // with each row's loss weighted: the same coefficients again.
     for (stage, name) in [
@@ -381,6 +421,13 @@ fn promote_and_rollback_move_aliases_and_keep_history() {
         assert!(o.status.success(), "{}", text(&o));
         let t = text(&o);
         assert!(t.contains("algorithm:  ridge (regression)"), "{t}");
+        // Permutation importances, most important first: price is mostly
+        // square feet in these houses.
+        let importance = t.lines().find(|l| l.starts_with("importance:")).unwrap();
+        assert!(
+            importance.starts_with("importance: (permutation, rmse on test) sqft "),
+            "{t}"
+        );
         let metrics = t.lines().find(|l| l.starts_with("metrics:")).unwrap();
         // Scores read like the run's: four decimals.
         assert!(

@@ -31,7 +31,7 @@ pub fn engine_id() -> &'static str {
 /// The version of what the operators compute from the same plan (bump it
 /// when an operator's output changes without a plan change: a fixed bug,
 /// another algorithm). Part of [`engine_id`].
-pub const OUTPUTS: u32 = 7;
+pub const OUTPUTS: u32 = 8;
 
 /// Why a stage will run (or not).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -815,6 +815,13 @@ pub fn run_plan(
                     if !stored {
                         continue;
                     }
+                }
+                // An evaluate reads its model's stored `model.json` (for
+                // the feature importances).
+                if matches!(st.op, Op::Evaluate(_))
+                    && st.inputs.iter().any(|i| pending_commit.contains(i))
+                {
+                    continue;
                 }
                 let inputs_ok = st
                     .inputs

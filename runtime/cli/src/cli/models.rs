@@ -93,8 +93,35 @@ pub fn models_show(project: &Path, spec: &str) -> Result<ExitCode, CliError> {
             )
         })
         .collect();
+    // The first evaluation's permutation importances, most important first.
+    let importance: Vec<String> = b
+        .evaluations
+        .first()
+        .and_then(|e| {
+            let p = &e["feature_importance"]["permutation"];
+            let inputs = p["inputs"].as_array()?;
+            Some(
+                std::iter::once(format!(
+                    "(permutation, {} on {})",
+                    p["metric"].as_str().unwrap_or("?"),
+                    e["partition"].as_str().unwrap_or("?")
+                ))
+                .chain(inputs.iter().map(|i| {
+                    format!(
+                        "{} {}",
+                        i["feature"].as_str().unwrap_or(""),
+                        i["importance_mean"]
+                            .as_f64()
+                            .map(|v| format!("{v:.4}"))
+                            .unwrap_or_else(|| "undefined".into())
+                    )
+                }))
+                .collect(),
+            )
+        })
+        .unwrap_or_default();
     write_stdout(&format!(
-        "model:      {name}\nversion:    {version}\naliases:    {}\nalgorithm:  {} ({})\ntarget:     {}\nfeatures:   {}\nparameters: {}\nmetrics:    {}\nlineage:    plan {}\nhistory:\n{}\n",
+        "model:      {name}\nversion:    {version}\naliases:    {}\nalgorithm:  {} ({})\ntarget:     {}\nfeatures:   {}\nparameters: {}\nmetrics:    {}\nimportance: {}\nlineage:    plan {}\nhistory:\n{}\n",
         if aliases.is_empty() { "(none)".into() } else { aliases.join(" ") },
         b.model.algorithm,
         format!("{:?}", b.model.task).to_lowercase(),
@@ -102,6 +129,11 @@ pub fn models_show(project: &Path, spec: &str) -> Result<ExitCode, CliError> {
         b.model.features.join(", "),
         serde_json::to_string(&b.model.params).unwrap_or_default(),
         if metrics.is_empty() { "(not evaluated)".into() } else { metrics.join("; ") },
+        if importance.is_empty() {
+            "(not evaluated)".into()
+        } else {
+            format!("{} {}", importance[0], importance[1..].join(", "))
+        },
         b.lineage["plan"].as_str().unwrap_or(""),
         history
             .iter()

@@ -23,7 +23,11 @@ fn entry_file(cx: &Context, stage: &str, file: &str) -> Result<std::path::PathBu
         .map_err(|e| ExecError::Internal(e.to_string()))
 }
 
-fn read_json(cx: &Context, stage: &str, file: &str) -> Result<serde_json::Value, ExecError> {
+pub(super) fn read_json(
+    cx: &Context,
+    stage: &str,
+    file: &str,
+) -> Result<serde_json::Value, ExecError> {
     let p = entry_file(cx, stage, file)?;
     let bytes =
         std::fs::read(&p).map_err(|e| ExecError::Internal(format!("{}: {e}", p.display())))?;

@@ -114,7 +114,7 @@ pub fn metrics_of(
         .collect())
 }
 
-fn finite(v: f64) -> serde_json::Value {
+pub(super) fn finite(v: f64) -> serde_json::Value {
     serde_json::Number::from_f64(v)
         .map(serde_json::Value::Number)
         .unwrap_or(serde_json::Value::Null)
@@ -287,10 +287,25 @@ pub fn run(op: &EvaluateOp, cx: &Context) -> Result<Output, ExecError> {
             confusion = json!({"classes": classes, "rows_true_columns_predicted": cm});
         }
     }
+    // Feature importances (`importance.rs`), scored by the first metric.
+    let model_id = cx
+        .stage
+        .inputs
+        .first()
+        .ok_or_else(|| ExecError::Internal("evaluate without a model".into()))?;
+    let fitted: mlp_ml::fitted::ModelFile =
+        serde_json::from_value(super::deploy::read_json(cx, model_id, "model.json")?)
+            .map_err(|e| ExecError::Internal(format!("model.json: {e}")))?;
+    let scoring = names.first().copied().unwrap_or(match m.task {
+        Task::Regression => Metric::R2,
+        Task::Classification => Metric::Accuracy,
+    });
+    let importance = super::importance::importances(m, &fitted, &rows, scoring)?;
     let report = json!({
         "model": op.model,
         "partition": op.partition,
         "rows": rows.height(),
+        "feature_importance": importance,
         "metrics": overall.iter().map(|(k, v)| (k.to_string(), finite(*v))).collect::<serde_json::Map<_, _>>(),
         "gates": gate_report,
         "slices": slices,

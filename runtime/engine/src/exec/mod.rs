@@ -23,6 +23,7 @@ pub mod evaluate;
 pub mod expr;
 pub mod features;
 pub mod history;
+pub mod importance;
 pub mod join;
 pub mod model;
 pub mod monitor;

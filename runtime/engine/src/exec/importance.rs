@@ -1,0 +1,181 @@
+//! Feature importances of a model on the evaluated partition.
+//!
+//! Permutation importance, as scikit-learn's `permutation_importance`
+//! defines it: for each model input, the score on the evaluated rows minus
+//! the score with that input's values shuffled among the rows, averaged over
+//! [`REPEATS`] shuffles (and their standard deviation). A one-hot group is
+//! one input, shuffled as a block (a row keeps a valid encoding). The score
+//! is the evaluation's first metric, oriented so that a larger importance
+//! means the model leans on the input more (for `rmse`, the shuffled error
+//! minus the true one). Shuffles are seeded (the same report every run);
+//! they are not numpy's, so the figures are scikit-learn's definition, not
+//! its random draws. At most [`MAX_ROWS`] rows are used (a seeded sample).
+//!
+//! The model's own importance, where it has one: the coefficients of a
+//! linear model (for a binary classifier, of the positive class).
+
+use super::model::{class_indices, design, Prediction};
+use super::ExecError;
+use mlp_compiler::plan::{Metric, ModelOp, Task};
+use mlp_ml::fitted::{decide, Fitted, ModelFile};
+use mlp_ml::metrics::{higher_is_better, metric_decided, Truth};
+use ndarray::{Array1, Array2, Axis};
+use polars::prelude::*;
+use serde_json::json;
+
+/// Shuffles per input (scikit-learn's default `n_repeats`).
+pub const REPEATS: usize = 5;
+/// The most rows importances are computed on.
+pub const MAX_ROWS: usize = 10_000;
+const SEED: u64 = 42;
+
+/// A seeded permutation of `0..n`.
+fn permutation(n: usize, seed: u64) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_by_key(|i| xxhash_rust::xxh3::xxh3_64_with_seed(&(*i as u64).to_le_bytes(), seed));
+    order
+}
+
+/// The model's inputs as the pipeline names them, each with its columns of
+/// the design matrix (a one-hot group `city_*` holds its encoded columns).
+fn inputs(op: &ModelOp, model: &ModelFile) -> Vec<(String, Vec<usize>)> {
+    let mut out = vec![];
+    for f in &op.features {
+        let cols: Vec<usize> = match f.strip_suffix('*') {
+            Some(prefix) => model
+                .features
+                .iter()
+                .enumerate()
+                .filter(|(_, n)| n.starts_with(prefix) && !op.features.contains(n))
+                .map(|(j, _)| j)
+                .collect(),
+            None => model
+                .features
+                .iter()
+                .position(|n| n == f)
+                .into_iter()
+                .collect(),
+        };
+        if !cols.is_empty() {
+            out.push((f.clone(), cols));
+        }
+    }
+    out
+}
+
+fn score(model: &ModelFile, metric: Metric, x: &Array2<f64>, truth: &Truth0) -> f64 {
+    let pred = model.predict(x);
+    match (&pred, truth) {
+        (Prediction::Probabilities(p), Truth0::Classes(y)) => {
+            let d = decide(p, model.threshold());
+            metric_decided(metric, &pred, Truth::Classes(y.view()), Some(&d))
+        }
+        (_, Truth0::Values(y)) => metric_decided(metric, &pred, Truth::Values(y.view()), None),
+        (_, Truth0::Classes(y)) => metric_decided(metric, &pred, Truth::Classes(y.view()), None),
+    }
+}
+
+enum Truth0 {
+    Values(Array1<f64>),
+    Classes(Array1<usize>),
+}
+
+/// The importances of `model` on `rows` (the evaluated partition), scored
+/// by `metric`, as the report's `feature_importance` object.
+pub fn importances(
+    op: &ModelOp,
+    model: &ModelFile,
+    rows: &DataFrame,
+    metric: Metric,
+) -> Result<serde_json::Value, ExecError> {
+    let n_all = rows.height();
+    let rows = if n_all > MAX_ROWS {
+        let keep: Vec<u32> = permutation(n_all, SEED)
+            .into_iter()
+            .take(MAX_ROWS)
+            .map(|i| i as u32)
+            .collect();
+        rows.take(&IdxCa::from_vec("i".into(), keep))
+            .map_err(ExecError::polars)?
+    } else {
+        rows.clone()
+    };
+    let x = design(&rows, &model.features)?;
+    let truth = match op.task {
+        Task::Regression => {
+            let s = rows
+                .column(&op.target)
+                .and_then(|c| c.cast(&DataType::Float64))
+                .map_err(ExecError::polars)?;
+            Truth0::Values(
+                s.f64()
+                    .map_err(ExecError::polars)?
+                    .iter()
+                    .map(|v| v.unwrap_or(f64::NAN))
+                    .collect(),
+            )
+        }
+        Task::Classification => Truth0::Classes(class_indices(
+            rows.column(&op.target).map_err(ExecError::polars)?,
+            &model.classes,
+        )?),
+    };
+    let sign = if higher_is_better(metric) { 1.0 } else { -1.0 };
+    let baseline = score(model, metric, &x, &truth);
+    let n = x.nrows();
+    let mut perm_inputs = vec![];
+    for (name, cols) in inputs(op, model) {
+        let mut drops = Vec::with_capacity(REPEATS);
+        for r in 0..REPEATS {
+            let order = permutation(n, SEED.wrapping_add(1 + r as u64));
+            let mut xp = x.clone();
+            for &j in &cols {
+                let shuffled: Array1<f64> = order.iter().map(|&i| x[[i, j]]).collect();
+                xp.index_axis_mut(Axis(1), j).assign(&shuffled);
+            }
+            drops.push(sign * (baseline - score(model, metric, &xp, &truth)));
+        }
+        let mean = drops.iter().sum::<f64>() / drops.len() as f64;
+        let std =
+            (drops.iter().map(|d| (d - mean).powi(2)).sum::<f64>() / drops.len() as f64).sqrt();
+        perm_inputs.push((name, mean, std, drops));
+    }
+    perm_inputs.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    let own = match &model.fitted {
+        Fitted::Linear { weights, .. } => Some(
+            model
+                .features
+                .iter()
+                .zip(weights)
+                .map(|(f, w)| json!({"feature": f, "value": super::evaluate::finite(*w)}))
+                .collect::<Vec<_>>(),
+        ),
+        Fitted::Softmax { weights, .. } if model.classes.len() == 2 => Some(
+            model
+                .features
+                .iter()
+                .zip(weights)
+                .map(|(f, w)| {
+                    json!({"feature": f, "value": super::evaluate::finite(w.get(1).copied().unwrap_or(f64::NAN))})
+                })
+                .collect::<Vec<_>>(),
+        ),
+        _ => None,
+    };
+    Ok(json!({
+        "permutation": {
+            "metric": metric.as_str(),
+            "baseline": super::evaluate::finite(baseline),
+            "repeats": REPEATS,
+            "seed": SEED,
+            "rows": n,
+            "inputs": perm_inputs.iter().map(|(name, mean, std, drops)| json!({
+                "feature": name,
+                "importance_mean": super::evaluate::finite(*mean),
+                "importance_std": super::evaluate::finite(*std),
+                "importances": drops.iter().map(|d| super::evaluate::finite(*d)).collect::<Vec<_>>(),
+            })).collect::<Vec<_>>(),
+        },
+        "model": own.map(|values| json!({"kind": "coefficient", "values": values})),
+    }))
+}
