@@ -229,6 +229,12 @@ pub const CLASS_WEIGHT: ParamSpec = ParamSpec {
     doc: "weights of the classes in the fit, as scikit-learn's: `balanced` (rows / (classes × rows of the class)) or `{\"yes\": 3.0}` (unnamed classes 1)",
 };
 
+/// Algorithms that take a missing (null) input natively: a nullable
+/// numeric input needs no `impute` for them (E0705 does not apply).
+pub fn accepts_missing(algorithm: &str) -> bool {
+    algorithm == "gradient_boosting"
+}
+
 /// The decision threshold of a binary classifier (every algorithm that
 /// gives probabilities): the positive class is predicted when its
 /// probability is at least this.
@@ -392,6 +398,87 @@ pub const ALGORITHMS: &[AlgorithmSpec] = &[
             SEED_PARAM,
         ],
         doc: "AdaBoost over shallow trees",
+    },
+    AlgorithmSpec {
+        name: "gradient_boosting",
+        tasks: &[Regression, Binary, Multiclass],
+        params: &[
+            ParamSpec {
+                name: "loss",
+                kind: ParamKind::Choice(&["squared_error", "log_loss"]),
+                default: None,
+                doc: "squared_error for regression, log_loss for classification (the default follows the task)",
+            },
+            ParamSpec {
+                name: "learning_rate",
+                kind: POS,
+                default: Some("0.1"),
+                doc: "the shrinkage of each tree's values",
+            },
+            ParamSpec {
+                name: "max_iter",
+                kind: ITER,
+                default: Some("100"),
+                doc: "boosting iterations (trees per output)",
+            },
+            ParamSpec {
+                name: "max_leaf_nodes",
+                kind: ParamKind::Int {
+                    min: 2,
+                    max: 65_536,
+                },
+                default: Some("31"),
+                doc: "the most leaves of a tree (grown best-first)",
+            },
+            MAX_DEPTH,
+            ParamSpec {
+                name: "min_samples_leaf",
+                kind: ParamKind::Int {
+                    min: 1,
+                    max: i64::MAX,
+                },
+                default: Some("20"),
+                doc: "the fewest training rows in a leaf",
+            },
+            ParamSpec {
+                name: "l2_regularization",
+                kind: NON_NEG,
+                default: Some("0.0"),
+                doc: "the L2 penalty on leaf values",
+            },
+            ParamSpec {
+                name: "max_bins",
+                kind: ParamKind::Int { min: 2, max: 255 },
+                default: Some("255"),
+                doc: "bins per input (a missing value has one more of its own)",
+            },
+            ParamSpec {
+                name: "early_stopping",
+                kind: ParamKind::Choice(&["auto", "true", "false"]),
+                default: Some("auto"),
+                doc: "stop when the validation loss stops improving (auto: with more than 10,000 rows)",
+            },
+            ParamSpec {
+                name: "validation_fraction",
+                kind: UNIT_OPEN_LO,
+                default: Some("0.1"),
+                doc: "the share of train held out for early stopping",
+            },
+            ParamSpec {
+                name: "n_iter_no_change",
+                kind: ParamKind::Int { min: 1, max: 10_000 },
+                default: Some("10"),
+                doc: "iterations without improvement before stopping",
+            },
+            ParamSpec {
+                name: "tol",
+                kind: NON_NEG,
+                default: Some("0.0000001"),
+                doc: "the least improvement of the validation loss that counts",
+            },
+            SEED_PARAM,
+        ],
+        doc: "histogram gradient-boosted trees (scikit-learn's HistGradientBoosting*)",
     },
     AlgorithmSpec {
         name: "gaussian_nb",

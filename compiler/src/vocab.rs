@@ -155,7 +155,7 @@ vocabulary! {
         LinearRegression = "linear_regression", Ridge = "ridge", Lasso = "lasso",
         ElasticNet = "elastic_net", LogisticRegression = "logistic_regression",
         DecisionTree = "decision_tree", RandomForest = "random_forest", Adaboost = "adaboost",
-        GaussianNb = "gaussian_nb", Svm = "svm",
+        GaussianNb = "gaussian_nb", Svm = "svm", GradientBoosting = "gradient_boosting",
     }
 }
 

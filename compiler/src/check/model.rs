@@ -390,7 +390,10 @@ impl<'a> Checker<'a> {
                 });
                 continue;
             }
-            if c.nullable && c.lineage.is_disjoint(&poisoned_roots) {
+            if c.nullable
+                && c.lineage.is_disjoint(&poisoned_roots)
+                && !catalog::accepts_missing(&m.algorithm.name)
+            {
                 self.errors.push(CheckError::NullableInput {
                     span: label_span,
                     column: c.name.clone(),
@@ -495,6 +498,10 @@ impl<'a> Checker<'a> {
             }
             (ParamKind::Choice(c), ValueKind::Lit(Lit::Str(n))) => {
                 c.contains(&n.as_str()).then(|| ParamValue::Str(n.clone()))
+            }
+            (ParamKind::Choice(c), ValueKind::Lit(Lit::Bool(b))) => {
+                let b = b.to_string();
+                c.contains(&b.as_str()).then_some(ParamValue::Str(b))
             }
             (ParamKind::ClassWeight, ValueKind::Name(n)) if n == "balanced" => {
                 Some(ParamValue::Str(n.clone()))

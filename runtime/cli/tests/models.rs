@@ -120,6 +120,34 @@ fn check_against(dir: &Path, sk: &serde_json::Value) {
     // The binary logistic regression is solved to the minimum of
     // scikit-learn's objective: the same coefficients (the positive class
     // carries the weights).
+    // Gradient boosting grows scikit-learn's HistGradientBoosting trees:
+    // test metrics within 1% (not equal: scikit-learn sums gradients in
+    // float32, which moves near-tie splits), accuracy within two rows.
+    let gbr = entry_json(dir, "evaluate.gbr.test", "report.json");
+    for metric in ["rmse", "r2"] {
+        let (a, b) = (
+            gbr["metrics"][metric].as_f64().unwrap(),
+            sk["gbr"][metric].as_f64().unwrap(),
+        );
+        assert!(close(a, b, 0.01), "gradient_boosting: {metric} {a} vs {b}");
+    }
+    let gbc = entry_json(dir, "evaluate.gbc.test", "report.json");
+    for metric in ["log_loss", "roc_auc"] {
+        let (a, b) = (
+            gbc["metrics"][metric].as_f64().unwrap(),
+            sk["gbc"][metric].as_f64().unwrap(),
+        );
+        assert!(close(a, b, 0.01), "gradient_boosting: {metric} {a} vs {b}");
+    }
+    let rows = gbc["rows"].as_f64().unwrap();
+    let (a, b) = (
+        gbc["metrics"]["accuracy"].as_f64().unwrap(),
+        sk["gbc"]["accuracy"].as_f64().unwrap(),
+    );
+    assert!(
+        (a - b).abs() * rows <= 2.0 + 1e-9,
+        "gradient_boosting: accuracy {a} vs {b}"
+    );
     // Permutation importance is scikit-learn's definition: the same figures
     // up to the shuffles drawn (ours are seeded, not numpy's), so each mean
     // within four standard errors of scikit-learn's, in the same order.
@@ -1033,4 +1061,103 @@ model m = logistic_regression(s) { target = c  exclude = id  class_weight = bala
     for d in [dir, mc] {
         std::fs::remove_dir_all(d).ok();
     }
+}
+
+#[test]
+fn gradient_boosting_takes_missing_inputs_and_predicts_as_trained() {
+    let dir = small_project(
+        "gbdt-missing",
+        &houses_csv(1500, 11),
+        r#"source houses = csv("d.csv") {
+    id       : int
+    sold_at  : date
+    city     : category
+    sqft     : float
+    bedrooms : int?
+    price    : float
+}
+split data = houses { train = 0.8  test = 0.2  key = id }
+transform prep = data { encode city with onehot }
+model price = gradient_boosting(prep) {
+    target   = price
+    exclude  = id, sold_at
+    max_iter = 60
+}
+evaluate price on test {
+    metrics rmse, r2
+    require r2 >= 0.8
+}
+deploy price as "gb" { alias = "production" }
+"#,
+    );
+    // `bedrooms` is nullable and not imputed: gradient boosting splits
+    // its missing values itself.
+    let o = mlp(&dir, &["run", "."]);
+    assert!(o.status.success(), "{}", text(&o));
+    let trained = common::cached_frame(&dir, "model.price");
+    let nulls = trained.column("bedrooms").unwrap().null_count();
+    assert!(nulls > 0, "the data has missing bedrooms");
+    // Batch prediction from the bundle gives training's predictions, to the
+    // bit, rows with a missing input included.
+    let o = mlp(
+        &dir,
+        &[
+            "predict",
+            "gb",
+            "--input",
+            "d.csv",
+            "--output",
+            "out.parquet",
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    use polars::prelude::SerReader;
+    let out =
+        polars::prelude::ParquetReader::new(std::fs::File::open(dir.join("out.parquet")).unwrap())
+            .finish()
+            .unwrap();
+    let served: Vec<u64> = out
+        .column("prediction")
+        .unwrap()
+        .f64()
+        .unwrap()
+        .iter()
+        .map(|v| v.unwrap().to_bits())
+        .collect();
+    let ids_served: Vec<i64> = out
+        .column("id")
+        .unwrap()
+        .cast(&polars::prelude::DataType::Int64)
+        .unwrap()
+        .i64()
+        .unwrap()
+        .iter()
+        .map(|v| v.unwrap())
+        .collect();
+    let by_id: std::collections::HashMap<i64, u64> = trained
+        .column("id")
+        .unwrap()
+        .i64()
+        .unwrap()
+        .iter()
+        .zip(trained.column("prediction").unwrap().f64().unwrap().iter())
+        .map(|(i, p)| (i.unwrap(), p.unwrap().to_bits()))
+        .collect();
+    assert_eq!(served.len(), by_id.len());
+    for (id, bits) in ids_served.iter().zip(&served) {
+        assert_eq!(by_id[id], *bits, "row id {id}");
+    }
+    // A model that cannot take missing values still needs the impute.
+    let p = std::fs::read_to_string(dir.join("p.mlp"))
+        .unwrap()
+        .replace("gradient_boosting(prep)", "ridge(prep)")
+        .replace("    max_iter = 60\n", "");
+    std::fs::write(dir.join("p.mlp"), p).unwrap();
+    let o = mlp(&dir, &["check", "."]);
+    assert!(
+        !o.status.success() && text(&o).contains("E0705"),
+        "{}",
+        text(&o)
+    );
+    std::fs::remove_dir_all(dir).ok();
 }

@@ -13,6 +13,7 @@
 //! | `naive_bayes` | Gaussian, in closed form |
 
 pub mod cart;
+pub mod gbdt;
 pub mod logistic;
 
 use mlp_compiler::plan::{Algorithm, ModelOp, ParamValue};
@@ -546,6 +547,56 @@ fn fit(
                 weights,
                 intercepts,
             })
+        }
+        (Algorithm::GradientBoosting, target) => {
+            let int = |name: &str, default: u32| param_f64(params, name, f64::from(default)).max(0.0) as usize;
+            let loss = match (params.get("loss"), target) {
+                (Some(ParamValue::Str(l)), Target::Values(_)) if l != "squared_error" => {
+                    return Err(FitError::Unsupported(format!(
+                        "gradient_boosting's loss `{l}` is for classes; a regression uses squared_error"
+                    )))
+                }
+                (Some(ParamValue::Str(l)), Target::Classes(..)) if l != "log_loss" => {
+                    return Err(FitError::Unsupported(format!(
+                        "gradient_boosting's loss `{l}` is for values; a classification uses log_loss"
+                    )))
+                }
+                (_, Target::Values(_)) => gbdt::Loss::SquaredError,
+                (_, Target::Classes(..)) => gbdt::Loss::LogLoss,
+            };
+            let early_stopping = match params.get("early_stopping") {
+                Some(ParamValue::Str(s)) if s == "true" => true,
+                Some(ParamValue::Str(s)) if s == "false" => false,
+                _ => x.nrows() > 10_000,
+            };
+            let p = gbdt::Params {
+                loss,
+                learning_rate: param_f64(params, "learning_rate", 0.1),
+                max_iter: int("max_iter", 100).max(1),
+                max_leaf_nodes: Some(int("max_leaf_nodes", 31).max(2)),
+                max_depth: match params.get("max_depth") {
+                    Some(ParamValue::Int(d)) => Some((*d).max(1) as usize),
+                    _ => None,
+                },
+                min_samples_leaf: int("min_samples_leaf", 20).max(1),
+                l2: param_f64(params, "l2_regularization", 0.0),
+                max_bins: int("max_bins", 255).clamp(2, 255),
+                early_stopping,
+                validation_fraction: param_f64(params, "validation_fraction", 0.1),
+                n_iter_no_change: int("n_iter_no_change", 10).max(1),
+                tol: param_f64(params, "tol", 1e-7),
+                seed: param_f64(params, "seed", 42.0) as u64,
+            };
+            match target {
+                Target::Values(v) => {
+                    let v = v.to_vec();
+                    gbdt::fit(x, gbdt::Y::Values(&v), &p)
+                }
+                Target::Classes(c, k) => {
+                    let c = c.to_vec();
+                    gbdt::fit(x, gbdt::Y::Classes(&c, *k), &p)
+                }
+            }
         }
         // A classifier given values, or a regressor given classes: the
         // checker refuses these (E0709); named here so that a new algorithm

@@ -43,6 +43,15 @@ pub enum Fitted {
         rho: f64,
         classify: bool,
     },
+    /// Gradient-boosted trees: per output, its baseline plus the values of
+    /// its trees (tree `t` is output `t % outputs`), summed in order; one
+    /// output is a value (regression) or the log-odds of the second class,
+    /// more are the classes' softmax scores.
+    Boosted {
+        baseline: Vec<f64>,
+        trees: Vec<Vec<BoostNode>>,
+        outputs: usize,
+    },
     /// Gaussian naive Bayes: per class, its prior and each column's mean and
     /// variance.
     GaussianNb {
@@ -149,6 +158,59 @@ fn tree_proba(
     true
 }
 
+/// A node of a boosted tree: a row goes left when its value is at most the
+/// threshold, or when it is missing (NaN) and `missing_left`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum BoostNode {
+    Split {
+        feature: usize,
+        threshold: f64,
+        missing_left: bool,
+        left: usize,
+        right: usize,
+    },
+    Leaf {
+        value: f64,
+    },
+}
+
+/// `1 / (1 + e^-z)`, stable for large `|z|`.
+fn sigmoid(z: f64) -> f64 {
+    if z >= 0.0 {
+        1.0 / (1.0 + (-z).exp())
+    } else {
+        let e = z.exp();
+        e / (1.0 + e)
+    }
+}
+
+/// A boosted tree's value for a row.
+pub fn boost_value(nodes: &[BoostNode], row: ndarray::ArrayView1<f64>) -> f64 {
+    let mut at = 0;
+    loop {
+        match nodes.get(at) {
+            Some(BoostNode::Leaf { value }) => return *value,
+            Some(BoostNode::Split {
+                feature,
+                threshold,
+                missing_left,
+                left,
+                right,
+            }) => {
+                let v = row[*feature];
+                let go_left = if v.is_nan() {
+                    *missing_left
+                } else {
+                    v <= *threshold
+                };
+                at = if go_left { *left } else { *right };
+            }
+            None => return 0.0,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum TreeNode {
@@ -227,6 +289,38 @@ impl ModelFile {
                 }
                 softmax_rows(&mut z);
                 Prediction::Probabilities(z)
+            }
+            Fitted::Boosted {
+                baseline,
+                trees,
+                outputs,
+            } => {
+                let k = (*outputs).max(1);
+                let mut z = Array2::<f64>::zeros((x.nrows(), k));
+                for (i, r) in x.rows().into_iter().enumerate() {
+                    for (c, b) in baseline.iter().enumerate().take(k) {
+                        z[[i, c]] = *b;
+                    }
+                    for (t, nodes) in trees.iter().enumerate() {
+                        z[[i, t % k]] += boost_value(nodes, r);
+                    }
+                }
+                match self.task {
+                    Task::Regression => Prediction::Values(z.column(0).to_owned()),
+                    Task::Classification if k == 1 => {
+                        let mut p = Array2::<f64>::zeros((x.nrows(), 2));
+                        for i in 0..x.nrows() {
+                            let s = sigmoid(z[[i, 0]]);
+                            p[[i, 0]] = 1.0 - s;
+                            p[[i, 1]] = s;
+                        }
+                        Prediction::Probabilities(p)
+                    }
+                    Task::Classification => {
+                        softmax_rows(&mut z);
+                        Prediction::Probabilities(z)
+                    }
+                }
             }
             Fitted::Tree { nodes, classes } => {
                 let mut z = Array2::<f64>::zeros((x.nrows(), *classes));

@@ -100,7 +100,11 @@ pub fn importances(
     } else {
         rows.clone()
     };
-    let x = design(&rows, &model.features)?;
+    let x = design(
+        &rows,
+        &model.features,
+        mlp_compiler::catalog::accepts_missing(model.algorithm.as_str()),
+    )?;
     let truth = match op.task {
         Task::Regression => {
             let s = rows

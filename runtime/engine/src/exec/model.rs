@@ -55,6 +55,7 @@ type OnBadInput<'a> = dyn FnMut(usize, &str, Option<f64>) -> Result<(), ExecErro
 fn fill_design(
     df: &DataFrame,
     columns: &[String],
+    missing_ok: bool,
     on_bad: &mut OnBadInput,
 ) -> Result<Array2<f64>, ExecError> {
     let mut x = Array2::<f64>::zeros((df.height(), columns.len()));
@@ -76,6 +77,9 @@ fn fill_design(
         for (i, v) in ca.iter().enumerate() {
             match v {
                 Some(v) if v.is_finite() => x[[i, j]] = v,
+                // An algorithm that splits missing values itself (NaN).
+                None if missing_ok => x[[i, j]] = f64::NAN,
+                Some(v) if missing_ok && v.is_nan() => x[[i, j]] = f64::NAN,
                 other => on_bad(i, c, other)?,
             }
         }
@@ -90,9 +94,10 @@ fn fill_design(
 pub fn design_rows(
     df: &DataFrame,
     columns: &[String],
+    missing_ok: bool,
 ) -> Result<(Array2<f64>, BadInputs), ExecError> {
     let mut bad: BadInputs = vec![None; df.height()];
-    let x = fill_design(df, columns, &mut |i, c, v| {
+    let x = fill_design(df, columns, missing_ok, &mut |i, c, v| {
         if bad[i].is_none() {
             bad[i] = Some((c.to_string(), v));
         }
@@ -103,8 +108,12 @@ pub fn design_rows(
 
 /// The design matrix of the given rows (row-major, one column per input);
 /// a missing or non-finite value fails, naming its column and row.
-pub fn design(df: &DataFrame, columns: &[String]) -> Result<Array2<f64>, ExecError> {
-    design_in(df, columns, &|i| i + 1)
+pub fn design(
+    df: &DataFrame,
+    columns: &[String],
+    missing_ok: bool,
+) -> Result<Array2<f64>, ExecError> {
+    design_in(df, columns, missing_ok, &|i| i + 1)
 }
 
 /// As [`design`]; an error names a row as `row_of(index)` numbers it (the
@@ -112,9 +121,10 @@ pub fn design(df: &DataFrame, columns: &[String]) -> Result<Array2<f64>, ExecErr
 pub fn design_in(
     df: &DataFrame,
     columns: &[String],
+    missing_ok: bool,
     row_of: &dyn Fn(usize) -> usize,
 ) -> Result<Array2<f64>, ExecError> {
-    fill_design(df, columns, &mut |i, c, _| {
+    fill_design(df, columns, missing_ok, &mut |i, c, _| {
         Err(ExecError::Data(format!(
             "model input `{c}` has a missing or infinite value at row {} of the data; impute it, or filter the row",
             row_of(i)
@@ -242,7 +252,8 @@ pub fn run(op: &ModelOp, cx: &Context) -> Result<Output, ExecError> {
             )));
         }
     }
-    let x = design_in(&train, &features, &|i| {
+    let missing_ok = mlp_compiler::catalog::accepts_missing(op.algorithm.as_str());
+    let x = design_in(&train, &features, missing_ok, &|i| {
         train_at.get(i).copied().unwrap_or(i + 1)
     })?;
     let y = target(&train, op, &classes)?;
@@ -264,7 +275,7 @@ pub fn run(op: &ModelOp, cx: &Context) -> Result<Output, ExecError> {
         trials,
     } = mlp_fit::train(op, &x, &y, base)?;
     // Predict every row.
-    let all = design(&df, &features)?;
+    let all = design(&df, &features, missing_ok)?;
     let mut out_df = df.clone();
     match model.predict(&all) {
         Prediction::Values(v) => {

@@ -1,0 +1,747 @@
+//! Gradient-boosted trees on histograms, as scikit-learn's
+//! `HistGradientBoostingRegressor`/`Classifier` grow them:
+//!
+//! - Each column is binned once: up to `max_bins` bins with thresholds at
+//!   midpoints of distinct values (or at quantiles when there are more
+//!   distinct values than bins); a missing value (NaN) has a bin of its own.
+//!   A value goes to the first bin whose threshold it does not exceed, so a
+//!   split "bins <= b" is the comparison `x <= threshold[b]` on the raw
+//!   value, which is what the stored tree predicts with.
+//! - Every iteration fits one tree per output (one for regression and binary
+//!   targets, one per class otherwise) to the loss's gradients and
+//!   hessians: squared error (hessian 1), binary log loss (sigmoid) or
+//!   multinomial log loss (softmax). Trees grow best-first: the leaf whose
+//!   best split gains most is split next, until `max_leaf_nodes` leaves, no
+//!   split gains, or `max_depth`; a split keeps `min_samples_leaf` rows on
+//!   each side; the gain is `G_L²/(H_L+λ) + G_R²/(H_R+λ) - G²/(H+λ)` with
+//!   `λ = l2_regularization`, and the missing values go to the side that
+//!   gains more. A leaf's value is `-learning_rate · G/(H+λ)`.
+//! - A child's histogram is its parent's minus its sibling's (the smaller
+//!   child is counted); histograms are built column by column in parallel.
+//! - Early stopping holds out `validation_fraction` of the rows (stratified
+//!   for classes, seeded) and stops when the validation loss has not
+//!   improved by more than `tol` for `n_iter_no_change` iterations.
+//!
+//! The fitted model is plain numbers: baselines and trees of
+//! `(feature, threshold, missing_left)` splits with leaf values.
+
+use crate::FitError;
+use mlp_ml::fitted::{BoostNode, Fitted};
+use ndarray::Array2;
+use rayon::prelude::*;
+
+/// What is minimised.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Loss {
+    SquaredError,
+    /// Binary (one output) or multinomial log loss.
+    LogLoss,
+}
+
+#[derive(Debug, Clone)]
+pub struct Params {
+    pub loss: Loss,
+    pub learning_rate: f64,
+    pub max_iter: usize,
+    pub max_leaf_nodes: Option<usize>,
+    pub max_depth: Option<usize>,
+    pub min_samples_leaf: usize,
+    pub l2: f64,
+    pub max_bins: usize,
+    pub early_stopping: bool,
+    pub validation_fraction: f64,
+    pub n_iter_no_change: usize,
+    pub tol: f64,
+    pub seed: u64,
+}
+
+/// The least hessian a child may hold (scikit-learn's
+/// `min_hessian_to_split`).
+const MIN_HESSIAN: f64 = 1e-3;
+/// Rows sampled to place the bin thresholds (as scikit-learn's 2e5).
+const BIN_SAMPLE: usize = 200_000;
+
+/// Per column: thresholds, and each row's bin (values in
+/// `0..=thresholds.len()`, missing values in [`Binned::missing`]).
+struct Binned {
+    thresholds: Vec<Vec<f64>>,
+    /// Column-major bins.
+    bins: Vec<Vec<u8>>,
+    /// Bins per column: `thresholds.len() + 1` for values, then missing.
+    n_bins: Vec<usize>,
+}
+
+impl Binned {
+    fn missing(&self, j: usize) -> usize {
+        self.n_bins[j]
+    }
+}
+
+fn seeded_order(n: usize, seed: u64) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_by_key(|i| xxhash_rust::xxh3::xxh3_64_with_seed(&(*i as u64).to_le_bytes(), seed));
+    order
+}
+
+/// Bin thresholds of one column's values (NaN left out).
+fn thresholds_of(values: &[f64], max_bins: usize) -> Vec<f64> {
+    let mut v: Vec<f64> = values.iter().copied().filter(|x| !x.is_nan()).collect();
+    v.sort_by(f64::total_cmp);
+    let mut distinct = v.clone();
+    distinct.dedup();
+    if distinct.len() <= max_bins {
+        return distinct.windows(2).map(|w| (w[0] + w[1]) / 2.0).collect();
+    }
+    // Quantiles at max_bins - 1 inner points, as scikit-learn places them
+    // (numpy's `averaged_inverted_cdf`: the value at rank ceil(n·q) - 1, or
+    // the mean of two neighbours when n·q is whole), deduplicated.
+    let n = v.len();
+    let mut out: Vec<f64> = (1..max_bins)
+        .map(|q| {
+            let num = n * q;
+            let g = num / max_bins;
+            if !num.is_multiple_of(max_bins) {
+                v[g.min(n - 1)]
+            } else {
+                (v[g.saturating_sub(1)] + v[g.min(n - 1)]) / 2.0
+            }
+        })
+        .collect();
+    out.dedup();
+    out
+}
+
+fn bin_of(t: &[f64], x: f64, missing: usize) -> u8 {
+    if x.is_nan() {
+        return missing as u8;
+    }
+    // The first threshold x does not exceed: x <= t[b].
+    t.partition_point(|th| *th < x) as u8
+}
+
+fn bin(x: &Array2<f64>, max_bins: usize, seed: u64) -> Binned {
+    let (n, d) = x.dim();
+    let sample: Option<Vec<usize>> =
+        (n > BIN_SAMPLE).then(|| seeded_order(n, seed).into_iter().take(BIN_SAMPLE).collect());
+    let per_column: Vec<(Vec<f64>, Vec<u8>)> = (0..d)
+        .into_par_iter()
+        .map(|j| {
+            let col = x.column(j);
+            let values: Vec<f64> = match &sample {
+                Some(s) => s.iter().map(|&i| col[i]).collect(),
+                None => col.to_vec(),
+            };
+            let t = thresholds_of(&values, max_bins);
+            let missing = t.len() + 1;
+            let b = col.iter().map(|v| bin_of(&t, *v, missing)).collect();
+            (t, b)
+        })
+        .collect();
+    let mut thresholds = vec![];
+    let mut bins = vec![];
+    let mut n_bins = vec![];
+    for (t, b) in per_column {
+        n_bins.push(t.len() + 1);
+        thresholds.push(t);
+        bins.push(b);
+    }
+    Binned {
+        thresholds,
+        bins,
+        n_bins,
+    }
+}
+
+#[derive(Clone, Copy, Default)]
+struct Bin {
+    g: f64,
+    h: f64,
+    n: u32,
+}
+
+/// Per column, per bin (the missing bin last).
+type Hist = Vec<Vec<Bin>>;
+
+fn histogram(b: &Binned, rows: &[u32], g: &[f64], h: &[f64]) -> Hist {
+    (0..b.bins.len())
+        .into_par_iter()
+        .map(|j| {
+            let mut hist = vec![Bin::default(); b.n_bins[j] + 1];
+            let col = &b.bins[j];
+            for &i in rows {
+                let i = i as usize;
+                let e = &mut hist[col[i] as usize];
+                e.g += g[i];
+                e.h += h[i];
+                e.n += 1;
+            }
+            hist
+        })
+        .collect()
+}
+
+fn subtract(parent: &Hist, child: &Hist) -> Hist {
+    parent
+        .iter()
+        .zip(child)
+        .map(|(p, c)| {
+            p.iter()
+                .zip(c)
+                .map(|(p, c)| Bin {
+                    g: p.g - c.g,
+                    h: p.h - c.h,
+                    n: p.n - c.n,
+                })
+                .collect()
+        })
+        .collect()
+}
+
+#[derive(Clone, Copy)]
+struct Split {
+    gain: f64,
+    feature: usize,
+    bin: usize,
+    missing_left: bool,
+}
+
+fn score(g: f64, h: f64, l2: f64) -> f64 {
+    g * g / (h + l2)
+}
+
+/// The best split of a node from its histogram.
+fn best_split(hist: &Hist, b: &Binned, p: &Params, g: f64, h: f64, n: u32) -> Option<Split> {
+    let parent = score(g, h, p.l2);
+    let min_leaf = p.min_samples_leaf as u32;
+    let candidates: Vec<Option<Split>> = (0..hist.len())
+        .into_par_iter()
+        .map(|j| {
+            let col = &hist[j];
+            let miss = col[b.missing(j)];
+            let mut best: Option<Split> = None;
+            // Missing values to the right (scan left to right), then to the
+            // left: both directions, as scikit-learn tries.
+            for missing_left in [false, true] {
+                if missing_left && miss.n == 0 {
+                    break;
+                }
+                let (mut gl, mut hl, mut nl) = if missing_left {
+                    (miss.g, miss.h, miss.n)
+                } else {
+                    (0.0, 0.0, 0)
+                };
+                // Splits after bins 0 ..= n_bins - 2 (the last value bin
+                // cannot send anything right, but with missing values to the
+                // right it can).
+                let last = if missing_left || miss.n == 0 {
+                    b.n_bins[j].saturating_sub(1)
+                } else {
+                    b.n_bins[j]
+                };
+                for (bin, e) in col.iter().enumerate().take(last) {
+                    gl += e.g;
+                    hl += e.h;
+                    nl += e.n;
+                    let nr = n - nl;
+                    if nl < min_leaf {
+                        continue;
+                    }
+                    if nr < min_leaf {
+                        break;
+                    }
+                    let (gr, hr) = (g - gl, h - hl);
+                    if hl < MIN_HESSIAN || hr < MIN_HESSIAN {
+                        continue;
+                    }
+                    let gain = score(gl, hl, p.l2) + score(gr, hr, p.l2) - parent;
+                    if gain > 1e-12 && best.is_none_or(|s| gain > s.gain) {
+                        best = Some(Split {
+                            gain,
+                            feature: j,
+                            bin,
+                            // Without missing values here, a missing value
+                            // at prediction goes with the larger side.
+                            missing_left: if miss.n == 0 { nl > nr } else { missing_left },
+                        });
+                    }
+                }
+            }
+            best
+        })
+        .collect();
+    candidates
+        .into_iter()
+        .flatten()
+        .fold(None, |acc: Option<Split>, s| match acc {
+            Some(a) if a.gain >= s.gain => Some(a),
+            _ => Some(s),
+        })
+}
+
+struct Leaf {
+    rows: Vec<u32>,
+    hist: Hist,
+    g: f64,
+    h: f64,
+    depth: usize,
+    split: Option<Split>,
+    /// Its index in the tree's nodes.
+    node: usize,
+}
+
+/// Grows one tree on the gradients; returns its nodes and, per row of
+/// `rows`, the leaf value it got (added to the raw predictions).
+fn grow(
+    b: &Binned,
+    rows: Vec<u32>,
+    g: &[f64],
+    h: &[f64],
+    p: &Params,
+) -> (Vec<BoostNode>, Vec<(Vec<u32>, f64)>) {
+    let hist = histogram(b, &rows, g, h);
+    let (sg, sh) = rows.iter().fold((0.0, 0.0), |(a, c), &i| {
+        (a + g[i as usize], c + h[i as usize])
+    });
+    let mut nodes = vec![BoostNode::Leaf { value: 0.0 }];
+    let mut root = Leaf {
+        split: None,
+        rows,
+        hist,
+        g: sg,
+        h: sh,
+        depth: 0,
+        node: 0,
+    };
+    let splittable = |l: &Leaf| {
+        p.max_depth.is_none_or(|d| l.depth < d) && l.rows.len() >= 2 * p.min_samples_leaf
+    };
+    if splittable(&root) {
+        root.split = best_split(&root.hist, b, p, root.g, root.h, root.rows.len() as u32);
+    }
+    let mut open = vec![root];
+    let mut done: Vec<Leaf> = vec![];
+    let max_leaves = p.max_leaf_nodes.unwrap_or(usize::MAX);
+    loop {
+        if open.len() + done.len() >= max_leaves {
+            break;
+        }
+        // The open leaf with the best split.
+        let Some(at) = open
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| l.split.is_some())
+            .max_by(|a, c| {
+                let ga = a.1.split.map_or(f64::MIN, |s| s.gain);
+                let gc = c.1.split.map_or(f64::MIN, |s| s.gain);
+                ga.total_cmp(&gc).then(c.0.cmp(&a.0))
+            })
+            .map(|(i, _)| i)
+        else {
+            break;
+        };
+        let leaf = open.swap_remove(at);
+        let Some(s) = leaf.split else {
+            done.push(leaf);
+            continue;
+        };
+        let col = &b.bins[s.feature];
+        let miss = b.missing(s.feature);
+        let (left, right): (Vec<u32>, Vec<u32>) = leaf.rows.iter().partition(|&&i| {
+            let v = col[i as usize] as usize;
+            if v == miss {
+                s.missing_left
+            } else {
+                v <= s.bin
+            }
+        });
+        let (small, large_is_left) = if left.len() <= right.len() {
+            (&left, false)
+        } else {
+            (&right, true)
+        };
+        let small_hist = histogram(b, small, g, h);
+        let large_hist = subtract(&leaf.hist, &small_hist);
+        let (lh, rh) = if large_is_left {
+            (large_hist, small_hist)
+        } else {
+            (small_hist, large_hist)
+        };
+        let sum = |rows: &[u32]| {
+            rows.iter().fold((0.0, 0.0), |(a, c), &i| {
+                (a + g[i as usize], c + h[i as usize])
+            })
+        };
+        let (lg, lhs) = sum(&left);
+        let (rg, rhs) = sum(&right);
+        let ln = nodes.len();
+        nodes.push(BoostNode::Leaf { value: 0.0 });
+        nodes.push(BoostNode::Leaf { value: 0.0 });
+        let threshold = b.thresholds[s.feature]
+            .get(s.bin)
+            .copied()
+            .unwrap_or(f64::MAX);
+        nodes[leaf.node] = BoostNode::Split {
+            feature: s.feature,
+            threshold,
+            missing_left: s.missing_left,
+            left: ln,
+            right: ln + 1,
+        };
+        for (rows, hist, gg, hh, node) in [(left, lh, lg, lhs, ln), (right, rh, rg, rhs, ln + 1)] {
+            let mut child = Leaf {
+                rows,
+                hist,
+                g: gg,
+                h: hh,
+                depth: leaf.depth + 1,
+                split: None,
+                node,
+            };
+            if splittable(&child) {
+                child.split =
+                    best_split(&child.hist, b, p, child.g, child.h, child.rows.len() as u32);
+            }
+            open.push(child);
+        }
+    }
+    done.extend(open);
+    let mut values = vec![];
+    for l in done {
+        let value = -p.learning_rate * l.g / (l.h + p.l2);
+        nodes[l.node] = BoostNode::Leaf { value };
+        values.push((l.rows, value));
+    }
+    (nodes, values)
+}
+
+/// The tree's value for a row of binned values (validation rows).
+fn predict_binned(nodes: &[BoostNode], b: &Binned, i: usize) -> f64 {
+    let mut at = 0;
+    loop {
+        match &nodes[at] {
+            BoostNode::Leaf { value } => return *value,
+            BoostNode::Split {
+                feature,
+                threshold,
+                missing_left,
+                left,
+                right,
+            } => {
+                let v = b.bins[*feature][i] as usize;
+                let go_left = if v == b.missing(*feature) {
+                    *missing_left
+                } else {
+                    // A bin's values are at most its threshold (the last
+                    // bin's exceed every threshold): bin <= split bin
+                    // <=> x <= threshold.
+                    match b.thresholds[*feature].get(v) {
+                        Some(t) => t <= threshold,
+                        None => *threshold == f64::MAX,
+                    }
+                };
+                at = if go_left { *left } else { *right };
+            }
+        }
+    }
+}
+
+fn sigmoid(z: f64) -> f64 {
+    if z >= 0.0 {
+        1.0 / (1.0 + (-z).exp())
+    } else {
+        let e = z.exp();
+        e / (1.0 + e)
+    }
+}
+
+/// The target: values, or class indices with the number of classes.
+pub enum Y<'a> {
+    Values(&'a [f64]),
+    Classes(&'a [usize], usize),
+}
+
+/// Gradients and hessians of output `k` at the raw predictions.
+fn gradients(
+    loss: Loss,
+    y: &Y,
+    raw: &[Vec<f64>],
+    k: usize,
+    rows: &[u32],
+    g: &mut [f64],
+    h: &mut [f64],
+) {
+    let outputs = raw.len();
+    for &i in rows {
+        let i = i as usize;
+        match (loss, y) {
+            (Loss::SquaredError, Y::Values(v)) => {
+                g[i] = raw[0][i] - v[i];
+                h[i] = 1.0;
+            }
+            (Loss::LogLoss, Y::Classes(c, _)) if outputs == 1 => {
+                let p = sigmoid(raw[0][i]);
+                g[i] = p - f64::from(c[i] == 1);
+                h[i] = (p * (1.0 - p)).max(1e-16);
+            }
+            (Loss::LogLoss, Y::Classes(c, _)) => {
+                let m = (0..outputs).fold(f64::NEG_INFINITY, |a, j| a.max(raw[j][i]));
+                let z: f64 = (0..outputs).map(|j| (raw[j][i] - m).exp()).sum();
+                let p = (raw[k][i] - m).exp() / z;
+                g[i] = p - f64::from(c[i] == k);
+                h[i] = (p * (1.0 - p)).max(1e-16);
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The mean loss of rows at the raw predictions (early stopping).
+fn loss_of(loss: Loss, y: &Y, raw: &[Vec<f64>], rows: &[usize]) -> f64 {
+    let outputs = raw.len();
+    let total: f64 = rows
+        .iter()
+        .map(|&i| match (loss, y) {
+            (Loss::SquaredError, Y::Values(v)) => 0.5 * (raw[0][i] - v[i]).powi(2),
+            (Loss::LogLoss, Y::Classes(c, _)) if outputs == 1 => {
+                let z = raw[0][i];
+                let yi = f64::from(c[i] == 1);
+                // log(1 + exp(z)) - y z
+                (if z > 0.0 {
+                    z + (-z).exp().ln_1p()
+                } else {
+                    z.exp().ln_1p()
+                }) - yi * z
+            }
+            (Loss::LogLoss, Y::Classes(c, _)) => {
+                let m = (0..outputs).fold(f64::NEG_INFINITY, |a, j| a.max(raw[j][i]));
+                let z: f64 = (0..outputs).map(|j| (raw[j][i] - m).exp()).sum();
+                -(raw[c[i]][i] - m - z.ln())
+            }
+            _ => 0.0,
+        })
+        .sum();
+    total / rows.len().max(1) as f64
+}
+
+/// Fits the boosted trees.
+pub fn fit(x: &Array2<f64>, y: Y, p: &Params) -> Result<Fitted, FitError> {
+    let n = x.nrows();
+    if n == 0 {
+        return Err(FitError::Data("no rows to fit gradient_boosting on".into()));
+    }
+    let outputs = match &y {
+        Y::Values(_) => 1,
+        Y::Classes(_, k) if *k <= 2 => 1,
+        Y::Classes(_, k) => *k,
+    };
+    // Hold out a validation share for early stopping (classes stratified).
+    let (train, valid): (Vec<usize>, Vec<usize>) =
+        if p.early_stopping && p.validation_fraction > 0.0 {
+            let order = seeded_order(n, p.seed);
+            let mut valid = vec![];
+            match &y {
+                Y::Classes(c, k) => {
+                    for class in 0..*k {
+                        let members: Vec<usize> =
+                            order.iter().copied().filter(|i| c[*i] == class).collect();
+                        let take = (members.len() as f64 * p.validation_fraction).round() as usize;
+                        valid.extend(members.into_iter().take(take));
+                    }
+                }
+                Y::Values(_) => {
+                    let take = (n as f64 * p.validation_fraction).round() as usize;
+                    valid.extend(order.into_iter().take(take));
+                }
+            }
+            valid.sort_unstable();
+            let mut is_valid = vec![false; n];
+            for &i in &valid {
+                is_valid[i] = true;
+            }
+            ((0..n).filter(|i| !is_valid[*i]).collect(), valid)
+        } else {
+            ((0..n).collect(), vec![])
+        };
+    if train.is_empty() {
+        return Err(FitError::Data(
+            "no rows left to fit gradient_boosting on after the validation share".into(),
+        ));
+    }
+    let binned = bin(&x.select(ndarray::Axis(0), &train), p.max_bins, p.seed);
+    // Validation rows binned with the training thresholds.
+    let valid_binned = Binned {
+        bins: (0..x.ncols())
+            .map(|j| {
+                valid
+                    .iter()
+                    .map(|&i| bin_of(&binned.thresholds[j], x[[i, j]], binned.missing(j)))
+                    .collect()
+            })
+            .collect(),
+        thresholds: binned.thresholds.clone(),
+        n_bins: binned.n_bins.clone(),
+    };
+    // Targets indexed by training / validation position.
+    let pick_f = |v: &[f64], at: &[usize]| at.iter().map(|&i| v[i]).collect::<Vec<f64>>();
+    let pick_c = |c: &[usize], at: &[usize]| at.iter().map(|&i| c[i]).collect::<Vec<usize>>();
+    let (vt, vv, ct, cv, k) = match &y {
+        Y::Values(v) => (pick_f(v, &train), pick_f(v, &valid), vec![], vec![], 0),
+        Y::Classes(c, k) => (vec![], vec![], pick_c(c, &train), pick_c(c, &valid), *k),
+    };
+    let (y_train, y_valid) = match &y {
+        Y::Values(_) => (Y::Values(&vt), Y::Values(&vv)),
+        Y::Classes(..) => (Y::Classes(&ct, k), Y::Classes(&cv, k)),
+    };
+    let m = train.len();
+    // Baselines: the mean; the log-odds; the log of the class priors.
+    let baseline: Vec<f64> = match &y_train {
+        Y::Values(v) => vec![v.iter().sum::<f64>() / m as f64],
+        Y::Classes(c, k) => {
+            let mut counts = vec![0.0; *k];
+            for &ci in c.iter() {
+                counts[ci] += 1.0;
+            }
+            let eps = f64::EPSILON;
+            if outputs == 1 {
+                let p1 = (counts.get(1).copied().unwrap_or(0.0) / m as f64).clamp(eps, 1.0 - eps);
+                vec![(p1 / (1.0 - p1)).ln()]
+            } else {
+                counts
+                    .iter()
+                    .map(|c| (c / m as f64).clamp(eps, 1.0 - eps).ln())
+                    .collect()
+            }
+        }
+    };
+    let mut raw: Vec<Vec<f64>> = baseline.iter().map(|b| vec![*b; m]).collect();
+    let mut raw_valid: Vec<Vec<f64>> = baseline.iter().map(|b| vec![*b; valid.len()]).collect();
+    let all_rows: Vec<u32> = (0..m as u32).collect();
+    let valid_rows: Vec<usize> = (0..valid.len()).collect();
+    let mut g = vec![0.0; m];
+    let mut h = vec![0.0; m];
+    let mut trees: Vec<Vec<BoostNode>> = vec![];
+    let mut scores: Vec<f64> = vec![];
+    if !valid.is_empty() {
+        scores.push(-loss_of(p.loss, &y_valid, &raw_valid, &valid_rows));
+    }
+    for _ in 0..p.max_iter {
+        // Every output's gradients at the same raw predictions.
+        let mut grown = vec![];
+        for k in 0..outputs {
+            gradients(p.loss, &y_train, &raw, k, &all_rows, &mut g, &mut h);
+            grown.push(grow(&binned, all_rows.clone(), &g, &h, p));
+        }
+        for (k, (nodes, values)) in grown.into_iter().enumerate() {
+            for (rows, value) in values {
+                for i in rows {
+                    raw[k][i as usize] += value;
+                }
+            }
+            for (vi, r) in raw_valid[k].iter_mut().enumerate() {
+                *r += predict_binned(&nodes, &valid_binned, vi);
+            }
+            trees.push(nodes);
+        }
+        if !valid.is_empty() {
+            scores.push(-loss_of(p.loss, &y_valid, &raw_valid, &valid_rows));
+            let w = p.n_iter_no_change;
+            if scores.len() > w {
+                let reference = scores[scores.len() - w - 1];
+                if scores[scores.len() - w..]
+                    .iter()
+                    .all(|s| *s <= reference + p.tol)
+                {
+                    break;
+                }
+            }
+        }
+    }
+    Ok(Fitted::Boosted {
+        baseline,
+        trees,
+        outputs,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bin_holds_the_values_its_threshold_bounds() {
+        let values: Vec<f64> = (0..1000)
+            .map(|i| ((i * 7919) % 1000) as f64 / 7.0)
+            .collect();
+        let t = thresholds_of(&values, 16);
+        assert!(t.len() <= 15 && t.windows(2).all(|w| w[0] < w[1]));
+        let missing = t.len() + 1;
+        for &x in &values {
+            let b = bin_of(&t, x, missing) as usize;
+            // bin <= k  <=>  x <= t[k], for every k.
+            for (k, th) in t.iter().enumerate() {
+                assert_eq!(b <= k, x <= *th, "x {x} bin {b} threshold {k} = {th}");
+            }
+        }
+        assert_eq!(bin_of(&t, f64::NAN, missing) as usize, missing);
+        // Few distinct values: thresholds at their midpoints.
+        assert_eq!(
+            thresholds_of(&[1.0, 3.0, 3.0, 5.0, f64::NAN], 255),
+            vec![2.0, 4.0]
+        );
+    }
+
+    #[test]
+    fn boosting_learns_a_step_and_sends_missing_values_their_way() {
+        // y = 10 where x > 0.5, else 0; missing x has y = 5.
+        let n = 400;
+        let x = Array2::from_shape_fn((n, 1), |(i, _)| {
+            if i % 10 == 0 {
+                f64::NAN
+            } else {
+                i as f64 / n as f64
+            }
+        });
+        let y: Vec<f64> = (0..n)
+            .map(|i| {
+                let v = x[[i, 0]];
+                if v.is_nan() {
+                    5.0
+                } else if v > 0.5 {
+                    10.0
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        let p = Params {
+            loss: Loss::SquaredError,
+            learning_rate: 0.5,
+            max_iter: 50,
+            max_leaf_nodes: Some(4),
+            max_depth: None,
+            min_samples_leaf: 5,
+            l2: 0.0,
+            max_bins: 255,
+            early_stopping: false,
+            validation_fraction: 0.1,
+            n_iter_no_change: 10,
+            tol: 1e-7,
+            seed: 1,
+        };
+        let Fitted::Boosted {
+            baseline, trees, ..
+        } = fit(&x, Y::Values(&y), &p).expect("fits")
+        else {
+            panic!("not boosted");
+        };
+        for (probe, want) in [(0.2, 0.0), (0.8, 10.0), (f64::NAN, 5.0)] {
+            let row = ndarray::arr1(&[probe]);
+            let got = baseline[0]
+                + trees
+                    .iter()
+                    .map(|t| mlp_ml::fitted::boost_value(t, row.view()))
+                    .sum::<f64>();
+            assert!((got - want).abs() < 1e-3, "x = {probe}: {got} vs {want}");
+        }
+    }
+}
