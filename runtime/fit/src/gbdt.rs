@@ -26,6 +26,7 @@
 //! `(feature, threshold, missing_left)` splits with leaf values.
 
 use crate::FitError;
+use mlp_ml::fitted::sigmoid;
 use mlp_ml::fitted::{BoostNode, Fitted};
 use ndarray::Array2;
 use rayon::prelude::*;
@@ -445,14 +446,6 @@ fn predict_binned(nodes: &[BoostNode], b: &Binned, i: usize) -> f64 {
     }
 }
 
-fn sigmoid(z: f64) -> f64 {
-    if z >= 0.0 {
-        1.0 / (1.0 + (-z).exp())
-    } else {
-        let e = z.exp();
-        e / (1.0 + e)
-    }
-}
 
 /// The target: values, or class indices with the number of classes.
 pub enum Y<'a> {

@@ -7,6 +7,7 @@
 //! L-BFGS stops near the same minimum (its `tol`); this stops at it.
 
 use crate::FitError;
+use mlp_ml::fitted::sigmoid;
 use ndarray::{Array1, Array2, ArrayView2, Axis, Slice};
 
 /// Rows per block when accumulating the Hessian.
@@ -27,14 +28,6 @@ fn softplus(z: f64) -> f64 {
     }
 }
 
-fn sigmoid(z: f64) -> f64 {
-    if z >= 0.0 {
-        1.0 / (1.0 + (-z).exp())
-    } else {
-        let e = z.exp();
-        e / (1.0 + e)
-    }
-}
 
 /// The decision values `x·w + b`.
 fn decisions(x: &ArrayView2<f64>, w: &Array1<f64>, b: f64) -> Array1<f64> {

@@ -176,7 +176,7 @@ pub enum BoostNode {
 }
 
 /// `1 / (1 + e^-z)`, stable for large `|z|`.
-fn sigmoid(z: f64) -> f64 {
+pub fn sigmoid(z: f64) -> f64 {
     if z >= 0.0 {
         1.0 / (1.0 + (-z).exp())
     } else {
