@@ -446,7 +446,6 @@ fn predict_binned(nodes: &[BoostNode], b: &Binned, i: usize) -> f64 {
     }
 }
 
-
 /// The target: values, or class indices with the number of classes.
 pub enum Y<'a> {
     Values(&'a [f64]),

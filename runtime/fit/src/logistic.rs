@@ -28,7 +28,6 @@ fn softplus(z: f64) -> f64 {
     }
 }
 
-
 /// The decision values `x·w + b`.
 fn decisions(x: &ArrayView2<f64>, w: &Array1<f64>, b: f64) -> Array1<f64> {
     let mut z = x.dot(w);
