@@ -55,7 +55,7 @@ source houses = parquet("$1") {
 }
 MLP
 }
-timed() { local s e; s=$(date +%s.%N); "$@" > /dev/null; e=$(date +%s.%N); echo "$e - $s" | bc -l; }
+timed() { local s e; s=$(date +%s.%N); "$@" > /dev/null 2>&1; e=$(date +%s.%N); echo "$e - $s" | bc -l; }
 best() { # the best of three fresh runs
     local dir=$1 b=999999 t
     for _ in 1 2 3; do

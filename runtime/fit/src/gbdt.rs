@@ -164,16 +164,18 @@ struct Bin {
 type Hist = Vec<Vec<Bin>>;
 
 fn histogram(b: &Binned, rows: &[u32], g: &[f64], h: &[f64]) -> Hist {
+    // The node's gradients gathered once, read in order by every column.
+    let og: Vec<f64> = rows.iter().map(|&i| g[i as usize]).collect();
+    let oh: Vec<f64> = rows.iter().map(|&i| h[i as usize]).collect();
     (0..b.bins.len())
         .into_par_iter()
         .map(|j| {
             let mut hist = vec![Bin::default(); b.n_bins[j] + 1];
             let col = &b.bins[j];
-            for &i in rows {
-                let i = i as usize;
-                let e = &mut hist[col[i] as usize];
-                e.g += g[i];
-                e.h += h[i];
+            for ((&i, gi), hi) in rows.iter().zip(&og).zip(&oh) {
+                let e = &mut hist[col[i as usize] as usize];
+                e.g += gi;
+                e.h += hi;
                 e.n += 1;
             }
             hist

@@ -295,16 +295,22 @@ impl ModelFile {
                 trees,
                 outputs,
             } => {
+                use rayon::prelude::*;
                 let k = (*outputs).max(1);
-                let mut z = Array2::<f64>::zeros((x.nrows(), k));
-                for (i, r) in x.rows().into_iter().enumerate() {
+                // Rows in parallel; each row's sum in tree order (the same
+                // bits whatever the batch).
+                let mut flat = vec![0.0; x.nrows() * k];
+                flat.par_chunks_mut(k).enumerate().for_each(|(i, zi)| {
+                    let r = x.row(i);
                     for (c, b) in baseline.iter().enumerate().take(k) {
-                        z[[i, c]] = *b;
+                        zi[c] = *b;
                     }
                     for (t, nodes) in trees.iter().enumerate() {
-                        z[[i, t % k]] += boost_value(nodes, r);
+                        zi[t % k] += boost_value(nodes, r);
                     }
-                }
+                });
+                let mut z = Array2::from_shape_vec((x.nrows(), k), flat)
+                    .unwrap_or_else(|_| Array2::zeros((x.nrows(), k)));
                 match self.task {
                     Task::Regression => Prediction::Values(z.column(0).to_owned()),
                     Task::Classification if k == 1 => {
