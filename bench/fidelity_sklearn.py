@@ -83,6 +83,7 @@ hgb = HistGradientBoostingRegressor().fit(tr[X], tr["y"])
 out["gbr"] = {"rmse": float(np.sqrt(mean_squared_error(te["y"], hgb.predict(te[X])))),
               "r2": float(r2_score(te["y"], hgb.predict(te[X])))}
 out["gbc"] = probabilistic(HistGradientBoostingClassifier())
+out["gbc_balanced"] = probabilistic(HistGradientBoostingClassifier(class_weight="balanced"))
 nb = GaussianNB().fit(tr[X], tr["label"])
 out["nb"] = {"accuracy": float(accuracy_score(te["label"], nb.predict(te[X]))),
              "log_loss": float(log_loss(te["label"], nb.predict_proba(te[X])))}

@@ -477,6 +477,7 @@ pub const ALGORITHMS: &[AlgorithmSpec] = &[
                 doc: "the least improvement of the validation loss that counts",
             },
             SEED_PARAM,
+            CLASS_WEIGHT,
         ],
         doc: "histogram gradient-boosted trees (scikit-learn's HistGradientBoosting*)",
     },

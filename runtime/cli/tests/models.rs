@@ -139,6 +139,18 @@ fn check_against(dir: &Path, sk: &serde_json::Value) {
         );
         assert!(close(a, b, 0.01), "gradient_boosting: {metric} {a} vs {b}");
     }
+    // Weighted by `class_weight = balanced` as scikit-learn's sample weights.
+    let gbb = entry_json(dir, "evaluate.gbc_balanced.test", "report.json");
+    for metric in ["log_loss", "roc_auc"] {
+        let (a, b) = (
+            gbb["metrics"][metric].as_f64().unwrap(),
+            sk["gbc_balanced"][metric].as_f64().unwrap(),
+        );
+        assert!(
+            close(a, b, 0.01),
+            "gradient_boosting, balanced: {metric} {a} vs {b}"
+        );
+    }
     let rows = gbc["rows"].as_f64().unwrap();
     let (a, b) = (
         gbc["metrics"]["accuracy"].as_f64().unwrap(),

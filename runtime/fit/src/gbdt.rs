@@ -517,8 +517,10 @@ fn loss_of(loss: Loss, y: &Y, raw: &[Vec<f64>], rows: &[usize]) -> f64 {
     total / rows.len().max(1) as f64
 }
 
-/// Fits the boosted trees.
-pub fn fit(x: &Array2<f64>, y: Y, p: &Params) -> Result<Fitted, FitError> {
+/// Fits the boosted trees; `weights` (per row, from `class_weight`) scale
+/// each row's gradient and hessian and its share of the baseline, as
+/// scikit-learn's `sample_weight`.
+pub fn fit(x: &Array2<f64>, y: Y, weights: Option<&[f64]>, p: &Params) -> Result<Fitted, FitError> {
     let n = x.nrows();
     if n == 0 {
         return Err(FitError::Data("no rows to fit gradient_boosting on".into()));
@@ -588,21 +590,26 @@ pub fn fit(x: &Array2<f64>, y: Y, p: &Params) -> Result<Fitted, FitError> {
     };
     let m = train.len();
     // Baselines: the mean; the log-odds; the log of the class priors.
+    let w_train: Vec<f64> = match weights {
+        Some(w) => train.iter().map(|&i| w[i]).collect(),
+        None => vec![1.0; m],
+    };
+    let total_w: f64 = w_train.iter().sum::<f64>().max(f64::MIN_POSITIVE);
     let baseline: Vec<f64> = match &y_train {
-        Y::Values(v) => vec![v.iter().sum::<f64>() / m as f64],
+        Y::Values(v) => vec![v.iter().zip(&w_train).map(|(v, w)| v * w).sum::<f64>() / total_w],
         Y::Classes(c, k) => {
             let mut counts = vec![0.0; *k];
-            for &ci in c.iter() {
-                counts[ci] += 1.0;
+            for (&ci, w) in c.iter().zip(&w_train) {
+                counts[ci] += w;
             }
             let eps = f64::EPSILON;
             if outputs == 1 {
-                let p1 = (counts.get(1).copied().unwrap_or(0.0) / m as f64).clamp(eps, 1.0 - eps);
+                let p1 = (counts.get(1).copied().unwrap_or(0.0) / total_w).clamp(eps, 1.0 - eps);
                 vec![(p1 / (1.0 - p1)).ln()]
             } else {
                 counts
                     .iter()
-                    .map(|c| (c / m as f64).clamp(eps, 1.0 - eps).ln())
+                    .map(|c| (c / total_w).clamp(eps, 1.0 - eps).ln())
                     .collect()
             }
         }
@@ -623,6 +630,12 @@ pub fn fit(x: &Array2<f64>, y: Y, p: &Params) -> Result<Fitted, FitError> {
         let mut grown = vec![];
         for k in 0..outputs {
             gradients(p.loss, &y_train, &raw, k, &all_rows, &mut g, &mut h);
+            if weights.is_some() {
+                for ((gi, hi), w) in g.iter_mut().zip(h.iter_mut()).zip(&w_train) {
+                    *gi *= w;
+                    *hi *= w;
+                }
+            }
             grown.push(grow(&binned, all_rows.clone(), &g, &h, p));
         }
         for (k, (nodes, values)) in grown.into_iter().enumerate() {
@@ -724,7 +737,7 @@ mod tests {
         };
         let Fitted::Boosted {
             baseline, trees, ..
-        } = fit(&x, Y::Values(&y), &p).expect("fits")
+        } = fit(&x, Y::Values(&y), None, &p).expect("fits")
         else {
             panic!("not boosted");
         };

@@ -590,11 +590,11 @@ fn fit(
             match target {
                 Target::Values(v) => {
                     let v = v.to_vec();
-                    gbdt::fit(x, gbdt::Y::Values(&v), &p)
+                    gbdt::fit(x, gbdt::Y::Values(&v), None, &p)
                 }
                 Target::Classes(c, k) => {
                     let c = c.to_vec();
-                    gbdt::fit(x, gbdt::Y::Classes(&c, *k), &p)
+                    gbdt::fit(x, gbdt::Y::Classes(&c, *k), row_weights.as_deref(), &p)
                 }
             }
         }
