@@ -333,10 +333,17 @@ impl<'a> Checker<'a> {
             return;
         }
         let (host, key) = before_query.split_once('/').unwrap_or((before_query, ""));
-        if host.is_empty() || key.is_empty() || key.ends_with('/') {
+        if host.is_empty()
+            || key.is_empty()
+            || key
+                .split('/')
+                .any(|part| part.is_empty() || part == "." || part == "..")
+        {
             bad(
                 self,
-                &format!("`{scheme}://BUCKET-OR-HOST/path/to/file` (a file, or a glob of files)"),
+                &format!(
+                    "`{scheme}://BUCKET-OR-HOST/path/to/file` (a file, or a glob of files; no empty, `.` or `..` parts)"
+                ),
                 format!("\"{}\"", s.path),
             );
             return;
