@@ -903,13 +903,7 @@ fn predicted_true(dir: &Path, stage: &str) -> usize {
 
 /// Rows of a binary target that is true about a quarter of the time.
 fn imbalanced_csv(rows: usize) -> String {
-    let mut s = 12345u64;
-    let mut next = || {
-        s = s
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (s >> 33) as f64 / (1u64 << 31) as f64
-    };
+    let mut next = common::uniform(12345u64);
     let mut out = String::from("id,a,b\n");
     for i in 0..rows {
         let a = next() * 4.0 - 2.0;
@@ -1027,13 +1021,7 @@ fn models_doc_block(starts: &str) -> String {
 #[test]
 fn class_weights_from_the_docs_train_and_raise_the_rare_class() {
     // Rare fraud: about one row in ten.
-    let mut s = 99u64;
-    let mut next = || {
-        s = s
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (s >> 33) as f64 / (1u64 << 31) as f64
-    };
+    let mut next = common::uniform(99u64);
     let mut csv = String::from("id,amount,age,fraud\n");
     for i in 0..800 {
         let amount = next() * 10.0;

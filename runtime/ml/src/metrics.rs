@@ -7,7 +7,7 @@
 
 use crate::fitted::Prediction;
 use mlp_compiler::plan::Metric;
-use ndarray::{Array1, Array2, ArrayView1};
+use ndarray::{Array1, ArrayView1};
 
 /// The true values of the scored rows.
 pub enum Truth<'a> {
@@ -17,21 +17,6 @@ pub enum Truth<'a> {
 
 pub fn higher_is_better(metric: Metric) -> bool {
     mlp_compiler::catalog::metric_spec(metric.as_str()).is_some_and(|m| m.higher_is_better)
-}
-
-fn argmax(p: &Array2<f64>) -> Vec<usize> {
-    p.rows()
-        .into_iter()
-        .map(|r| {
-            r.iter()
-                .enumerate()
-                .fold(
-                    (0, f64::NEG_INFINITY),
-                    |a, (i, v)| if *v > a.1 { (i, *v) } else { a },
-                )
-                .0
-        })
-        .collect()
 }
 
 /// Area under the ROC curve of scores for the positive class (ties share).
@@ -119,7 +104,7 @@ pub fn metric_decided(
             let n = y.len();
             let hat = match decided {
                 Some(d) if d.len() == n => d.to_vec(),
-                _ => argmax(p),
+                _ => crate::fitted::decide(p, None),
             };
             let pos = k - 1;
             let per_class = |c: usize| {

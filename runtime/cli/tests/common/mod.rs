@@ -107,17 +107,22 @@ pub fn has_cache_entry(dir: &Path, stage: &str) -> bool {
 }
 
 /// Deterministic house sales with an id (as in tests/run.rs).
-pub fn houses_csv(rows: usize, seed: u64) -> String {
-    let cities = ["Austin", "Boston", "Chicago", "Denver"];
-    let mut s = seed
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407);
-    let mut next = || {
-        s = s
+/// A deterministic stream of numbers in [0, 1) from `state` (an LCG).
+pub fn uniform(mut state: u64) -> impl FnMut() -> f64 {
+    move || {
+        state = state
             .wrapping_mul(6364136223846793005)
             .wrapping_add(1442695040888963407);
-        (s >> 33) as f64 / (1u64 << 31) as f64
-    };
+        (state >> 33) as f64 / (1u64 << 31) as f64
+    }
+}
+
+pub fn houses_csv(rows: usize, seed: u64) -> String {
+    let cities = ["Austin", "Boston", "Chicago", "Denver"];
+    let mut next = uniform(
+        seed.wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407),
+    );
     let mut out = String::from("id,sold_at,city,sqft,bedrooms,price\n");
     for i in 1..=rows {
         let c = (next() * 4.0) as usize % 4;

@@ -1,18 +1,32 @@
 #!/usr/bin/env bash
-# Logistic regression on the houses classification pipeline, ROWS rows
-# (default 1,000,000): `mlp run` of bench/houses_full.mlp with
-# `logistic_regression` on sold_fast beside shared/bench/peer_sklearn.py
-# --task classification (LogisticRegression) on the same file, in one run.
-# Prints the whole-process times, the fit times, the ratio and both sets of
-# metrics.
+# A model on the houses pipeline, ROWS rows (default 1,000,000): `mlp run`
+# of bench/houses_full.mlp with MODEL beside shared/bench/peer_sklearn.py
+# with the same model on the same file, in one run. Prints the
+# whole-process times, the fit times, the ratios and both sets of metrics.
 #
-#     bash bench/logistic_vs_sklearn.sh [ROWS]
+#     bash bench/model_vs_sklearn.sh gradient_boosting [ROWS]
+#         regression (price) and classification (sold_fast), 100 iterations,
+#         31 leaves, 255 bins, learning rate 0.1, no early stopping, beside
+#         --model hist_gradient_boosting. Goals (issue 15): the fit at least
+#         as fast as scikit-learn's, the whole pipeline 2x faster, metrics
+#         within 1%.
+#     bash bench/model_vs_sklearn.sh logistic_regression [ROWS]
+#         classification (sold_fast) beside --task classification
+#         (LogisticRegression). Goal (issue 15): the whole pipeline 5x
+#         faster.
 #
-# Needs python3 with pandas, scikit-learn and pyarrow. Goal (issue 15): the
-# whole pipeline at least 5x faster than the peer.
+# Needs python3 with pandas, scikit-learn and pyarrow.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-ROWS=${1:-1000000}
+MODEL=${1:?usage: model_vs_sklearn.sh gradient_boosting|logistic_regression [ROWS]}
+ROWS=${2:-1000000}
+case "$MODEL" in
+    gradient_boosting) TASKS="regression classification"; PEER_MODEL=(--model hist_gradient_boosting)
+        SETTINGS=$'    max_iter       = 100\n    max_leaf_nodes = 31\n    max_bins       = 255\n    learning_rate  = 0.1\n    early_stopping = false' ;;
+    logistic_regression) TASKS="classification"; PEER_MODEL=()
+        SETTINGS=$'    max_iter       = 1000' ;;
+    *) echo "MODEL is gradient_boosting or logistic_regression" >&2; exit 2 ;;
+esac
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/mlp-target}
 cargo build --release -q -p mlp-cli --bin mlp
 MLP="$CARGO_TARGET_DIR/release/mlp"
@@ -22,21 +36,21 @@ mkdir -p "$WORK"
 if [ ! -f "$WORK/houses.csv" ] || [ "$(($(wc -l < "$WORK/houses.csv") - 1))" != "$ROWS" ]; then
     python3 bench/gen_houses.py "$ROWS" "$WORK/houses.csv"
 fi
-for task in classification; do
+for task in $TASKS; do
     rm -rf "$WORK/.mlp" "$WORK"/*.mlp
     if [ "$task" = regression ]; then
         target=price; other=sold_fast; metrics="rmse, mae, r2"
     else
         target=sold_fast; other=price; metrics="accuracy, f1, roc_auc"
     fi
-    python3 - "$WORK/p.mlp" "$target" "$other" "$metrics" <<'PY'
-import sys, re
-out, target, other, metrics = sys.argv[1:]
+    python3 - "$WORK/p.mlp" "$target" "$other" "$metrics" "$MODEL" "$SETTINGS" <<'PY'
+import sys
+out, target, other, metrics, algorithm, settings = sys.argv[1:]
 s = open("bench/houses_full.mlp").read()
-model = f"""model price_model = logistic_regression(prep) {{
-    target   = {target}
-    exclude  = id, sold_at, {other}
-    max_iter = 1000
+model = f"""model price_model = {algorithm}(prep) {{
+    target         = {target}
+    exclude        = id, sold_at, {other}
+{settings}
 }}
 
 evaluate price_model on test {{
@@ -48,7 +62,7 @@ open(out, "w").write(s)
 PY
     s=$(date +%s.%N); "$MLP" run "$WORK" --json > "$WORK/mlp.json"; e=$(date +%s.%N)
     mlp_s=$(echo "$e - $s" | bc -l)
-    s=$(date +%s.%N); python3 "$PEER" "$WORK/houses.csv" --task "$task" > "$WORK/peer.json"; e=$(date +%s.%N)
+    s=$(date +%s.%N); python3 "$PEER" "$WORK/houses.csv" --task "$task" "${PEER_MODEL[@]}" > "$WORK/peer.json"; e=$(date +%s.%N)
     peer_s=$(echo "$e - $s" | bc -l)
     python3 - "$WORK" "$mlp_s" "$peer_s" "$task" <<'PY'
 import json, sys, pathlib, glob
