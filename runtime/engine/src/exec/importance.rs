@@ -3,8 +3,10 @@
 //! Permutation importance, as scikit-learn's `permutation_importance`
 //! defines it: for each model input, the score on the evaluated rows minus
 //! the score with that input's values shuffled among the rows, averaged over
-//! [`REPEATS`] shuffles (and their standard deviation). A one-hot group is
-//! one input, shuffled as a block (a row keeps a valid encoding). The score
+//! [`REPEATS`] shuffles (and their standard deviation). A one-hot group the
+//! plan names as such (`city_*`) is one input, shuffled as a block (a row
+//! keeps a valid encoding); columns the plan lists one by one (a category
+//! with declared levels) are each an input. The score
 //! is the evaluation's first metric, oriented so that a larger importance
 //! means the model leans on the input more (for `rmse`, the shuffled error
 //! minus the true one). Shuffles are seeded (the same report every run);
