@@ -170,11 +170,21 @@ impl<'a> Checker<'a> {
                     self.errors.push(CheckError::BadOptionValue {
                         span: o.key.span,
                         key: "threshold".into(),
-                        expected: "set only for a binary target (a bool, or a category of two levels): with more classes the most probable one is predicted".into(),
+                        expected: "left out: a decision threshold is for a binary target (a bool, or a category of two levels); with more classes the most probable one is predicted".into(),
                         found: format!(
                             "a {} model",
                             task.map(|t| t.name()).unwrap_or("regression")
                         ),
+                    });
+                    continue;
+                }
+                // Class weights weigh classes: a regression has none.
+                if key == "class_weight" && task == Some(TaskKind::Regression) {
+                    self.errors.push(CheckError::BadOptionValue {
+                        span: o.key.span,
+                        key: "class_weight".into(),
+                        expected: "left out: class weights are for a classification target".into(),
+                        found: "a regression model".into(),
                     });
                     continue;
                 }
