@@ -542,9 +542,15 @@ impl CheckError {
                 key,
                 expected,
                 found,
-            } => e(format!("`{key}` must be {expected}, found {found}"))
-                .primary(*span, format!("expected {expected}"))
-                .help(format!("write {expected} here; `docs/language.md` lists every option")),
+            } => match expected.strip_prefix("left out: ") {
+                // An option that does not apply here: say to remove it.
+                Some(why) => e(format!("`{key}` does not apply to {found}"))
+                    .primary(*span, "remove this")
+                    .help(format!("remove `{key}`: {why}")),
+                None => e(format!("`{key}` must be {expected}, found {found}"))
+                    .primary(*span, format!("expected {expected}"))
+                    .help(format!("write {expected} here; `docs/language.md` lists every option")),
+            },
             UnknownFormat { span, name } => e(format!("unknown source format `{name}`"))
                 .primary(*span, "unknown format")
                 .help(format!(
