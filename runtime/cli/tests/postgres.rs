@@ -451,3 +451,175 @@ fn infer_reads_a_postgres_table() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A TCP relay on loopback to the cluster that cuts its first connection
+/// once `cut_after` bytes of the server's answer have passed (the result
+/// stops arriving mid-stream), and relays later ones whole. Counts the
+/// connections it took.
+struct CuttingRelay {
+    port: u16,
+    connections: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl CuttingRelay {
+    fn start(server_port: u16, cut_after: usize) -> CuttingRelay {
+        use std::io::{Read, Write};
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let connections = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = connections.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { return };
+                let n = counted.fetch_add(1, Ordering::SeqCst);
+                let Ok(server) = std::net::TcpStream::connect(("127.0.0.1", server_port)) else {
+                    return;
+                };
+                let (mut c_read, mut s_write) =
+                    (client.try_clone().unwrap(), server.try_clone().unwrap());
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut c_read, &mut s_write);
+                    let _ = s_write.shutdown(std::net::Shutdown::Both);
+                });
+                let (mut s_read, mut c_write) = (server, client);
+                std::thread::spawn(move || {
+                    let limit = if n == 0 { cut_after } else { usize::MAX };
+                    let mut passed = 0usize;
+                    let mut buf = [0u8; 8192];
+                    while let Ok(k) = s_read.read(&mut buf) {
+                        if k == 0 {
+                            break;
+                        }
+                        let k = k.min(limit - passed);
+                        if c_write.write_all(&buf[..k]).is_err() {
+                            break;
+                        }
+                        passed += k;
+                        if passed >= limit {
+                            break;
+                        }
+                    }
+                    let _ = c_write.shutdown(std::net::Shutdown::Both);
+                    let _ = s_read.shutdown(std::net::Shutdown::Both);
+                });
+            }
+        });
+        CuttingRelay { port, connections }
+    }
+}
+
+/// Every PostgreSQL type a declared type reads, decoded as it streams (int2,
+/// int4, int8, float4, float8, numeric, varchar, char(n), text, an enum,
+/// bool, date, timestamp, timestamptz, nulls among them), through a
+/// connection the relay cuts mid-result: the fetch is retried whole and the
+/// values are the table's.
+#[test]
+fn a_result_cut_mid_stream_is_fetched_again_and_every_type_decodes() {
+    let pg = Pg::start("wide");
+    pg.sql(
+        "CREATE TYPE tier AS ENUM ('basic', 'pro');
+         CREATE TABLE wide (
+             id bigint, small smallint, mid int, ratio real, score double precision,
+             amount numeric(10, 2), tag varchar(20), pad char(4), note text, level tier,
+             flag bool, day date, at timestamp, at_utc timestamptz);
+         INSERT INTO wide
+         SELECT i, (i % 100)::smallint, i * 3, i / 4.0, i / 8.0, i / 100.0,
+                'tag_' || (i % 7), 'ab', CASE WHEN i % 5 = 0 THEN NULL ELSE 'note ' || i END,
+                CASE WHEN i % 2 = 0 THEN 'pro' ELSE 'basic' END::tier,
+                i % 3 = 0, date '2020-01-01' + i % 1000,
+                timestamp '2020-01-01 00:00:00' + i * interval '1 second',
+                timestamptz '2020-01-01 00:00:00+02' + i * interval '1 second'
+         FROM generate_series(1, 20000) AS i;",
+    );
+    let relay = CuttingRelay::start(pg.port, 200_000);
+    let dir = empty_project("pg-wide");
+    std::fs::write(
+        dir.join("p.mlp"),
+        r#"source wide = postgres(table = "wide", url = env("SHOP_DB")) {
+    id     : int
+    small  : int
+    mid    : int
+    ratio  : float
+    score  : float
+    amount : float
+    tag    : category
+    pad    : str
+    note   : str?
+    level  : category["basic", "pro"]
+    flag   : bool
+    day    : date
+    at     : datetime
+    at_utc : datetime
+}
+"#,
+    )
+    .unwrap();
+    let url = format!(
+        "postgres://mlp:{PASSWORD}@127.0.0.1:{}/postgres",
+        relay.port
+    );
+    let o = mlp_db(&dir, &url, &["run", "."]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("source.wide (20000 rows"), "{}", text(&o));
+    assert!(!all_text(&dir).contains(PASSWORD));
+    assert!(
+        relay.connections.load(std::sync::atomic::Ordering::SeqCst) >= 2,
+        "the first connection was cut, so the rows were fetched again"
+    );
+    let df = common::cached_frame(&dir, "source.wide");
+    assert_eq!(df.height(), 20000);
+    let row = |name: &str, i: usize| df.column(name).unwrap().get(i).unwrap().to_string();
+    // Row 10 holds i = 10.
+    let i = 9;
+    assert_eq!(row("id", i), "10");
+    assert_eq!(row("small", i), "10");
+    assert_eq!(row("mid", i), "30");
+    assert_eq!(row("ratio", i), "2.5");
+    assert_eq!(row("score", i), "1.25");
+    assert_eq!(row("amount", i), "0.1");
+    assert_eq!(row("tag", i), "\"tag_3\"");
+    assert_eq!(
+        row("pad", i),
+        "\"ab\"",
+        "char(n) is read without its padding"
+    );
+    assert_eq!(row("note", i), "null");
+    assert_eq!(row("note", i + 1), "\"note 11\"");
+    assert_eq!(row("level", i), "\"pro\"");
+    assert_eq!(row("flag", i), "false");
+    assert_eq!(row("flag", i - 1), "true");
+    assert_eq!(row("day", i), "2020-01-11");
+    assert_eq!(row("at", i), "2020-01-01 00:00:10");
+    assert_eq!(
+        row("at_utc", i),
+        "2019-12-31 22:00:10",
+        "timestamptz in UTC"
+    );
+    // Unchanged: cached, and the rows were hashed as they arrived.
+    let o = mlp_db(&dir, &pg.url(), &["run", "."]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("cached  source.wide"), "{}", text(&o));
+    // Without retries, the cut is the error, named.
+    let p = std::fs::read_to_string(dir.join("p.mlp")).unwrap();
+    std::fs::write(
+        dir.join("p.mlp"),
+        p.replace(r#"env("SHOP_DB"))"#, r#"env("SHOP_DB"), retries = 0)"#),
+    )
+    .unwrap();
+    let relay = CuttingRelay::start(pg.port, 200_000);
+    let url = format!(
+        "postgres://mlp:{PASSWORD}@127.0.0.1:{}/postgres",
+        relay.port
+    );
+    let o = mlp_db(&dir, &url, &["run", "."]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        text(&o).contains("postgres table `wide`")
+            && text(&o).contains("the result stopped arriving"),
+        "{}",
+        text(&o)
+    );
+    assert!(!text(&o).contains(PASSWORD));
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -241,7 +241,14 @@ pub fn plan_stages(
                 Ok(paths) => {
                     for p in paths {
                         let name = rel(root, &p);
-                        match hashes.hash(&name, &p) {
+                        // A database's rows were hashed as they arrived.
+                        let known = match src.format {
+                            mlp_compiler::plan::SourceFormat::Postgres => {
+                                exec::postgres::known_hash(&p)
+                            }
+                            _ => None,
+                        };
+                        match known.map_or_else(|| hashes.hash(&name, &p), Ok) {
                             Ok((sha, stat)) => files.push((p, sha, stat)),
                             Err(e) => {
                                 key_ok = false;
@@ -342,6 +349,12 @@ pub fn plan_stages(
         };
         if cached {
             let queried = matches!(&st.op, Op::Source(s) if s.format == mlp_compiler::plan::SourceFormat::Postgres);
+            if queried {
+                // Nothing will read the rows decoded while they were fetched.
+                for (p, _, _) in &files {
+                    exec::pgcopy::release(p);
+                }
+            }
             reasons.push(if queried {
                 Reason::CachedQueried
             } else if let Some(fetched) = &remote_fetch {

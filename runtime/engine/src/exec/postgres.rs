@@ -19,6 +19,7 @@ use super::rows::ident;
 use super::ExecError;
 use mlp_compiler::plan::{Literal, SourceColumn, SourceOp};
 use mlp_compiler::types::Type;
+use mlp_store::fingerprint::Stat;
 use std::path::{Path, PathBuf};
 
 fn option<'a>(op: &'a SourceOp, key: &str) -> Option<&'a str> {
@@ -101,19 +102,23 @@ fn transient(e: &postgres::Error) -> bool {
         || e.to_string().contains("error connecting")
 }
 
-/// What the declared type reads from a PostgreSQL type (`None`: it cannot).
+/// What the declared type reads from a PostgreSQL type (`None`: it cannot):
+/// the column itself when its binary form is one the decoder reads
+/// (`exec/pgcopy.rs`), or a cast to one.
 fn select_expr(c: &SourceColumn, pg: &postgres::types::Type, column: &str) -> Option<String> {
     use postgres::types::Type as T;
     let col = ident(column);
     let is = |ts: &[T]| ts.contains(pg);
-    let text_like = is(&[T::TEXT, T::VARCHAR, T::BPCHAR, T::NAME]) || pg.name() == "citext";
+    let text_like = is(&[T::BPCHAR, T::NAME]) || pg.name() == "citext";
     let enum_like = matches!(pg.kind(), postgres::types::Kind::Enum(_));
     Some(match &c.ty {
-        Type::Int if is(&[T::INT2, T::INT4, T::INT8]) => format!("{col}::int8"),
-        Type::Float if is(&[T::INT2, T::INT4, T::INT8, T::FLOAT4, T::FLOAT8, T::NUMERIC]) => {
-            format!("{col}::float8")
-        }
+        Type::Int if is(&[T::INT2, T::INT4, T::INT8]) => col,
+        Type::Float if is(&[T::FLOAT4, T::FLOAT8]) => col,
+        Type::Float if is(&[T::INT2, T::INT4, T::INT8, T::NUMERIC]) => format!("{col}::float8"),
         Type::Bool if is(&[T::BOOL]) => col,
+        Type::Str | Type::Category { .. } if is(&[T::TEXT, T::VARCHAR]) => col,
+        // `char(n)` as text drops its padding; names, enums and UUIDs are
+        // sent as text.
         Type::Str | Type::Category { .. } if text_like || enum_like || is(&[T::UUID]) => {
             format!("{col}::text")
         }
@@ -122,6 +127,26 @@ fn select_expr(c: &SourceColumn, pg: &postgres::types::Type, column: &str) -> Op
         Type::Datetime { .. } if is(&[T::TIMESTAMPTZ]) => format!("({col} AT TIME ZONE 'UTC')"),
         _ => return None,
     })
+}
+
+/// The content hashes of the files fetched in this process, with each
+/// file's stat when it was written: hashed as the rows arrived, so the
+/// planner need not read the file again.
+static FETCHED: std::sync::Mutex<Vec<(PathBuf, Stat, String)>> = std::sync::Mutex::new(Vec::new());
+
+/// The SHA-256 of a file this process fetched, while it is unchanged.
+pub fn known_hash(path: &Path) -> Option<(String, Stat)> {
+    let fetched = FETCHED.lock().unwrap_or_else(|e| e.into_inner());
+    let (_, stat, sha) = fetched.iter().find(|(p, _, _)| p == path)?;
+    let now = Stat::of(path).ok()?;
+    (now == *stat).then(|| (sha.clone(), now))
+}
+
+fn remember_hash(path: &Path, sha: String) {
+    let Ok(stat) = Stat::of(path) else { return };
+    let mut fetched = FETCHED.lock().unwrap_or_else(|e| e.into_inner());
+    fetched.retain(|(p, _, _)| p != path);
+    fetched.push((path.to_path_buf(), stat, sha));
 }
 
 /// Fetches the source's rows into [`fetched_path`], checking the declared
@@ -216,9 +241,32 @@ fn fetch_once(
     place: &str,
     url: &str,
 ) -> Result<PathBuf, Failure> {
-    let mut client = postgres::Client::connect(url, postgres::NoTls)?;
+    // One connection driven on this thread: the rows arrive as a stream of
+    // pieces, decoded and hashed on a second thread as they come.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::Other(ExecError::Internal(e.to_string())))?;
+    rt.block_on(fetch_streamed(op, root, source, from, place, url))
+}
+
+async fn fetch_streamed(
+    op: &SourceOp,
+    root: &Path,
+    source: &str,
+    from: &str,
+    place: &str,
+    url: &str,
+) -> Result<PathBuf, Failure> {
+    use futures_util::StreamExt;
+    use sha2::Digest;
+    use std::io::Write;
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
+    let connection = tokio::spawn(connection);
     // The result's columns and types, without reading a row.
-    let stmt = client.prepare(&format!("SELECT * FROM {from} AS t LIMIT 0"))?;
+    let stmt = client
+        .prepare(&format!("SELECT * FROM {from} AS t LIMIT 0"))
+        .await?;
     let available: Vec<(String, postgres::types::Type)> = stmt
         .columns()
         .iter()
@@ -247,37 +295,111 @@ fn fetch_once(
         select.push(format!("{expr} AS {}", ident(&c.name)));
     }
     let path = fetched_path(root, source);
+    let io = |file: &Path, e: std::io::Error| {
+        Failure::Other(ExecError::Read {
+            file: file.display().to_string(),
+            reason: e.to_string(),
+        })
+    };
     let dir = path
         .parent()
         .ok_or_else(|| Failure::Other(ExecError::Internal("no folder to fetch into".into())))?;
-    std::fs::create_dir_all(dir).map_err(|e| {
-        Failure::Other(ExecError::Read {
-            file: dir.display().to_string(),
-            reason: e.to_string(),
-        })
-    })?;
+    std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
     let partial = path.with_extension("pgcopy.partial");
-    let mut file = std::fs::File::create(&partial).map_err(|e| {
-        Failure::Other(ExecError::Read {
-            file: partial.display().to_string(),
-            reason: e.to_string(),
-        })
-    })?;
+    let file = std::fs::File::create(&partial).map_err(|e| io(&partial, e))?;
     let copy = format!(
         "COPY (SELECT {} FROM {from} AS t) TO STDOUT WITH (FORMAT binary)",
         select.join(", ")
     );
-    let mut reader = client.copy_out(copy.as_str())?;
-    // A connection dropped mid-result surfaces here.
-    std::io::copy(&mut reader, &mut file).map_err(|e| Failure::Dropped(e.to_string()))?;
-    drop(reader);
-    file.sync_all().ok();
-    std::fs::rename(&partial, &path).map_err(|e| {
-        Failure::Other(ExecError::Read {
-            file: path.display().to_string(),
-            reason: e.to_string(),
+    // The planner's estimate of the rows, for the decoder's room.
+    let estimate = client
+        .simple_query(&format!(
+            "EXPLAIN (FORMAT JSON) SELECT {} FROM {from} AS t",
+            select.join(", ")
+        ))
+        .await
+        .ok()
+        .and_then(|messages| {
+            messages.into_iter().find_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0).map(str::to_string),
+                _ => None,
+            })
         })
-    })?;
+        .and_then(|plan| serde_json::from_str::<serde_json::Value>(&plan).ok())
+        .and_then(|plan| plan[0]["Plan"]["Plan Rows"].as_f64())
+        .unwrap_or(0.0);
+    // A quarter more than the estimate, within reason.
+    let room = (estimate * 1.25).clamp(0.0, (1u64 << 31) as f64) as usize;
+    let stream = client.copy_out(copy.as_str()).await?;
+    let mut stream = std::pin::pin!(stream);
+    // Pieces of about a mebibyte go to a thread that hashes them, writes
+    // them to the file and decodes them; a few wait at most.
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(4);
+    let worker = {
+        let op = op.clone();
+        let place = place.to_string();
+        std::thread::spawn(move || -> std::io::Result<(String, Option<polars::prelude::DataFrame>, std::fs::File)> {
+            let mut sha = sha2::Sha256::new();
+            let mut file = file;
+            let mut decoder = super::pgcopy::Decoder::new(&op, &place, false, room);
+            for piece in rx {
+                sha.update(&piece);
+                file.write_all(&piece)?;
+                decoder.feed(&piece);
+            }
+            // A value the schema refuses: the stage decodes the file itself
+            // (leniently, or to name the row).
+            let frame = decoder.finish().ok();
+            Ok((
+                mlp_store::fingerprint::hex(&sha.finalize()),
+                frame,
+                file,
+            ))
+        })
+    };
+    let mut piece: Vec<u8> = Vec::with_capacity(1 << 20);
+    let mut received: Result<(), Failure> = Ok(());
+    while let Some(bytes) = stream.next().await {
+        match bytes {
+            Ok(bytes) => {
+                piece.extend_from_slice(&bytes);
+                if piece.len() >= 1 << 20 {
+                    let full = std::mem::replace(&mut piece, Vec::with_capacity(1 << 20));
+                    if tx.send(full).is_err() {
+                        // The worker stopped (it could not write): its error
+                        // is below.
+                        break;
+                    }
+                }
+            }
+            // A connection dropped mid-result.
+            Err(e) => {
+                received = Err(Failure::Dropped(match std::error::Error::source(&e) {
+                    Some(cause) => format!("{e}: {cause}"),
+                    None => e.to_string(),
+                }));
+                break;
+            }
+        }
+    }
+    if received.is_ok() && !piece.is_empty() {
+        tx.send(piece).ok();
+    }
+    drop(tx);
+    drop(client);
+    connection.abort();
+    let worked = worker
+        .join()
+        .map_err(|_| Failure::Other(ExecError::Internal("the fetch's decoder panicked".into())))?;
+    received?;
+    let (sha, frame, file) = worked.map_err(|e| io(&partial, e))?;
+    drop(file);
+    std::fs::rename(&partial, &path).map_err(|e| io(&path, e))?;
+    remember_hash(&path, sha);
+    match frame {
+        Some(frame) => super::pgcopy::hand_over(&path, frame),
+        None => super::pgcopy::release(&path),
+    }
     Ok(path)
 }
 

@@ -9,29 +9,61 @@ use mlp_compiler::plan::SourceOp;
 use mlp_compiler::types::Type;
 use polars::prelude::*;
 
-/// One declared column's values as read.
+/// One declared column's values as read, in typed builders (a value and a
+/// validity bit each, not an `Option` per value).
 pub enum Values {
-    Int(Vec<Option<i64>>),
-    Float(Vec<Option<f64>>),
-    Bool(Vec<Option<bool>>),
+    Int(Nullable<Int64Type>),
+    Float(Nullable<Float64Type>),
+    Bool(BooleanChunkedBuilder),
     Text(StringChunkedBuilder),
     /// Days since 1970-01-01.
-    Date(Vec<Option<i32>>),
+    Date(Nullable<Int32Type>),
     /// Microseconds since 1970-01-01.
-    Datetime(Vec<Option<i64>>),
+    Datetime(Nullable<Int64Type>),
+}
+
+/// A builder of numbers, some missing.
+pub struct Nullable<T: PolarsNumericType>(PrimitiveChunkedBuilder<T>);
+
+impl<T: PolarsNumericType> Nullable<T> {
+    fn new(capacity: usize) -> Self {
+        Nullable(PrimitiveChunkedBuilder::new(PlSmallStr::EMPTY, capacity))
+    }
+
+    #[inline]
+    pub fn push(&mut self, v: Option<T::Native>) {
+        self.0.append_option(v)
+    }
+}
+
+/// Pushes a present value (`Values::Bool` beside the numbers).
+pub trait Push<V> {
+    fn push(&mut self, v: Option<V>);
+}
+
+impl Push<bool> for BooleanChunkedBuilder {
+    #[inline]
+    fn push(&mut self, v: Option<bool>) {
+        self.append_option(v)
+    }
 }
 
 impl Values {
     pub fn new(ty: &Type) -> Values {
+        Values::with_capacity(ty, 1024)
+    }
+
+    /// Builders with room for `n` values.
+    pub fn with_capacity(ty: &Type, n: usize) -> Values {
         match ty {
-            Type::Int => Values::Int(vec![]),
-            Type::Float => Values::Float(vec![]),
-            Type::Bool => Values::Bool(vec![]),
+            Type::Int => Values::Int(Nullable::new(n)),
+            Type::Float => Values::Float(Nullable::new(n)),
+            Type::Bool => Values::Bool(BooleanChunkedBuilder::new(PlSmallStr::EMPTY, n)),
             Type::Str | Type::Category { .. } => {
-                Values::Text(StringChunkedBuilder::new(PlSmallStr::EMPTY, 1024))
+                Values::Text(StringChunkedBuilder::new(PlSmallStr::EMPTY, n))
             }
-            Type::Date { .. } => Values::Date(vec![]),
-            Type::Datetime { .. } => Values::Datetime(vec![]),
+            Type::Date { .. } => Values::Date(Nullable::new(n)),
+            Type::Datetime { .. } => Values::Datetime(Nullable::new(n)),
         }
     }
 
@@ -39,27 +71,28 @@ impl Values {
         match self {
             Values::Int(v) => v.push(None),
             Values::Float(v) => v.push(None),
-            Values::Bool(v) => v.push(None),
+            Values::Bool(v) => v.append_null(),
             Values::Text(v) => v.append_null(),
             Values::Date(v) => v.push(None),
             Values::Datetime(v) => v.push(None),
         }
     }
 
-    fn into_column(self, name: &str) -> Result<Column, ExecError> {
+    pub fn into_column(self, name: &str) -> Column {
         let name: PlSmallStr = name.into();
-        Ok(match self {
-            Values::Int(v) => Column::new(name, v),
-            Values::Float(v) => Column::new(name, v),
-            Values::Bool(v) => Column::new(name, v),
+        match self {
+            Values::Int(v) => v.0.finish().with_name(name).into_column(),
+            Values::Float(v) => v.0.finish().with_name(name).into_column(),
+            Values::Bool(v) => v.finish().with_name(name).into_column(),
             Values::Text(v) => v.finish().with_name(name).into_column(),
-            Values::Date(v) => Column::new(name, v)
-                .cast(&DataType::Date)
-                .map_err(ExecError::polars)?,
-            Values::Datetime(v) => Column::new(name, v)
-                .cast(&DataType::Datetime(TimeUnit::Microseconds, None))
-                .map_err(ExecError::polars)?,
-        })
+            Values::Date(v) => v.0.finish().with_name(name).into_date().into_column(),
+            Values::Datetime(v) => {
+                v.0.finish()
+                    .with_name(name)
+                    .into_datetime(TimeUnit::Microseconds, None)
+                    .into_column()
+            }
+        }
     }
 }
 
@@ -86,10 +119,21 @@ pub fn frame(
     values: Vec<Values>,
     problems: Option<Problems>,
 ) -> Result<DataFrame, ExecError> {
-    let mut columns = vec![];
-    for (c, v) in op.columns.iter().zip(values) {
-        columns.push(v.into_column(&c.name)?);
-    }
+    let columns = op
+        .columns
+        .iter()
+        .zip(values)
+        .map(|(c, v)| v.into_column(&c.name))
+        .collect();
+    frame_of_columns(columns, problems)
+}
+
+/// The frame of the declared columns built, with the problem columns when
+/// the read was lenient (`problems` given).
+pub fn frame_of_columns(
+    mut columns: Vec<Column>,
+    problems: Option<Problems>,
+) -> Result<DataFrame, ExecError> {
     if let Some(problems) = problems {
         let (messages, kinds): (Vec<Option<String>>, Vec<Option<String>>) = problems
             .into_iter()

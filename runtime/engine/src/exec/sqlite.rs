@@ -6,7 +6,7 @@
 //! or is set aside with its row under a quarantining check. The file is
 //! opened read-only; its bytes are the stage's key, as for any file.
 
-use super::rows::{self, ident, Values};
+use super::rows::{self, ident, Push, Values};
 use super::ExecError;
 use mlp_compiler::plan::{Literal, SourceColumn, SourceOp};
 use mlp_compiler::types::Type;
