@@ -1161,3 +1161,81 @@ deploy price as "gb" { alias = "production" }
     );
     std::fs::remove_dir_all(dir).ok();
 }
+
+/// The training rows' predictions come from the scores the fit left
+/// (validation rows of early stopping included), not from predicting them
+/// again: they must be exactly what predicting them gives, for every class.
+#[test]
+fn gradient_boosting_training_scores_equal_its_predictions_to_the_bit() {
+    let dir = small_project(
+        "gbdt-scores",
+        &houses_csv(1200, 5),
+        r#"source houses = csv("d.csv") {
+    id       : int
+    sold_at  : date
+    city     : category
+    sqft     : float
+    bedrooms : int?
+    price    : float
+}
+split data = houses { train = 0.8  test = 0.2  key = id }
+model city = gradient_boosting(data) {
+    target              = city
+    exclude             = id, sold_at
+    max_iter            = 25
+    early_stopping      = true
+    validation_fraction = 0.25
+    n_iter_no_change    = 50
+}
+evaluate city on test { metrics accuracy }
+deploy city as "cities" { alias = "production" }
+"#,
+    );
+    let o = mlp(&dir, &["run", "."]);
+    assert!(o.status.success(), "{}", text(&o));
+    let trained = common::cached_frame(&dir, "model.city");
+    let o = mlp(
+        &dir,
+        &[
+            "predict",
+            "cities",
+            "--input",
+            "d.csv",
+            "--output",
+            "out.parquet",
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    use polars::prelude::SerReader;
+    let out =
+        polars::prelude::ParquetReader::new(std::fs::File::open(dir.join("out.parquet")).unwrap())
+            .finish()
+            .unwrap();
+    let bits =
+        |df: &polars::prelude::DataFrame, column: &str| -> std::collections::HashMap<i64, u64> {
+            let ids = df
+                .column("id")
+                .unwrap()
+                .cast(&polars::prelude::DataType::Int64)
+                .unwrap();
+            ids.i64()
+                .unwrap()
+                .iter()
+                .zip(df.column(column).unwrap().f64().unwrap().iter())
+                .map(|(i, p)| (i.unwrap(), p.unwrap().to_bits()))
+                .collect()
+        };
+    let classes: Vec<String> = trained
+        .get_column_names()
+        .iter()
+        .filter(|c| c.starts_with("proba_"))
+        .map(|c| c.to_string())
+        .collect();
+    assert_eq!(classes.len(), 4, "{classes:?}");
+    for c in &classes {
+        let (ours, served) = (bits(&trained, c), bits(&out, c));
+        assert_eq!(ours.len(), 1200);
+        assert_eq!(ours, served, "{c}");
+    }
+    std::fs::remove_dir_all(dir).ok();
+}

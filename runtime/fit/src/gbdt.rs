@@ -70,6 +70,27 @@ struct Binned {
     bins: Vec<Vec<u8>>,
     /// Bins per column: `thresholds.len() + 1` for values, then missing.
     n_bins: Vec<usize>,
+    /// Row-major bins (each row's bins together, so a node's histogram
+    /// reads one place per row, not one per column); empty for bins only
+    /// predicted through.
+    by_row: Vec<u8>,
+}
+
+impl Binned {
+    /// Where each column's bins start in a flat histogram, and its width.
+    fn offsets(&self) -> (Vec<usize>, usize) {
+        let mut at = 0;
+        let offsets = self
+            .n_bins
+            .iter()
+            .map(|n| {
+                let o = at;
+                at += n + 1;
+                o
+            })
+            .collect();
+        (offsets, at)
+    }
 }
 
 impl Binned {
@@ -146,10 +167,17 @@ fn bin(x: &Array2<f64>, max_bins: usize, seed: u64) -> Binned {
         thresholds.push(t);
         bins.push(b);
     }
+    let mut by_row = vec![0u8; n * d];
+    for (j, col) in bins.iter().enumerate() {
+        for (i, v) in col.iter().enumerate() {
+            by_row[i * d + j] = *v;
+        }
+    }
     Binned {
         thresholds,
         bins,
         n_bins,
+        by_row,
     }
 }
 
@@ -163,23 +191,66 @@ struct Bin {
 /// Per column, per bin (the missing bin last).
 type Hist = Vec<Vec<Bin>>;
 
-fn histogram(b: &Binned, rows: &[u32], g: &[f64], h: &[f64]) -> Hist {
-    // The node's gradients gathered once, read in order by every column.
-    let og: Vec<f64> = rows.iter().map(|&i| g[i as usize]).collect();
-    let oh: Vec<f64> = rows.iter().map(|&i| h[i as usize]).collect();
-    (0..b.bins.len())
-        .into_par_iter()
-        .map(|j| {
-            let mut hist = vec![Bin::default(); b.n_bins[j] + 1];
-            let col = &b.bins[j];
-            for ((&i, gi), hi) in rows.iter().zip(&og).zip(&oh) {
-                let e = &mut hist[col[i as usize] as usize];
-                e.g += gi;
-                e.h += hi;
-                e.n += 1;
+/// Rows per piece of a histogram pass: pieces are summed on their own (in
+/// parallel) and then in order, so the sums do not depend on the threads.
+const HIST_ROWS: usize = 1 << 14;
+
+/// The histogram of a node's rows (`rows` ascending). `h` is `None` when
+/// every hessian is 1 (squared error without weights: each bin's hessian
+/// is its count, as scikit-learn's `hessians_are_constant`). Rows are read
+/// row-major: one place per row for all the columns.
+fn histogram(b: &Binned, rows: &[u32], g: &[f64], h: Option<&[f64]>) -> Hist {
+    let d = b.n_bins.len();
+    let (offsets, width) = b.offsets();
+    let pieces: Vec<Vec<Bin>> = rows
+        .par_chunks(HIST_ROWS)
+        .map(|piece| {
+            let mut flat = vec![Bin::default(); width];
+            match h {
+                Some(h) => {
+                    for &i in piece {
+                        let i = i as usize;
+                        let (gi, hi) = (g[i], h[i]);
+                        for (v, o) in b.by_row[i * d..(i + 1) * d].iter().zip(&offsets) {
+                            let e = &mut flat[o + *v as usize];
+                            e.g += gi;
+                            e.h += hi;
+                            e.n += 1;
+                        }
+                    }
+                }
+                None => {
+                    for &i in piece {
+                        let i = i as usize;
+                        let gi = g[i];
+                        for (v, o) in b.by_row[i * d..(i + 1) * d].iter().zip(&offsets) {
+                            let e = &mut flat[o + *v as usize];
+                            e.g += gi;
+                            e.n += 1;
+                        }
+                    }
+                }
             }
-            hist
+            flat
         })
+        .collect();
+    let mut pieces = pieces.into_iter();
+    let mut flat = pieces.next().unwrap_or_else(|| vec![Bin::default(); width]);
+    for piece in pieces {
+        for (e, p) in flat.iter_mut().zip(piece) {
+            e.g += p.g;
+            e.h += p.h;
+            e.n += p.n;
+        }
+    }
+    if h.is_none() {
+        // A sum of ones: exactly the count.
+        for e in &mut flat {
+            e.h = e.n as f64;
+        }
+    }
+    (0..d)
+        .map(|j| flat[offsets[j]..offsets[j] + b.n_bins[j] + 1].to_vec())
         .collect()
 }
 
@@ -206,6 +277,10 @@ struct Split {
     feature: usize,
     bin: usize,
     missing_left: bool,
+    /// The left child's sums of gradients and hessians (the right's are
+    /// the node's less these), from the histogram scan.
+    gl: f64,
+    hl: f64,
 }
 
 fn score(g: f64, h: f64, l2: f64) -> f64 {
@@ -262,6 +337,8 @@ fn best_split(hist: &Hist, b: &Binned, p: &Params, g: f64, h: f64, n: u32) -> Op
                             gain,
                             feature: j,
                             bin,
+                            gl,
+                            hl,
                             // Without missing values here, a missing value
                             // at prediction goes with the larger side.
                             missing_left: if miss.n == 0 { nl > nr } else { missing_left },
@@ -282,7 +359,9 @@ fn best_split(hist: &Hist, b: &Binned, p: &Params, g: f64, h: f64, n: u32) -> Op
 }
 
 struct Leaf {
-    rows: Vec<u32>,
+    /// Its rows: `rows[start..end]` of the tree's row buffer.
+    start: usize,
+    end: usize,
     hist: Hist,
     g: f64,
     h: f64,
@@ -292,34 +371,56 @@ struct Leaf {
     node: usize,
 }
 
-/// Grows one tree on the gradients; returns its nodes and, per row of
-/// `rows`, the leaf value it got (added to the raw predictions).
+impl Leaf {
+    fn len(&self) -> usize {
+        self.end - self.start
+    }
+}
+
+/// Buffers a fit reuses from tree to tree (so a tree allocates no memory
+/// in proportion to the rows): the rows, ordered so that every node's rows
+/// are one ascending range (partitioned in place, as scikit-learn does),
+/// and a scratch for partitioning.
+struct Buffers {
+    rows: Vec<u32>,
+    scratch: Vec<u32>,
+}
+
+/// Grows one tree on the gradients of the `m` training rows; returns its
+/// nodes and, per leaf, its rows' range in `buf.rows` and its value (added
+/// to the raw predictions).
 fn grow(
     b: &Binned,
-    rows: Vec<u32>,
+    buf: &mut Buffers,
     g: &[f64],
     h: &[f64],
+    constant_h: bool,
     p: &Params,
-) -> (Vec<BoostNode>, Vec<(Vec<u32>, f64)>) {
-    let hist = histogram(b, &rows, g, h);
-    let (sg, sh) = rows.iter().fold((0.0, 0.0), |(a, c), &i| {
-        (a + g[i as usize], c + h[i as usize])
-    });
+) -> (Vec<BoostNode>, Vec<(usize, usize, f64)>) {
+    let m = g.len();
+    buf.rows.clear();
+    buf.rows.extend(0..m as u32);
+    let hist_h = (!constant_h).then_some(h);
+    let hist = histogram(b, &buf.rows, g, hist_h);
+    let (sg, sh) = g
+        .iter()
+        .zip(h)
+        .fold((0.0, 0.0), |(a, c), (gi, hi)| (a + gi, c + hi));
     let mut nodes = vec![BoostNode::Leaf { value: 0.0 }];
     let mut root = Leaf {
         split: None,
-        rows,
+        start: 0,
+        end: m,
         hist,
         g: sg,
         h: sh,
         depth: 0,
         node: 0,
     };
-    let splittable = |l: &Leaf| {
-        p.max_depth.is_none_or(|d| l.depth < d) && l.rows.len() >= 2 * p.min_samples_leaf
-    };
+    let splittable =
+        |l: &Leaf| p.max_depth.is_none_or(|d| l.depth < d) && l.len() >= 2 * p.min_samples_leaf;
     if splittable(&root) {
-        root.split = best_split(&root.hist, b, p, root.g, root.h, root.rows.len() as u32);
+        root.split = best_split(&root.hist, b, p, root.g, root.h, root.len() as u32);
     }
     let mut open = vec![root];
     let mut done: Vec<Leaf> = vec![];
@@ -347,35 +448,42 @@ fn grow(
             done.push(leaf);
             continue;
         };
+        // Stable partition of the leaf's range: the left rows stay in
+        // order at its start, the right rows (through the scratch) after.
         let col = &b.bins[s.feature];
         let miss = b.missing(s.feature);
-        let (left, right): (Vec<u32>, Vec<u32>) = leaf.rows.iter().partition(|&&i| {
+        // Without branches: each row is written to both places, and the
+        // side it goes to moves on (a missing bin is above every split bin).
+        let mut write = leaf.start;
+        let mut right = 0;
+        for read in leaf.start..leaf.end {
+            let i = buf.rows[read];
             let v = col[i as usize] as usize;
-            if v == miss {
-                s.missing_left
-            } else {
-                v <= s.bin
-            }
-        });
-        let (small, large_is_left) = if left.len() <= right.len() {
-            (&left, false)
+            let go_left = (v <= s.bin) | ((v == miss) & s.missing_left);
+            buf.rows[write] = i;
+            buf.scratch[right] = i;
+            write += usize::from(go_left);
+            right += usize::from(!go_left);
+        }
+        buf.rows[write..leaf.end].copy_from_slice(&buf.scratch[..right]);
+        let mid = write;
+        let (left_len, right_len) = (mid - leaf.start, leaf.end - mid);
+        let (small, large_is_left) = if left_len <= right_len {
+            (leaf.start..mid, false)
         } else {
-            (&right, true)
+            (mid..leaf.end, true)
         };
-        let small_hist = histogram(b, small, g, h);
+        let small_hist = histogram(b, &buf.rows[small], g, hist_h);
         let large_hist = subtract(&leaf.hist, &small_hist);
         let (lh, rh) = if large_is_left {
             (large_hist, small_hist)
         } else {
             (small_hist, large_hist)
         };
-        let sum = |rows: &[u32]| {
-            rows.iter().fold((0.0, 0.0), |(a, c), &i| {
-                (a + g[i as usize], c + h[i as usize])
-            })
-        };
-        let (lg, lhs) = sum(&left);
-        let (rg, rhs) = sum(&right);
+        // The children's sums from the split's scan, as scikit-learn's
+        // `split_info` carries them (no pass over the rows).
+        let (lg, lhs) = (s.gl, s.hl);
+        let (rg, rhs) = (leaf.g - s.gl, leaf.h - s.hl);
         let ln = nodes.len();
         nodes.push(BoostNode::Leaf { value: 0.0 });
         nodes.push(BoostNode::Leaf { value: 0.0 });
@@ -390,9 +498,13 @@ fn grow(
             left: ln,
             right: ln + 1,
         };
-        for (rows, hist, gg, hh, node) in [(left, lh, lg, lhs, ln), (right, rh, rg, rhs, ln + 1)] {
+        for (start, end, hist, gg, hh, node) in [
+            (leaf.start, mid, lh, lg, lhs, ln),
+            (mid, leaf.end, rh, rg, rhs, ln + 1),
+        ] {
             let mut child = Leaf {
-                rows,
+                start,
+                end,
                 hist,
                 g: gg,
                 h: hh,
@@ -401,8 +513,7 @@ fn grow(
                 node,
             };
             if splittable(&child) {
-                child.split =
-                    best_split(&child.hist, b, p, child.g, child.h, child.rows.len() as u32);
+                child.split = best_split(&child.hist, b, p, child.g, child.h, child.len() as u32);
             }
             open.push(child);
         }
@@ -412,7 +523,7 @@ fn grow(
     for l in done {
         let value = -p.learning_rate * l.g / (l.h + p.l2);
         nodes[l.node] = BoostNode::Leaf { value };
-        values.push((l.rows, value));
+        values.push((l.start, l.end, value));
     }
     (nodes, values)
 }
@@ -454,39 +565,33 @@ pub enum Y<'a> {
     Classes(&'a [usize], usize),
 }
 
-/// Gradients and hessians of output `k` at the raw predictions.
-fn gradients(
-    loss: Loss,
-    y: &Y,
-    raw: &[Vec<f64>],
-    k: usize,
-    rows: &[u32],
-    g: &mut [f64],
-    h: &mut [f64],
-) {
+/// Gradients and hessians of output `k` at the raw predictions, every
+/// training row (in parallel: each row's on its own).
+fn gradients(loss: Loss, y: &Y, raw: &[Vec<f64>], k: usize, g: &mut [f64], h: &mut [f64]) {
     let outputs = raw.len();
-    for &i in rows {
-        let i = i as usize;
-        match (loss, y) {
+    g.par_iter_mut()
+        .zip(h.par_iter_mut())
+        .enumerate()
+        .with_min_len(1 << 12)
+        .for_each(|(i, (gi, hi))| match (loss, y) {
             (Loss::SquaredError, Y::Values(v)) => {
-                g[i] = raw[0][i] - v[i];
-                h[i] = 1.0;
+                *gi = raw[0][i] - v[i];
+                *hi = 1.0;
             }
             (Loss::LogLoss, Y::Classes(c, _)) if outputs == 1 => {
                 let p = sigmoid(raw[0][i]);
-                g[i] = p - f64::from(c[i] == 1);
-                h[i] = (p * (1.0 - p)).max(1e-16);
+                *gi = p - f64::from(c[i] == 1);
+                *hi = (p * (1.0 - p)).max(1e-16);
             }
             (Loss::LogLoss, Y::Classes(c, _)) => {
                 let m = (0..outputs).fold(f64::NEG_INFINITY, |a, j| a.max(raw[j][i]));
                 let z: f64 = (0..outputs).map(|j| (raw[j][i] - m).exp()).sum();
                 let p = (raw[k][i] - m).exp() / z;
-                g[i] = p - f64::from(c[i] == k);
-                h[i] = (p * (1.0 - p)).max(1e-16);
+                *gi = p - f64::from(c[i] == k);
+                *hi = (p * (1.0 - p)).max(1e-16);
             }
             _ => {}
-        }
-    }
+        });
 }
 
 /// The mean loss of rows at the raw predictions (early stopping).
@@ -520,7 +625,17 @@ fn loss_of(loss: Loss, y: &Y, raw: &[Vec<f64>], rows: &[usize]) -> f64 {
 /// Fits the boosted trees; `weights` (per row, from `class_weight`) scale
 /// each row's gradient and hessian and its share of the baseline, as
 /// scikit-learn's `sample_weight`.
-pub fn fit(x: &Array2<f64>, y: Y, weights: Option<&[f64]>, p: &Params) -> Result<Fitted, FitError> {
+/// `raw_out`, when given, receives every row's raw scores (`outputs` per
+/// row, row-major, in `x`'s order) as the fit left them: the same sums, in
+/// the same order, as predicting the row with the fitted trees, so the
+/// training rows need not be predicted again.
+pub fn fit(
+    x: &Array2<f64>,
+    y: Y,
+    weights: Option<&[f64]>,
+    p: &Params,
+    raw_out: Option<&mut Vec<f64>>,
+) -> Result<Fitted, FitError> {
     let n = x.nrows();
     if n == 0 {
         return Err(FitError::Data("no rows to fit gradient_boosting on".into()));
@@ -576,6 +691,7 @@ pub fn fit(x: &Array2<f64>, y: Y, weights: Option<&[f64]>, p: &Params) -> Result
             .collect(),
         thresholds: binned.thresholds.clone(),
         n_bins: binned.n_bins.clone(),
+        by_row: vec![],
     };
     // Targets indexed by training / validation position.
     let pick_f = |v: &[f64], at: &[usize]| at.iter().map(|&i| v[i]).collect::<Vec<f64>>();
@@ -616,8 +732,12 @@ pub fn fit(x: &Array2<f64>, y: Y, weights: Option<&[f64]>, p: &Params) -> Result
     };
     let mut raw: Vec<Vec<f64>> = baseline.iter().map(|b| vec![*b; m]).collect();
     let mut raw_valid: Vec<Vec<f64>> = baseline.iter().map(|b| vec![*b; valid.len()]).collect();
-    let all_rows: Vec<u32> = (0..m as u32).collect();
     let valid_rows: Vec<usize> = (0..valid.len()).collect();
+    let mut adds = vec![vec![0.0; m]; outputs];
+    let mut buf = Buffers {
+        rows: Vec::with_capacity(m),
+        scratch: vec![0; m],
+    };
     let mut g = vec![0.0; m];
     let mut h = vec![0.0; m];
     let mut trees: Vec<Vec<BoostNode>> = vec![];
@@ -625,24 +745,33 @@ pub fn fit(x: &Array2<f64>, y: Y, weights: Option<&[f64]>, p: &Params) -> Result
     if !valid.is_empty() {
         scores.push(-loss_of(p.loss, &y_valid, &raw_valid, &valid_rows));
     }
+    // Squared error without weights: every hessian is 1.
+    let constant_h = p.loss == Loss::SquaredError && weights.is_none();
     for _ in 0..p.max_iter {
         // Every output's gradients at the same raw predictions.
         let mut grown = vec![];
-        for k in 0..outputs {
-            gradients(p.loss, &y_train, &raw, k, &all_rows, &mut g, &mut h);
+        for (k, add) in adds.iter_mut().enumerate() {
+            gradients(p.loss, &y_train, &raw, k, &mut g, &mut h);
             if weights.is_some() {
                 for ((gi, hi), w) in g.iter_mut().zip(h.iter_mut()).zip(&w_train) {
                     *gi *= w;
                     *hi *= w;
                 }
             }
-            grown.push(grow(&binned, all_rows.clone(), &g, &h, p));
-        }
-        for (k, (nodes, values)) in grown.into_iter().enumerate() {
-            for (rows, value) in values {
-                for i in rows {
-                    raw[k][i as usize] += value;
+            let (nodes, values) = grow(&binned, &mut buf, &g, &h, constant_h, p);
+            // The leaves' rows are ranges of this tree's row order: note
+            // each row's value before the next tree reorders them (added
+            // once every output's tree is grown, at the same scores).
+            for (start, end, value) in values {
+                for &i in &buf.rows[start..end] {
+                    add[i as usize] = value;
                 }
+            }
+            grown.push(nodes);
+        }
+        for (k, nodes) in grown.into_iter().enumerate() {
+            for (r, a) in raw[k].iter_mut().zip(&adds[k]) {
+                *r += a;
             }
             for (vi, r) in raw_valid[k].iter_mut().enumerate() {
                 *r += predict_binned(&nodes, &valid_binned, vi);
@@ -660,6 +789,18 @@ pub fn fit(x: &Array2<f64>, y: Y, weights: Option<&[f64]>, p: &Params) -> Result
                 {
                     break;
                 }
+            }
+        }
+    }
+    if let Some(out) = raw_out {
+        out.clear();
+        out.resize(n * outputs, 0.0);
+        for (k, (r, rv)) in raw.iter().zip(&raw_valid).enumerate() {
+            for (t, &i) in train.iter().enumerate() {
+                out[i * outputs + k] = r[t];
+            }
+            for (v, &i) in valid.iter().enumerate() {
+                out[i * outputs + k] = rv[v];
             }
         }
     }
@@ -737,7 +878,7 @@ mod tests {
         };
         let Fitted::Boosted {
             baseline, trees, ..
-        } = fit(&x, Y::Values(&y), None, &p).expect("fits")
+        } = fit(&x, Y::Values(&y), None, &p, None).expect("fits")
         else {
             panic!("not boosted");
         };

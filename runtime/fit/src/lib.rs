@@ -43,6 +43,10 @@ pub struct Trained {
     pub model: ModelFile,
     pub best: BTreeMap<String, ParamValue>,
     pub trials: Vec<serde_json::Value>,
+    /// The training rows' raw scores as the fit left them, when the
+    /// algorithm keeps them (gradient boosting): equal to predicting those
+    /// rows (`ModelFile::predict_scores`), without the pass.
+    pub scores: Option<Array2<f64>>,
 }
 
 /// Fits `base`'s algorithm on `x` and `y` (tuned by cross-validation when
@@ -127,6 +131,7 @@ pub fn train(
                                 &x.select(Axis(0), &tr),
                                 &y.select(&tr),
                                 &base.classes,
+                                None,
                             )?
                         }
                     };
@@ -156,11 +161,20 @@ pub fn train(
             p
         }
     };
-    let fitted = fit(op.algorithm, &best, x, y, &base.classes)?;
+    let mut scores = vec![];
+    let fitted = fit(op.algorithm, &best, x, y, &base.classes, Some(&mut scores))?;
+    let outputs = match &fitted {
+        Fitted::Boosted { outputs, .. } => (*outputs).max(1),
+        _ => 1,
+    };
+    let scores = (!scores.is_empty())
+        .then(|| Array2::from_shape_vec((x.nrows(), outputs), scores).ok())
+        .flatten();
     Ok(Trained {
         model: mk(best.clone(), fitted),
         best,
         trials,
+        scores,
     })
 }
 
@@ -308,6 +322,7 @@ fn fit(
     x: &Array2<f64>,
     y: &Target,
     classes: &[String],
+    scores: Option<&mut Vec<f64>>,
 ) -> Result<Fitted, FitError> {
     let row_weights = match y {
         Target::Classes(y, k) => class_row_weights(params, y, *k, classes)?,
@@ -590,11 +605,11 @@ fn fit(
             match target {
                 Target::Values(v) => {
                     let v = v.to_vec();
-                    gbdt::fit(x, gbdt::Y::Values(&v), None, &p)
+                    gbdt::fit(x, gbdt::Y::Values(&v), None, &p, scores)
                 }
                 Target::Classes(c, k) => {
                     let c = c.to_vec();
-                    gbdt::fit(x, gbdt::Y::Classes(&c, *k), row_weights.as_deref(), &p)
+                    gbdt::fit(x, gbdt::Y::Classes(&c, *k), row_weights.as_deref(), &p, scores)
                 }
             }
         }

@@ -185,6 +185,117 @@ pub fn sigmoid(z: f64) -> f64 {
     }
 }
 
+/// A boosted tree's node packed for prediction: 24 bytes, the leaf value
+/// in `threshold` when `feature` is [`Packed::LEAF`].
+#[derive(Clone, Copy)]
+struct Packed {
+    threshold: f64,
+    feature: u32,
+    left: u32,
+    right: u32,
+    missing_left: bool,
+}
+
+impl Packed {
+    const LEAF: u32 = u32::MAX;
+
+    fn tree(nodes: &[BoostNode]) -> Vec<Packed> {
+        nodes
+            .iter()
+            .map(|n| match n {
+                BoostNode::Split {
+                    feature,
+                    threshold,
+                    missing_left,
+                    left,
+                    right,
+                } if *left < nodes.len() && *right < nodes.len() => Packed {
+                    threshold: *threshold,
+                    feature: *feature as u32,
+                    left: *left as u32,
+                    right: *right as u32,
+                    missing_left: *missing_left,
+                },
+                // A child out of range (a damaged file) reads as a zero
+                // leaf, as `boost_value` does.
+                BoostNode::Split { .. } => Packed {
+                    threshold: 0.0,
+                    feature: Packed::LEAF,
+                    left: 0,
+                    right: 0,
+                    missing_left: false,
+                },
+                BoostNode::Leaf { value } => Packed {
+                    threshold: *value,
+                    feature: Packed::LEAF,
+                    left: 0,
+                    right: 0,
+                    missing_left: false,
+                },
+            })
+            .collect()
+    }
+
+    /// The tree's value for a row (the same walk as [`boost_value`]).
+    #[inline]
+    fn value(tree: &[Packed], row: &[f64]) -> f64 {
+        let mut at = 0usize;
+        loop {
+            let Some(n) = tree.get(at) else { return 0.0 };
+            if n.feature == Packed::LEAF {
+                return n.threshold;
+            }
+            let v = row.get(n.feature as usize).copied().unwrap_or(f64::NAN);
+            let go_left = if v.is_nan() {
+                n.missing_left
+            } else {
+                v <= n.threshold
+            };
+            at = if go_left { n.left } else { n.right } as usize;
+        }
+    }
+}
+
+/// Every row's raw scores (`k` per row, row-major), from the baselines and
+/// the trees: each row's sum in tree order, so the same bits whatever the
+/// batch. Rows go in blocks, tree by tree within a block, so a tree's
+/// nodes stay in cache across the block.
+fn boosted_scores(
+    x: &Array2<f64>,
+    baseline: &[f64],
+    trees: &[Vec<BoostNode>],
+    k: usize,
+) -> Vec<f64> {
+    use rayon::prelude::*;
+    const BLOCK: usize = 128;
+    let packed: Vec<Vec<Packed>> = trees.iter().map(|t| Packed::tree(t)).collect();
+    let d = x.ncols();
+    let mut flat = vec![0.0; x.nrows() * k];
+    flat.par_chunks_mut(BLOCK * k)
+        .enumerate()
+        .for_each(|(b, out)| {
+            let first = b * BLOCK;
+            let rows = out.len() / k;
+            // The block's rows, contiguous.
+            let mut block = Vec::with_capacity(rows * d);
+            for i in first..first + rows {
+                block.extend(x.row(i).iter().copied());
+            }
+            for zi in out.chunks_mut(k) {
+                for (c, b) in baseline.iter().enumerate().take(k) {
+                    zi[c] = *b;
+                }
+            }
+            for (t, tree) in packed.iter().enumerate() {
+                let c = t % k;
+                for (r, zi) in out.chunks_mut(k).enumerate() {
+                    zi[c] += Packed::value(tree, &block[r * d..(r + 1) * d]);
+                }
+            }
+        });
+    flat
+}
+
 /// A boosted tree's value for a row.
 pub fn boost_value(nodes: &[BoostNode], row: ndarray::ArrayView1<f64>) -> f64 {
     let mut at = 0;
@@ -258,6 +369,29 @@ impl ModelFile {
 
     /// Predictions for a design matrix: values, or class probabilities.
     ///
+    /// A boosted model's predictions from raw scores (one column per
+    /// output: the baseline plus every tree's value, in tree order), as
+    /// [`ModelFile::predict`] turns them into values or probabilities.
+    pub fn predict_scores(&self, mut z: Array2<f64>) -> Prediction {
+        let n = z.nrows();
+        match self.task {
+            Task::Regression => Prediction::Values(z.column(0).to_owned()),
+            Task::Classification if z.ncols() == 1 => {
+                let mut p = Array2::<f64>::zeros((n, 2));
+                for i in 0..n {
+                    let s = sigmoid(z[[i, 0]]);
+                    p[[i, 0]] = 1.0 - s;
+                    p[[i, 1]] = s;
+                }
+                Prediction::Probabilities(p)
+            }
+            Task::Classification => {
+                softmax_rows(&mut z);
+                Prediction::Probabilities(z)
+            }
+        }
+    }
+
     /// Each row is computed on its own, summing in a fixed order, so a row
     /// gets bit-for-bit the same prediction whatever batch it arrives in
     /// (training, `mlp predict`, the server).
@@ -295,38 +429,11 @@ impl ModelFile {
                 trees,
                 outputs,
             } => {
-                use rayon::prelude::*;
                 let k = (*outputs).max(1);
-                // Rows in parallel; each row's sum in tree order (the same
-                // bits whatever the batch).
-                let mut flat = vec![0.0; x.nrows() * k];
-                flat.par_chunks_mut(k).enumerate().for_each(|(i, zi)| {
-                    let r = x.row(i);
-                    for (c, b) in baseline.iter().enumerate().take(k) {
-                        zi[c] = *b;
-                    }
-                    for (t, nodes) in trees.iter().enumerate() {
-                        zi[t % k] += boost_value(nodes, r);
-                    }
-                });
-                let mut z = Array2::from_shape_vec((x.nrows(), k), flat)
+                let flat = boosted_scores(x, baseline, trees, k);
+                let z = Array2::from_shape_vec((x.nrows(), k), flat)
                     .unwrap_or_else(|_| Array2::zeros((x.nrows(), k)));
-                match self.task {
-                    Task::Regression => Prediction::Values(z.column(0).to_owned()),
-                    Task::Classification if k == 1 => {
-                        let mut p = Array2::<f64>::zeros((x.nrows(), 2));
-                        for i in 0..x.nrows() {
-                            let s = sigmoid(z[[i, 0]]);
-                            p[[i, 0]] = 1.0 - s;
-                            p[[i, 1]] = s;
-                        }
-                        Prediction::Probabilities(p)
-                    }
-                    Task::Classification => {
-                        softmax_rows(&mut z);
-                        Prediction::Probabilities(z)
-                    }
-                }
+                self.predict_scores(z)
             }
             Fitted::Tree { nodes, classes } => {
                 let mut z = Array2::<f64>::zeros((x.nrows(), *classes));

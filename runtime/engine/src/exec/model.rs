@@ -182,7 +182,9 @@ pub fn distinct_text(df: &DataFrame, column: &str) -> Result<Vec<String>, ExecEr
         .map_err(ExecError::polars)?
         .cast(&DataType::String)
         .map_err(ExecError::polars)?;
-    let mut v: Vec<String> = s
+    // The distinct values first (not a string per row).
+    let distinct = s.unique().map_err(ExecError::polars)?;
+    let mut v: Vec<String> = distinct
         .str()
         .map_err(ExecError::polars)?
         .iter()
@@ -211,6 +213,58 @@ pub fn class_indices(c: &Column, classes: &[String]) -> Result<Array1<usize>, Ex
         idx.push(k);
     }
     Ok(Array1::from(idx))
+}
+
+/// The predictions of the rows marked in `first` (in order) and of the
+/// others, put back in the frame's row order.
+fn merge_rows(
+    first: Prediction,
+    rest: Prediction,
+    is_first: &[bool],
+) -> Result<Prediction, ExecError> {
+    let (mut a, mut b) = (0usize, 0usize);
+    let mismatch = || ExecError::Internal("the fit's scores do not match the training rows".into());
+    let n_first = is_first.iter().filter(|t| **t).count();
+    let rows = |p: &Prediction| match p {
+        Prediction::Values(v) => v.len(),
+        Prediction::Probabilities(p) => p.nrows(),
+    };
+    if rows(&first) != n_first || rows(&rest) != is_first.len() - n_first {
+        return Err(mismatch());
+    }
+    match (first, rest) {
+        (Prediction::Values(f), Prediction::Values(r)) => {
+            let mut out = Vec::with_capacity(is_first.len());
+            for &t in is_first {
+                let v = if t { f.get(a) } else { r.get(b) };
+                out.push(*v.ok_or_else(mismatch)?);
+                if t {
+                    a += 1
+                } else {
+                    b += 1
+                }
+            }
+            Ok(Prediction::Values(out.into()))
+        }
+        (Prediction::Probabilities(f), Prediction::Probabilities(r)) => {
+            let k = f.ncols();
+            if r.ncols() != k && r.nrows() > 0 {
+                return Err(mismatch());
+            }
+            let mut out = ndarray::Array2::<f64>::zeros((is_first.len(), k));
+            for (i, &t) in is_first.iter().enumerate() {
+                let row = if t { f.row(a) } else { r.row(b) };
+                out.row_mut(i).assign(&row);
+                if t {
+                    a += 1
+                } else {
+                    b += 1
+                }
+            }
+            Ok(Prediction::Probabilities(out))
+        }
+        _ => Err(mismatch()),
+    }
 }
 
 pub fn run(op: &ModelOp, cx: &Context) -> Result<Output, ExecError> {
@@ -273,11 +327,30 @@ pub fn run(op: &ModelOp, cx: &Context) -> Result<Output, ExecError> {
         model,
         best,
         trials,
+        scores,
     } = mlp_fit::train(op, &x, &y, base)?;
-    // Predict every row.
-    let all = design(&df, &features, missing_ok)?;
     let mut out_df = df.clone();
-    match model.predict(&all) {
+    let predicted = match scores {
+        // The training rows' predictions from the scores the fit left (the
+        // same bits as predicting them); the other rows predicted.
+        Some(z) => {
+            let is_train: Vec<bool> = df
+                .column(&part)
+                .and_then(|c| c.cast(&DataType::String))
+                .map_err(ExecError::polars)?
+                .str()
+                .map_err(ExecError::polars)?
+                .iter()
+                .map(|p| p == Some("train"))
+                .collect();
+            let mask = BooleanChunked::from_iter_values("rest".into(), is_train.iter().map(|t| !t));
+            let rest = df.filter(&mask).map_err(ExecError::polars)?;
+            let rest = model.predict(&design(&rest, &features, missing_ok)?);
+            merge_rows(model.predict_scores(z), rest, &is_train)?
+        }
+        None => model.predict(&design(&df, &features, missing_ok)?),
+    };
+    match predicted {
         Prediction::Values(v) => {
             out_df
                 .with_column(Column::new("prediction".into(), v.to_vec()))
