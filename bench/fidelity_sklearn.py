@@ -55,9 +55,14 @@ for name, cw in [("logistic_weighted", {"yes": 3.0}), ("logistic_balanced", "bal
     m = LogisticRegression(C=1.0, max_iter=10000, tol=1e-12, class_weight=cw).fit(tr[X], tr["label"])
     out[name] = {"coef": list(map(float, m.coef_[0])), "intercept": float(m.intercept_[0])}
 
-def probabilistic(model):
+# Weighted row by row by the column `w` (sample_weight).
+m = LogisticRegression(C=1.0, max_iter=10000, tol=1e-12).fit(tr[X], tr["label"], sample_weight=tr["w"])
+out["logistic_sw"] = {"coef": list(map(float, m.coef_[0])), "intercept": float(m.intercept_[0])}
+
+
+def probabilistic(model, sample_weight=None):
     """Accuracy, log loss and ROC AUC on the test rows, and P(yes) per row."""
-    model.fit(tr[X], tr["label"])
+    model.fit(tr[X], tr["label"], sample_weight=sample_weight)
     p = model.predict_proba(te[X])
     yes = list(model.classes_).index("yes")
     return {"accuracy": float(accuracy_score(te["label"], model.predict(te[X]))),
@@ -84,6 +89,11 @@ out["gbr"] = {"rmse": float(np.sqrt(mean_squared_error(te["y"], hgb.predict(te[X
               "r2": float(r2_score(te["y"], hgb.predict(te[X])))}
 out["gbc"] = probabilistic(HistGradientBoostingClassifier())
 out["gbc_balanced"] = probabilistic(HistGradientBoostingClassifier(class_weight="balanced"))
+out["tree_sw"] = probabilistic(DecisionTreeClassifier(max_depth=4, random_state=0), tr["w"])
+hgb = HistGradientBoostingRegressor().fit(tr[X], tr["y"], sample_weight=tr["w"])
+out["gbr_sw"] = {"rmse": float(np.sqrt(mean_squared_error(te["y"], hgb.predict(te[X])))),
+                 "r2": float(r2_score(te["y"], hgb.predict(te[X])))}
+out["gbc_sw"] = probabilistic(HistGradientBoostingClassifier(class_weight="balanced"), tr["w"])
 nb = GaussianNB().fit(tr[X], tr["label"])
 out["nb"] = {"accuracy": float(accuracy_score(te["label"], nb.predict(te[X]))),
              "log_loss": float(log_loss(te["label"], nb.predict_proba(te[X])))}

@@ -40,6 +40,8 @@ pub enum ParamKind {
     Choice(&'static [&'static str]),
     /// `balanced`, or a map of class to a positive weight.
     ClassWeight,
+    /// A numeric column of the model's input, by name.
+    Column,
 }
 
 impl ParamKind {
@@ -83,6 +85,7 @@ impl ParamKind {
             ParamKind::ClassWeight => {
                 "`balanced`, or a map of class to a weight > 0 such as `{\"yes\": 3.0, \"no\": 1.0}`".into()
             }
+            ParamKind::Column => "the name of a numeric column of the model's input".into(),
             ParamKind::Choice(c) => format!(
                 "one of {}",
                 c.iter()
@@ -229,6 +232,16 @@ pub const CLASS_WEIGHT: ParamSpec = ParamSpec {
     doc: "weights of the classes in the fit, as scikit-learn's: `balanced` (rows / (classes × rows of the class)) or `{\"yes\": 3.0}` (unnamed classes 1)",
 };
 
+/// Each training row's weight from a column of the model's input, as
+/// scikit-learn's `sample_weight` (multiplied by `class_weight`'s when both
+/// are given); the column is then not an input.
+pub const SAMPLE_WEIGHT: ParamSpec = ParamSpec {
+    name: "sample_weight",
+    kind: ParamKind::Column,
+    default: None,
+    doc: "a numeric column whose values weigh each training row in the fit, as scikit-learn's `sample_weight` (not an input; weights >= 0)",
+};
+
 /// Algorithms that take a missing (null) input natively: a nullable
 /// numeric input needs no `impute` for them (E0705 does not apply).
 pub fn accepts_missing(algorithm: &str) -> bool {
@@ -331,6 +344,7 @@ pub const ALGORITHMS: &[AlgorithmSpec] = &[
             TOL,
             FIT_INTERCEPT,
             CLASS_WEIGHT,
+            SAMPLE_WEIGHT,
         ],
         doc: "logistic regression (binary or multinomial)",
     },
@@ -343,6 +357,7 @@ pub const ALGORITHMS: &[AlgorithmSpec] = &[
             MIN_SAMPLES_LEAF,
             CRITERION,
             CLASS_WEIGHT,
+            SAMPLE_WEIGHT,
         ],
         doc: "a CART decision tree",
     },
@@ -367,6 +382,7 @@ pub const ALGORITHMS: &[AlgorithmSpec] = &[
             },
             SEED_PARAM,
             CLASS_WEIGHT,
+            SAMPLE_WEIGHT,
         ],
         doc: "bagged decision trees",
     },
@@ -478,6 +494,7 @@ pub const ALGORITHMS: &[AlgorithmSpec] = &[
             },
             SEED_PARAM,
             CLASS_WEIGHT,
+            SAMPLE_WEIGHT,
         ],
         doc: "histogram gradient-boosted trees (scikit-learn's HistGradientBoosting*)",
     },

@@ -199,6 +199,14 @@ impl<'a> Checker<'a> {
                     continue;
                 };
                 match &o.value.kind {
+                    ValueKind::List(_) if spec.kind == ParamKind::Column => {
+                        self.bad_value(
+                            key,
+                            o.value.span,
+                            "one column (weights are not tuned)",
+                            &o.value,
+                        );
+                    }
                     ValueKind::List(items) => {
                         if m.tune.is_none() {
                             self.errors.push(CheckError::SearchWithoutTune {
@@ -235,7 +243,7 @@ impl<'a> Checker<'a> {
                         ParamKind::Float { .. } => d.parse().ok().map(ParamValue::Float),
                         ParamKind::Int { .. } => d.parse().ok().map(ParamValue::Int),
                         ParamKind::Bool => Some(ParamValue::Bool(d == "true")),
-                        ParamKind::Choice(_) | ParamKind::ClassWeight => {
+                        ParamKind::Choice(_) | ParamKind::ClassWeight | ParamKind::Column => {
                             Some(ParamValue::Str(d.to_string()))
                         }
                     };
@@ -306,7 +314,59 @@ impl<'a> Checker<'a> {
                 self.unknown_column(&x.name, x.span, &frame);
             }
         }
-        let excluded: BTreeSet<&str> = m.exclude.iter().map(|x| x.name.as_str()).collect();
+        // The weight column: a numeric column of the input, never missing,
+        // and not an input itself.
+        let weight_column = match params.get("sample_weight") {
+            Some(ParamValue::Str(w)) => Some(w.clone()),
+            _ => None,
+        };
+        if let (Some(w), Some(o)) = (
+            &weight_column,
+            m.params.iter().find(|o| o.key.name == "sample_weight"),
+        ) {
+            let span = o.value.span;
+            let bad = |expected: &str, found: String| CheckError::BadOptionValue {
+                span,
+                key: "sample_weight".into(),
+                expected: expected.into(),
+                found,
+            };
+            match frame.get(w) {
+                None => self.unknown_column(w, span, &frame),
+                Some(_) if Some(w) == target.as_ref().map(|t| &t.0) => self.errors.push(bad(
+                    "a column other than the target",
+                    format!("the target `{w}`"),
+                )),
+                Some(_) if Some(w) == frame.split.as_ref().map(|s| &s.column) => self.errors.push(
+                    bad("a numeric column of the data", format!("the split's `{w}`")),
+                ),
+                Some(c) if !matches!(c.ty, Type::Int | Type::Float) => self.errors.push(bad(
+                    "a numeric column (int or float)",
+                    format!("`{w}`, a {}", c.ty),
+                )),
+                Some(c) if c.nullable => self.errors.push(bad(
+                    "a column without missing values (impute it, or filter the rows)",
+                    format!("`{w}`, which may be missing"),
+                )),
+                Some(_) => {}
+            }
+            if let Some(list) = &m.features {
+                if let Some(id) = list.iter().find(|id| &id.name == w) {
+                    self.errors.push(CheckError::BadOptionValue {
+                        span: id.span,
+                        key: "features".into(),
+                        expected: format!(
+                            "the model's inputs, without its weights (`sample_weight = {w}`)"
+                        ),
+                        found: format!("`{w}`, the weight column"),
+                    });
+                }
+            }
+        }
+        let mut excluded: BTreeSet<&str> = m.exclude.iter().map(|x| x.name.as_str()).collect();
+        if let Some(w) = &weight_column {
+            excluded.insert(w.as_str());
+        }
         let mut inputs: Vec<(Column, Span)> = vec![];
         match &m.features {
             Some(list) => {
@@ -513,6 +573,7 @@ impl<'a> Checker<'a> {
                 let b = b.to_string();
                 c.contains(&b.as_str()).then_some(ParamValue::Str(b))
             }
+            (ParamKind::Column, ValueKind::Name(n)) => Some(ParamValue::Str(n.clone())),
             (ParamKind::ClassWeight, ValueKind::Name(n)) if n == "balanced" => {
                 Some(ParamValue::Str(n.clone()))
             }

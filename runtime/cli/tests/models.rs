@@ -84,6 +84,7 @@ fn check_against(dir: &Path, sk: &serde_json::Value) {
     for (stage, name) in [
         ("model.tree", "tree"),
         ("model.tree_balanced", "tree_balanced"),
+        ("model.tree_sw", "tree_sw"),
     ] {
         let frame = common::cached_frame(dir, stage);
         let part = frame.column("part").unwrap().str().unwrap().clone();
@@ -139,17 +140,25 @@ fn check_against(dir: &Path, sk: &serde_json::Value) {
         );
         assert!(close(a, b, 0.01), "gradient_boosting: {metric} {a} vs {b}");
     }
-    // Weighted by `class_weight = balanced` as scikit-learn's sample weights.
-    let gbb = entry_json(dir, "evaluate.gbc_balanced.test", "report.json");
-    for metric in ["log_loss", "roc_auc"] {
-        let (a, b) = (
-            gbb["metrics"][metric].as_f64().unwrap(),
-            sk["gbc_balanced"][metric].as_f64().unwrap(),
-        );
-        assert!(
-            close(a, b, 0.01),
-            "gradient_boosting, balanced: {metric} {a} vs {b}"
-        );
+    // Weighted by `class_weight = balanced` as scikit-learn's sample
+    // weights; by a column (`sample_weight`, with balanced classes too).
+    for (evaluate, name, metrics) in [
+        (
+            "evaluate.gbc_balanced.test",
+            "gbc_balanced",
+            ["log_loss", "roc_auc"],
+        ),
+        ("evaluate.gbc_sw.test", "gbc_sw", ["log_loss", "roc_auc"]),
+        ("evaluate.gbr_sw.test", "gbr_sw", ["rmse", "r2"]),
+    ] {
+        let report = entry_json(dir, evaluate, "report.json");
+        for metric in metrics {
+            let (a, b) = (
+                report["metrics"][metric].as_f64().unwrap(),
+                sk[name][metric].as_f64().unwrap(),
+            );
+            assert!(close(a, b, 0.01), "{name}: {metric} {a} vs {b}");
+        }
     }
     let rows = gbc["rows"].as_f64().unwrap();
     let (a, b) = (
@@ -206,6 +215,7 @@ fn check_against(dir: &Path, sk: &serde_json::Value) {
         ("model.logit", "logistic"),
         ("model.logit_weighted", "logistic_weighted"),
         ("model.logit_balanced", "logistic_balanced"),
+        ("model.logit_sw", "logistic_sw"),
     ] {
         let m = entry_json(dir, stage, "model.json");
         let w: Vec<f64> = m["fitted"]["weights"]
@@ -1057,7 +1067,10 @@ model m = logistic_regression(s) { target = c  exclude = id  class_weight = bala
 "#,
     );
     let t = run_fails(&mc);
-    assert!(t.contains("`class_weight` with logistic regression"), "{t}");
+    assert!(
+        t.contains("`class_weight` and `sample_weight` with logistic regression"),
+        "{t}"
+    );
     for d in [dir, mc] {
         std::fs::remove_dir_all(d).ok();
     }
@@ -1237,5 +1250,149 @@ deploy city as "cities" { alias = "production" }
         assert_eq!(ours.len(), 1200);
         assert_eq!(ours, served, "{c}");
     }
+    std::fs::remove_dir_all(dir).ok();
+}
+
+/// `sample_weight = COL`: a row of weight 0 counts as no row (the logistic
+/// fit equals the fit without those rows), the column is not an input (the
+/// deployed model predicts rows without it), and a negative weight is named
+/// with its row.
+#[test]
+fn sample_weight_weighs_rows_and_is_not_an_input() {
+    let mut csv = String::from("id,x,z,weight,y\n");
+    let mut without = csv.clone();
+    let mut s = 7u64;
+    let mut next = || {
+        s = s
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (s >> 33) as f64 / (1u64 << 31) as f64
+    };
+    for i in 0..400 {
+        let (x, z) = (next(), next());
+        let y = if x + 0.5 * z + 0.3 * next() > 0.9 {
+            "yes"
+        } else {
+            "no"
+        };
+        let weight = if i % 5 == 0 { 0.0 } else { 1.0 };
+        let line = format!("{i},{x:.5},{z:.5},{weight},{y}\n");
+        csv.push_str(&line);
+        if weight > 0.0 {
+            without.push_str(&line);
+        }
+    }
+    let pipeline = |weighted: bool| {
+        format!(
+            r#"source d = csv("d.csv") {{
+    id     : int
+    x      : float
+    z      : float
+    weight : float
+    y      : category["no", "yes"]
+}}
+split s = d {{ train = 0.8  test = 0.2  key = id }}
+model m = logistic_regression(s) {{
+    target   = y
+    exclude  = id
+    max_iter = 1000
+{}}}
+deploy m as "weighed" {{ alias = "production" }}
+"#,
+            if weighted {
+                "    sample_weight = weight\n"
+            } else {
+                "    exclude = weight\n"
+            }
+        )
+    };
+    let weighted = small_project("sw-weighted", &csv, &pipeline(true));
+    let dropped = small_project(
+        "sw-dropped",
+        &without,
+        &pipeline(false)
+            .replace(
+                "    exclude  = id\n    max_iter",
+                "    exclude  = id, weight\n    max_iter",
+            )
+            .replace("    exclude = weight\n", ""),
+    );
+    for dir in [&weighted, &dropped] {
+        let o = mlp(dir, &["run", "."]);
+        assert!(o.status.success(), "{}", text(&o));
+    }
+    let coef = |dir: &Path| -> Vec<f64> {
+        let m = entry_json(dir, "model.m", "model.json");
+        assert_eq!(m["features"], serde_json::json!(["x", "z"]), "{m}");
+        let mut v: Vec<f64> = m["fitted"]["weights"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|row| row[1].as_f64().unwrap())
+            .collect();
+        v.push(m["fitted"]["intercepts"][1].as_f64().unwrap());
+        v
+    };
+    let (a, b) = (coef(&weighted), coef(&dropped));
+    for (x, y) in a.iter().zip(&b) {
+        assert!(close(*x, *y, 1e-6), "weight 0 is no row: {a:?} vs {b:?}");
+    }
+    // Predicting needs no weight column.
+    std::fs::write(weighted.join("new.csv"), "id,x,z\n1,0.2,0.4\n2,0.9,0.8\n").unwrap();
+    let o = mlp(
+        &weighted,
+        &[
+            "predict", "weighed", "--input", "new.csv", "--output", "out.csv",
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(std::fs::read_to_string(weighted.join("out.csv"))
+        .unwrap()
+        .contains("proba_yes"));
+    // A negative weight: named, with its row.
+    let bad = csv.replacen("\n3,", "\nX", 1);
+    let bad = {
+        let mut lines: Vec<String> = bad.lines().map(str::to_string).collect();
+        let row = lines.iter().position(|l| l.starts_with('X')).unwrap();
+        let mut fields: Vec<String> = lines[row][1..].split(',').map(str::to_string).collect();
+        fields[2] = "-1.5".into();
+        lines[row] = format!("3,{}", fields.join(","));
+        lines.join("\n") + "\n"
+    };
+    std::fs::write(weighted.join("d.csv"), bad).unwrap();
+    let t = run_fails(&weighted);
+    assert!(
+        t.contains("`sample_weight = weight` is -1.5 at row 4 of the data"),
+        "{t}"
+    );
+    for d in [weighted, dropped] {
+        std::fs::remove_dir_all(d).ok();
+    }
+}
+
+/// The sample-weight example of `docs/models.md` runs.
+#[test]
+fn the_sample_weight_example_in_the_docs_runs() {
+    let mut next = common::uniform(5u64);
+    let mut csv = String::from("id,minutes,pages,recency,buyer\n");
+    for i in 0..600 {
+        let (minutes, pages) = (next() * 30.0, 1.0 + next() * 20.0);
+        let recency = 0.2 + next() * 2.0;
+        let p = 1.0 / (1.0 + (-(0.15 * minutes + 0.1 * pages - 4.0)).exp());
+        csv.push_str(&format!(
+            "{i},{minutes:.2},{pages:.1},{recency:.2},{}\n",
+            next() < p
+        ));
+    }
+    let pipeline = models_doc_block("source visits").replace("data/visits.csv", "d.csv");
+    let dir = small_project("sample-weight-docs", &csv, &pipeline);
+    let o = mlp(&dir, &["run", "."]);
+    assert!(o.status.success(), "{}", text(&o));
+    let m = entry_json(&dir, "model.buys", "model.json");
+    assert_eq!(
+        m["features"],
+        serde_json::json!(["minutes", "pages"]),
+        "{m}"
+    );
     std::fs::remove_dir_all(dir).ok();
 }

@@ -51,10 +51,12 @@ pub struct Trained {
 
 /// Fits `base`'s algorithm on `x` and `y` (tuned by cross-validation when
 /// the op has a search space), with `base`'s names and classes.
+/// `sample`: each row's weight (`sample_weight`), when the op has one.
 pub fn train(
     op: &ModelOp,
     x: &Array2<f64>,
     y: &Target,
+    sample: Option<&[f64]>,
     base: ModelFile,
 ) -> Result<Trained, FitError> {
     let mk = |params: BTreeMap<String, ParamValue>, fitted: Fitted| ModelFile {
@@ -125,12 +127,15 @@ pub fn train(
                         }
                         None => {
                             let tr: Vec<usize> = (0..n).filter(|i| fold_of[*i] != fold).collect();
+                            let w: Option<Vec<f64>> =
+                                sample.map(|w| tr.iter().map(|i| w[*i]).collect());
                             fit(
                                 op.algorithm,
                                 &combo,
                                 &x.select(Axis(0), &tr),
                                 &y.select(&tr),
                                 &base.classes,
+                                w.as_deref(),
                                 None,
                             )?
                         }
@@ -162,7 +167,15 @@ pub fn train(
         }
     };
     let mut scores = vec![];
-    let fitted = fit(op.algorithm, &best, x, y, &base.classes, Some(&mut scores))?;
+    let fitted = fit(
+        op.algorithm,
+        &best,
+        x,
+        y,
+        &base.classes,
+        sample,
+        Some(&mut scores),
+    )?;
     let outputs = match &fitted {
         Fitted::Boosted { outputs, .. } => (*outputs).max(1),
         _ => 1,
@@ -322,11 +335,18 @@ fn fit(
     x: &Array2<f64>,
     y: &Target,
     classes: &[String],
+    sample: Option<&[f64]>,
     scores: Option<&mut Vec<f64>>,
 ) -> Result<Fitted, FitError> {
-    let row_weights = match y {
+    let class_weights = match y {
         Target::Classes(y, k) => class_row_weights(params, y, *k, classes)?,
         Target::Values(_) => None,
+    };
+    // Both given: multiplied, as scikit-learn does.
+    let row_weights = match (class_weights, sample) {
+        (c, None) => c,
+        (None, Some(s)) => Some(s.to_vec()),
+        (Some(c), Some(s)) => Some(c.iter().zip(s).map(|(a, b)| a * b).collect()),
     };
     match (algorithm, y) {
         (Algorithm::LinearRegression | Algorithm::Ridge, Target::Values(y)) => {
@@ -531,7 +551,7 @@ fn fit(
         }
         (Algorithm::LogisticRegression, Target::Classes(_, k)) if row_weights.is_some() => {
             Err(FitError::Unsupported(format!(
-                "`class_weight` with logistic regression is supported for two classes; the target has {k}: use decision_tree or random_forest, which weigh any number of classes"
+                "`class_weight` and `sample_weight` with logistic regression are supported for two classes; the target has {k}: use decision_tree, random_forest or gradient_boosting, which weigh any number of classes"
             )))
         }
         (Algorithm::LogisticRegression, Target::Classes(y, k)) => {
@@ -605,7 +625,7 @@ fn fit(
             match target {
                 Target::Values(v) => {
                     let v = v.to_vec();
-                    gbdt::fit(x, gbdt::Y::Values(&v), None, &p, scores)
+                    gbdt::fit(x, gbdt::Y::Values(&v), row_weights.as_deref(), &p, scores)
                 }
                 Target::Classes(c, k) => {
                     let c = c.to_vec();

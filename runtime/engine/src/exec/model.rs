@@ -9,7 +9,7 @@
 //! `proba_<class>` columns for classifiers) added.
 
 use super::{input, partition_column, Context, ExecError, Output};
-use mlp_compiler::plan::{ModelOp, Task};
+use mlp_compiler::plan::{ModelOp, ParamValue, Task};
 pub use mlp_fit::Target;
 use mlp_fit::Trained;
 pub use mlp_ml::fitted::{labels_of, Fitted, ModelFile, Prediction};
@@ -133,6 +133,44 @@ pub fn design_in(
 }
 
 /// The target of the given rows, and the class labels.
+/// The training rows' weights from the `sample_weight` column: finite and
+/// at least 0, and not all 0 (a message names the row otherwise).
+fn sample_weights(
+    train: &DataFrame,
+    op: &ModelOp,
+    row_of: &dyn Fn(usize) -> usize,
+) -> Result<Option<Vec<f64>>, ExecError> {
+    let Some(ParamValue::Str(column)) = op.params.get("sample_weight") else {
+        return Ok(None);
+    };
+    let s = train
+        .column(column)
+        .and_then(|c| c.cast(&DataType::Float64))
+        .map_err(ExecError::polars)?;
+    let mut out = Vec::with_capacity(train.height());
+    for (i, v) in s.f64().map_err(ExecError::polars)?.iter().enumerate() {
+        match v {
+            Some(w) if w.is_finite() && w >= 0.0 => out.push(w),
+            other => {
+                return Err(ExecError::Data(format!(
+                    "`sample_weight = {column}` is {} at row {} of the data; weights are numbers >= 0 (filter the row, or fix the value)",
+                    match other {
+                        None => "missing".to_string(),
+                        Some(w) => w.to_string(),
+                    },
+                    row_of(i)
+                )))
+            }
+        }
+    }
+    if out.iter().all(|w| *w == 0.0) {
+        return Err(ExecError::Data(format!(
+            "`sample_weight = {column}` is 0 on every training row: nothing would be fitted"
+        )));
+    }
+    Ok(Some(out))
+}
+
 fn target(df: &DataFrame, op: &ModelOp, classes: &[String]) -> Result<Target, ExecError> {
     let c = df.column(&op.target).map_err(ExecError::polars)?;
     match op.task {
@@ -311,6 +349,7 @@ pub fn run(op: &ModelOp, cx: &Context) -> Result<Output, ExecError> {
         train_at.get(i).copied().unwrap_or(i + 1)
     })?;
     let y = target(&train, op, &classes)?;
+    let sample = sample_weights(&train, op, &|i| train_at.get(i).copied().unwrap_or(i + 1))?;
     let base = ModelFile {
         algorithm: op.algorithm,
         task: op.task.clone(),
@@ -328,7 +367,7 @@ pub fn run(op: &ModelOp, cx: &Context) -> Result<Output, ExecError> {
         best,
         trials,
         scores,
-    } = mlp_fit::train(op, &x, &y, base)?;
+    } = mlp_fit::train(op, &x, &y, sample.as_deref(), base)?;
     let mut out_df = df.clone();
     let predicted = match scores {
         // The training rows' predictions from the scores the fit left (the
