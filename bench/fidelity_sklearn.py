@@ -93,6 +93,11 @@ out["tree_sw"] = probabilistic(DecisionTreeClassifier(max_depth=4, random_state=
 hgb = HistGradientBoostingRegressor().fit(tr[X], tr["y"], sample_weight=tr["w"])
 out["gbr_sw"] = {"rmse": float(np.sqrt(mean_squared_error(te["y"], hgb.predict(te[X])))),
                  "r2": float(r2_score(te["y"], hgb.predict(te[X])))}
+from sklearn.metrics import mean_absolute_error
+for name, sw in [("gbr_l1", None), ("gbr_l1_sw", tr["w"])]:
+    hgb = HistGradientBoostingRegressor(loss="absolute_error").fit(tr[X], tr["y"], sample_weight=sw)
+    out[name] = {"mae": float(mean_absolute_error(te["y"], hgb.predict(te[X]))),
+                 "r2": float(r2_score(te["y"], hgb.predict(te[X])))}
 out["gbc_sw"] = probabilistic(HistGradientBoostingClassifier(class_weight="balanced"), tr["w"])
 nb = GaussianNB().fit(tr[X], tr["label"])
 out["nb"] = {"accuracy": float(accuracy_score(te["label"], nb.predict(te[X]))),

@@ -421,9 +421,9 @@ pub const ALGORITHMS: &[AlgorithmSpec] = &[
         params: &[
             ParamSpec {
                 name: "loss",
-                kind: ParamKind::Choice(&["squared_error", "log_loss"]),
+                kind: ParamKind::Choice(&["squared_error", "absolute_error", "log_loss"]),
                 default: None,
-                doc: "squared_error for regression, log_loss for classification (the default follows the task)",
+                doc: "squared_error (the default) or absolute_error for regression, log_loss for classification",
             },
             ParamSpec {
                 name: "learning_rate",

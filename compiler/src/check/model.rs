@@ -254,6 +254,32 @@ impl<'a> Checker<'a> {
             }
         }
 
+        // A loss is for values or for classes.
+        if let (Some(ParamValue::Str(l)), Some(t), Some(o)) = (
+            params.get("loss"),
+            task,
+            m.params.iter().find(|o| o.key.name == "loss"),
+        ) {
+            let regression = t == TaskKind::Regression;
+            let fits = if regression {
+                l == "squared_error" || l == "absolute_error"
+            } else {
+                l == "log_loss"
+            };
+            if !fits {
+                self.errors.push(CheckError::BadOptionValue {
+                    span: o.value.span,
+                    key: "loss".into(),
+                    expected: if regression {
+                        "`squared_error` or `absolute_error` (a loss for values)".into()
+                    } else {
+                        "`log_loss` (the loss for classes), or left out".into()
+                    },
+                    found: format!("`{l}` for a {} model", t.name()),
+                });
+            }
+        }
+
         // class_weight names classes of the target (when they are known
         // before the data is read).
         let known_classes: Option<Vec<String>> =

@@ -150,6 +150,8 @@ fn check_against(dir: &Path, sk: &serde_json::Value) {
         ),
         ("evaluate.gbc_sw.test", "gbc_sw", ["log_loss", "roc_auc"]),
         ("evaluate.gbr_sw.test", "gbr_sw", ["rmse", "r2"]),
+        ("evaluate.gbr_l1.test", "gbr_l1", ["mae", "r2"]),
+        ("evaluate.gbr_l1_sw.test", "gbr_l1_sw", ["mae", "r2"]),
     ] {
         let report = entry_json(dir, evaluate, "report.json");
         for metric in metrics {
@@ -1395,4 +1397,45 @@ fn the_sample_weight_example_in_the_docs_runs() {
         "{m}"
     );
     std::fs::remove_dir_all(dir).ok();
+}
+
+/// The absolute-error example of `docs/models.md` runs, and a trip of an
+/// outlying duration moves its median-fitted model less than a squared-error
+/// one: the absolute-error model's MAE is the lower.
+#[test]
+fn the_absolute_error_example_in_the_docs_runs_and_resists_outliers() {
+    let mut next = common::uniform(11u64);
+    let mut csv = String::from("id,distance,hour,minutes\n");
+    for i in 0..1500 {
+        let distance = 1.0 + next() * 20.0;
+        let hour = (next() * 24.0) as i64;
+        let mut minutes = 5.0 + 3.0 * distance + next() * 4.0;
+        if i % 25 == 0 {
+            minutes += 400.0;
+        }
+        csv.push_str(&format!("{i},{distance:.2},{hour},{minutes:.1}\n"));
+    }
+    let pipeline = models_doc_block("source trips").replace("data/trips.csv", "d.csv");
+    let l1 = small_project("l1-docs", &csv, &pipeline);
+    let l2 = small_project(
+        "l2-docs",
+        &csv,
+        &pipeline.replace("    loss   = absolute_error\n", ""),
+    );
+    let mut mae = vec![];
+    for dir in [&l1, &l2] {
+        let o = mlp(dir, &["run", "."]);
+        assert!(o.status.success(), "{}", text(&o));
+        let report = entry_json(dir, "evaluate.duration.test", "report.json");
+        mae.push(report["metrics"]["mae"].as_f64().unwrap());
+    }
+    assert!(
+        mae[0] < mae[1],
+        "absolute error {} vs squared error {}",
+        mae[0],
+        mae[1]
+    );
+    for d in [l1, l2] {
+        std::fs::remove_dir_all(d).ok();
+    }
 }

@@ -35,6 +35,10 @@ use rayon::prelude::*;
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Loss {
     SquaredError,
+    /// `|y - raw|`: sign gradients, unit hessians, and each leaf's value
+    /// the median of its rows' residuals (scikit-learn's line search for a
+    /// loss without a second derivative).
+    AbsoluteError,
     /// Binary (one output) or multinomial log loss.
     LogLoss,
 }
@@ -106,13 +110,60 @@ fn seeded_order(n: usize, seed: u64) -> Vec<usize> {
 }
 
 /// Bin thresholds of one column's values (NaN left out).
+#[cfg(test)]
 fn thresholds_of(values: &[f64], max_bins: usize) -> Vec<f64> {
-    let mut v: Vec<f64> = values.iter().copied().filter(|x| !x.is_nan()).collect();
-    v.sort_by(f64::total_cmp);
+    thresholds_weighted(values, None, max_bins)
+}
+
+/// As [`thresholds_of`], the values weighted (scikit-learn's binning with
+/// `sample_weight`): rows of weight 0 left out, and the quantiles its
+/// `_weighted_percentile(..., average=True)`.
+fn thresholds_weighted(values: &[f64], weights: Option<&[f64]>, max_bins: usize) -> Vec<f64> {
+    let mut pairs: Vec<(f64, f64)> = match weights {
+        Some(w) => values
+            .iter()
+            .zip(w)
+            .filter(|(x, w)| !x.is_nan() && **w != 0.0)
+            .map(|(x, w)| (*x, *w))
+            .collect(),
+        None => values
+            .iter()
+            .filter(|x| !x.is_nan())
+            .map(|x| (*x, 1.0))
+            .collect(),
+    };
+    pairs.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let v: Vec<f64> = pairs.iter().map(|p| p.0).collect();
     let mut distinct = v.clone();
     distinct.dedup();
     if distinct.len() <= max_bins {
         return distinct.windows(2).map(|w| (w[0] + w[1]) / 2.0).collect();
+    }
+    if weights.is_some() {
+        let mut cdf = Vec::with_capacity(pairs.len());
+        let mut cum = 0.0;
+        for p in &pairs {
+            cum += p.1;
+            cdf.push(cum);
+        }
+        let total = cum;
+        let last = v.len() - 1;
+        let step = 100.0 / max_bins as f64;
+        let mut out: Vec<f64> = (1..max_bins)
+            .map(|i| {
+                let q = i as f64 * step;
+                let rank = q / 100.0 * total;
+                let at = cdf.partition_point(|c| *c < rank).min(last);
+                if cdf[at] - rank > f64::EPSILON {
+                    v[at]
+                } else {
+                    (v[at] + v[(at + 1).min(last)]) / 2.0
+                }
+            })
+            .collect();
+        out.sort_by(f64::total_cmp);
+        out.dedup();
+        return out;
     }
     // Quantiles at max_bins - 1 inner points, as scikit-learn places them
     // (numpy's `averaged_inverted_cdf`: the value at rank ceil(n·q) - 1, or
@@ -141,7 +192,7 @@ fn bin_of(t: &[f64], x: f64, missing: usize) -> u8 {
     t.partition_point(|th| *th < x) as u8
 }
 
-fn bin(x: &Array2<f64>, max_bins: usize, seed: u64) -> Binned {
+fn bin(x: &Array2<f64>, weights: Option<&[f64]>, max_bins: usize, seed: u64) -> Binned {
     let (n, d) = x.dim();
     let sample: Option<Vec<usize>> =
         (n > BIN_SAMPLE).then(|| seeded_order(n, seed).into_iter().take(BIN_SAMPLE).collect());
@@ -153,7 +204,11 @@ fn bin(x: &Array2<f64>, max_bins: usize, seed: u64) -> Binned {
                 Some(s) => s.iter().map(|&i| col[i]).collect(),
                 None => col.to_vec(),
             };
-            let t = thresholds_of(&values, max_bins);
+            let w: Option<Vec<f64>> = weights.map(|w| match &sample {
+                Some(s) => s.iter().map(|&i| w[i]).collect(),
+                None => w.to_vec(),
+            });
+            let t = thresholds_weighted(&values, w.as_deref(), max_bins);
             let missing = t.len() + 1;
             let b = col.iter().map(|v| bin_of(&t, *v, missing)).collect();
             (t, b)
@@ -283,13 +338,18 @@ struct Split {
     hl: f64,
 }
 
-fn score(g: f64, h: f64, l2: f64) -> f64 {
-    g * g / (h + l2)
+/// A node's loss at its best value, as scikit-learn computes it (value
+/// `-g / (h + l2)`, loss `g · value`): the same operations, so that gains
+/// equal in exact arithmetic (frequent with the ±1 gradients of absolute
+/// error) compare as they do there.
+fn node_loss(g: f64, h: f64, l2: f64) -> f64 {
+    let value = -g / (h + l2);
+    g * value
 }
 
 /// The best split of a node from its histogram.
 fn best_split(hist: &Hist, b: &Binned, p: &Params, g: f64, h: f64, n: u32) -> Option<Split> {
-    let parent = score(g, h, p.l2);
+    let parent = node_loss(g, h, p.l2);
     let min_leaf = p.min_samples_leaf as u32;
     let candidates: Vec<Option<Split>> = (0..hist.len())
         .into_par_iter()
@@ -331,8 +391,8 @@ fn best_split(hist: &Hist, b: &Binned, p: &Params, g: f64, h: f64, n: u32) -> Op
                     if hl < MIN_HESSIAN || hr < MIN_HESSIAN {
                         continue;
                     }
-                    let gain = score(gl, hl, p.l2) + score(gr, hr, p.l2) - parent;
-                    if gain > 1e-12 && best.is_none_or(|s| gain > s.gain) {
+                    let gain = parent - node_loss(gl, hl, p.l2) - node_loss(gr, hr, p.l2);
+                    if gain > 0.0 && best.is_none_or(|s| gain > s.gain) {
                         best = Some(Split {
                             gain,
                             feature: j,
@@ -377,6 +437,44 @@ impl Leaf {
     }
 }
 
+/// A leaf of a grown tree: its rows (`rows[start..end]` of the tree's row
+/// buffer), its value, and its index in the tree's nodes.
+struct Grown {
+    start: usize,
+    end: usize,
+    value: f64,
+    node: usize,
+}
+
+/// scikit-learn's median of `values` weighted by `weights`: numpy's median
+/// (the mean of the two middle values) without weights, its
+/// `_weighted_percentile` (the first value whose cumulative weight reaches
+/// half the total) with them.
+fn weighted_median(values: &mut [(f64, f64)], weighted: bool) -> f64 {
+    values.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let n = values.len();
+    if n == 0 {
+        return 0.0;
+    }
+    if !weighted {
+        return if n % 2 == 1 {
+            values[n / 2].0
+        } else {
+            (values[n / 2 - 1].0 + values[n / 2].0) / 2.0
+        };
+    }
+    let total: f64 = values.iter().map(|v| v.1).sum();
+    let half = 0.5 * total;
+    let mut cum = 0.0;
+    for (v, w) in values.iter() {
+        cum += w;
+        if cum >= half {
+            return *v;
+        }
+    }
+    values[n - 1].0
+}
+
 /// Buffers a fit reuses from tree to tree (so a tree allocates no memory
 /// in proportion to the rows): the rows, ordered so that every node's rows
 /// are one ascending range (partitioned in place, as scikit-learn does),
@@ -396,7 +494,7 @@ fn grow(
     h: &[f64],
     constant_h: bool,
     p: &Params,
-) -> (Vec<BoostNode>, Vec<(usize, usize, f64)>) {
+) -> (Vec<BoostNode>, Vec<Grown>) {
     let m = g.len();
     buf.rows.clear();
     buf.rows.extend(0..m as u32);
@@ -523,7 +621,12 @@ fn grow(
     for l in done {
         let value = -p.learning_rate * l.g / (l.h + p.l2);
         nodes[l.node] = BoostNode::Leaf { value };
-        values.push((l.start, l.end, value));
+        values.push(Grown {
+            start: l.start,
+            end: l.end,
+            value,
+            node: l.node,
+        });
     }
     (nodes, values)
 }
@@ -578,6 +681,10 @@ fn gradients(loss: Loss, y: &Y, raw: &[Vec<f64>], k: usize, g: &mut [f64], h: &m
                 *gi = raw[0][i] - v[i];
                 *hi = 1.0;
             }
+            (Loss::AbsoluteError, Y::Values(v)) => {
+                *gi = if raw[0][i] > v[i] { 1.0 } else { -1.0 };
+                *hi = 1.0;
+            }
             (Loss::LogLoss, Y::Classes(c, _)) if outputs == 1 => {
                 let p = sigmoid(raw[0][i]);
                 *gi = p - f64::from(c[i] == 1);
@@ -601,6 +708,7 @@ fn loss_of(loss: Loss, y: &Y, raw: &[Vec<f64>], rows: &[usize]) -> f64 {
         .iter()
         .map(|&i| match (loss, y) {
             (Loss::SquaredError, Y::Values(v)) => 0.5 * (raw[0][i] - v[i]).powi(2),
+            (Loss::AbsoluteError, Y::Values(v)) => (raw[0][i] - v[i]).abs(),
             (Loss::LogLoss, Y::Classes(c, _)) if outputs == 1 => {
                 let z = raw[0][i];
                 let yi = f64::from(c[i] == 1);
@@ -678,7 +786,15 @@ pub fn fit(
             "no rows left to fit gradient_boosting on after the validation share".into(),
         ));
     }
-    let binned = bin(&x.select(ndarray::Axis(0), &train), p.max_bins, p.seed);
+    let binned = {
+        let w: Option<Vec<f64>> = weights.map(|w| train.iter().map(|&i| w[i]).collect());
+        bin(
+            &x.select(ndarray::Axis(0), &train),
+            w.as_deref(),
+            p.max_bins,
+            p.seed,
+        )
+    };
     // Validation rows binned with the training thresholds.
     let valid_binned = Binned {
         bins: (0..x.ncols())
@@ -712,6 +828,11 @@ pub fn fit(
     };
     let total_w: f64 = w_train.iter().sum::<f64>().max(f64::MIN_POSITIVE);
     let baseline: Vec<f64> = match &y_train {
+        Y::Values(v) if p.loss == Loss::AbsoluteError => {
+            let mut pairs: Vec<(f64, f64)> =
+                v.iter().copied().zip(w_train.iter().copied()).collect();
+            vec![weighted_median(&mut pairs, weights.is_some())]
+        }
         Y::Values(v) => vec![v.iter().zip(&w_train).map(|(v, w)| v * w).sum::<f64>() / total_w],
         Y::Classes(c, k) => {
             let mut counts = vec![0.0; *k];
@@ -746,7 +867,8 @@ pub fn fit(
         scores.push(-loss_of(p.loss, &y_valid, &raw_valid, &valid_rows));
     }
     // Squared error without weights: every hessian is 1.
-    let constant_h = p.loss == Loss::SquaredError && weights.is_none();
+    let constant_h =
+        matches!(p.loss, Loss::SquaredError | Loss::AbsoluteError) && weights.is_none();
     for _ in 0..p.max_iter {
         // Every output's gradients at the same raw predictions.
         let mut grown = vec![];
@@ -758,13 +880,27 @@ pub fn fit(
                     *hi *= w;
                 }
             }
-            let (nodes, values) = grow(&binned, &mut buf, &g, &h, constant_h, p);
+            let (mut nodes, mut values) = grow(&binned, &mut buf, &g, &h, constant_h, p);
+            if let (Loss::AbsoluteError, Y::Values(v)) = (p.loss, &y_train) {
+                // Each leaf's value: the (weighted) median of its rows'
+                // residuals at the current scores, shrunk by the learning
+                // rate (the l2 penalty does not enter, as in scikit-learn).
+                for leaf in &mut values {
+                    let mut residuals: Vec<(f64, f64)> = buf.rows[leaf.start..leaf.end]
+                        .iter()
+                        .map(|&i| (v[i as usize] - raw[0][i as usize], w_train[i as usize]))
+                        .collect();
+                    leaf.value =
+                        p.learning_rate * weighted_median(&mut residuals, weights.is_some());
+                    nodes[leaf.node] = BoostNode::Leaf { value: leaf.value };
+                }
+            }
             // The leaves' rows are ranges of this tree's row order: note
             // each row's value before the next tree reorders them (added
             // once every output's tree is grown, at the same scores).
-            for (start, end, value) in values {
-                for &i in &buf.rows[start..end] {
-                    add[i as usize] = value;
+            for leaf in values {
+                for &i in &buf.rows[leaf.start..leaf.end] {
+                    add[i as usize] = leaf.value;
                 }
             }
             grown.push(nodes);

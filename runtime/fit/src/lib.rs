@@ -586,9 +586,12 @@ fn fit(
         (Algorithm::GradientBoosting, target) => {
             let int = |name: &str, default: u32| param_f64(params, name, f64::from(default)).max(0.0) as usize;
             let loss = match (params.get("loss"), target) {
+                (Some(ParamValue::Str(l)), Target::Values(_)) if l == "absolute_error" => {
+                    gbdt::Loss::AbsoluteError
+                }
                 (Some(ParamValue::Str(l)), Target::Values(_)) if l != "squared_error" => {
                     return Err(FitError::Unsupported(format!(
-                        "gradient_boosting's loss `{l}` is for classes; a regression uses squared_error"
+                        "gradient_boosting's loss `{l}` is for classes; a regression uses squared_error or absolute_error"
                     )))
                 }
                 (Some(ParamValue::Str(l)), Target::Classes(..)) if l != "log_loss" => {
