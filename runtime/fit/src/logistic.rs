@@ -112,17 +112,24 @@ pub fn fit(
             .zip(&s)
             .map(|(p, s)| c * s * p * (1.0 - p))
             .collect();
+        // The blocks' products in parallel, added in block order (the same
+        // sums as one pass).
+        use rayon::prelude::*;
+        let parts: Vec<(Array2<f64>, Array1<f64>)> = (0..n.div_ceil(BLOCK))
+            .into_par_iter()
+            .map(|k| {
+                let (start, end) = (k * BLOCK, ((k + 1) * BLOCK).min(n));
+                let xb = x.slice_axis(Axis(0), Slice::from(start..end));
+                let cb = curv.slice_axis(Axis(0), Slice::from(start..end));
+                let scaled = &xb * &cb.view().insert_axis(Axis(1));
+                (xb.t().dot(&scaled), scaled.sum_axis(Axis(0)))
+            })
+            .collect();
         let mut hw = Array2::<f64>::zeros((d, d));
         let mut hb = Array1::<f64>::zeros(d);
-        let mut start = 0;
-        while start < n {
-            let end = (start + BLOCK).min(n);
-            let xb = x.slice_axis(Axis(0), Slice::from(start..end));
-            let cb = curv.slice_axis(Axis(0), Slice::from(start..end));
-            let scaled = &xb * &cb.view().insert_axis(Axis(1));
-            hw += &xb.t().dot(&scaled);
-            hb += &scaled.sum_axis(Axis(0));
-            start = end;
+        for (pw, pb) in &parts {
+            hw += pw;
+            hb += pb;
         }
         let mut h = Array2::<f64>::zeros((m, m));
         for i in 0..d {

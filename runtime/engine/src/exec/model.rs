@@ -313,18 +313,17 @@ pub fn run(op: &ModelOp, cx: &Context) -> Result<Output, ExecError> {
     if train.height() == 0 {
         return Err(ExecError::Data("no rows in `train` to fit on".into()));
     }
-    // Where each train row is in the whole input, for messages.
-    let train_at: Vec<usize> = df
+    // Which rows of the input are training rows.
+    let is_train: Vec<bool> = df
         .column(&part)
         .and_then(|c| c.cast(&DataType::String))
         .map_err(ExecError::polars)?
         .str()
         .map_err(ExecError::polars)?
         .iter()
-        .enumerate()
-        .filter(|(_, p)| *p == Some("train"))
-        .map(|(i, _)| i + 1)
+        .map(|p| p == Some("train"))
         .collect();
+    let train_idx: Vec<usize> = (0..is_train.len()).filter(|i| is_train[*i]).collect();
     let features = feature_columns(&df, op);
     let classes: Vec<String> = match op.task {
         Task::Regression => vec![],
@@ -345,11 +344,12 @@ pub fn run(op: &ModelOp, cx: &Context) -> Result<Output, ExecError> {
         }
     }
     let missing_ok = mlp_compiler::catalog::accepts_missing(op.algorithm.as_str());
-    let x = design_in(&train, &features, missing_ok, &|i| {
-        train_at.get(i).copied().unwrap_or(i + 1)
-    })?;
+    // Every row's inputs once (a missing or infinite one is named by its row
+    // of the data); the training rows' are a selection of them.
+    let all = design(&df, &features, missing_ok)?;
+    let x = all.select(ndarray::Axis(0), &train_idx);
     let y = target(&train, op, &classes)?;
-    let sample = sample_weights(&train, op, &|i| train_at.get(i).copied().unwrap_or(i + 1))?;
+    let sample = sample_weights(&train, op, &|i| train_idx.get(i).map_or(i + 1, |r| r + 1))?;
     let base = ModelFile {
         algorithm: op.algorithm,
         task: op.task.clone(),
@@ -373,21 +373,11 @@ pub fn run(op: &ModelOp, cx: &Context) -> Result<Output, ExecError> {
         // The training rows' predictions from the scores the fit left (the
         // same bits as predicting them); the other rows predicted.
         Some(z) => {
-            let is_train: Vec<bool> = df
-                .column(&part)
-                .and_then(|c| c.cast(&DataType::String))
-                .map_err(ExecError::polars)?
-                .str()
-                .map_err(ExecError::polars)?
-                .iter()
-                .map(|p| p == Some("train"))
-                .collect();
-            let mask = BooleanChunked::from_iter_values("rest".into(), is_train.iter().map(|t| !t));
-            let rest = df.filter(&mask).map_err(ExecError::polars)?;
-            let rest = model.predict(&design(&rest, &features, missing_ok)?);
+            let rest: Vec<usize> = (0..is_train.len()).filter(|i| !is_train[*i]).collect();
+            let rest = model.predict(&all.select(ndarray::Axis(0), &rest));
             merge_rows(model.predict_scores(z), rest, &is_train)?
         }
-        None => model.predict(&design(&df, &features, missing_ok)?),
+        None => model.predict(&all),
     };
     match predicted {
         Prediction::Values(v) => {
