@@ -1112,6 +1112,24 @@ deploy price as "gb" { alias = "production" }
     let trained = common::cached_frame(&dir, "model.price");
     let nulls = trained.column("bedrooms").unwrap().null_count();
     assert!(nulls > 0, "the data has missing bedrooms");
+    // Its own importance: the inputs' shares of the split gains, summing to
+    // 1, the price's driver (sqft) first.
+    let report = entry_json(&dir, "evaluate.price.test", "report.json");
+    let own = &report["feature_importance"]["model"];
+    assert_eq!(own["kind"], "gain", "{own}");
+    let values = own["values"].as_array().unwrap();
+    let total: f64 = values.iter().map(|v| v["value"].as_f64().unwrap()).sum();
+    assert!((total - 1.0).abs() < 1e-9, "{own}");
+    let top = values
+        .iter()
+        .max_by(|a, b| {
+            a["value"]
+                .as_f64()
+                .unwrap()
+                .total_cmp(&b["value"].as_f64().unwrap())
+        })
+        .unwrap();
+    assert_eq!(top["feature"], "sqft", "{own}");
     // Batch prediction from the bundle gives training's predictions, to the
     // bit, rows with a missing input included.
     let o = mlp(

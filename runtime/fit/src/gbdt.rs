@@ -490,6 +490,7 @@ struct Buffers {
 fn grow(
     b: &Binned,
     buf: &mut Buffers,
+    gains: &mut [f64],
     g: &[f64],
     h: &[f64],
     constant_h: bool,
@@ -589,6 +590,7 @@ fn grow(
             .get(s.bin)
             .copied()
             .unwrap_or(f64::MAX);
+        gains[s.feature] += s.gain;
         nodes[leaf.node] = BoostNode::Split {
             feature: s.feature,
             threshold,
@@ -855,6 +857,7 @@ pub fn fit(
     let mut raw_valid: Vec<Vec<f64>> = baseline.iter().map(|b| vec![*b; valid.len()]).collect();
     let valid_rows: Vec<usize> = (0..valid.len()).collect();
     let mut adds = vec![vec![0.0; m]; outputs];
+    let mut gains = vec![0.0; x.ncols()];
     let mut buf = Buffers {
         rows: Vec::with_capacity(m),
         scratch: vec![0; m],
@@ -880,7 +883,8 @@ pub fn fit(
                     *hi *= w;
                 }
             }
-            let (mut nodes, mut values) = grow(&binned, &mut buf, &g, &h, constant_h, p);
+            let (mut nodes, mut values) =
+                grow(&binned, &mut buf, &mut gains, &g, &h, constant_h, p);
             if let (Loss::AbsoluteError, Y::Values(v)) = (p.loss, &y_train) {
                 // Each leaf's value: the (weighted) median of its rows'
                 // residuals at the current scores, shrunk by the learning
@@ -940,10 +944,17 @@ pub fn fit(
             }
         }
     }
+    let total: f64 = gains.iter().sum();
+    if total > 0.0 {
+        for g in &mut gains {
+            *g /= total;
+        }
+    }
     Ok(Fitted::Boosted {
         baseline,
         trees,
         outputs,
+        gains,
     })
 }
 

@@ -51,6 +51,11 @@ pub enum Fitted {
         baseline: Vec<f64>,
         trees: Vec<Vec<BoostNode>>,
         outputs: usize,
+        /// Per input, the share of the training loss its splits removed
+        /// (the gains of every split on it, over the total; empty in
+        /// bundles made before it was recorded).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        gains: Vec<f64>,
     },
     /// Gaussian naive Bayes: per class, its prior and each column's mean and
     /// variance.
@@ -428,6 +433,7 @@ impl ModelFile {
                 baseline,
                 trees,
                 outputs,
+                ..
             } => {
                 let k = (*outputs).max(1);
                 let flat = boosted_scores(x, baseline, trees, k);

@@ -14,7 +14,8 @@
 //! its random draws. At most [`MAX_ROWS`] rows are used (a seeded sample).
 //!
 //! The model's own importance, where it has one: the coefficients of a
-//! linear model (for a binary classifier, of the positive class).
+//! linear model (for a binary classifier, of the positive class), or each
+//! input's share of a boosted model's split gains.
 
 use super::model::{class_indices, design, Prediction};
 use super::ExecError;
@@ -148,15 +149,17 @@ pub fn importances(
     }
     perm_inputs.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
     let own = match &model.fitted {
-        Fitted::Linear { weights, .. } => Some(
+        Fitted::Linear { weights, .. } => Some((
+            "coefficient",
             model
                 .features
                 .iter()
                 .zip(weights)
                 .map(|(f, w)| json!({"feature": f, "value": super::evaluate::finite(*w)}))
                 .collect::<Vec<_>>(),
-        ),
-        Fitted::Softmax { weights, .. } if model.classes.len() == 2 => Some(
+        )),
+        Fitted::Softmax { weights, .. } if model.classes.len() == 2 => Some((
+            "coefficient",
             model
                 .features
                 .iter()
@@ -165,7 +168,18 @@ pub fn importances(
                     json!({"feature": f, "value": super::evaluate::finite(w.get(1).copied().unwrap_or(f64::NAN))})
                 })
                 .collect::<Vec<_>>(),
-        ),
+        )),
+        // Gradient boosting: each input's share of the loss its splits
+        // removed (LightGBM's "gain" importance).
+        Fitted::Boosted { gains, .. } if gains.len() == model.features.len() => Some((
+            "gain",
+            model
+                .features
+                .iter()
+                .zip(gains)
+                .map(|(f, g)| json!({"feature": f, "value": super::evaluate::finite(*g)}))
+                .collect::<Vec<_>>(),
+        )),
         _ => None,
     };
     Ok(json!({
@@ -182,6 +196,6 @@ pub fn importances(
                 "importances": drops.iter().map(|d| super::evaluate::finite(*d)).collect::<Vec<_>>(),
             })).collect::<Vec<_>>(),
         },
-        "model": own.map(|values| json!({"kind": "coefficient", "values": values})),
+        "model": own.map(|(kind, values)| json!({"kind": kind, "values": values})),
     }))
 }
