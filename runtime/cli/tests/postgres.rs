@@ -623,3 +623,50 @@ fn a_result_cut_mid_stream_is_fetched_again_and_every_type_decodes() {
     assert!(!text(&o).contains(PASSWORD));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A value the declaration refuses (a NaN, a level not declared, a null
+/// where none is declared) stops the run naming the table and the row, not
+/// the fetched file; under a quarantining check the rows are set aside.
+#[test]
+fn a_refused_value_is_named_by_its_table_and_row_or_set_aside() {
+    let pg = Pg::start("refused");
+    pg.sql(
+        "CREATE TABLE n (id bigint, v float8, c text);
+         INSERT INTO n VALUES (1, 1.5, 'a'), (2, 'NaN', 'b'), (3, 2.5, 'z'), (4, 3.0, NULL), (5, 4.0, 'b');",
+    );
+    let dir = empty_project("pg-refused");
+    let source = r#"source n = postgres(table = "n", url = env("SHOP_DB")) {
+    id : int
+    v  : float
+    c  : category["a", "b"]
+}
+"#;
+    std::fs::write(dir.join("p.mlp"), source).unwrap();
+    let o = mlp_db(&dir, &pg.url(), &["run", "."]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        text(&o).contains(
+            "postgres table `n` (source `n`), row 2, column `v`: NaN is not a valid float"
+        ),
+        "{}",
+        text(&o)
+    );
+    std::fs::write(
+        dir.join("p.mlp"),
+        format!("{source}check n quarantine {{\n    not_null id\n}}\n"),
+    )
+    .unwrap();
+    let o = mlp_db(&dir, &pg.url(), &["run", "."]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("quarantined 3 of 5 rows"), "{}", text(&o));
+    let kept = common::cached_frame(&dir, "check.n");
+    let ids: Vec<i64> = kept
+        .column("id")
+        .unwrap()
+        .i64()
+        .unwrap()
+        .into_no_null_iter()
+        .collect();
+    assert_eq!(ids, vec![1, 5]);
+    let _ = std::fs::remove_dir_all(&dir);
+}

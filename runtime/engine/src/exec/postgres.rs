@@ -149,6 +149,14 @@ fn remember_hash(path: &Path, sha: String) {
     fetched.push((path.to_path_buf(), stat, sha));
 }
 
+/// How messages name a PostgreSQL source: its table, or its query.
+pub fn place(op: &SourceOp, source: &str) -> String {
+    match option(op, "table") {
+        Some(t) => format!("postgres table `{t}` (source `{source}`)"),
+        None => format!("postgres query of source `{source}`"),
+    }
+}
+
 /// Fetches the source's rows into [`fetched_path`], checking the declared
 /// columns first. `retries` transient failures are retried.
 pub fn fetch(op: &SourceOp, root: &Path, source: &str) -> Result<PathBuf, ExecError> {

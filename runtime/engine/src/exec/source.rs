@@ -93,7 +93,12 @@ fn display(root: &Path, p: &Path) -> String {
 pub fn run(op: &SourceOp, cx: &Context) -> Result<Output, ExecError> {
     let mut frames = Vec::with_capacity(cx.files.len());
     for (path, stat_before) in &cx.files {
-        let shown = display(cx.root, path);
+        // A database's rows are named by their table (or query), not by
+        // the file they were fetched into.
+        let shown = match op.format {
+            SourceFormat::Postgres => super::postgres::place(op, &cx.stage.name),
+            _ => display(cx.root, path),
+        };
         let df = read_file(op, path, &shown, cx.lenient)?;
         // The key was computed from the file as hashed; refuse to store an
         // output computed from a file that changed since.
