@@ -65,10 +65,13 @@ def probabilistic(model, sample_weight=None):
     model.fit(tr[X], tr["label"], sample_weight=sample_weight)
     p = model.predict_proba(te[X])
     yes = list(model.classes_).index("yes")
-    return {"accuracy": float(accuracy_score(te["label"], model.predict(te[X]))),
-            "log_loss": float(log_loss(te["label"], p, labels=model.classes_)),
-            "roc_auc": float(roc_auc_score(te["label"] == "yes", p[:, yes])),
-            "proba_yes": [float(v) for v in p[:, yes]]}
+    out = {"accuracy": float(accuracy_score(te["label"], model.predict(te[X]))),
+           "log_loss": float(log_loss(te["label"], p, labels=model.classes_)),
+           "roc_auc": float(roc_auc_score(te["label"] == "yes", p[:, yes])),
+           "proba_yes": [float(v) for v in p[:, yes]]}
+    if hasattr(model, "feature_importances_"):
+        out["importances"] = [float(v) for v in model.feature_importances_]
+    return out
 
 
 # Trees: a leaf's probability is its training rows' class shares; a forest

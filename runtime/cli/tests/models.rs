@@ -108,6 +108,15 @@ fn check_against(dir: &Path, sk: &serde_json::Value) {
                 "{name}, test row {i}: P(yes) {a} vs {b}"
             );
         }
+        // The same tree has the same impurity importances.
+        let m = entry_json(dir, stage, "model.json");
+        let ours = m["fitted"]["importances"].as_array().unwrap();
+        let theirs = sk[name]["importances"].as_array().unwrap();
+        assert_eq!(ours.len(), theirs.len());
+        for (a, b) in ours.iter().zip(theirs) {
+            let (a, b) = (a.as_f64().unwrap(), b.as_f64().unwrap());
+            assert!((a - b).abs() <= 1e-9, "{name}: importance {a} vs {b}");
+        }
     }
     let report = entry_json(dir, "evaluate.logit.test", "report.json");
     let (a, b) = (

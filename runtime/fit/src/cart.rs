@@ -65,6 +65,20 @@ struct Grower<'a, R: Rng> {
     p: &'a Params,
     rng: R,
     nodes: Vec<TreeNode>,
+    /// Per column, the weighted impurity decrease of the splits on it.
+    decrease: Vec<f64>,
+}
+
+/// Impurity decreases as shares summing to 1 (all zeros when the tree has
+/// no split), as scikit-learn normalises `feature_importances_`.
+fn shares(mut v: Vec<f64>) -> Vec<f64> {
+    let total: f64 = v.iter().sum();
+    if total > 0.0 {
+        for x in &mut v {
+            *x /= total;
+        }
+    }
+    v
 }
 
 /// Grows one tree on the rows of `x` with classes `y` (`0..k`) and weights
@@ -77,6 +91,19 @@ pub fn grow(
     p: &Params,
     rng: impl Rng,
 ) -> Vec<TreeNode> {
+    grow_scored(x, y, w, k, p, rng).0
+}
+
+/// As [`grow`], with each column's share of the tree's impurity decrease
+/// (scikit-learn's `feature_importances_`).
+pub fn grow_scored(
+    x: &Array2<f64>,
+    y: &[usize],
+    w: &[f64],
+    k: usize,
+    p: &Params,
+    rng: impl Rng,
+) -> (Vec<TreeNode>, Vec<f64>) {
     let columns: Vec<Vec<f32>> = (0..x.ncols())
         .map(|j| x.column(j).iter().map(|v| *v as f32).collect())
         .collect();
@@ -88,10 +115,11 @@ pub fn grow(
         p,
         rng,
         nodes: vec![],
+        decrease: vec![0.0; x.ncols()],
     };
     let rows: Vec<usize> = (0..y.len()).filter(|i| w[*i] != 0.0).collect();
     g.node(rows, 0);
-    g.nodes
+    (g.nodes, shares(g.decrease))
 }
 
 impl<R: Rng> Grower<'_, R> {
@@ -133,6 +161,10 @@ impl<R: Rng> Grower<'_, R> {
         let (left, right): (Vec<usize>, Vec<usize>) = rows
             .iter()
             .partition(|&&i| (self.x[feature][i] as f64) <= threshold);
+        let ((cl, wl), (cr, wr)) = (self.counts(&left), self.counts(&right));
+        self.decrease[feature] += total * impurity(&counts, total, p.criterion)
+            - wl * impurity(&cl, wl, p.criterion)
+            - wr * impurity(&cr, wr, p.criterion);
         let at = self.nodes.len();
         self.nodes.push(TreeNode::Leaf {
             class: 0,
@@ -236,10 +268,10 @@ pub fn forest(
     n_trees: usize,
     max_samples: f64,
     rng: &mut impl Rng,
-) -> Vec<Vec<TreeNode>> {
+) -> (Vec<Vec<TreeNode>>, Vec<f64>) {
     let n = y.len();
     let draws = ((max_samples * n as f64).round() as usize).clamp(1, n.max(1));
-    (0..n_trees)
+    let grown = (0..n_trees)
         .map(|_| {
             let mut w = vec![0.0; n];
             for _ in 0..draws {
@@ -249,7 +281,7 @@ pub fn forest(
                 *wi *= b;
             }
             let seed: u64 = rng.gen();
-            grow(
+            grow_scored(
                 x,
                 y,
                 &w,
@@ -258,7 +290,16 @@ pub fn forest(
                 <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(seed),
             )
         })
-        .collect()
+        .collect::<Vec<_>>();
+    // The mean of the trees' shares (trees without a split left out), as
+    // scikit-learn's forest.
+    let mut mean = vec![0.0; x.ncols()];
+    for (_, imp) in grown.iter().filter(|(_, imp)| imp.iter().any(|v| *v > 0.0)) {
+        for (m, v) in mean.iter_mut().zip(imp) {
+            *m += v;
+        }
+    }
+    (grown.into_iter().map(|(t, _)| t).collect(), shares(mean))
 }
 
 /// AdaBoost as scikit-learn's SAMME: each round fits a tree on the weighted

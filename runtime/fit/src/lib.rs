@@ -400,8 +400,12 @@ fn fit(
             let p = tree_params(params, None, None);
             let rng = rand::rngs::StdRng::seed_from_u64(0);
             let w = row_weights.unwrap_or_else(|| vec![1.0; y.len()]);
-            let nodes = cart::grow(x, &y, &w, *k, &p, rng);
-            Ok(Fitted::Tree { nodes, classes: *k })
+            let (nodes, importances) = cart::grow_scored(x, &y, &w, *k, &p, rng);
+            Ok(Fitted::Tree {
+                nodes,
+                classes: *k,
+                importances,
+            })
         }
         (Algorithm::Svm, target) => {
             use linfa::prelude::*;
@@ -493,6 +497,7 @@ fn fit(
             let y: Vec<usize> = y.to_vec();
             let n_trees = (param_f64(params, "n_estimators", 100.0) as usize).max(1);
             let all: Vec<usize> = (0..x.ncols()).collect();
+            let mut importances = vec![];
             let trees: Vec<ForestTree> = if algorithm == Algorithm::RandomForest {
                 // As scikit-learn's: a fraction of the columns tried at
                 // each split (at least one).
@@ -501,7 +506,10 @@ fn fit(
                 let p = tree_params(params, None, Some(max_features));
                 let max_samples = param_f64(params, "max_samples", 1.0);
                 let base = row_weights.unwrap_or_else(|| vec![1.0; y.len()]);
-                cart::forest(x, &y, &base, *k, &p, n_trees, max_samples, &mut rng)
+                let (grown, shares) =
+                    cart::forest(x, &y, &base, *k, &p, n_trees, max_samples, &mut rng);
+                importances = shares;
+                grown
                     .into_iter()
                     .map(|nodes| ForestTree {
                         nodes,
@@ -526,7 +534,11 @@ fn fit(
                     "{algorithm} did not fit: its first tree was no better than chance on `train`"
                 )));
             }
-            Ok(Fitted::Forest { trees, classes: *k })
+            Ok(Fitted::Forest {
+                trees,
+                classes: *k,
+                importances,
+            })
         }
         (Algorithm::LogisticRegression, Target::Classes(y, 2)) => {
             // Binary: the sigmoid model, unpenalised intercept, as

@@ -24,12 +24,21 @@ pub enum Fitted {
     Tree {
         nodes: Vec<TreeNode>,
         classes: usize,
+        /// Per input, its share of the impurity decrease of the splits on
+        /// it (scikit-learn's `feature_importances_`; empty in bundles made
+        /// before it was recorded).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        importances: Vec<f64>,
     },
     /// Weighted votes of trees (random forest: equal weights, each tree on a
     /// subset of the columns; AdaBoost: SAMME weights, every column).
     Forest {
         trees: Vec<ForestTree>,
         classes: usize,
+        /// A random forest's trees' impurity importances, averaged (as
+        /// scikit-learn's); empty for AdaBoost and older bundles.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        importances: Vec<f64>,
     },
     /// A support vector machine: `d(x) = Σ coef_i · K(support_i, x) - rho`;
     /// regression predicts `d`, binary classification the positive (second)
@@ -441,7 +450,7 @@ impl ModelFile {
                     .unwrap_or_else(|_| Array2::zeros((x.nrows(), k)));
                 self.predict_scores(z)
             }
-            Fitted::Tree { nodes, classes } => {
+            Fitted::Tree { nodes, classes, .. } => {
                 let mut z = Array2::<f64>::zeros((x.nrows(), *classes));
                 for (i, r) in x.rows().into_iter().enumerate() {
                     if let Some(row) = z.row_mut(i).as_slice_mut() {
@@ -497,7 +506,7 @@ impl ModelFile {
                     Prediction::Values(Array1::from(d))
                 }
             }
-            Fitted::Forest { trees, classes } if self.algorithm == Algorithm::Adaboost => {
+            Fitted::Forest { trees, classes, .. } if self.algorithm == Algorithm::Adaboost => {
                 // scikit-learn's SAMME: each tree adds its weight to the
                 // class it predicts and takes w/(K-1) from the others; the
                 // scores, over the total weight and over K-1, go through a
@@ -523,7 +532,7 @@ impl ModelFile {
                 softmax_rows(&mut z);
                 Prediction::Probabilities(z)
             }
-            Fitted::Forest { trees, classes } => {
+            Fitted::Forest { trees, classes, .. } => {
                 // A forest averages its trees' probabilities.
                 let mut z = Array2::<f64>::zeros((x.nrows(), *classes));
                 for (i, r) in x.rows().into_iter().enumerate() {

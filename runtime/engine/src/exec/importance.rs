@@ -180,6 +180,21 @@ pub fn importances(
                 .map(|(f, g)| json!({"feature": f, "value": super::evaluate::finite(*g)}))
                 .collect::<Vec<_>>(),
         )),
+        // Trees and random forests: each input's share of the impurity
+        // decrease (scikit-learn's `feature_importances_`).
+        Fitted::Tree { importances, .. } | Fitted::Forest { importances, .. }
+            if importances.len() == model.features.len() =>
+        {
+            Some((
+                "impurity",
+                model
+                    .features
+                    .iter()
+                    .zip(importances)
+                    .map(|(f, v)| json!({"feature": f, "value": super::evaluate::finite(*v)}))
+                    .collect::<Vec<_>>(),
+            ))
+        }
         _ => None,
     };
     Ok(json!({
