@@ -962,6 +962,67 @@ pub fn fit(
 mod tests {
     use super::*;
 
+    /// Re-scoring rows with a shuffled column (permutation importance)
+    /// re-walks only the trees that split on it, and gives the bits a full
+    /// prediction gives, for every class.
+    #[test]
+    fn predicting_changed_columns_equals_predicting_the_rows() {
+        use mlp_ml::fitted::{ModelFile, Prediction};
+        let n = 600;
+        let x = Array2::from_shape_fn((n, 4), |(i, j)| {
+            ((i * 7919 + j * 104_729) % 1000) as f64 / 100.0
+        });
+        let classes: Vec<usize> = (0..n)
+            .map(|i| ((x[[i, 0]] + 0.5 * x[[i, 2]]) as usize) % 3)
+            .collect();
+        let p = Params {
+            loss: Loss::LogLoss,
+            learning_rate: 0.1,
+            max_iter: 20,
+            max_leaf_nodes: Some(8),
+            max_depth: None,
+            min_samples_leaf: 5,
+            l2: 0.0,
+            max_bins: 255,
+            early_stopping: false,
+            validation_fraction: 0.1,
+            n_iter_no_change: 10,
+            tol: 1e-7,
+            seed: 1,
+        };
+        let fitted = fit(&x, Y::Classes(&classes, 3), None, &p, None).expect("fits");
+        let model = ModelFile {
+            algorithm: mlp_compiler::plan::Algorithm::GradientBoosting,
+            task: mlp_compiler::plan::Task::Classification,
+            target: "y".into(),
+            features: (0..4).map(|j| format!("x{j}")).collect(),
+            classes: vec!["a".into(), "b".into(), "c".into()],
+            params: Default::default(),
+            fitted,
+        };
+        let cache = model.tree_values(&x).expect("boosted");
+        for changed in [vec![0], vec![1], vec![2, 3]] {
+            let mut xp = x.clone();
+            for &j in &changed {
+                for i in 0..n {
+                    xp[[i, j]] = x[[(i * 37 + 11) % n, j]];
+                }
+            }
+            let (Prediction::Probabilities(a), Prediction::Probabilities(b)) = (
+                model.predict(&xp),
+                model.predict_changed(&cache, &xp, &changed),
+            ) else {
+                panic!("probabilities");
+            };
+            assert!(
+                a.iter()
+                    .zip(b.iter())
+                    .all(|(a, b)| a.to_bits() == b.to_bits()),
+                "{changed:?}"
+            );
+        }
+    }
+
     #[test]
     fn a_bin_holds_the_values_its_threshold_bounds() {
         let values: Vec<f64> = (0..1000)

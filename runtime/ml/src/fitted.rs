@@ -310,6 +310,16 @@ fn boosted_scores(
     flat
 }
 
+/// A boosted model's trees' values on a set of rows, kept to re-score rows
+/// whose inputs change in a few columns (permutation importance): a tree
+/// that does not split on a changed column gives each row the same value.
+pub struct TreeValues {
+    /// `values[t][i]`: tree `t`'s value for row `i`.
+    values: Vec<Vec<f64>>,
+    /// Per tree, the columns it splits on.
+    uses: Vec<Vec<bool>>,
+}
+
 /// A boosted tree's value for a row.
 pub fn boost_value(nodes: &[BoostNode], row: ndarray::ArrayView1<f64>) -> f64 {
     let mut at = 0;
@@ -383,6 +393,100 @@ impl ModelFile {
 
     /// Predictions for a design matrix: values, or class probabilities.
     ///
+    /// A boosted model's trees' values on `x` (`None` for other models).
+    pub fn tree_values(&self, x: &Array2<f64>) -> Option<TreeValues> {
+        use rayon::prelude::*;
+        let Fitted::Boosted { trees, .. } = &self.fitted else {
+            return None;
+        };
+        let d = x.ncols();
+        let values = trees
+            .par_iter()
+            .map(|t| {
+                let packed = Packed::tree(t);
+                x.rows()
+                    .into_iter()
+                    .map(|r| match r.as_slice() {
+                        Some(row) => Packed::value(&packed, row),
+                        None => Packed::value(&packed, &r.to_vec()),
+                    })
+                    .collect()
+            })
+            .collect();
+        let uses = trees
+            .iter()
+            .map(|t| {
+                let mut u = vec![false; d];
+                for n in t {
+                    if let BoostNode::Split { feature, .. } = n {
+                        if let Some(x) = u.get_mut(*feature) {
+                            *x = true;
+                        }
+                    }
+                }
+                u
+            })
+            .collect();
+        Some(TreeValues { values, uses })
+    }
+
+    /// The predictions of `x`, whose rows are those `cache` was computed on
+    /// with only the columns `changed` altered: the trees that split on none
+    /// of them are not walked again. Equal to [`ModelFile::predict`] to the
+    /// bit (the same values, summed in the same order).
+    pub fn predict_changed(
+        &self,
+        cache: &TreeValues,
+        x: &Array2<f64>,
+        changed: &[usize],
+    ) -> Prediction {
+        use rayon::prelude::*;
+        let Fitted::Boosted {
+            baseline,
+            trees,
+            outputs,
+            ..
+        } = &self.fitted
+        else {
+            return self.predict(x);
+        };
+        let k = (*outputs).max(1);
+        let walk: Vec<Option<Vec<Packed>>> = trees
+            .iter()
+            .zip(&cache.uses)
+            .map(|(t, u)| {
+                changed
+                    .iter()
+                    .any(|j| u.get(*j).copied().unwrap_or(true))
+                    .then(|| Packed::tree(t))
+            })
+            .collect();
+        let mut flat = vec![0.0; x.nrows() * k];
+        flat.par_chunks_mut(k).enumerate().for_each(|(i, zi)| {
+            let row = x.row(i);
+            let owned;
+            let row: &[f64] = match row.as_slice() {
+                Some(r) => r,
+                None => {
+                    owned = row.to_vec();
+                    &owned
+                }
+            };
+            for (c, b) in baseline.iter().enumerate().take(k) {
+                zi[c] = *b;
+            }
+            for (t, w) in walk.iter().enumerate() {
+                zi[t % k] += match w {
+                    Some(packed) => Packed::value(packed, row),
+                    None => cache.values[t][i],
+                };
+            }
+        });
+        let z = Array2::from_shape_vec((x.nrows(), k), flat)
+            .unwrap_or_else(|_| Array2::zeros((x.nrows(), k)));
+        self.predict_scores(z)
+    }
+
     /// A boosted model's predictions from raw scores (one column per
     /// output: the baseline plus every tree's value, in tree order), as
     /// [`ModelFile::predict`] turns them into values or probabilities.

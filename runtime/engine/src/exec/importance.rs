@@ -67,7 +67,10 @@ fn inputs(op: &ModelOp, model: &ModelFile) -> Vec<(String, Vec<usize>)> {
 }
 
 fn score(model: &ModelFile, metric: Metric, x: &Array2<f64>, truth: &Truth0) -> f64 {
-    let pred = model.predict(x);
+    score_of(model, metric, model.predict(x), truth)
+}
+
+fn score_of(model: &ModelFile, metric: Metric, pred: Prediction, truth: &Truth0) -> f64 {
     match (&pred, truth) {
         (Prediction::Probabilities(p), Truth0::Classes(y)) => {
             let d = decide(p, model.threshold());
@@ -129,6 +132,9 @@ pub fn importances(
     };
     let sign = if higher_is_better(metric) { 1.0 } else { -1.0 };
     let baseline = score(model, metric, &x, &truth);
+    // A boosted model re-walks only the trees that split on the shuffled
+    // input (the same predictions, to the bit).
+    let cache = model.tree_values(&x);
     let n = x.nrows();
     let mut perm_inputs = vec![];
     for (name, cols) in inputs(op, model) {
@@ -140,7 +146,11 @@ pub fn importances(
                 let shuffled: Array1<f64> = order.iter().map(|&i| x[[i, j]]).collect();
                 xp.index_axis_mut(Axis(1), j).assign(&shuffled);
             }
-            drops.push(sign * (baseline - score(model, metric, &xp, &truth)));
+            let shuffled = match &cache {
+                Some(c) => score_of(model, metric, model.predict_changed(c, &xp, &cols), &truth),
+                None => score(model, metric, &xp, &truth),
+            };
+            drops.push(sign * (baseline - shuffled));
         }
         let mean = drops.iter().sum::<f64>() / drops.len() as f64;
         let std =
