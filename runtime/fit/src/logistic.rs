@@ -86,7 +86,18 @@ pub fn fit(
     let m = d + usize::from(intercept);
     let view = x.view();
     let mut w = Array1::<f64>::zeros(d);
-    let mut b = 0.0;
+    // Start from the intercept-only optimum (the weighted log-odds of the
+    // positive class): fewer of Newton's first steps overshoot.
+    let mut b = if intercept {
+        let (pos, total) = y
+            .iter()
+            .zip(&s)
+            .fold((0.0, 0.0), |(p, t), (y, s)| (p + y * s, t + s));
+        let share = (pos / total.max(f64::MIN_POSITIVE)).clamp(1e-12, 1.0 - 1e-12);
+        (share / (1.0 - share)).ln()
+    } else {
+        0.0
+    };
     let mut f = objective(&view, y, &s, c, &w, b);
     for _ in 0..max_iter.max(1) {
         let z = decisions(&view, &w, b);
