@@ -489,6 +489,12 @@ fn promote_and_rollback_move_aliases_and_keep_history() {
             importance.starts_with("importance: (permutation, rmse on test) sqft "),
             "{t}"
         );
+        // Then the model's own: ridge's coefficients.
+        assert!(
+            t.lines()
+                .any(|l| l.starts_with("            (coefficient) ") && l.contains(" sqft ")),
+            "{t}"
+        );
         let metrics = t.lines().find(|l| l.starts_with("metrics:")).unwrap();
         // Scores read like the run's: four decimals.
         assert!(

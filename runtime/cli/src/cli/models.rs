@@ -120,8 +120,36 @@ pub fn models_show(project: &Path, spec: &str) -> Result<ExitCode, CliError> {
             )
         })
         .unwrap_or_default();
+    // The model's own importance: gains and impurity shares largest first;
+    // coefficients in the inputs' order (their sizes depend on the inputs'
+    // units).
+    let own: Option<String> = b.evaluations.first().and_then(|e| {
+        let m = &e["feature_importance"]["model"];
+        let kind = m["kind"].as_str()?;
+        let mut values: Vec<(String, f64)> = m["values"]
+            .as_array()?
+            .iter()
+            .map(|v| {
+                (
+                    v["feature"].as_str().unwrap_or("").to_string(),
+                    v["value"].as_f64().unwrap_or(f64::NAN),
+                )
+            })
+            .collect();
+        if kind != "coefficient" {
+            values.sort_by(|a, b| b.1.total_cmp(&a.1));
+        }
+        Some(format!(
+            "\n            ({kind}) {}",
+            values
+                .iter()
+                .map(|(f, v)| format!("{f} {v:.4}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+    });
     write_stdout(&format!(
-        "model:      {name}\nversion:    {version}\naliases:    {}\nalgorithm:  {} ({})\ntarget:     {}\nfeatures:   {}\nparameters: {}\nmetrics:    {}\nimportance: {}\nlineage:    plan {}\nhistory:\n{}\n",
+        "model:      {name}\nversion:    {version}\naliases:    {}\nalgorithm:  {} ({})\ntarget:     {}\nfeatures:   {}\nparameters: {}\nmetrics:    {}\nimportance: {}{}\nlineage:    plan {}\nhistory:\n{}\n",
         if aliases.is_empty() { "(none)".into() } else { aliases.join(" ") },
         b.model.algorithm,
         format!("{:?}", b.model.task).to_lowercase(),
@@ -134,6 +162,7 @@ pub fn models_show(project: &Path, spec: &str) -> Result<ExitCode, CliError> {
         } else {
             format!("{} {}", importance[0], importance[1..].join(", "))
         },
+        own.unwrap_or_default(),
         b.lineage["plan"].as_str().unwrap_or(""),
         history
             .iter()
