@@ -562,6 +562,13 @@ fn a_result_cut_mid_stream_is_fetched_again_and_every_type_decodes() {
     let o = mlp_db(&dir, &url, &["run", "."]);
     assert!(o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("source.wide (20000 rows"), "{}", text(&o));
+    // The stage says where its time went: the fetch, while planning.
+    assert!(
+        text(&o).contains("fetched while the run was planned: ")
+            && text(&o).contains("decoded as it arrived"),
+        "{}",
+        text(&o)
+    );
     assert!(!all_text(&dir).contains(PASSWORD));
     assert!(
         relay.connections.load(std::sync::atomic::Ordering::SeqCst) >= 2,

@@ -142,6 +142,19 @@ pub fn known_hash(path: &Path) -> Option<(String, Stat)> {
     (now == *stat).then(|| (sha.clone(), now))
 }
 
+/// How long each fetch of this process took, and its bytes, by fetched
+/// file (the source stage says so: its own seconds do not include it).
+static TIMINGS: std::sync::Mutex<Vec<(PathBuf, f64, u64)>> = std::sync::Mutex::new(Vec::new());
+
+/// The seconds and bytes of the fetch that wrote `path` in this process.
+pub fn fetch_timing(path: &Path) -> Option<(f64, u64)> {
+    let timings = TIMINGS.lock().unwrap_or_else(|e| e.into_inner());
+    timings
+        .iter()
+        .find(|(p, _, _)| p == path)
+        .map(|(_, s, b)| (*s, *b))
+}
+
 fn remember_hash(path: &Path, sha: String) {
     let Ok(stat) = Stat::of(path) else { return };
     let mut fetched = FETCHED.lock().unwrap_or_else(|e| e.into_inner());
@@ -251,11 +264,17 @@ fn fetch_once(
 ) -> Result<PathBuf, Failure> {
     // One connection driven on this thread: the rows arrive as a stream of
     // pieces, decoded and hashed on a second thread as they come.
+    let started = std::time::Instant::now();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| Failure::Other(ExecError::Internal(e.to_string())))?;
-    rt.block_on(fetch_streamed(op, root, source, from, place, url))
+    let path = rt.block_on(fetch_streamed(op, root, source, from, place, url))?;
+    let bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+    let mut timings = TIMINGS.lock().unwrap_or_else(|e| e.into_inner());
+    timings.retain(|(p, _, _)| *p != path);
+    timings.push((path.clone(), started.elapsed().as_secs_f64(), bytes));
+    Ok(path)
 }
 
 async fn fetch_streamed(

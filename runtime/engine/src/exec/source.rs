@@ -116,8 +116,26 @@ pub fn run(op: &SourceOp, cx: &Context) -> Result<Output, ExecError> {
         df.vstack_mut(&next).map_err(ExecError::polars)?;
     }
     df.rechunk_mut();
+    let mut notes = vec![];
+    if op.format == SourceFormat::Postgres {
+        if let Some((seconds, bytes)) = cx
+            .files
+            .first()
+            .and_then(|(p, _)| super::postgres::fetch_timing(p))
+        {
+            let size = match bytes {
+                b if b < 1_000 => format!("{b} bytes"),
+                b if b < 1_000_000 => format!("{:.1} kB", b as f64 / 1e3),
+                b => format!("{:.1} MB", b as f64 / 1e6),
+            };
+            notes.push(format!(
+                "fetched while the run was planned: {size} in {seconds:.2}s, decoded as it arrived (not in this stage's seconds)"
+            ));
+        }
+    }
     Ok(Output {
         frame: Some(df),
+        notes,
         ..Output::default()
     })
 }
