@@ -962,6 +962,25 @@ pub fn fit(
 mod tests {
     use super::*;
 
+    /// Small trees without early stopping.
+    fn params(loss: Loss, learning_rate: f64, max_iter: usize, leaves: usize) -> Params {
+        Params {
+            loss,
+            learning_rate,
+            max_iter,
+            max_leaf_nodes: Some(leaves),
+            max_depth: None,
+            min_samples_leaf: 5,
+            l2: 0.0,
+            max_bins: 255,
+            early_stopping: false,
+            validation_fraction: 0.1,
+            n_iter_no_change: 10,
+            tol: 1e-7,
+            seed: 1,
+        }
+    }
+
     /// Re-scoring rows with a shuffled column (permutation importance)
     /// re-walks only the trees that split on it, and gives the bits a full
     /// prediction gives, for every class.
@@ -975,21 +994,7 @@ mod tests {
         let classes: Vec<usize> = (0..n)
             .map(|i| ((x[[i, 0]] + 0.5 * x[[i, 2]]) as usize) % 3)
             .collect();
-        let p = Params {
-            loss: Loss::LogLoss,
-            learning_rate: 0.1,
-            max_iter: 20,
-            max_leaf_nodes: Some(8),
-            max_depth: None,
-            min_samples_leaf: 5,
-            l2: 0.0,
-            max_bins: 255,
-            early_stopping: false,
-            validation_fraction: 0.1,
-            n_iter_no_change: 10,
-            tol: 1e-7,
-            seed: 1,
-        };
+        let p = params(Loss::LogLoss, 0.1, 20, 8);
         let fitted = fit(&x, Y::Classes(&classes, 3), None, &p, None).expect("fits");
         let model = ModelFile {
             algorithm: mlp_compiler::plan::Algorithm::GradientBoosting,
@@ -1069,21 +1074,7 @@ mod tests {
                 }
             })
             .collect();
-        let p = Params {
-            loss: Loss::SquaredError,
-            learning_rate: 0.5,
-            max_iter: 50,
-            max_leaf_nodes: Some(4),
-            max_depth: None,
-            min_samples_leaf: 5,
-            l2: 0.0,
-            max_bins: 255,
-            early_stopping: false,
-            validation_fraction: 0.1,
-            n_iter_no_change: 10,
-            tol: 1e-7,
-            seed: 1,
-        };
+        let p = params(Loss::SquaredError, 0.5, 50, 4);
         let Fitted::Boosted {
             baseline, trees, ..
         } = fit(&x, Y::Values(&y), None, &p, None).expect("fits")

@@ -113,21 +113,10 @@ pub fn design(
     columns: &[String],
     missing_ok: bool,
 ) -> Result<Array2<f64>, ExecError> {
-    design_in(df, columns, missing_ok, &|i| i + 1)
-}
-
-/// As [`design`]; an error names a row as `row_of(index)` numbers it (the
-/// row of the whole input, not of the partition).
-pub fn design_in(
-    df: &DataFrame,
-    columns: &[String],
-    missing_ok: bool,
-    row_of: &dyn Fn(usize) -> usize,
-) -> Result<Array2<f64>, ExecError> {
     fill_design(df, columns, missing_ok, &mut |i, c, _| {
         Err(ExecError::Data(format!(
             "model input `{c}` has a missing or infinite value at row {} of the data; impute it, or filter the row",
-            row_of(i)
+            i + 1
         )))
     })
 }

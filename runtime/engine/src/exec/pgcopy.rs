@@ -353,20 +353,13 @@ pub fn read(
     shown: &str,
     lenient: bool,
 ) -> Result<DataFrame, ExecError> {
-    if let Some(mut df) = take_decoded(path) {
-        // Decoded strictly: every row held to the schema, so a lenient read
-        // describes none.
-        if lenient {
-            for name in [super::source::PARSE_ERROR, super::source::PARSE_KIND] {
-                df.with_column(Column::full_null(
-                    name.into(),
-                    df.height(),
-                    &DataType::String,
-                ))
-                .map_err(ExecError::polars)?;
-            }
-        }
-        return Ok(df);
+    if let Some(df) = take_decoded(path) {
+        // Decoded strictly: every row held to the schema.
+        return if lenient {
+            super::source::no_problems(df)
+        } else {
+            Ok(df)
+        };
     }
     let fail = |e: std::io::Error| ExecError::Read {
         file: shown.to_string(),

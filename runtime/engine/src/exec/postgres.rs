@@ -129,37 +129,47 @@ fn select_expr(c: &SourceColumn, pg: &postgres::types::Type, column: &str) -> Op
     })
 }
 
-/// The content hashes of the files fetched in this process, with each
-/// file's stat when it was written: hashed as the rows arrived, so the
-/// planner need not read the file again.
-static FETCHED: std::sync::Mutex<Vec<(PathBuf, Stat, String)>> = std::sync::Mutex::new(Vec::new());
+/// What this process fetched, by file: the file's stat when it was
+/// written, its content hash (taken as the rows arrived, so the planner
+/// need not read the file again) and the seconds the fetch took (the source
+/// stage says so: its own seconds do not include them).
+struct Fetched {
+    path: PathBuf,
+    stat: Stat,
+    sha: String,
+    seconds: f64,
+}
+
+static FETCHED: std::sync::Mutex<Vec<Fetched>> = std::sync::Mutex::new(Vec::new());
+
+/// This process's record of the fetch that wrote `path`, while the file is
+/// unchanged.
+fn fetched<T>(path: &Path, read: impl FnOnce(&Fetched) -> T) -> Option<T> {
+    let fetched = FETCHED.lock().unwrap_or_else(|e| e.into_inner());
+    let f = fetched.iter().find(|f| f.path == path)?;
+    (Stat::of(path).ok()? == f.stat).then(|| read(f))
+}
 
 /// The SHA-256 of a file this process fetched, while it is unchanged.
 pub fn known_hash(path: &Path) -> Option<(String, Stat)> {
-    let fetched = FETCHED.lock().unwrap_or_else(|e| e.into_inner());
-    let (_, stat, sha) = fetched.iter().find(|(p, _, _)| p == path)?;
-    let now = Stat::of(path).ok()?;
-    (now == *stat).then(|| (sha.clone(), now))
+    fetched(path, |f| (f.sha.clone(), f.stat.clone()))
 }
-
-/// How long each fetch of this process took, and its bytes, by fetched
-/// file (the source stage says so: its own seconds do not include it).
-static TIMINGS: std::sync::Mutex<Vec<(PathBuf, f64, u64)>> = std::sync::Mutex::new(Vec::new());
 
 /// The seconds and bytes of the fetch that wrote `path` in this process.
 pub fn fetch_timing(path: &Path) -> Option<(f64, u64)> {
-    let timings = TIMINGS.lock().unwrap_or_else(|e| e.into_inner());
-    timings
-        .iter()
-        .find(|(p, _, _)| p == path)
-        .map(|(_, s, b)| (*s, *b))
+    fetched(path, |f| (f.seconds, f.stat.size))
 }
 
-fn remember_hash(path: &Path, sha: String) {
+fn remember(path: &Path, sha: String, seconds: f64) {
     let Ok(stat) = Stat::of(path) else { return };
     let mut fetched = FETCHED.lock().unwrap_or_else(|e| e.into_inner());
-    fetched.retain(|(p, _, _)| p != path);
-    fetched.push((path.to_path_buf(), stat, sha));
+    fetched.retain(|f| f.path != path);
+    fetched.push(Fetched {
+        path: path.to_path_buf(),
+        stat,
+        sha,
+        seconds,
+    });
 }
 
 /// How messages name a PostgreSQL source: its table, or its query.
@@ -269,11 +279,8 @@ fn fetch_once(
         .enable_all()
         .build()
         .map_err(|e| Failure::Other(ExecError::Internal(e.to_string())))?;
-    let path = rt.block_on(fetch_streamed(op, root, source, from, place, url))?;
-    let bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-    let mut timings = TIMINGS.lock().unwrap_or_else(|e| e.into_inner());
-    timings.retain(|(p, _, _)| *p != path);
-    timings.push((path.clone(), started.elapsed().as_secs_f64(), bytes));
+    let (path, sha) = rt.block_on(fetch_streamed(op, root, source, from, place, url))?;
+    remember(&path, sha, started.elapsed().as_secs_f64());
     Ok(path)
 }
 
@@ -284,7 +291,7 @@ async fn fetch_streamed(
     from: &str,
     place: &str,
     url: &str,
-) -> Result<PathBuf, Failure> {
+) -> Result<(PathBuf, String), Failure> {
     use futures_util::StreamExt;
     use sha2::Digest;
     use std::io::Write;
@@ -422,12 +429,11 @@ async fn fetch_streamed(
     let (sha, frame, file) = worked.map_err(|e| io(&partial, e))?;
     drop(file);
     std::fs::rename(&partial, &path).map_err(|e| io(&path, e))?;
-    remember_hash(&path, sha);
     match frame {
         Some(frame) => super::pgcopy::hand_over(&path, frame),
         None => super::pgcopy::release(&path),
     }
-    Ok(path)
+    Ok((path, sha))
 }
 
 #[cfg(test)]

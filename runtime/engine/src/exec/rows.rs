@@ -78,7 +78,7 @@ impl Values {
         }
     }
 
-    pub fn into_column(self, name: &str) -> Column {
+    fn into_column(self, name: &str) -> Column {
         let name: PlSmallStr = name.into();
         match self {
             Values::Int(v) => v.0.finish().with_name(name).into_column(),
@@ -119,21 +119,12 @@ pub fn frame(
     values: Vec<Values>,
     problems: Option<Problems>,
 ) -> Result<DataFrame, ExecError> {
-    let columns = op
+    let mut columns: Vec<Column> = op
         .columns
         .iter()
         .zip(values)
         .map(|(c, v)| v.into_column(&c.name))
         .collect();
-    frame_of_columns(columns, problems)
-}
-
-/// The frame of the declared columns built, with the problem columns when
-/// the read was lenient (`problems` given).
-pub fn frame_of_columns(
-    mut columns: Vec<Column>,
-    problems: Option<Problems>,
-) -> Result<DataFrame, ExecError> {
     if let Some(problems) = problems {
         let (messages, kinds): (Vec<Option<String>>, Vec<Option<String>>) = problems
             .into_iter()

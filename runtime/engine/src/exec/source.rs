@@ -229,22 +229,25 @@ fn read_file(
         SourceFormat::Csv | SourceFormat::Parquet | SourceFormat::Json => {}
     }
     if op.format == SourceFormat::Csv {
-        if let Some(mut df) = read_csv_typed(op, path, shown) {
-            // Every row held to the schema: a lenient read describes none.
-            if lenient {
-                for name in [PARSE_ERROR, PARSE_KIND] {
-                    df.with_column(Column::full_null(
-                        name.into(),
-                        df.height(),
-                        &DataType::String,
-                    ))
-                    .map_err(ExecError::polars)?;
-                }
-            }
-            return Ok(df);
+        if let Some(df) = read_csv_typed(op, path, shown) {
+            return if lenient { no_problems(df) } else { Ok(df) };
         }
     }
     read_checked(op, path, shown, lenient, None)
+}
+
+/// A frame every row of which held to the schema, with a lenient read's
+/// problem columns describing none.
+pub fn no_problems(mut df: DataFrame) -> Result<DataFrame, ExecError> {
+    for name in [PARSE_ERROR, PARSE_KIND] {
+        df.with_column(Column::full_null(
+            name.into(),
+            df.height(),
+            &DataType::String,
+        ))
+        .map_err(ExecError::polars)?;
+    }
+    Ok(df)
 }
 
 /// A `csv(...)` source's options.
