@@ -2,16 +2,23 @@
 //! objective: `½‖w‖² + C Σᵢ log(1 + exp(-sᵢ (xᵢ·w + b)))` with the intercept
 //! `b` not penalised. The objective is strictly convex, so its minimum is
 //! unique: Newton's steps (the Hessian solved by Cholesky, a backtracking
-//! line search) reach it in a handful of iterations, each one pass over the
-//! rows in blocks (memory stays bounded whatever the rows). scikit-learn's
-//! L-BFGS stops near the same minimum (its `tol`); this stops at it.
+//! line search) reach it in a handful of iterations. scikit-learn's L-BFGS
+//! stops near the same minimum (its `tol`); this stops at it.
+//!
+//! Each iteration is two passes over the rows, in blocks on every core: one
+//! computes the gradient and the Hessian together from the decision values
+//! the last objective left, the other the objective (and the decision
+//! values) at a candidate step. The blocks' sums are added in block order,
+//! so the fit does not depend on the number of threads; each thread reuses
+//! one scaled copy of a block, so memory stays bounded whatever the rows.
 
 use crate::FitError;
 use mlp_ml::fitted::sigmoid;
 use ndarray::{Array1, Array2, ArrayView2, Axis, Slice};
+use rayon::prelude::*;
 
-/// Rows per block when accumulating the Hessian.
-const BLOCK: usize = 65_536;
+/// Rows per block.
+const BLOCK: usize = 32_768;
 
 /// The fitted weights and intercept (0 without one).
 pub struct Logistic {
@@ -28,30 +35,133 @@ fn softplus(z: f64) -> f64 {
     }
 }
 
-/// The decision values `x·w + b`.
-fn decisions(x: &ArrayView2<f64>, w: &Array1<f64>, b: f64) -> Array1<f64> {
-    let mut z = x.dot(w);
-    z += b;
-    z
+/// The rows, the 0/1 targets and the rows' weights, in blocks.
+struct Rows<'a> {
+    x: ArrayView2<'a, f64>,
+    y: &'a [f64],
+    /// Each row's weight; 1 for every row when `None`.
+    s: Option<&'a [f64]>,
+    blocks: Vec<(usize, usize)>,
 }
 
-/// The objective at `(w, b)`, each row's loss weighted by `s`.
-fn objective(
-    x: &ArrayView2<f64>,
-    y: &[f64],
-    s: &Array1<f64>,
-    c: f64,
-    w: &Array1<f64>,
-    b: f64,
-) -> f64 {
-    let z = decisions(x, w, b);
-    let loss: f64 = z
-        .iter()
-        .zip(y)
-        .zip(s)
-        .map(|((z, y), s)| s * (softplus(*z) - y * z))
-        .sum();
-    0.5 * w.dot(w) + c * loss
+impl Rows<'_> {
+    fn weight(&self, i: usize) -> f64 {
+        self.s.map_or(1.0, |s| s[i])
+    }
+
+    /// Fills `z` with `x·w + b` and returns the objective there.
+    fn objective(&self, c: f64, w: &Array1<f64>, b: f64, z: &mut [f64]) -> f64 {
+        let mut pieces: Vec<(usize, &mut [f64])> = vec![];
+        let mut rest = z;
+        for &(start, end) in &self.blocks {
+            let (head, tail) = rest.split_at_mut(end - start);
+            pieces.push((start, head));
+            rest = tail;
+        }
+        let losses: Vec<f64> = pieces
+            .into_par_iter()
+            .map(|(start, zb)| {
+                let end = start + zb.len();
+                let xb = self.x.slice_axis(Axis(0), Slice::from(start..end));
+                let mut out = ndarray::ArrayViewMut1::from(&mut *zb);
+                ndarray::linalg::general_mat_vec_mul(1.0, &xb, w, 0.0, &mut out);
+                let mut loss = 0.0;
+                for (k, z) in zb.iter_mut().enumerate() {
+                    *z += b;
+                    let i = start + k;
+                    loss += self.weight(i) * (softplus(*z) - self.y[i] * *z);
+                }
+                loss
+            })
+            .collect();
+        0.5 * w.dot(w) + c * losses.iter().sum::<f64>()
+    }
+
+    /// The gradient and the Hessian at the decision values `z` (the weights
+    /// `w` for the penalty's part), over `m` = inputs (+ 1 intercept).
+    fn newton_system(
+        &self,
+        c: f64,
+        w: &Array1<f64>,
+        z: &[f64],
+        intercept: bool,
+    ) -> (Array1<f64>, Array2<f64>) {
+        let d = self.x.ncols();
+        struct Part {
+            gw: Array1<f64>,
+            gb: f64,
+            hw: Array2<f64>,
+            hb: Array1<f64>,
+            hbb: f64,
+        }
+        // Each thread's scaled rows and residuals, reused block after block.
+        let buffers = || {
+            let rows = BLOCK.min(self.x.nrows());
+            (Array2::<f64>::zeros((rows, d)), Array1::<f64>::zeros(rows))
+        };
+        let parts: Vec<Part> = self
+            .blocks
+            .par_iter()
+            .map_init(buffers, |(scaled, r), &(start, end)| {
+                let len = end - start;
+                let xb = self.x.slice_axis(Axis(0), Slice::from(start..end));
+                let mut scaled = scaled.slice_axis_mut(Axis(0), Slice::from(..len));
+                let mut r = r.slice_axis_mut(Axis(0), Slice::from(..len));
+                let (mut gb, mut hbb) = (0.0, 0.0);
+                for (k, (mut row, r)) in scaled.rows_mut().into_iter().zip(&mut r).enumerate() {
+                    let i = start + k;
+                    let p = sigmoid(z[i]);
+                    let si = self.weight(i);
+                    let ci = c * si * p * (1.0 - p);
+                    *r = si * (p - self.y[i]);
+                    gb += *r;
+                    hbb += ci;
+                    row.zip_mut_with(&xb.row(k), |o, v| *o = v * ci);
+                }
+                Part {
+                    gw: xb.t().dot(&r),
+                    gb,
+                    hw: xb.t().dot(&scaled),
+                    hb: scaled.sum_axis(Axis(0)),
+                    hbb,
+                }
+            })
+            .collect();
+        let m = d + usize::from(intercept);
+        let mut g = Array1::<f64>::zeros(m);
+        let mut h = Array2::<f64>::zeros((m, m));
+        let (mut gb, mut hbb) = (0.0, 0.0);
+        let mut hb = Array1::<f64>::zeros(d);
+        let mut hw = Array2::<f64>::zeros((d, d));
+        {
+            let mut gw = g.slice_axis_mut(Axis(0), Slice::from(..d));
+            for part in &parts {
+                gw += &part.gw;
+                hw += &part.hw;
+                hb += &part.hb;
+                gb += part.gb;
+                hbb += part.hbb;
+            }
+            gw *= c;
+            gw += w;
+        }
+        for i in 0..d {
+            for j in 0..d {
+                h[[i, j]] = hw[[i, j]];
+            }
+            h[[i, i]] += 1.0;
+        }
+        if intercept {
+            g[d] = c * gb;
+            for j in 0..d {
+                h[[j, d]] = hb[j];
+                h[[d, j]] = hb[j];
+            }
+            // Every row predicted with certainty leaves the intercept flat.
+            h[[d, d]] = hbb.max(1e-12);
+        }
+        (g, h)
+    }
 }
 
 /// Solves the symmetric positive definite system `h δ = g`.
@@ -79,84 +189,34 @@ pub fn fit(
     max_iter: usize,
 ) -> Result<Logistic, FitError> {
     let (n, d) = x.dim();
-    let s: Array1<f64> = match sample_weight {
-        Some(sw) => Array1::from(sw.to_vec()),
-        None => Array1::ones(n),
+    let x = x.as_standard_layout();
+    let rows = Rows {
+        x: x.view(),
+        y,
+        s: sample_weight,
+        blocks: (0..n.div_ceil(BLOCK))
+            .map(|k| (k * BLOCK, ((k + 1) * BLOCK).min(n)))
+            .collect(),
     };
-    let m = d + usize::from(intercept);
-    let view = x.view();
     let mut w = Array1::<f64>::zeros(d);
     // Start from the intercept-only optimum (the weighted log-odds of the
     // positive class): fewer of Newton's first steps overshoot.
     let mut b = if intercept {
-        let (pos, total) = y
-            .iter()
-            .zip(&s)
-            .fold((0.0, 0.0), |(p, t), (y, s)| (p + y * s, t + s));
+        let (pos, total) = (0..n).fold((0.0, 0.0), |(p, t), i| {
+            let s = rows.weight(i);
+            (p + y[i] * s, t + s)
+        });
         let share = (pos / total.max(f64::MIN_POSITIVE)).clamp(1e-12, 1.0 - 1e-12);
         (share / (1.0 - share)).ln()
     } else {
         0.0
     };
-    let mut f = objective(&view, y, &s, c, &w, b);
+    // The decision values at the current weights, and at a candidate step.
+    let mut z = vec![0.0; n];
+    let mut z_next = vec![0.0; n];
+    let mut f = rows.objective(c, &w, b, &mut z);
     for _ in 0..max_iter.max(1) {
-        let z = decisions(&view, &w, b);
-        let p: Array1<f64> = z.mapv(sigmoid);
-        let r: Array1<f64> = p
-            .iter()
-            .zip(y)
-            .zip(&s)
-            .map(|((p, y), s)| s * (p - y))
-            .collect();
-        // Gradient.
-        let mut g = Array1::<f64>::zeros(m);
-        {
-            let gw = x.t().dot(&r) * c + &w;
-            g.slice_axis_mut(Axis(0), Slice::from(..d)).assign(&gw);
-            if intercept {
-                g[d] = c * r.sum();
-            }
-        }
-        // Hessian, in blocks of rows.
-        let curv: Array1<f64> = p
-            .iter()
-            .zip(&s)
-            .map(|(p, s)| c * s * p * (1.0 - p))
-            .collect();
-        // The blocks' products in parallel, added in block order (the same
-        // sums as one pass).
-        use rayon::prelude::*;
-        let parts: Vec<(Array2<f64>, Array1<f64>)> = (0..n.div_ceil(BLOCK))
-            .into_par_iter()
-            .map(|k| {
-                let (start, end) = (k * BLOCK, ((k + 1) * BLOCK).min(n));
-                let xb = x.slice_axis(Axis(0), Slice::from(start..end));
-                let cb = curv.slice_axis(Axis(0), Slice::from(start..end));
-                let scaled = &xb * &cb.view().insert_axis(Axis(1));
-                (xb.t().dot(&scaled), scaled.sum_axis(Axis(0)))
-            })
-            .collect();
-        let mut hw = Array2::<f64>::zeros((d, d));
-        let mut hb = Array1::<f64>::zeros(d);
-        for (pw, pb) in &parts {
-            hw += pw;
-            hb += pb;
-        }
-        let mut h = Array2::<f64>::zeros((m, m));
-        for i in 0..d {
-            for j in 0..d {
-                h[[i, j]] = hw[[i, j]];
-            }
-            h[[i, i]] += 1.0;
-        }
-        if intercept {
-            for j in 0..d {
-                h[[j, d]] = hb[j];
-                h[[d, j]] = hb[j];
-            }
-            // Every row predicted with certainty leaves the intercept flat.
-            h[[d, d]] = curv.sum().max(1e-12);
-        }
+        let (g, h) = rows.newton_system(c, &w, &z, intercept);
         let delta = solve(h, &g)?;
         let decrease = g.dot(&delta);
         if !decrease.is_finite() {
@@ -164,13 +224,24 @@ pub fn fit(
                 "logistic regression did not fit: its steps are not finite numbers (inputs too large? scale them)".into(),
             ));
         }
+        // The step would change the objective by less than 1e-10 of it:
+        // Newton's step is then exact to the square of its size; take it
+        // whole and stop (a line search and another iteration would move
+        // the weights by less than rounding).
+        if decrease <= 1e-10 * f.abs().max(1.0) {
+            w.zip_mut_with(&delta.slice_axis(Axis(0), Slice::from(..d)), |w, s| *w -= s);
+            if intercept {
+                b -= delta[d];
+            }
+            break;
+        }
         // Backtracking line search on the objective.
         let mut t = 1.0;
         let (mut w_next, mut b_next, mut f_next);
         loop {
             w_next = &w - &(delta.slice_axis(Axis(0), Slice::from(..d)).to_owned() * t);
             b_next = if intercept { b - t * delta[d] } else { 0.0 };
-            f_next = objective(&view, y, &s, c, &w_next, b_next);
+            f_next = rows.objective(c, &w_next, b_next, &mut z_next);
             if f_next <= f - 1e-4 * t * decrease || t < 1e-12 {
                 break;
             }
@@ -180,6 +251,7 @@ pub fn fit(
         let scale = w_next.iter().fold(b_next.abs(), |a, v| a.max(v.abs()));
         w = w_next;
         b = b_next;
+        std::mem::swap(&mut z, &mut z_next);
         let improved = f - f_next;
         f = f_next;
         if step <= 1e-12 * (1.0 + scale) || improved.abs() <= 1e-15 * f.abs().max(1.0) {

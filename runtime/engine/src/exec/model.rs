@@ -49,42 +49,84 @@ pub type BadInputs = Vec<Option<(String, Option<f64>)>>;
 /// column, value).
 type OnBadInput<'a> = dyn FnMut(usize, &str, Option<f64>) -> Result<(), ExecError> + 'a;
 
-/// The model's design matrix: one column per input, in order. A missing or
-/// non-finite value is handed to `on_bad(row, column, value)`, which either
-/// records it (its cell stays 0) or fails. Whole finite columns are copied.
+/// Rows of the design matrix filled at a time by one thread (a block's
+/// rows stay in cache while its columns are written across them).
+const FILL_ROWS: usize = 1024;
+
+/// The model's design matrices: one column per input, in order, one matrix
+/// per selection of data rows (every row for `None`). A missing or
+/// non-finite value (of any row of the data, column by column) is handed to
+/// `on_bad(row, column, value)`, which either records it (its cell stays 0)
+/// or fails.
 fn fill_design(
     df: &DataFrame,
     columns: &[String],
     missing_ok: bool,
+    selections: &[Option<&[usize]>],
     on_bad: &mut OnBadInput,
-) -> Result<Array2<f64>, ExecError> {
-    let mut x = Array2::<f64>::zeros((df.height(), columns.len()));
-    for (j, c) in columns.iter().enumerate() {
+) -> Result<Vec<Array2<f64>>, ExecError> {
+    use rayon::prelude::*;
+    use std::borrow::Cow;
+    let mut chunked = Vec::with_capacity(columns.len());
+    for c in columns {
         let s = df
             .column(c)
             .map_err(ExecError::polars)?
             .cast(&DataType::Float64)
             .map_err(ExecError::polars)?;
-        let ca = s.f64().map_err(ExecError::polars)?.rechunk();
-        // The common case (no nulls, one chunk, every value finite): a
-        // straight copy.
-        if let Ok(values) = ca.cont_slice() {
-            if values.iter().all(|v| v.is_finite()) {
-                x.column_mut(j).assign(&ndarray::ArrayView1::from(values));
+        chunked.push(s.f64().map_err(ExecError::polars)?.rechunk().into_owned());
+    }
+    // Each column as one slice of values: as stored when every value is
+    // there and finite (the common case), else with NaN for a missing value
+    // the algorithm splits itself and 0 for one `on_bad` recorded.
+    let mut values: Vec<Cow<[f64]>> = Vec::with_capacity(columns.len());
+    for (ca, c) in chunked.iter().zip(columns) {
+        if let Ok(v) = ca.cont_slice() {
+            if v.iter().all(|v| v.is_finite()) {
+                values.push(Cow::Borrowed(v));
                 continue;
             }
         }
+        let mut out = Vec::with_capacity(ca.len());
         for (i, v) in ca.iter().enumerate() {
-            match v {
-                Some(v) if v.is_finite() => x[[i, j]] = v,
+            out.push(match v {
+                Some(v) if v.is_finite() => v,
                 // An algorithm that splits missing values itself (NaN).
-                None if missing_ok => x[[i, j]] = f64::NAN,
-                Some(v) if missing_ok && v.is_nan() => x[[i, j]] = f64::NAN,
-                other => on_bad(i, c, other)?,
-            }
+                None if missing_ok => f64::NAN,
+                Some(v) if missing_ok && v.is_nan() => f64::NAN,
+                other => {
+                    on_bad(i, c, other)?;
+                    0.0
+                }
+            });
         }
+        values.push(Cow::Owned(out));
     }
-    Ok(x)
+    selections
+        .iter()
+        .map(|rows| {
+            let n = rows.map_or(df.height(), <[usize]>::len);
+            let d = columns.len();
+            let mut x = Array2::<f64>::zeros((n, d));
+            if d > 0 {
+                let out = x.as_slice_mut().ok_or_else(|| {
+                    ExecError::Internal("a design matrix not in row order".into())
+                })?;
+                out.par_chunks_mut(FILL_ROWS * d)
+                    .enumerate()
+                    .for_each(|(block, out)| {
+                        let first = block * FILL_ROWS;
+                        for (j, col) in values.iter().enumerate() {
+                            for (k, row) in out.chunks_exact_mut(d).enumerate() {
+                                let i = first + k;
+                                row[j] = col[rows.map_or(i, |r| r[i])];
+                            }
+                        }
+                    });
+            }
+            Ok(x)
+        })
+        .collect()
 }
 
 /// As [`design`], for prediction: a row with a missing or non-finite input
@@ -97,13 +139,13 @@ pub fn design_rows(
     missing_ok: bool,
 ) -> Result<(Array2<f64>, BadInputs), ExecError> {
     let mut bad: BadInputs = vec![None; df.height()];
-    let x = fill_design(df, columns, missing_ok, &mut |i, c, v| {
+    let mut x = fill_design(df, columns, missing_ok, &[None], &mut |i, c, v| {
         if bad[i].is_none() {
             bad[i] = Some((c.to_string(), v));
         }
         Ok(())
     })?;
-    Ok((x, bad))
+    Ok((x.remove(0), bad))
 }
 
 /// The design matrix of the given rows (row-major, one column per input);
@@ -113,7 +155,18 @@ pub fn design(
     columns: &[String],
     missing_ok: bool,
 ) -> Result<Array2<f64>, ExecError> {
-    fill_design(df, columns, missing_ok, &mut |i, c, _| {
+    Ok(design_of(df, columns, missing_ok, &[None])?.remove(0))
+}
+
+/// As [`design`], one matrix per selection of data rows (every row for
+/// `None`); a missing or non-finite value of any row fails.
+pub fn design_of(
+    df: &DataFrame,
+    columns: &[String],
+    missing_ok: bool,
+    selections: &[Option<&[usize]>],
+) -> Result<Vec<Array2<f64>>, ExecError> {
+    fill_design(df, columns, missing_ok, selections, &mut |i, c, _| {
         Err(ExecError::Data(format!(
             "model input `{c}` has a missing or infinite value at row {} of the data; impute it, or filter the row",
             i + 1
@@ -333,10 +386,17 @@ pub fn run(op: &ModelOp, cx: &Context) -> Result<Output, ExecError> {
         }
     }
     let missing_ok = mlp_compiler::catalog::accepts_missing(op.algorithm.as_str());
-    // Every row's inputs once (a missing or infinite one is named by its row
-    // of the data); the training rows' are a selection of them.
-    let all = design(&df, &features, missing_ok)?;
-    let x = all.select(ndarray::Axis(0), &train_idx);
+    // The training rows' inputs and the other rows', in one pass (a missing
+    // or infinite input of any row is named by its row of the data).
+    let rest_idx: Vec<usize> = (0..is_train.len()).filter(|i| !is_train[*i]).collect();
+    let [x, rest]: [Array2<f64>; 2] = design_of(
+        &df,
+        &features,
+        missing_ok,
+        &[Some(&train_idx), Some(&rest_idx)],
+    )?
+    .try_into()
+    .map_err(|_| ExecError::Internal("two design matrices expected".into()))?;
     let y = target(&train, op, &classes)?;
     let sample = sample_weights(&train, op, &|i| train_idx.get(i).map_or(i + 1, |r| r + 1))?;
     let base = ModelFile {
@@ -361,12 +421,8 @@ pub fn run(op: &ModelOp, cx: &Context) -> Result<Output, ExecError> {
     let predicted = match scores {
         // The training rows' predictions from the scores the fit left (the
         // same bits as predicting them); the other rows predicted.
-        Some(z) => {
-            let rest: Vec<usize> = (0..is_train.len()).filter(|i| !is_train[*i]).collect();
-            let rest = model.predict(&all.select(ndarray::Axis(0), &rest));
-            merge_rows(model.predict_scores(z), rest, &is_train)?
-        }
-        None => model.predict(&all),
+        Some(z) => merge_rows(model.predict_scores(z), model.predict(&rest), &is_train)?,
+        None => merge_rows(model.predict(&x), model.predict(&rest), &is_train)?,
     };
     match predicted {
         Prediction::Values(v) => {
