@@ -677,6 +677,7 @@ impl Lookups {
                 keys: &keys,
                 data_hashes: &hashes,
                 plugins,
+                input_json: Default::default(),
             };
             let out = crate::exec::run_stage(cx).map_err(fail)?;
             if let Some(df) = out.frame {

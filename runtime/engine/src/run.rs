@@ -10,7 +10,7 @@ use polars::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 use std::time::Instant;
 
 /// The engine's id: part of every key, so a new mlp never trusts an older
@@ -641,6 +641,10 @@ pub fn cached_frame(store: &Store, key: &str) -> Result<DataFrame, ExecError> {
 /// are not read back from the cache.
 type Produced = std::sync::Mutex<HashMap<String, DataFrame>>;
 
+/// The JSON outputs (`model`, `report`, ...) of stages computed in this run,
+/// by key: a stage reading them need not wait for them to be stored.
+type ProducedJson = std::sync::Mutex<HashMap<String, Arc<exec::JsonOutputs>>>;
+
 /// What every stage of a run may read about the others.
 struct Shared<'a> {
     /// Compiles the plugins stages call.
@@ -663,7 +667,19 @@ fn compute_one(
     input_keys: &[String],
     lenient: bool,
     produced: &Produced,
+    produced_json: &ProducedJson,
 ) -> Result<exec::Output, ExecError> {
+    let input_json = match produced_json.lock() {
+        Ok(m) => st
+            .inputs
+            .iter()
+            .filter_map(|id| {
+                let json = m.get(shared.keys.get(id)?)?;
+                Some((id.clone(), Arc::clone(json)))
+            })
+            .collect(),
+        Err(_) => HashMap::new(),
+    };
     let mut inputs = vec![];
     for k in input_keys {
         let in_memory = produced.lock().ok().and_then(|m| m.get(k).cloned());
@@ -707,6 +723,7 @@ fn compute_one(
         keys: &shared.keys,
         data_hashes: &shared.data_hashes,
         plugins: &plugins,
+        input_json,
     };
     exec::run_stage(cx)
 }
@@ -783,6 +800,8 @@ pub fn run_plan(
     let mut pending_commit: std::collections::HashSet<String> = Default::default();
     let produced: Produced = Default::default();
     let produced = &produced;
+    let produced_json: ProducedJson = Default::default();
+    let produced_json = &produced_json;
     let shared = Shared {
         host,
         keys: stages
@@ -828,13 +847,6 @@ pub fn run_plan(
                     if !stored {
                         continue;
                     }
-                }
-                // An evaluate reads its model's stored `model.json` (for
-                // the feature importances).
-                if matches!(st.op, Op::Evaluate(_))
-                    && st.inputs.iter().any(|i| pending_commit.contains(i))
-                {
-                    continue;
                 }
                 let inputs_ok = st
                     .inputs
@@ -905,6 +917,7 @@ pub fn run_plan(
                         &input_keys,
                         lenient,
                         produced,
+                        produced_json,
                     ) {
                         Ok(mut output) => {
                             let seconds = t.elapsed().as_secs_f64();
@@ -912,6 +925,9 @@ pub fn run_plan(
                             let bytes = output.frame.as_ref().map(DataFrame::estimated_size);
                             if let (Some(df), Ok(mut m)) = (&output.frame, produced.lock()) {
                                 m.insert(key.clone(), df.clone());
+                            }
+                            if let Ok(mut m) = produced_json.lock() {
+                                m.insert(key.clone(), Arc::new(output.json.clone()));
                             }
                             let mut notes = std::mem::take(&mut output.notes);
                             if output.frames.iter().any(|(n, _)| n == "quarantine") {
@@ -1005,19 +1021,23 @@ pub fn run_plan(
                 committing += 1;
                 pending_commit.insert(r.id.clone());
             }
-            // Frames no stage still to start will read are dropped.
+            // Outputs no stage still to start will read are dropped.
+            let still_read = |k: &String| {
+                plan.stages.iter().zip(stages).any(|(s, p)| {
+                    !done.contains_key(&s.id)
+                        && s.id != r.id
+                        && s.inputs.iter().any(|i| {
+                            by_id.get(i.as_str()).and_then(|(_, ip)| ip.key.as_deref())
+                                == Some(k.as_str())
+                        })
+                        && p.runnable
+                })
+            };
             if let Ok(mut m) = produced.lock() {
-                m.retain(|k, _| {
-                    plan.stages.iter().zip(stages).any(|(s, p)| {
-                        !done.contains_key(&s.id)
-                            && s.id != r.id
-                            && s.inputs.iter().any(|i| {
-                                by_id.get(i.as_str()).and_then(|(_, ip)| ip.key.as_deref())
-                                    == Some(k.as_str())
-                            })
-                            && p.runnable
-                    })
-                });
+                m.retain(|k, _| still_read(k));
+            }
+            if let Ok(mut m) = produced_json.lock() {
+                m.retain(|k, _| still_read(k));
             }
             progress(Progress::Finished(Box::new(r.clone())));
             done.insert(r.id.clone(), r.status == StageStatus::Ran);

@@ -28,6 +28,13 @@ pub(super) fn read_json(
     stage: &str,
     file: &str,
 ) -> Result<serde_json::Value, ExecError> {
+    let computed = cx.input_json.get(stage).and_then(|docs| {
+        docs.iter()
+            .find(|(name, _)| file.strip_suffix(".json") == Some(name.as_str()))
+    });
+    if let Some((_, value)) = computed {
+        return Ok(value.clone());
+    }
     let p = entry_file(cx, stage, file)?;
     let bytes =
         std::fs::read(&p).map_err(|e| ExecError::Internal(format!("{}: {e}", p.display())))?;

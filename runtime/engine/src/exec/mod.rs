@@ -216,10 +216,13 @@ pub struct Output {
     /// Extra frames to store (`quarantine`, `over_*` tables).
     pub frames: Vec<(String, DataFrame)>,
     /// JSON documents to store (`params`, `report`).
-    pub json: Vec<(String, serde_json::Value)>,
+    pub json: JsonOutputs,
     /// Lines to show the user (warnings, quarantine counts).
     pub notes: Vec<String>,
 }
+
+/// A stage's JSON documents, by name (`model` is stored as `model.json`).
+pub type JsonOutputs = Vec<(String, serde_json::Value)>;
 
 /// Everything a stage may read.
 pub struct Context<'a> {
@@ -243,6 +246,9 @@ pub struct Context<'a> {
         &'a std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>,
     /// The plugins the stage calls, loaded.
     pub plugins: &'a crate::plugins::Plugins,
+    /// The JSON outputs of input stages computed in this run, by stage id
+    /// (read before the cache, which may still be storing them).
+    pub input_json: std::collections::HashMap<String, std::sync::Arc<JsonOutputs>>,
 }
 
 /// Runs one stage. A plugin failure inside a polars expression surfaces as
