@@ -199,24 +199,42 @@ pub fn sigmoid(z: f64) -> f64 {
     }
 }
 
-/// A boosted tree's node packed for prediction: 24 bytes, the leaf value
-/// in `threshold` when `feature` is [`Packed::LEAF`].
+/// A boosted tree's node packed for prediction. A leaf holds its value in
+/// `threshold` and is its own child on both sides, so walking a block of
+/// rows level by level (every row one step per level, as many levels as
+/// the tree is deep) leaves each row at its leaf without a branch on the
+/// row's way.
 #[derive(Clone, Copy)]
 struct Packed {
     threshold: f64,
     feature: u32,
-    left: u32,
-    right: u32,
+    /// `[right, left]`: indexed by whether the row goes left.
+    children: [u32; 2],
     missing_left: bool,
 }
 
-impl Packed {
-    const LEAF: u32 = u32::MAX;
+/// A boosted tree packed for prediction, with its depth.
+struct PackedTree {
+    nodes: Vec<Packed>,
+    /// Levels from the root to the deepest leaf.
+    depth: usize,
+}
 
-    fn tree(nodes: &[BoostNode]) -> Vec<Packed> {
-        nodes
+/// Rows walked together through a tree.
+const WALK_BLOCK: usize = 256;
+
+impl PackedTree {
+    fn of(nodes: &[BoostNode]) -> PackedTree {
+        let leaf = |at: usize, value: f64| Packed {
+            threshold: value,
+            feature: 0,
+            children: [at as u32; 2],
+            missing_left: false,
+        };
+        let packed: Vec<Packed> = nodes
             .iter()
-            .map(|n| match n {
+            .enumerate()
+            .map(|(at, n)| match n {
                 BoostNode::Split {
                     feature,
                     threshold,
@@ -225,55 +243,83 @@ impl Packed {
                     right,
                 } if *left < nodes.len() && *right < nodes.len() => Packed {
                     threshold: *threshold,
-                    feature: *feature as u32,
-                    left: *left as u32,
-                    right: *right as u32,
+                    feature: u32::try_from(*feature).unwrap_or(u32::MAX),
+                    children: [*right as u32, *left as u32],
                     missing_left: *missing_left,
                 },
                 // A child out of range (a damaged file) reads as a zero
                 // leaf, as `boost_value` does.
-                BoostNode::Split { .. } => Packed {
-                    threshold: 0.0,
-                    feature: Packed::LEAF,
-                    left: 0,
-                    right: 0,
-                    missing_left: false,
-                },
-                BoostNode::Leaf { value } => Packed {
-                    threshold: *value,
-                    feature: Packed::LEAF,
-                    left: 0,
-                    right: 0,
-                    missing_left: false,
-                },
+                BoostNode::Split { .. } => leaf(at, 0.0),
+                BoostNode::Leaf { value } => leaf(at, *value),
             })
-            .collect()
+            .collect();
+        // The deepest leaf's level (a node met twice, only in a damaged
+        // file, is not followed again: the walk ends).
+        let mut depth = 0;
+        let mut seen = vec![false; packed.len()];
+        let mut stack = vec![(0usize, 0usize)];
+        while let Some((at, level)) = stack.pop() {
+            let Some(n) = packed.get(at) else { continue };
+            if std::mem::replace(&mut seen[at], true) {
+                continue;
+            }
+            if n.children == [at as u32; 2] {
+                depth = depth.max(level);
+            } else {
+                stack.push((n.children[0] as usize, level + 1));
+                stack.push((n.children[1] as usize, level + 1));
+            }
+        }
+        PackedTree {
+            nodes: packed,
+            depth,
+        }
     }
 
-    /// The tree's value for a row (the same walk as [`boost_value`]).
-    #[inline]
-    fn value(tree: &[Packed], row: &[f64]) -> f64 {
-        let mut at = 0usize;
-        loop {
-            let Some(n) = tree.get(at) else { return 0.0 };
-            if n.feature == Packed::LEAF {
-                return n.threshold;
-            }
-            let v = row.get(n.feature as usize).copied().unwrap_or(f64::NAN);
-            let go_left = if v.is_nan() {
-                n.missing_left
-            } else {
-                v <= n.threshold
-            };
-            at = if go_left { n.left } else { n.right } as usize;
+    /// Adds the tree's value for each row of `block` (row-major, `d`
+    /// values per row) to `out[r * k + c]`; `at` is scratch, one per row.
+    fn add_values(
+        &self,
+        block: &[f64],
+        d: usize,
+        at: &mut [u32],
+        out: &mut [f64],
+        k: usize,
+        c: usize,
+    ) {
+        let rows = at.len();
+        if self.nodes.is_empty() {
+            return;
         }
+        at.fill(0);
+        for _ in 0..self.depth {
+            for (r, a) in at.iter_mut().enumerate() {
+                let n = &self.nodes[*a as usize];
+                let f = n.feature as usize;
+                // A column the rows do not have reads as missing.
+                let v = if f < d { block[r * d + f] } else { f64::NAN };
+                let go_left = (v <= n.threshold) | (v.is_nan() & n.missing_left);
+                *a = n.children[usize::from(go_left)];
+            }
+        }
+        for (r, a) in at.iter().enumerate().take(rows) {
+            out[r * k + c] += self.nodes[*a as usize].threshold;
+        }
+    }
+}
+
+/// The rows `first..first + rows` of `x`, contiguous.
+fn block_of(x: &Array2<f64>, first: usize, rows: usize, block: &mut Vec<f64>) {
+    block.clear();
+    for i in first..first + rows {
+        block.extend(x.row(i).iter().copied());
     }
 }
 
 /// Every row's raw scores (`k` per row, row-major), from the baselines and
 /// the trees: each row's sum in tree order, so the same bits whatever the
-/// batch. Rows go in blocks, tree by tree within a block, so a tree's
-/// nodes stay in cache across the block.
+/// batch. Rows go in blocks, tree by tree within a block, level by level
+/// within a tree, so a tree's nodes stay in cache across the block.
 fn boosted_scores(
     x: &Array2<f64>,
     baseline: &[f64],
@@ -281,32 +327,26 @@ fn boosted_scores(
     k: usize,
 ) -> Vec<f64> {
     use rayon::prelude::*;
-    const BLOCK: usize = 128;
-    let packed: Vec<Vec<Packed>> = trees.iter().map(|t| Packed::tree(t)).collect();
+    let packed: Vec<PackedTree> = trees.iter().map(|t| PackedTree::of(t)).collect();
     let d = x.ncols();
     let mut flat = vec![0.0; x.nrows() * k];
-    flat.par_chunks_mut(BLOCK * k)
+    flat.par_chunks_mut(WALK_BLOCK * k)
         .enumerate()
-        .for_each(|(b, out)| {
-            let first = b * BLOCK;
-            let rows = out.len() / k;
-            // The block's rows, contiguous.
-            let mut block = Vec::with_capacity(rows * d);
-            for i in first..first + rows {
-                block.extend(x.row(i).iter().copied());
-            }
-            for zi in out.chunks_mut(k) {
-                for (c, b) in baseline.iter().enumerate().take(k) {
-                    zi[c] = *b;
+        .for_each_init(
+            || (Vec::new(), vec![0u32; WALK_BLOCK]),
+            |(block, at), (b, out)| {
+                let rows = out.len() / k;
+                block_of(x, b * WALK_BLOCK, rows, block);
+                for zi in out.chunks_mut(k) {
+                    for (c, b) in baseline.iter().enumerate().take(k) {
+                        zi[c] = *b;
+                    }
                 }
-            }
-            for (t, tree) in packed.iter().enumerate() {
-                let c = t % k;
-                for (r, zi) in out.chunks_mut(k).enumerate() {
-                    zi[c] += Packed::value(tree, &block[r * d..(r + 1) * d]);
+                for (t, tree) in packed.iter().enumerate() {
+                    tree.add_values(block, d, &mut at[..rows], out, k, t % k);
                 }
-            }
-        });
+            },
+        );
     flat
 }
 
@@ -400,17 +440,19 @@ impl ModelFile {
             return None;
         };
         let d = x.ncols();
+        let n = x.nrows();
         let values = trees
             .par_iter()
             .map(|t| {
-                let packed = Packed::tree(t);
-                x.rows()
-                    .into_iter()
-                    .map(|r| match r.as_slice() {
-                        Some(row) => Packed::value(&packed, row),
-                        None => Packed::value(&packed, &r.to_vec()),
-                    })
-                    .collect()
+                let packed = PackedTree::of(t);
+                let mut values = vec![0.0; n];
+                let (mut block, mut at) = (Vec::new(), vec![0u32; WALK_BLOCK]);
+                for (b, out) in values.chunks_mut(WALK_BLOCK).enumerate() {
+                    let rows = out.len();
+                    block_of(x, b * WALK_BLOCK, rows, &mut block);
+                    packed.add_values(&block, d, &mut at[..rows], out, 1, 0);
+                }
+                values
             })
             .collect();
         let uses = trees
@@ -451,37 +493,46 @@ impl ModelFile {
             return self.predict(x);
         };
         let k = (*outputs).max(1);
-        let walk: Vec<Option<Vec<Packed>>> = trees
+        let walk: Vec<Option<PackedTree>> = trees
             .iter()
             .zip(&cache.uses)
             .map(|(t, u)| {
                 changed
                     .iter()
                     .any(|j| u.get(*j).copied().unwrap_or(true))
-                    .then(|| Packed::tree(t))
+                    .then(|| PackedTree::of(t))
             })
             .collect();
+        let d = x.ncols();
         let mut flat = vec![0.0; x.nrows() * k];
-        flat.par_chunks_mut(k).enumerate().for_each(|(i, zi)| {
-            let row = x.row(i);
-            let owned;
-            let row: &[f64] = match row.as_slice() {
-                Some(r) => r,
-                None => {
-                    owned = row.to_vec();
-                    &owned
-                }
-            };
-            for (c, b) in baseline.iter().enumerate().take(k) {
-                zi[c] = *b;
-            }
-            for (t, w) in walk.iter().enumerate() {
-                zi[t % k] += match w {
-                    Some(packed) => Packed::value(packed, row),
-                    None => cache.values[t][i],
-                };
-            }
-        });
+        flat.par_chunks_mut(WALK_BLOCK * k)
+            .enumerate()
+            .for_each_init(
+                || (Vec::new(), vec![0u32; WALK_BLOCK]),
+                |(block, at), (b, out)| {
+                    let first = b * WALK_BLOCK;
+                    let rows = out.len() / k;
+                    block_of(x, first, rows, block);
+                    for zi in out.chunks_mut(k) {
+                        for (c, b) in baseline.iter().enumerate().take(k) {
+                            zi[c] = *b;
+                        }
+                    }
+                    for (t, w) in walk.iter().enumerate() {
+                        match w {
+                            Some(packed) => {
+                                packed.add_values(block, d, &mut at[..rows], out, k, t % k)
+                            }
+                            None => {
+                                let kept = &cache.values[t][first..first + rows];
+                                for (r, v) in kept.iter().enumerate() {
+                                    out[r * k + t % k] += v;
+                                }
+                            }
+                        }
+                    }
+                },
+            );
         let z = Array2::from_shape_vec((x.nrows(), k), flat)
             .unwrap_or_else(|_| Array2::zeros((x.nrows(), k)));
         self.predict_scores(z)
