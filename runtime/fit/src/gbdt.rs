@@ -74,11 +74,36 @@ struct Binned {
     bins: Vec<Vec<u8>>,
     /// Bins per column: `thresholds.len() + 1` for values, then missing.
     n_bins: Vec<usize>,
-    /// Row-major bins (each row's bins together, so a node's histogram
-    /// reads one place per row, not one per column); empty for bins only
+    /// For histograms, each row's bins together (a node's histogram reads
+    /// one place per row, not one per column); empty for bins only
     /// predicted through.
-    by_row: Vec<u8>,
+    rows: RowBins,
 }
+
+/// The bins as histograms read them. A column whose most frequent bin holds
+/// most rows (a one-hot or a flag column) is sparse: a row lists it only
+/// where its bin is another, and a histogram derives the frequent bin from
+/// the node's totals (LightGBM's sparse features), so it is not counted
+/// row by row.
+#[derive(Default)]
+struct RowBins {
+    /// The dense columns' bins, row-major (`dense.len()` per row).
+    by_row: Vec<u8>,
+    /// The dense columns, and where each one's bins start in a flat
+    /// histogram.
+    dense: Vec<usize>,
+    dense_at: Vec<usize>,
+    /// The sparse columns and their most frequent bin.
+    sparse: Vec<(usize, usize)>,
+    /// Row `i`'s sparse entries are `entries[starts[i]..starts[i + 1]]`:
+    /// flat histogram places (its sparse columns' other bins).
+    starts: Vec<u32>,
+    entries: Vec<u16>,
+}
+
+/// A column is sparse when its most frequent bin holds at least this share
+/// of the rows.
+const SPARSE_SHARE: f64 = 0.6;
 
 impl Binned {
     /// Where each column's bins start in a flat histogram, and its width.
@@ -105,7 +130,10 @@ impl Binned {
 
 fn seeded_order(n: usize, seed: u64) -> Vec<usize> {
     let mut order: Vec<usize> = (0..n).collect();
-    order.sort_by_key(|i| xxhash_rust::xxh3::xxh3_64_with_seed(&(*i as u64).to_le_bytes(), seed));
+    // Each row's hash once (a stable sort: the order `sort_by_key` gives).
+    order.sort_by_cached_key(|i| {
+        xxhash_rust::xxh3::xxh3_64_with_seed(&(*i as u64).to_le_bytes(), seed)
+    });
     order
 }
 
@@ -222,18 +250,61 @@ fn bin(x: &Array2<f64>, weights: Option<&[f64]>, max_bins: usize, seed: u64) -> 
         thresholds.push(t);
         bins.push(b);
     }
-    let mut by_row = vec![0u8; n * d];
-    for (j, col) in bins.iter().enumerate() {
-        for (i, v) in col.iter().enumerate() {
-            by_row[i * d + j] = *v;
-        }
-    }
-    Binned {
+    let mut b = Binned {
         thresholds,
         bins,
         n_bins,
-        by_row,
+        rows: RowBins::default(),
+    };
+    b.rows = row_bins(&b, SPARSE_SHARE);
+    b
+}
+
+/// The histograms' layout of the bins (see [`RowBins`]): a column whose
+/// most frequent bin holds `sparse_share` of the rows is sparse.
+fn row_bins(b: &Binned, sparse_share: f64) -> RowBins {
+    let n = b.bins.first().map_or(0, Vec::len);
+    let (offsets, width) = b.offsets();
+    let mut out = RowBins::default();
+    for (j, col) in b.bins.iter().enumerate() {
+        let mut counts = vec![0usize; b.n_bins[j] + 1];
+        for &v in col {
+            counts[v as usize] += 1;
+        }
+        let (top, count) = counts
+            .iter()
+            .enumerate()
+            .max_by_key(|(v, c)| (**c, std::cmp::Reverse(*v)))
+            .map_or((0, 0), |(v, c)| (v, *c));
+        // Flat places are u16: a histogram wider than that stays dense.
+        if width <= usize::from(u16::MAX) + 1 && count as f64 >= sparse_share * n as f64 && n > 0 {
+            out.sparse.push((j, top));
+        } else {
+            out.dense.push(j);
+            out.dense_at.push(offsets[j]);
+        }
     }
+    let dd = out.dense.len();
+    out.by_row = vec![0u8; n * dd];
+    for (k, &j) in out.dense.iter().enumerate() {
+        for (i, v) in b.bins[j].iter().enumerate() {
+            out.by_row[i * dd + k] = *v;
+        }
+    }
+    if !out.sparse.is_empty() {
+        out.starts.reserve(n + 1);
+        out.starts.push(0);
+        for i in 0..n {
+            for &(j, top) in &out.sparse {
+                let v = b.bins[j][i] as usize;
+                if v != top {
+                    out.entries.push((offsets[j] + v) as u16);
+                }
+            }
+            out.starts.push(out.entries.len() as u32);
+        }
+    }
+    out
 }
 
 #[derive(Clone, Copy, Default)]
@@ -257,46 +328,50 @@ const HIST_ROWS: usize = 1 << 14;
 fn histogram(b: &Binned, rows: &[u32], g: &[f64], h: Option<&[f64]>) -> Hist {
     let d = b.n_bins.len();
     let (offsets, width) = b.offsets();
-    let pieces: Vec<Vec<Bin>> = rows
+    let rb = &b.rows;
+    // Each piece's flat histogram and its rows' totals (for the sparse
+    // columns' frequent bins).
+    let pieces: Vec<(Vec<Bin>, Bin)> = rows
         .par_chunks(HIST_ROWS)
         .map(|piece| {
             let mut flat = vec![Bin::default(); width];
-            match h {
-                Some(h) => {
-                    for &i in piece {
-                        let i = i as usize;
-                        let (gi, hi) = (g[i], h[i]);
-                        for (v, o) in b.by_row[i * d..(i + 1) * d].iter().zip(&offsets) {
-                            let e = &mut flat[o + *v as usize];
-                            e.g += gi;
-                            e.h += hi;
-                            e.n += 1;
-                        }
-                    }
-                }
-                None => {
-                    for &i in piece {
-                        let i = i as usize;
-                        let gi = g[i];
-                        for (v, o) in b.by_row[i * d..(i + 1) * d].iter().zip(&offsets) {
-                            let e = &mut flat[o + *v as usize];
-                            e.g += gi;
-                            e.n += 1;
-                        }
-                    }
-                }
-            }
-            flat
+            let total = match h {
+                Some(h) => piece_histogram::<true>(rb, piece, g, h, &mut flat),
+                None => piece_histogram::<false>(rb, piece, g, &[], &mut flat),
+            };
+            (flat, total)
         })
         .collect();
     let mut pieces = pieces.into_iter();
-    let mut flat = pieces.next().unwrap_or_else(|| vec![Bin::default(); width]);
-    for piece in pieces {
+    let (mut flat, mut total) = pieces
+        .next()
+        .unwrap_or_else(|| (vec![Bin::default(); width], Bin::default()));
+    for (piece, t) in pieces {
         for (e, p) in flat.iter_mut().zip(piece) {
             e.g += p.g;
             e.h += p.h;
             e.n += p.n;
         }
+        total.g += t.g;
+        total.h += t.h;
+        total.n += t.n;
+    }
+    // A sparse column's frequent bin: the node's rows less its other bins.
+    for &(j, top) in &rb.sparse {
+        let (o, bins) = (offsets[j], b.n_bins[j] + 1);
+        let mut rest = Bin::default();
+        for (v, e) in flat[o..o + bins].iter().enumerate() {
+            if v != top {
+                rest.g += e.g;
+                rest.h += e.h;
+                rest.n += e.n;
+            }
+        }
+        flat[o + top] = Bin {
+            g: total.g - rest.g,
+            h: total.h - rest.h,
+            n: total.n - rest.n,
+        };
     }
     if h.is_none() {
         // A sum of ones: exactly the count.
@@ -307,6 +382,47 @@ fn histogram(b: &Binned, rows: &[u32], g: &[f64], h: Option<&[f64]>) -> Hist {
     (0..d)
         .map(|j| flat[offsets[j]..offsets[j] + b.n_bins[j] + 1].to_vec())
         .collect()
+}
+
+/// Adds the rows of `piece` to `flat` (the hessians only with `HESS`);
+/// returns their totals.
+fn piece_histogram<const HESS: bool>(
+    rb: &RowBins,
+    piece: &[u32],
+    g: &[f64],
+    h: &[f64],
+    flat: &mut [Bin],
+) -> Bin {
+    let dd = rb.dense.len();
+    let sparse = !rb.sparse.is_empty();
+    let mut total = Bin::default();
+    for &i in piece {
+        let i = i as usize;
+        let gi = g[i];
+        let hi = if HESS { h[i] } else { 0.0 };
+        for (v, o) in rb.by_row[i * dd..(i + 1) * dd].iter().zip(&rb.dense_at) {
+            let e = &mut flat[o + *v as usize];
+            e.g += gi;
+            if HESS {
+                e.h += hi;
+            }
+            e.n += 1;
+        }
+        if sparse {
+            for &at in &rb.entries[rb.starts[i] as usize..rb.starts[i + 1] as usize] {
+                let e = &mut flat[at as usize];
+                e.g += gi;
+                if HESS {
+                    e.h += hi;
+                }
+                e.n += 1;
+            }
+        }
+        total.g += gi;
+        total.h += hi;
+        total.n += 1;
+    }
+    total
 }
 
 fn subtract(parent: &Hist, child: &Hist) -> Hist {
@@ -484,6 +600,25 @@ struct Buffers {
     scratch: Vec<u32>,
 }
 
+/// Stable partition of `rows`: the rows going left stay in order at the
+/// start, the others in order after them; returns how many go left.
+/// Without branches: each row is written to both places (the right side
+/// through `scratch`), and the side it goes to moves on.
+fn partition<F: Fn(u32) -> bool>(rows: &mut [u32], scratch: &mut [u32], go_left: &F) -> usize {
+    let mut write = 0;
+    let mut right = 0;
+    for read in 0..rows.len() {
+        let i = rows[read];
+        let left = go_left(i);
+        rows[write] = i;
+        scratch[right] = i;
+        write += usize::from(left);
+        right += usize::from(!left);
+    }
+    rows[write..].copy_from_slice(&scratch[..right]);
+    write
+}
+
 /// Grows one tree on the gradients of the `m` training rows; returns its
 /// nodes and, per leaf, its rows' range in `buf.rows` and its value (added
 /// to the raw predictions).
@@ -547,25 +682,20 @@ fn grow(
             done.push(leaf);
             continue;
         };
-        // Stable partition of the leaf's range: the left rows stay in
-        // order at its start, the right rows (through the scratch) after.
         let col = &b.bins[s.feature];
         let miss = b.missing(s.feature);
-        // Without branches: each row is written to both places, and the
-        // side it goes to moves on (a missing bin is above every split bin).
-        let mut write = leaf.start;
-        let mut right = 0;
-        for read in leaf.start..leaf.end {
-            let i = buf.rows[read];
+        // A missing bin is above every split bin.
+        let go_left = |i: u32| {
             let v = col[i as usize] as usize;
-            let go_left = (v <= s.bin) | ((v == miss) & s.missing_left);
-            buf.rows[write] = i;
-            buf.scratch[right] = i;
-            write += usize::from(go_left);
-            right += usize::from(!go_left);
-        }
-        buf.rows[write..leaf.end].copy_from_slice(&buf.scratch[..right]);
-        let mid = write;
+            (v <= s.bin) | ((v == miss) & s.missing_left)
+        };
+        let len = leaf.end - leaf.start;
+        let mid = leaf.start
+            + partition(
+                &mut buf.rows[leaf.start..leaf.end],
+                &mut buf.scratch[..len],
+                &go_left,
+            );
         let (left_len, right_len) = (mid - leaf.start, leaf.end - mid);
         let (small, large_is_left) = if left_len <= right_len {
             (leaf.start..mid, false)
@@ -809,7 +939,7 @@ pub fn fit(
             .collect(),
         thresholds: binned.thresholds.clone(),
         n_bins: binned.n_bins.clone(),
-        by_row: vec![],
+        rows: RowBins::default(),
     };
     // Targets indexed by training / validation position.
     let pick_f = |v: &[f64], at: &[usize]| at.iter().map(|&i| v[i]).collect::<Vec<f64>>();
@@ -1025,6 +1155,58 @@ mod tests {
                     .all(|(a, b)| a.to_bits() == b.to_bits()),
                 "{changed:?}"
             );
+        }
+    }
+
+    #[test]
+    fn sparse_columns_give_the_dense_histogram() {
+        // A numeric column, a one-hot pair, and a flag mostly missing.
+        let n = 40_000;
+        let x = Array2::from_shape_fn((n, 4), |(i, j)| {
+            let k = (i * 7919) % 1000;
+            match j {
+                0 => k as f64 / 3.0,
+                1 => f64::from(k < 100),
+                2 => f64::from((100..250).contains(&k)),
+                _ if k % 5 == 0 => 1.0,
+                _ => f64::NAN,
+            }
+        });
+        let b = bin(&x, None, 255, 1);
+        assert_eq!(b.rows.dense, vec![0], "one dense column");
+        assert_eq!(b.rows.sparse.len(), 3, "three sparse columns");
+        let dense = Binned {
+            thresholds: b.thresholds.clone(),
+            bins: b.bins.clone(),
+            n_bins: b.n_bins.clone(),
+            rows: row_bins(&b, 2.0),
+        };
+        let g: Vec<f64> = (0..n).map(|i| ((i * 31) % 97) as f64 / 9.0 - 5.0).collect();
+        let h: Vec<f64> = (0..n).map(|i| 0.5 + ((i * 13) % 7) as f64 / 7.0).collect();
+        // A node's rows (every third), with and without hessians.
+        let rows: Vec<u32> = (0..n as u32).filter(|i| i % 3 != 1).collect();
+        for hess in [Some(&h[..]), None] {
+            let (a, c) = (
+                histogram(&b, &rows, &g, hess),
+                histogram(&dense, &rows, &g, hess),
+            );
+            for (ca, cc) in a.iter().zip(&c) {
+                for (ea, ec) in ca.iter().zip(cc) {
+                    assert_eq!(ea.n, ec.n);
+                    assert!(
+                        (ea.g - ec.g).abs() <= 1e-9 * (1.0 + ec.g.abs()),
+                        "{} {}",
+                        ea.g,
+                        ec.g
+                    );
+                    assert!(
+                        (ea.h - ec.h).abs() <= 1e-9 * (1.0 + ec.h.abs()),
+                        "{} {}",
+                        ea.h,
+                        ec.h
+                    );
+                }
+            }
         }
     }
 
