@@ -572,6 +572,9 @@ fn read_frame(store: &Store, key: &str, name: &str) -> Result<DataFrame, ExecErr
         .map_err(|e| ExecError::Internal(e.to_string()))?;
     let f = std::fs::File::open(&path)
         .map_err(|e| ExecError::Internal(format!("{}: {e}", path.display())))?;
+    // In one piece, as the stage that wrote it held it: polars' sums over
+    // several chunks round differently, and a stage's output must not
+    // depend on whether its input came from memory or the cache.
     IpcReader::new(f).finish().map_err(ExecError::polars)
 }
 
@@ -586,23 +589,76 @@ fn compression() -> Option<IpcCompression> {
     }
 }
 
+/// Rows per record batch of a cached frame: batches are compressed on
+/// every core, and the writer holds a few batches, not the whole frame.
+const BATCH_ROWS: usize = 1 << 17;
+
 /// Writes a frame as Arrow IPC; returns its size and checksum.
 fn write_frame(path: &Path, df: &mut DataFrame) -> Result<(u64, String), ExecError> {
-    // One chunk per column, so the file's bytes depend only on the data.
-    df.rechunk_mut();
     let f = std::fs::File::create(path)
         .map_err(|e| ExecError::Internal(format!("{}: {e}", path.display())))?;
     let mut w = mlp_store::store::SummingWriter::new(std::io::BufWriter::new(f));
     // Not synced: an entry is renamed into place whole, and the sizes and
     // checksums in its entry.json catch data a power failure lost.
-    IpcWriter::new(&mut w)
-        .with_compression(compression())
-        .finish(df)
-        .map_err(ExecError::polars)?;
+    write_batches(&mut w, df)?;
     let (buf, size, sum) = w.finish();
     buf.into_inner()
         .map_err(|e| ExecError::Internal(e.to_string()))?;
     Ok((size, sum))
+}
+
+/// The frame as an Arrow IPC file of record batches of [`BATCH_ROWS`]
+/// rows (the last one shorter), so the file's bytes depend only on the
+/// data, whatever the frame's chunks. The batches are encoded (and
+/// compressed) a wave at a time on every core and written in order.
+fn write_batches<W: std::io::Write>(w: &mut W, df: &mut DataFrame) -> Result<(), ExecError> {
+    use polars_arrow::datatypes::ArrowDataType;
+    use polars_arrow::io::ipc::write::{
+        encode_record_batch, EncodedData, FileWriter, WriteOptions,
+    };
+    use rayon::prelude::*;
+    let compat = CompatLevel::newest();
+    let schema = df.schema().to_arrow(compat);
+    let dictionaries = schema
+        .iter_values()
+        .any(|f| matches!(f.dtype().to_storage(), ArrowDataType::Dictionary(..)));
+    let n = df.height();
+    if dictionaries || n == 0 || df.width() == 0 {
+        // polars' writer (dictionaries are written once, before the rows).
+        df.rechunk_mut();
+        return IpcWriter::new(w)
+            .with_compression(compression())
+            .finish(df)
+            .map_err(ExecError::polars);
+    }
+    let options = WriteOptions {
+        compression: compression().map(Into::into),
+    };
+    let mut writer = FileWriter::try_new(w, std::sync::Arc::new(schema), None, options)
+        .map_err(ExecError::polars)?;
+    let starts: Vec<usize> = (0..n).step_by(BATCH_ROWS).collect();
+    let df = &*df;
+    for wave in starts.chunks(rayon::current_num_threads().max(1)) {
+        let encoded: Vec<Result<EncodedData, ExecError>> = wave
+            .par_iter()
+            .map(|&start| {
+                let mut part = df.slice(start as i64, BATCH_ROWS.min(n - start));
+                part.rechunk_mut();
+                let batch = part.iter_chunks(compat, false).next().ok_or_else(|| {
+                    ExecError::Internal("a slice of a frame without a batch".into())
+                })?;
+                let mut message = EncodedData::default();
+                encode_record_batch(&batch, &options, &mut message);
+                Ok(message)
+            })
+            .collect();
+        for message in encoded {
+            writer
+                .write_encoded(&[], &message?)
+                .map_err(ExecError::polars)?;
+        }
+    }
+    writer.finish().map_err(ExecError::polars)
 }
 
 /// Whether the version a cached deploy registered is in the registry,
