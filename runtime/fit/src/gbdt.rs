@@ -918,7 +918,9 @@ pub fn fit(
             "no rows left to fit gradient_boosting on after the validation share".into(),
         ));
     }
-    let binned = {
+    let binned = if valid.is_empty() {
+        bin(x, weights, p.max_bins, p.seed)
+    } else {
         let w: Option<Vec<f64>> = weights.map(|w| train.iter().map(|&i| w[i]).collect());
         bin(
             &x.select(ndarray::Axis(0), &train),
@@ -986,7 +988,9 @@ pub fn fit(
     let mut raw: Vec<Vec<f64>> = baseline.iter().map(|b| vec![*b; m]).collect();
     let mut raw_valid: Vec<Vec<f64>> = baseline.iter().map(|b| vec![*b; valid.len()]).collect();
     let valid_rows: Vec<usize> = (0..valid.len()).collect();
-    let mut adds = vec![vec![0.0; m]; outputs];
+    // Each output's tree values per row, added to the scores once every
+    // output's tree is grown (with one output they go straight in).
+    let mut adds = vec![vec![0.0; if outputs > 1 { m } else { 0 }]; outputs];
     let mut gains = vec![0.0; x.ncols()];
     let mut buf = Buffers {
         rows: Vec::with_capacity(m),
@@ -1032,16 +1036,25 @@ pub fn fit(
             // The leaves' rows are ranges of this tree's row order: note
             // each row's value before the next tree reorders them (added
             // once every output's tree is grown, at the same scores).
+            // With one output nothing else reads these scores: the values
+            // go straight in.
+            let into = if outputs == 1 { &mut raw[0] } else { add };
             for leaf in values {
                 for &i in &buf.rows[leaf.start..leaf.end] {
-                    add[i as usize] = leaf.value;
+                    if outputs == 1 {
+                        into[i as usize] += leaf.value;
+                    } else {
+                        into[i as usize] = leaf.value;
+                    }
                 }
             }
             grown.push(nodes);
         }
         for (k, nodes) in grown.into_iter().enumerate() {
-            for (r, a) in raw[k].iter_mut().zip(&adds[k]) {
-                *r += a;
+            if outputs > 1 {
+                for (r, a) in raw[k].iter_mut().zip(&adds[k]) {
+                    *r += a;
+                }
             }
             for (vi, r) in raw_valid[k].iter_mut().enumerate() {
                 *r += predict_binned(&nodes, &valid_binned, vi);
