@@ -101,6 +101,13 @@ for name, sw in [("gbr_l1", None), ("gbr_l1_sw", tr["w"])]:
     hgb = HistGradientBoostingRegressor(loss="absolute_error").fit(tr[X], tr["y"], sample_weight=sw)
     out[name] = {"mae": float(mean_absolute_error(te["y"], hgb.predict(te[X]))),
                  "r2": float(r2_score(te["y"], hgb.predict(te[X])))}
+from sklearn.ensemble import GradientBoostingRegressor
+for name, sw in [("gbr_huber", None), ("gbr_huber_sw", tr["w"])]:
+    gb = GradientBoostingRegressor(loss="huber", alpha=0.9, n_estimators=100, learning_rate=0.1,
+                                   max_depth=None, max_leaf_nodes=31, min_samples_leaf=20,
+                                   random_state=0).fit(tr[X], tr["y"], sample_weight=sw)
+    out[name] = {"rmse": float(np.sqrt(mean_squared_error(te["y"], gb.predict(te[X])))),
+                 "mae": float(mean_absolute_error(te["y"], gb.predict(te[X])))}
 out["gbc_sw"] = probabilistic(HistGradientBoostingClassifier(class_weight="balanced"), tr["w"])
 nb = GaussianNB().fit(tr[X], tr["label"])
 out["nb"] = {"accuracy": float(accuracy_score(te["label"], nb.predict(te[X]))),

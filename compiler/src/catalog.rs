@@ -421,9 +421,15 @@ pub const ALGORITHMS: &[AlgorithmSpec] = &[
         params: &[
             ParamSpec {
                 name: "loss",
-                kind: ParamKind::Choice(&["squared_error", "absolute_error", "log_loss"]),
+                kind: ParamKind::Choice(&["squared_error", "absolute_error", "huber", "log_loss"]),
                 default: None,
-                doc: "squared_error (the default) or absolute_error for regression, log_loss for classification",
+                doc: "squared_error (the default), absolute_error or huber for regression, log_loss for classification",
+            },
+            ParamSpec {
+                name: "alpha",
+                kind: UNIT_OPEN_LO,
+                default: Some("0.9"),
+                doc: "with loss = huber: the quantile of the absolute residuals where the loss turns from squared to linear",
             },
             ParamSpec {
                 name: "learning_rate",

@@ -262,7 +262,7 @@ impl<'a> Checker<'a> {
         ) {
             let regression = t == TaskKind::Regression;
             let fits = if regression {
-                l == "squared_error" || l == "absolute_error"
+                l == "squared_error" || l == "absolute_error" || l == "huber"
             } else {
                 l == "log_loss"
             };
@@ -271,12 +271,30 @@ impl<'a> Checker<'a> {
                     span: o.value.span,
                     key: "loss".into(),
                     expected: if regression {
-                        "`squared_error` or `absolute_error` (a loss for values)".into()
+                        "`squared_error`, `absolute_error` or `huber` (a loss for values)".into()
                     } else {
                         "`log_loss` (the loss for classes), or left out".into()
                     },
                     found: format!("`{l}` for a {} model", t.name()),
                 });
+            }
+        }
+
+        // `alpha` is huber's: with another loss it would be ignored.
+        if m.algorithm.name == "gradient_boosting" {
+            if let Some(o) = m.params.iter().find(|o| o.key.name == "alpha") {
+                let loss = params.get("loss");
+                if !matches!(loss, Some(ParamValue::Str(l)) if l == "huber") {
+                    self.errors.push(CheckError::BadOptionValue {
+                        span: o.key.span,
+                        key: "alpha".into(),
+                        expected: "left out: it is huber's quantile, read with `loss = huber` only (or add `loss = huber`)".into(),
+                        found: match loss {
+                            Some(ParamValue::Str(l)) => format!("`loss = {l}`"),
+                            _ => "the default loss, squared_error".into(),
+                        },
+                    });
+                }
             }
         }
 

@@ -171,6 +171,22 @@ fn check_against(dir: &Path, sk: &serde_json::Value) {
             assert!(close(a, b, 0.01), "{name}: {metric} {a} vs {b}");
         }
     }
+    // Huber's loss has no histogram version in scikit-learn: compared with
+    // `GradientBoostingRegressor(loss="huber", max_leaf_nodes=31)`, whose
+    // trees split on exact values by Friedman's criterion, within 5%.
+    for (evaluate, name) in [
+        ("evaluate.gbr_huber.test", "gbr_huber"),
+        ("evaluate.gbr_huber_sw.test", "gbr_huber_sw"),
+    ] {
+        let report = entry_json(dir, evaluate, "report.json");
+        for metric in ["rmse", "mae"] {
+            let (a, b) = (
+                report["metrics"][metric].as_f64().unwrap(),
+                sk[name][metric].as_f64().unwrap(),
+            );
+            assert!(close(a, b, 0.05), "{name}: {metric} {a} vs {b}");
+        }
+    }
     let rows = gbc["rows"].as_f64().unwrap();
     let (a, b) = (
         gbc["metrics"]["accuracy"].as_f64().unwrap(),
@@ -1455,8 +1471,13 @@ fn the_absolute_error_example_in_the_docs_runs_and_resists_outliers() {
         &csv,
         &pipeline.replace("    loss   = absolute_error\n", ""),
     );
+    let huber = small_project(
+        "huber-docs",
+        &csv,
+        &pipeline.replace("    loss   = absolute_error\n", "    loss   = huber\n"),
+    );
     let mut mae = vec![];
-    for dir in [&l1, &l2] {
+    for dir in [&l1, &l2, &huber] {
         let o = mlp(dir, &["run", "."]);
         assert!(o.status.success(), "{}", text(&o));
         let report = entry_json(dir, "evaluate.duration.test", "report.json");
@@ -1468,7 +1489,15 @@ fn the_absolute_error_example_in_the_docs_runs_and_resists_outliers() {
         mae[0],
         mae[1]
     );
-    for d in [l1, l2] {
+    // Huber's loss is linear above its 90% quantile: the outliers pull it
+    // less than squared error.
+    assert!(
+        mae[2] < mae[1],
+        "huber {} vs squared error {}",
+        mae[2],
+        mae[1]
+    );
+    for d in [l1, l2, huber] {
         std::fs::remove_dir_all(d).ok();
     }
 }

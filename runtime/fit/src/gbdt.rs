@@ -41,6 +41,16 @@ pub enum Loss {
     AbsoluteError,
     /// Binary (one output) or multinomial log loss.
     LogLoss,
+    /// Huber's loss as scikit-learn's `GradientBoostingRegressor(loss =
+    /// "huber")`: squared below `delta`, linear above, `delta` the `alpha`
+    /// quantile of the absolute residuals before each tree; trees grown on
+    /// the clipped residuals (unit hessians), each leaf's value its rows'
+    /// median residual plus the mean of their clipped deviations from it.
+    /// `delta` is set by the fit.
+    Huber {
+        alpha: f64,
+        delta: f64,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -566,6 +576,46 @@ struct Grown {
 /// (the mean of the two middle values) without weights, its
 /// `_weighted_percentile` (the first value whose cumulative weight reaches
 /// half the total) with them.
+/// Huber's loss with its transition point at the current scores: the
+/// `alpha` quantile of the training rows' absolute residuals (scikit-learn's
+/// `_weighted_percentile`, unit weights without sample weights); any other
+/// loss as it is.
+fn huber_delta(loss: Loss, y: &Y, raw: &[Vec<f64>], w: &[f64]) -> Loss {
+    let (Loss::Huber { alpha, .. }, Y::Values(v), Some(raw)) = (loss, y, raw.first()) else {
+        return loss;
+    };
+    let mut abs: Vec<(f64, f64)> = raw
+        .iter()
+        .zip(v.iter())
+        .zip(w)
+        .map(|((r, y), w)| ((y - r).abs(), *w))
+        .collect();
+    Loss::Huber {
+        alpha,
+        delta: weighted_quantile(&mut abs, alpha),
+    }
+}
+
+/// The `q` quantile of weighted values (scikit-learn's
+/// `_weighted_percentile`, numpy's "inverted_cdf"): the least value whose
+/// cumulative weight reaches `q` of the total.
+fn weighted_quantile(values: &mut [(f64, f64)], q: f64) -> f64 {
+    values.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let total: f64 = values.iter().map(|v| v.1).sum();
+    let mut rank = q * total;
+    if rank == 0.0 {
+        rank = f64::MIN_POSITIVE;
+    }
+    let mut cum = 0.0;
+    for (v, w) in values.iter() {
+        cum += w;
+        if cum >= rank {
+            return *v;
+        }
+    }
+    values.last().map_or(0.0, |v| v.0)
+}
+
 fn weighted_median(values: &mut [(f64, f64)], weighted: bool) -> f64 {
     values.sort_by(|a, b| a.0.total_cmp(&b.0));
     let n = values.len();
@@ -817,6 +867,10 @@ fn gradients(loss: Loss, y: &Y, raw: &[Vec<f64>], k: usize, g: &mut [f64], h: &m
                 *gi = if raw[0][i] > v[i] { 1.0 } else { -1.0 };
                 *hi = 1.0;
             }
+            (Loss::Huber { delta, .. }, Y::Values(v)) => {
+                *gi = (raw[0][i] - v[i]).clamp(-delta, delta);
+                *hi = 1.0;
+            }
             (Loss::LogLoss, Y::Classes(c, _)) if outputs == 1 => {
                 let p = sigmoid(raw[0][i]);
                 *gi = p - f64::from(c[i] == 1);
@@ -841,6 +895,14 @@ fn loss_of(loss: Loss, y: &Y, raw: &[Vec<f64>], rows: &[usize]) -> f64 {
         .map(|&i| match (loss, y) {
             (Loss::SquaredError, Y::Values(v)) => 0.5 * (raw[0][i] - v[i]).powi(2),
             (Loss::AbsoluteError, Y::Values(v)) => (raw[0][i] - v[i]).abs(),
+            (Loss::Huber { delta, .. }, Y::Values(v)) => {
+                let r = (raw[0][i] - v[i]).abs();
+                if r <= delta {
+                    0.5 * r * r
+                } else {
+                    delta * (r - 0.5 * delta)
+                }
+            }
             (Loss::LogLoss, Y::Classes(c, _)) if outputs == 1 => {
                 let z = raw[0][i];
                 let yi = f64::from(c[i] == 1);
@@ -962,7 +1024,7 @@ pub fn fit(
     };
     let total_w: f64 = w_train.iter().sum::<f64>().max(f64::MIN_POSITIVE);
     let baseline: Vec<f64> = match &y_train {
-        Y::Values(v) if p.loss == Loss::AbsoluteError => {
+        Y::Values(v) if matches!(p.loss, Loss::AbsoluteError | Loss::Huber { .. }) => {
             let mut pairs: Vec<(f64, f64)> =
                 v.iter().copied().zip(w_train.iter().copied()).collect();
             vec![weighted_median(&mut pairs, weights.is_some())]
@@ -1001,16 +1063,21 @@ pub fn fit(
     let mut trees: Vec<Vec<BoostNode>> = vec![];
     let mut scores: Vec<f64> = vec![];
     if !valid.is_empty() {
-        scores.push(-loss_of(p.loss, &y_valid, &raw_valid, &valid_rows));
+        let loss = huber_delta(p.loss, &y_train, &raw, &w_train);
+        scores.push(-loss_of(loss, &y_valid, &raw_valid, &valid_rows));
     }
     // Squared error without weights: every hessian is 1.
-    let constant_h =
-        matches!(p.loss, Loss::SquaredError | Loss::AbsoluteError) && weights.is_none();
+    let constant_h = matches!(
+        p.loss,
+        Loss::SquaredError | Loss::AbsoluteError | Loss::Huber { .. }
+    ) && weights.is_none();
+    let mut loss = p.loss;
     for _ in 0..p.max_iter {
+        loss = huber_delta(loss, &y_train, &raw, &w_train);
         // Every output's gradients at the same raw predictions.
         let mut grown = vec![];
         for (k, add) in adds.iter_mut().enumerate() {
-            gradients(p.loss, &y_train, &raw, k, &mut g, &mut h);
+            gradients(loss, &y_train, &raw, k, &mut g, &mut h);
             if weights.is_some() {
                 for ((gi, hi), w) in g.iter_mut().zip(h.iter_mut()).zip(&w_train) {
                     *gi *= w;
@@ -1030,6 +1097,26 @@ pub fn fit(
                         .collect();
                     leaf.value =
                         p.learning_rate * weighted_median(&mut residuals, weights.is_some());
+                    nodes[leaf.node] = BoostNode::Leaf { value: leaf.value };
+                }
+            }
+            if let (Loss::Huber { delta, .. }, Y::Values(v)) = (loss, &y_train) {
+                // scikit-learn's line search for huber: the leaf's median
+                // residual (its weighted percentile, unit weights by
+                // default) plus the weighted mean of the residuals'
+                // deviations from it clipped at delta, times the learning
+                // rate.
+                for leaf in &mut values {
+                    let mut residuals: Vec<(f64, f64)> = buf.rows[leaf.start..leaf.end]
+                        .iter()
+                        .map(|&i| (v[i as usize] - raw[0][i as usize], w_train[i as usize]))
+                        .collect();
+                    let median = weighted_median(&mut residuals, true);
+                    let (sum, total) = residuals.iter().fold((0.0, 0.0), |(s, t), (r, w)| {
+                        (s + w * (r - median).clamp(-delta, delta), t + w)
+                    });
+                    let mean = if total > 0.0 { sum / total } else { 0.0 };
+                    leaf.value = p.learning_rate * (median + mean);
                     nodes[leaf.node] = BoostNode::Leaf { value: leaf.value };
                 }
             }
@@ -1062,7 +1149,7 @@ pub fn fit(
             trees.push(nodes);
         }
         if !valid.is_empty() {
-            scores.push(-loss_of(p.loss, &y_valid, &raw_valid, &valid_rows));
+            scores.push(-loss_of(loss, &y_valid, &raw_valid, &valid_rows));
             let w = p.n_iter_no_change;
             if scores.len() > w {
                 let reference = scores[scores.len() - w - 1];
@@ -1221,6 +1308,17 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn huber_quantiles_are_numpy_inverted_cdf() {
+        // numpy.percentile(1..=10, 90, method="inverted_cdf") is 9; at 95,
+        // 10; weights shift the rank.
+        let mut v: Vec<(f64, f64)> = (1..=10).map(|i| (f64::from(i), 1.0)).collect();
+        assert_eq!(weighted_quantile(&mut v, 0.9), 9.0);
+        assert_eq!(weighted_quantile(&mut v, 0.95), 10.0);
+        v[9].1 = 10.0;
+        assert_eq!(weighted_quantile(&mut v, 0.5), 10.0);
     }
 
     #[test]

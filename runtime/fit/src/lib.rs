@@ -601,9 +601,13 @@ fn fit(
                 (Some(ParamValue::Str(l)), Target::Values(_)) if l == "absolute_error" => {
                     gbdt::Loss::AbsoluteError
                 }
+                (Some(ParamValue::Str(l)), Target::Values(_)) if l == "huber" => gbdt::Loss::Huber {
+                    alpha: param_f64(params, "alpha", 0.9),
+                    delta: 0.0,
+                },
                 (Some(ParamValue::Str(l)), Target::Values(_)) if l != "squared_error" => {
                     return Err(FitError::Unsupported(format!(
-                        "gradient_boosting's loss `{l}` is for classes; a regression uses squared_error or absolute_error"
+                        "gradient_boosting's loss `{l}` is for classes; a regression uses squared_error, absolute_error or huber"
                     )))
                 }
                 (Some(ParamValue::Str(l)), Target::Classes(..)) if l != "log_loss" => {
