@@ -7,10 +7,11 @@
 //! |---|---|
 //! | `linear_regression`, `ridge` | normal equations, `(XᵀX + αI) w = Xᵀy` on centred data, solved by Cholesky (linfa-linalg): scikit-learn's `Ridge` objective exactly |
 //! | `lasso`, `elastic_net` | linfa-elasticnet (coordinate descent), scikit-learn's objective and parameters |
-//! | `logistic_regression` | linfa-logistic (L-BFGS); sigmoid for two classes, multinomial for more; scikit-learn's `C` is linfa's `1/alpha` |
+//! | `logistic_regression` | two classes: [`logistic`], Newton's method on scikit-learn's objective (with row weights); more: linfa-logistic (L-BFGS, multinomial); scikit-learn's `C` is linfa's `1/alpha` |
 //! | `decision_tree`, `random_forest`, `adaboost` | [`cart`]: scikit-learn's CART, bootstrap forests, SAMME |
 //! | `svm` | linfa-svm (SMO), stored as support vectors |
 //! | `naive_bayes` | Gaussian, in closed form |
+//! | `gradient_boosting` | [`gbdt`]: scikit-learn's histogram gradient boosting (squared error, absolute error, huber, log loss) |
 
 pub mod cart;
 pub mod gbdt;
