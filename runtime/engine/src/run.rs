@@ -634,8 +634,8 @@ fn write_batches<W: std::io::Write>(w: &mut W, df: &mut DataFrame) -> Result<(),
     let options = WriteOptions {
         compression: compression().map(Into::into),
     };
-    let mut writer = FileWriter::try_new(w, std::sync::Arc::new(schema), None, options)
-        .map_err(ExecError::polars)?;
+    let mut writer =
+        FileWriter::try_new(w, Arc::new(schema), None, options).map_err(ExecError::polars)?;
     let starts: Vec<usize> = (0..n).step_by(BATCH_ROWS).collect();
     let df = &*df;
     for wave in starts.chunks(rayon::current_num_threads().max(1)) {
@@ -693,13 +693,17 @@ pub fn cached_frame(store: &Store, key: &str) -> Result<DataFrame, ExecError> {
     read_frame(store, key, "frame.arrow")
 }
 
-/// Frames produced in this run, shared with the stages that read them so they
-/// are not read back from the cache.
-type Produced = std::sync::Mutex<HashMap<String, DataFrame>>;
+/// A stage's output computed in this run, shared with the stages that read
+/// it: they do not read it back from the cache, nor wait for it to be
+/// stored.
+struct Computed {
+    frame: Option<DataFrame>,
+    /// Its JSON documents (`model`, `report`, ...).
+    json: Arc<exec::JsonOutputs>,
+}
 
-/// The JSON outputs (`model`, `report`, ...) of stages computed in this run,
-/// by key: a stage reading them need not wait for them to be stored.
-type ProducedJson = std::sync::Mutex<HashMap<String, Arc<exec::JsonOutputs>>>;
+/// The outputs computed in this run, by key.
+type Produced = std::sync::Mutex<HashMap<String, Computed>>;
 
 /// What every stage of a run may read about the others.
 struct Shared<'a> {
@@ -723,22 +727,24 @@ fn compute_one(
     input_keys: &[String],
     lenient: bool,
     produced: &Produced,
-    produced_json: &ProducedJson,
 ) -> Result<exec::Output, ExecError> {
-    let input_json = match produced_json.lock() {
+    let input_json = match produced.lock() {
         Ok(m) => st
             .inputs
             .iter()
             .filter_map(|id| {
-                let json = m.get(shared.keys.get(id)?)?;
-                Some((id.clone(), Arc::clone(json)))
+                let computed = m.get(shared.keys.get(id)?)?;
+                Some((id.clone(), Arc::clone(&computed.json)))
             })
             .collect(),
         Err(_) => HashMap::new(),
     };
     let mut inputs = vec![];
     for k in input_keys {
-        let in_memory = produced.lock().ok().and_then(|m| m.get(k).cloned());
+        let in_memory = produced
+            .lock()
+            .ok()
+            .and_then(|m| m.get(k).and_then(|c| c.frame.clone()));
         match in_memory {
             Some(df) => inputs.push(df),
             // Inputs without a frame (an evaluate report) are not frames.
@@ -856,8 +862,6 @@ pub fn run_plan(
     let mut pending_commit: std::collections::HashSet<String> = Default::default();
     let produced: Produced = Default::default();
     let produced = &produced;
-    let produced_json: ProducedJson = Default::default();
-    let produced_json = &produced_json;
     let shared = Shared {
         host,
         keys: stages
@@ -973,17 +977,19 @@ pub fn run_plan(
                         &input_keys,
                         lenient,
                         produced,
-                        produced_json,
                     ) {
                         Ok(mut output) => {
                             let seconds = t.elapsed().as_secs_f64();
                             let rows = output.frame.as_ref().map(DataFrame::height);
                             let bytes = output.frame.as_ref().map(DataFrame::estimated_size);
-                            if let (Some(df), Ok(mut m)) = (&output.frame, produced.lock()) {
-                                m.insert(key.clone(), df.clone());
-                            }
-                            if let Ok(mut m) = produced_json.lock() {
-                                m.insert(key.clone(), Arc::new(output.json.clone()));
+                            if let Ok(mut m) = produced.lock() {
+                                m.insert(
+                                    key.clone(),
+                                    Computed {
+                                        frame: output.frame.clone(),
+                                        json: Arc::new(output.json.clone()),
+                                    },
+                                );
                             }
                             let mut notes = std::mem::take(&mut output.notes);
                             if output.frames.iter().any(|(n, _)| n == "quarantine") {
@@ -1078,22 +1084,18 @@ pub fn run_plan(
                 pending_commit.insert(r.id.clone());
             }
             // Outputs no stage still to start will read are dropped.
-            let still_read = |k: &String| {
-                plan.stages.iter().zip(stages).any(|(s, p)| {
-                    !done.contains_key(&s.id)
-                        && s.id != r.id
-                        && s.inputs.iter().any(|i| {
-                            by_id.get(i.as_str()).and_then(|(_, ip)| ip.key.as_deref())
-                                == Some(k.as_str())
-                        })
-                        && p.runnable
-                })
-            };
             if let Ok(mut m) = produced.lock() {
-                m.retain(|k, _| still_read(k));
-            }
-            if let Ok(mut m) = produced_json.lock() {
-                m.retain(|k, _| still_read(k));
+                m.retain(|k, _| {
+                    plan.stages.iter().zip(stages).any(|(s, p)| {
+                        !done.contains_key(&s.id)
+                            && s.id != r.id
+                            && s.inputs.iter().any(|i| {
+                                by_id.get(i.as_str()).and_then(|(_, ip)| ip.key.as_deref())
+                                    == Some(k.as_str())
+                            })
+                            && p.runnable
+                    })
+                });
             }
             progress(Progress::Finished(Box::new(r.clone())));
             done.insert(r.id.clone(), r.status == StageStatus::Ran);

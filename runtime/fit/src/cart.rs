@@ -69,9 +69,10 @@ struct Grower<'a, R: Rng> {
     decrease: Vec<f64>,
 }
 
-/// Impurity decreases as shares summing to 1 (all zeros when the tree has
-/// no split), as scikit-learn normalises `feature_importances_`.
-fn shares(mut v: Vec<f64>) -> Vec<f64> {
+/// Impurity decreases (or gains) as shares summing to 1 (all zeros when
+/// the tree has no split), as scikit-learn normalises
+/// `feature_importances_`.
+pub(crate) fn shares(mut v: Vec<f64>) -> Vec<f64> {
     let total: f64 = v.iter().sum();
     if total > 0.0 {
         for x in &mut v {

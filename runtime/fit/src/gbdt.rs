@@ -603,7 +603,8 @@ fn weighted_quantile(values: &mut [(f64, f64)], q: f64) -> f64 {
     values.sort_by(|a, b| a.0.total_cmp(&b.0));
     let total: f64 = values.iter().map(|v| v.1).sum();
     let mut rank = q * total;
-    if rank == 0.0 {
+    if rank == 0.0 && total > 0.0 {
+        // numpy's nextafter: the first value of positive weight.
         rank = f64::MIN_POSITIVE;
     }
     let mut cum = 0.0;
@@ -616,29 +617,20 @@ fn weighted_quantile(values: &mut [(f64, f64)], q: f64) -> f64 {
     values.last().map_or(0.0, |v| v.0)
 }
 
+/// The median: weighted, the "inverted_cdf" 0.5 quantile (scikit-learn's
+/// `_weighted_percentile`); unweighted, numpy's `percentile` (the mean of
+/// the two middle values of an even count).
 fn weighted_median(values: &mut [(f64, f64)], weighted: bool) -> f64 {
+    if weighted {
+        return weighted_quantile(values, 0.5);
+    }
     values.sort_by(|a, b| a.0.total_cmp(&b.0));
     let n = values.len();
-    if n == 0 {
-        return 0.0;
+    match n {
+        0 => 0.0,
+        _ if n % 2 == 1 => values[n / 2].0,
+        _ => (values[n / 2 - 1].0 + values[n / 2].0) / 2.0,
     }
-    if !weighted {
-        return if n % 2 == 1 {
-            values[n / 2].0
-        } else {
-            (values[n / 2 - 1].0 + values[n / 2].0) / 2.0
-        };
-    }
-    let total: f64 = values.iter().map(|v| v.1).sum();
-    let half = 0.5 * total;
-    let mut cum = 0.0;
-    for (v, w) in values.iter() {
-        cum += w;
-        if cum >= half {
-            return *v;
-        }
-    }
-    values[n - 1].0
 }
 
 /// Buffers a fit reuses from tree to tree (so a tree allocates no memory
@@ -1086,37 +1078,33 @@ pub fn fit(
             }
             let (mut nodes, mut values) =
                 grow(&binned, &mut buf, &mut gains, &g, &h, constant_h, p);
-            if let (Loss::AbsoluteError, Y::Values(v)) = (p.loss, &y_train) {
-                // Each leaf's value: the (weighted) median of its rows'
-                // residuals at the current scores, shrunk by the learning
-                // rate (the l2 penalty does not enter, as in scikit-learn).
+            // Losses without a second derivative: each leaf's value is
+            // scikit-learn's line search on its rows' residuals at the
+            // current scores, shrunk by the learning rate (the l2 penalty
+            // does not enter).
+            if let (Loss::AbsoluteError | Loss::Huber { .. }, Y::Values(v)) = (loss, &y_train) {
                 for leaf in &mut values {
                     let mut residuals: Vec<(f64, f64)> = buf.rows[leaf.start..leaf.end]
                         .iter()
                         .map(|&i| (v[i as usize] - raw[0][i as usize], w_train[i as usize]))
                         .collect();
-                    leaf.value =
-                        p.learning_rate * weighted_median(&mut residuals, weights.is_some());
-                    nodes[leaf.node] = BoostNode::Leaf { value: leaf.value };
-                }
-            }
-            if let (Loss::Huber { delta, .. }, Y::Values(v)) = (loss, &y_train) {
-                // scikit-learn's line search for huber: the leaf's median
-                // residual (its weighted percentile, unit weights by
-                // default) plus the weighted mean of the residuals'
-                // deviations from it clipped at delta, times the learning
-                // rate.
-                for leaf in &mut values {
-                    let mut residuals: Vec<(f64, f64)> = buf.rows[leaf.start..leaf.end]
-                        .iter()
-                        .map(|&i| (v[i as usize] - raw[0][i as usize], w_train[i as usize]))
-                        .collect();
-                    let median = weighted_median(&mut residuals, true);
-                    let (sum, total) = residuals.iter().fold((0.0, 0.0), |(s, t), (r, w)| {
-                        (s + w * (r - median).clamp(-delta, delta), t + w)
-                    });
-                    let mean = if total > 0.0 { sum / total } else { 0.0 };
-                    leaf.value = p.learning_rate * (median + mean);
+                    let step = match loss {
+                        // Huber: the median residual (its weighted
+                        // percentile, unit weights by default) plus the
+                        // weighted mean of the deviations from it clipped
+                        // at delta.
+                        Loss::Huber { delta, .. } => {
+                            let median = weighted_median(&mut residuals, true);
+                            let (sum, total) =
+                                residuals.iter().fold((0.0, 0.0), |(s, t), (r, w)| {
+                                    (s + w * (r - median).clamp(-delta, delta), t + w)
+                                });
+                            median + if total > 0.0 { sum / total } else { 0.0 }
+                        }
+                        // Absolute error: the (weighted) median.
+                        _ => weighted_median(&mut residuals, weights.is_some()),
+                    };
+                    leaf.value = p.learning_rate * step;
                     nodes[leaf.node] = BoostNode::Leaf { value: leaf.value };
                 }
             }
@@ -1174,17 +1162,11 @@ pub fn fit(
             }
         }
     }
-    let total: f64 = gains.iter().sum();
-    if total > 0.0 {
-        for g in &mut gains {
-            *g /= total;
-        }
-    }
     Ok(Fitted::Boosted {
         baseline,
         trees,
         outputs,
-        gains,
+        gains: crate::cart::shares(gains),
     })
 }
 

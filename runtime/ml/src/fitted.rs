@@ -287,7 +287,6 @@ impl PackedTree {
         k: usize,
         c: usize,
     ) {
-        let rows = at.len();
         if self.nodes.is_empty() {
             return;
         }
@@ -302,7 +301,7 @@ impl PackedTree {
                 *a = n.children[usize::from(go_left)];
             }
         }
-        for (r, a) in at.iter().enumerate().take(rows) {
+        for (r, a) in at.iter().enumerate() {
             out[r * k + c] += self.nodes[*a as usize].threshold;
         }
     }
@@ -316,18 +315,19 @@ fn block_of(x: &Array2<f64>, first: usize, rows: usize, block: &mut Vec<f64>) {
     }
 }
 
+/// A tree's values for [`boosted_scores`]: walked, or kept from an
+/// earlier walk (`values[i]` for row `i`).
+enum TreeWalk<'a> {
+    Walk(PackedTree),
+    Kept(&'a [f64]),
+}
+
 /// Every row's raw scores (`k` per row, row-major), from the baselines and
 /// the trees: each row's sum in tree order, so the same bits whatever the
 /// batch. Rows go in blocks, tree by tree within a block, level by level
 /// within a tree, so a tree's nodes stay in cache across the block.
-fn boosted_scores(
-    x: &Array2<f64>,
-    baseline: &[f64],
-    trees: &[Vec<BoostNode>],
-    k: usize,
-) -> Vec<f64> {
+fn boosted_scores(x: &Array2<f64>, baseline: &[f64], trees: &[TreeWalk], k: usize) -> Vec<f64> {
     use rayon::prelude::*;
-    let packed: Vec<PackedTree> = trees.iter().map(|t| PackedTree::of(t)).collect();
     let d = x.ncols();
     let mut flat = vec![0.0; x.nrows() * k];
     flat.par_chunks_mut(WALK_BLOCK * k)
@@ -335,15 +335,25 @@ fn boosted_scores(
         .for_each_init(
             || (Vec::new(), vec![0u32; WALK_BLOCK]),
             |(block, at), (b, out)| {
+                let first = b * WALK_BLOCK;
                 let rows = out.len() / k;
-                block_of(x, b * WALK_BLOCK, rows, block);
+                block_of(x, first, rows, block);
                 for zi in out.chunks_mut(k) {
                     for (c, b) in baseline.iter().enumerate().take(k) {
                         zi[c] = *b;
                     }
                 }
-                for (t, tree) in packed.iter().enumerate() {
-                    tree.add_values(block, d, &mut at[..rows], out, k, t % k);
+                for (t, tree) in trees.iter().enumerate() {
+                    match tree {
+                        TreeWalk::Walk(packed) => {
+                            packed.add_values(block, d, &mut at[..rows], out, k, t % k)
+                        }
+                        TreeWalk::Kept(values) => {
+                            for (r, v) in values[first..first + rows].iter().enumerate() {
+                                out[r * k + t % k] += v;
+                            }
+                        }
+                    }
                 }
             },
         );
@@ -431,8 +441,6 @@ impl ModelFile {
         }
     }
 
-    /// Predictions for a design matrix: values, or class probabilities.
-    ///
     /// A boosted model's trees' values on `x` (`None` for other models).
     pub fn tree_values(&self, x: &Array2<f64>) -> Option<TreeValues> {
         use rayon::prelude::*;
@@ -440,20 +448,9 @@ impl ModelFile {
             return None;
         };
         let d = x.ncols();
-        let n = x.nrows();
         let values = trees
             .par_iter()
-            .map(|t| {
-                let packed = PackedTree::of(t);
-                let mut values = vec![0.0; n];
-                let (mut block, mut at) = (Vec::new(), vec![0u32; WALK_BLOCK]);
-                for (b, out) in values.chunks_mut(WALK_BLOCK).enumerate() {
-                    let rows = out.len();
-                    block_of(x, b * WALK_BLOCK, rows, &mut block);
-                    packed.add_values(&block, d, &mut at[..rows], out, 1, 0);
-                }
-                values
-            })
+            .map(|t| boosted_scores(x, &[0.0], &[TreeWalk::Walk(PackedTree::of(t))], 1))
             .collect();
         let uses = trees
             .iter()
@@ -482,7 +479,6 @@ impl ModelFile {
         x: &Array2<f64>,
         changed: &[usize],
     ) -> Prediction {
-        use rayon::prelude::*;
         let Fitted::Boosted {
             baseline,
             trees,
@@ -493,46 +489,19 @@ impl ModelFile {
             return self.predict(x);
         };
         let k = (*outputs).max(1);
-        let walk: Vec<Option<PackedTree>> = trees
+        let walks: Vec<TreeWalk> = trees
             .iter()
             .zip(&cache.uses)
-            .map(|(t, u)| {
-                changed
-                    .iter()
-                    .any(|j| u.get(*j).copied().unwrap_or(true))
-                    .then(|| PackedTree::of(t))
+            .zip(&cache.values)
+            .map(|((t, u), values)| {
+                if changed.iter().any(|j| u.get(*j).copied().unwrap_or(true)) {
+                    TreeWalk::Walk(PackedTree::of(t))
+                } else {
+                    TreeWalk::Kept(values)
+                }
             })
             .collect();
-        let d = x.ncols();
-        let mut flat = vec![0.0; x.nrows() * k];
-        flat.par_chunks_mut(WALK_BLOCK * k)
-            .enumerate()
-            .for_each_init(
-                || (Vec::new(), vec![0u32; WALK_BLOCK]),
-                |(block, at), (b, out)| {
-                    let first = b * WALK_BLOCK;
-                    let rows = out.len() / k;
-                    block_of(x, first, rows, block);
-                    for zi in out.chunks_mut(k) {
-                        for (c, b) in baseline.iter().enumerate().take(k) {
-                            zi[c] = *b;
-                        }
-                    }
-                    for (t, w) in walk.iter().enumerate() {
-                        match w {
-                            Some(packed) => {
-                                packed.add_values(block, d, &mut at[..rows], out, k, t % k)
-                            }
-                            None => {
-                                let kept = &cache.values[t][first..first + rows];
-                                for (r, v) in kept.iter().enumerate() {
-                                    out[r * k + t % k] += v;
-                                }
-                            }
-                        }
-                    }
-                },
-            );
+        let flat = boosted_scores(x, baseline, &walks, k);
         let z = Array2::from_shape_vec((x.nrows(), k), flat)
             .unwrap_or_else(|_| Array2::zeros((x.nrows(), k)));
         self.predict_scores(z)
@@ -561,6 +530,7 @@ impl ModelFile {
         }
     }
 
+    /// Predictions for a design matrix: values, or class probabilities.
     /// Each row is computed on its own, summing in a fixed order, so a row
     /// gets bit-for-bit the same prediction whatever batch it arrives in
     /// (training, `mlp predict`, the server).
@@ -600,7 +570,11 @@ impl ModelFile {
                 ..
             } => {
                 let k = (*outputs).max(1);
-                let flat = boosted_scores(x, baseline, trees, k);
+                let walks: Vec<TreeWalk> = trees
+                    .iter()
+                    .map(|t| TreeWalk::Walk(PackedTree::of(t)))
+                    .collect();
+                let flat = boosted_scores(x, baseline, &walks, k);
                 let z = Array2::from_shape_vec((x.nrows(), k), flat)
                     .unwrap_or_else(|_| Array2::zeros((x.nrows(), k)));
                 self.predict_scores(z)

@@ -352,12 +352,12 @@ pub fn run(op: &ModelOp, cx: &Context) -> Result<Output, ExecError> {
     let part = partition_column(cx)
         .ok_or_else(|| ExecError::Internal("a model on a stage without a split".into()))?;
     // The training rows of the columns read from them (the target, the
-    // split, the weights), not of the whole frame.
+    // split, the weights: distinct columns, the checker makes sure), not of
+    // the whole frame.
     let mut read = vec![op.target.clone(), part.clone()];
     if let Some(ParamValue::Str(w)) = op.params.get("sample_weight") {
         read.push(w.clone());
     }
-    read.dedup();
     let train = super::train_rows(&df.select(read).map_err(ExecError::polars)?, &part)?;
     if train.height() == 0 {
         return Err(ExecError::Data("no rows in `train` to fit on".into()));
