@@ -108,6 +108,16 @@ for name, sw in [("gbr_huber", None), ("gbr_huber_sw", tr["w"])]:
                                    random_state=0).fit(tr[X], tr["y"], sample_weight=sw)
     out[name] = {"rmse": float(np.sqrt(mean_squared_error(te["y"], gb.predict(te[X])))),
                  "mae": float(mean_absolute_error(te["y"], gb.predict(te[X])))}
+# A category input split natively (its levels sorted, as mlp codes them).
+Xc = X + ["grp"]
+cat = lambda d: d[Xc].assign(grp=d["grp"].astype("category"))
+hgb = HistGradientBoostingRegressor(categorical_features=["grp"]).fit(cat(tr), tr["yc"])
+out["gbr_cat"] = {"rmse": float(np.sqrt(mean_squared_error(te["yc"], hgb.predict(cat(te))))),
+                  "r2": float(r2_score(te["yc"], hgb.predict(cat(te))))}
+hgb = HistGradientBoostingClassifier(categorical_features=["grp"]).fit(cat(tr), tr["label_c"])
+proba = hgb.predict_proba(cat(te))
+out["gbc_cat"] = {"log_loss": float(log_loss(te["label_c"], proba)),
+                  "roc_auc": float(roc_auc_score(te["label_c"] == "yes", proba[:, 1]))}
 out["gbc_sw"] = probabilistic(HistGradientBoostingClassifier(class_weight="balanced"), tr["w"])
 nb = GaussianNB().fit(tr[X], tr["label"])
 out["nb"] = {"accuracy": float(accuracy_score(te["label"], nb.predict(te[X]))),

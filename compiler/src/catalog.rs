@@ -248,6 +248,12 @@ pub fn accepts_missing(algorithm: &str) -> bool {
     algorithm == "gradient_boosting"
 }
 
+/// Algorithms that split a `category` input by its levels natively: such an
+/// input needs no encoding for them (E0704 does not apply).
+pub fn accepts_categories(algorithm: &str) -> bool {
+    algorithm == "gradient_boosting"
+}
+
 /// The decision threshold of a binary classifier (every algorithm that
 /// gives probabilities): the positive class is predicted when its
 /// probability is at least this.

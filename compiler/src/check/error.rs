@@ -921,9 +921,15 @@ impl CheckError {
             ))
             .primary(*span, format!("`{column}` ({found}) reaches the model here"))
             .secondary(*defined, format!("`{column}` defined here"))
-            .help(format!(
-                "models read numbers and bools: encode it in a transform (`encode {column} with onehot`), derive a number from it in features, or `exclude = {column}`"
-            )),
+            .help(if found.starts_with("category") {
+                format!(
+                    "models read numbers and bools: encode it in a transform (`encode {column} with onehot`), derive a number from it in features, or `exclude = {column}`; `gradient_boosting` takes a category as it is"
+                )
+            } else {
+                format!(
+                    "models read numbers and bools: encode it in a transform (`encode {column} with onehot`), derive a number from it in features, or `exclude = {column}`"
+                )
+            }),
             NullableInput {
                 span,
                 column,

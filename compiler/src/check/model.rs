@@ -494,7 +494,9 @@ impl<'a> Checker<'a> {
                 });
                 continue;
             }
-            if !c.ty.is_model_input() {
+            let native_category = matches!(c.ty, Type::Category { .. })
+                && catalog::accepts_categories(&m.algorithm.name);
+            if !c.ty.is_model_input() && !native_category {
                 self.errors.push(CheckError::NonNumericInput {
                     span: label_span,
                     column: c.name.clone(),

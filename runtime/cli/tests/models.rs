@@ -161,6 +161,9 @@ fn check_against(dir: &Path, sk: &serde_json::Value) {
         ("evaluate.gbr_sw.test", "gbr_sw", ["rmse", "r2"]),
         ("evaluate.gbr_l1.test", "gbr_l1", ["mae", "r2"]),
         ("evaluate.gbr_l1_sw.test", "gbr_l1_sw", ["mae", "r2"]),
+        // A category input split by its levels (`categorical_features`).
+        ("evaluate.gbr_cat.test", "gbr_cat", ["rmse", "r2"]),
+        ("evaluate.gbc_cat.test", "gbc_cat", ["log_loss", "roc_auc"]),
     ] {
         let report = entry_json(dir, evaluate, "report.json");
         for metric in metrics {
@@ -1175,41 +1178,11 @@ deploy price as "gb" { alias = "production" }
         ],
     );
     assert!(o.status.success(), "{}", text(&o));
-    use polars::prelude::SerReader;
-    let out =
-        polars::prelude::ParquetReader::new(std::fs::File::open(dir.join("out.parquet")).unwrap())
-            .finish()
-            .unwrap();
-    let served: Vec<u64> = out
-        .column("prediction")
-        .unwrap()
-        .f64()
-        .unwrap()
-        .iter()
-        .map(|v| v.unwrap().to_bits())
-        .collect();
-    let ids_served: Vec<i64> = out
-        .column("id")
-        .unwrap()
-        .cast(&polars::prelude::DataType::Int64)
-        .unwrap()
-        .i64()
-        .unwrap()
-        .iter()
-        .map(|v| v.unwrap())
-        .collect();
-    let by_id: std::collections::HashMap<i64, u64> = trained
-        .column("id")
-        .unwrap()
-        .i64()
-        .unwrap()
-        .iter()
-        .zip(trained.column("prediction").unwrap().f64().unwrap().iter())
-        .map(|(i, p)| (i.unwrap(), p.unwrap().to_bits()))
-        .collect();
+    let served = predictions_by_id(&dir.join("out.parquet"));
+    let by_id = prediction_bits_by_id(&trained);
     assert_eq!(served.len(), by_id.len());
-    for (id, bits) in ids_served.iter().zip(&served) {
-        assert_eq!(by_id[id], *bits, "row id {id}");
+    for (id, p) in &served {
+        assert_eq!(by_id[id], p.to_bits(), "row id {id}");
     }
     // A model that cannot take missing values still needs the impute.
     let p = std::fs::read_to_string(dir.join("p.mlp"))
@@ -1224,6 +1197,40 @@ deploy price as "gb" { alias = "production" }
         text(&o)
     );
     std::fs::remove_dir_all(dir).ok();
+}
+
+/// `(id, prediction)` of each row of a Parquet file `mlp predict` wrote.
+fn predictions_by_id(path: &Path) -> Vec<(i64, f64)> {
+    use polars::prelude::SerReader;
+    let out = polars::prelude::ParquetReader::new(std::fs::File::open(path).unwrap())
+        .finish()
+        .unwrap();
+    let ids = out
+        .column("id")
+        .unwrap()
+        .cast(&polars::prelude::DataType::Int64)
+        .unwrap();
+    ids.i64()
+        .unwrap()
+        .iter()
+        .zip(out.column("prediction").unwrap().f64().unwrap().iter())
+        .map(|(i, p)| (i.unwrap(), p.unwrap()))
+        .collect()
+}
+
+/// A model stage's predictions as bits, by `id`.
+fn prediction_bits_by_id(
+    frame: &polars::prelude::DataFrame,
+) -> std::collections::HashMap<i64, u64> {
+    frame
+        .column("id")
+        .unwrap()
+        .i64()
+        .unwrap()
+        .iter()
+        .zip(frame.column("prediction").unwrap().f64().unwrap().iter())
+        .map(|(i, p)| (i.unwrap(), p.unwrap().to_bits()))
+        .collect()
 }
 
 /// The training rows' predictions come from the scores the fit left
@@ -1444,6 +1451,127 @@ fn the_sample_weight_example_in_the_docs_runs() {
         m["features"],
         serde_json::json!(["minutes", "pages"]),
         "{m}"
+    );
+    std::fs::remove_dir_all(dir).ok();
+}
+
+/// The categories example of `docs/models.md`: `city` reaches
+/// gradient boosting as it is (no encoding), its splits are on sets of
+/// levels, the levels are in the bundle, and `mlp predict` gives training's
+/// predictions to the bit; an unseen level predicts as a missing one.
+#[test]
+fn gradient_boosting_splits_a_category_as_it_is_and_predicts_as_trained() {
+    let pipeline = models_doc_block("source sales").replace("data/sales.csv", "d.csv");
+    let dir = small_project("gbdt-category", &houses_csv(1500, 13), &pipeline);
+    let o = mlp(&dir, &["run", "."]);
+    assert!(o.status.success(), "{}", text(&o));
+    let m = entry_json(&dir, "model.price", "model.json");
+    assert_eq!(
+        m["categories"],
+        serde_json::json!({"city": ["Austin", "Boston", "Chicago", "Denver"]}),
+        "{}",
+        m["categories"]
+    );
+    let city = m["features"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .position(|f| f == "city")
+        .unwrap();
+    let category_splits = m["fitted"]["trees"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|t| t.as_array().unwrap())
+        .filter(|n| n["feature"] == city && n["categories"].is_array())
+        .count();
+    assert!(category_splits > 0, "no split on the city's levels");
+    // Batch prediction from the bundle: training's bits; a new city and a
+    // missing one are both a missing value.
+    let trained = common::cached_frame(&dir, "model.price");
+    let csv = std::fs::read_to_string(dir.join("d.csv")).unwrap();
+    let mut lines: Vec<String> = csv.lines().map(str::to_string).collect();
+    // The first row again, its city a new one, then missing.
+    for (id, city) in [("900001", "Paris"), ("900002", "")] {
+        let mut f: Vec<String> = lines[1].split(',').map(str::to_string).collect();
+        f[0] = id.into();
+        f[2] = city.into();
+        lines.push(f.join(","));
+    }
+    std::fs::write(dir.join("in.csv"), lines.join("\n") + "\n").unwrap();
+    let o = mlp(
+        &dir,
+        &[
+            "predict",
+            "gb-city",
+            "--input",
+            "in.csv",
+            "--output",
+            "out.parquet",
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let by_id = prediction_bits_by_id(&trained);
+    let mut new_rows = vec![];
+    for (id, p) in &predictions_by_id(&dir.join("out.parquet")) {
+        match by_id.get(id) {
+            Some(bits) => assert_eq!(*bits, p.to_bits(), "row id {id}"),
+            None => new_rows.push((*id, *p)),
+        }
+    }
+    assert_eq!(new_rows.len(), 2, "{new_rows:?}");
+    assert_eq!(
+        new_rows[0].1.to_bits(),
+        new_rows[1].1.to_bits(),
+        "an unseen city predicts as a missing one: {new_rows:?}"
+    );
+    // The server codes the levels as training did: a known city's row
+    // gets training's prediction, a new city's the missing city's.
+    let first: Vec<&str> = lines[1].split(',').collect();
+    let row = |city: &str| {
+        format!(
+            r#"{{"id": {}, "sold_at": "{}", "city": {city}, "sqft": {}, "bedrooms": {}}}"#,
+            first[0],
+            first[1],
+            first[3],
+            if first[4].is_empty() {
+                "null"
+            } else {
+                first[4]
+            }
+        )
+    };
+    let server = common::serve(&dir, &["gb-city@production"]);
+    let body = format!(
+        "[{}, {}, {}]",
+        row(&format!("\"{}\"", first[2])),
+        row("\"Paris\""),
+        row("null")
+    );
+    let (status, v) = common::post(&format!("{}/v1/predict", server.url), &body);
+    assert_eq!(status, 200, "{v}");
+    let p: Vec<f64> = v["predictions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_f64().unwrap())
+        .collect();
+    let id: i64 = first[0].parse().unwrap();
+    assert_eq!(p[0].to_bits(), by_id[&id], "{v}");
+    assert_eq!(p[1].to_bits(), p[2].to_bits(), "{v}");
+    assert_eq!(p[1].to_bits(), new_rows[0].1.to_bits(), "{v}");
+    drop(server);
+    // Another algorithm still needs the encoding, and says where.
+    let p = std::fs::read_to_string(dir.join("p.mlp"))
+        .unwrap()
+        .replace("gradient_boosting(data)", "ridge(data)")
+        .replace("    max_iter = 60\n", "");
+    std::fs::write(dir.join("p.mlp"), p).unwrap();
+    let o = mlp(&dir, &["check", "."]);
+    assert!(
+        !o.status.success() && text(&o).contains("E0704") && text(&o).contains("gradient_boosting"),
+        "{}",
+        text(&o)
     );
     std::fs::remove_dir_all(dir).ok();
 }

@@ -691,11 +691,7 @@ fn predict_frame_inner(
             _ => {}
         }
     }
-    let (x, bad_inputs) = model::design_rows(
-        &df,
-        &b.model.features,
-        mlp_compiler::catalog::accepts_missing(b.model.algorithm.as_str()),
-    )?;
+    let (x, bad_inputs) = model::design_rows(&df, &b.model)?;
     // A row whose features came out NaN or infinite (a zero divisor, an
     // overflow) or missing is rejected alone, with the column and value.
     let mut bad: Vec<(usize, String)> = bad_inputs

@@ -31,7 +31,7 @@ pub fn engine_id() -> &'static str {
 /// The version of what the operators compute from the same plan (bump it
 /// when an operator's output changes without a plan change: a fixed bug,
 /// another algorithm). Part of [`engine_id`].
-pub const OUTPUTS: u32 = 8;
+pub const OUTPUTS: u32 = 9;
 
 /// Why a stage will run (or not).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -68,6 +68,23 @@ pub struct Params {
     pub n_iter_no_change: usize,
     pub tol: f64,
     pub seed: u64,
+    /// Per column, its number of levels when it is a category input (its
+    /// values level codes `0..levels`, NaN for missing), `None` for a
+    /// number; empty when every column is a number.
+    pub levels: Vec<Option<usize>>,
+}
+
+/// The least hessian (count, for constant hessians) a category needs in a
+/// node to take part in its split; it also smooths each category's ratio
+/// of sums (scikit-learn's `MIN_CAT_SUPPORT`, LightGBM's `cat_smooth`).
+const MIN_CAT_SUPPORT: f64 = 10.0;
+
+/// Bins (a category input's levels, its missing bin) as bits: bins are
+/// below 256.
+type BinSet = [u64; 4];
+
+fn set_has(set: &BinSet, bin: usize) -> bool {
+    bin < 256 && (set[bin >> 6] >> (bin & 63)) & 1 == 1
 }
 
 /// The least hessian a child may hold (scikit-learn's
@@ -84,6 +101,11 @@ struct Binned {
     bins: Vec<Vec<u8>>,
     /// Bins per column: `thresholds.len() + 1` for values, then missing.
     n_bins: Vec<usize>,
+    /// Per column, whether it is a category input (each level its own bin:
+    /// bin `c` for code `c`).
+    categorical: Vec<bool>,
+    /// Per column, whether any training row is missing.
+    has_missing: Vec<bool>,
     /// For histograms, each row's bins together (a node's histogram reads
     /// one place per row, not one per column); empty for bins only
     /// predicted through.
@@ -230,14 +252,28 @@ fn bin_of(t: &[f64], x: f64, missing: usize) -> u8 {
     t.partition_point(|th| *th < x) as u8
 }
 
-fn bin(x: &Array2<f64>, weights: Option<&[f64]>, max_bins: usize, seed: u64) -> Binned {
+fn bin(
+    x: &Array2<f64>,
+    weights: Option<&[f64]>,
+    max_bins: usize,
+    levels: &[Option<usize>],
+    seed: u64,
+) -> Binned {
     let (n, d) = x.dim();
+    let level_count = |j: usize| levels.get(j).copied().flatten();
     let sample: Option<Vec<usize>> =
         (n > BIN_SAMPLE).then(|| seeded_order(n, seed).into_iter().take(BIN_SAMPLE).collect());
     let per_column: Vec<(Vec<f64>, Vec<u8>)> = (0..d)
         .into_par_iter()
         .map(|j| {
             let col = x.column(j);
+            if let Some(l) = level_count(j) {
+                // A category: code c in bin c (thresholds between codes).
+                let t: Vec<f64> = (1..l).map(|c| c as f64 - 0.5).collect();
+                let missing = t.len() + 1;
+                let b = col.iter().map(|v| bin_of(&t, *v, missing)).collect();
+                return (t, b);
+            }
             let values: Vec<f64> = match &sample {
                 Some(s) => s.iter().map(|&i| col[i]).collect(),
                 None => col.to_vec(),
@@ -264,8 +300,13 @@ fn bin(x: &Array2<f64>, weights: Option<&[f64]>, max_bins: usize, seed: u64) -> 
         thresholds,
         bins,
         n_bins,
+        categorical: (0..d).map(|j| level_count(j).is_some()).collect(),
+        has_missing: vec![],
         rows: RowBins::default(),
     };
+    b.has_missing = (0..d)
+        .map(|j| b.bins[j].iter().any(|v| usize::from(*v) == b.n_bins[j]))
+        .collect();
     b.rows = row_bins(&b, SPARSE_SHARE);
     b
 }
@@ -462,6 +503,9 @@ struct Split {
     /// the node's less these), from the histogram scan.
     gl: f64,
     hl: f64,
+    /// On a category input: the bins going left (with the missing bin
+    /// when missing values go left); `bin` is unused.
+    left: Option<BinSet>,
 }
 
 /// A node's loss at its best value, as scikit-learn computes it (value
@@ -481,6 +525,9 @@ fn best_split(hist: &Hist, b: &Binned, p: &Params, g: f64, h: f64, n: u32) -> Op
         .into_par_iter()
         .map(|j| {
             let col = &hist[j];
+            if b.categorical[j] {
+                return best_category_split(col, b, j, p, parent, (g, h, n));
+            }
             let miss = col[b.missing(j)];
             let mut best: Option<Split> = None;
             // Missing values to the right (scan left to right), then to the
@@ -525,9 +572,16 @@ fn best_split(hist: &Hist, b: &Binned, p: &Params, g: f64, h: f64, n: u32) -> Op
                             bin,
                             gl,
                             hl,
-                            // Without missing values here, a missing value
-                            // at prediction goes with the larger side.
-                            missing_left: if miss.n == 0 { nl > nr } else { missing_left },
+                            // Without missing values in training, a missing
+                            // value at prediction goes with the larger side
+                            // (scikit-learn's rule; with missing values
+                            // elsewhere but none here, it goes right).
+                            missing_left: if b.has_missing[j] {
+                                missing_left
+                            } else {
+                                nl > nr
+                            },
+                            left: None,
                         });
                     }
                 }
@@ -542,6 +596,88 @@ fn best_split(hist: &Hist, b: &Binned, p: &Params, g: f64, h: f64, n: u32) -> Op
             Some(a) if a.gain >= s.gain => Some(a),
             _ => Some(s),
         })
+}
+
+/// The best split of a node on category input `j` (scikit-learn's and
+/// LightGBM's): the levels with enough support (missing values as one
+/// more), ordered by their smoothed ratio `G / (H + MIN_CAT_SUPPORT)`, are
+/// scanned as if ordered, from each end up to the middle; the levels
+/// without support go right. `node` is the node's sums and row count.
+fn best_category_split(
+    col: &[Bin],
+    b: &Binned,
+    j: usize,
+    p: &Params,
+    parent: f64,
+    node: (f64, f64, u32),
+) -> Option<Split> {
+    let (g, h, n) = node;
+    let min_leaf = p.min_samples_leaf as u32;
+    let support_factor = if h > 0.0 { f64::from(n) / h } else { 0.0 };
+    let miss_bin = b.missing(j);
+    let mut used: Vec<(f64, usize)> = (0..=miss_bin)
+        .filter(|&bin| col[bin].n > 0 && col[bin].h * support_factor >= MIN_CAT_SUPPORT)
+        .map(|bin| (col[bin].g / (col[bin].h + MIN_CAT_SUPPORT), bin))
+        .collect();
+    if used.len() <= 1 {
+        return None;
+    }
+    // Ties in bin order (stable), whatever the sort.
+    used.sort_by(|a, c| a.0.total_cmp(&c.0));
+    let k = used.len();
+    let mut best: Option<(f64, f64, f64, u32, Vec<usize>)> = None;
+    for forward in [true, false] {
+        let middle = if forward {
+            k.div_ceil(2)
+        } else {
+            k.div_ceil(2) - 1
+        };
+        let (mut gl, mut hl, mut nl) = (0.0, 0.0, 0u32);
+        for i in 0..middle {
+            let at = if forward { i } else { k - 1 - i };
+            let e = col[used[at].1];
+            gl += e.g;
+            hl += e.h;
+            nl += e.n;
+            let nr = n - nl;
+            let (gr, hr) = (g - gl, h - hl);
+            if nl < min_leaf || hl < MIN_HESSIAN {
+                continue;
+            }
+            if nr < min_leaf || hr < MIN_HESSIAN {
+                break;
+            }
+            let gain = parent - node_loss(gl, hl, p.l2) - node_loss(gr, hr, p.l2);
+            if gain > 0.0 && best.as_ref().is_none_or(|b| gain > b.0) {
+                let bins = if forward {
+                    used[..=at].iter().map(|u| u.1).collect()
+                } else {
+                    used[at..].iter().map(|u| u.1).collect()
+                };
+                best = Some((gain, gl, hl, nl, bins));
+            }
+        }
+    }
+    let (gain, gl, hl, nl, bins) = best?;
+    let mut set = [0u64; 4];
+    for bin in bins {
+        set[bin >> 6] |= 1 << (bin & 63);
+    }
+    Some(Split {
+        gain,
+        feature: j,
+        bin: 0,
+        missing_left: if !b.has_missing[j] {
+            // No missing value in training: one at prediction (or an unseen
+            // level) goes with the larger side.
+            nl > n - nl
+        } else {
+            set_has(&set, miss_bin)
+        },
+        gl,
+        hl,
+        left: Some(set),
+    })
 }
 
 struct Leaf {
@@ -726,18 +862,26 @@ fn grow(
         };
         let col = &b.bins[s.feature];
         let miss = b.missing(s.feature);
-        // A missing bin is above every split bin.
-        let go_left = |i: u32| {
-            let v = col[i as usize] as usize;
-            (v <= s.bin) | ((v == miss) & s.missing_left)
-        };
         let len = leaf.end - leaf.start;
         let mid = leaf.start
-            + partition(
-                &mut buf.rows[leaf.start..leaf.end],
-                &mut buf.scratch[..len],
-                &go_left,
-            );
+            + match &s.left {
+                // A category: the bins of the set (with the missing bin
+                // when missing values go left).
+                Some(set) => partition(
+                    &mut buf.rows[leaf.start..leaf.end],
+                    &mut buf.scratch[..len],
+                    &|i: u32| set_has(set, col[i as usize] as usize),
+                ),
+                // A missing bin is above every split bin.
+                None => partition(
+                    &mut buf.rows[leaf.start..leaf.end],
+                    &mut buf.scratch[..len],
+                    &|i: u32| {
+                        let v = col[i as usize] as usize;
+                        (v <= s.bin) | ((v == miss) & s.missing_left)
+                    },
+                ),
+            };
         let (left_len, right_len) = (mid - leaf.start, leaf.end - mid);
         let (small, large_is_left) = if left_len <= right_len {
             (leaf.start..mid, false)
@@ -758,10 +902,13 @@ fn grow(
         let ln = nodes.len();
         nodes.push(BoostNode::Leaf { value: 0.0 });
         nodes.push(BoostNode::Leaf { value: 0.0 });
-        let threshold = b.thresholds[s.feature]
-            .get(s.bin)
-            .copied()
-            .unwrap_or(f64::MAX);
+        let threshold = match s.left {
+            Some(_) => 0.0,
+            None => b.thresholds[s.feature]
+                .get(s.bin)
+                .copied()
+                .unwrap_or(f64::MAX),
+        };
         gains[s.feature] += s.gain;
         nodes[leaf.node] = BoostNode::Split {
             feature: s.feature,
@@ -769,6 +916,12 @@ fn grow(
             missing_left: s.missing_left,
             left: ln,
             right: ln + 1,
+            // A category's codes are its bins (the missing bin left out).
+            categories: s.left.map(|set| {
+                (0..miss as u32)
+                    .filter(|c| set_has(&set, *c as usize))
+                    .collect()
+            }),
         };
         for (start, end, hist, gg, hh, node) in [
             (leaf.start, mid, lh, lg, lhs, ln),
@@ -817,10 +970,13 @@ fn predict_binned(nodes: &[BoostNode], b: &Binned, i: usize) -> f64 {
                 missing_left,
                 left,
                 right,
+                categories,
             } => {
                 let v = b.bins[*feature][i] as usize;
                 let go_left = if v == b.missing(*feature) {
                     *missing_left
+                } else if let Some(codes) = categories {
+                    codes.contains(&(v as u32))
                 } else {
                     // A bin's values are at most its threshold (the last
                     // bin's exceed every threshold): bin <= split bin
@@ -972,14 +1128,24 @@ pub fn fit(
             "no rows left to fit gradient_boosting on after the validation share".into(),
         ));
     }
+    for (j, l) in p.levels.iter().enumerate() {
+        if let Some(l) = l.filter(|l| *l > p.max_bins) {
+            return Err(FitError::Data(format!(
+                "input {} is a category of {l} levels, and gradient_boosting splits at most max_bins = {} levels natively",
+                j + 1,
+                p.max_bins
+            )));
+        }
+    }
     let binned = if valid.is_empty() {
-        bin(x, weights, p.max_bins, p.seed)
+        bin(x, weights, p.max_bins, &p.levels, p.seed)
     } else {
         let w: Option<Vec<f64>> = weights.map(|w| train.iter().map(|&i| w[i]).collect());
         bin(
             &x.select(ndarray::Axis(0), &train),
             w.as_deref(),
             p.max_bins,
+            &p.levels,
             p.seed,
         )
     };
@@ -995,6 +1161,8 @@ pub fn fit(
             .collect(),
         thresholds: binned.thresholds.clone(),
         n_bins: binned.n_bins.clone(),
+        categorical: binned.categorical.clone(),
+        has_missing: binned.has_missing.clone(),
         rows: RowBins::default(),
     };
     // Targets indexed by training / validation position.
@@ -1190,6 +1358,7 @@ mod tests {
             n_iter_no_change: 10,
             tol: 1e-7,
             seed: 1,
+            levels: vec![],
         }
     }
 
@@ -1213,6 +1382,7 @@ mod tests {
             task: mlp_compiler::plan::Task::Classification,
             target: "y".into(),
             features: (0..4).map(|j| format!("x{j}")).collect(),
+            categories: Default::default(),
             classes: vec!["a".into(), "b".into(), "c".into()],
             params: Default::default(),
             fitted,
@@ -1254,13 +1424,15 @@ mod tests {
                 _ => f64::NAN,
             }
         });
-        let b = bin(&x, None, 255, 1);
+        let b = bin(&x, None, 255, &[], 1);
         assert_eq!(b.rows.dense, vec![0], "one dense column");
         assert_eq!(b.rows.sparse.len(), 3, "three sparse columns");
         let dense = Binned {
             thresholds: b.thresholds.clone(),
             bins: b.bins.clone(),
             n_bins: b.n_bins.clone(),
+            categorical: b.categorical.clone(),
+            has_missing: b.has_missing.clone(),
             rows: row_bins(&b, 2.0),
         };
         let g: Vec<f64> = (0..n).map(|i| ((i * 31) % 97) as f64 / 9.0 - 5.0).collect();
@@ -1365,5 +1537,105 @@ mod tests {
                     .sum::<f64>();
             assert!((got - want).abs() < 1e-3, "x = {probe}: {got} vs {want}");
         }
+    }
+
+    /// A category input splits by its levels, in any grouping: levels 0, 3
+    /// and 5 against 1, 2 and 4 is one split (no threshold on the codes
+    /// makes it); missing values (and an unseen level, read as missing)
+    /// go their way; the packed walk, the scalar walk and the binned walk
+    /// agree.
+    #[test]
+    fn a_category_splits_by_its_levels() {
+        let n = 600;
+        let code = |i: usize| {
+            if i.is_multiple_of(7) {
+                f64::NAN
+            } else {
+                (i % 6) as f64
+            }
+        };
+        let x = Array2::from_shape_fn((n, 2), |(i, j)| if j == 0 { code(i) } else { 0.0 });
+        let y: Vec<f64> = (0..n)
+            .map(|i| match code(i) {
+                c if c.is_nan() => 4.0,
+                c if [0.0, 3.0, 5.0].contains(&c) => 10.0,
+                _ => -10.0,
+            })
+            .collect();
+        let mut p = params(Loss::SquaredError, 1.0, 1, 3);
+        p.levels = vec![Some(6), None];
+        let fitted = fit(&x, Y::Values(&y), None, &p, None).expect("fits");
+        let Fitted::Boosted {
+            baseline, trees, ..
+        } = &fitted
+        else {
+            panic!("not boosted");
+        };
+        let BoostNode::Split {
+            categories: Some(codes),
+            ..
+        } = &trees[0][0]
+        else {
+            panic!("the root is not a categorical split: {:?}", trees[0][0]);
+        };
+        assert!(
+            codes == &[0, 3, 5] || codes == &[1, 2, 4],
+            "the levels are grouped by their target: {codes:?}"
+        );
+        let model = mlp_ml::fitted::ModelFile {
+            algorithm: mlp_compiler::plan::Algorithm::GradientBoosting,
+            task: mlp_compiler::plan::Task::Regression,
+            target: "y".into(),
+            features: vec!["c".into(), "z".into()],
+            categories: [("c".to_string(), (0..6).map(|c| c.to_string()).collect())].into(),
+            classes: vec![],
+            params: Default::default(),
+            fitted: fitted.clone(),
+        };
+        let probes = [0.0, 1.0, 2.0, 3.0, 4.0, 5.0, f64::NAN];
+        let px = Array2::from_shape_fn(
+            (probes.len(), 2),
+            |(i, j)| if j == 0 { probes[i] } else { 0.0 },
+        );
+        let mlp_ml::fitted::Prediction::Values(packed) = model.predict(&px) else {
+            panic!("values");
+        };
+        for (i, probe) in probes.iter().enumerate() {
+            let scalar = baseline[0] + mlp_ml::fitted::boost_value(&trees[0], px.row(i));
+            assert_eq!(scalar.to_bits(), packed[i].to_bits(), "code {probe}");
+            let want = if probe.is_nan() {
+                // Missing rows are a seventh of the data: with the larger
+                // group or the smaller, they go where their mean is nearer.
+                None
+            } else if [0.0, 3.0, 5.0].contains(probe) {
+                Some(10.0)
+            } else {
+                Some(-10.0)
+            };
+            if let Some(want) = want {
+                assert!(
+                    (scalar - want).abs() < 1.5,
+                    "code {probe}: {scalar} vs about {want}"
+                );
+            }
+        }
+        // Binned validation rows walk the same way.
+        let b = bin(&x, None, 255, &p.levels, 1);
+        for i in 0..n {
+            let raw = baseline[0] + mlp_ml::fitted::boost_value(&trees[0], x.row(i));
+            let binned = baseline[0] + predict_binned(&trees[0], &b, i);
+            assert_eq!(raw.to_bits(), binned.to_bits(), "row {i}");
+        }
+    }
+
+    #[test]
+    fn a_category_of_more_levels_than_bins_is_refused() {
+        let x = Array2::from_shape_fn((50, 1), |(i, _)| (i % 20) as f64);
+        let y: Vec<f64> = (0..50).map(|i| i as f64).collect();
+        let mut p = params(Loss::SquaredError, 0.1, 2, 3);
+        p.levels = vec![Some(20)];
+        p.max_bins = 10;
+        let err = fit(&x, Y::Values(&y), None, &p, None).expect_err("refused");
+        assert!(err.to_string().contains("20 levels"), "{err}");
     }
 }

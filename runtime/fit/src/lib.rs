@@ -135,7 +135,7 @@ pub fn train(
                                 &combo,
                                 &x.select(Axis(0), &tr),
                                 &y.select(&tr),
-                                &base.classes,
+                                &base,
                                 w.as_deref(),
                                 None,
                             )?
@@ -168,15 +168,7 @@ pub fn train(
         }
     };
     let mut scores = vec![];
-    let fitted = fit(
-        op.algorithm,
-        &best,
-        x,
-        y,
-        &base.classes,
-        sample,
-        Some(&mut scores),
-    )?;
+    let fitted = fit(op.algorithm, &best, x, y, &base, sample, Some(&mut scores))?;
     let outputs = match &fitted {
         Fitted::Boosted { outputs, .. } => (*outputs).max(1),
         _ => 1,
@@ -335,10 +327,11 @@ fn fit(
     params: &BTreeMap<String, ParamValue>,
     x: &Array2<f64>,
     y: &Target,
-    classes: &[String],
+    base: &ModelFile,
     sample: Option<&[f64]>,
     scores: Option<&mut Vec<f64>>,
 ) -> Result<Fitted, FitError> {
+    let classes = &base.classes;
     let class_weights = match y {
         Target::Classes(y, k) => class_row_weights(params, y, *k, classes)?,
         Target::Values(_) => None,
@@ -641,6 +634,16 @@ fn fit(
                 n_iter_no_change: int("n_iter_no_change", 10).max(1),
                 tol: param_f64(params, "tol", 1e-7),
                 seed: param_f64(params, "seed", 42.0) as u64,
+                // Per input, its number of levels when it is a category
+                // (its values are level codes).
+                levels: if base.categories.is_empty() {
+                    vec![]
+                } else {
+                    base.features
+                        .iter()
+                        .map(|f| base.categories.get(f).map(Vec::len))
+                        .collect()
+                },
             };
             match target {
                 Target::Values(v) => {

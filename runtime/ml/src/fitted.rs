@@ -173,7 +173,10 @@ fn tree_proba(
 }
 
 /// A node of a boosted tree: a row goes left when its value is at most the
-/// threshold, or when it is missing (NaN) and `missing_left`.
+/// threshold, or when it is missing (NaN) and `missing_left`. A split on a
+/// category input (its values are level codes, see
+/// [`ModelFile::categories`]) sends left the codes in `categories` instead,
+/// and the threshold is unused; a code it does not list goes right.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum BoostNode {
@@ -183,6 +186,9 @@ pub enum BoostNode {
         missing_left: bool,
         left: usize,
         right: usize,
+        /// The level codes going left (ascending), on a category input.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        categories: Option<Vec<u32>>,
     },
     Leaf {
         value: f64,
@@ -203,7 +209,8 @@ pub fn sigmoid(z: f64) -> f64 {
 /// `threshold` and is its own child on both sides, so walking a block of
 /// rows level by level (every row one step per level, as many levels as
 /// the tree is deep) leaves each row at its leaf without a branch on the
-/// row's way.
+/// row's way. A split on categories holds the index of its set of codes
+/// (in [`PackedTree::sets`]) in `threshold`.
 #[derive(Clone, Copy)]
 struct Packed {
     threshold: f64,
@@ -211,11 +218,38 @@ struct Packed {
     /// `[right, left]`: indexed by whether the row goes left.
     children: [u32; 2],
     missing_left: bool,
+    categorical: bool,
+}
+
+/// The level codes a categorical split sends left, as bits (codes are
+/// below 256: an input has at most `max_bins` levels).
+type CodeSet = [u64; 4];
+
+/// Whether `v` (a level code, or NaN for a missing value) is in `set`; a
+/// value that is no code (negative, fractional, too large: only in a
+/// damaged input) is not.
+fn in_set(set: &CodeSet, v: f64) -> bool {
+    let c = v as usize;
+    v >= 0.0 && c < 256 && c as f64 == v && (set[c >> 6] >> (c & 63)) & 1 == 1
+}
+
+/// A categorical split's codes as a set (codes of 256 and over left out:
+/// no input has them).
+fn code_set(codes: &[u32]) -> CodeSet {
+    let mut set = [0u64; 4];
+    for &c in codes {
+        if c < 256 {
+            set[(c >> 6) as usize] |= 1 << (c & 63);
+        }
+    }
+    set
 }
 
 /// A boosted tree packed for prediction, with its depth.
 struct PackedTree {
     nodes: Vec<Packed>,
+    /// The categorical splits' sets of codes going left.
+    sets: Vec<CodeSet>,
     /// Levels from the root to the deepest leaf.
     depth: usize,
 }
@@ -230,7 +264,9 @@ impl PackedTree {
             feature: 0,
             children: [at as u32; 2],
             missing_left: false,
+            categorical: false,
         };
+        let mut sets = vec![];
         let packed: Vec<Packed> = nodes
             .iter()
             .enumerate()
@@ -241,11 +277,19 @@ impl PackedTree {
                     missing_left,
                     left,
                     right,
+                    categories,
                 } if *left < nodes.len() && *right < nodes.len() => Packed {
-                    threshold: *threshold,
+                    threshold: match categories {
+                        Some(codes) => {
+                            sets.push(code_set(codes));
+                            (sets.len() - 1) as f64
+                        }
+                        None => *threshold,
+                    },
                     feature: u32::try_from(*feature).unwrap_or(u32::MAX),
                     children: [*right as u32, *left as u32],
                     missing_left: *missing_left,
+                    categorical: categories.is_some(),
                 },
                 // A child out of range (a damaged file) reads as a zero
                 // leaf, as `boost_value` does.
@@ -272,6 +316,7 @@ impl PackedTree {
         }
         PackedTree {
             nodes: packed,
+            sets,
             depth,
         }
     }
@@ -291,18 +336,33 @@ impl PackedTree {
             return;
         }
         at.fill(0);
+        if self.sets.is_empty() {
+            self.walk::<false>(block, d, at);
+        } else {
+            self.walk::<true>(block, d, at);
+        }
+        for (r, a) in at.iter().enumerate() {
+            out[r * k + c] += self.nodes[*a as usize].threshold;
+        }
+    }
+
+    /// Moves each row of `block` from the root to its leaf (`at[r]`);
+    /// `CATEGORIES` when the tree has categorical splits.
+    fn walk<const CATEGORIES: bool>(&self, block: &[f64], d: usize, at: &mut [u32]) {
         for _ in 0..self.depth {
             for (r, a) in at.iter_mut().enumerate() {
                 let n = &self.nodes[*a as usize];
                 let f = n.feature as usize;
                 // A column the rows do not have reads as missing.
                 let v = if f < d { block[r * d + f] } else { f64::NAN };
-                let go_left = (v <= n.threshold) | (v.is_nan() & n.missing_left);
+                let go_left = if CATEGORIES && n.categorical {
+                    let set = &self.sets[n.threshold as usize];
+                    (v.is_nan() & n.missing_left) | in_set(set, v)
+                } else {
+                    (v <= n.threshold) | (v.is_nan() & n.missing_left)
+                };
                 *a = n.children[usize::from(go_left)];
             }
-        }
-        for (r, a) in at.iter().enumerate() {
-            out[r * k + c] += self.nodes[*a as usize].threshold;
         }
     }
 }
@@ -382,10 +442,13 @@ pub fn boost_value(nodes: &[BoostNode], row: ndarray::ArrayView1<f64>) -> f64 {
                 missing_left,
                 left,
                 right,
+                categories,
             }) => {
-                let v = row[*feature];
+                let v = row.get(*feature).copied().unwrap_or(f64::NAN);
                 let go_left = if v.is_nan() {
                     *missing_left
+                } else if let Some(codes) = categories {
+                    in_set(&code_set(codes), v)
                 } else {
                     v <= *threshold
                 };
@@ -426,6 +489,12 @@ pub struct ModelFile {
     pub target: String,
     /// The input columns, groups expanded, in the order of the weights.
     pub features: Vec<String>,
+    /// The inputs taken as categories (gradient boosting's native
+    /// categorical splits), each with its levels: a value's code is its
+    /// level's place in the list, and a value not listed (or missing) is a
+    /// missing value.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub categories: BTreeMap<String, Vec<String>>,
     /// Class labels (classification), in the order of the probabilities.
     pub classes: Vec<String>,
     pub params: BTreeMap<String, ParamValue>,

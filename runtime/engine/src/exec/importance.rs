@@ -106,11 +106,7 @@ pub fn importances(
     } else {
         rows.clone()
     };
-    let x = design(
-        &rows,
-        &model.features,
-        mlp_compiler::catalog::accepts_missing(model.algorithm.as_str()),
-    )?;
+    let x = design(&rows, model)?;
     let truth = match op.task {
         Task::Regression => {
             let s = rows

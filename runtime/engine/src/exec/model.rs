@@ -53,27 +53,50 @@ type OnBadInput<'a> = dyn FnMut(usize, &str, Option<f64>) -> Result<(), ExecErro
 /// rows stay in cache while its columns are written across them).
 const FILL_ROWS: usize = 1024;
 
-/// The model's design matrices: one column per input, in order, one matrix
-/// per selection of data rows (every row for `None`). A missing or
-/// non-finite value (of any row of the data, column by column) is handed to
-/// `on_bad(row, column, value)`, which either records it (its cell stays 0)
-/// or fails.
+/// A category input's values as level codes (its level's place in
+/// `levels`); a missing value, or a level not in the list (one the model
+/// never saw), is NaN: a missing value, as scikit-learn reads an unknown
+/// category.
+fn level_codes(column: &Column, levels: &[String]) -> Result<Float64Chunked, ExecError> {
+    let code: std::collections::HashMap<&str, f64> = levels
+        .iter()
+        .enumerate()
+        .map(|(i, l)| (l.as_str(), i as f64))
+        .collect();
+    let s = column.cast(&DataType::String).map_err(ExecError::polars)?;
+    let codes: Vec<f64> = s
+        .str()
+        .map_err(ExecError::polars)?
+        .iter()
+        .map(|v| v.and_then(|v| code.get(v).copied()).unwrap_or(f64::NAN))
+        .collect();
+    Ok(Float64Chunked::from_vec(column.name().clone(), codes))
+}
+
+/// The model's design matrices: one column per input, in order (a category
+/// input as its level codes), one matrix per selection of data rows (every
+/// row for `None`). A missing or non-finite value (of any row of the data,
+/// column by column) is NaN for an algorithm that splits missing values
+/// itself, else handed to `on_bad(row, column, value)`, which either
+/// records it (its cell stays 0) or fails.
 fn fill_design(
     df: &DataFrame,
-    columns: &[String],
-    missing_ok: bool,
+    model: &ModelFile,
     selections: &[Option<&[usize]>],
     on_bad: &mut OnBadInput,
 ) -> Result<Vec<Array2<f64>>, ExecError> {
     use rayon::prelude::*;
     use std::borrow::Cow;
+    let columns = &model.features;
+    let missing_ok = mlp_compiler::catalog::accepts_missing(model.algorithm.as_str());
     let mut chunked = Vec::with_capacity(columns.len());
     for c in columns {
-        let s = df
-            .column(c)
-            .map_err(ExecError::polars)?
-            .cast(&DataType::Float64)
-            .map_err(ExecError::polars)?;
+        let column = df.column(c).map_err(ExecError::polars)?;
+        if let Some(levels) = model.categories.get(c) {
+            chunked.push(level_codes(column, levels)?);
+            continue;
+        }
+        let s = column.cast(&DataType::Float64).map_err(ExecError::polars)?;
         chunked.push(s.f64().map_err(ExecError::polars)?.rechunk().into_owned());
     }
     // Each column as one slice of values: as stored when every value is
@@ -135,11 +158,10 @@ fn fill_design(
 /// reject.
 pub fn design_rows(
     df: &DataFrame,
-    columns: &[String],
-    missing_ok: bool,
+    model: &ModelFile,
 ) -> Result<(Array2<f64>, BadInputs), ExecError> {
     let mut bad: BadInputs = vec![None; df.height()];
-    let mut x = fill_design(df, columns, missing_ok, &[None], &mut |i, c, v| {
+    let mut x = fill_design(df, model, &[None], &mut |i, c, v| {
         if bad[i].is_none() {
             bad[i] = Some((c.to_string(), v));
         }
@@ -150,28 +172,64 @@ pub fn design_rows(
 
 /// The design matrix of the given rows (row-major, one column per input);
 /// a missing or non-finite value fails, naming its column and row.
-pub fn design(
-    df: &DataFrame,
-    columns: &[String],
-    missing_ok: bool,
-) -> Result<Array2<f64>, ExecError> {
-    Ok(design_of(df, columns, missing_ok, &[None])?.remove(0))
+pub fn design(df: &DataFrame, model: &ModelFile) -> Result<Array2<f64>, ExecError> {
+    Ok(design_of(df, model, &[None])?.remove(0))
 }
 
 /// As [`design`], one matrix per selection of data rows (every row for
 /// `None`); a missing or non-finite value of any row fails.
 pub fn design_of(
     df: &DataFrame,
-    columns: &[String],
-    missing_ok: bool,
+    model: &ModelFile,
     selections: &[Option<&[usize]>],
 ) -> Result<Vec<Array2<f64>>, ExecError> {
-    fill_design(df, columns, missing_ok, selections, &mut |i, c, _| {
+    fill_design(df, model, selections, &mut |i, c, _| {
         Err(ExecError::Data(format!(
             "model input `{c}` has a missing or infinite value at row {} of the data; impute it, or filter the row",
             i + 1
         )))
     })
+}
+
+/// The inputs an algorithm takes as categories (text columns: the checker
+/// lets a `category` reach only an algorithm that splits categories), each
+/// with its levels: the distinct values of the training rows, sorted (as
+/// scikit-learn's `OrdinalEncoder` finds them). More levels than the
+/// model's `max_bins` fail, naming the column.
+fn categories_of(
+    df: &DataFrame,
+    op: &ModelOp,
+    features: &[String],
+    train_idx: &[usize],
+) -> Result<std::collections::BTreeMap<String, Vec<String>>, ExecError> {
+    let mut out = std::collections::BTreeMap::new();
+    if !mlp_compiler::catalog::accepts_categories(op.algorithm.as_str()) {
+        return Ok(out);
+    }
+    let max_bins = match op.params.get("max_bins") {
+        Some(ParamValue::Int(b)) => (*b).clamp(2, 255) as usize,
+        _ => 255,
+    };
+    for f in features {
+        let column = df.column(f).map_err(ExecError::polars)?;
+        if !matches!(column.dtype(), DataType::String) {
+            continue;
+        }
+        let idx = IdxCa::from_vec(
+            "i".into(),
+            train_idx.iter().map(|&i| i as IdxSize).collect(),
+        );
+        let levels = distinct_of(&column.take(&idx).map_err(ExecError::polars)?)?;
+        if levels.len() > max_bins {
+            return Err(ExecError::Data(format!(
+                "category input `{f}` has {} levels in `train`, and {} splits at most max_bins = {max_bins} levels natively: encode it in a transform (`encode {f} with onehot`, or a target encoding), group its rare levels, or exclude it",
+                levels.len(),
+                op.algorithm.as_str()
+            )));
+        }
+        out.insert(f.clone(), levels);
+    }
+    Ok(out)
 }
 
 /// The target of the given rows, and the class labels.
@@ -257,11 +315,12 @@ pub fn classes_of(op: &ModelOp, train: &DataFrame) -> Result<Vec<String>, ExecEr
 
 /// The sorted distinct non-null values of a column, as text.
 pub fn distinct_text(df: &DataFrame, column: &str) -> Result<Vec<String>, ExecError> {
-    let s = df
-        .column(column)
-        .map_err(ExecError::polars)?
-        .cast(&DataType::String)
-        .map_err(ExecError::polars)?;
+    distinct_of(df.column(column).map_err(ExecError::polars)?)
+}
+
+/// The sorted distinct non-null values of a column, as text.
+fn distinct_of(column: &Column) -> Result<Vec<String>, ExecError> {
+    let s = column.cast(&DataType::String).map_err(ExecError::polars)?;
     // The distinct values first (not a string per row).
     let distinct = s.unique().map_err(ExecError::polars)?;
     let mut v: Vec<String> = distinct
@@ -392,25 +451,12 @@ pub fn run(op: &ModelOp, cx: &Context) -> Result<Output, ExecError> {
             )));
         }
     }
-    let missing_ok = mlp_compiler::catalog::accepts_missing(op.algorithm.as_str());
-    // The training rows' inputs and the other rows', in one pass (a missing
-    // or infinite input of any row is named by its row of the data).
-    let rest_idx: Vec<usize> = (0..is_train.len()).filter(|i| !is_train[*i]).collect();
-    let [x, rest]: [Array2<f64>; 2] = design_of(
-        &df,
-        &features,
-        missing_ok,
-        &[Some(&train_idx), Some(&rest_idx)],
-    )?
-    .try_into()
-    .map_err(|_| ExecError::Internal("two design matrices expected".into()))?;
-    let y = target(&train, op, &classes)?;
-    let sample = sample_weights(&train, op, &|i| train_idx.get(i).map_or(i + 1, |r| r + 1))?;
     let base = ModelFile {
         algorithm: op.algorithm,
         task: op.task.clone(),
         target: op.target.clone(),
-        features: features.clone(),
+        categories: categories_of(&df, op, &features, &train_idx)?,
+        features,
         classes: classes.clone(),
         params: op.params.clone(),
         fitted: Fitted::Linear {
@@ -418,6 +464,14 @@ pub fn run(op: &ModelOp, cx: &Context) -> Result<Output, ExecError> {
             intercept: 0.0,
         },
     };
+    // The training rows' inputs and the other rows', in one pass (a missing
+    // or infinite input of any row is named by its row of the data).
+    let rest_idx: Vec<usize> = (0..is_train.len()).filter(|i| !is_train[*i]).collect();
+    let [x, rest]: [Array2<f64>; 2] = design_of(&df, &base, &[Some(&train_idx), Some(&rest_idx)])?
+        .try_into()
+        .map_err(|_| ExecError::Internal("two design matrices expected".into()))?;
+    let y = target(&train, op, &classes)?;
+    let sample = sample_weights(&train, op, &|i| train_idx.get(i).map_or(i + 1, |r| r + 1))?;
     let Trained {
         model,
         best,
