@@ -821,6 +821,32 @@ model m = ridge(s) {
 }
 
 #[test]
+fn a_category_of_more_levels_than_bins_fails_and_names_it() {
+    let rows: String = (0..400)
+        .map(|i| format!("{i},c{},{}.5\n", i % 40, i % 7))
+        .collect();
+    let dir = small_project(
+        "many-levels",
+        &format!("a,c,y\n{rows}"),
+        r#"source x = csv("d.csv") { a : int  c : category  y : float }
+split s = x { train = 0.8  test = 0.2  seed = 1 }
+model m = gradient_boosting(s) {
+    target   = y
+    exclude  = a
+    max_bins = 16
+}
+"#,
+    );
+    let t = run_fails(&dir);
+    assert!(
+        t.contains("category input `c` has 40 levels in `train`")
+            && t.contains("max_bins = 16")
+            && t.contains("encode c with onehot"),
+        "{t}"
+    );
+}
+
+#[test]
 fn a_classifier_whose_train_holds_one_class_fails_and_names_it() {
     let rows: String = (0..20).map(|i| format!("{i},true\n")).collect();
     let dir = small_project(

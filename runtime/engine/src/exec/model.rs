@@ -222,7 +222,7 @@ fn categories_of(
         let levels = distinct_of(&column.take(&idx).map_err(ExecError::polars)?)?;
         if levels.len() > max_bins {
             return Err(ExecError::Data(format!(
-                "category input `{f}` has {} levels in `train`, and {} splits at most max_bins = {max_bins} levels natively: encode it in a transform (`encode {f} with onehot`, or a target encoding), group its rare levels, or exclude it",
+                "category input `{f}` has {} levels in `train`, and {} splits at most max_bins = {max_bins} levels natively: encode it in a transform (`encode {f} with onehot` or `with ordinal`), group its rare levels, or exclude it",
                 levels.len(),
                 op.algorithm.as_str()
             )));
