@@ -380,33 +380,55 @@ fn histogram(b: &Binned, rows: &[u32], g: &[f64], h: Option<&[f64]>) -> Hist {
     let d = b.n_bins.len();
     let (offsets, width) = b.offsets();
     let rb = &b.rows;
-    // Each piece's flat histogram and its rows' totals (for the sparse
-    // columns' frequent bins).
-    let pieces: Vec<(Vec<Bin>, Bin)> = rows
+    // Each piece's flat sums and its rows' totals (for the sparse columns'
+    // frequent bins).
+    let pieces: Vec<(PieceSums, Bin)> = rows
         .par_chunks(HIST_ROWS)
         .map(|piece| {
-            let mut flat = vec![Bin::default(); width];
-            let total = match h {
-                Some(h) => piece_histogram::<true>(rb, piece, g, h, &mut flat),
-                None => piece_histogram::<false>(rb, piece, g, &[], &mut flat),
+            let mut sums = PieceSums {
+                gh: vec![[0.0; 2]; width],
+                n: vec![0; if h.is_some() { width } else { 0 }],
             };
-            (flat, total)
+            let total = match h {
+                Some(h) => piece_histogram::<true>(rb, piece, g, h, &mut sums),
+                None => piece_histogram::<false>(rb, piece, g, &[], &mut sums),
+            };
+            (sums, total)
         })
         .collect();
     let mut pieces = pieces.into_iter();
-    let (mut flat, mut total) = pieces
-        .next()
-        .unwrap_or_else(|| (vec![Bin::default(); width], Bin::default()));
+    let (mut sums, mut total) = pieces.next().unwrap_or_else(|| {
+        (
+            PieceSums {
+                gh: vec![[0.0; 2]; width],
+                n: vec![0; if h.is_some() { width } else { 0 }],
+            },
+            Bin::default(),
+        )
+    });
     for (piece, t) in pieces {
-        for (e, p) in flat.iter_mut().zip(piece) {
-            e.g += p.g;
-            e.h += p.h;
-            e.n += p.n;
+        for (e, p) in sums.gh.iter_mut().zip(piece.gh) {
+            e[0] += p[0];
+            e[1] += p[1];
+        }
+        for (e, p) in sums.n.iter_mut().zip(piece.n) {
+            *e += p;
         }
         total.g += t.g;
         total.h += t.h;
         total.n += t.n;
     }
+    let mut flat: Vec<Bin> = sums
+        .gh
+        .iter()
+        .enumerate()
+        .map(|(at, e)| Bin {
+            g: e[0],
+            h: e[1],
+            // Without hessians, a sum of ones: exactly the count.
+            n: sums.n.get(at).copied().unwrap_or(e[1] as u32),
+        })
+        .collect();
     // A sparse column's frequent bin: the node's rows less its other bins.
     for &(j, top) in &rb.sparse {
         let (o, bins) = (offsets[j], b.n_bins[j] + 1);
@@ -424,49 +446,52 @@ fn histogram(b: &Binned, rows: &[u32], g: &[f64], h: Option<&[f64]>) -> Hist {
             n: total.n - rest.n,
         };
     }
-    if h.is_none() {
-        // A sum of ones: exactly the count.
-        for e in &mut flat {
-            e.h = e.n as f64;
-        }
-    }
     (0..d)
         .map(|j| flat[offsets[j]..offsets[j] + b.n_bins[j] + 1].to_vec())
         .collect()
 }
 
-/// Adds the rows of `piece` to `flat` (the hessians only with `HESS`);
+/// A piece's sums per flat bin: gradients and hessians side by side (one
+/// 16-byte add per row and column), and counts only with hessians
+/// (without, every hessian is 1 and the hessians' sum is the count).
+struct PieceSums {
+    gh: Vec<[f64; 2]>,
+    n: Vec<u32>,
+}
+
+/// Adds the rows of `piece` to `sums` (hessians of 1 without `HESS`);
 /// returns their totals.
 fn piece_histogram<const HESS: bool>(
     rb: &RowBins,
     piece: &[u32],
     g: &[f64],
     h: &[f64],
-    flat: &mut [Bin],
+    sums: &mut PieceSums,
 ) -> Bin {
     let dd = rb.dense.len();
     let sparse = !rb.sparse.is_empty();
     let mut total = Bin::default();
+    let (gh, n) = (&mut sums.gh[..], &mut sums.n[..]);
     for &i in piece {
         let i = i as usize;
         let gi = g[i];
-        let hi = if HESS { h[i] } else { 0.0 };
+        let hi = if HESS { h[i] } else { 1.0 };
         for (v, o) in rb.by_row[i * dd..(i + 1) * dd].iter().zip(&rb.dense_at) {
-            let e = &mut flat[o + *v as usize];
-            e.g += gi;
+            let at = o + *v as usize;
+            let e = &mut gh[at];
+            *e = [e[0] + gi, e[1] + hi];
             if HESS {
-                e.h += hi;
+                n[at] += 1;
             }
-            e.n += 1;
         }
         if sparse {
             for &at in &rb.entries[rb.starts[i] as usize..rb.starts[i + 1] as usize] {
-                let e = &mut flat[at as usize];
-                e.g += gi;
+                let at = at as usize;
+                let e = &mut gh[at];
+                *e = [e[0] + gi, e[1] + hi];
                 if HESS {
-                    e.h += hi;
+                    n[at] += 1;
                 }
-                e.n += 1;
             }
         }
         total.g += gi;
@@ -700,12 +725,13 @@ impl Leaf {
 }
 
 /// A leaf of a grown tree: its rows (`rows[start..end]` of the tree's row
-/// buffer), its value, and its index in the tree's nodes.
+/// buffer), its value, its index in the tree's nodes and its histogram.
 struct Grown {
     start: usize,
     end: usize,
     value: f64,
     node: usize,
+    hist: Hist,
 }
 
 /// scikit-learn's median of `values` weighted by `weights`: numpy's median
@@ -797,23 +823,33 @@ fn partition<F: Fn(u32) -> bool>(rows: &mut [u32], scratch: &mut [u32], go_left:
     write
 }
 
-/// Grows one tree on the gradients of the `m` training rows; returns its
-/// nodes and, per leaf, its rows' range in `buf.rows` and its value (added
-/// to the raw predictions).
+/// The training rows' gradients and hessians for one tree;
+/// `constant_h` when every hessian is 1.
+struct Gradients<'a> {
+    g: &'a [f64],
+    h: &'a [f64],
+    constant_h: bool,
+}
+
+/// Grows one tree on the gradients of the `m` training rows (its root's
+/// histogram counted unless given); returns its nodes, per leaf its rows'
+/// range in `buf.rows`, its value (added to the raw predictions) and its
+/// histogram, and the root's histogram.
 fn grow(
     b: &Binned,
     buf: &mut Buffers,
     gains: &mut [f64],
-    g: &[f64],
-    h: &[f64],
-    constant_h: bool,
+    grads: Gradients,
     p: &Params,
-) -> (Vec<BoostNode>, Vec<Grown>) {
+    root_hist: Option<Hist>,
+) -> (Vec<BoostNode>, Vec<Grown>, Hist) {
+    let Gradients { g, h, constant_h } = grads;
     let m = g.len();
     buf.rows.clear();
     buf.rows.extend(0..m as u32);
     let hist_h = (!constant_h).then_some(h);
-    let hist = histogram(b, &buf.rows, g, hist_h);
+    let hist = root_hist.unwrap_or_else(|| histogram(b, &buf.rows, g, hist_h));
+    let root_hist = hist.clone();
     let (sg, sh) = g
         .iter()
         .zip(h)
@@ -953,10 +989,32 @@ fn grow(
             end: l.end,
             value,
             node: l.node,
+            hist: l.hist,
         });
     }
-    (nodes, values)
+    (nodes, values, root_hist)
 }
+
+/// The root histogram of the next tree under squared error, from this
+/// tree's: each row's gradient `w·(raw - y)` moves by `w` times its leaf's
+/// value, so each bin's gradient sum moves by every leaf's value times the
+/// leaf's hessian sum in that bin (its weights, or its count); hessians and
+/// counts stay. No pass over the rows.
+fn next_root_hist(mut root: Hist, leaves: &[Grown]) -> Hist {
+    for (j, col) in root.iter_mut().enumerate() {
+        for (v, e) in col.iter_mut().enumerate() {
+            for leaf in leaves {
+                e.g += leaf.value * leaf.hist[j][v].h;
+            }
+        }
+    }
+    root
+}
+
+/// Under squared error, a root histogram is counted from the rows again
+/// every this many trees (in between, it is [`next_root_hist`]'s, whose
+/// rounding would otherwise drift).
+const ROOT_RECOUNT: usize = 8;
 
 /// The tree's value for a row of binned values (validation rows).
 fn predict_binned(nodes: &[BoostNode], b: &Binned, i: usize) -> f64 {
@@ -998,40 +1056,91 @@ pub enum Y<'a> {
     Classes(&'a [usize], usize),
 }
 
+/// Adds (or, with `add` false, writes) each leaf's value to its rows'
+/// places in `into`. In parallel pieces of `into` (rows by index): a leaf's
+/// rows are ascending, so each piece finds its part of every leaf by
+/// binary search and writes only its own rows.
+fn leaf_values(leaves: &[Grown], rows: &[u32], into: &mut [f64], add: bool) {
+    into.par_chunks_mut(ROW_PIECE)
+        .enumerate()
+        .for_each(|(piece, out)| {
+            let (lo, hi) = (
+                (piece * ROW_PIECE) as u32,
+                (piece * ROW_PIECE + out.len()) as u32,
+            );
+            for leaf in leaves {
+                let mine = &rows[leaf.start..leaf.end];
+                let from = mine.partition_point(|&i| i < lo);
+                let to = mine.partition_point(|&i| i < hi);
+                for &i in &mine[from..to] {
+                    let at = (i - lo) as usize;
+                    if add {
+                        out[at] += leaf.value;
+                    } else {
+                        out[at] = leaf.value;
+                    }
+                }
+            }
+        });
+}
+
+/// Rows per parallel piece of per-row work (gradients, leaf values).
+const ROW_PIECE: usize = 1 << 15;
+
 /// Gradients and hessians of output `k` at the raw predictions, every
-/// training row (in parallel: each row's on its own).
+/// training row (in parallel pieces, the loss matched once per piece so
+/// each piece is a plain loop).
 fn gradients(loss: Loss, y: &Y, raw: &[Vec<f64>], k: usize, g: &mut [f64], h: &mut [f64]) {
     let outputs = raw.len();
-    g.par_iter_mut()
-        .zip(h.par_iter_mut())
+    g.par_chunks_mut(ROW_PIECE)
+        .zip(h.par_chunks_mut(ROW_PIECE))
         .enumerate()
-        .with_min_len(1 << 12)
-        .for_each(|(i, (gi, hi))| match (loss, y) {
-            (Loss::SquaredError, Y::Values(v)) => {
-                *gi = raw[0][i] - v[i];
-                *hi = 1.0;
+        .for_each(|(piece, (g, h))| {
+            let first = piece * ROW_PIECE;
+            let rows = first..first + g.len();
+            match (loss, y) {
+                (Loss::SquaredError, Y::Values(v)) => {
+                    for ((gi, r), v) in g.iter_mut().zip(&raw[0][rows.clone()]).zip(&v[rows]) {
+                        *gi = r - v;
+                    }
+                    h.fill(1.0);
+                }
+                (Loss::AbsoluteError, Y::Values(v)) => {
+                    for ((gi, r), v) in g.iter_mut().zip(&raw[0][rows.clone()]).zip(&v[rows]) {
+                        *gi = if r > v { 1.0 } else { -1.0 };
+                    }
+                    h.fill(1.0);
+                }
+                (Loss::Huber { delta, .. }, Y::Values(v)) => {
+                    for ((gi, r), v) in g.iter_mut().zip(&raw[0][rows.clone()]).zip(&v[rows]) {
+                        *gi = (r - v).clamp(-delta, delta);
+                    }
+                    h.fill(1.0);
+                }
+                (Loss::LogLoss, Y::Classes(c, _)) if outputs == 1 => {
+                    for (((gi, hi), r), c) in g
+                        .iter_mut()
+                        .zip(h.iter_mut())
+                        .zip(&raw[0][rows.clone()])
+                        .zip(&c[rows])
+                    {
+                        let p = sigmoid(*r);
+                        *gi = p - f64::from(*c == 1);
+                        *hi = (p * (1.0 - p)).max(1e-16);
+                    }
+                }
+                (Loss::LogLoss, Y::Classes(c, _)) => {
+                    for (j, (gi, hi)) in g.iter_mut().zip(h.iter_mut()).enumerate() {
+                        let i = first + j;
+                        let m = (0..outputs).fold(f64::NEG_INFINITY, |a, o| a.max(raw[o][i]));
+                        let z: f64 = (0..outputs).map(|o| (raw[o][i] - m).exp()).sum();
+                        let p = (raw[k][i] - m).exp() / z;
+                        *gi = p - f64::from(c[i] == k);
+                        *hi = (p * (1.0 - p)).max(1e-16);
+                    }
+                }
+                _ => {}
             }
-            (Loss::AbsoluteError, Y::Values(v)) => {
-                *gi = if raw[0][i] > v[i] { 1.0 } else { -1.0 };
-                *hi = 1.0;
-            }
-            (Loss::Huber { delta, .. }, Y::Values(v)) => {
-                *gi = (raw[0][i] - v[i]).clamp(-delta, delta);
-                *hi = 1.0;
-            }
-            (Loss::LogLoss, Y::Classes(c, _)) if outputs == 1 => {
-                let p = sigmoid(raw[0][i]);
-                *gi = p - f64::from(c[i] == 1);
-                *hi = (p * (1.0 - p)).max(1e-16);
-            }
-            (Loss::LogLoss, Y::Classes(c, _)) => {
-                let m = (0..outputs).fold(f64::NEG_INFINITY, |a, j| a.max(raw[j][i]));
-                let z: f64 = (0..outputs).map(|j| (raw[j][i] - m).exp()).sum();
-                let p = (raw[k][i] - m).exp() / z;
-                *gi = p - f64::from(c[i] == k);
-                *hi = (p * (1.0 - p)).max(1e-16);
-            }
-            _ => {}
         });
 }
 
@@ -1232,7 +1341,11 @@ pub fn fit(
         Loss::SquaredError | Loss::AbsoluteError | Loss::Huber { .. }
     ) && weights.is_none();
     let mut loss = p.loss;
-    for _ in 0..p.max_iter {
+    // Squared error with one output: each root histogram but every
+    // ROOT_RECOUNT-th follows from the last tree's.
+    let follow_root = p.loss == Loss::SquaredError && outputs == 1;
+    let mut next_root: Option<Hist> = None;
+    for iteration in 0..p.max_iter {
         loss = huber_delta(loss, &y_train, &raw, &w_train);
         // Every output's gradients at the same raw predictions.
         let mut grown = vec![];
@@ -1244,8 +1357,24 @@ pub fn fit(
                     *hi *= w;
                 }
             }
-            let (mut nodes, mut values) =
-                grow(&binned, &mut buf, &mut gains, &g, &h, constant_h, p);
+            let root = next_root
+                .take()
+                .filter(|_| follow_root && iteration % ROOT_RECOUNT != 0);
+            let (mut nodes, mut values, root) = grow(
+                &binned,
+                &mut buf,
+                &mut gains,
+                Gradients {
+                    g: &g,
+                    h: &h,
+                    constant_h,
+                },
+                p,
+                root,
+            );
+            if follow_root {
+                next_root = Some(next_root_hist(root, &values));
+            }
             // Losses without a second derivative: each leaf's value is
             // scikit-learn's line search on its rows' residuals at the
             // current scores, shrunk by the learning rate (the l2 penalty
@@ -1282,15 +1411,7 @@ pub fn fit(
             // With one output nothing else reads these scores: the values
             // go straight in.
             let into = if outputs == 1 { &mut raw[0] } else { add };
-            for leaf in values {
-                for &i in &buf.rows[leaf.start..leaf.end] {
-                    if outputs == 1 {
-                        into[i as usize] += leaf.value;
-                    } else {
-                        into[i as usize] = leaf.value;
-                    }
-                }
-            }
+            leaf_values(&values, &buf.rows, into, outputs == 1);
             grown.push(nodes);
         }
         for (k, nodes) in grown.into_iter().enumerate() {
@@ -1637,5 +1758,75 @@ mod tests {
         p.max_bins = 10;
         let err = fit(&x, Y::Values(&y), None, &p, None).expect_err("refused");
         assert!(err.to_string().contains("20 levels"), "{err}");
+    }
+
+    /// Under squared error the next root histogram follows from the last
+    /// tree's leaves: the same sums (to rounding) as counting the rows
+    /// again at the new scores, with and without weights.
+    #[test]
+    fn a_followed_root_histogram_equals_a_counted_one() {
+        let n = 3000;
+        let x = Array2::from_shape_fn((n, 3), |(i, j)| match j {
+            0 => (i % 97) as f64,
+            1 => ((i * 7) % 13) as f64,
+            _ => f64::from(u8::from(i % 5 == 0)),
+        });
+        let y: Vec<f64> = (0..n)
+            .map(|i| x[[i, 0]] * 0.3 + x[[i, 1]] - 2.0 * x[[i, 2]])
+            .collect();
+        let w: Vec<f64> = (0..n).map(|i| 0.5 + (i % 3) as f64).collect();
+        let p = params(Loss::SquaredError, 0.3, 1, 8);
+        let b = bin(&x, None, 255, &[], 1);
+        for weights in [None, Some(&w[..])] {
+            let mut raw = vec![y.iter().sum::<f64>() / n as f64; n];
+            let gradients_at = |raw: &[f64]| {
+                let g: Vec<f64> = (0..n)
+                    .map(|i| (raw[i] - y[i]) * weights.map_or(1.0, |w| w[i]))
+                    .collect();
+                let h: Vec<f64> = (0..n).map(|i| weights.map_or(1.0, |w| w[i])).collect();
+                (g, h)
+            };
+            let mut buf = Buffers {
+                rows: vec![],
+                scratch: vec![0; n],
+            };
+            let mut gains = vec![0.0; 3];
+            let mut followed = None;
+            for _ in 0..4 {
+                let (g, h) = gradients_at(&raw);
+                let grads = Gradients {
+                    g: &g,
+                    h: &h,
+                    constant_h: weights.is_none(),
+                };
+                let counted = histogram(
+                    &b,
+                    &(0..n as u32).collect::<Vec<_>>(),
+                    &g,
+                    weights.map(|_| &h[..]),
+                );
+                if let Some(f) = followed.take() {
+                    let f: Hist = f;
+                    for (fc, cc) in f.iter().zip(&counted) {
+                        for (a, c) in fc.iter().zip(cc) {
+                            assert!(
+                                (a.g - c.g).abs() <= 1e-9 * (1.0 + c.g.abs()),
+                                "{} vs {}",
+                                a.g,
+                                c.g
+                            );
+                            assert_eq!((a.h, a.n), (c.h, c.n));
+                        }
+                    }
+                }
+                let (_, leaves, root) = grow(&b, &mut buf, &mut gains, grads, &p, None);
+                for leaf in &leaves {
+                    for &i in &buf.rows[leaf.start..leaf.end] {
+                        raw[i as usize] += leaf.value;
+                    }
+                }
+                followed = Some(next_root_hist(root, &leaves));
+            }
+        }
     }
 }

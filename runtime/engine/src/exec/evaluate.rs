@@ -128,10 +128,16 @@ pub fn run(op: &EvaluateOp, cx: &Context) -> Result<Output, ExecError> {
         .partition_column
         .clone()
         .ok_or_else(|| ExecError::Internal("evaluate without a split".into()))?;
-    let train = super::train_rows(&df, &part)?;
     let classes = match m.task {
         Task::Regression => vec![],
-        Task::Classification => classes_of(m, &train)?,
+        // The classes of the training rows (only the target and the
+        // partition read: not the whole frame filtered).
+        Task::Classification => {
+            let read = df
+                .select([m.target.as_str(), part.as_str()])
+                .map_err(ExecError::polars)?;
+            classes_of(m, &super::train_rows(&read, &part)?)?
+        }
     };
     let rows = df
         .clone()
