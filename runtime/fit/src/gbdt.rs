@@ -1529,6 +1529,28 @@ mod tests {
                 "{changed:?}"
             );
         }
+        // A few rows changed: the others keep their scores, the changed
+        // ones are summed again; still the bits of predicting.
+        for changed in [vec![0], vec![2]] {
+            let mut xp = x.clone();
+            for i in (0..n).step_by(17) {
+                for &j in &changed {
+                    xp[[i, j]] = x[[(i * 7 + 3) % n, j]];
+                }
+            }
+            let (Prediction::Probabilities(a), Prediction::Probabilities(b)) = (
+                model.predict(&xp),
+                model.predict_changed(&cache, &xp, &changed),
+            ) else {
+                panic!("probabilities");
+            };
+            assert!(
+                a.iter()
+                    .zip(b.iter())
+                    .all(|(a, b)| a.to_bits() == b.to_bits()),
+                "a few rows of {changed:?}"
+            );
+        }
     }
 
     #[test]

@@ -219,6 +219,7 @@ struct Packed {
     children: [u32; 2],
     missing_left: bool,
     categorical: bool,
+    leaf: bool,
 }
 
 /// The level codes a categorical split sends left, as bits (codes are
@@ -257,6 +258,21 @@ struct PackedTree {
 /// Rows walked together through a tree.
 const WALK_BLOCK: usize = 256;
 
+/// Levels every row of a block is walked through; below them, only the
+/// rows not yet at a leaf are (best-first trees are unbalanced: most rows
+/// reach a leaf well above the deepest one).
+const FULL_LEVELS: usize = 5;
+
+/// A walking thread's buffers: a block's rows, each row's node, the rows
+/// still walking, and the walked trees' values (tree by tree).
+#[derive(Default)]
+struct WalkScratch {
+    block: Vec<f64>,
+    at: Vec<u32>,
+    active: Vec<u32>,
+    walked: Vec<f64>,
+}
+
 impl PackedTree {
     fn of(nodes: &[BoostNode]) -> PackedTree {
         let leaf = |at: usize, value: f64| Packed {
@@ -265,6 +281,7 @@ impl PackedTree {
             children: [at as u32; 2],
             missing_left: false,
             categorical: false,
+            leaf: true,
         };
         let mut sets = vec![];
         let packed: Vec<Packed> = nodes
@@ -290,6 +307,7 @@ impl PackedTree {
                     children: [*right as u32, *left as u32],
                     missing_left: *missing_left,
                     categorical: categories.is_some(),
+                    leaf: false,
                 },
                 // A child out of range (a damaged file) reads as a zero
                 // leaf, as `boost_value` does.
@@ -321,48 +339,123 @@ impl PackedTree {
         }
     }
 
-    /// Adds the tree's value for each row of `block` (row-major, `d`
-    /// values per row) to `out[r * k + c]`; `at` is scratch, one per row.
-    fn add_values(
-        &self,
-        block: &[f64],
-        d: usize,
-        at: &mut [u32],
-        out: &mut [f64],
-        k: usize,
-        c: usize,
-    ) {
+    /// The tree's value for each of the `rows` rows of `w.block`
+    /// (row-major, `d` values per row), into `out` (one per row).
+    fn values(&self, w: &mut WalkScratch, rows: usize, d: usize, out: &mut [f64]) {
         if self.nodes.is_empty() {
+            out.fill(0.0);
             return;
         }
-        at.fill(0);
+        w.at.clear();
+        w.at.resize(rows, 0);
         if self.sets.is_empty() {
-            self.walk::<false>(block, d, at);
+            self.walk::<false>(w, d, false);
         } else {
-            self.walk::<true>(block, d, at);
+            self.walk::<true>(w, d, false);
         }
-        for (r, a) in at.iter().enumerate() {
-            out[r * k + c] += self.nodes[*a as usize].threshold;
+        for (o, a) in out.iter_mut().zip(&w.at) {
+            *o = self.nodes[*a as usize].threshold;
         }
     }
 
-    /// Moves each row of `block` from the root to its leaf (`at[r]`);
-    /// `CATEGORIES` when the tree has categorical splits.
-    fn walk<const CATEGORIES: bool>(&self, block: &[f64], d: usize, at: &mut [u32]) {
-        for _ in 0..self.depth {
-            for (r, a) in at.iter_mut().enumerate() {
-                let n = &self.nodes[*a as usize];
-                let f = n.feature as usize;
-                // A column the rows do not have reads as missing.
-                let v = if f < d { block[r * d + f] } else { f64::NAN };
-                let go_left = if CATEGORIES && n.categorical {
-                    let set = &self.sets[n.threshold as usize];
-                    (v.is_nan() & n.missing_left) | in_set(set, v)
-                } else {
-                    (v <= n.threshold) | (v.is_nan() & n.missing_left)
-                };
-                *a = n.children[usize::from(go_left)];
+    /// As [`PackedTree::values`] for the rows `w.active` lists (left as
+    /// they were); the other rows' places in `out` are left as they are.
+    fn values_of_active(&self, w: &mut WalkScratch, rows: usize, d: usize, out: &mut [f64]) {
+        if self.nodes.is_empty() {
+            for &r in &w.active {
+                out[r as usize] = 0.0;
             }
+            return;
+        }
+        let listed = w.active.clone();
+        w.at.clear();
+        w.at.resize(rows, 0);
+        if self.sets.is_empty() {
+            self.walk::<false>(w, d, true);
+        } else {
+            self.walk::<true>(w, d, true);
+        }
+        for &r in &listed {
+            out[r as usize] = self.nodes[w.at[r as usize] as usize].threshold;
+        }
+        // The list as given (the walk shortened it).
+        w.active = listed;
+    }
+
+    /// The columns a row's path from the root to its leaf splits on, as
+    /// bits (column `j` as bit `min(j, 63)`).
+    fn path_columns(&self, row: &[f64]) -> u64 {
+        let mut bits = 0u64;
+        let mut at = 0u32;
+        // At most as many steps as the tree is deep (a damaged file's
+        // cycle ends there too).
+        for _ in 0..self.depth {
+            let n = &self.nodes[at as usize];
+            if n.leaf {
+                break;
+            }
+            bits |= 1 << (n.feature as usize).min(63);
+            at = if self.sets.is_empty() {
+                self.step::<false>(row, row.len(), 0, at)
+            } else {
+                self.step::<true>(row, row.len(), 0, at)
+            };
+        }
+        bits
+    }
+
+    /// Row `r`'s next node from node `a`.
+    #[inline(always)]
+    fn step<const CATEGORIES: bool>(&self, block: &[f64], d: usize, r: usize, a: u32) -> u32 {
+        let n = &self.nodes[a as usize];
+        let f = n.feature as usize;
+        // A column the rows do not have reads as missing.
+        let v = if f < d { block[r * d + f] } else { f64::NAN };
+        let go_left = if CATEGORIES && n.categorical {
+            let set = &self.sets[n.threshold as usize];
+            (v.is_nan() & n.missing_left) | in_set(set, v)
+        } else {
+            (v <= n.threshold) | (v.is_nan() & n.missing_left)
+        };
+        n.children[usize::from(go_left)]
+    }
+
+    /// Moves each row of `block` from the root to its leaf (`at[r]`), or,
+    /// with `only`, the rows `w.active` lists (the others stay at the
+    /// root); `CATEGORIES` when the tree has categorical splits.
+    fn walk<const CATEGORIES: bool>(&self, w: &mut WalkScratch, d: usize, only: bool) {
+        let WalkScratch {
+            block, at, active, ..
+        } = w;
+        let full = if only { 0 } else { self.depth.min(FULL_LEVELS) };
+        for _ in 0..full {
+            for (r, a) in at.iter_mut().enumerate() {
+                *a = self.step::<CATEGORIES>(block, d, r, *a);
+            }
+        }
+        if self.depth == full {
+            return;
+        }
+        if !only {
+            active.clear();
+            active.extend(
+                (0..at.len() as u32).filter(|r| !self.nodes[at[*r as usize] as usize].leaf),
+            );
+        }
+        for _ in full..self.depth {
+            if active.is_empty() {
+                break;
+            }
+            // Each row one step; the ones reaching a leaf leave the list.
+            let mut keep = 0;
+            for k in 0..active.len() {
+                let r = active[k];
+                let next = self.step::<CATEGORIES>(block, d, r as usize, at[r as usize]);
+                at[r as usize] = next;
+                active[keep] = r;
+                keep += usize::from(!self.nodes[next as usize].leaf);
+            }
+            active.truncate(keep);
         }
     }
 }
@@ -376,47 +469,130 @@ fn block_of(x: &Array2<f64>, first: usize, rows: usize, block: &mut Vec<f64>) {
 }
 
 /// A tree's values for [`boosted_scores`]: walked, or kept from an
-/// earlier walk (`values[i]` for row `i`).
+/// earlier walk (row `i`'s in `table[i * stride + column]`).
 enum TreeWalk<'a> {
     Walk(PackedTree),
-    Kept(&'a [f64]),
+    Kept {
+        table: &'a [f64],
+        stride: usize,
+        column: usize,
+    },
+    /// Kept, but walked again for the rows whose paths split on one of
+    /// the `changed` columns (bits, as [`TreeValues::paths`] has them).
+    Partly {
+        packed: PackedTree,
+        table: &'a [f64],
+        paths: &'a [u64],
+        stride: usize,
+        column: usize,
+        changed: u64,
+    },
 }
 
 /// Every row's raw scores (`k` per row, row-major), from the baselines and
 /// the trees: each row's sum in tree order, so the same bits whatever the
-/// batch. Rows go in blocks, tree by tree within a block, level by level
-/// within a tree, so a tree's nodes stay in cache across the block.
-fn boosted_scores(x: &Array2<f64>, baseline: &[f64], trees: &[TreeWalk], k: usize) -> Vec<f64> {
+/// batch. Rows go in blocks; within a block, the walked trees first, tree
+/// by tree and level by level (a tree's nodes stay in cache across the
+/// block), then each row's sum over the trees in order, from the walked
+/// values or the kept table (read along the row).
+///
+/// `kept_scores`, when every tree is kept or partly walked: each row's
+/// scores before the change (`k` per row). A row no re-walk moved to
+/// another leaf value keeps them (the same sum of the same values).
+fn boosted_scores(
+    x: &Array2<f64>,
+    baseline: &[f64],
+    trees: &[TreeWalk],
+    k: usize,
+    kept_scores: Option<&[f64]>,
+) -> Vec<f64> {
     use rayon::prelude::*;
     let d = x.ncols();
+    let walked = trees
+        .iter()
+        .filter(|t| !matches!(t, TreeWalk::Kept { .. }))
+        .count();
     let mut flat = vec![0.0; x.nrows() * k];
     flat.par_chunks_mut(WALK_BLOCK * k)
         .enumerate()
-        .for_each_init(
-            || (Vec::new(), vec![0u32; WALK_BLOCK]),
-            |(block, at), (b, out)| {
-                let first = b * WALK_BLOCK;
-                let rows = out.len() / k;
-                block_of(x, first, rows, block);
-                for zi in out.chunks_mut(k) {
-                    for (c, b) in baseline.iter().enumerate().take(k) {
-                        zi[c] = *b;
-                    }
-                }
-                for (t, tree) in trees.iter().enumerate() {
-                    match tree {
-                        TreeWalk::Walk(packed) => {
-                            packed.add_values(block, d, &mut at[..rows], out, k, t % k)
+        .for_each_init(WalkScratch::default, |w, (b, out)| {
+            let first = b * WALK_BLOCK;
+            let rows = out.len() / k;
+            block_of(x, first, rows, &mut w.block);
+            let mut values = std::mem::take(&mut w.walked);
+            values.clear();
+            values.resize(walked * rows, 0.0);
+            // Rows whose sum must be taken again.
+            let mut dirty = vec![kept_scores.is_none(); rows];
+            // Where each tree's value for row r is: `data[base + r * step]`.
+            let mut sources: Vec<(&[f64], usize, usize)> = Vec::with_capacity(trees.len());
+            let mut chunks = values.chunks_mut(rows.max(1));
+            for tree in trees {
+                match tree {
+                    TreeWalk::Walk(packed) => {
+                        if let Some(out) = chunks.next() {
+                            packed.values(w, rows, d, out);
                         }
-                        TreeWalk::Kept(values) => {
-                            for (r, v) in values[first..first + rows].iter().enumerate() {
-                                out[r * k + t % k] += v;
+                    }
+                    TreeWalk::Partly {
+                        packed,
+                        table,
+                        paths,
+                        stride,
+                        column,
+                        changed,
+                    } => {
+                        if let Some(out) = chunks.next() {
+                            w.active.clear();
+                            for (r, o) in out.iter_mut().enumerate() {
+                                let at = (first + r) * stride + column;
+                                *o = table[at];
+                                if paths[at] & changed != 0 {
+                                    w.active.push(r as u32);
+                                }
+                            }
+                            if !w.active.is_empty() {
+                                packed.values_of_active(w, rows, d, out);
+                                for &r in &w.active {
+                                    let r = r as usize;
+                                    let at = (first + r) * stride + column;
+                                    dirty[r] |= out[r].to_bits() != table[at].to_bits();
+                                }
                             }
                         }
                     }
+                    TreeWalk::Kept { .. } => {}
                 }
-            },
-        );
+            }
+            let mut wi = 0;
+            for tree in trees {
+                match tree {
+                    TreeWalk::Walk(_) | TreeWalk::Partly { .. } => {
+                        sources.push((&values[..], wi * rows, 1));
+                        wi += 1;
+                    }
+                    TreeWalk::Kept {
+                        table,
+                        stride,
+                        column,
+                    } => sources.push((table, first * stride + column, *stride)),
+                }
+            }
+            for (r, zi) in out.chunks_mut(k).enumerate() {
+                if let (false, Some(kept)) = (dirty[r], kept_scores) {
+                    zi.copy_from_slice(&kept[(first + r) * k..(first + r + 1) * k]);
+                    continue;
+                }
+                for (c, b) in baseline.iter().enumerate().take(k) {
+                    zi[c] = *b;
+                }
+                for (t, (data, base, step)) in sources.iter().enumerate() {
+                    zi[t % k] += data[base + r * step];
+                }
+            }
+            drop(sources);
+            w.walked = values;
+        });
     flat
 }
 
@@ -424,8 +600,14 @@ fn boosted_scores(x: &Array2<f64>, baseline: &[f64], trees: &[TreeWalk], k: usiz
 /// whose inputs change in a few columns (permutation importance): a tree
 /// that does not split on a changed column gives each row the same value.
 pub struct TreeValues {
-    /// `values[t][i]`: tree `t`'s value for row `i`.
-    values: Vec<Vec<f64>>,
+    /// `values[i * trees + t]`: tree `t`'s value for row `i`.
+    values: Vec<f64>,
+    /// Each row's raw scores (as predicting gives them).
+    scores: Vec<f64>,
+    /// `paths[i * trees + t]`: the columns row `i`'s path through tree `t`
+    /// splits on (column `j` as bit `min(j, 63)`): a row whose path splits
+    /// on none of the changed columns reaches the same leaf.
+    paths: Vec<u64>,
     /// Per tree, the columns it splits on.
     uses: Vec<Vec<bool>>,
 }
@@ -512,15 +694,48 @@ impl ModelFile {
 
     /// A boosted model's trees' values on `x` (`None` for other models).
     pub fn tree_values(&self, x: &Array2<f64>) -> Option<TreeValues> {
-        use rayon::prelude::*;
-        let Fitted::Boosted { trees, .. } = &self.fitted else {
+        let Fitted::Boosted {
+            trees,
+            baseline,
+            outputs,
+            ..
+        } = &self.fitted
+        else {
             return None;
         };
         let d = x.ncols();
-        let values = trees
-            .par_iter()
-            .map(|t| boosted_scores(x, &[0.0], &[TreeWalk::Walk(PackedTree::of(t))], 1))
-            .collect();
+        let k = (*outputs).max(1);
+        // One output per tree, from zero: each tree's own value per row, in
+        // one walk of the rows.
+        let packed: Vec<PackedTree> = trees.iter().map(|t| PackedTree::of(t)).collect();
+        let paths: Vec<u64> = {
+            use rayon::prelude::*;
+            let mut paths = vec![0u64; x.nrows() * trees.len()];
+            paths
+                .par_chunks_mut(trees.len().max(1))
+                .enumerate()
+                .for_each(|(i, out)| {
+                    let row = x.row(i).to_vec();
+                    for (o, t) in out.iter_mut().zip(&packed) {
+                        *o = t.path_columns(&row);
+                    }
+                });
+            paths
+        };
+        let walks: Vec<TreeWalk> = packed.into_iter().map(TreeWalk::Walk).collect();
+        let values = boosted_scores(x, &vec![0.0; trees.len()], &walks, trees.len().max(1), None);
+        // Each row's scores: its baselines and tree values summed in tree
+        // order, as predicting sums them.
+        let stride = trees.len().max(1);
+        let mut scores = vec![0.0; x.nrows() * k];
+        for (i, zi) in scores.chunks_mut(k).enumerate() {
+            for (c, b) in baseline.iter().enumerate().take(k) {
+                zi[c] = *b;
+            }
+            for t in 0..trees.len() {
+                zi[t % k] += values[i * stride + t];
+            }
+        }
         let uses = trees
             .iter()
             .map(|t| {
@@ -535,7 +750,12 @@ impl ModelFile {
                 u
             })
             .collect();
-        Some(TreeValues { values, uses })
+        Some(TreeValues {
+            values,
+            scores,
+            paths,
+            uses,
+        })
     }
 
     /// The predictions of `x`, whose rows are those `cache` was computed on
@@ -558,19 +778,39 @@ impl ModelFile {
             return self.predict(x);
         };
         let k = (*outputs).max(1);
+        let stride = trees.len().max(1);
+        let bits = changed.iter().fold(0u64, |b, j| b | 1 << (*j).min(63));
         let walks: Vec<TreeWalk> = trees
             .iter()
             .zip(&cache.uses)
-            .zip(&cache.values)
-            .map(|((t, u), values)| {
-                if changed.iter().any(|j| u.get(*j).copied().unwrap_or(true)) {
+            .enumerate()
+            .map(|(column, (t, u))| {
+                if cache.values.len() != x.nrows() * stride
+                    || cache.paths.len() != cache.values.len()
+                {
                     TreeWalk::Walk(PackedTree::of(t))
+                } else if changed.iter().any(|j| u.get(*j).copied().unwrap_or(true)) {
+                    TreeWalk::Partly {
+                        packed: PackedTree::of(t),
+                        table: &cache.values,
+                        paths: &cache.paths,
+                        stride,
+                        column,
+                        changed: bits,
+                    }
                 } else {
-                    TreeWalk::Kept(values)
+                    TreeWalk::Kept {
+                        table: &cache.values,
+                        stride,
+                        column,
+                    }
                 }
             })
             .collect();
-        let flat = boosted_scores(x, baseline, &walks, k);
+        let kept = (cache.scores.len() == x.nrows() * k
+            && !walks.iter().any(|w| matches!(w, TreeWalk::Walk(_))))
+        .then_some(&cache.scores[..]);
+        let flat = boosted_scores(x, baseline, &walks, k, kept);
         let z = Array2::from_shape_vec((x.nrows(), k), flat)
             .unwrap_or_else(|_| Array2::zeros((x.nrows(), k)));
         self.predict_scores(z)
@@ -643,7 +883,7 @@ impl ModelFile {
                     .iter()
                     .map(|t| TreeWalk::Walk(PackedTree::of(t)))
                     .collect();
-                let flat = boosted_scores(x, baseline, &walks, k);
+                let flat = boosted_scores(x, baseline, &walks, k, None);
                 let z = Array2::from_shape_vec((x.nrows(), k), flat)
                     .unwrap_or_else(|_| Array2::zeros((x.nrows(), k)));
                 self.predict_scores(z)
