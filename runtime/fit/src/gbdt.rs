@@ -192,7 +192,13 @@ fn thresholds_weighted(values: &[f64], weights: Option<&[f64]>, max_bins: usize)
             .map(|x| (*x, 1.0))
             .collect(),
     };
-    pairs.sort_by(|a, b| a.0.total_cmp(&b.0));
+    if weights.is_some() {
+        // Equal values keep their order (their weights' cumulative sums).
+        pairs.sort_by(|a, b| a.0.total_cmp(&b.0));
+    } else {
+        // Every weight is 1: the order among equal values does not matter.
+        pairs.sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
+    }
     let v: Vec<f64> = pairs.iter().map(|p| p.0).collect();
     let mut distinct = v.clone();
     distinct.dedup();
@@ -252,6 +258,9 @@ fn bin_of(t: &[f64], x: f64, missing: usize) -> u8 {
     t.partition_point(|th| *th < x) as u8
 }
 
+/// Rows binned at a time by one thread.
+const BIN_ROWS: usize = 1 << 16;
+
 fn bin(
     x: &Array2<f64>,
     weights: Option<&[f64]>,
@@ -261,41 +270,58 @@ fn bin(
 ) -> Binned {
     let (n, d) = x.dim();
     let level_count = |j: usize| levels.get(j).copied().flatten();
-    let sample: Option<Vec<usize>> =
-        (n > BIN_SAMPLE).then(|| seeded_order(n, seed).into_iter().take(BIN_SAMPLE).collect());
-    let per_column: Vec<(Vec<f64>, Vec<u8>)> = (0..d)
+    // The rows the thresholds are placed from (a seeded sample of large
+    // data), ascending, read row by row: each row's values at once, not a
+    // pass over the matrix per column.
+    let sample: Option<Vec<usize>> = (n > BIN_SAMPLE).then(|| {
+        let mut s: Vec<usize> = seeded_order(n, seed).into_iter().take(BIN_SAMPLE).collect();
+        s.sort_unstable();
+        s
+    });
+    let m = sample.as_ref().map_or(n, Vec::len);
+    let row_at = |k: usize| sample.as_ref().map_or(k, |s| s[k]);
+    let mut sampled: Vec<Vec<f64>> = vec![Vec::with_capacity(m); d];
+    for k in 0..m {
+        for (col, v) in sampled.iter_mut().zip(x.row(row_at(k))) {
+            col.push(*v);
+        }
+    }
+    let w_sampled: Option<Vec<f64>> = weights.map(|w| (0..m).map(|k| w[row_at(k)]).collect());
+    let thresholds: Vec<Vec<f64>> = (0..d)
         .into_par_iter()
-        .map(|j| {
-            let col = x.column(j);
-            if let Some(l) = level_count(j) {
-                // A category: code c in bin c (thresholds between codes).
-                let t: Vec<f64> = (1..l).map(|c| c as f64 - 0.5).collect();
-                let missing = t.len() + 1;
-                let b = col.iter().map(|v| bin_of(&t, *v, missing)).collect();
-                return (t, b);
-            }
-            let values: Vec<f64> = match &sample {
-                Some(s) => s.iter().map(|&i| col[i]).collect(),
-                None => col.to_vec(),
-            };
-            let w: Option<Vec<f64>> = weights.map(|w| match &sample {
-                Some(s) => s.iter().map(|&i| w[i]).collect(),
-                None => w.to_vec(),
-            });
-            let t = thresholds_weighted(&values, w.as_deref(), max_bins);
-            let missing = t.len() + 1;
-            let b = col.iter().map(|v| bin_of(&t, *v, missing)).collect();
-            (t, b)
+        .map(|j| match level_count(j) {
+            // A category: code c in bin c (thresholds between codes).
+            Some(l) => (1..l).map(|c| c as f64 - 0.5).collect(),
+            None => thresholds_weighted(&sampled[j], w_sampled.as_deref(), max_bins),
         })
         .collect();
-    let mut thresholds = vec![];
-    let mut bins = vec![];
-    let mut n_bins = vec![];
-    for (t, b) in per_column {
-        n_bins.push(t.len() + 1);
-        thresholds.push(t);
-        bins.push(b);
-    }
+    drop(sampled);
+    let n_bins: Vec<usize> = thresholds.iter().map(|t| t.len() + 1).collect();
+    // Every row's bins, in parallel pieces of rows (each row read once),
+    // then each column's pieces joined.
+    let pieces: Vec<Vec<Vec<u8>>> = (0..n.div_ceil(BIN_ROWS))
+        .into_par_iter()
+        .map(|piece| {
+            let rows = piece * BIN_ROWS..((piece + 1) * BIN_ROWS).min(n);
+            let mut out: Vec<Vec<u8>> = vec![Vec::with_capacity(rows.len()); d];
+            for i in rows {
+                for (j, (col, v)) in out.iter_mut().zip(x.row(i)).enumerate() {
+                    col.push(bin_of(&thresholds[j], *v, n_bins[j]));
+                }
+            }
+            out
+        })
+        .collect();
+    let bins: Vec<Vec<u8>> = (0..d)
+        .map(|j| {
+            let mut col = Vec::with_capacity(n);
+            for p in &pieces {
+                col.extend_from_slice(&p[j]);
+            }
+            col
+        })
+        .collect();
+    drop(pieces);
     let mut b = Binned {
         thresholds,
         bins,
