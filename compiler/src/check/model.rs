@@ -296,6 +296,11 @@ impl<'a> Checker<'a> {
                     });
                 }
             }
+            // Nor is its default a parameter of another loss (the plan and
+            // `mlp models show` list what the fit reads).
+            if !matches!(params.get("loss"), Some(ParamValue::Str(l)) if l == "huber") {
+                params.remove("alpha");
+            }
         }
 
         // class_weight names classes of the target (when they are known

@@ -1512,6 +1512,8 @@ fn gradient_boosting_splits_a_category_as_it_is_and_predicts_as_trained() {
         .filter(|n| n["feature"] == city && n["categories"].is_array())
         .count();
     assert!(category_splits > 0, "no split on the city's levels");
+    // Huber's `alpha` is no parameter of a squared-error model.
+    assert!(m["params"].get("alpha").is_none(), "{}", m["params"]);
     // Batch prediction from the bundle: training's bits; a new city and a
     // missing one are both a missing value.
     let trained = common::cached_frame(&dir, "model.price");
