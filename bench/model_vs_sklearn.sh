@@ -10,6 +10,9 @@
 #         --model hist_gradient_boosting. Goals (issue 15): the fit at least
 #         as fast as scikit-learn's, the whole pipeline 2x faster, metrics
 #         within 1%.
+#         When python3 can import lightgbm (pip install lightgbm), the same
+#         pipeline with LightGBM in the model's place (bench/peer_lightgbm.py,
+#         the stretch goal) is timed too.
 #     bash bench/model_vs_sklearn.sh logistic_regression [ROWS]
 #         classification (sold_fast) beside --task classification
 #         (LogisticRegression). Goal (issue 15): the whole pipeline 5x
@@ -64,9 +67,16 @@ PY
     mlp_s=$(echo "$e - $s" | bc -l)
     s=$(date +%s.%N); python3 "$PEER" "$WORK/houses.csv" --task "$task" "${PEER_MODEL[@]}" > "$WORK/peer.json"; e=$(date +%s.%N)
     peer_s=$(echo "$e - $s" | bc -l)
-    python3 - "$WORK" "$mlp_s" "$peer_s" "$task" <<'PY'
+    lgbm_s=0
+    rm -f "$WORK/lgbm.json"
+    if [ "$MODEL" = gradient_boosting ] && python3 -c "import lightgbm" 2>/dev/null; then
+        s=$(date +%s.%N); PEER="$PEER" python3 bench/peer_lightgbm.py "$WORK/houses.csv" --task "$task" > "$WORK/lgbm.json"; e=$(date +%s.%N)
+        lgbm_s=$(echo "$e - $s" | bc -l)
+    fi
+    python3 - "$WORK" "$mlp_s" "$peer_s" "$task" "$lgbm_s" <<'PY'
 import json, sys, pathlib, glob
 work, mlp_s, peer_s, task = pathlib.Path(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
+lgbm_s = float(sys.argv[5])
 m = json.loads((work / "mlp.json").read_text())
 p = json.loads((work / "peer.json").read_text())
 report = None
@@ -84,5 +94,14 @@ for k, v in p["metrics"].items():
     ours = report["metrics"].get(k)
     if ours is not None:
         print(f"{k:8} mlp {ours:.4f}   peer {v:.4f}   difference {100 * (ours - v) / v:+.2f}%")
+if (work / "lgbm.json").exists():
+    l = json.loads((work / "lgbm.json").read_text())
+    lf = l["seconds"]["fit"]
+    print(f"lightgbm fit: mlp model stage {fit:.2f}s   lightgbm fit {lf:.2f}s   ratio {lf / fit:.2f}x")
+    print(f"lightgbm whole process: mlp {mlp_s:.2f}s   pandas+lightgbm {lgbm_s:.2f}s   ratio {lgbm_s / mlp_s:.2f}x")
+    for k, v in l["metrics"].items():
+        ours = report["metrics"].get(k)
+        if ours is not None:
+            print(f"{k:8} mlp {ours:.4f}   lightgbm {v:.4f}   difference {100 * (ours - v) / v:+.2f}%")
 PY
 done
