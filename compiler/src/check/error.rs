@@ -296,6 +296,8 @@ pub enum CheckError {
         found: String,
         defined: Span,
         model: String,
+        /// The model's algorithm splits `category` inputs natively.
+        categories_native: bool,
     },
     NullableInput {
         span: Span,
@@ -916,12 +918,17 @@ impl CheckError {
                 found,
                 defined,
                 model,
+                categories_native,
             } => e(format!(
                 "model `{model}` would read `{column}`, which is {found}"
             ))
             .primary(*span, format!("`{column}` ({found}) reaches the model here"))
             .secondary(*defined, format!("`{column}` defined here"))
-            .help(if found.starts_with("category") {
+            .help(if *categories_native && found == "str" {
+                format!(
+                    "declare `{column}` as a `category` where it is defined (`{column} : category`): this model splits a category by its levels as it is; or encode it in a transform (`encode {column} with onehot`), or `exclude = {column}`"
+                )
+            } else if found.starts_with("category") {
                 format!(
                     "models read numbers and bools: encode it in a transform (`encode {column} with onehot`), derive a number from it in features, or `exclude = {column}`; `gradient_boosting` takes a category as it is"
                 )

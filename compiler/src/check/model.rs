@@ -508,6 +508,7 @@ impl<'a> Checker<'a> {
                     found: c.ty.to_string(),
                     defined: c.defined,
                     model: model.to_string(),
+                    categories_native: catalog::accepts_categories(&m.algorithm.name),
                 });
                 continue;
             }
