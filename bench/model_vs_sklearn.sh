@@ -90,18 +90,17 @@ print("mlp stages:", ", ".join(f"{s['id']} {s['seconds']:.2f}s" for s in m["stag
 print("peer phases:", ", ".join(f"{k} {v:.2f}s" for k, v in p["seconds"].items()))
 print(f"fit: mlp model stage {fit:.2f}s (fit, predict every row)   scikit-learn fit {p['seconds']['fit']:.2f}s   ratio {p['seconds']['fit'] / fit:.2f}x")
 print(f"whole process: mlp {mlp_s:.2f}s   pandas+scikit-learn {peer_s:.2f}s   ratio {peer_s / mlp_s:.2f}x")
-for k, v in p["metrics"].items():
-    ours = report["metrics"].get(k)
-    if ours is not None:
-        print(f"{k:8} mlp {ours:.4f}   peer {v:.4f}   difference {100 * (ours - v) / v:+.2f}%")
+def compare(name, metrics):
+    for k, v in metrics.items():
+        ours = report["metrics"].get(k)
+        if ours is not None:
+            print(f"{k:8} mlp {ours:.4f}   {name} {v:.4f}   difference {100 * (ours - v) / v:+.2f}%")
+compare("peer", p["metrics"])
 if (work / "lgbm.json").exists():
     l = json.loads((work / "lgbm.json").read_text())
     lf = l["seconds"]["fit"]
     print(f"lightgbm fit: mlp model stage {fit:.2f}s   lightgbm fit {lf:.2f}s   ratio {lf / fit:.2f}x")
     print(f"lightgbm whole process: mlp {mlp_s:.2f}s   pandas+lightgbm {lgbm_s:.2f}s   ratio {lgbm_s / mlp_s:.2f}x")
-    for k, v in l["metrics"].items():
-        ours = report["metrics"].get(k)
-        if ours is not None:
-            print(f"{k:8} mlp {ours:.4f}   lightgbm {v:.4f}   difference {100 * (ours - v) / v:+.2f}%")
+    compare("lightgbm", l["metrics"])
 PY
 done

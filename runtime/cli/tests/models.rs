@@ -1204,11 +1204,11 @@ deploy price as "gb" { alias = "production" }
         ],
     );
     assert!(o.status.success(), "{}", text(&o));
-    let served = predictions_by_id(&dir.join("out.parquet"));
-    let by_id = prediction_bits_by_id(&trained);
+    let served = bits_by_id(&read_parquet(&dir.join("out.parquet")), "prediction");
+    let by_id = bits_by_id(&trained, "prediction");
     assert_eq!(served.len(), by_id.len());
-    for (id, p) in &served {
-        assert_eq!(by_id[id], p.to_bits(), "row id {id}");
+    for (id, bits) in &served {
+        assert_eq!(by_id[id], *bits, "row id {id}");
     }
     // A model that cannot take missing values still needs the impute.
     let p = std::fs::read_to_string(dir.join("p.mlp"))
@@ -1225,13 +1225,20 @@ deploy price as "gb" { alias = "production" }
     std::fs::remove_dir_all(dir).ok();
 }
 
-/// `(id, prediction)` of each row of a Parquet file `mlp predict` wrote.
-fn predictions_by_id(path: &Path) -> Vec<(i64, f64)> {
+/// A Parquet file `mlp predict` wrote.
+fn read_parquet(path: &Path) -> polars::prelude::DataFrame {
     use polars::prelude::SerReader;
-    let out = polars::prelude::ParquetReader::new(std::fs::File::open(path).unwrap())
+    polars::prelude::ParquetReader::new(std::fs::File::open(path).unwrap())
         .finish()
-        .unwrap();
-    let ids = out
+        .unwrap()
+}
+
+/// A float column's values as bits, by `id`.
+fn bits_by_id(
+    df: &polars::prelude::DataFrame,
+    column: &str,
+) -> std::collections::HashMap<i64, u64> {
+    let ids = df
         .column("id")
         .unwrap()
         .cast(&polars::prelude::DataType::Int64)
@@ -1239,22 +1246,7 @@ fn predictions_by_id(path: &Path) -> Vec<(i64, f64)> {
     ids.i64()
         .unwrap()
         .iter()
-        .zip(out.column("prediction").unwrap().f64().unwrap().iter())
-        .map(|(i, p)| (i.unwrap(), p.unwrap()))
-        .collect()
-}
-
-/// A model stage's predictions as bits, by `id`.
-fn prediction_bits_by_id(
-    frame: &polars::prelude::DataFrame,
-) -> std::collections::HashMap<i64, u64> {
-    frame
-        .column("id")
-        .unwrap()
-        .i64()
-        .unwrap()
-        .iter()
-        .zip(frame.column("prediction").unwrap().f64().unwrap().iter())
+        .zip(df.column(column).unwrap().f64().unwrap().iter())
         .map(|(i, p)| (i.unwrap(), p.unwrap().to_bits()))
         .collect()
 }
@@ -1303,25 +1295,7 @@ deploy city as "cities" { alias = "production" }
         ],
     );
     assert!(o.status.success(), "{}", text(&o));
-    use polars::prelude::SerReader;
-    let out =
-        polars::prelude::ParquetReader::new(std::fs::File::open(dir.join("out.parquet")).unwrap())
-            .finish()
-            .unwrap();
-    let bits =
-        |df: &polars::prelude::DataFrame, column: &str| -> std::collections::HashMap<i64, u64> {
-            let ids = df
-                .column("id")
-                .unwrap()
-                .cast(&polars::prelude::DataType::Int64)
-                .unwrap();
-            ids.i64()
-                .unwrap()
-                .iter()
-                .zip(df.column(column).unwrap().f64().unwrap().iter())
-                .map(|(i, p)| (i.unwrap(), p.unwrap().to_bits()))
-                .collect()
-        };
+    let out = read_parquet(&dir.join("out.parquet"));
     let classes: Vec<String> = trained
         .get_column_names()
         .iter()
@@ -1330,7 +1304,7 @@ deploy city as "cities" { alias = "production" }
         .collect();
     assert_eq!(classes.len(), 4, "{classes:?}");
     for c in &classes {
-        let (ours, served) = (bits(&trained, c), bits(&out, c));
+        let (ours, served) = (bits_by_id(&trained, c), bits_by_id(&out, c));
         assert_eq!(ours.len(), 1200);
         assert_eq!(ours, served, "{c}");
     }
@@ -1539,18 +1513,18 @@ fn gradient_boosting_splits_a_category_as_it_is_and_predicts_as_trained() {
         ],
     );
     assert!(o.status.success(), "{}", text(&o));
-    let by_id = prediction_bits_by_id(&trained);
+    let by_id = bits_by_id(&trained, "prediction");
     let mut new_rows = vec![];
-    for (id, p) in &predictions_by_id(&dir.join("out.parquet")) {
-        match by_id.get(id) {
-            Some(bits) => assert_eq!(*bits, p.to_bits(), "row id {id}"),
-            None => new_rows.push((*id, *p)),
+    for (id, bits) in bits_by_id(&read_parquet(&dir.join("out.parquet")), "prediction") {
+        match by_id.get(&id) {
+            Some(trained) => assert_eq!(*trained, bits, "row id {id}"),
+            None => new_rows.push((id, bits)),
         }
     }
+    new_rows.sort();
     assert_eq!(new_rows.len(), 2, "{new_rows:?}");
     assert_eq!(
-        new_rows[0].1.to_bits(),
-        new_rows[1].1.to_bits(),
+        new_rows[0].1, new_rows[1].1,
         "an unseen city predicts as a missing one: {new_rows:?}"
     );
     // The server codes the levels as training did: a known city's row
@@ -1587,7 +1561,7 @@ fn gradient_boosting_splits_a_category_as_it_is_and_predicts_as_trained() {
     let id: i64 = first[0].parse().unwrap();
     assert_eq!(p[0].to_bits(), by_id[&id], "{v}");
     assert_eq!(p[1].to_bits(), p[2].to_bits(), "{v}");
-    assert_eq!(p[1].to_bits(), new_rows[0].1.to_bits(), "{v}");
+    assert_eq!(p[1].to_bits(), new_rows[0].1, "{v}");
     drop(server);
     // Another algorithm still needs the encoding, and says where.
     let p = std::fs::read_to_string(dir.join("p.mlp"))

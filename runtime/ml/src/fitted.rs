@@ -339,47 +339,37 @@ impl PackedTree {
         }
     }
 
-    /// The tree's value for each of the `rows` rows of `w.block`
-    /// (row-major, `d` values per row), into `out` (one per row).
-    fn values(&self, w: &mut WalkScratch, rows: usize, d: usize, out: &mut [f64]) {
-        if self.nodes.is_empty() {
-            out.fill(0.0);
-            return;
-        }
+    /// The tree's value for the `rows` rows of `w.block` (row-major, `d`
+    /// values per row), into `out` (one per row): every row, or with
+    /// `only` the rows `w.active` lists (the list left as it was, the other
+    /// rows' places in `out` as they were).
+    fn values(&self, w: &mut WalkScratch, rows: usize, d: usize, out: &mut [f64], only: bool) {
+        let listed = only.then(|| w.active.clone());
         w.at.clear();
         w.at.resize(rows, 0);
-        if self.sets.is_empty() {
-            self.walk::<false>(w, d, false);
-        } else {
-            self.walk::<true>(w, d, false);
-        }
-        for (o, a) in out.iter_mut().zip(&w.at) {
-            *o = self.nodes[*a as usize].threshold;
-        }
-    }
-
-    /// As [`PackedTree::values`] for the rows `w.active` lists (left as
-    /// they were); the other rows' places in `out` are left as they are.
-    fn values_of_active(&self, w: &mut WalkScratch, rows: usize, d: usize, out: &mut [f64]) {
-        if self.nodes.is_empty() {
-            for &r in &w.active {
-                out[r as usize] = 0.0;
+        if !self.nodes.is_empty() {
+            if self.sets.is_empty() {
+                self.walk::<false>(w, d, only);
+            } else {
+                self.walk::<true>(w, d, only);
             }
-            return;
         }
-        let listed = w.active.clone();
-        w.at.clear();
-        w.at.resize(rows, 0);
-        if self.sets.is_empty() {
-            self.walk::<false>(w, d, true);
-        } else {
-            self.walk::<true>(w, d, true);
+        // A tree without nodes is worth 0 to every row.
+        let value = |a: u32| self.nodes.get(a as usize).map_or(0.0, |n| n.threshold);
+        match listed {
+            Some(listed) => {
+                for &r in &listed {
+                    out[r as usize] = value(w.at[r as usize]);
+                }
+                // The list as given (the walk shortened it).
+                w.active = listed;
+            }
+            None => {
+                for (o, a) in out.iter_mut().zip(&w.at) {
+                    *o = value(*a);
+                }
+            }
         }
-        for &r in &listed {
-            out[r as usize] = self.nodes[w.at[r as usize] as usize].threshold;
-        }
-        // The list as given (the walk shortened it).
-        w.active = listed;
     }
 
     /// The columns a row's path from the root to its leaf splits on, as
@@ -531,7 +521,7 @@ fn boosted_scores(
                 match tree {
                     TreeWalk::Walk(packed) => {
                         if let Some(out) = chunks.next() {
-                            packed.values(w, rows, d, out);
+                            packed.values(w, rows, d, out, false);
                         }
                     }
                     TreeWalk::Partly {
@@ -552,7 +542,7 @@ fn boosted_scores(
                                 }
                             }
                             if !w.active.is_empty() {
-                                packed.values_of_active(w, rows, d, out);
+                                packed.values(w, rows, d, out, true);
                                 for &r in &w.active {
                                     let r = r as usize;
                                     let at = (first + r) * stride + column;
@@ -780,14 +770,15 @@ impl ModelFile {
         let k = (*outputs).max(1);
         let stride = trees.len().max(1);
         let bits = changed.iter().fold(0u64, |b, j| b | 1 << (*j).min(63));
+        // A cache of other rows (not these) is of no use.
+        let fits =
+            cache.values.len() == x.nrows() * stride && cache.paths.len() == cache.values.len();
         let walks: Vec<TreeWalk> = trees
             .iter()
             .zip(&cache.uses)
             .enumerate()
             .map(|(column, (t, u))| {
-                if cache.values.len() != x.nrows() * stride
-                    || cache.paths.len() != cache.values.len()
-                {
+                if !fits {
                     TreeWalk::Walk(PackedTree::of(t))
                 } else if changed.iter().any(|j| u.get(*j).copied().unwrap_or(true)) {
                     TreeWalk::Partly {

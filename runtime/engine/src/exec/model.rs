@@ -210,16 +210,20 @@ fn categories_of(
         Some(ParamValue::Int(b)) => (*b).clamp(2, 255) as usize,
         _ => 255,
     };
+    // The training rows, taken once the first text input needs them.
+    let mut idx = None;
     for f in features {
         let column = df.column(f).map_err(ExecError::polars)?;
         if !matches!(column.dtype(), DataType::String) {
             continue;
         }
-        let idx = IdxCa::from_vec(
-            "i".into(),
-            train_idx.iter().map(|&i| i as IdxSize).collect(),
-        );
-        let levels = distinct_of(&column.take(&idx).map_err(ExecError::polars)?)?;
+        let idx = idx.get_or_insert_with(|| {
+            IdxCa::from_vec(
+                "i".into(),
+                train_idx.iter().map(|&i| i as IdxSize).collect(),
+            )
+        });
+        let levels = distinct_of(&column.take(idx).map_err(ExecError::polars)?)?;
         if levels.len() > max_bins {
             return Err(ExecError::Data(format!(
                 "category input `{f}` has {} levels in `train`, and {} splits at most max_bins = {max_bins} levels natively: encode it in a transform (`encode {f} with onehot` or `with ordinal`), group its rare levels, or exclude it",
