@@ -69,10 +69,24 @@ for name, (kind, days) in peer.WINDOWS.items():
     n_then, s_then, _ = peer.cumulative_at(ev, ex, "_from")
     cnt, s = n_now - n_then, s_now - s_then
     ex[name] = cnt if kind == "count" else s if kind == "sum" else np.where(cnt > 0, s / np.maximum(cnt, 1), np.nan)
+
+
+def stage_frame(entry):
+    """A cache entry's output frame: its own columns, the others from its
+    base entry (docs/runtime.md, "The cache")."""
+    meta = json.load(open(entry / "entry.json"))
+    own = ipc.open_file(str(entry / "frame.arrow")).read_all().to_pandas() if "frame.arrow" in meta["files"] else pd.DataFrame()
+    base = meta.get("base")
+    if base is None:
+        return own
+    inherited = stage_frame(entry.parent / base["key"])
+    return pd.DataFrame({c: (inherited[c] if c in base["inherited"] else own[c]) for c in base["columns"]})
+
+
 frame = None
 for e in glob.glob(str(work / ".mlp/cache/*/entry.json")):
     if json.load(open(e))["stage"] == "history.activity":
-        frame = ipc.open_file(str(pathlib.Path(e).parent / "frame.arrow")).read_all().to_pandas()
+        frame = stage_frame(pathlib.Path(e).parent)
 assert len(frame) == len(ex)
 for c in ["orders_30d", "spend_90d", "avg_order_365d", "days_since_last"]:
     a, b = frame[c].astype("float64").to_numpy(), ex[c].astype("float64").to_numpy()

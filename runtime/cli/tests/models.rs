@@ -382,10 +382,7 @@ fn predict_reproduces_the_evaluation_predictions_bit_for_bit() {
     use polars::prelude::*;
     let dir = deployed_project("serve-equality", 800, 3);
     // The model stage's predictions and partitions, by id.
-    let entry = cache_entry(&dir, "model.price");
-    let frame = IpcReader::new(std::fs::File::open(entry.join("frame.arrow")).unwrap())
-        .finish()
-        .unwrap();
+    let frame = common::cached_frame(&dir, "model.price");
     let test = frame
         .lazy()
         .filter(col("partition").eq(lit("test")))

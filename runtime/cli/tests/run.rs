@@ -565,18 +565,22 @@ fn a_killed_run_leaves_a_cache_the_next_run_can_trust() {
     }
     let clean = project("killed-clean", 200_000);
     run_json(&clean);
-    let entries = |d: &Path| -> Vec<(String, Vec<u8>)> {
-        let mut v: Vec<(String, Vec<u8>)> = std::fs::read_dir(d.join(".mlp/cache"))
-            .unwrap()
-            .map(|e| {
-                let p = e.unwrap().path();
-                (
-                    p.file_name().unwrap().to_string_lossy().to_string(),
-                    std::fs::read(p.join("frame.arrow")).unwrap_or_default(),
-                )
+    // Each entry's output frame, read as a run reads it (through its base
+    // entries).
+    let entries = |d: &Path| -> Vec<(String, Option<polars::prelude::DataFrame>)> {
+        let store = mlp_store::store::Store::existing(d).unwrap();
+        let (good, bad) = store.entries();
+        assert!(bad.is_empty(), "incomplete entries: {bad:?}");
+        let mut v: Vec<_> = good
+            .into_iter()
+            .map(|(meta, _)| {
+                let frame = meta
+                    .has_frame()
+                    .then(|| mlp_engine::stored::read_output(&store, &meta.key).unwrap());
+                (meta.key, frame)
             })
             .collect();
-        v.sort();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
         v
     };
     let (a, b) = (entries(&dir), entries(&clean));
@@ -586,14 +590,13 @@ fn a_killed_run_leaves_a_cache_the_next_run_can_trust() {
         "the same stage keys"
     );
     for (x, y) in a.iter().zip(&b) {
-        use polars::prelude::SerReader;
-        let read = |bytes: &[u8]| {
-            polars::prelude::IpcReader::new(std::io::Cursor::new(bytes.to_vec()))
-                .finish()
-                .unwrap()
+        let same = match (&x.1, &y.1) {
+            (Some(p), Some(q)) => p.equals_missing(q),
+            (None, None) => true,
+            _ => false,
         };
         assert!(
-            read(&x.1).equals_missing(&read(&y.1)),
+            same,
             "stage output {} differs from an uninterrupted run",
             x.0
         );
@@ -819,4 +822,80 @@ fn a_damaged_cache_entry_is_caught_and_removed_by_gc() {
     let after = run_json(&dir);
     assert_eq!(status_of(&after, "source.houses"), "ran", "{after:?}");
     assert_eq!(status_of(&after, "check.houses"), "ran", "{after:?}");
+}
+
+#[test]
+fn a_stage_stores_only_the_columns_it_made_and_runs_again_without_its_base() {
+    let dir = project("delta", 300);
+    run_json(&dir);
+    let store = mlp_store::store::Store::existing(&dir).unwrap();
+    let meta = |stage: &str| {
+        let entry = cache_entry(&dir, stage);
+        store
+            .lookup(&entry.file_name().unwrap().to_string_lossy())
+            .unwrap()
+    };
+    let (source, check, split) = (
+        meta("source.houses"),
+        meta("check.houses"),
+        meta("split.data"),
+    );
+    // The source's frame is whole; the check passes every column through
+    // (no frame file of its own); the split's file holds its partition column.
+    assert!(source.base.is_none() && source.files.iter().any(|f| f == "frame.arrow"));
+    let base = check.base.as_ref().unwrap();
+    assert_eq!(base.key, source.key);
+    assert_eq!(base.inherited, base.columns);
+    assert!(!check.files.iter().any(|f| f == "frame.arrow"));
+    let base = split.base.as_ref().unwrap();
+    assert_eq!(base.key, check.key);
+    let own: Vec<&String> = base
+        .columns
+        .iter()
+        .filter(|c| !base.inherited.contains(c))
+        .collect();
+    assert_eq!(own, ["partition"]);
+    // Read back, the split's frame is the source's columns and its partition.
+    let frame = common::cached_frame(&dir, "split.data");
+    let names: Vec<String> = frame
+        .get_column_names()
+        .iter()
+        .map(|c| c.to_string())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "id",
+            "sold_at",
+            "city",
+            "sqft",
+            "bedrooms",
+            "year_built",
+            "price",
+            "partition"
+        ]
+    );
+    assert!(frame
+        .drop("partition")
+        .unwrap()
+        .equals_missing(&common::cached_frame(&dir, "source.houses")));
+    let features = common::cached_frame(&dir, "features.feats");
+    // gc keeps the entries a kept entry reads columns from.
+    let o = mlp(&dir, &["cache", "gc", "."]);
+    assert!(text(&o).contains("removed 0 entries"), "{}", text(&o));
+    assert!(run_json(&dir).iter().all(|(_, s)| s == "cached"));
+    // Without the source's entry the stages that read its columns are not
+    // cached: they run again, to the same frames.
+    std::fs::remove_dir_all(cache_entry(&dir, "source.houses")).unwrap();
+    let after = run_json(&dir);
+    for id in [
+        "source.houses",
+        "check.houses",
+        "split.data",
+        "transform.prep",
+        "features.feats",
+    ] {
+        assert_eq!(status_of(&after, id), "ran", "{after:?}");
+    }
+    assert!(common::cached_frame(&dir, "features.feats").equals_missing(&features));
 }

@@ -6,7 +6,8 @@
 //!   custom sections, without instantiating anything).
 //! - [`sample`]: reads a sample of a CSV or NDJSON file for `mlp infer`.
 //! - [`run`]: stage keys, `mlp plan`'s reasons, and the executor behind
-//!   `mlp run`; [`exec`] has one module per plan operator.
+//!   `mlp run`; [`exec`] has one module per plan operator; [`stored`]
+//!   writes and reads the frames in the cache.
 //! - [`bundle`]: the deployable bundle and prediction from it, the one path
 //!   `mlp predict`, `mlp monitor` and `mlp serve` share.
 //! - [`predictor`]: a bundle loaded to predict, the one type `mlp predict`,
@@ -30,3 +31,4 @@ pub mod predictor;
 pub mod project;
 pub mod run;
 pub mod sample;
+pub mod stored;

@@ -31,7 +31,7 @@ pub fn engine_id() -> &'static str {
 /// The version of what the operators compute from the same plan (bump it
 /// when an operator's output changes without a plan change: a fixed bug,
 /// another algorithm). Part of [`engine_id`].
-pub const OUTPUTS: u32 = 9;
+pub const OUTPUTS: u32 = 10;
 
 /// Why a stage will run (or not).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -566,101 +566,6 @@ pub enum Progress {
     Finished(Box<StageResult>),
 }
 
-fn read_frame(store: &Store, key: &str, name: &str) -> Result<DataFrame, ExecError> {
-    let path = store
-        .checked_path(key, name)
-        .map_err(|e| ExecError::Internal(e.to_string()))?;
-    let f = std::fs::File::open(&path)
-        .map_err(|e| ExecError::Internal(format!("{}: {e}", path.display())))?;
-    // In one piece, as the stage that wrote it held it: polars' sums over
-    // several chunks round differently, and a stage's output must not
-    // depend on whether its input came from memory or the cache.
-    IpcReader::new(f).finish().map_err(ExecError::polars)
-}
-
-/// The cache's compression: LZ4 (a third of the disk and steadier run times
-/// than none, whose writes stall on page-cache writeback), or what
-/// `MLP_CACHE_COMPRESSION=none|lz4|zstd` says.
-fn compression() -> Option<IpcCompression> {
-    match std::env::var("MLP_CACHE_COMPRESSION").as_deref() {
-        Ok("none") => None,
-        Ok("zstd") => Some(IpcCompression::ZSTD(Default::default())),
-        _ => Some(IpcCompression::LZ4),
-    }
-}
-
-/// Rows per record batch of a cached frame: batches are compressed on
-/// every core, and the writer holds a few batches, not the whole frame.
-const BATCH_ROWS: usize = 1 << 17;
-
-/// Writes a frame as Arrow IPC; returns its size and checksum.
-fn write_frame(path: &Path, df: &mut DataFrame) -> Result<(u64, String), ExecError> {
-    let f = std::fs::File::create(path)
-        .map_err(|e| ExecError::Internal(format!("{}: {e}", path.display())))?;
-    let mut w = mlp_store::store::SummingWriter::new(std::io::BufWriter::new(f));
-    // Not synced: an entry is renamed into place whole, and the sizes and
-    // checksums in its entry.json catch data a power failure lost.
-    write_batches(&mut w, df)?;
-    let (buf, size, sum) = w.finish();
-    buf.into_inner()
-        .map_err(|e| ExecError::Internal(e.to_string()))?;
-    Ok((size, sum))
-}
-
-/// The frame as an Arrow IPC file of record batches of [`BATCH_ROWS`]
-/// rows (the last one shorter), so the file's bytes depend only on the
-/// data, whatever the frame's chunks. The batches are encoded (and
-/// compressed) a wave at a time on every core and written in order.
-fn write_batches<W: std::io::Write>(w: &mut W, df: &mut DataFrame) -> Result<(), ExecError> {
-    use polars_arrow::datatypes::ArrowDataType;
-    use polars_arrow::io::ipc::write::{
-        encode_record_batch, EncodedData, FileWriter, WriteOptions,
-    };
-    use rayon::prelude::*;
-    let compat = CompatLevel::newest();
-    let schema = df.schema().to_arrow(compat);
-    let dictionaries = schema
-        .iter_values()
-        .any(|f| matches!(f.dtype().to_storage(), ArrowDataType::Dictionary(..)));
-    let n = df.height();
-    if dictionaries || n == 0 || df.width() == 0 {
-        // polars' writer (dictionaries are written once, before the rows).
-        df.rechunk_mut();
-        return IpcWriter::new(w)
-            .with_compression(compression())
-            .finish(df)
-            .map_err(ExecError::polars);
-    }
-    let options = WriteOptions {
-        compression: compression().map(Into::into),
-    };
-    let mut writer =
-        FileWriter::try_new(w, Arc::new(schema), None, options).map_err(ExecError::polars)?;
-    let starts: Vec<usize> = (0..n).step_by(BATCH_ROWS).collect();
-    let df = &*df;
-    for wave in starts.chunks(rayon::current_num_threads().max(1)) {
-        let encoded: Vec<Result<EncodedData, ExecError>> = wave
-            .par_iter()
-            .map(|&start| {
-                let mut part = df.slice(start as i64, BATCH_ROWS.min(n - start));
-                part.rechunk_mut();
-                let batch = part.iter_chunks(compat, false).next().ok_or_else(|| {
-                    ExecError::Internal("a slice of a frame without a batch".into())
-                })?;
-                let mut message = EncodedData::default();
-                encode_record_batch(&batch, &options, &mut message);
-                Ok(message)
-            })
-            .collect();
-        for message in encoded {
-            writer
-                .write_encoded(&[], &message?)
-                .map_err(ExecError::polars)?;
-        }
-    }
-    writer.finish().map_err(ExecError::polars)
-}
-
 /// Whether the version a cached deploy registered is in the registry,
 /// whole; why not otherwise.
 fn deploy_registered(store: &Store, key: &str) -> Result<(), String> {
@@ -690,7 +595,7 @@ fn deploy_registered(store: &Store, key: &str) -> Result<(), String> {
 
 /// The output frame of a cached stage.
 pub fn cached_frame(store: &Store, key: &str) -> Result<DataFrame, ExecError> {
-    read_frame(store, key, "frame.arrow")
+    crate::stored::read_output(store, key)
 }
 
 /// A stage's output computed in this run, shared with the stages that read
@@ -715,7 +620,7 @@ struct Shared<'a> {
 }
 
 /// Computes one stage's output (inputs from memory when this run produced
-/// them, else from the cache).
+/// them, else from the cache); returns it with the input frames by key.
 #[allow(clippy::too_many_arguments)]
 fn compute_one(
     plan: &Plan,
@@ -727,7 +632,7 @@ fn compute_one(
     input_keys: &[String],
     lenient: bool,
     produced: &Produced,
-) -> Result<exec::Output, ExecError> {
+) -> Result<(exec::Output, Vec<(String, DataFrame)>), ExecError> {
     let input_json = match produced.lock() {
         Ok(m) => st
             .inputs
@@ -746,14 +651,11 @@ fn compute_one(
             .ok()
             .and_then(|m| m.get(k).and_then(|c| c.frame.clone()));
         match in_memory {
-            Some(df) => inputs.push(df),
+            Some(df) => inputs.push((k.clone(), df)),
             // Inputs without a frame (an evaluate report) are not frames.
             None => {
-                let has_frame = store
-                    .lookup(k)
-                    .is_some_and(|m| m.files.iter().any(|f| f == "frame.arrow"));
-                if has_frame {
-                    inputs.push(cached_frame(store, k)?);
+                if store.lookup(k).is_some_and(|m| m.has_frame()) {
+                    inputs.push((k.clone(), cached_frame(store, k)?));
                 }
             }
         }
@@ -774,7 +676,7 @@ fn compute_one(
         root,
         plan,
         stage: st,
-        inputs,
+        inputs: inputs.iter().map(|(_, df)| df.clone()).collect(),
         files: sp
             .files
             .iter()
@@ -787,28 +689,29 @@ fn compute_one(
         plugins: &plugins,
         input_json,
     };
-    exec::run_stage(cx)
+    Ok((exec::run_stage(cx)?, inputs))
 }
 
-/// Stores one stage's output as a cache entry (written aside, renamed whole).
+/// Stores one stage's output as a cache entry (written aside, renamed
+/// whole): of its frame, the columns that are not its inputs' unchanged.
 fn commit_one(
     st: &Stage,
     key: &str,
     store: &Store,
     output: exec::Output,
+    inputs: &[(String, DataFrame)],
     seconds: f64,
 ) -> Result<EntryMeta, ExecError> {
     let store_err = |e: StoreError| ExecError::Internal(e.to_string());
     let mut pending = store.begin(key).map_err(store_err)?;
     let mut rows = None;
-    if let Some(mut df) = output.frame {
+    if let Some(df) = output.frame {
         rows = Some(df.height());
-        let (size, sum) = write_frame(&pending.path("frame.arrow"), &mut df)?;
-        pending.add("frame.arrow", size, sum);
+        crate::stored::write_output(&mut pending, df, inputs)?;
     }
     for (name, mut df) in output.frames {
         let file = format!("{name}.arrow");
-        let (size, sum) = write_frame(&pending.path(&file), &mut df)?;
+        let (size, sum) = crate::stored::write_frame(&pending.path(&file), &mut df)?;
         pending.add(&file, size, sum);
     }
     for (name, value) in &output.json {
@@ -978,7 +881,7 @@ pub fn run_plan(
                         lenient,
                         produced,
                     ) {
-                        Ok(mut output) => {
+                        Ok((mut output, inputs)) => {
                             let seconds = t.elapsed().as_secs_f64();
                             let rows = output.frame.as_ref().map(DataFrame::height);
                             let bytes = output.frame.as_ref().map(DataFrame::estimated_size);
@@ -1029,7 +932,7 @@ pub fn run_plan(
                                 error: None,
                                 help: None,
                             }));
-                            let error = commit_one(st, &key, store, output, seconds)
+                            let error = commit_one(st, &key, store, output, &inputs, seconds)
                                 .err()
                                 .map(|e| format!("its output could not be cached: {e}"));
                             let _ = tx.send(Event::Committed {

@@ -77,7 +77,7 @@ fn run_fixture(dir: &Path) -> String {
         let Some(meta) = store.lookup(key) else {
             continue;
         };
-        if meta.files.iter().any(|f| f == "frame.arrow") {
+        if meta.has_frame() {
             let df = run::cached_frame(&store, key).unwrap();
             let schema: Vec<String> = df
                 .columns()

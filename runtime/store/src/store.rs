@@ -8,7 +8,8 @@
 //!   lock                  held (flock) by the one `mlp run` writing here
 //!   cache/<key>/          one entry per stage output, named by its key
 //!     entry.json          what the entry holds (written last, inside tmp/)
-//!     frame.arrow         the stage's output frame (Arrow IPC)
+//!     frame.arrow         the stage's output frame (Arrow IPC): its own
+//!                         columns only when entry.json names a base
 //!     ...                 fitted parameters, reports, quarantined rows
 //!   tmp/                  entries being written; renamed into cache/ whole
 //!   files.json            (path, size, mtime, ctime, inode) -> SHA-256
@@ -19,6 +20,12 @@
 //! complete folder, so a crash never leaves a half-written entry that a later
 //! run trusts; an entry without a readable `entry.json` is ignored and
 //! removed by `gc`.
+//!
+//! A stage that passes some of its input's columns through unchanged (a
+//! split adds its partition column, a model its predictions) stores only
+//! the columns it made; its `entry.json` names the input's entry as its
+//! `base` and the columns read from there ([`FrameBase`]). An entry whose
+//! base is not in the cache is not complete: the stage runs again.
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -60,7 +67,36 @@ pub struct EntryMeta {
     /// Seconds the stage took when it ran.
     pub seconds: f64,
     pub created_unix: u64,
+    /// Where the columns of the output frame that are not in `frame.arrow`
+    /// are: the entry of the input they came from unchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base: Option<FrameBase>,
 }
+
+impl EntryMeta {
+    /// Whether the entry holds an output frame (whole, or partly in its
+    /// base).
+    pub fn has_frame(&self) -> bool {
+        self.base.is_some() || self.files.iter().any(|f| f == "frame.arrow")
+    }
+}
+
+/// The output frame of an entry as its own columns plus columns of another
+/// entry's frame, the same rows in the same order.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct FrameBase {
+    /// The entry holding the inherited columns (itself possibly with a base).
+    pub key: String,
+    /// Every column of the output frame, in order.
+    pub columns: Vec<String>,
+    /// The columns read from the base entry; the others are in this entry's
+    /// `frame.arrow`.
+    pub inherited: Vec<String>,
+}
+
+/// The longest chain of bases an entry may have: longer (or a loop) is a
+/// damaged cache.
+pub const MAX_BASE_DEPTH: usize = 256;
 
 /// The `.mlp/` folder of a project.
 #[derive(Debug, Clone)]
@@ -74,6 +110,7 @@ pub struct PendingEntry {
     pub dir: PathBuf,
     files: Vec<String>,
     sums: BTreeMap<String, (u64, String)>,
+    base: Option<FrameBase>,
 }
 
 impl PendingEntry {
@@ -87,6 +124,10 @@ impl PendingEntry {
             self.files.push(name.to_string());
         }
         self.sums.insert(name.to_string(), (size, sum));
+    }
+    /// Records that the output frame's other columns are another entry's.
+    pub fn set_base(&mut self, base: FrameBase) {
+        self.base = Some(base);
     }
     /// Writes and records a JSON file.
     pub fn write_json<T: Serialize>(&mut self, name: &str, value: &T) -> Result<(), StoreError> {
@@ -147,8 +188,23 @@ impl Store {
         self.root.join("cache").join(key)
     }
 
-    /// The entry for a key, if it is complete.
+    /// The entry for a key, if it is complete (with its chain of bases).
     pub fn lookup(&self, key: &str) -> Option<EntryMeta> {
+        let meta = self.lookup_one(key)?;
+        let mut base = meta.base.clone();
+        let mut depth = 0;
+        while let Some(b) = base {
+            depth += 1;
+            if depth > MAX_BASE_DEPTH || b.key == key {
+                return None;
+            }
+            base = self.lookup_one(&b.key)?.base;
+        }
+        Some(meta)
+    }
+
+    /// One entry, if its own files are whole.
+    fn lookup_one(&self, key: &str) -> Option<EntryMeta> {
         let dir = self.entry_dir(key);
         let bytes = fs::read(dir.join("entry.json")).ok()?;
         let meta: EntryMeta = serde_json::from_slice(&bytes).ok()?;
@@ -201,6 +257,7 @@ impl Store {
             dir,
             files: vec![],
             sums: BTreeMap::new(),
+            base: None,
         })
     }
 
@@ -227,6 +284,7 @@ impl Store {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_secs())
                 .unwrap_or(0),
+            base: pending.base.clone(),
         };
         pending.write_json("entry.json", &meta)?;
         let target = self.entry_dir(key);

@@ -538,11 +538,39 @@ pub fn cache_gc(path: &Path, all: bool) -> Result<ExitCode, CliError> {
             .map(|r| r.stages.into_iter().filter_map(|s| s.key).collect())
             .unwrap_or_default()
     };
+    // Unused entries go, and so do damaged ones (checksum mismatch) with
+    // the entries whose frames read columns from them; an entry kept keeps
+    // its base entries.
+    let bases: std::collections::HashMap<&str, &str> = entries
+        .iter()
+        .filter_map(|(m, _)| Some((m.key.as_str(), m.base.as_ref()?.key.as_str())))
+        .collect();
+    let sound: std::collections::HashSet<&str> = entries
+        .iter()
+        .filter(|(m, _)| store.verify(&m.key))
+        .map(|(m, _)| m.key.as_str())
+        .collect();
+    let chain = |key: &str| -> Vec<String> {
+        let mut keys = vec![key.to_string()];
+        while let Some(b) = bases.get(keys[keys.len() - 1].as_str()) {
+            if keys.len() > mlp_store::store::MAX_BASE_DEPTH {
+                break;
+            }
+            keys.push(b.to_string());
+        }
+        keys
+    };
+    let mut keep: std::collections::HashSet<String> = Default::default();
+    for (m, _) in &entries {
+        let keys = chain(&m.key);
+        if live.contains(&m.key) && keys.iter().all(|k| sound.contains(k.as_str())) {
+            keep.extend(keys);
+        }
+    }
     let mut freed = 0u64;
     let mut removed = 0usize;
-    for (m, size) in entries {
-        // Unused entries go, and so do damaged ones (checksum mismatch).
-        let keep = live.contains(&m.key) && store.verify(&m.key);
+    for (m, size) in &entries {
+        let keep = keep.contains(&m.key);
         if !keep && std::fs::remove_dir_all(store.entry_dir(&m.key)).is_ok() {
             freed += size;
             removed += 1;

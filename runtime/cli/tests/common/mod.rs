@@ -86,11 +86,13 @@ pub fn install_plugins(dir: &Path, names: &[&str]) {
     }
 }
 
-/// A stage's stored output frame.
+/// A stage's stored output frame (its inherited columns read from its
+/// base entries).
 pub fn cached_frame(dir: &Path, stage: &str) -> polars::prelude::DataFrame {
-    use polars::prelude::SerReader;
-    let f = std::fs::File::open(cache_entry(dir, stage).join("frame.arrow")).unwrap();
-    polars::prelude::IpcReader::new(f).finish().unwrap()
+    let entry = cache_entry(dir, stage);
+    let key = entry.file_name().unwrap().to_string_lossy().to_string();
+    let store = mlp_store::store::Store::existing(dir).unwrap();
+    mlp_engine::stored::read_output(&store, &key).unwrap()
 }
 
 /// Whether a stage has a cache entry.
