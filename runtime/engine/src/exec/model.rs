@@ -139,10 +139,22 @@ fn fill_design(
                     .enumerate()
                     .for_each(|(block, out)| {
                         let first = block * FILL_ROWS;
+                        let len = out.len() / d;
+                        // Column by column: the block's cells of column j
+                        // are every d-th cell from the j-th.
                         for (j, col) in values.iter().enumerate() {
-                            for (k, row) in out.chunks_exact_mut(d).enumerate() {
-                                let i = first + k;
-                                row[j] = col[rows.map_or(i, |r| r[i])];
+                            let cells = out.iter_mut().skip(j).step_by(d);
+                            match rows {
+                                None => {
+                                    for (o, v) in cells.zip(&col[first..first + len]) {
+                                        *o = *v;
+                                    }
+                                }
+                                Some(r) => {
+                                    for (o, &i) in cells.zip(&r[first..first + len]) {
+                                        *o = col[i];
+                                    }
+                                }
                             }
                         }
                     });
