@@ -899,3 +899,39 @@ fn a_stage_stores_only_the_columns_it_made_and_runs_again_without_its_base() {
     }
     assert!(common::cached_frame(&dir, "features.feats").equals_missing(&features));
 }
+
+#[test]
+fn a_panic_inside_a_stage_fails_it_instead_of_hanging_the_run() {
+    let dir = project("panic", 300);
+    let o = Command::new("timeout")
+        .arg("60")
+        .arg(env!("CARGO_BIN_EXE_mlp"))
+        .args(["run", ".", "--json"])
+        .current_dir(&dir)
+        .env("MLP_DEBUG_PANIC_IN", "split.data")
+        .output()
+        .unwrap();
+    // Ends (timeout's 124 would be a hang), failed, naming the stage.
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let v = json(&o);
+    let split = v["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == "split.data")
+        .unwrap();
+    assert_eq!(split["status"], "failed", "{v}");
+    let error = split["error"].as_str().unwrap();
+    assert!(
+        error.contains("internal error") && error.contains("a panic injected into split.data"),
+        "{error}"
+    );
+    let after = statuses(&v);
+    assert_eq!(status_of(&after, "check.houses"), "ran", "{after:?}");
+    assert_eq!(status_of(&after, "transform.prep"), "blocked", "{after:?}");
+    // Nothing half-made was cached: the next run runs the split and the rest.
+    let after = run_json(&dir);
+    assert_eq!(status_of(&after, "check.houses"), "cached", "{after:?}");
+    assert_eq!(status_of(&after, "split.data"), "ran", "{after:?}");
+    assert_eq!(status_of(&after, "features.feats"), "ran", "{after:?}");
+}

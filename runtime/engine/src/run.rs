@@ -633,6 +633,12 @@ fn compute_one(
     lenient: bool,
     produced: &Produced,
 ) -> Result<(exec::Output, Vec<(String, DataFrame)>), ExecError> {
+    // A fail point for the tests of what a bug's panic inside a stage does
+    // (debug builds only).
+    #[cfg(debug_assertions)]
+    if std::env::var("MLP_DEBUG_PANIC_IN").as_deref() == Ok(st.id.as_str()) {
+        std::panic::panic_any(format!("a panic injected into {}", st.id));
+    }
     let input_json = match produced.lock() {
         Ok(m) => st
             .inputs
@@ -868,88 +874,115 @@ pub fn run_plan(
                 let tx = tx.clone();
                 let lenient = quarantined_by_check(plan, &st.id);
                 scope.spawn(move || {
-                    let t = Instant::now();
-                    let key = sp.key.clone().unwrap_or_default();
-                    match compute_one(
-                        plan,
-                        shared,
-                        st,
-                        sp,
-                        root,
-                        store,
-                        &input_keys,
-                        lenient,
-                        produced,
-                    ) {
-                        Ok((mut output, inputs)) => {
-                            let seconds = t.elapsed().as_secs_f64();
-                            let rows = output.frame.as_ref().map(DataFrame::height);
-                            let bytes = output.frame.as_ref().map(DataFrame::estimated_size);
-                            if let Ok(mut m) = produced.lock() {
-                                m.insert(
-                                    key.clone(),
-                                    Computed {
-                                        frame: output.frame.clone(),
-                                        json: Arc::new(output.json.clone()),
-                                    },
-                                );
+                    // A panic (a bug) fails the stage instead of leaving the
+                    // scheduler waiting for an event that never comes.
+                    let computed = std::sync::atomic::AtomicBool::new(false);
+                    let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        let t = Instant::now();
+                        let key = sp.key.clone().unwrap_or_default();
+                        match compute_one(
+                            plan,
+                            shared,
+                            st,
+                            sp,
+                            root,
+                            store,
+                            &input_keys,
+                            lenient,
+                            produced,
+                        ) {
+                            Ok((mut output, inputs)) => {
+                                let seconds = t.elapsed().as_secs_f64();
+                                let rows = output.frame.as_ref().map(DataFrame::height);
+                                let bytes = output.frame.as_ref().map(DataFrame::estimated_size);
+                                if let Ok(mut m) = produced.lock() {
+                                    m.insert(
+                                        key.clone(),
+                                        Computed {
+                                            frame: output.frame.clone(),
+                                            json: Arc::new(output.json.clone()),
+                                        },
+                                    );
+                                }
+                                let mut notes = std::mem::take(&mut output.notes);
+                                if output.frames.iter().any(|(n, _)| n == "quarantine") {
+                                    let file = store.entry_dir(&key).join("quarantine.arrow");
+                                    notes.push(format!(
+                                        "the rows set aside, with `_row` and `_failed_rules`: {} (Arrow IPC)",
+                                        std::env::current_dir()
+                                            .map(|cwd| rel(&cwd, &file))
+                                            .unwrap_or_else(|_| file.display().to_string())
+                                    ));
+                                    notes.push(format!(
+                                        "read them with `mlp quarantine show {}`, write them out with `mlp quarantine export {} --output FILE`",
+                                        st.name, st.name
+                                    ));
+                                }
+                                let details = {
+                                    let kept: serde_json::Map<String, serde_json::Value> = output
+                                        .json
+                                        .iter()
+                                        .filter(|(n, _)| {
+                                            matches!(n.as_str(), "trials" | "report" | "deploy")
+                                        })
+                                        .map(|(n, v)| (n.clone(), v.clone()))
+                                        .collect();
+                                    (!kept.is_empty()).then_some(serde_json::Value::Object(kept))
+                                };
+                                computed.store(true, std::sync::atomic::Ordering::SeqCst);
+                                let _ = tx.send(Event::Computed(StageResult {
+                                    blocked_by_input: false,
+                                    failure: None,
+                                    id: st.id.clone(),
+                                    status: StageStatus::Ran,
+                                    rows,
+                                    bytes,
+                                    details,
+                                    seconds,
+                                    notes,
+                                    error: None,
+                                    help: None,
+                                }));
+                                let error = commit_one(st, &key, store, output, &inputs, seconds)
+                                    .err()
+                                    .map(|e| format!("its output could not be cached: {e}"));
+                                let _ = tx.send(Event::Committed {
+                                    id: st.id.clone(),
+                                    error,
+                                });
                             }
-                            let mut notes = std::mem::take(&mut output.notes);
-                            if output.frames.iter().any(|(n, _)| n == "quarantine") {
-                                let file = store.entry_dir(&key).join("quarantine.arrow");
-                                notes.push(format!(
-                                    "the rows set aside, with `_row` and `_failed_rules`: {} (Arrow IPC)",
-                                    std::env::current_dir()
-                                        .map(|cwd| rel(&cwd, &file))
-                                        .unwrap_or_else(|_| file.display().to_string())
-                                ));
-                                notes.push(format!(
-                                    "read them with `mlp quarantine show {}`, write them out with `mlp quarantine export {} --output FILE`",
-                                    st.name, st.name
-                                ));
+                            Err(e) => {
+                                let _ = tx.send(Event::Computed(StageResult {
+                                    blocked_by_input: false,
+                                    seconds: t.elapsed().as_secs_f64(),
+                                    help: e.help(),
+                                    failure: e.report().map(Box::new),
+                                    error: Some(e.to_string()),
+                                    ..StageResult::new(&st.id, StageStatus::Failed)
+                                }));
                             }
-                            let details = {
-                                let kept: serde_json::Map<String, serde_json::Value> = output
-                                    .json
-                                    .iter()
-                                    .filter(|(n, _)| {
-                                        matches!(n.as_str(), "trials" | "report" | "deploy")
-                                    })
-                                    .map(|(n, v)| (n.clone(), v.clone()))
-                                    .collect();
-                                (!kept.is_empty()).then_some(serde_json::Value::Object(kept))
-                            };
-                            let _ = tx.send(Event::Computed(StageResult {
-                                blocked_by_input: false,
-                                failure: None,
-                                id: st.id.clone(),
-                                status: StageStatus::Ran,
-                                rows,
-                                bytes,
-                                details,
-                                seconds,
-                                notes,
-                                error: None,
-                                help: None,
-                            }));
-                            let error = commit_one(st, &key, store, output, &inputs, seconds)
-                                .err()
-                                .map(|e| format!("its output could not be cached: {e}"));
-                            let _ = tx.send(Event::Committed {
-                                id: st.id.clone(),
-                                error,
-                            });
                         }
-                        Err(e) => {
-                            let _ = tx.send(Event::Computed(StageResult {
-                                blocked_by_input: false,
-                                seconds: t.elapsed().as_secs_f64(),
-                                help: e.help(),
-                                failure: e.report().map(Box::new),
-                                error: Some(e.to_string()),
+                    }));
+                    if let Err(panic) = ran {
+                        let why = panic
+                            .downcast_ref::<&str>()
+                            .map(|s| s.to_string())
+                            .or_else(|| panic.downcast_ref::<String>().cloned())
+                            .unwrap_or_default();
+                        let error = format!(
+                            "mlp stopped on an internal error in this stage (a bug: please report it with the pipeline and data if you can): {why}"
+                        );
+                        let _ = tx.send(if computed.load(std::sync::atomic::Ordering::SeqCst) {
+                            Event::Committed {
+                                id: st.id.clone(),
+                                error: Some(error),
+                            }
+                        } else {
+                            Event::Computed(StageResult {
+                                error: Some(error),
                                 ..StageResult::new(&st.id, StageStatus::Failed)
-                            }));
-                        }
+                            })
+                        });
                     }
                 });
             }
