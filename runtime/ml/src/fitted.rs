@@ -136,12 +136,70 @@ pub fn svm_decision(
 }
 
 /// Turns each row of scores into probabilities (softmax, stable).
+/// Rows per piece of [`linear_scores`].
+const LINEAR_ROWS: usize = 4096;
+
+/// Each row's `b[c] + Σⱼ xⱼ w[c][j]` (summed from the intercept in column
+/// order: a row's score does not depend on its batch), row-major, one
+/// column per class; softmax-normalised per row when `softmax`. Pieces of
+/// rows on every core.
+fn linear_scores(x: &Array2<f64>, w: &[&[f64]], b: &[f64], softmax: bool) -> Vec<f64> {
+    use rayon::prelude::*;
+    let (n, d) = x.dim();
+    let k = b.len();
+    // A model whose weights do not match its inputs is a damaged bundle or
+    // a bug: never a silently shorter sum.
+    assert!(
+        w.len() == k && w.iter().all(|wc| wc.len() == d),
+        "a linear model with weights for {:?} inputs predicting {d}",
+        w.iter().map(|wc| wc.len()).collect::<Vec<_>>()
+    );
+    let mut z = vec![0.0; n * k];
+    let x = x.as_standard_layout();
+    let cells = x.as_slice().unwrap_or(&[]);
+    if k == 0 || cells.len() != n * d {
+        return z;
+    }
+    if d == 0 {
+        // No inputs: every row is the intercepts.
+        for zi in z.chunks_exact_mut(k) {
+            zi.copy_from_slice(b);
+            if softmax {
+                softmax_row(ndarray::ArrayViewMut1::from(zi));
+            }
+        }
+        return z;
+    }
+    z.par_chunks_mut(LINEAR_ROWS * k)
+        .zip(cells.par_chunks(LINEAR_ROWS * d))
+        .for_each(|(out, rows)| {
+            for (zi, row) in out.chunks_exact_mut(k).zip(rows.chunks_exact(d)) {
+                for ((o, wc), bc) in zi.iter_mut().zip(w).zip(b) {
+                    let mut acc = *bc;
+                    for (v, wj) in row.iter().zip(wc.iter()) {
+                        acc += v * wj;
+                    }
+                    *o = acc;
+                }
+                if softmax {
+                    softmax_row(ndarray::ArrayViewMut1::from(zi));
+                }
+            }
+        });
+    z
+}
+
+/// A row of scores as probabilities (the largest subtracted first).
+fn softmax_row(mut row: ndarray::ArrayViewMut1<f64>) {
+    let m = row.fold(f64::NEG_INFINITY, |a, b| a.max(*b));
+    row.mapv_inplace(|v| (v - m).exp());
+    let s = row.sum();
+    row.mapv_inplace(|v| v / s);
+}
+
 fn softmax_rows(z: &mut Array2<f64>) {
-    for mut row in z.rows_mut() {
-        let m = row.fold(f64::NEG_INFINITY, |a, b| a.max(*b));
-        row.mapv_inplace(|v| (v - m).exp());
-        let s = row.sum();
-        row.mapv_inplace(|v| v / s);
+    for row in z.rows_mut() {
+        softmax_row(row);
     }
 }
 
@@ -835,33 +893,25 @@ impl ModelFile {
     /// gets bit-for-bit the same prediction whatever batch it arrives in
     /// (training, `mlp predict`, the server).
     pub fn predict(&self, x: &Array2<f64>) -> Prediction {
-        let dot = |row: ndarray::ArrayView1<f64>, w: &dyn Fn(usize) -> f64, b: f64| {
-            let mut acc = b;
-            for (j, v) in row.iter().enumerate() {
-                acc += v * w(j);
-            }
-            acc
-        };
         match &self.fitted {
             Fitted::Linear { weights, intercept } => Prediction::Values(
-                x.rows()
-                    .into_iter()
-                    .map(|r| dot(r, &|j| weights[j], *intercept))
-                    .collect(),
+                linear_scores(x, &[weights.as_slice()], &[*intercept], false).into(),
             ),
             Fitted::Softmax {
                 weights,
                 intercepts,
             } => {
                 let k = intercepts.len();
-                let mut z = Array2::<f64>::zeros((x.nrows(), k));
-                for (i, r) in x.rows().into_iter().enumerate() {
-                    for c in 0..k {
-                        z[[i, c]] = dot(r, &|j| weights[j][c], intercepts[c]);
-                    }
-                }
-                softmax_rows(&mut z);
-                Prediction::Probabilities(z)
+                // Each class's weights in one slice.
+                let by_class: Vec<Vec<f64>> = (0..k)
+                    .map(|c| weights.iter().map(|w| w[c]).collect())
+                    .collect();
+                let by_class: Vec<&[f64]> = by_class.iter().map(Vec::as_slice).collect();
+                let z = linear_scores(x, &by_class, intercepts, true);
+                Prediction::Probabilities(
+                    Array2::from_shape_vec((x.nrows(), k), z)
+                        .unwrap_or_else(|_| Array2::zeros((x.nrows(), k))),
+                )
             }
             Fitted::Boosted {
                 baseline,
@@ -1011,10 +1061,14 @@ pub fn decide(p: &Array2<f64>, threshold: Option<f64>) -> Vec<usize> {
 }
 
 /// The predicted class label of each row (see [`decide`]).
-pub fn labels_of(p: &Array2<f64>, classes: &[String], threshold: Option<f64>) -> Vec<String> {
+pub fn labels_of<'a>(
+    p: &Array2<f64>,
+    classes: &'a [String],
+    threshold: Option<f64>,
+) -> Vec<&'a str> {
     decide(p, threshold)
         .into_iter()
-        .map(|c| classes.get(c).cloned().unwrap_or_default())
+        .map(|c| classes.get(c).map_or("", String::as_str))
         .collect()
 }
 

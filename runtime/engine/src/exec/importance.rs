@@ -35,7 +35,10 @@ const SEED: u64 = 42;
 /// A seeded permutation of `0..n`.
 fn permutation(n: usize, seed: u64) -> Vec<usize> {
     let mut order: Vec<usize> = (0..n).collect();
-    order.sort_by_key(|i| xxhash_rust::xxh3::xxh3_64_with_seed(&(*i as u64).to_le_bytes(), seed));
+    // Each key hashed once (a stable sort, as `sort_by_key`'s).
+    order.sort_by_cached_key(|i| {
+        xxhash_rust::xxh3::xxh3_64_with_seed(&(*i as u64).to_le_bytes(), seed)
+    });
     order
 }
 
@@ -132,11 +135,14 @@ pub fn importances(
     // input (the same predictions, to the bit).
     let cache = model.tree_values(&x);
     let n = x.nrows();
+    // The same shuffles of the rows for every input.
+    let orders: Vec<Vec<usize>> = (0..REPEATS)
+        .map(|r| permutation(n, SEED.wrapping_add(1 + r as u64)))
+        .collect();
     let mut perm_inputs = vec![];
     for (name, cols) in inputs(op, model) {
         let mut drops = Vec::with_capacity(REPEATS);
-        for r in 0..REPEATS {
-            let order = permutation(n, SEED.wrapping_add(1 + r as u64));
+        for order in &orders {
             let mut xp = x.clone();
             for &j in &cols {
                 let shuffled: Array1<f64> = order.iter().map(|&i| x[[i, j]]).collect();

@@ -406,17 +406,24 @@ fn merge_rows(
             if r.ncols() != k && r.nrows() > 0 {
                 return Err(mismatch());
             }
-            let mut out = ndarray::Array2::<f64>::zeros((is_first.len(), k));
-            for (i, &t) in is_first.iter().enumerate() {
-                let row = if t { f.row(a) } else { r.row(b) };
-                out.row_mut(i).assign(&row);
-                if t {
-                    a += 1
+            let (f, r) = (f.as_standard_layout(), r.as_standard_layout());
+            let (Some(f), Some(r)) = (f.as_slice(), r.as_slice()) else {
+                return Err(mismatch());
+            };
+            let mut out = Vec::with_capacity(is_first.len() * k);
+            for &t in is_first {
+                let row = if t {
+                    a += 1;
+                    f.get((a - 1) * k..a * k)
                 } else {
-                    b += 1
-                }
+                    b += 1;
+                    r.get((b - 1) * k..b * k)
+                };
+                out.extend_from_slice(row.ok_or_else(mismatch)?);
             }
-            Ok(Prediction::Probabilities(out))
+            ndarray::Array2::from_shape_vec((is_first.len(), k), out)
+                .map(Prediction::Probabilities)
+                .map_err(|_| mismatch())
         }
         _ => Err(mismatch()),
     }
