@@ -139,8 +139,29 @@ pub fn run(op: &EvaluateOp, cx: &Context) -> Result<Output, ExecError> {
             classes_of(m, &super::train_rows(&read, &part)?)?
         }
     };
+    let model_id = cx
+        .stage
+        .inputs
+        .first()
+        .ok_or_else(|| ExecError::Internal("evaluate without a model".into()))?;
+    let fitted: mlp_ml::fitted::ModelFile =
+        serde_json::from_value(super::deploy::read_json(cx, model_id, "model.json")?)
+            .map_err(|e| ExecError::Internal(format!("model.json: {e}")))?;
+    // The evaluated rows of the columns scored, sliced and shuffled, not of
+    // the whole frame.
+    let mut read: Vec<String> = vec![m.target.clone(), part.clone(), "prediction".into()];
+    read.extend(
+        classes
+            .iter()
+            .map(|c| mlp_compiler::plan::names::proba_column(c)),
+    );
+    read.extend(op.slices.iter().map(|s| s.column.clone()));
+    read.extend(fitted.features.iter().cloned());
+    let mut seen = std::collections::HashSet::new();
+    read.retain(|c| df.column(c).is_ok() && seen.insert(c.clone()));
     let rows = df
-        .clone()
+        .select(read)
+        .map_err(ExecError::polars)?
         .lazy()
         .filter(col(part.as_str()).eq(lit(op.partition.as_str())))
         .collect()
@@ -294,14 +315,6 @@ pub fn run(op: &EvaluateOp, cx: &Context) -> Result<Output, ExecError> {
         }
     }
     // Feature importances (`importance.rs`), scored by the first metric.
-    let model_id = cx
-        .stage
-        .inputs
-        .first()
-        .ok_or_else(|| ExecError::Internal("evaluate without a model".into()))?;
-    let fitted: mlp_ml::fitted::ModelFile =
-        serde_json::from_value(super::deploy::read_json(cx, model_id, "model.json")?)
-            .map_err(|e| ExecError::Internal(format!("model.json: {e}")))?;
     let scoring = names.first().copied().unwrap_or(match m.task {
         Task::Regression => Metric::R2,
         Task::Classification => Metric::Accuracy,

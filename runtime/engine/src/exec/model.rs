@@ -336,9 +336,11 @@ pub fn distinct_text(df: &DataFrame, column: &str) -> Result<Vec<String>, ExecEr
 
 /// The sorted distinct non-null values of a column, as text.
 fn distinct_of(column: &Column) -> Result<Vec<String>, ExecError> {
-    let s = column.cast(&DataType::String).map_err(ExecError::polars)?;
-    // The distinct values first (not a string per row).
-    let distinct = s.unique().map_err(ExecError::polars)?;
+    // The distinct values first, then as text (not a string per row).
+    let distinct = column
+        .unique()
+        .and_then(|u| u.cast(&DataType::String))
+        .map_err(ExecError::polars)?;
     let mut v: Vec<String> = distinct
         .str()
         .map_err(ExecError::polars)?
