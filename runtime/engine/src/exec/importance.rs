@@ -139,21 +139,33 @@ pub fn importances(
     let orders: Vec<Vec<usize>> = (0..REPEATS)
         .map(|r| permutation(n, SEED.wrapping_add(1 + r as u64)))
         .collect();
+    // Every (input, shuffle) scored on its own, on every core; the drops
+    // are gathered in order.
+    let inputs = inputs(op, model);
+    let jobs: Vec<(usize, usize)> = (0..inputs.len())
+        .flat_map(|i| (0..REPEATS).map(move |r| (i, r)))
+        .collect();
+    let drops: Vec<f64> = {
+        use rayon::prelude::*;
+        jobs.par_iter()
+            .map(|&(i, r)| {
+                let cols = &inputs[i].1;
+                let mut xp = x.clone();
+                for &j in cols {
+                    let shuffled: Array1<f64> = orders[r].iter().map(|&i| x[[i, j]]).collect();
+                    xp.index_axis_mut(Axis(1), j).assign(&shuffled);
+                }
+                let shuffled = match &cache {
+                    Some(c) => score_of(model, metric, model.predict_changed(c, &xp, cols), &truth),
+                    None => score(model, metric, &xp, &truth),
+                };
+                sign * (baseline - shuffled)
+            })
+            .collect()
+    };
     let mut perm_inputs = vec![];
-    for (name, cols) in inputs(op, model) {
-        let mut drops = Vec::with_capacity(REPEATS);
-        for order in &orders {
-            let mut xp = x.clone();
-            for &j in &cols {
-                let shuffled: Array1<f64> = order.iter().map(|&i| x[[i, j]]).collect();
-                xp.index_axis_mut(Axis(1), j).assign(&shuffled);
-            }
-            let shuffled = match &cache {
-                Some(c) => score_of(model, metric, model.predict_changed(c, &xp, &cols), &truth),
-                None => score(model, metric, &xp, &truth),
-            };
-            drops.push(sign * (baseline - shuffled));
-        }
+    for ((name, _), drops) in inputs.into_iter().zip(drops.chunks(REPEATS)) {
+        let drops = drops.to_vec();
         let mean = drops.iter().sum::<f64>() / drops.len() as f64;
         let std =
             (drops.iter().map(|d| (d - mean).powi(2)).sum::<f64>() / drops.len() as f64).sqrt();
