@@ -260,6 +260,19 @@ enum CacheCommand {
         #[arg(default_value = ".")]
         path: PathBuf,
     },
+    /// Write a stage's output frame, as the last run computed it, to a
+    /// file (.csv, .parquet or .ndjson).
+    Export {
+        /// The stage: its id (`split.data`) or its name when only one
+        /// stage has it.
+        stage: String,
+        /// Where to write the rows (format by extension).
+        #[arg(long)]
+        output: PathBuf,
+        /// The project folder (or one of its .mlp files).
+        #[arg(long, default_value = ".")]
+        path: PathBuf,
+    },
     /// Remove entries the last run did not use (all entries with --all).
     Gc {
         /// The project folder (or one of its .mlp files).
@@ -390,6 +403,11 @@ fn main() -> ExitCode {
         Command::Cache { command } => match command {
             CacheCommand::Status { path } => cli::cache_status(&path),
             CacheCommand::Gc { path, all } => cli::cache_gc(&path, all),
+            CacheCommand::Export {
+                stage,
+                output,
+                path,
+            } => cli::cache_export(&path, &stage, &output, args.color),
         },
     };
     match result {

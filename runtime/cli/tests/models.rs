@@ -1201,7 +1201,10 @@ deploy price as "gb" { alias = "production" }
         ],
     );
     assert!(o.status.success(), "{}", text(&o));
-    let served = bits_by_id(&read_parquet(&dir.join("out.parquet")), "prediction");
+    let served = bits_by_id(
+        &common::read_parquet(&dir.join("out.parquet")),
+        "prediction",
+    );
     let by_id = bits_by_id(&trained, "prediction");
     assert_eq!(served.len(), by_id.len());
     for (id, bits) in &served {
@@ -1220,14 +1223,6 @@ deploy price as "gb" { alias = "production" }
         text(&o)
     );
     std::fs::remove_dir_all(dir).ok();
-}
-
-/// A Parquet file `mlp predict` wrote.
-fn read_parquet(path: &Path) -> polars::prelude::DataFrame {
-    use polars::prelude::SerReader;
-    polars::prelude::ParquetReader::new(std::fs::File::open(path).unwrap())
-        .finish()
-        .unwrap()
 }
 
 /// A float column's values as bits, by `id`.
@@ -1292,7 +1287,7 @@ deploy city as "cities" { alias = "production" }
         ],
     );
     assert!(o.status.success(), "{}", text(&o));
-    let out = read_parquet(&dir.join("out.parquet"));
+    let out = common::read_parquet(&dir.join("out.parquet"));
     let classes: Vec<String> = trained
         .get_column_names()
         .iter()
@@ -1512,7 +1507,10 @@ fn gradient_boosting_splits_a_category_as_it_is_and_predicts_as_trained() {
     assert!(o.status.success(), "{}", text(&o));
     let by_id = bits_by_id(&trained, "prediction");
     let mut new_rows = vec![];
-    for (id, bits) in bits_by_id(&read_parquet(&dir.join("out.parquet")), "prediction") {
+    for (id, bits) in bits_by_id(
+        &common::read_parquet(&dir.join("out.parquet")),
+        "prediction",
+    ) {
         match by_id.get(&id) {
             Some(trained) => assert_eq!(*trained, bits, "row id {id}"),
             None => new_rows.push((id, bits)),

@@ -880,6 +880,33 @@ fn a_stage_stores_only_the_columns_it_made_and_runs_again_without_its_base() {
         .unwrap()
         .equals_missing(&common::cached_frame(&dir, "source.houses")));
     let features = common::cached_frame(&dir, "features.feats");
+    // `mlp cache export` writes a stage's whole frame, by id or by name.
+    let o = mlp(
+        &dir,
+        &["cache", "export", "split.data", "--output", "split.parquet"],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("wrote 300 rows of `split.data`"),
+        "{}",
+        text(&o)
+    );
+    let exported = common::read_parquet(&dir.join("split.parquet"));
+    assert!(exported.equals_missing(&frame), "{exported:?}");
+    let o = mlp(&dir, &["cache", "export", "feats", "--output", "f.csv"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let csv = std::fs::read_to_string(dir.join("f.csv")).unwrap();
+    assert!(csv.starts_with("id,sold_at,city,"), "{csv}");
+    assert!(csv.lines().next().unwrap().ends_with("weekend"), "{csv}");
+    assert_eq!(csv.lines().count(), 301);
+    let o = mlp(&dir, &["cache", "export", "split.dta", "--output", "x.csv"]);
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("no stage `split.dta` in this pipeline: did you mean `split.data`?"),
+        "{}",
+        text(&o)
+    );
+    assert!(!dir.join("x.csv").exists());
     // gc keeps the entries a kept entry reads columns from.
     let o = mlp(&dir, &["cache", "gc", "."]);
     assert!(text(&o).contains("removed 0 entries"), "{}", text(&o));

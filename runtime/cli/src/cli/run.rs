@@ -517,6 +517,75 @@ pub fn quarantine_export(
     Ok(ExitCode::SUCCESS)
 }
 
+/// `mlp cache export STAGE --output FILE`: a stage's output frame as the
+/// cache holds it for the current pipeline and data (its inherited columns
+/// read through its base entries).
+pub fn cache_export(
+    path: &Path,
+    stage: &str,
+    output: &Path,
+    color: Color,
+) -> Result<ExitCode, CliError> {
+    FrameSink::new(output)?;
+    let (project, plan) = compiled(path, color)?;
+    let found: Vec<&mlp_compiler::plan::Stage> = match plan.stages.iter().find(|s| s.id == stage) {
+        Some(s) => vec![s],
+        None => plan.stages.iter().filter(|s| s.name == stage).collect(),
+    };
+    let st = match found.as_slice() {
+        [one] => *one,
+        [] => {
+            let ids: Vec<String> = plan.stages.iter().map(|s| s.id.clone()).collect();
+            let near = mlp_compiler::suggest::did_you_mean(stage, ids.iter().map(String::as_str));
+            return Err(CliError::Output(format!(
+                "no stage `{stage}` in this pipeline{} (its stages: {})",
+                near.map(|n| format!(": {n}")).unwrap_or_default(),
+                mlp_compiler::suggest::list(&ids, 12)
+            )));
+        }
+        many => {
+            let ids: Vec<String> = many.iter().map(|s| s.id.clone()).collect();
+            return Err(CliError::Output(format!(
+                "several stages are named `{stage}`: name one by its id ({})",
+                ids.join(", ")
+            )));
+        }
+    };
+    let Some(store) = Store::existing(&project.root) else {
+        return Err(CliError::Output(
+            "nothing has run yet: run `mlp run` first".into(),
+        ));
+    };
+    let mut hashes = FileHashes::load(&store.root);
+    let stages = run::plan_stages(&plan, &project.root, Some(&store), &mut hashes);
+    let Some(key) = stages
+        .iter()
+        .find(|p| p.id == st.id)
+        .filter(|p| p.cached)
+        .and_then(|p| p.key.clone())
+    else {
+        return Err(CliError::Output(format!(
+            "stage `{}` has not run on the current data and pipeline: run `mlp run` first",
+            st.id
+        )));
+    };
+    if !store.lookup(&key).is_some_and(|m| m.has_frame()) {
+        return Err(CliError::Output(format!(
+            "stage `{}` has no output frame (an evaluation's report is in `mlp run --json`, a deploy's bundle in `mlp models show`)",
+            st.id
+        )));
+    }
+    let mut df = run::cached_frame(&store, &key).map_err(|e| CliError::Output(e.to_string()))?;
+    write_frame_file(&mut df, output)?;
+    write_stdout(&format!(
+        "wrote {} of `{}` to {}\n",
+        count_rows(df.height()),
+        st.id,
+        output.display()
+    ))?;
+    Ok(ExitCode::SUCCESS)
+}
+
 /// `mlp cache gc [PATH] [--all]`: removes entries the last run did not use
 /// (or every entry), damaged and incomplete entries, and leftovers of
 /// interrupted writes.

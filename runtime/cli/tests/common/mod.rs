@@ -86,6 +86,15 @@ pub fn install_plugins(dir: &Path, names: &[&str]) {
     }
 }
 
+/// A Parquet file mlp wrote (`mlp predict`, `mlp cache export`).
+#[allow(dead_code)]
+pub fn read_parquet(path: &Path) -> polars::prelude::DataFrame {
+    use polars::prelude::SerReader;
+    polars::prelude::ParquetReader::new(std::fs::File::open(path).unwrap())
+        .finish()
+        .unwrap()
+}
+
 /// A stage's stored output frame (its inherited columns read from its
 /// base entries).
 pub fn cached_frame(dir: &Path, stage: &str) -> polars::prelude::DataFrame {
