@@ -105,6 +105,7 @@ codes! {
         "E0713" => ReadsPartition,
         "E0714" => MissingTarget,
         "E0715" => NoInputs,
+        "E0716" => TooManyLevels,
         "W0801" => UngatedDeploy,
         "E0802" => MetricTask,
         "E0803" => ThresholdRange,

@@ -348,6 +348,14 @@ pub enum CheckError {
         span: Span,
         model: String,
     },
+    TooManyLevels {
+        span: Span,
+        column: String,
+        levels: usize,
+        max_bins: i64,
+        defined: Span,
+        model: String,
+    },
     MetricTask {
         span: Span,
         metric: String,
@@ -1022,6 +1030,27 @@ impl CheckError {
             NoInputs { span, model } => e(format!("model `{model}` has no input columns"))
                 .primary(*span, "nothing to learn from")
                 .help("check `features` and `exclude`"),
+            TooManyLevels {
+                span,
+                column,
+                levels,
+                max_bins,
+                defined,
+                model,
+            } => e(format!(
+                "model `{model}` would split `{column}` by its {levels} declared levels, more than `max_bins = {max_bins}`"
+            ))
+            .primary(*span, format!("`{column}` ({levels} levels) reaches the model here"))
+            .secondary(*defined, format!("`{column}` declared here"))
+            .help(if *levels <= 255 {
+                format!(
+                    "each level is a bin of its own: raise `max_bins` to at least {levels}, or encode `{column}` in a transform (`encode {column} with onehot`), or `exclude = {column}`"
+                )
+            } else {
+                format!(
+                    "gradient_boosting splits at most 255 levels natively: encode `{column}` in a transform (`encode {column} with onehot`), derive fewer groups from it in features, or `exclude = {column}`"
+                )
+            }),
             MetricTask {
                 span,
                 metric,

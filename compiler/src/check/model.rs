@@ -501,6 +501,30 @@ impl<'a> Checker<'a> {
             }
             let native_category = matches!(c.ty, Type::Category { .. })
                 && catalog::accepts_categories(&m.algorithm.name);
+            // Each declared level of a category split natively is a bin of
+            // its own: more than `max_bins` (any value tuned) cannot fit.
+            if let (true, Type::Category { levels: Some(l) }) = (native_category, &c.ty) {
+                let bins = params
+                    .get("max_bins")
+                    .into_iter()
+                    .chain(search.get("max_bins").into_iter().flatten())
+                    .filter_map(|v| match v {
+                        ParamValue::Int(i) => Some(*i),
+                        _ => None,
+                    })
+                    .min();
+                if let Some(max_bins) = bins.filter(|b| (l.len() as i64) > *b) {
+                    self.errors.push(CheckError::TooManyLevels {
+                        span: label_span,
+                        column: c.name.clone(),
+                        levels: l.len(),
+                        max_bins,
+                        defined: c.defined,
+                        model: model.to_string(),
+                    });
+                    continue;
+                }
+            }
             if !c.ty.is_model_input() && !native_category {
                 self.errors.push(CheckError::NonNumericInput {
                     span: label_span,
