@@ -383,6 +383,11 @@ fn predict_reproduces_the_evaluation_predictions_bit_for_bit() {
     let dir = deployed_project("serve-equality", 800, 3);
     // The model stage's predictions and partitions, by id.
     let frame = common::cached_frame(&dir, "model.price");
+    // `mlp cache export` by the model's name (its evaluation, named after
+    // it, has no frame) writes the same frame.
+    let o = mlp(&dir, &["cache", "export", "price", "--output", "m.parquet"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(common::read_parquet(&dir.join("m.parquet")).equals_missing(&frame));
     let test = frame
         .lazy()
         .filter(col("partition").eq(lit("test")))

@@ -530,7 +530,21 @@ pub fn cache_export(
     let (project, plan) = compiled(path, color)?;
     let found: Vec<&mlp_compiler::plan::Stage> = match plan.stages.iter().find(|s| s.id == stage) {
         Some(s) => vec![s],
-        None => plan.stages.iter().filter(|s| s.name == stage).collect(),
+        // By name, among the stages that make frames (an evaluation is
+        // named after its model).
+        None => plan
+            .stages
+            .iter()
+            .filter(|s| s.name == stage)
+            .filter(|s| {
+                !matches!(
+                    s.op,
+                    mlp_compiler::plan::Op::Evaluate(_)
+                        | mlp_compiler::plan::Op::Deploy(_)
+                        | mlp_compiler::plan::Op::Monitor(_)
+                )
+            })
+            .collect(),
     };
     let st = match found.as_slice() {
         [one] => *one,
