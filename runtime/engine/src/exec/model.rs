@@ -103,12 +103,19 @@ fn fill_design(
     // there and finite (the common case), else with NaN for a missing value
     // the algorithm splits itself and 0 for one `on_bad` recorded.
     let mut values: Vec<Cow<[f64]>> = Vec::with_capacity(columns.len());
-    for (ca, c) in chunked.iter().zip(columns) {
-        if let Ok(v) = ca.cont_slice() {
-            if v.iter().all(|v| v.is_finite()) {
-                values.push(Cow::Borrowed(v));
-                continue;
-            }
+    // Which columns are whole and finite, on every core.
+    let whole: Vec<Option<&[f64]>> = chunked
+        .par_iter()
+        .map(|ca| {
+            ca.cont_slice()
+                .ok()
+                .filter(|v| v.iter().all(|v| v.is_finite()))
+        })
+        .collect();
+    for ((ca, c), whole) in chunked.iter().zip(columns).zip(whole) {
+        if let Some(v) = whole {
+            values.push(Cow::Borrowed(v));
+            continue;
         }
         let mut out = Vec::with_capacity(ca.len());
         for (i, v) in ca.iter().enumerate() {
