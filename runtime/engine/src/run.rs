@@ -713,7 +713,7 @@ fn commit_one(
     let mut rows = None;
     if let Some(df) = output.frame {
         rows = Some(df.height());
-        crate::stored::write_output(&mut pending, df, inputs)?;
+        crate::stored::write_output(store, &mut pending, df, inputs)?;
     }
     for (name, mut df) in output.frames {
         let file = format!("{name}.arrow");

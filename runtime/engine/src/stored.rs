@@ -104,17 +104,23 @@ pub(crate) fn read_file(
     }
 }
 
+/// The longest chain of bases a new entry starts on: past it, a frame is
+/// written whole again, so reading one (and finding it in the cache) never
+/// walks more than this many entries, however long the pipeline.
+const CHAIN: usize = 16;
+
 /// Writes a stage's output frame into its pending entry: the columns that
 /// are not one of the input frames' columns unchanged, and the input's
 /// entry as the base for the others (the input sharing the most columns).
 pub(crate) fn write_output(
+    store: &Store,
     pending: &mut PendingEntry,
     df: DataFrame,
     inputs: &[(String, DataFrame)],
 ) -> Result<(), ExecError> {
     let best = inputs
         .iter()
-        .filter(|(_, input)| input.height() == df.height())
+        .filter(|(key, input)| input.height() == df.height() && store.chain_depth(key) < CHAIN)
         .map(|(key, input)| (key, inherited_columns(&df, input)))
         .max_by_key(|(_, cols)| cols.len())
         .filter(|(_, cols)| !cols.is_empty());
@@ -366,7 +372,7 @@ mod tests {
         let store = Store::open(&dir).unwrap();
         let input = frame();
         let mut p = store.begin("base").unwrap();
-        write_output(&mut p, input.clone(), &[]).unwrap();
+        write_output(&store, &mut p, input.clone(), &[]).unwrap();
         store.commit(p, "base", "source.s", Some(3), 0.0).unwrap();
         // A stage that reorders, adds a column and replaces one.
         let mut out = input.select(["s", "x", "b", "n"]).unwrap();
@@ -375,7 +381,13 @@ mod tests {
         out.with_column(Column::new("p".into(), ["train", "test", "train"]))
             .unwrap();
         let mut p = store.begin("next").unwrap();
-        write_output(&mut p, out.clone(), &[("base".into(), input.clone())]).unwrap();
+        write_output(
+            &store,
+            &mut p,
+            out.clone(),
+            &[("base".into(), input.clone())],
+        )
+        .unwrap();
         let meta = store.commit(p, "next", "split.s", Some(3), 0.0).unwrap();
         let base = meta.base.clone().unwrap();
         assert_eq!(base.key, "base");
@@ -385,10 +397,31 @@ mod tests {
         assert_eq!(own.get_column_names(), ["x", "p"]);
         // A stage passing every column through writes no frame file.
         let mut p = store.begin("same").unwrap();
-        write_output(&mut p, out.clone(), &[("next".into(), out.clone())]).unwrap();
+        write_output(&store, &mut p, out.clone(), &[("next".into(), out.clone())]).unwrap();
         let meta = store.commit(p, "same", "check.c", Some(3), 0.0).unwrap();
         assert!(meta.has_frame() && !meta.files.iter().any(|f| f == FRAME));
         assert!(read_output(&store, "same").unwrap().equals_missing(&out));
+        assert_eq!(store.chain_depth("same"), 2);
+        // A long chain starts again with a whole frame.
+        let mut last = "same".to_string();
+        let mut whole = 0;
+        for k in 0..CHAIN {
+            let key = format!("link{k}");
+            let mut p = store.begin(&key).unwrap();
+            write_output(&store, &mut p, out.clone(), &[(last.clone(), out.clone())]).unwrap();
+            let meta = store.commit(p, &key, "check.c", Some(3), 0.0).unwrap();
+            assert!(store.chain_depth(&key) <= CHAIN);
+            if meta.base.is_none() {
+                whole += 1;
+                assert!(meta.files.iter().any(|f| f == FRAME));
+            }
+            assert!(read_output(&store, &key).unwrap().equals_missing(&out));
+            last = key;
+        }
+        assert_eq!(
+            whole, 1,
+            "one whole frame in {CHAIN} links after a chain of 2"
+        );
         // Without its base an entry is not in the cache.
         std::fs::remove_dir_all(store.entry_dir("base")).unwrap();
         assert!(store.lookup("next").is_none());

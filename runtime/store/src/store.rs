@@ -203,6 +203,21 @@ impl Store {
         Some(meta)
     }
 
+    /// How many bases an entry's frame reads through (0 for a whole frame
+    /// or no entry).
+    pub fn chain_depth(&self, key: &str) -> usize {
+        let mut depth = 0;
+        let mut at = self.lookup_one(key).and_then(|m| m.base);
+        while let Some(b) = at {
+            depth += 1;
+            if depth > MAX_BASE_DEPTH {
+                break;
+            }
+            at = self.lookup_one(&b.key).and_then(|m| m.base);
+        }
+        depth
+    }
+
     /// One entry, if its own files are whole.
     fn lookup_one(&self, key: &str) -> Option<EntryMeta> {
         let dir = self.entry_dir(key);
