@@ -57,13 +57,15 @@ fn read_columns(
     if let Some(c) = own.iter().find(|c| !base.columns.contains(c)) {
         return Err(corrupt(format!("it has no column `{c}`")));
     }
-    let mut parts = read_columns(store, &base.key, Some(&inherited), depth + 1)?;
-    if !own.is_empty() {
-        let mine = read_file(store, key, FRAME, Some(&own))?;
-        parts = parts
-            .hstack(mine.columns())
-            .map_err(|e| corrupt(format!("its columns do not line up with its base's: {e}")))?;
-    }
+    // Only the files holding wanted columns are read.
+    let parts = match (inherited.is_empty(), own.is_empty()) {
+        (false, true) => read_columns(store, &base.key, Some(&inherited), depth + 1)?,
+        (true, false) => read_file(store, key, FRAME, Some(&own))?,
+        (true, true) => DataFrame::empty(),
+        (false, false) => read_columns(store, &base.key, Some(&inherited), depth + 1)?
+            .hstack(read_file(store, key, FRAME, Some(&own))?.columns())
+            .map_err(|e| corrupt(format!("its columns do not line up with its base's: {e}")))?,
+    };
     let df = parts
         .select(want.iter().cloned())
         .map_err(ExecError::polars)?;
@@ -395,6 +397,11 @@ mod tests {
         assert!(read_output(&store, "next").unwrap().equals_missing(&out));
         let own = read_file(&store, "next", FRAME, None).unwrap();
         assert_eq!(own.get_column_names(), ["x", "p"]);
+        // Only its own columns, or only inherited ones.
+        let some = read_columns(&store, "next", Some(&["p".into(), "x".into()]), 0).unwrap();
+        assert!(some.equals_missing(&out.select(["p", "x"]).unwrap()));
+        let some = read_columns(&store, "next", Some(&["n".into()]), 0).unwrap();
+        assert!(some.equals_missing(&out.select(["n"]).unwrap()));
         // A stage passing every column through writes no frame file.
         let mut p = store.begin("same").unwrap();
         write_output(&store, &mut p, out.clone(), &[("next".into(), out.clone())]).unwrap();
