@@ -96,6 +96,16 @@ fn project(name: &str, rows: usize) -> PathBuf {
     dir
 }
 
+/// One stage's object in `mlp run --json`'s summary.
+fn stage_of<'a>(v: &'a serde_json::Value, id: &str) -> &'a serde_json::Value {
+    v["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == id)
+        .unwrap_or_else(|| panic!("no stage {id} in {v}"))
+}
+
 fn statuses(v: &serde_json::Value) -> Vec<(String, String)> {
     v["stages"]
         .as_array()
@@ -368,12 +378,7 @@ fn dirty_data_stops_without_quarantine_and_is_set_aside_with_it() {
     let o = mlp(&dir, &["run", ".", "--json"]);
     assert!(o.status.success(), "{}", text(&o));
     let v = json(&o);
-    let check = v["stages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["id"] == "check.houses")
-        .unwrap();
+    let check = stage_of(&v, "check.houses");
     let kept = check["rows"].as_u64().unwrap() as usize;
     let note = check["notes"][0].as_str().unwrap();
     let quarantined: usize = note
@@ -643,16 +648,7 @@ source events = json("data/events.ndjson") {
     let o = mlp(&dir, &["run", ".", "--json"]);
     assert!(o.status.success(), "{}", text(&o));
     let v = json(&o);
-    let rows = |id: &str| {
-        v["stages"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|s| s["id"] == id)
-            .unwrap()["rows"]
-            .as_u64()
-            .unwrap()
-    };
+    let rows = |id: &str| stage_of(&v, id)["rows"].as_u64().unwrap();
     assert_eq!(rows("source.parts"), 4);
     assert_eq!(rows("source.events"), 2);
     // The parts were read a.parquet first: ids in order.
@@ -941,12 +937,7 @@ fn a_panic_inside_a_stage_fails_it_instead_of_hanging_the_run() {
     // Ends (timeout's 124 would be a hang), failed, naming the stage.
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     let v = json(&o);
-    let split = v["stages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["id"] == "split.data")
-        .unwrap();
+    let split = stage_of(&v, "split.data");
     assert_eq!(split["status"], "failed", "{v}");
     let error = split["error"].as_str().unwrap();
     assert!(

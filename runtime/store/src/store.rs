@@ -191,31 +191,32 @@ impl Store {
     /// The entry for a key, if it is complete (with its chain of bases).
     pub fn lookup(&self, key: &str) -> Option<EntryMeta> {
         let meta = self.lookup_one(key)?;
-        let mut base = meta.base.clone();
-        let mut depth = 0;
-        while let Some(b) = base {
-            depth += 1;
-            if depth > MAX_BASE_DEPTH || b.key == key {
-                return None;
-            }
-            base = self.lookup_one(&b.key)?.base;
-        }
-        Some(meta)
+        self.bases(&meta).1.then_some(meta)
     }
 
-    /// How many bases an entry's frame reads through (0 for a whole frame
-    /// or no entry).
+    /// How many bases an entry's frame reads through, as far as they are in
+    /// the cache (0 for a whole frame or no entry).
     pub fn chain_depth(&self, key: &str) -> usize {
+        self.lookup_one(key).map_or(0, |m| self.bases(&m).0)
+    }
+
+    /// How many of an entry's bases are in the cache, following its chain,
+    /// and whether all are (a chain longer than [`MAX_BASE_DEPTH`], or a
+    /// loop, is not).
+    fn bases(&self, meta: &EntryMeta) -> (usize, bool) {
         let mut depth = 0;
-        let mut at = self.lookup_one(key).and_then(|m| m.base);
-        while let Some(b) = at {
-            depth += 1;
-            if depth > MAX_BASE_DEPTH {
-                break;
+        let mut base = meta.base.clone();
+        while let Some(b) = base {
+            if depth == MAX_BASE_DEPTH || b.key == meta.key {
+                return (depth, false);
             }
-            at = self.lookup_one(&b.key).and_then(|m| m.base);
+            let Some(next) = self.lookup_one(&b.key) else {
+                return (depth, false);
+            };
+            depth += 1;
+            base = next.base;
         }
-        depth
+        (depth, true)
     }
 
     /// One entry, if its own files are whole.

@@ -389,22 +389,10 @@ pub(crate) fn quarantined(
             "this pipeline has no quarantining check (`check NAME quarantine { ... }`)".into(),
         ));
     }
-    let Some(store) = Store::existing(&project.root) else {
-        return Err(CliError::Output(
-            "nothing has run yet: run `mlp run` first".into(),
-        ));
-    };
-    let mut hashes = FileHashes::load(&store.root);
-    let stages = run::plan_stages(&plan, &project.root, Some(&store), &mut hashes);
+    let (store, stages) = current_entries(&project.root, &plan)?;
     let mut out = vec![];
     for st in chosen {
-        let sp = stages.iter().find(|p| p.id == st.id);
-        let Some(key) = sp.filter(|p| p.cached).and_then(|p| p.key.clone()) else {
-            return Err(CliError::Output(format!(
-                "check `{}` has not run on the current data and pipeline: run `mlp run` first",
-                st.name
-            )));
-        };
+        let key = cached_key(&stages, st, &format!("check `{}`", st.name))?;
         let file = store.entry_dir(&key).join("quarantine.arrow");
         let df = if file.is_file() {
             let f = std::fs::File::open(&file)
@@ -418,6 +406,41 @@ pub(crate) fn quarantined(
         out.push((st.name.clone(), df));
     }
     Ok(out)
+}
+
+/// The cache and every stage's plan for the pipeline and data as they are
+/// now (what `mlp run` stored for them is what the keys point at).
+fn current_entries(
+    root: &Path,
+    plan: &mlp_compiler::Plan,
+) -> Result<(Store, Vec<StagePlan>), CliError> {
+    let Some(store) = Store::existing(root) else {
+        return Err(CliError::Output(
+            "nothing has run yet: run `mlp run` first".into(),
+        ));
+    };
+    let mut hashes = FileHashes::load(&store.root);
+    let stages = run::plan_stages(plan, root, Some(&store), &mut hashes);
+    Ok((store, stages))
+}
+
+/// The key of a stage's cache entry for the current pipeline and data;
+/// `what` names the stage in the error when it has not run on them.
+fn cached_key(
+    stages: &[StagePlan],
+    st: &mlp_compiler::plan::Stage,
+    what: &str,
+) -> Result<String, CliError> {
+    stages
+        .iter()
+        .find(|p| p.id == st.id)
+        .filter(|p| p.cached)
+        .and_then(|p| p.key.clone())
+        .ok_or_else(|| {
+            CliError::Output(format!(
+                "{what} has not run on the current data and pipeline: run `mlp run` first"
+            ))
+        })
 }
 
 /// `mlp quarantine show [STAGE] [--limit N]`.
@@ -565,24 +588,8 @@ pub fn cache_export(
             )));
         }
     };
-    let Some(store) = Store::existing(&project.root) else {
-        return Err(CliError::Output(
-            "nothing has run yet: run `mlp run` first".into(),
-        ));
-    };
-    let mut hashes = FileHashes::load(&store.root);
-    let stages = run::plan_stages(&plan, &project.root, Some(&store), &mut hashes);
-    let Some(key) = stages
-        .iter()
-        .find(|p| p.id == st.id)
-        .filter(|p| p.cached)
-        .and_then(|p| p.key.clone())
-    else {
-        return Err(CliError::Output(format!(
-            "stage `{}` has not run on the current data and pipeline: run `mlp run` first",
-            st.id
-        )));
-    };
+    let (store, stages) = current_entries(&project.root, &plan)?;
+    let key = cached_key(&stages, st, &format!("stage `{}`", st.id))?;
     if !store.lookup(&key).is_some_and(|m| m.has_frame()) {
         return Err(CliError::Output(format!(
             "stage `{}` has no output frame (an evaluation's report is in `mlp run --json`, a deploy's bundle in `mlp models show`)",

@@ -148,8 +148,8 @@ pub fn importances(
     let drops: Vec<f64> = {
         use rayon::prelude::*;
         jobs.par_iter()
-            .map(|&(i, r)| {
-                let cols = &inputs[i].1;
+            .map(|&(input, r)| {
+                let cols = &inputs[input].1;
                 let mut xp = x.clone();
                 for &j in cols {
                     let shuffled: Array1<f64> = orders[r].iter().map(|&i| x[[i, j]]).collect();
