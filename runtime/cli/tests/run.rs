@@ -921,6 +921,33 @@ fn a_stage_stores_only_the_columns_it_made_and_runs_again_without_its_base() {
         assert_eq!(status_of(&after, id), "ran", "{after:?}");
     }
     assert!(common::cached_frame(&dir, "features.feats").equals_missing(&features));
+    // An entry.json that no longer says where its columns are (damaged by
+    // hand): the stage reading it fails naming the entry and the fix, and
+    // `mlp cache gc` removes it with the entries reading from it.
+    let entry = cache_entry(&dir, "split.data").join("entry.json");
+    let mut meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&entry).unwrap()).unwrap();
+    let inherited = meta["base"]["inherited"].as_array_mut().unwrap();
+    inherited.retain(|c| c != "price");
+    std::fs::write(&entry, serde_json::to_vec(&meta).unwrap()).unwrap();
+    std::fs::write(
+        dir.join("houses.mlp"),
+        PIPELINE.replace("day_of_week(sold_at) >= 6", "day_of_week(sold_at) >= 5"),
+    )
+    .unwrap();
+    let o = mlp(&dir, &["run", "."]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        text(&o).contains("is damaged") && text(&o).contains("mlp cache gc"),
+        "{}",
+        text(&o)
+    );
+    let o = mlp(&dir, &["cache", "gc", "."]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(!text(&o).contains("removed 0 entries"), "{}", text(&o));
+    let after = run_json(&dir);
+    assert_eq!(status_of(&after, "split.data"), "ran", "{after:?}");
+    assert_eq!(status_of(&after, "features.feats"), "ran", "{after:?}");
 }
 
 #[test]

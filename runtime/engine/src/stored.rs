@@ -28,6 +28,67 @@ pub fn read_output(store: &Store, key: &str) -> Result<DataFrame, ExecError> {
     read_columns(store, key, None, 0)
 }
 
+/// Whether an entry's frame can be read whole: every column it lists is in
+/// its own file or, through its chain of bases, in theirs (schemas only; no
+/// data is read). A damaged `entry.json` shows here, for `mlp cache gc`.
+pub fn check_output(store: &Store, key: &str) -> Result<(), ExecError> {
+    fn holds(
+        store: &Store,
+        key: &str,
+        want: Option<&[String]>,
+        depth: usize,
+    ) -> Result<(), String> {
+        let meta = store
+            .lookup(key)
+            .ok_or_else(|| format!("`{key}` is not in the cache (or not whole)"))?;
+        if depth > MAX_BASE_DEPTH {
+            return Err("its chain of base entries is too long".into());
+        }
+        let schema = || -> Result<Vec<String>, String> {
+            let path = store.entry_dir(key).join(FRAME);
+            let f = std::fs::File::open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let schema = IpcReader::new(f).schema().map_err(|e| e.to_string())?;
+            Ok(schema.iter_names().map(|n| n.to_string()).collect())
+        };
+        let (base, want) = match (&meta.base, want) {
+            (None, None) => return schema().map(|_| ()),
+            (None, Some(w)) => {
+                let have = schema()?;
+                return match w.iter().find(|c| !have.contains(c)) {
+                    Some(c) => Err(format!("`{key}` has no column `{c}`")),
+                    None => Ok(()),
+                };
+            }
+            (Some(b), w) => (b, w.map_or(b.columns.clone(), <[String]>::to_vec)),
+        };
+        let (inherited, own): (Vec<String>, Vec<String>) =
+            want.into_iter().partition(|c| base.inherited.contains(c));
+        if !own.is_empty() {
+            let have = if meta.files.iter().any(|f| f == FRAME) {
+                schema()?
+            } else {
+                vec![]
+            };
+            if let Some(c) = own.iter().find(|c| !have.contains(c)) {
+                return Err(format!("`{key}` has no column `{c}`"));
+            }
+        }
+        if inherited.is_empty() {
+            Ok(())
+        } else {
+            holds(store, &base.key, Some(&inherited), depth + 1)
+        }
+    }
+    holds(store, key, None, 0).map_err(|why| damaged(key, why))
+}
+
+/// A cache entry that cannot be read as it says, with the fix.
+fn damaged(key: &str, why: impl std::fmt::Display) -> ExecError {
+    ExecError::Internal(format!(
+        "cache entry `{key}` is damaged ({why}): run `mlp cache gc` to remove damaged entries, then run again"
+    ))
+}
+
 /// The columns `want` (every column when `None`) of an entry's output
 /// frame, in that order.
 fn read_columns(
@@ -36,7 +97,7 @@ fn read_columns(
     want: Option<&[String]>,
     depth: usize,
 ) -> Result<DataFrame, ExecError> {
-    let corrupt = |why: String| ExecError::Internal(format!("cache entry `{key}`: {why}"));
+    let corrupt = |why: String| damaged(key, why);
     if depth > MAX_BASE_DEPTH {
         return Err(corrupt("its chain of base entries is too long".into()));
     }
@@ -99,9 +160,9 @@ pub(crate) fn read_file(
     let df = IpcReader::new(f)
         .with_columns(want.map(<[String]>::to_vec))
         .finish()
-        .map_err(ExecError::polars)?;
+        .map_err(|e| damaged(key, e))?;
     match want {
-        Some(w) => df.select(w.iter().cloned()).map_err(ExecError::polars),
+        Some(w) => df.select(w.iter().cloned()).map_err(|e| damaged(key, e)),
         None => Ok(df),
     }
 }

@@ -635,9 +635,14 @@ pub fn cache_gc(path: &Path, all: bool) -> Result<ExitCode, CliError> {
         .iter()
         .filter_map(|(m, _)| Some((m.key.as_str(), m.base.as_ref()?.key.as_str())))
         .collect();
+    // Sound: every file matches its checksum, and a frame's columns are
+    // where its entry says.
     let sound: std::collections::HashSet<&str> = entries
         .iter()
-        .filter(|(m, _)| store.verify(&m.key))
+        .filter(|(m, _)| {
+            store.verify(&m.key)
+                && (!m.has_frame() || mlp_engine::stored::check_output(&store, &m.key).is_ok())
+        })
         .map(|(m, _)| m.key.as_str())
         .collect();
     let chain = |key: &str| -> Vec<String> {
