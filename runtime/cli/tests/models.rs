@@ -1230,6 +1230,75 @@ deploy price as "gb" { alias = "production" }
     std::fs::remove_dir_all(dir).ok();
 }
 
+/// Binary logistic regression fits and predicts its training run from the
+/// inputs' columns (no design matrix): each row's probabilities equal, to
+/// the bit, what `mlp predict` gives for the row, and the other rows'
+/// (the test partition) too.
+#[test]
+fn logistic_regression_training_probabilities_equal_its_predictions_to_the_bit() {
+    // The houses with a bool target: dearer than most.
+    let csv: String = houses_csv(1500, 11)
+        .lines()
+        .enumerate()
+        .map(|(i, l)| match i {
+            0 => format!("{l},big\n"),
+            _ => {
+                let price: f64 = l.rsplit(',').next().unwrap().parse().unwrap();
+                format!("{l},{}\n", price > 300_000.0)
+            }
+        })
+        .collect();
+    let dir = small_project(
+        "logistic-columns",
+        &csv,
+        r#"source houses = csv("d.csv") {
+    id       : int
+    sold_at  : date
+    city     : category
+    sqft     : float
+    bedrooms : int?
+    price    : float
+    big      : bool
+}
+split data = houses { train = 0.7  test = 0.3  key = id }
+transform prep = data {
+    impute bedrooms with median
+    encode city with onehot
+    scale sqft, bedrooms with standard
+}
+model m = logistic_regression(prep) {
+    target       = big
+    exclude      = id, sold_at, price
+    class_weight = balanced
+}
+evaluate m on test { metrics accuracy, roc_auc }
+deploy m as "big-houses" { alias = "production" }
+"#,
+    );
+    let o = mlp(&dir, &["run", "."]);
+    assert!(o.status.success(), "{}", text(&o));
+    let trained = common::cached_frame(&dir, "model.m");
+    let o = mlp(
+        &dir,
+        &[
+            "predict",
+            "big-houses",
+            "--input",
+            "d.csv",
+            "--output",
+            "out.parquet",
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let out = common::read_parquet(&dir.join("out.parquet"));
+    for c in ["proba_true", "proba_false"] {
+        let (ours, served) = (bits_by_id(&trained, c), bits_by_id(&out, c));
+        assert_eq!(ours.len(), 1500);
+        assert_eq!(ours, served, "{c}");
+    }
+    std::fs::remove_dir_all(dir).ok();
+}
+
 /// A float column's values as bits, by `id`.
 fn bits_by_id(
     df: &polars::prelude::DataFrame,

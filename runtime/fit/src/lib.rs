@@ -321,6 +321,82 @@ fn class_row_weights(
     Ok(Some(y.iter().map(|c| per_class[*c]).collect()))
 }
 
+/// Each training row's weight from `class_weight` and `sample_weight`
+/// (both given: multiplied, as scikit-learn does); `None` when every row
+/// weighs 1.
+fn row_weights(
+    params: &BTreeMap<String, ParamValue>,
+    y: &Target,
+    base: &ModelFile,
+    sample: Option<&[f64]>,
+) -> Result<Option<Vec<f64>>, FitError> {
+    let class_weights = match y {
+        Target::Classes(y, k) => class_row_weights(params, y, *k, &base.classes)?,
+        Target::Values(_) => None,
+    };
+    Ok(match (class_weights, sample) {
+        (c, None) => c,
+        (None, Some(s)) => Some(s.to_vec()),
+        (Some(c), Some(s)) => Some(c.iter().zip(s).map(|(a, b)| a * b).collect()),
+    })
+}
+
+/// Fits `base`'s algorithm straight from the inputs' columns (one slice of
+/// every data row's values per input; `rows`: the training rows among
+/// them), without a design matrix, where the algorithm reads columns and
+/// nothing is tuned: binary logistic regression. `None` otherwise (then
+/// [`train`] on a design matrix). The same fit as [`train`] on the matrix
+/// of those rows, to the last bit of the objective's sums' order.
+pub fn train_columns(
+    op: &ModelOp,
+    columns: &[&[f64]],
+    rows: &[usize],
+    y: &Target,
+    sample: Option<&[f64]>,
+    base: ModelFile,
+) -> Result<Option<Trained>, FitError> {
+    let binary = matches!(y, Target::Classes(_, 2));
+    if op.algorithm != Algorithm::LogisticRegression || !binary || !op.search.is_empty() {
+        return Ok(None);
+    }
+    let params = op.params.clone();
+    let Target::Classes(classes, _) = y else {
+        return Ok(None);
+    };
+    let weights = row_weights(&params, y, &base, sample)?;
+    let lr = LogisticSettings::of(&params);
+    let ones: Vec<f64> = classes.iter().map(|c| f64::from(*c == 1)).collect();
+    let fit = logistic::fit_columns(
+        columns,
+        rows,
+        &ones,
+        weights.as_deref(),
+        1.0 / lr.alpha,
+        lr.intercept,
+        lr.max_iter as usize,
+    )?;
+    Ok(Some(Trained {
+        model: ModelFile {
+            params: params.clone(),
+            fitted: logistic_fitted(&fit),
+            ..base
+        },
+        best: params,
+        trials: vec![],
+        scores: None,
+    }))
+}
+
+/// A binary logistic fit as a softmax model: softmax(z, 0) = sigmoid(z),
+/// so the positive class (the second) carries the weights, the other
+/// zeros.
+fn logistic_fitted(fit: &logistic::Logistic) -> Fitted {
+    Fitted::Softmax {
+        weights: fit.weights.iter().map(|w| vec![0.0, *w]).collect(),
+        intercepts: vec![0.0, fit.intercept],
+    }
+}
+
 /// Fits one parameter combination.
 fn fit(
     algorithm: Algorithm,
@@ -331,17 +407,7 @@ fn fit(
     sample: Option<&[f64]>,
     scores: Option<&mut Vec<f64>>,
 ) -> Result<Fitted, FitError> {
-    let classes = &base.classes;
-    let class_weights = match y {
-        Target::Classes(y, k) => class_row_weights(params, y, *k, classes)?,
-        Target::Values(_) => None,
-    };
-    // Both given: multiplied, as scikit-learn does.
-    let row_weights = match (class_weights, sample) {
-        (c, None) => c,
-        (None, Some(s)) => Some(s.to_vec()),
-        (Some(c), Some(s)) => Some(c.iter().zip(s).map(|(a, b)| a * b).collect()),
-    };
+    let row_weights = row_weights(params, y, base, sample)?;
     match (algorithm, y) {
         (Algorithm::LinearRegression | Algorithm::Ridge, Target::Values(y)) => {
             let alpha = if algorithm == Algorithm::Ridge {
@@ -547,13 +613,7 @@ fn fit(
                 lr.intercept,
                 lr.max_iter as usize,
             )?;
-            // softmax(z, 0) = sigmoid(z): the positive class (the second)
-            // carries the weights, the other zeros.
-            let weights = fit.weights.iter().map(|w| vec![0.0, *w]).collect();
-            Ok(Fitted::Softmax {
-                weights,
-                intercepts: vec![0.0, fit.intercept],
-            })
+            Ok(logistic_fitted(&fit))
         }
         (Algorithm::LogisticRegression, Target::Classes(_, k)) if row_weights.is_some() => {
             Err(FitError::Unsupported(format!(

@@ -5,16 +5,17 @@
 //! line search) reach it in a handful of iterations. scikit-learn's L-BFGS
 //! stops near the same minimum (its `tol`); this stops at it.
 //!
-//! Each iteration is two passes over the rows, in blocks on every core: one
-//! computes the gradient and the Hessian together from the decision values
-//! the last objective left, the other the objective (and the decision
-//! values) at a candidate step. The blocks' sums are added in block order,
-//! so the fit does not depend on the number of threads; each thread reuses
-//! one scaled copy of a block, so memory stays bounded whatever the rows.
+//! Each iteration is one pass over the rows, in blocks on every core: at a
+//! candidate step it computes the decision values, the objective, and
+//! (for when the line search takes the step, as it nearly always does)
+//! the gradient and the Hessian there, so the next Newton step needs no
+//! pass of its own. The blocks' sums are added in block order, so the fit
+//! does not depend on the number of threads. The rows are read from the
+//! inputs' columns (a design matrix in column order is read as it is;
+//! another is copied into that order once).
 
 use crate::FitError;
-use mlp_ml::fitted::sigmoid;
-use ndarray::{Array1, Array2, ArrayView2, Axis, Slice};
+use ndarray::{Array1, Array2, Axis, Slice};
 use rayon::prelude::*;
 
 /// Rows per block.
@@ -26,20 +27,26 @@ pub struct Logistic {
     pub intercept: f64,
 }
 
-/// `log(1 + exp(z))` without overflow.
-fn softplus(z: f64) -> f64 {
-    if z > 0.0 {
-        z + (-z).exp().ln_1p()
+/// `log(1 + exp(z))` and `1 / (1 + exp(-z))` from one exponential,
+/// without overflow.
+fn softplus_sigmoid(z: f64) -> (f64, f64) {
+    let e = (-z.abs()).exp();
+    let softplus = z.max(0.0) + e.ln_1p();
+    let sigmoid = if z >= 0.0 {
+        1.0 / (1.0 + e)
     } else {
-        z.exp().ln_1p()
-    }
+        e / (1.0 + e)
+    };
+    (softplus, sigmoid)
 }
 
 /// The rows, the 0/1 targets and the rows' weights, in blocks.
 struct Rows<'a> {
-    x: ArrayView2<'a, f64>,
-    /// `x`'s cells, row after row.
-    cells: &'a [f64],
+    /// Each input's values, one slice per column.
+    columns: Vec<&'a [f64]>,
+    /// The fit's rows among the columns' (row `k` of the fit is
+    /// `columns[j][rows[k]]`); all of them, in order, when `None`.
+    rows: Option<&'a [usize]>,
     y: &'a [f64],
     /// Each row's weight; 1 for every row when `None`.
     s: Option<&'a [f64]>,
@@ -51,48 +58,19 @@ impl Rows<'_> {
         self.s.map_or(1.0, |s| s[i])
     }
 
-    /// Fills `z` with `x·w + b` and returns the objective there.
-    fn objective(&self, c: f64, w: &Array1<f64>, b: f64, z: &mut [f64]) -> f64 {
-        let mut pieces: Vec<(usize, &mut [f64])> = vec![];
-        let mut rest = z;
-        for &(start, end) in &self.blocks {
-            let (head, tail) = rest.split_at_mut(end - start);
-            pieces.push((start, head));
-            rest = tail;
-        }
-        let losses: Vec<f64> = pieces
-            .into_par_iter()
-            .map(|(start, zb)| {
-                let end = start + zb.len();
-                let xb = self.x.slice_axis(Axis(0), Slice::from(start..end));
-                let mut out = ndarray::ArrayViewMut1::from(&mut *zb);
-                ndarray::linalg::general_mat_vec_mul(1.0, &xb, w, 0.0, &mut out);
-                let mut loss = 0.0;
-                for (k, z) in zb.iter_mut().enumerate() {
-                    *z += b;
-                    let i = start + k;
-                    loss += self.weight(i) * (softplus(*z) - self.y[i] * *z);
-                }
-                loss
-            })
-            .collect();
-        0.5 * w.dot(w) + c * losses.iter().sum::<f64>()
+    /// Where the fit's row `k` is in the columns.
+    fn at(&self, k: usize) -> usize {
+        self.rows.map_or(k, |r| r[k])
     }
 
-    /// The gradient and the Hessian at the decision values `z` (the weights
-    /// `w` for the penalty's part), over `m` = inputs (+ 1 intercept).
-    fn newton_system(
-        &self,
-        c: f64,
-        w: &Array1<f64>,
-        z: &[f64],
-        intercept: bool,
-    ) -> (Array1<f64>, Array2<f64>) {
-        let d = self.x.ncols();
+    /// The objective at `w`, `b`, with its gradient and Hessian there, over
+    /// `m` = inputs (+ 1 intercept).
+    fn pass(&self, c: f64, w: &Array1<f64>, b: f64, intercept: bool) -> Point {
+        let d = self.columns.len();
         let parts: Vec<Part> = self
             .blocks
             .par_iter()
-            .map(|&(start, end)| self.block_system(c, z, start, end))
+            .map(|&(start, end)| self.block_pass(c, w, b, start, end))
             .collect();
         let m = d + usize::from(intercept);
         let mut g = Array1::<f64>::zeros(m);
@@ -118,34 +96,63 @@ impl Rows<'_> {
             // Every row predicted with certainty leaves the intercept flat.
             h[[d, d]] = total.hbb.max(1e-12);
         }
-        (g, h)
+        Point {
+            f: 0.5 * w.dot(w) + c * total.loss,
+            g,
+            h,
+        }
     }
 
-    /// One block's sums for [`Rows::newton_system`]: `Σ rᵢ xᵢ`, `Σ rᵢ`,
-    /// the upper triangle of `Σ cᵢ xᵢ xᵢᵀ`, `Σ cᵢ xᵢ` and `Σ cᵢ`, with
-    /// `rᵢ = sᵢ (pᵢ - yᵢ)` and `cᵢ = C sᵢ pᵢ (1 - pᵢ)`. Rows are taken
-    /// [`GROUP`] at a time, so each cell of the triangle is loaded and
-    /// stored once per group (a symmetric rank-`GROUP` update: half the
-    /// work of the whole product, and no scaled copy of the rows).
-    fn block_system(&self, c: f64, z: &[f64], start: usize, end: usize) -> Part {
-        let d = self.x.ncols();
+    /// One block's sums for [`Rows::pass`]: the loss `Σ sᵢ (log(1 +
+    /// exp(zᵢ)) - yᵢ zᵢ)`, `Σ rᵢ xᵢ`, `Σ rᵢ`, the upper triangle of `Σ cᵢ
+    /// xᵢ xᵢᵀ`, `Σ cᵢ xᵢ` and `Σ cᵢ`, with `zᵢ = xᵢ·w + b`, `rᵢ = sᵢ (pᵢ -
+    /// yᵢ)` and `cᵢ = C sᵢ pᵢ (1 - pᵢ)`. The decision values are summed a
+    /// column at a time over the block; then rows are taken [`GROUP`] at a
+    /// time, so each cell of the triangle is loaded and stored once per
+    /// group (a symmetric rank-`GROUP` update: half the work of the whole
+    /// product, and no scaled copy of the rows), each group's rows first
+    /// copied out of the columns side by side.
+    fn block_pass(&self, c: f64, w: &Array1<f64>, b: f64, start: usize, end: usize) -> Part {
+        let d = self.columns.len();
         let mut part = Part::new(d);
+        // `b + Σⱼ wⱼ xⱼ`, a column at a time over the block.
+        let mut z = vec![b; end - start];
+        for (col, wj) in self.columns.iter().zip(w) {
+            match self.rows {
+                None => {
+                    for (z, v) in z.iter_mut().zip(&col[start..end]) {
+                        *z += wj * v;
+                    }
+                }
+                Some(rows) => {
+                    for (z, &i) in z.iter_mut().zip(&rows[start..end]) {
+                        *z += wj * col[i];
+                    }
+                }
+            }
+        }
+        let mut cells = vec![0.0; GROUP * d];
         let mut i = start;
         while i < end {
             let n = GROUP.min(end - i);
             // The group's rows, residuals and curvatures (a short last
-            // group is padded with zero-weight copies of its first row).
-            let mut x: [&[f64]; GROUP] = [&[]; GROUP];
-            let (mut r, mut ci) = ([0.0; GROUP], [0.0; GROUP]);
-            for k in 0..GROUP {
-                let row = i + k.min(n - 1);
-                x[k] = &self.cells[row * d..(row + 1) * d];
-                if k < n {
-                    let p = sigmoid(z[row]);
-                    let si = self.weight(row);
-                    r[k] = si * (p - self.y[row]);
-                    ci[k] = c * si * p * (1.0 - p);
+            // group is padded with zero-weight copies of its last row).
+            let at: [usize; GROUP] = std::array::from_fn(|k| self.at(i + k.min(n - 1)));
+            for (j, col) in self.columns.iter().enumerate() {
+                for (k, &a) in at.iter().enumerate() {
+                    cells[k * d + j] = col[a];
                 }
+            }
+            let x: [&[f64]; GROUP] = std::array::from_fn(|k| &cells[k * d..(k + 1) * d]);
+            let (mut r, mut ci) = ([0.0; GROUP], [0.0; GROUP]);
+            for k in 0..n {
+                let row = i + k;
+                let zk = z[row - start];
+                let (softplus, p) = softplus_sigmoid(zk);
+                let si = self.weight(row);
+                part.loss += si * (softplus - self.y[row] * zk);
+                r[k] = si * (p - self.y[row]);
+                ci[k] = c * si * p * (1.0 - p);
             }
             part.gb += r.iter().sum::<f64>();
             part.hbb += ci.iter().sum::<f64>();
@@ -165,11 +172,19 @@ impl Rows<'_> {
     }
 }
 
-/// Rows per update in [`Rows::block_system`].
+/// The objective at a point, with its gradient and Hessian there.
+struct Point {
+    f: f64,
+    g: Array1<f64>,
+    h: Array2<f64>,
+}
+
+/// Rows per update in [`Rows::block_pass`].
 const GROUP: usize = 4;
 
-/// Sums over rows for Newton's system (see [`Rows::block_system`]).
+/// Sums over rows for [`Rows::pass`] (see [`Rows::block_pass`]).
 struct Part {
+    loss: f64,
     gw: Vec<f64>,
     gb: f64,
     /// `d × d`, row-major; only the upper triangle (`k >= j`) is summed.
@@ -181,6 +196,7 @@ struct Part {
 impl Part {
     fn new(d: usize) -> Part {
         Part {
+            loss: 0.0,
             gw: vec![0.0; d],
             gb: 0.0,
             hw: vec![0.0; d * d],
@@ -200,6 +216,7 @@ impl Part {
                 *a += b;
             }
         }
+        self.loss += other.loss;
         self.gb += other.gb;
         self.hbb += other.hbb;
     }
@@ -230,12 +247,70 @@ pub fn fit(
     max_iter: usize,
 ) -> Result<Logistic, FitError> {
     let (n, d) = x.dim();
-    let x = x.as_standard_layout();
+    // The transpose in row order is `x` in column order: borrowed when `x`
+    // is laid out so, else copied once.
+    let t = x.t();
+    let xt = t.as_standard_layout();
+    let cells = xt
+        .as_slice()
+        .ok_or_else(|| FitError::Internal("a design matrix not in column order".into()))?;
+    let columns: Vec<&[f64]> = if n == 0 {
+        vec![&[][..]; d]
+    } else {
+        cells.chunks_exact(n).collect()
+    };
+    fit_rows(&columns, None, y, sample_weight, c, intercept, max_iter)
+}
+
+/// As [`fit`], reading the rows `rows` of the inputs' columns (one slice
+/// per input, every data row's values) instead of a design matrix: the
+/// same sums in the same order as [`fit`] on the matrix of those rows.
+pub fn fit_columns(
+    columns: &[&[f64]],
+    rows: &[usize],
+    y: &[f64],
+    sample_weight: Option<&[f64]>,
+    c: f64,
+    intercept: bool,
+    max_iter: usize,
+) -> Result<Logistic, FitError> {
+    let height = columns.iter().map(|c| c.len()).min().unwrap_or(usize::MAX);
+    if rows.iter().any(|&i| i >= height) {
+        return Err(FitError::Internal(
+            "a training row beyond the inputs' rows".into(),
+        ));
+    }
+    fit_rows(
+        columns,
+        Some(rows),
+        y,
+        sample_weight,
+        c,
+        intercept,
+        max_iter,
+    )
+}
+
+fn fit_rows(
+    columns: &[&[f64]],
+    rows: Option<&[usize]>,
+    y: &[f64],
+    sample_weight: Option<&[f64]>,
+    c: f64,
+    intercept: bool,
+    max_iter: usize,
+) -> Result<Logistic, FitError> {
+    let (n, d) = (y.len(), columns.len());
+    let fit_rows = rows.map_or_else(|| columns.first().map_or(n, |c| c.len()), <[usize]>::len);
+    if fit_rows != n || sample_weight.is_some_and(|s| s.len() != n) {
+        return Err(FitError::Internal(format!(
+            "logistic regression given {fit_rows} rows, {n} targets and {} weights",
+            sample_weight.map_or(n, <[f64]>::len)
+        )));
+    }
     let rows = Rows {
-        x: x.view(),
-        cells: x
-            .as_slice()
-            .ok_or_else(|| FitError::Data("a design matrix not in row order".into()))?,
+        columns: columns.to_vec(),
+        rows,
         y,
         s: sample_weight,
         blocks: (0..n.div_ceil(BLOCK))
@@ -255,14 +330,10 @@ pub fn fit(
     } else {
         0.0
     };
-    // The decision values at the current weights, and at a candidate step.
-    let mut z = vec![0.0; n];
-    let mut z_next = vec![0.0; n];
-    let mut f = rows.objective(c, &w, b, &mut z);
+    let mut at = rows.pass(c, &w, b, intercept);
     for _ in 0..max_iter.max(1) {
-        let (g, h) = rows.newton_system(c, &w, &z, intercept);
-        let delta = solve(h, &g)?;
-        let decrease = g.dot(&delta);
+        let delta = solve(at.h.clone(), &at.g)?;
+        let decrease = at.g.dot(&delta);
         if !decrease.is_finite() {
             return Err(FitError::Data(
                 "logistic regression did not fit: its steps are not finite numbers (inputs too large? scale them)".into(),
@@ -272,7 +343,7 @@ pub fn fit(
         // Newton's step is then exact to the square of its size; take it
         // whole and stop (a line search and another iteration would move
         // the weights by less than rounding).
-        if decrease <= 1e-10 * f.abs().max(1.0) {
+        if decrease <= 1e-10 * at.f.abs().max(1.0) {
             w.zip_mut_with(&delta.slice_axis(Axis(0), Slice::from(..d)), |w, s| *w -= s);
             if intercept {
                 b -= delta[d];
@@ -281,12 +352,12 @@ pub fn fit(
         }
         // Backtracking line search on the objective.
         let mut t = 1.0;
-        let (mut w_next, mut b_next, mut f_next);
+        let (mut w_next, mut b_next, mut next);
         loop {
             w_next = &w - &(delta.slice_axis(Axis(0), Slice::from(..d)).to_owned() * t);
             b_next = if intercept { b - t * delta[d] } else { 0.0 };
-            f_next = rows.objective(c, &w_next, b_next, &mut z_next);
-            if f_next <= f - 1e-4 * t * decrease || t < 1e-12 {
+            next = rows.pass(c, &w_next, b_next, intercept);
+            if next.f <= at.f - 1e-4 * t * decrease || t < 1e-12 {
                 break;
             }
             t *= 0.5;
@@ -295,10 +366,9 @@ pub fn fit(
         let scale = w_next.iter().fold(b_next.abs(), |a, v| a.max(v.abs()));
         w = w_next;
         b = b_next;
-        std::mem::swap(&mut z, &mut z_next);
-        let improved = f - f_next;
-        f = f_next;
-        if step <= 1e-12 * (1.0 + scale) || improved.abs() <= 1e-15 * f.abs().max(1.0) {
+        let improved = at.f - next.f;
+        at = next;
+        if step <= 1e-12 * (1.0 + scale) || improved.abs() <= 1e-15 * at.f.abs().max(1.0) {
             break;
         }
     }
@@ -311,6 +381,7 @@ pub fn fit(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use mlp_ml::fitted::sigmoid;
 
     /// At the minimum the gradient vanishes: `w + C Xᵀ(p - y) = 0` and
     /// `Σ (p - y) = 0`.
@@ -343,5 +414,40 @@ mod tests {
         let gb: f64 = (0..n).map(|i| p[i] - y[i]).sum();
         assert!(gb.abs() < 1e-8, "intercept gradient {gb}");
         assert!(fit.weights[0] > 0.5 && fit.weights[1] < -0.5);
+    }
+
+    /// Reading some rows of the inputs' columns is the same fit, to the
+    /// bit, as reading a matrix of those rows (in either layout).
+    #[test]
+    fn a_fit_on_columns_equals_the_fit_on_the_rows_matrix() {
+        let n = 2_000;
+        let x = Array2::from_shape_fn((n, 4), |(i, j)| {
+            ((i * 31 + j * 17) % 97) as f64 / 50.0 - 1.0
+        });
+        let rows: Vec<usize> = (0..n).filter(|i| i % 5 != 2).collect();
+        let y: Vec<f64> = rows
+            .iter()
+            .map(|&i| f64::from((x[[i, 0]] - 0.7 * x[[i, 2]] + 0.1 * (i % 7) as f64) > 0.2))
+            .collect();
+        let s: Vec<f64> = rows.iter().map(|&i| 1.0 + (i % 3) as f64).collect();
+        let picked = x.select(Axis(0), &rows);
+        let by_rows = fit(&picked, &y, Some(&s), 0.5, true, 100).expect("fits");
+        let mut by_column_order = Array2::zeros(ndarray::ShapeBuilder::f(picked.dim()));
+        by_column_order.assign(&picked);
+        assert!(!by_column_order.is_standard_layout());
+        let by_layout = fit(&by_column_order, &y, Some(&s), 0.5, true, 100).expect("fits");
+        let t = x.t().as_standard_layout().to_owned();
+        let columns: Vec<&[f64]> = t.as_slice().unwrap().chunks_exact(n).collect();
+        let by_columns = fit_columns(&columns, &rows, &y, Some(&s), 0.5, true, 100).expect("fits");
+        for other in [&by_layout, &by_columns] {
+            assert_eq!(other.intercept.to_bits(), by_rows.intercept.to_bits());
+            for (a, b) in other.weights.iter().zip(&by_rows.weights) {
+                assert_eq!(a.to_bits(), b.to_bits());
+            }
+        }
+        // Rows beyond the columns, or targets that do not match the rows,
+        // are refused.
+        assert!(fit_columns(&columns, &[n], &[1.0], None, 1.0, true, 10).is_err());
+        assert!(fit_columns(&columns, &rows, &y[1..], None, 1.0, true, 10).is_err());
     }
 }

@@ -155,9 +155,19 @@ fn linear_scores(x: &Array2<f64>, w: &[&[f64]], b: &[f64], softmax: bool) -> Vec
         w.iter().map(|wc| wc.len()).collect::<Vec<_>>()
     );
     let mut z = vec![0.0; n * k];
+    if k == 0 {
+        return z;
+    }
+    if n > 0 && d > 0 && !x.is_standard_layout() {
+        if let Some(cells) = x.t().as_slice() {
+            // Column after column: the same sums, read a column at a time.
+            let columns: Vec<&[f64]> = cells.chunks_exact(n).collect();
+            return linear_scores_columns(&columns, n, w, b, softmax);
+        }
+    }
     let x = x.as_standard_layout();
     let cells = x.as_slice().unwrap_or(&[]);
-    if k == 0 || cells.len() != n * d {
+    if cells.len() != n * d {
         return z;
     }
     if d == 0 {
@@ -187,6 +197,62 @@ fn linear_scores(x: &Array2<f64>, w: &[&[f64]], b: &[f64], softmax: bool) -> Vec
             }
         });
     z
+}
+
+/// [`linear_scores`] of the inputs' columns (one slice of `n` values per
+/// input): each row's sum from the intercept in column order, as for a
+/// row-major matrix (the same bits), taken a column at a time over a
+/// piece of rows.
+fn linear_scores_columns(
+    columns: &[&[f64]],
+    n: usize,
+    w: &[&[f64]],
+    b: &[f64],
+    softmax: bool,
+) -> Vec<f64> {
+    use rayon::prelude::*;
+    let (d, k) = (columns.len(), b.len());
+    assert!(
+        w.len() == k && w.iter().all(|wc| wc.len() == d) && columns.iter().all(|c| c.len() == n),
+        "a linear model with weights for {:?} inputs predicting {d} columns",
+        w.iter().map(|wc| wc.len()).collect::<Vec<_>>()
+    );
+    let mut z = vec![0.0; n * k];
+    if k == 0 {
+        return z;
+    }
+    z.par_chunks_mut(LINEAR_ROWS * k)
+        .enumerate()
+        .for_each(|(piece, out)| {
+            let first = piece * LINEAR_ROWS;
+            let len = out.len() / k;
+            let mut acc = vec![0.0; len];
+            for (c, (wc, bc)) in w.iter().zip(b).enumerate() {
+                acc.fill(*bc);
+                for (col, wj) in columns.iter().zip(wc.iter()) {
+                    for (a, v) in acc.iter_mut().zip(&col[first..first + len]) {
+                        *a += v * wj;
+                    }
+                }
+                for (o, a) in out.iter_mut().skip(c).step_by(k).zip(&acc) {
+                    *o = *a;
+                }
+            }
+            if softmax {
+                for zi in out.chunks_exact_mut(k) {
+                    softmax_row(ndarray::ArrayViewMut1::from(zi));
+                }
+            }
+        });
+    z
+}
+
+/// A softmax model's weights (one per input, each per class) as one slice
+/// per class.
+fn class_weights(weights: &[Vec<f64>], k: usize) -> Vec<Vec<f64>> {
+    (0..k)
+        .map(|c| weights.iter().map(|w| w[c]).collect())
+        .collect()
 }
 
 /// A row of scores as probabilities (the largest subtracted first).
@@ -888,6 +954,32 @@ impl ModelFile {
         }
     }
 
+    /// [`ModelFile::predict`] of every row of the inputs' columns (one
+    /// slice of `n` values per input, in the model's order), without a
+    /// design matrix: the same bits. `None` for a model that reads rows
+    /// (anything but a linear or softmax model).
+    pub fn predict_columns(&self, columns: &[&[f64]], n: usize) -> Option<Prediction> {
+        match &self.fitted {
+            Fitted::Linear { weights, intercept } => Some(Prediction::Values(
+                linear_scores_columns(columns, n, &[weights.as_slice()], &[*intercept], false)
+                    .into(),
+            )),
+            Fitted::Softmax {
+                weights,
+                intercepts,
+            } => {
+                let k = intercepts.len();
+                let by_class = class_weights(weights, k);
+                let by_class: Vec<&[f64]> = by_class.iter().map(Vec::as_slice).collect();
+                let z = linear_scores_columns(columns, n, &by_class, intercepts, true);
+                Some(Prediction::Probabilities(
+                    Array2::from_shape_vec((n, k), z).ok()?,
+                ))
+            }
+            _ => None,
+        }
+    }
+
     /// Predictions for a design matrix: values, or class probabilities.
     /// Each row is computed on its own, summing in a fixed order, so a row
     /// gets bit-for-bit the same prediction whatever batch it arrives in
@@ -902,10 +994,7 @@ impl ModelFile {
                 intercepts,
             } => {
                 let k = intercepts.len();
-                // Each class's weights in one slice.
-                let by_class: Vec<Vec<f64>> = (0..k)
-                    .map(|c| weights.iter().map(|w| w[c]).collect())
-                    .collect();
+                let by_class = class_weights(weights, k);
                 let by_class: Vec<&[f64]> = by_class.iter().map(Vec::as_slice).collect();
                 let z = linear_scores(x, &by_class, intercepts, true);
                 Prediction::Probabilities(

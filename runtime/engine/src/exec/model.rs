@@ -47,7 +47,7 @@ pub type BadInputs = Vec<Option<(String, Option<f64>)>>;
 
 /// What `fill_design` does with a missing or non-finite input: (row,
 /// column, value).
-type OnBadInput<'a> = dyn FnMut(usize, &str, Option<f64>) -> Result<(), ExecError> + 'a;
+pub type OnBadInput<'a> = dyn FnMut(usize, &str, Option<f64>) -> Result<(), ExecError> + 'a;
 
 /// Rows of the design matrix filled at a time by one thread (a block's
 /// rows stay in cache while its columns are written across them).
@@ -73,20 +73,36 @@ fn level_codes(column: &Column, levels: &[String]) -> Result<Float64Chunked, Exe
     Ok(Float64Chunked::from_vec(column.name().clone(), codes))
 }
 
-/// The model's design matrices: one column per input, in order (a category
-/// input as its level codes), one matrix per selection of data rows (every
-/// row for `None`). A missing or non-finite value (of any row of the data,
-/// column by column) is NaN for an algorithm that splits missing values
-/// itself, else handed to `on_bad(row, column, value)`, which either
-/// records it (its cell stays 0) or fails.
-fn fill_design(
+/// One model input's values for every row of the data, as one slice:
+/// the column itself when every value is there and finite (the common
+/// case: no copy), else a copy with NaN for a missing value the algorithm
+/// splits itself and 0 for one `on_bad` recorded.
+pub enum InputColumn {
+    Whole(Float64Chunked),
+    Filled(Vec<f64>),
+}
+
+impl InputColumn {
+    pub fn values(&self) -> &[f64] {
+        match self {
+            // Rechunked without nulls when it was found whole.
+            InputColumn::Whole(ca) => ca.cont_slice().unwrap_or(&[]),
+            InputColumn::Filled(v) => v,
+        }
+    }
+}
+
+/// The model's inputs, one [`InputColumn`] each, in order (a category
+/// input as its level codes). A missing or non-finite value (of any row
+/// of the data, column by column) is NaN for an algorithm that splits
+/// missing values itself, else handed to `on_bad(row, column, value)`,
+/// which either records it (its cell stays 0) or fails.
+pub fn input_columns(
     df: &DataFrame,
     model: &ModelFile,
-    selections: &[Option<&[usize]>],
     on_bad: &mut OnBadInput,
-) -> Result<Vec<Array2<f64>>, ExecError> {
+) -> Result<Vec<InputColumn>, ExecError> {
     use rayon::prelude::*;
-    use std::borrow::Cow;
     let columns = &model.features;
     let missing_ok = mlp_compiler::catalog::accepts_missing(model.algorithm.as_str());
     let mut chunked = Vec::with_capacity(columns.len());
@@ -99,22 +115,21 @@ fn fill_design(
         let s = column.cast(&DataType::Float64).map_err(ExecError::polars)?;
         chunked.push(s.f64().map_err(ExecError::polars)?.rechunk().into_owned());
     }
-    // Each column as one slice of values: as stored when every value is
-    // there and finite (the common case), else with NaN for a missing value
-    // the algorithm splits itself and 0 for one `on_bad` recorded.
-    let mut values: Vec<Cow<[f64]>> = Vec::with_capacity(columns.len());
-    // Which columns are whole and finite, on every core.
-    let whole: Vec<Option<&[f64]>> = chunked
+    // Which columns are whole and finite, on every core (branch-free over
+    // pieces: at memory speed).
+    let whole: Vec<bool> = chunked
         .par_iter()
         .map(|ca| {
-            ca.cont_slice()
-                .ok()
-                .filter(|v| v.iter().all(|v| v.is_finite()))
+            ca.cont_slice().is_ok_and(|v| {
+                v.chunks(1024)
+                    .all(|c| c.iter().fold(true, |ok, v| ok & v.is_finite()))
+            })
         })
         .collect();
-    for ((ca, c), whole) in chunked.iter().zip(columns).zip(whole) {
-        if let Some(v) = whole {
-            values.push(Cow::Borrowed(v));
+    let mut values = Vec::with_capacity(columns.len());
+    for ((ca, c), whole) in chunked.into_iter().zip(columns).zip(whole) {
+        if whole {
+            values.push(InputColumn::Whole(ca));
             continue;
         }
         let mut out = Vec::with_capacity(ca.len());
@@ -130,13 +145,38 @@ fn fill_design(
                 }
             });
         }
-        values.push(Cow::Owned(out));
+        values.push(InputColumn::Filled(out));
     }
+    Ok(values)
+}
+
+/// The model's design matrices, row-major: one column per input, in order
+/// ([`input_columns`], whose `on_bad` this takes), one matrix per selection
+/// of data rows (every row for `None`).
+fn fill_design(
+    df: &DataFrame,
+    model: &ModelFile,
+    selections: &[Option<&[usize]>],
+    on_bad: &mut OnBadInput,
+) -> Result<Vec<Array2<f64>>, ExecError> {
+    let inputs = input_columns(df, model, on_bad)?;
+    let values: Vec<&[f64]> = inputs.iter().map(InputColumn::values).collect();
+    design_matrices(&values, df.height(), selections)
+}
+
+/// Row-major design matrices of the inputs' columns (`height` values
+/// each), one per selection of rows (every row for `None`).
+fn design_matrices(
+    values: &[&[f64]],
+    height: usize,
+    selections: &[Option<&[usize]>],
+) -> Result<Vec<Array2<f64>>, ExecError> {
+    use rayon::prelude::*;
     selections
         .iter()
         .map(|rows| {
-            let n = rows.map_or(df.height(), <[usize]>::len);
-            let d = columns.len();
+            let n = rows.map_or(height, <[usize]>::len);
+            let d = values.len();
             let mut x = Array2::<f64>::zeros((n, d));
             if d > 0 {
                 let out = x.as_slice_mut().ok_or_else(|| {
@@ -202,12 +242,15 @@ pub fn design_of(
     model: &ModelFile,
     selections: &[Option<&[usize]>],
 ) -> Result<Vec<Array2<f64>>, ExecError> {
-    fill_design(df, model, selections, &mut |i, c, _| {
-        Err(ExecError::Data(format!(
-            "model input `{c}` has a missing or infinite value at row {} of the data; impute it, or filter the row",
-            i + 1
-        )))
-    })
+    fill_design(df, model, selections, &mut |i, c, _| Err(bad_input(i, c)))
+}
+
+/// Model input `column` missing or infinite at data row `row` (from 0).
+fn bad_input(row: usize, column: &str) -> ExecError {
+    ExecError::Data(format!(
+        "model input `{column}` has a missing or infinite value at row {} of the data; impute it, or filter the row",
+        row + 1
+    ))
 }
 
 /// The inputs an algorithm takes as categories (text columns: the checker
@@ -498,25 +541,51 @@ pub fn run(op: &ModelOp, cx: &Context) -> Result<Output, ExecError> {
     };
     // The training rows' inputs and the other rows', in one pass (a missing
     // or infinite input of any row is named by its row of the data).
-    let rest_idx: Vec<usize> = (0..is_train.len()).filter(|i| !is_train[*i]).collect();
-    let [x, rest]: [Array2<f64>; 2] = design_of(&df, &base, &[Some(&train_idx), Some(&rest_idx)])?
-        .try_into()
-        .map_err(|_| ExecError::Internal("two design matrices expected".into()))?;
+    let inputs = input_columns(&df, &base, &mut |i, c, _| Err(bad_input(i, c)))?;
+    let values: Vec<&[f64]> = inputs.iter().map(InputColumn::values).collect();
     let y = target(&train, op, &classes)?;
     let sample = sample_weights(&train, op, &|i| train_idx.get(i).map_or(i + 1, |r| r + 1))?;
+    // An algorithm that reads columns fits from them and predicts every
+    // row from them (no design matrix); the others get the training rows'
+    // matrix and the other rows'.
+    let (trained, predicted) =
+        match mlp_fit::train_columns(op, &values, &train_idx, &y, sample.as_deref(), base.clone())?
+        {
+            Some(trained) => {
+                let predicted = trained
+                    .model
+                    .predict_columns(&values, df.height())
+                    .ok_or_else(|| ExecError::Internal("a column fit that predicts rows".into()))?;
+                (trained, predicted)
+            }
+            None => {
+                let rest_idx: Vec<usize> = (0..is_train.len()).filter(|i| !is_train[*i]).collect();
+                let [x, rest]: [Array2<f64>; 2] =
+                    design_matrices(&values, df.height(), &[Some(&train_idx), Some(&rest_idx)])?
+                        .try_into()
+                        .map_err(|_| ExecError::Internal("two design matrices expected".into()))?;
+                let mut trained = mlp_fit::train(op, &x, &y, sample.as_deref(), base)?;
+                let model = &trained.model;
+                let predicted = match trained.scores.take() {
+                    // The training rows' predictions from the scores the fit
+                    // left (the same bits as predicting them); the other
+                    // rows predicted.
+                    Some(z) => {
+                        merge_rows(model.predict_scores(z), model.predict(&rest), &is_train)?
+                    }
+                    None => merge_rows(model.predict(&x), model.predict(&rest), &is_train)?,
+                };
+                (trained, predicted)
+            }
+        };
+    drop(inputs);
     let Trained {
         model,
         best,
         trials,
-        scores,
-    } = mlp_fit::train(op, &x, &y, sample.as_deref(), base)?;
+        ..
+    } = trained;
     let mut out_df = df.clone();
-    let predicted = match scores {
-        // The training rows' predictions from the scores the fit left (the
-        // same bits as predicting them); the other rows predicted.
-        Some(z) => merge_rows(model.predict_scores(z), model.predict(&rest), &is_train)?,
-        None => merge_rows(model.predict(&x), model.predict(&rest), &is_train)?,
-    };
     match predicted {
         Prediction::Values(v) => {
             out_df
