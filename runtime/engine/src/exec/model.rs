@@ -351,21 +351,7 @@ fn target(df: &DataFrame, op: &ModelOp, classes: &[String]) -> Result<Target, Ex
             Ok(Target::Values(Array1::from(v)))
         }
         Task::Classification => {
-            let s = c.cast(&DataType::String).map_err(ExecError::polars)?;
-            let mut idx = Vec::with_capacity(df.height());
-            for (i, v) in s.str().map_err(ExecError::polars)?.iter().enumerate() {
-                let v = v.ok_or_else(|| {
-                    ExecError::Data(format!("target `{}` is null at row {}", op.target, i + 1))
-                })?;
-                let k = classes.iter().position(|c| c == v).ok_or_else(|| {
-                    ExecError::Data(format!(
-                        "target `{}` has the value \"{v}\" at row {}, which is not a training class",
-                        op.target,
-                        i + 1
-                    ))
-                })?;
-                idx.push(k);
-            }
+            let idx = class_codes(c, classes, &format!("target `{}`", op.target))?;
             Ok(Target::Classes(Array1::from(idx), classes.len()))
         }
     }
@@ -405,21 +391,43 @@ fn distinct_of(column: &Column) -> Result<Vec<String>, ExecError> {
 
 /// Class indices of a column of labels.
 pub fn class_indices(c: &Column, classes: &[String]) -> Result<Array1<usize>, ExecError> {
+    Ok(Array1::from(class_codes(
+        c,
+        classes,
+        &format!("`{}`", c.name()),
+    )?))
+}
+
+/// Each row's class: its value's place in `classes` (a value as text, as
+/// the classes are; a bool column is read as bools, "false" and "true").
+/// A null, or a value not among the classes, fails naming `what` and the
+/// row.
+fn class_codes(c: &Column, classes: &[String], what: &str) -> Result<Vec<usize>, ExecError> {
+    let null = |i: usize| ExecError::Data(format!("{what} is null at row {}", i + 1));
+    let unknown = |i: usize, v: &str| {
+        ExecError::Data(format!(
+            "{what} has the value \"{v}\" at row {}, which is not a training class",
+            i + 1
+        ))
+    };
+    let place = |v: &str| classes.iter().position(|c| c == v);
+    if let Ok(b) = c.bool() {
+        let (f, t) = (place("false"), place("true"));
+        let mut idx = Vec::with_capacity(c.len());
+        for (i, v) in b.iter().enumerate() {
+            let v = v.ok_or_else(|| null(i))?;
+            let text = if v { "true" } else { "false" };
+            idx.push(if v { t } else { f }.ok_or_else(|| unknown(i, text))?);
+        }
+        return Ok(idx);
+    }
     let s = c.cast(&DataType::String).map_err(ExecError::polars)?;
     let mut idx = Vec::with_capacity(c.len());
     for (i, v) in s.str().map_err(ExecError::polars)?.iter().enumerate() {
-        let v =
-            v.ok_or_else(|| ExecError::Data(format!("`{}` is null at row {}", c.name(), i + 1)))?;
-        let k = classes.iter().position(|c| c == v).ok_or_else(|| {
-            ExecError::Data(format!(
-                "`{}` has the value \"{v}\" at row {}, which is not a training class",
-                c.name(),
-                i + 1
-            ))
-        })?;
-        idx.push(k);
+        let v = v.ok_or_else(|| null(i))?;
+        idx.push(place(v).ok_or_else(|| unknown(i, v))?);
     }
-    Ok(Array1::from(idx))
+    Ok(idx)
 }
 
 /// The predictions of the rows marked in `first` (in order) and of the
@@ -492,20 +500,23 @@ pub fn run(op: &ModelOp, cx: &Context) -> Result<Output, ExecError> {
     if let Some(ParamValue::Str(w)) = op.params.get("sample_weight") {
         read.push(w.clone());
     }
-    let train = super::train_rows(&df.select(read).map_err(ExecError::polars)?, &part)?;
-    if train.height() == 0 {
-        return Err(ExecError::Data("no rows in `train` to fit on".into()));
-    }
-    // Which rows of the input are training rows.
-    let is_train: Vec<bool> = df
+    // Which rows of the input are training rows (the same test as
+    // `super::is_train`, on the column at once).
+    let mask = df
         .column(&part)
         .and_then(|c| c.cast(&DataType::String))
         .map_err(ExecError::polars)?
         .str()
         .map_err(ExecError::polars)?
-        .iter()
-        .map(|p| p == Some("train"))
-        .collect();
+        .equal("train");
+    let is_train: Vec<bool> = mask.iter().map(|t| t == Some(true)).collect();
+    let train = df
+        .select(read)
+        .and_then(|d| d.filter(&mask))
+        .map_err(ExecError::polars)?;
+    if train.height() == 0 {
+        return Err(ExecError::Data("no rows in `train` to fit on".into()));
+    }
     let train_idx: Vec<usize> = (0..is_train.len()).filter(|i| is_train[*i]).collect();
     let features = feature_columns(&df, op);
     let classes: Vec<String> = match op.task {
