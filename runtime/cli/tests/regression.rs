@@ -1141,6 +1141,50 @@ model m = ridge(f) { target = y  exclude = id }
     );
 }
 
+/// `unique` on one column first looks for repeats without the window
+/// count: keys that strictly rise or fall, or as many distinct values as
+/// rows (nulls aside), pass; a text key or an unsorted int key that
+/// repeats still fails with its rows counted.
+#[test]
+fn unique_keys_without_repeats_pass_and_repeats_fail() {
+    let dir = project("unique-fast");
+    let check = |csv: &str, ty: &str| -> std::process::Output {
+        std::fs::write(dir.join("d.csv"), csv).unwrap();
+        std::fs::write(
+            dir.join("p.mlp"),
+            format!(
+                "source d = csv(\"d.csv\") {{\n  k : {ty}\n  x : int\n}}\ncheck d {{ unique k }}\n"
+            ),
+        )
+        .unwrap();
+        mlp(&dir, &["run", "."])
+    };
+    for (csv, ty) in [
+        ("k,x\n1,0\n2,0\n5,0\n", "int"),
+        ("k,x\n9,0\n4,0\n-3,0\n", "int"),
+        ("k,x\n3,0\n,0\n1,0\n2,0\n,0\n", "int?"),
+        ("k,x\nb,0\na,0\nc,0\n", "str"),
+        ("k,x\n2024-01-02,0\n2024-01-01,0\n2024-01-03,0\n", "date"),
+    ] {
+        let o = check(csv, ty);
+        assert!(o.status.success(), "{csv}: {}", text(&o));
+    }
+    for (csv, ty) in [
+        ("k,x\n1,0\n2,0\n1,0\n", "int"),
+        ("k,x\n1,0\n2,0\n2,0\n", "int"),
+        ("k,x\nb,0\na,0\nb,0\n", "str"),
+        ("k,x\n1.5,0\n2.5,0\n1.5,0\n", "float"),
+    ] {
+        let o = check(csv, ty);
+        assert!(!o.status.success(), "{csv}: {}", text(&o));
+        assert!(
+            text(&o).contains("unique k (2 rows)"),
+            "{csv}: {}",
+            text(&o)
+        );
+    }
+}
+
 /// `unique` found no duplicate at all (a count over a literal was 1 in
 /// every group): a duplicated key fails the check, naming both rows; a
 /// null key duplicates nothing. `unique` is a rule on the whole frame, so

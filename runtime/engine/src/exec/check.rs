@@ -109,6 +109,45 @@ pub fn failing_for(
     }))
 }
 
+/// Whether no value of `column` repeats (nulls aside: a row with a null key
+/// is a duplicate of none): so when its values strictly increase, or
+/// decrease, as row numbers and timestamps often do (one pass), else when
+/// its distinct values are as many as its rows. `false` when a key
+/// repeats, or may (a float key); then the rule's window expression
+/// counts and shows them.
+fn no_key_repeats(df: &DataFrame, column: &str) -> Result<bool, ExecError> {
+    let s = df
+        .column(column)
+        .map_err(ExecError::polars)?
+        .as_materialized_series()
+        .clone();
+    let nulls = s.null_count();
+    if nulls == 0 && (s.dtype().is_integer() || s.dtype().is_temporal()) {
+        let ints = s
+            .to_physical_repr()
+            .cast(&DataType::Int64)
+            .map_err(ExecError::polars)?;
+        let ints = ints.i64().map_err(ExecError::polars)?.rechunk();
+        if let Ok(v) = ints.cont_slice() {
+            let rising = v.windows(2).fold(true, |ok, w| ok & (w[0] < w[1]));
+            let falling = v.windows(2).fold(true, |ok, w| ok & (w[0] > w[1]));
+            if rising || falling {
+                return Ok(true);
+            }
+        }
+    }
+    // Exact types only (a float's equal values, 0 and -0 or NaNs, are the
+    // window's business); `n_unique` counts a null as one more value.
+    let exact = s.dtype().is_integer()
+        || s.dtype().is_temporal()
+        || matches!(s.dtype(), DataType::String | DataType::Boolean);
+    if !exact {
+        return Ok(false);
+    }
+    let distinct = s.n_unique().map_err(ExecError::polars)?;
+    Ok(distinct == s.len() - nulls + usize::from(nulls > 0))
+}
+
 fn rule_columns(rule: &RuleOp) -> Vec<String> {
     match rule {
         RuleOp::NotNull { columns } | RuleOp::Unique { columns } => columns.clone(),
@@ -134,9 +173,19 @@ pub fn run(op: &CheckOp, cx: &Context) -> Result<Output, ExecError> {
         .with_row_index("__row", Some(1))
         .collect()
         .map_err(ExecError::polars)?;
-    // Every row-level rule's failing count in one pass over the frame.
+    // Every row-level rule's failing count in one pass over the frame (a
+    // one-column `unique` whose keys are seen not to repeat, without it).
     let mut count_exprs = vec![];
+    let mut none_repeat = vec![false; op.rules.len()];
     for (i, rule) in op.rules.iter().enumerate() {
+        if let RuleOp::Unique { columns } = &rule.rule {
+            if let [column] = columns.as_slice() {
+                none_repeat[i] = no_key_repeats(&df, column)?;
+                if none_repeat[i] {
+                    continue;
+                }
+            }
+        }
         if let Some(m) = failing(&rule.rule, cx)? {
             count_exprs.push(m.cast(DataType::UInt32).sum().alias(format!("r{i}")));
         }
@@ -151,6 +200,9 @@ pub fn run(op: &CheckOp, cx: &Context) -> Result<Output, ExecError> {
             .map_err(ExecError::polars)?
     };
     let count_of = |i: usize| -> Option<usize> {
+        if none_repeat[i] {
+            return Some(0);
+        }
         counts
             .column(&format!("r{i}"))
             .ok()
