@@ -115,7 +115,9 @@ pub fn run(op: &SourceOp, cx: &Context) -> Result<Output, ExecError> {
     for next in it {
         df.vstack_mut(&next).map_err(ExecError::polars)?;
     }
-    df.rechunk_mut();
+    // One chunk per column (the reader leaves one per piece it parsed),
+    // the columns on every core.
+    df.rechunk_mut_par();
     let mut notes = vec![];
     if op.format == SourceFormat::Postgres {
         if let Some((seconds, bytes)) = cx
