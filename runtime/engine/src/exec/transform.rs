@@ -60,31 +60,28 @@ fn train_medians(
     columns: &[String],
 ) -> Result<std::collections::HashMap<String, Option<f64>>, ExecError> {
     use rayon::prelude::*;
-    let train = df
-        .clone()
-        .lazy()
-        .filter(is_train(part))
-        .select(
-            columns
-                .iter()
-                .map(|c| col(c.as_str()).cast(DataType::Float64))
-                .collect::<Vec<_>>(),
-        )
-        .collect()
-        .map_err(ExecError::polars)?;
-    let values: Vec<Vec<f64>> = columns
+    // The train rows (the same test as `is_train`), read from each column
+    // as it is, without a filtered copy of the frame.
+    let train: Vec<bool> = df
+        .column(part)
+        .and_then(|c| c.cast(&DataType::String))
+        .map_err(ExecError::polars)?
+        .str()
+        .map_err(ExecError::polars)?
+        .equal("train")
         .iter()
+        .map(|t| t == Some(true))
+        .collect();
+    let medians: Vec<Option<f64>> = columns
+        .par_iter()
         .map(|c| {
-            let ca = train.column(c)?.f64()?;
-            Ok(match ca.cont_slice() {
-                // No nulls: the values as they are.
-                Ok(v) => v.to_vec(),
-                Err(_) => ca.iter().flatten().collect(),
-            })
+            let s = df.column(c)?.cast(&DataType::Float64)?;
+            let ca = s.f64()?;
+            let values = ca.iter().zip(&train).filter_map(|(v, &t)| v.filter(|_| t));
+            Ok(median_of(values.collect()))
         })
         .collect::<PolarsResult<_>>()
         .map_err(ExecError::polars)?;
-    let medians: Vec<Option<f64>> = values.into_par_iter().map(median_of).collect();
     Ok(columns.iter().cloned().zip(medians).collect())
 }
 
