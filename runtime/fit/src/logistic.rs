@@ -527,7 +527,10 @@ fn newton(
             sampled = None;
         }
         last_decrease = decrease;
-        // Backtracking line search on the objective.
+        // Backtracking line search on the objective. A sample's step that
+        // must be cut to a quarter is a sample that misjudges the rows
+        // (one whose rows weigh nothing, say): the whole Hessian takes
+        // over from the same point instead.
         let mut t = 1.0;
         let (mut w_next, mut b_next, mut next);
         loop {
@@ -537,7 +540,14 @@ fn newton(
             if next.f <= at.f - 1e-4 * t * decrease || t < 1e-12 {
                 break;
             }
+            if sampled.is_some() && t <= 0.25 {
+                break;
+            }
             t *= 0.5;
+        }
+        if sampled.is_some() && next.f > at.f - 1e-4 * t * decrease {
+            sampled = None;
+            continue;
         }
         let step = delta.iter().fold(0.0f64, |a, v| a.max((t * v).abs()));
         let scale = w_next.iter().fold(b_next.abs(), |a, v| a.max(v.abs()));
@@ -675,6 +685,45 @@ mod tests {
         let columns: Vec<&[f64]> = t.as_slice().unwrap().chunks_exact(n).collect();
         let cold = fit_rows(&columns, None, &y, None, 2.0, true, 100, usize::MAX).expect("fits");
         let warm = fit_rows(&columns, None, &y, None, 2.0, true, 12, 1_000).expect("fits");
+        let close = |a: f64, b: f64| (a - b).abs() <= 1e-9 * (1.0 + a.abs());
+        assert!(
+            close(cold.intercept, warm.intercept),
+            "{} vs {}",
+            cold.intercept,
+            warm.intercept
+        );
+        for (a, b) in cold.weights.iter().zip(&warm.weights) {
+            assert!(close(*a, *b), "{a} vs {b}");
+        }
+    }
+
+    /// A sample whose rows all weigh nothing knows nothing of the
+    /// objective: its steps are cut short and the whole Hessian takes over
+    /// at once, reaching the same minimum in a few steps.
+    #[test]
+    fn a_sample_of_weightless_rows_hands_over_to_the_whole_hessian() {
+        let n = 30_000;
+        let x = Array2::from_shape_fn((n, 3), |(i, j)| {
+            ((i * 7919 + j * 104_729) % 1_009) as f64 / 500.0 - 1.0
+        });
+        let y: Vec<f64> = (0..n)
+            .map(|i| f64::from(x[[i, 0]] - 0.5 * x[[i, 1]] + 0.1 * ((i % 11) as f64 - 5.0) > 0.0))
+            .collect();
+        // Every 30th row, the sample's, weighs 0.
+        let s: Vec<f64> = (0..n)
+            .map(|i| {
+                if i % 30 == 0 {
+                    0.0
+                } else {
+                    1.0 + (i % 3) as f64
+                }
+            })
+            .collect();
+        let t = x.t().as_standard_layout().to_owned();
+        let columns: Vec<&[f64]> = t.as_slice().unwrap().chunks_exact(n).collect();
+        let cold =
+            fit_rows(&columns, None, &y, Some(&s), 2.0, true, 100, usize::MAX).expect("fits");
+        let warm = fit_rows(&columns, None, &y, Some(&s), 2.0, true, 12, 1_000).expect("fits");
         let close = |a: f64, b: f64| (a - b).abs() <= 1e-9 * (1.0 + a.abs());
         assert!(
             close(cold.intercept, warm.intercept),
