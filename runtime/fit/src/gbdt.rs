@@ -260,14 +260,51 @@ fn bin_of(t: &[f64], x: f64, missing: usize) -> u8 {
 /// Rows binned at a time by one thread.
 const BIN_ROWS: usize = 1 << 16;
 
+/// What a fit reads its inputs from: a design matrix, or the inputs'
+/// columns (one slice of every data row's values per input) and the rows
+/// of them to fit on, in order. Either gives the same bins, so the same
+/// fit.
+#[derive(Clone, Copy)]
+pub enum Inputs<'a> {
+    Matrix(&'a Array2<f64>),
+    Columns {
+        columns: &'a [&'a [f64]],
+        rows: &'a [usize],
+    },
+}
+
+impl Inputs<'_> {
+    fn nrows(&self) -> usize {
+        match self {
+            Inputs::Matrix(x) => x.nrows(),
+            Inputs::Columns { rows, .. } => rows.len(),
+        }
+    }
+
+    fn ncols(&self) -> usize {
+        match self {
+            Inputs::Matrix(x) => x.ncols(),
+            Inputs::Columns { columns, .. } => columns.len(),
+        }
+    }
+
+    /// Row `i` (of the fit's rows), input `j`.
+    fn get(&self, i: usize, j: usize) -> f64 {
+        match self {
+            Inputs::Matrix(x) => x[[i, j]],
+            Inputs::Columns { columns, rows } => columns[j][rows[i]],
+        }
+    }
+}
+
 fn bin(
-    x: &Array2<f64>,
+    x: Inputs,
     weights: Option<&[f64]>,
     max_bins: usize,
     levels: &[Option<usize>],
     seed: u64,
 ) -> Binned {
-    let (n, d) = x.dim();
+    let (n, d) = (x.nrows(), x.ncols());
     let level_count = |j: usize| levels.get(j).copied().flatten();
     // The rows the thresholds are placed from (a seeded sample of large
     // data), ascending, read row by row: each row's values at once, not a
@@ -280,9 +317,18 @@ fn bin(
     let m = sample.as_ref().map_or(n, Vec::len);
     let row_at = |k: usize| sample.as_ref().map_or(k, |s| s[k]);
     let mut sampled: Vec<Vec<f64>> = vec![Vec::with_capacity(m); d];
-    for k in 0..m {
-        for (col, v) in sampled.iter_mut().zip(x.row(row_at(k))) {
-            col.push(*v);
+    match x {
+        Inputs::Matrix(x) => {
+            for k in 0..m {
+                for (col, v) in sampled.iter_mut().zip(x.row(row_at(k))) {
+                    col.push(*v);
+                }
+            }
+        }
+        Inputs::Columns { columns, rows } => {
+            for (out, col) in sampled.iter_mut().zip(columns) {
+                out.extend((0..m).map(|k| col[rows[row_at(k)]]));
+            }
         }
     }
     let w_sampled: Option<Vec<f64>> = weights.map(|w| (0..m).map(|k| w[row_at(k)]).collect());
@@ -296,31 +342,40 @@ fn bin(
         .collect();
     drop(sampled);
     let n_bins: Vec<usize> = thresholds.iter().map(|t| t.len() + 1).collect();
-    // Every row's bins, in parallel pieces of rows (each row read once),
-    // then each column's pieces joined.
-    let pieces: Vec<Vec<Vec<u8>>> = (0..n.div_ceil(BIN_ROWS))
-        .into_par_iter()
-        .map(|piece| {
-            let rows = piece * BIN_ROWS..((piece + 1) * BIN_ROWS).min(n);
-            let mut out: Vec<Vec<u8>> = vec![Vec::with_capacity(rows.len()); d];
-            for i in rows {
-                for (j, (col, v)) in out.iter_mut().zip(x.row(i)).enumerate() {
-                    col.push(bin_of(&thresholds[j], *v, n_bins[j]));
-                }
-            }
-            out
-        })
-        .collect();
-    let bins: Vec<Vec<u8>> = (0..d)
-        .map(|j| {
-            let mut col = Vec::with_capacity(n);
-            for p in &pieces {
-                col.extend_from_slice(&p[j]);
-            }
-            col
-        })
-        .collect();
-    drop(pieces);
+    let bins: Vec<Vec<u8>> = match x {
+        // Every row's bins, in parallel pieces of rows (each row read
+        // once), then each column's pieces joined.
+        Inputs::Matrix(x) => {
+            let pieces: Vec<Vec<Vec<u8>>> = (0..n.div_ceil(BIN_ROWS))
+                .into_par_iter()
+                .map(|piece| {
+                    let rows = piece * BIN_ROWS..((piece + 1) * BIN_ROWS).min(n);
+                    let mut out: Vec<Vec<u8>> = vec![Vec::with_capacity(rows.len()); d];
+                    for i in rows {
+                        for (j, (col, v)) in out.iter_mut().zip(x.row(i)).enumerate() {
+                            col.push(bin_of(&thresholds[j], *v, n_bins[j]));
+                        }
+                    }
+                    out
+                })
+                .collect();
+            (0..d)
+                .map(|j| {
+                    let mut col = Vec::with_capacity(n);
+                    for p in &pieces {
+                        col.extend_from_slice(&p[j]);
+                    }
+                    col
+                })
+                .collect()
+        }
+        // Each input's bins from its column, the columns on every core.
+        Inputs::Columns { columns, rows } => columns
+            .par_iter()
+            .zip(thresholds.par_iter().zip(&n_bins))
+            .map(|(col, (t, &nb))| rows.iter().map(|&i| bin_of(t, col[i], nb)).collect())
+            .collect(),
+    };
     let mut b = Binned {
         thresholds,
         bins,
@@ -1235,6 +1290,26 @@ pub fn fit(
     p: &Params,
     raw_out: Option<&mut Vec<f64>>,
 ) -> Result<Fitted, FitError> {
+    fit_inputs(Inputs::Matrix(x), y, weights, p, raw_out)
+}
+
+/// [`fit`] on [`Inputs`]: a design matrix, or the inputs' columns and the
+/// training rows' places in them (no matrix built); the same fit.
+pub fn fit_inputs(
+    x: Inputs,
+    y: Y,
+    weights: Option<&[f64]>,
+    p: &Params,
+    raw_out: Option<&mut Vec<f64>>,
+) -> Result<Fitted, FitError> {
+    if let Inputs::Columns { columns, rows } = x {
+        let height = columns.iter().map(|c| c.len()).min().unwrap_or(usize::MAX);
+        if rows.iter().any(|&i| i >= height) {
+            return Err(FitError::Internal(
+                "a training row beyond the inputs' rows".into(),
+            ));
+        }
+    }
     let n = x.nrows();
     if n == 0 {
         return Err(FitError::Data("no rows to fit gradient_boosting on".into()));
@@ -1290,13 +1365,28 @@ pub fn fit(
         bin(x, weights, p.max_bins, &p.levels, p.seed)
     } else {
         let w: Option<Vec<f64>> = weights.map(|w| train.iter().map(|&i| w[i]).collect());
-        bin(
-            &x.select(ndarray::Axis(0), &train),
-            w.as_deref(),
-            p.max_bins,
-            &p.levels,
-            p.seed,
-        )
+        match x {
+            Inputs::Matrix(x) => bin(
+                Inputs::Matrix(&x.select(ndarray::Axis(0), &train)),
+                w.as_deref(),
+                p.max_bins,
+                &p.levels,
+                p.seed,
+            ),
+            Inputs::Columns { columns, rows } => {
+                let kept: Vec<usize> = train.iter().map(|&i| rows[i]).collect();
+                bin(
+                    Inputs::Columns {
+                        columns,
+                        rows: &kept,
+                    },
+                    w.as_deref(),
+                    p.max_bins,
+                    &p.levels,
+                    p.seed,
+                )
+            }
+        }
     };
     // Validation rows binned with the training thresholds.
     let valid_binned = Binned {
@@ -1304,7 +1394,7 @@ pub fn fit(
             .map(|j| {
                 valid
                     .iter()
-                    .map(|&i| bin_of(&binned.thresholds[j], x[[i, j]], binned.missing(j)))
+                    .map(|&i| bin_of(&binned.thresholds[j], x.get(i, j), binned.missing(j)))
                     .collect()
             })
             .collect(),
@@ -1524,6 +1614,73 @@ mod tests {
         }
     }
 
+    /// Fitting from the inputs' columns and the training rows' places is
+    /// the fit on the matrix of those rows, to the bit (with a validation
+    /// share held out, and missing values): the same trees, the same
+    /// training scores.
+    #[test]
+    fn a_fit_on_columns_equals_the_fit_on_the_rows_matrix() {
+        let n = 3_000;
+        let x = Array2::from_shape_fn((n, 3), |(i, j)| {
+            if (i + j) % 97 == 0 {
+                f64::NAN
+            } else {
+                ((i * 7919 + j * 104_729) % 1000) as f64 / 100.0
+            }
+        });
+        let rows: Vec<usize> = (0..n).filter(|i| i % 4 != 1).collect();
+        let c: Vec<usize> = rows
+            .iter()
+            .map(|&i| usize::from(x[[i, 0]].is_nan() || x[[i, 0]] + 0.5 * x[[i, 1]] > 6.0))
+            .collect();
+        let mut p = params(Loss::LogLoss, 0.1, 15, 7);
+        p.early_stopping = true;
+        p.n_iter_no_change = 100;
+        let picked = x.select(ndarray::Axis(0), &rows);
+        let mut by_matrix_scores = vec![];
+        let by_matrix = fit(
+            &picked,
+            Y::Classes(&c, 2),
+            None,
+            &p,
+            Some(&mut by_matrix_scores),
+        )
+        .expect("fits");
+        let t = x.t().as_standard_layout().to_owned();
+        let columns: Vec<&[f64]> = t.as_slice().unwrap().chunks_exact(n).collect();
+        let mut by_columns_scores = vec![];
+        let by_columns = fit_inputs(
+            Inputs::Columns {
+                columns: &columns,
+                rows: &rows,
+            },
+            Y::Classes(&c, 2),
+            None,
+            &p,
+            Some(&mut by_columns_scores),
+        )
+        .expect("fits");
+        assert_eq!(
+            serde_json::to_string(&by_matrix).unwrap(),
+            serde_json::to_string(&by_columns).unwrap()
+        );
+        let bits = |v: &[f64]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&by_matrix_scores), bits(&by_columns_scores));
+        assert!(!by_matrix_scores.is_empty());
+        // A training row beyond the columns is refused, not read.
+        let beyond = fit_inputs(
+            Inputs::Columns {
+                columns: &columns,
+                rows: &[0, n],
+            },
+            Y::Classes(&[0, 1], 2),
+            None,
+            &p,
+            None,
+        );
+        assert!(beyond.is_err());
+    }
+
     /// Re-scoring rows with a shuffled column (permutation importance)
     /// re-walks only the trees that split on it, and gives the bits a full
     /// prediction gives, for every class.
@@ -1600,7 +1757,7 @@ mod tests {
                 _ => f64::NAN,
             }
         });
-        let b = bin(&x, None, 255, &[], 1);
+        let b = bin(Inputs::Matrix(&x), None, 255, &[], 1);
         assert_eq!(b.rows.dense, vec![0], "one dense column");
         assert_eq!(b.rows.sparse.len(), 3, "three sparse columns");
         let dense = Binned {
@@ -1796,7 +1953,7 @@ mod tests {
             }
         }
         // Binned validation rows walk the same way.
-        let b = bin(&x, None, 255, &p.levels, 1);
+        let b = bin(Inputs::Matrix(&x), None, 255, &p.levels, 1);
         for i in 0..n {
             let raw = baseline[0] + mlp_ml::fitted::boost_value(&trees[0], x.row(i));
             let binned = baseline[0] + predict_binned(&trees[0], &b, i);
@@ -1831,7 +1988,7 @@ mod tests {
             .collect();
         let w: Vec<f64> = (0..n).map(|i| 0.5 + (i % 3) as f64).collect();
         let p = params(Loss::SquaredError, 0.3, 1, 8);
-        let b = bin(&x, None, 255, &[], 1);
+        let b = bin(Inputs::Matrix(&x), None, 255, &[], 1);
         for weights in [None, Some(&w[..])] {
             let mut raw = vec![y.iter().sum::<f64>() / n as f64; n];
             let gradients_at = |raw: &[f64]| {

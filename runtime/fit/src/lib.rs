@@ -344,9 +344,12 @@ fn row_weights(
 /// Fits `base`'s algorithm straight from the inputs' columns (one slice of
 /// every data row's values per input; `rows`: the training rows among
 /// them), without a design matrix, where the algorithm reads columns and
-/// nothing is tuned: binary logistic regression. `None` otherwise (then
-/// [`train`] on a design matrix). The same fit as [`train`] on the matrix
-/// of those rows, to the last bit of the objective's sums' order.
+/// nothing is tuned: binary logistic regression (predicted from the
+/// columns too: `ModelFile::predict_columns`) and gradient boosting (which
+/// bins each input from its column, and keeps its training rows' scores
+/// as [`train`] does). `None` otherwise (then [`train`] on a design
+/// matrix). The same fit as [`train`] on the matrix of those rows, to the
+/// bit.
 pub fn train_columns(
     op: &ModelOp,
     columns: &[&[f64]],
@@ -355,35 +358,63 @@ pub fn train_columns(
     sample: Option<&[f64]>,
     base: ModelFile,
 ) -> Result<Option<Trained>, FitError> {
-    let binary = matches!(y, Target::Classes(_, 2));
-    if op.algorithm != Algorithm::LogisticRegression || !binary || !op.search.is_empty() {
+    if !op.search.is_empty() {
         return Ok(None);
     }
     let params = op.params.clone();
-    let Target::Classes(classes, _) = y else {
-        return Ok(None);
+    let (fitted, scores) = match (op.algorithm, y) {
+        (Algorithm::LogisticRegression, Target::Classes(classes, 2)) => {
+            let weights = row_weights(&params, y, &base, sample)?;
+            let lr = LogisticSettings::of(&params);
+            let ones: Vec<f64> = classes.iter().map(|c| f64::from(*c == 1)).collect();
+            let fit = logistic::fit_columns(
+                columns,
+                rows,
+                &ones,
+                weights.as_deref(),
+                1.0 / lr.alpha,
+                lr.intercept,
+                lr.max_iter as usize,
+            )?;
+            (logistic_fitted(&fit), None)
+        }
+        (Algorithm::GradientBoosting, target) => {
+            let weights = row_weights(&params, y, &base, sample)?;
+            let p = gbdt_params(&params, target, &base, rows.len())?;
+            let inputs = gbdt::Inputs::Columns { columns, rows };
+            let mut scores = vec![];
+            let fitted = match target {
+                Target::Values(v) => {
+                    let v = v.to_vec();
+                    let y = gbdt::Y::Values(&v);
+                    gbdt::fit_inputs(inputs, y, weights.as_deref(), &p, Some(&mut scores))?
+                }
+                Target::Classes(c, k) => {
+                    let c = c.to_vec();
+                    let y = gbdt::Y::Classes(&c, *k);
+                    gbdt::fit_inputs(inputs, y, weights.as_deref(), &p, Some(&mut scores))?
+                }
+            };
+            let outputs = match &fitted {
+                Fitted::Boosted { outputs, .. } => (*outputs).max(1),
+                _ => 1,
+            };
+            let scores = (!scores.is_empty())
+                .then(|| Array2::from_shape_vec((rows.len(), outputs), scores).ok())
+                .flatten();
+            (fitted, scores)
+        }
+        _ => return Ok(None),
     };
-    let weights = row_weights(&params, y, &base, sample)?;
-    let lr = LogisticSettings::of(&params);
-    let ones: Vec<f64> = classes.iter().map(|c| f64::from(*c == 1)).collect();
-    let fit = logistic::fit_columns(
-        columns,
-        rows,
-        &ones,
-        weights.as_deref(),
-        1.0 / lr.alpha,
-        lr.intercept,
-        lr.max_iter as usize,
-    )?;
     Ok(Some(Trained {
         model: ModelFile {
             params: params.clone(),
-            fitted: logistic_fitted(&fit),
+            fitted,
             ..base
         },
         best: params,
         trials: vec![],
-        scores: None,
+        scores,
     }))
 }
 
@@ -395,6 +426,72 @@ fn logistic_fitted(fit: &logistic::Logistic) -> Fitted {
         weights: fit.weights.iter().map(|w| vec![0.0, *w]).collect(),
         intercepts: vec![0.0, fit.intercept],
     }
+}
+
+/// Gradient boosting's parameters from the model's (`n`: the rows it fits
+/// on, which decide early stopping's default).
+fn gbdt_params(
+    params: &BTreeMap<String, ParamValue>,
+    target: &Target,
+    base: &ModelFile,
+    n: usize,
+) -> Result<gbdt::Params, FitError> {
+    let int =
+        |name: &str, default: u32| param_f64(params, name, f64::from(default)).max(0.0) as usize;
+    let loss = match (params.get("loss"), target) {
+            (Some(ParamValue::Str(l)), Target::Values(_)) if l == "absolute_error" => {
+                gbdt::Loss::AbsoluteError
+            }
+            (Some(ParamValue::Str(l)), Target::Values(_)) if l == "huber" => gbdt::Loss::Huber {
+                alpha: param_f64(params, "alpha", 0.9),
+                delta: 0.0,
+            },
+            (Some(ParamValue::Str(l)), Target::Values(_)) if l != "squared_error" => {
+                return Err(FitError::Unsupported(format!(
+                    "gradient_boosting's loss `{l}` is for classes; a regression uses squared_error, absolute_error or huber"
+                )))
+            }
+            (Some(ParamValue::Str(l)), Target::Classes(..)) if l != "log_loss" => {
+                return Err(FitError::Unsupported(format!(
+                    "gradient_boosting's loss `{l}` is for values; a classification uses log_loss"
+                )))
+            }
+            (_, Target::Values(_)) => gbdt::Loss::SquaredError,
+            (_, Target::Classes(..)) => gbdt::Loss::LogLoss,
+        };
+    let early_stopping = match params.get("early_stopping") {
+        Some(ParamValue::Str(s)) if s == "true" => true,
+        Some(ParamValue::Str(s)) if s == "false" => false,
+        _ => n > 10_000,
+    };
+    Ok(gbdt::Params {
+        loss,
+        learning_rate: param_f64(params, "learning_rate", 0.1),
+        max_iter: int("max_iter", 100).max(1),
+        max_leaf_nodes: Some(int("max_leaf_nodes", 31).max(2)),
+        max_depth: match params.get("max_depth") {
+            Some(ParamValue::Int(d)) => Some((*d).max(1) as usize),
+            _ => None,
+        },
+        min_samples_leaf: int("min_samples_leaf", 20).max(1),
+        l2: param_f64(params, "l2_regularization", 0.0),
+        max_bins: int("max_bins", 255).clamp(2, 255),
+        early_stopping,
+        validation_fraction: param_f64(params, "validation_fraction", 0.1),
+        n_iter_no_change: int("n_iter_no_change", 10).max(1),
+        tol: param_f64(params, "tol", 1e-7),
+        seed: param_f64(params, "seed", 42.0) as u64,
+        // Per input, its number of levels when it is a category
+        // (its values are level codes).
+        levels: if base.categories.is_empty() {
+            vec![]
+        } else {
+            base.features
+                .iter()
+                .map(|f| base.categories.get(f).map(Vec::len))
+                .collect()
+        },
+    })
 }
 
 /// Fits one parameter combination.
@@ -650,61 +747,7 @@ fn fit(
             })
         }
         (Algorithm::GradientBoosting, target) => {
-            let int = |name: &str, default: u32| param_f64(params, name, f64::from(default)).max(0.0) as usize;
-            let loss = match (params.get("loss"), target) {
-                (Some(ParamValue::Str(l)), Target::Values(_)) if l == "absolute_error" => {
-                    gbdt::Loss::AbsoluteError
-                }
-                (Some(ParamValue::Str(l)), Target::Values(_)) if l == "huber" => gbdt::Loss::Huber {
-                    alpha: param_f64(params, "alpha", 0.9),
-                    delta: 0.0,
-                },
-                (Some(ParamValue::Str(l)), Target::Values(_)) if l != "squared_error" => {
-                    return Err(FitError::Unsupported(format!(
-                        "gradient_boosting's loss `{l}` is for classes; a regression uses squared_error, absolute_error or huber"
-                    )))
-                }
-                (Some(ParamValue::Str(l)), Target::Classes(..)) if l != "log_loss" => {
-                    return Err(FitError::Unsupported(format!(
-                        "gradient_boosting's loss `{l}` is for values; a classification uses log_loss"
-                    )))
-                }
-                (_, Target::Values(_)) => gbdt::Loss::SquaredError,
-                (_, Target::Classes(..)) => gbdt::Loss::LogLoss,
-            };
-            let early_stopping = match params.get("early_stopping") {
-                Some(ParamValue::Str(s)) if s == "true" => true,
-                Some(ParamValue::Str(s)) if s == "false" => false,
-                _ => x.nrows() > 10_000,
-            };
-            let p = gbdt::Params {
-                loss,
-                learning_rate: param_f64(params, "learning_rate", 0.1),
-                max_iter: int("max_iter", 100).max(1),
-                max_leaf_nodes: Some(int("max_leaf_nodes", 31).max(2)),
-                max_depth: match params.get("max_depth") {
-                    Some(ParamValue::Int(d)) => Some((*d).max(1) as usize),
-                    _ => None,
-                },
-                min_samples_leaf: int("min_samples_leaf", 20).max(1),
-                l2: param_f64(params, "l2_regularization", 0.0),
-                max_bins: int("max_bins", 255).clamp(2, 255),
-                early_stopping,
-                validation_fraction: param_f64(params, "validation_fraction", 0.1),
-                n_iter_no_change: int("n_iter_no_change", 10).max(1),
-                tol: param_f64(params, "tol", 1e-7),
-                seed: param_f64(params, "seed", 42.0) as u64,
-                // Per input, its number of levels when it is a category
-                // (its values are level codes).
-                levels: if base.categories.is_empty() {
-                    vec![]
-                } else {
-                    base.features
-                        .iter()
-                        .map(|f| base.categories.get(f).map(Vec::len))
-                        .collect()
-                },
-            };
+            let p = gbdt_params(params, target, base, x.nrows())?;
             match target {
                 Target::Values(v) => {
                     let v = v.to_vec();

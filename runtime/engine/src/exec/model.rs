@@ -556,21 +556,36 @@ pub fn run(op: &ModelOp, cx: &Context) -> Result<Output, ExecError> {
     let values: Vec<&[f64]> = inputs.iter().map(InputColumn::values).collect();
     let y = target(&train, op, &classes)?;
     let sample = sample_weights(&train, op, &|i| train_idx.get(i).map_or(i + 1, |r| r + 1))?;
-    // An algorithm that reads columns fits from them and predicts every
-    // row from them (no design matrix); the others get the training rows'
-    // matrix and the other rows'.
+    // An algorithm that reads columns fits from them without a design
+    // matrix (`mlp_fit::train_columns`), and predicts every row from them
+    // (a linear model) or keeps its training rows' scores (gradient
+    // boosting: only the other rows get a matrix); the others get the
+    // training rows' matrix and the other rows'.
+    let rest_idx: Vec<usize> = (0..is_train.len()).filter(|i| !is_train[*i]).collect();
     let (trained, predicted) =
         match mlp_fit::train_columns(op, &values, &train_idx, &y, sample.as_deref(), base.clone())?
         {
-            Some(trained) => {
-                let predicted = trained
-                    .model
-                    .predict_columns(&values, df.height())
-                    .ok_or_else(|| ExecError::Internal("a column fit that predicts rows".into()))?;
+            Some(mut trained) => {
+                let model = &trained.model;
+                let predicted = match trained.scores.take() {
+                    // The training rows' predictions from the scores the fit
+                    // left (the same bits as predicting them); the other
+                    // rows' matrix predicted.
+                    Some(z) => {
+                        let rest = design_matrices(&values, df.height(), &[Some(&rest_idx)])?
+                            .pop()
+                            .ok_or_else(|| {
+                                ExecError::Internal("a design matrix expected".into())
+                            })?;
+                        merge_rows(model.predict_scores(z), model.predict(&rest), &is_train)?
+                    }
+                    None => model.predict_columns(&values, df.height()).ok_or_else(|| {
+                        ExecError::Internal("a column fit that predicts rows".into())
+                    })?,
+                };
                 (trained, predicted)
             }
             None => {
-                let rest_idx: Vec<usize> = (0..is_train.len()).filter(|i| !is_train[*i]).collect();
                 let [x, rest]: [Array2<f64>; 2] =
                     design_matrices(&values, df.height(), &[Some(&train_idx), Some(&rest_idx)])?
                         .try_into()
