@@ -1275,27 +1275,8 @@ evaluate m on test { metrics accuracy, roc_auc }
 deploy m as "big-houses" { alias = "production" }
 "#,
     );
-    let o = mlp(&dir, &["run", "."]);
-    assert!(o.status.success(), "{}", text(&o));
-    let trained = common::cached_frame(&dir, "model.m");
-    let o = mlp(
-        &dir,
-        &[
-            "predict",
-            "big-houses",
-            "--input",
-            "d.csv",
-            "--output",
-            "out.parquet",
-        ],
-    );
-    assert!(o.status.success(), "{}", text(&o));
-    let out = common::read_parquet(&dir.join("out.parquet"));
-    for c in ["proba_true", "proba_false"] {
-        let (ours, served) = (bits_by_id(&trained, c), bits_by_id(&out, c));
-        assert_eq!(ours.len(), 1500);
-        assert_eq!(ours, served, "{c}");
-    }
+    let classes = probabilities_trained_and_predicted_agree(&dir, "model.m", "big-houses", 1500);
+    assert_eq!(classes, ["proba_false", "proba_true"]);
     std::fs::remove_dir_all(dir).ok();
 }
 
@@ -1346,14 +1327,29 @@ evaluate city on test { metrics accuracy }
 deploy city as "cities" { alias = "production" }
 "#,
     );
-    let o = mlp(&dir, &["run", "."]);
+    let classes = probabilities_trained_and_predicted_agree(&dir, "model.city", "cities", 1200);
+    assert_eq!(classes.len(), 4, "{classes:?}");
+    std::fs::remove_dir_all(dir).ok();
+}
+
+/// Runs the project in `dir`, predicts its `d.csv` through `deployment`
+/// with `mlp predict`, and asserts that every probability column of the
+/// model stage's output (its `rows` rows) equals the prediction's, bit for
+/// bit, row by row (`id`). Returns those columns' names.
+fn probabilities_trained_and_predicted_agree(
+    dir: &Path,
+    model_stage: &str,
+    deployment: &str,
+    rows: usize,
+) -> Vec<String> {
+    let o = mlp(dir, &["run", "."]);
     assert!(o.status.success(), "{}", text(&o));
-    let trained = common::cached_frame(&dir, "model.city");
+    let trained = common::cached_frame(dir, model_stage);
     let o = mlp(
-        &dir,
+        dir,
         &[
             "predict",
-            "cities",
+            deployment,
             "--input",
             "d.csv",
             "--output",
@@ -1368,13 +1364,12 @@ deploy city as "cities" { alias = "production" }
         .filter(|c| c.starts_with("proba_"))
         .map(|c| c.to_string())
         .collect();
-    assert_eq!(classes.len(), 4, "{classes:?}");
     for c in &classes {
         let (ours, served) = (bits_by_id(&trained, c), bits_by_id(&out, c));
-        assert_eq!(ours.len(), 1200);
+        assert_eq!(ours.len(), rows);
         assert_eq!(ours, served, "{c}");
     }
-    std::fs::remove_dir_all(dir).ok();
+    classes
 }
 
 /// `sample_weight = COL`: a row of weight 0 counts as no row (the logistic

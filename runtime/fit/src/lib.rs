@@ -169,13 +169,7 @@ pub fn train(
     };
     let mut scores = vec![];
     let fitted = fit(op.algorithm, &best, x, y, &base, sample, Some(&mut scores))?;
-    let outputs = match &fitted {
-        Fitted::Boosted { outputs, .. } => (*outputs).max(1),
-        _ => 1,
-    };
-    let scores = (!scores.is_empty())
-        .then(|| Array2::from_shape_vec((x.nrows(), outputs), scores).ok())
-        .flatten();
+    let scores = scores_matrix(&fitted, x.nrows(), scores);
     Ok(Trained {
         model: mk(best.clone(), fitted),
         best,
@@ -383,25 +377,8 @@ pub fn train_columns(
             let p = gbdt_params(&params, target, &base, rows.len())?;
             let inputs = gbdt::Inputs::Columns { columns, rows };
             let mut scores = vec![];
-            let fitted = match target {
-                Target::Values(v) => {
-                    let v = v.to_vec();
-                    let y = gbdt::Y::Values(&v);
-                    gbdt::fit_inputs(inputs, y, weights.as_deref(), &p, Some(&mut scores))?
-                }
-                Target::Classes(c, k) => {
-                    let c = c.to_vec();
-                    let y = gbdt::Y::Classes(&c, *k);
-                    gbdt::fit_inputs(inputs, y, weights.as_deref(), &p, Some(&mut scores))?
-                }
-            };
-            let outputs = match &fitted {
-                Fitted::Boosted { outputs, .. } => (*outputs).max(1),
-                _ => 1,
-            };
-            let scores = (!scores.is_empty())
-                .then(|| Array2::from_shape_vec((rows.len(), outputs), scores).ok())
-                .flatten();
+            let fitted = fit_gbdt(inputs, target, weights.as_deref(), &p, Some(&mut scores))?;
+            let scores = scores_matrix(&fitted, rows.len(), scores);
             (fitted, scores)
         }
         _ => return Ok(None),
@@ -416,6 +393,38 @@ pub fn train_columns(
         trials: vec![],
         scores,
     }))
+}
+
+/// Gradient boosting on `inputs` for the target's values or classes.
+fn fit_gbdt(
+    inputs: gbdt::Inputs,
+    target: &Target,
+    weights: Option<&[f64]>,
+    p: &gbdt::Params,
+    scores: Option<&mut Vec<f64>>,
+) -> Result<Fitted, FitError> {
+    match target {
+        Target::Values(v) => {
+            let v = v.to_vec();
+            gbdt::fit_inputs(inputs, gbdt::Y::Values(&v), weights, p, scores)
+        }
+        Target::Classes(c, k) => {
+            let c = c.to_vec();
+            gbdt::fit_inputs(inputs, gbdt::Y::Classes(&c, *k), weights, p, scores)
+        }
+    }
+}
+
+/// The training rows' raw scores a fit left (`rows` rows, one column per
+/// output), as [`Trained::scores`]; `None` when it left none.
+fn scores_matrix(fitted: &Fitted, rows: usize, scores: Vec<f64>) -> Option<Array2<f64>> {
+    let outputs = match fitted {
+        Fitted::Boosted { outputs, .. } => (*outputs).max(1),
+        _ => 1,
+    };
+    (!scores.is_empty())
+        .then(|| Array2::from_shape_vec((rows, outputs), scores).ok())
+        .flatten()
 }
 
 /// A binary logistic fit as a softmax model: softmax(z, 0) = sigmoid(z),
@@ -748,16 +757,7 @@ fn fit(
         }
         (Algorithm::GradientBoosting, target) => {
             let p = gbdt_params(params, target, base, x.nrows())?;
-            match target {
-                Target::Values(v) => {
-                    let v = v.to_vec();
-                    gbdt::fit(x, gbdt::Y::Values(&v), row_weights.as_deref(), &p, scores)
-                }
-                Target::Classes(c, k) => {
-                    let c = c.to_vec();
-                    gbdt::fit(x, gbdt::Y::Classes(&c, *k), row_weights.as_deref(), &p, scores)
-                }
-            }
+            fit_gbdt(gbdt::Inputs::Matrix(x), target, row_weights.as_deref(), &p, scores)
         }
         // A classifier given values, or a regressor given classes: the
         // checker refuses these (E0709); named here so that a new algorithm

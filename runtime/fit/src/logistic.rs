@@ -635,6 +635,33 @@ mod tests {
         assert!(fit_columns(&columns, &rows, &y[1..], None, 1.0, true, 10).is_err());
     }
 
+    /// Fits `y` on `x` (rows weighted by `s`) from the intercept-only
+    /// start with whole Newton's steps, and from a sample of every 30th row
+    /// (at most `max_iter` steps), and asserts both reach the same minimum
+    /// (to 1e-9; each fit's own stopping test allows about that).
+    fn assert_sample_start_reaches_the_minimum(
+        x: &Array2<f64>,
+        y: &[f64],
+        s: Option<&[f64]>,
+        max_iter: usize,
+    ) {
+        let n = x.nrows();
+        let t = x.t().as_standard_layout().to_owned();
+        let columns: Vec<&[f64]> = t.as_slice().unwrap().chunks_exact(n).collect();
+        let cold = fit_rows(&columns, None, y, s, 2.0, true, 100, usize::MAX).expect("fits");
+        let warm = fit_rows(&columns, None, y, s, 2.0, true, max_iter, 1_000).expect("fits");
+        let close = |a: f64, b: f64| (a - b).abs() <= 1e-9 * (1.0 + a.abs());
+        assert!(
+            close(cold.intercept, warm.intercept),
+            "{} vs {}",
+            cold.intercept,
+            warm.intercept
+        );
+        for (a, b) in cold.weights.iter().zip(&warm.weights) {
+            assert!(close(*a, *b), "{a} vs {b}");
+        }
+    }
+
     /// Starting from a sample's fit, and taking each step with the
     /// sample's Hessian, changes the path, not where it ends: the same
     /// minimum as whole Newton's steps from the intercept-only start (to
@@ -648,20 +675,7 @@ mod tests {
         let y: Vec<f64> = (0..n)
             .map(|i| f64::from(x[[i, 0]] - 0.5 * x[[i, 1]] + 0.2 * ((i % 11) as f64 - 5.0) > 0.0))
             .collect();
-        let t = x.t().as_standard_layout().to_owned();
-        let columns: Vec<&[f64]> = t.as_slice().unwrap().chunks_exact(n).collect();
-        let cold = fit_rows(&columns, None, &y, None, 2.0, true, 100, usize::MAX).expect("fits");
-        let warm = fit_rows(&columns, None, &y, None, 2.0, true, 100, 1_000).expect("fits");
-        let close = |a: f64, b: f64| (a - b).abs() <= 1e-9 * (1.0 + a.abs());
-        assert!(
-            close(cold.intercept, warm.intercept),
-            "{} vs {}",
-            cold.intercept,
-            warm.intercept
-        );
-        for (a, b) in cold.weights.iter().zip(&warm.weights) {
-            assert!(close(*a, *b), "{a} vs {b}");
-        }
+        assert_sample_start_reaches_the_minimum(&x, &y, None, 100);
     }
 
     /// An input set only in rows the sample (every 30th row) never holds:
@@ -681,20 +695,7 @@ mod tests {
                 f64::from(z + 2.0 * x[[i, 2]] > 0.0)
             })
             .collect();
-        let t = x.t().as_standard_layout().to_owned();
-        let columns: Vec<&[f64]> = t.as_slice().unwrap().chunks_exact(n).collect();
-        let cold = fit_rows(&columns, None, &y, None, 2.0, true, 100, usize::MAX).expect("fits");
-        let warm = fit_rows(&columns, None, &y, None, 2.0, true, 12, 1_000).expect("fits");
-        let close = |a: f64, b: f64| (a - b).abs() <= 1e-9 * (1.0 + a.abs());
-        assert!(
-            close(cold.intercept, warm.intercept),
-            "{} vs {}",
-            cold.intercept,
-            warm.intercept
-        );
-        for (a, b) in cold.weights.iter().zip(&warm.weights) {
-            assert!(close(*a, *b), "{a} vs {b}");
-        }
+        assert_sample_start_reaches_the_minimum(&x, &y, None, 12);
     }
 
     /// A sample whose rows all weigh nothing knows nothing of the
@@ -719,20 +720,6 @@ mod tests {
                 }
             })
             .collect();
-        let t = x.t().as_standard_layout().to_owned();
-        let columns: Vec<&[f64]> = t.as_slice().unwrap().chunks_exact(n).collect();
-        let cold =
-            fit_rows(&columns, None, &y, Some(&s), 2.0, true, 100, usize::MAX).expect("fits");
-        let warm = fit_rows(&columns, None, &y, Some(&s), 2.0, true, 12, 1_000).expect("fits");
-        let close = |a: f64, b: f64| (a - b).abs() <= 1e-9 * (1.0 + a.abs());
-        assert!(
-            close(cold.intercept, warm.intercept),
-            "{} vs {}",
-            cold.intercept,
-            warm.intercept
-        );
-        for (a, b) in cold.weights.iter().zip(&warm.weights) {
-            assert!(close(*a, *b), "{a} vs {b}");
-        }
+        assert_sample_start_reaches_the_minimum(&x, &y, Some(&s), 12);
     }
 }

@@ -247,12 +247,24 @@ fn linear_scores_columns(
     z
 }
 
-/// A softmax model's weights (one per input, each per class) as one slice
-/// per class.
-fn class_weights(weights: &[Vec<f64>], k: usize) -> Vec<Vec<f64>> {
-    (0..k)
+/// A softmax model's probabilities for `n` rows from `scores(weights by
+/// class, intercepts)` (row-major, one per class; the weights are stored
+/// one per input, each per class).
+fn softmax_prediction(
+    weights: &[Vec<f64>],
+    intercepts: &[f64],
+    n: usize,
+    scores: impl FnOnce(&[&[f64]], &[f64]) -> Vec<f64>,
+) -> Prediction {
+    let k = intercepts.len();
+    let by_class: Vec<Vec<f64>> = (0..k)
         .map(|c| weights.iter().map(|w| w[c]).collect())
-        .collect()
+        .collect();
+    let by_class: Vec<&[f64]> = by_class.iter().map(Vec::as_slice).collect();
+    let z = scores(&by_class, intercepts);
+    Prediction::Probabilities(
+        Array2::from_shape_vec((n, k), z).unwrap_or_else(|_| Array2::zeros((n, k))),
+    )
 }
 
 /// A row of scores as probabilities (the largest subtracted first).
@@ -967,15 +979,9 @@ impl ModelFile {
             Fitted::Softmax {
                 weights,
                 intercepts,
-            } => {
-                let k = intercepts.len();
-                let by_class = class_weights(weights, k);
-                let by_class: Vec<&[f64]> = by_class.iter().map(Vec::as_slice).collect();
-                let z = linear_scores_columns(columns, n, &by_class, intercepts, true);
-                Some(Prediction::Probabilities(
-                    Array2::from_shape_vec((n, k), z).ok()?,
-                ))
-            }
+            } => Some(softmax_prediction(weights, intercepts, n, |w, b| {
+                linear_scores_columns(columns, n, w, b, true)
+            })),
             _ => None,
         }
     }
@@ -992,16 +998,9 @@ impl ModelFile {
             Fitted::Softmax {
                 weights,
                 intercepts,
-            } => {
-                let k = intercepts.len();
-                let by_class = class_weights(weights, k);
-                let by_class: Vec<&[f64]> = by_class.iter().map(Vec::as_slice).collect();
-                let z = linear_scores(x, &by_class, intercepts, true);
-                Prediction::Probabilities(
-                    Array2::from_shape_vec((x.nrows(), k), z)
-                        .unwrap_or_else(|_| Array2::zeros((x.nrows(), k))),
-                )
-            }
+            } => softmax_prediction(weights, intercepts, x.nrows(), |w, b| {
+                linear_scores(x, w, b, true)
+            }),
             Fitted::Boosted {
                 baseline,
                 trees,

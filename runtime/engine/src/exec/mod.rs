@@ -320,6 +320,18 @@ pub fn is_train(partition_column: &str) -> Expr {
     col(partition_column).eq(lit("train"))
 }
 
+/// The rows of the `train` partition of `df`, as a mask (the test of
+/// [`is_train`], on the column at once).
+pub fn train_mask(df: &DataFrame, partition_column: &str) -> Result<BooleanChunked, ExecError> {
+    Ok(df
+        .column(partition_column)
+        .and_then(|c| c.cast(&DataType::String))
+        .map_err(ExecError::polars)?
+        .str()
+        .map_err(ExecError::polars)?
+        .equal("train"))
+}
+
 /// The split's partition column, for a stage downstream of a split.
 pub fn partition_column(cx: &Context) -> Option<String> {
     partition_of(cx.stage)

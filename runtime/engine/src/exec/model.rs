@@ -150,18 +150,18 @@ pub fn input_columns(
     Ok(values)
 }
 
-/// The model's design matrices, row-major: one column per input, in order
-/// ([`input_columns`], whose `on_bad` this takes), one matrix per selection
-/// of data rows (every row for `None`).
+/// The model's design matrix of every data row, row-major: one column per
+/// input, in order ([`input_columns`], whose `on_bad` this takes).
 fn fill_design(
     df: &DataFrame,
     model: &ModelFile,
-    selections: &[Option<&[usize]>],
     on_bad: &mut OnBadInput,
-) -> Result<Vec<Array2<f64>>, ExecError> {
+) -> Result<Array2<f64>, ExecError> {
     let inputs = input_columns(df, model, on_bad)?;
     let values: Vec<&[f64]> = inputs.iter().map(InputColumn::values).collect();
-    design_matrices(&values, df.height(), selections)
+    design_matrices(&values, df.height(), &[None])?
+        .pop()
+        .ok_or_else(|| ExecError::Internal("a design matrix expected".into()))
 }
 
 /// Row-major design matrices of the inputs' columns (`height` values
@@ -220,29 +220,19 @@ pub fn design_rows(
     model: &ModelFile,
 ) -> Result<(Array2<f64>, BadInputs), ExecError> {
     let mut bad: BadInputs = vec![None; df.height()];
-    let mut x = fill_design(df, model, &[None], &mut |i, c, v| {
+    let x = fill_design(df, model, &mut |i, c, v| {
         if bad[i].is_none() {
             bad[i] = Some((c.to_string(), v));
         }
         Ok(())
     })?;
-    Ok((x.remove(0), bad))
+    Ok((x, bad))
 }
 
 /// The design matrix of the given rows (row-major, one column per input);
 /// a missing or non-finite value fails, naming its column and row.
 pub fn design(df: &DataFrame, model: &ModelFile) -> Result<Array2<f64>, ExecError> {
-    Ok(design_of(df, model, &[None])?.remove(0))
-}
-
-/// As [`design`], one matrix per selection of data rows (every row for
-/// `None`); a missing or non-finite value of any row fails.
-pub fn design_of(
-    df: &DataFrame,
-    model: &ModelFile,
-    selections: &[Option<&[usize]>],
-) -> Result<Vec<Array2<f64>>, ExecError> {
-    fill_design(df, model, selections, &mut |i, c, _| Err(bad_input(i, c)))
+    fill_design(df, model, &mut |i, c, _| Err(bad_input(i, c)))
 }
 
 /// Model input `column` missing or infinite at data row `row` (from 0).
@@ -500,15 +490,8 @@ pub fn run(op: &ModelOp, cx: &Context) -> Result<Output, ExecError> {
     if let Some(ParamValue::Str(w)) = op.params.get("sample_weight") {
         read.push(w.clone());
     }
-    // Which rows of the input are training rows (the same test as
-    // `super::is_train`, on the column at once).
-    let mask = df
-        .column(&part)
-        .and_then(|c| c.cast(&DataType::String))
-        .map_err(ExecError::polars)?
-        .str()
-        .map_err(ExecError::polars)?
-        .equal("train");
+    // Which rows of the input are training rows.
+    let mask = super::train_mask(&df, &part)?;
     let is_train: Vec<bool> = mask.iter().map(|t| t == Some(true)).collect();
     let train = df
         .select(read)

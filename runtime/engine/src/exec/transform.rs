@@ -60,15 +60,9 @@ fn train_medians(
     columns: &[String],
 ) -> Result<std::collections::HashMap<String, Option<f64>>, ExecError> {
     use rayon::prelude::*;
-    // The train rows (the same test as `is_train`), read from each column
+    // The train rows, read from each column
     // as it is, without a filtered copy of the frame.
-    let train: Vec<bool> = df
-        .column(part)
-        .and_then(|c| c.cast(&DataType::String))
-        .map_err(ExecError::polars)?
-        .str()
-        .map_err(ExecError::polars)?
-        .equal("train")
+    let train: Vec<bool> = super::train_mask(df, part)?
         .iter()
         .map(|t| t == Some(true))
         .collect();
@@ -186,27 +180,22 @@ pub fn fit(step: &StepOp, df: &DataFrame, part: Option<&str>) -> Result<Fitted, 
                         "`impute ... with` a value but no value in the plan".into(),
                     ))
                 }
-                (ImputeMethod::Median, _) => {
-                    let stats = train_medians(df, &need_part()?, columns)?;
-                    for c in columns {
-                        let v = stats.get(c).copied().flatten().ok_or_else(|| {
-                            ExecError::Data(format!(
-                                "cannot impute `{c}` with the {method}: it has no values in `train`"
-                            ))
-                        })?;
-                        values.insert(c.clone(), json!(v));
-                    }
-                }
-                (ImputeMethod::Mean, _) => {
+                (ImputeMethod::Mean | ImputeMethod::Median, _) => {
                     let p = need_part()?;
-                    let stats = train_stats(
-                        df,
-                        &p,
-                        columns
-                            .iter()
-                            .map(|c| (c.clone(), col(c.as_str()).cast(DataType::Float64).mean()))
-                            .collect(),
-                    )?;
+                    let stats = if *method == ImputeMethod::Median {
+                        train_medians(df, &p, columns)?
+                    } else {
+                        train_stats(
+                            df,
+                            &p,
+                            columns
+                                .iter()
+                                .map(|c| {
+                                    (c.clone(), col(c.as_str()).cast(DataType::Float64).mean())
+                                })
+                                .collect(),
+                        )?
+                    };
                     for c in columns {
                         let v = stats.get(c).copied().flatten().ok_or_else(|| {
                             ExecError::Data(format!(
