@@ -58,6 +58,11 @@ for name, cw in [("logistic_weighted", {"yes": 3.0}), ("logistic_balanced", "bal
 # Weighted row by row by the column `w` (sample_weight).
 m = LogisticRegression(C=1.0, max_iter=10000, tol=1e-12).fit(tr[X], tr["label"], sample_weight=tr["w"])
 out["logistic_sw"] = {"coef": list(map(float, m.coef_[0])), "intercept": float(m.intercept_[0])}
+# Both: scikit-learn's balanced weights count each class's rows by their
+# sample weights.
+m = LogisticRegression(C=1.0, max_iter=10000, tol=1e-12, class_weight="balanced").fit(
+    tr[X], tr["label"], sample_weight=tr["w"])
+out["logistic_balanced_sw"] = {"coef": list(map(float, m.coef_[0])), "intercept": float(m.intercept_[0])}
 
 
 def probabilistic(model, sample_weight=None):

@@ -246,6 +246,7 @@ fn check_against(dir: &Path, sk: &serde_json::Value) {
         ("model.logit_weighted", "logistic_weighted"),
         ("model.logit_balanced", "logistic_balanced"),
         ("model.logit_sw", "logistic_sw"),
+        ("model.logit_balanced_sw", "logistic_balanced_sw"),
     ] {
         let m = entry_json(dir, stage, "model.json");
         let w: Vec<f64> = m["fitted"]["weights"]

@@ -264,32 +264,41 @@ fn param_bool(op: &BTreeMap<String, ParamValue>, name: &str, default: bool) -> b
     }
 }
 
-/// Each row's weight from `class_weight`, as scikit-learn's
-/// `compute_sample_weight`: `balanced` is `rows / (classes × rows of the
-/// class)` over the rows fitted; a map weighs the classes it names (by
-/// label), the others 1. `None` without `class_weight`.
+/// Each row's weight from `class_weight`, as scikit-learn's: `balanced` is
+/// `rows / (classes × rows of the class)` over the rows fitted, each row
+/// counted by its weight in `sample` when given (as scikit-learn's
+/// `LogisticRegression` counts them); a map weighs the classes it names
+/// (by label), the others 1. `None` without `class_weight`.
 fn class_row_weights(
     params: &BTreeMap<String, ParamValue>,
     y: &Array1<usize>,
     k: usize,
     classes: &[String],
+    sample: Option<&[f64]>,
 ) -> Result<Option<Vec<f64>>, FitError> {
     let per_class: Vec<f64> = match params.get("class_weight") {
         None => return Ok(None),
         Some(ParamValue::Str(s)) if s == "balanced" => {
+            // Each class's rows and their total weight (each row weighing
+            // its `sample_weight`, as scikit-learn counts them).
             let mut counts = vec![0usize; k];
-            for c in y {
+            let mut weighed = vec![0.0; k];
+            for (i, c) in y.iter().enumerate() {
                 counts[*c] += 1;
+                weighed[*c] += sample.map_or(1.0, |s| s[i]);
             }
+            let total: f64 = weighed.iter().sum();
             // scikit-learn weighs the classes present in y.
             let present = counts.iter().filter(|n| **n > 0).count().max(1);
-            counts
+            weighed
                 .iter()
-                .map(|n| {
-                    if *n == 0 {
-                        1.0
+                .map(|w| {
+                    // A class absent, or whose rows all weigh 0: its rows
+                    // count for nothing whatever this is.
+                    if *w > 0.0 {
+                        total / (present as f64 * w)
                     } else {
-                        y.len() as f64 / (present as f64 * *n as f64)
+                        1.0
                     }
                 })
                 .collect()
@@ -325,7 +334,13 @@ fn row_weights(
     sample: Option<&[f64]>,
 ) -> Result<Option<Vec<f64>>, FitError> {
     let class_weights = match y {
-        Target::Classes(y, k) => class_row_weights(params, y, *k, &base.classes)?,
+        Target::Classes(y, k) => {
+            // scikit-learn's logistic regression counts a balanced class's
+            // rows by their sample weights; its trees, forests and gradient
+            // boosting count rows.
+            let counted_by = sample.filter(|_| base.algorithm == Algorithm::LogisticRegression);
+            class_row_weights(params, y, *k, &base.classes, counted_by)?
+        }
         Target::Values(_) => None,
     };
     Ok(match (class_weights, sample) {
