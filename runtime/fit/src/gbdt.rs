@@ -112,22 +112,33 @@ struct Binned {
 }
 
 /// The bins as histograms read them. A column whose most frequent bin holds
-/// most rows (a one-hot or a flag column) is sparse: a row lists it only
-/// where its bin is another, and a histogram derives the frequent bin from
-/// the node's totals (LightGBM's sparse features), so it is not counted
-/// row by row.
+/// most rows (a one-hot or a flag column) is sparse: a histogram derives
+/// its frequent bin from the node's totals (LightGBM's sparse features), so
+/// only its other bins are counted. Sparse columns that are never off
+/// their frequent bin in the same row (the columns of one one-hot
+/// encoding) share one byte of a row, a bundle (LightGBM's exclusive
+/// feature bundling, without conflicts): one count per row for the bundle,
+/// not one per column; the rest are listed per row where they are off
+/// their frequent bin.
 #[derive(Default)]
 struct RowBins {
-    /// The dense columns' bins, row-major (`dense.len()` per row).
+    /// Each row's bytes, row-major (`dense.len()` plus the bundles' per
+    /// row): the dense columns' bins, then each bundle's code (0 when each
+    /// of its columns is at its frequent bin).
     by_row: Vec<u8>,
-    /// The dense columns, and where each one's bins start in a flat
-    /// histogram.
+    /// The dense columns.
     dense: Vec<usize>,
-    dense_at: Vec<usize>,
-    /// The sparse columns and their most frequent bin.
+    /// Per byte of a row, where its values start in a histogram pass's
+    /// sums (the flat histogram, then each bundle's codes).
+    slot_at: Vec<usize>,
+    /// The width of a pass's sums.
+    sums_width: usize,
+    /// The bundled bins: (place in a pass's sums, flat histogram place).
+    bundled: Vec<(usize, usize)>,
+    /// The sparse columns (bundled or listed) and their most frequent bin.
     sparse: Vec<(usize, usize)>,
-    /// Row `i`'s sparse entries are `entries[starts[i]..starts[i + 1]]`:
-    /// flat histogram places (its sparse columns' other bins).
+    /// Row `i`'s listed entries are `entries[starts[i]..starts[i + 1]]`:
+    /// flat histogram places (its listed columns' other bins).
     starts: Vec<u32>,
     entries: Vec<u16>,
 }
@@ -135,6 +146,24 @@ struct RowBins {
 /// A column is sparse when its most frequent bin holds at least this share
 /// of the rows.
 const SPARSE_SHARE: f64 = 0.6;
+
+/// What a row's list of sparse entries costs beyond its entries, in counts
+/// (a loop whose length changes from row to row mispredicts its end:
+/// measured on the houses columns, about four counts' time).
+const LIST_COST: f64 = 4.0;
+
+/// How sparse columns are laid out (tests force each one).
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Layout {
+    /// Bundles where they cost fewer counts than the lists.
+    Auto,
+    /// Every sparse column listed per row.
+    #[cfg(test)]
+    Listed,
+    /// Every sparse column in a bundle.
+    #[cfg(test)]
+    Bundled,
+}
 
 impl Binned {
     /// Where each column's bins start in a flat histogram, and its width.
@@ -387,16 +416,18 @@ fn bin(
     b.has_missing = (0..d)
         .map(|j| b.bins[j].iter().any(|v| usize::from(*v) == b.n_bins[j]))
         .collect();
-    b.rows = row_bins(&b, SPARSE_SHARE);
+    b.rows = row_bins(&b, SPARSE_SHARE, Layout::Auto);
     b
 }
 
 /// The histograms' layout of the bins (see [`RowBins`]): a column whose
 /// most frequent bin holds `sparse_share` of the rows is sparse.
-fn row_bins(b: &Binned, sparse_share: f64) -> RowBins {
+fn row_bins(b: &Binned, sparse_share: f64, layout: Layout) -> RowBins {
     let n = b.bins.first().map_or(0, Vec::len);
     let (offsets, width) = b.offsets();
     let mut out = RowBins::default();
+    // Per sparse column, its share of rows off the frequent bin.
+    let mut off_share = vec![];
     for (j, col) in b.bins.iter().enumerate() {
         let mut counts = vec![0usize; b.n_bins[j] + 1];
         for &v in col {
@@ -410,19 +441,84 @@ fn row_bins(b: &Binned, sparse_share: f64) -> RowBins {
         // Flat places are u16: a histogram wider than that stays dense.
         if width <= usize::from(u16::MAX) + 1 && count as f64 >= sparse_share * n as f64 && n > 0 {
             out.sparse.push((j, top));
+            off_share.push(1.0 - count as f64 / n as f64);
         } else {
             out.dense.push(j);
-            out.dense_at.push(offsets[j]);
+            out.slot_at.push(offsets[j]);
         }
     }
-    let dd = out.dense.len();
-    out.by_row = vec![0u8; n * dd];
+    // Bundles, first fit: a column joins the first bundle none of whose
+    // columns is off its frequent bin in a row where this one is, and
+    // whose codes (a byte's) have room for this one's other bins.
+    // Per bundle: its columns (places in `sparse`), the rows where one is
+    // off its frequent bin (a bit per row), and its codes.
+    let mut bundles: Vec<(Vec<usize>, Vec<u64>, usize)> = vec![];
+    let taken_at = |taken: &[u64], i: usize| taken[i / 64] >> (i % 64) & 1 == 1;
+    for (k, &(j, top)) in out.sparse.iter().enumerate() {
+        let off: Vec<usize> = (0..n).filter(|&i| b.bins[j][i] as usize != top).collect();
+        let codes = b.n_bins[j];
+        let fits = bundles.iter().position(|(_, taken, used)| {
+            used + codes <= usize::from(u8::MAX) && off.iter().all(|&i| !taken_at(taken, i))
+        });
+        let at = fits.unwrap_or_else(|| {
+            bundles.push((vec![], vec![0; n.div_ceil(64)], 0));
+            bundles.len() - 1
+        });
+        let (members, taken, used) = &mut bundles[at];
+        members.push(k);
+        for &i in &off {
+            taken[i / 64] |= 1 << (i % 64);
+        }
+        *used += codes;
+    }
+    let bundle = match layout {
+        #[cfg(test)]
+        Layout::Listed => false,
+        #[cfg(test)]
+        Layout::Bundled => true,
+        // A bundle costs a count on every row; the lists cost their
+        // entries plus the loop.
+        Layout::Auto => {
+            !out.sparse.is_empty()
+                && bundles.len() as f64 <= off_share.iter().sum::<f64>() + LIST_COST
+        }
+    };
+    let slots = out.dense.len() + if bundle { bundles.len() } else { 0 };
+    out.by_row = vec![0u8; n * slots];
     for (k, &j) in out.dense.iter().enumerate() {
         for (i, v) in b.bins[j].iter().enumerate() {
-            out.by_row[i * dd + k] = *v;
+            out.by_row[i * slots + k] = *v;
         }
     }
-    if !out.sparse.is_empty() {
+    out.sums_width = width;
+    if bundle {
+        for (s, (members, _, used)) in bundles.iter().enumerate() {
+            let slot = out.dense.len() + s;
+            // Code 0: every member at its frequent bin (not counted: the
+            // frequent bins follow from the totals).
+            let first = out.sums_width;
+            out.slot_at.push(first);
+            out.sums_width += used + 1;
+            let mut code = 1;
+            for &k in members {
+                let (j, top) = out.sparse[k];
+                let mut code_of = vec![0u8; b.n_bins[j] + 1];
+                for (v, c) in code_of.iter_mut().enumerate() {
+                    if v != top {
+                        *c = code as u8;
+                        out.bundled.push((first + code, offsets[j] + v));
+                        code += 1;
+                    }
+                }
+                for (i, v) in b.bins[j].iter().enumerate() {
+                    let c = code_of[*v as usize];
+                    if c != 0 {
+                        out.by_row[i * slots + slot] = c;
+                    }
+                }
+            }
+        }
+    } else if !out.sparse.is_empty() {
         out.starts.reserve(n + 1);
         out.starts.push(0);
         for i in 0..n {
@@ -460,14 +556,15 @@ fn histogram(b: &Binned, rows: &[u32], g: &[f64], h: Option<&[f64]>) -> Hist {
     let d = b.n_bins.len();
     let (offsets, width) = b.offsets();
     let rb = &b.rows;
+    let sums_width = rb.sums_width;
     // Each piece's flat sums and its rows' totals (for the sparse columns'
     // frequent bins).
     let pieces: Vec<(PieceSums, Bin)> = rows
         .par_chunks(HIST_ROWS)
         .map(|piece| {
             let mut sums = PieceSums {
-                gh: vec![[0.0; 2]; width],
-                n: vec![0; if h.is_some() { width } else { 0 }],
+                gh: vec![[0.0; 2]; sums_width],
+                n: vec![0; if h.is_some() { sums_width } else { 0 }],
             };
             let total = match h {
                 Some(h) => piece_histogram::<true>(rb, piece, g, h, &mut sums),
@@ -480,8 +577,8 @@ fn histogram(b: &Binned, rows: &[u32], g: &[f64], h: Option<&[f64]>) -> Hist {
     let (mut sums, mut total) = pieces.next().unwrap_or_else(|| {
         (
             PieceSums {
-                gh: vec![[0.0; 2]; width],
-                n: vec![0; if h.is_some() { width } else { 0 }],
+                gh: vec![[0.0; 2]; sums_width],
+                n: vec![0; if h.is_some() { sums_width } else { 0 }],
             },
             Bin::default(),
         )
@@ -498,17 +595,19 @@ fn histogram(b: &Binned, rows: &[u32], g: &[f64], h: Option<&[f64]>) -> Hist {
         total.h += t.h;
         total.n += t.n;
     }
-    let mut flat: Vec<Bin> = sums
-        .gh
-        .iter()
-        .enumerate()
-        .map(|(at, e)| Bin {
+    let bin_at = |at: usize| {
+        let e = sums.gh[at];
+        Bin {
             g: e[0],
             h: e[1],
             // Without hessians, a sum of ones: exactly the count.
             n: sums.n.get(at).copied().unwrap_or(e[1] as u32),
-        })
-        .collect();
+        }
+    };
+    let mut flat: Vec<Bin> = (0..width).map(bin_at).collect();
+    for &(at, place) in &rb.bundled {
+        flat[place] = bin_at(at);
+    }
     // A sparse column's frequent bin: the node's rows less its other bins.
     for &(j, top) in &rb.sparse {
         let (o, bins) = (offsets[j], b.n_bins[j] + 1);
@@ -548,15 +647,15 @@ fn piece_histogram<const HESS: bool>(
     h: &[f64],
     sums: &mut PieceSums,
 ) -> Bin {
-    let dd = rb.dense.len();
-    let sparse = !rb.sparse.is_empty();
+    let dd = rb.slot_at.len();
+    let listed = !rb.starts.is_empty();
     let mut total = Bin::default();
     let (gh, n) = (&mut sums.gh[..], &mut sums.n[..]);
     for &i in piece {
         let i = i as usize;
         let gi = g[i];
         let hi = if HESS { h[i] } else { 1.0 };
-        for (v, o) in rb.by_row[i * dd..(i + 1) * dd].iter().zip(&rb.dense_at) {
+        for (v, o) in rb.by_row[i * dd..(i + 1) * dd].iter().zip(&rb.slot_at) {
             let at = o + *v as usize;
             let e = &mut gh[at];
             *e = [e[0] + gi, e[1] + hi];
@@ -564,7 +663,7 @@ fn piece_histogram<const HESS: bool>(
                 n[at] += 1;
             }
         }
-        if sparse {
+        if listed {
             for &at in &rb.entries[rb.starts[i] as usize..rb.starts[i + 1] as usize] {
                 let at = at as usize;
                 let e = &mut gh[at];
@@ -887,7 +986,8 @@ struct Buffers {
 /// Stable partition of `rows`: the rows going left stay in order at the
 /// start, the others in order after them; returns how many go left.
 /// Without branches: each row is written to both places (the right side
-/// through `scratch`), and the side it goes to moves on.
+/// through `scratch`), and the side it goes to moves on. (On two threads,
+/// a parallel partition was no faster: it is memory-bound.)
 fn partition<F: Fn(u32) -> bool>(rows: &mut [u32], scratch: &mut [u32], go_left: &F) -> usize {
     let mut write = 0;
     let mut right = 0;
@@ -976,27 +1076,33 @@ fn grow(
             done.push(leaf);
             continue;
         };
-        let col = &b.bins[s.feature];
+        // The tests take their values by copy, so the partition's loop
+        // keeps them in registers (read through a reference, they are
+        // loaded again after every store).
+        let col = b.bins[s.feature].as_slice();
         let miss = b.missing(s.feature);
         let len = leaf.end - leaf.start;
         let mid = leaf.start
-            + match &s.left {
+            + match s.left {
                 // A category: the bins of the set (with the missing bin
                 // when missing values go left).
                 Some(set) => partition(
                     &mut buf.rows[leaf.start..leaf.end],
                     &mut buf.scratch[..len],
-                    &|i: u32| set_has(set, col[i as usize] as usize),
+                    &move |i: u32| set_has(&set, col[i as usize] as usize),
                 ),
                 // A missing bin is above every split bin.
-                None => partition(
-                    &mut buf.rows[leaf.start..leaf.end],
-                    &mut buf.scratch[..len],
-                    &|i: u32| {
-                        let v = col[i as usize] as usize;
-                        (v <= s.bin) | ((v == miss) & s.missing_left)
-                    },
-                ),
+                None => {
+                    let (bin, missing_left) = (s.bin, s.missing_left);
+                    partition(
+                        &mut buf.rows[leaf.start..leaf.end],
+                        &mut buf.scratch[..len],
+                        &move |i: u32| {
+                            let v = col[i as usize] as usize;
+                            (v <= bin) | ((v == miss) & missing_left)
+                        },
+                    )
+                }
             };
         let (left_len, right_len) = (mid - leaf.start, leaf.end - mid);
         let (small, large_is_left) = if left_len <= right_len {
@@ -1745,54 +1851,115 @@ mod tests {
 
     #[test]
     fn sparse_columns_give_the_dense_histogram() {
-        // A numeric column, a one-hot pair, and a flag mostly missing.
+        // A numeric column, a one-hot triple (never two at 1), a flag
+        // mostly missing, and a flag that is 1 with the triple's first.
         let n = 40_000;
-        let x = Array2::from_shape_fn((n, 4), |(i, j)| {
+        let x = Array2::from_shape_fn((n, 6), |(i, j)| {
             let k = (i * 7919) % 1000;
             match j {
                 0 => k as f64 / 3.0,
                 1 => f64::from(k < 100),
                 2 => f64::from((100..250).contains(&k)),
-                _ if k % 5 == 0 => 1.0,
-                _ => f64::NAN,
+                3 => f64::from((250..300).contains(&k)),
+                4 if k % 5 == 0 => 1.0,
+                4 => f64::NAN,
+                _ => f64::from(k % 10 == 3),
             }
         });
         let b = bin(Inputs::Matrix(&x), None, 255, &[], 1);
         assert_eq!(b.rows.dense, vec![0], "one dense column");
-        assert_eq!(b.rows.sparse.len(), 3, "three sparse columns");
-        let dense = Binned {
+        assert_eq!(b.rows.sparse.len(), 5, "five sparse columns");
+        // Two bundles: the triple, and the two flags (never both off
+        // their frequent bin in a row; the last is 1 beside the triple's
+        // first). Two counts a row, against lists of 0.5 entries a row
+        // and the loop's cost.
+        assert!(b.rows.starts.is_empty(), "bundled");
+        assert_eq!(b.rows.slot_at.len(), 1 + 2, "two bundles");
+        let dense = laid_out(&b, 2.0, Layout::Auto);
+        let listed = laid_out(&b, SPARSE_SHARE, Layout::Listed);
+        assert!(!listed.rows.starts.is_empty());
+        let (g, h) = node_gradients(n);
+        // A node's rows (every third), with and without hessians.
+        let rows: Vec<u32> = (0..n as u32).filter(|i| i % 3 != 1).collect();
+        for hess in [Some(&h[..]), None] {
+            let a = histogram(&b, &rows, &g, hess);
+            // Bundled and listed: the same sums in the same order.
+            same_hist_bits(&a, &histogram(&listed, &rows, &g, hess));
+            same_sums(&a, &histogram(&dense, &rows, &g, hess));
+        }
+    }
+
+    /// Many flags off their frequent bin in the same rows: a bundle each
+    /// costs more than listing them, so they are listed; bundled anyway,
+    /// the histogram is the same to the bit.
+    #[test]
+    fn sparse_columns_that_overlap_are_listed() {
+        let n = 20_000;
+        let x = Array2::from_shape_fn((n, 12), |(i, j)| f64::from((i * 7919) % 1000 < 300 + 8 * j));
+        let b = bin(Inputs::Matrix(&x), None, 255, &[], 1);
+        assert_eq!(b.rows.sparse.len(), 12);
+        assert!(!b.rows.starts.is_empty(), "listed");
+        let bundled = laid_out(&b, SPARSE_SHARE, Layout::Bundled);
+        assert!(bundled.rows.starts.is_empty() && bundled.rows.slot_at.len() > 1);
+        let (g, h) = node_gradients(n);
+        let rows: Vec<u32> = (0..n as u32).filter(|i| i % 4 != 1).collect();
+        for hess in [Some(&h[..]), None] {
+            same_hist_bits(
+                &histogram(&b, &rows, &g, hess),
+                &histogram(&bundled, &rows, &g, hess),
+            );
+        }
+    }
+
+    /// `b`'s bins in another histogram layout.
+    fn laid_out(b: &Binned, sparse_share: f64, layout: Layout) -> Binned {
+        Binned {
             thresholds: b.thresholds.clone(),
             bins: b.bins.clone(),
             n_bins: b.n_bins.clone(),
             categorical: b.categorical.clone(),
             has_missing: b.has_missing.clone(),
-            rows: row_bins(&b, 2.0),
-        };
-        let g: Vec<f64> = (0..n).map(|i| ((i * 31) % 97) as f64 / 9.0 - 5.0).collect();
-        let h: Vec<f64> = (0..n).map(|i| 0.5 + ((i * 13) % 7) as f64 / 7.0).collect();
-        // A node's rows (every third), with and without hessians.
-        let rows: Vec<u32> = (0..n as u32).filter(|i| i % 3 != 1).collect();
-        for hess in [Some(&h[..]), None] {
-            let (a, c) = (
-                histogram(&b, &rows, &g, hess),
-                histogram(&dense, &rows, &g, hess),
-            );
-            for (ca, cc) in a.iter().zip(&c) {
-                for (ea, ec) in ca.iter().zip(cc) {
-                    assert_eq!(ea.n, ec.n);
-                    assert!(
-                        (ea.g - ec.g).abs() <= 1e-9 * (1.0 + ec.g.abs()),
-                        "{} {}",
-                        ea.g,
-                        ec.g
-                    );
-                    assert!(
-                        (ea.h - ec.h).abs() <= 1e-9 * (1.0 + ec.h.abs()),
-                        "{} {}",
-                        ea.h,
-                        ec.h
-                    );
-                }
+            rows: row_bins(b, sparse_share, layout),
+        }
+    }
+
+    /// Gradients and hessians of `n` rows, for histograms.
+    fn node_gradients(n: usize) -> (Vec<f64>, Vec<f64>) {
+        (
+            (0..n).map(|i| ((i * 31) % 97) as f64 / 9.0 - 5.0).collect(),
+            (0..n).map(|i| 0.5 + ((i * 13) % 7) as f64 / 7.0).collect(),
+        )
+    }
+
+    /// Histograms equal in counts, sums within rounding.
+    fn same_sums(a: &Hist, c: &Hist) {
+        for (ca, cc) in a.iter().zip(c) {
+            for (ea, ec) in ca.iter().zip(cc) {
+                assert_eq!(ea.n, ec.n);
+                assert!(
+                    (ea.g - ec.g).abs() <= 1e-9 * (1.0 + ec.g.abs()),
+                    "{} {}",
+                    ea.g,
+                    ec.g
+                );
+                assert!(
+                    (ea.h - ec.h).abs() <= 1e-9 * (1.0 + ec.h.abs()),
+                    "{} {}",
+                    ea.h,
+                    ec.h
+                );
+            }
+        }
+    }
+
+    /// Histograms equal to the bit.
+    fn same_hist_bits(a: &Hist, c: &Hist) {
+        for (ca, cc) in a.iter().zip(c) {
+            for (ea, ec) in ca.iter().zip(cc) {
+                assert_eq!(
+                    (ea.g.to_bits(), ea.h.to_bits(), ea.n),
+                    (ec.g.to_bits(), ec.h.to_bits(), ec.n)
+                );
             }
         }
     }
