@@ -595,22 +595,19 @@ fn block_of(x: &Array2<f64>, first: usize, rows: usize, block: &mut Vec<f64>) {
 }
 
 /// A tree's values for [`boosted_scores`]: walked, or kept from an
-/// earlier walk (row `i`'s in `table[i * stride + column]`).
+/// earlier walk (row `i`'s in `values[i]`, one tree's values for every
+/// row).
 enum TreeWalk<'a> {
     Walk(PackedTree),
     Kept {
-        table: &'a [f64],
-        stride: usize,
-        column: usize,
+        values: &'a [f64],
     },
     /// Kept, but walked again for the rows whose paths split on one of
     /// the `changed` columns (bits, as [`TreeValues::paths`] has them).
     Partly {
         packed: PackedTree,
-        table: &'a [f64],
+        values: &'a [f64],
         paths: &'a [u64],
-        stride: usize,
-        column: usize,
         changed: u64,
     },
 }
@@ -619,8 +616,9 @@ enum TreeWalk<'a> {
 /// the trees: each row's sum in tree order, so the same bits whatever the
 /// batch. Rows go in blocks; within a block, the walked trees first, tree
 /// by tree and level by level (a tree's nodes stay in cache across the
-/// block), then each row's sum over the trees in order, from the walked
-/// values or the kept table (read along the row).
+/// block), then the sums: tree by tree over the block's rows (each row's
+/// additions in tree order, the rows' chains of additions side by side),
+/// from the walked values or the kept ones.
 ///
 /// `kept_scores`, when every tree is kept or partly walked: each row's
 /// scores before the change (`k` per row). A row no re-walk moved to
@@ -650,8 +648,6 @@ fn boosted_scores(
             values.resize(walked * rows, 0.0);
             // Rows whose sum must be taken again.
             let mut dirty = vec![kept_scores.is_none(); rows];
-            // Where each tree's value for row r is: `data[base + r * step]`.
-            let mut sources: Vec<(&[f64], usize, usize)> = Vec::with_capacity(trees.len());
             let mut chunks = values.chunks_mut(rows.max(1));
             for tree in trees {
                 match tree {
@@ -662,27 +658,23 @@ fn boosted_scores(
                     }
                     TreeWalk::Partly {
                         packed,
-                        table,
+                        values,
                         paths,
-                        stride,
-                        column,
                         changed,
                     } => {
                         if let Some(out) = chunks.next() {
+                            let (kept, paths) =
+                                (&values[first..first + rows], &paths[first..first + rows]);
+                            out.copy_from_slice(kept);
                             w.active.clear();
-                            for (r, o) in out.iter_mut().enumerate() {
-                                let at = (first + r) * stride + column;
-                                *o = table[at];
-                                if paths[at] & changed != 0 {
-                                    w.active.push(r as u32);
-                                }
-                            }
+                            w.active.extend(
+                                (0..rows as u32).filter(|r| paths[*r as usize] & changed != 0),
+                            );
                             if !w.active.is_empty() {
                                 packed.values(w, rows, d, out, true);
                                 for &r in &w.active {
                                     let r = r as usize;
-                                    let at = (first + r) * stride + column;
-                                    dirty[r] |= out[r].to_bits() != table[at].to_bits();
+                                    dirty[r] |= out[r].to_bits() != kept[r].to_bits();
                                 }
                             }
                         }
@@ -690,33 +682,36 @@ fn boosted_scores(
                     TreeWalk::Kept { .. } => {}
                 }
             }
-            let mut wi = 0;
-            for tree in trees {
-                match tree {
-                    TreeWalk::Walk(_) | TreeWalk::Partly { .. } => {
-                        sources.push((&values[..], wi * rows, 1));
-                        wi += 1;
-                    }
-                    TreeWalk::Kept {
-                        table,
-                        stride,
-                        column,
-                    } => sources.push((table, first * stride + column, *stride)),
-                }
-            }
+            // Each row's scores: kept, or the baselines then every tree's
+            // value in tree order.
+            let mut summed: Vec<usize> = Vec::with_capacity(rows);
             for (r, zi) in out.chunks_mut(k).enumerate() {
-                if let (false, Some(kept)) = (dirty[r], kept_scores) {
-                    zi.copy_from_slice(&kept[(first + r) * k..(first + r + 1) * k]);
-                    continue;
-                }
-                for (c, b) in baseline.iter().enumerate().take(k) {
-                    zi[c] = *b;
-                }
-                for (t, (data, base, step)) in sources.iter().enumerate() {
-                    zi[t % k] += data[base + r * step];
+                match (dirty[r], kept_scores) {
+                    (false, Some(kept)) => {
+                        zi.copy_from_slice(&kept[(first + r) * k..(first + r + 1) * k])
+                    }
+                    _ => {
+                        for (z, b) in zi.iter_mut().zip(baseline) {
+                            *z = *b;
+                        }
+                        summed.push(r);
+                    }
                 }
             }
-            drop(sources);
+            let mut wi = 0;
+            for (t, tree) in trees.iter().enumerate() {
+                let tree_values = match tree {
+                    TreeWalk::Walk(_) | TreeWalk::Partly { .. } => {
+                        wi += 1;
+                        &values[(wi - 1) * rows..wi * rows]
+                    }
+                    TreeWalk::Kept { values } => &values[first..first + rows],
+                };
+                let c = t % k;
+                for &r in &summed {
+                    out[r * k + c] += tree_values[r];
+                }
+            }
             w.walked = values;
         });
     flat
@@ -726,11 +721,14 @@ fn boosted_scores(
 /// whose inputs change in a few columns (permutation importance): a tree
 /// that does not split on a changed column gives each row the same value.
 pub struct TreeValues {
-    /// `values[i * trees + t]`: tree `t`'s value for row `i`.
+    /// The rows.
+    rows: usize,
+    /// `values[t * rows + i]`: tree `t`'s value for row `i` (a tree's
+    /// values together).
     values: Vec<f64>,
     /// Each row's raw scores (as predicting gives them).
     scores: Vec<f64>,
-    /// `paths[i * trees + t]`: the columns row `i`'s path through tree `t`
+    /// `paths[t * rows + i]`: the columns row `i`'s path through tree `t`
     /// splits on (column `j` as bit `min(j, 63)`): a row whose path splits
     /// on none of the changed columns reaches the same leaf.
     paths: Vec<u64>,
@@ -834,32 +832,46 @@ impl ModelFile {
         // One output per tree, from zero: each tree's own value per row, in
         // one walk of the rows.
         let packed: Vec<PackedTree> = trees.iter().map(|t| PackedTree::of(t)).collect();
+        let n = x.nrows();
         let paths: Vec<u64> = {
             use rayon::prelude::*;
-            let mut paths = vec![0u64; x.nrows() * trees.len()];
+            let mut paths = vec![0u64; n * trees.len()];
             paths
-                .par_chunks_mut(trees.len().max(1))
-                .enumerate()
-                .for_each(|(i, out)| {
-                    let row = x.row(i).to_vec();
-                    for (o, t) in out.iter_mut().zip(&packed) {
-                        *o = t.path_columns(&row);
+                .par_chunks_mut(n.max(1))
+                .zip(&packed)
+                .for_each(|(out, t)| {
+                    for (o, row) in out.iter_mut().zip(x.rows()) {
+                        *o = match row.as_slice() {
+                            Some(row) => t.path_columns(row),
+                            None => t.path_columns(&row.to_vec()),
+                        };
                     }
                 });
             paths
         };
         let walks: Vec<TreeWalk> = packed.into_iter().map(TreeWalk::Walk).collect();
-        let values = boosted_scores(x, &vec![0.0; trees.len()], &walks, trees.len().max(1), None);
+        let stride = trees.len().max(1);
+        let by_row = boosted_scores(x, &vec![0.0; trees.len()], &walks, stride, None);
+        // A tree's values together.
+        let mut values = vec![0.0; n * trees.len()];
+        for (t, out) in values.chunks_mut(n.max(1)).enumerate() {
+            for (i, o) in out.iter_mut().enumerate() {
+                *o = by_row[i * stride + t];
+            }
+        }
+        drop(by_row);
         // Each row's scores: its baselines and tree values summed in tree
         // order, as predicting sums them.
-        let stride = trees.len().max(1);
-        let mut scores = vec![0.0; x.nrows() * k];
-        for (i, zi) in scores.chunks_mut(k).enumerate() {
-            for (c, b) in baseline.iter().enumerate().take(k) {
-                zi[c] = *b;
+        let mut scores = vec![0.0; n * k];
+        for zi in scores.chunks_mut(k) {
+            for (z, b) in zi.iter_mut().zip(baseline) {
+                *z = *b;
             }
-            for t in 0..trees.len() {
-                zi[t % k] += values[i * stride + t];
+        }
+        for (t, tree) in values.chunks(n.max(1)).enumerate() {
+            let c = t % k;
+            for (i, v) in tree.iter().enumerate() {
+                scores[i * k + c] += v;
             }
         }
         let uses = trees
@@ -877,6 +889,7 @@ impl ModelFile {
             })
             .collect();
         Some(TreeValues {
+            rows: n,
             values,
             scores,
             paths,
@@ -904,32 +917,30 @@ impl ModelFile {
             return self.predict(x);
         };
         let k = (*outputs).max(1);
-        let stride = trees.len().max(1);
+        let n = x.nrows();
         let bits = changed.iter().fold(0u64, |b, j| b | 1 << (*j).min(63));
         // A cache of other rows (not these) is of no use.
-        let fits =
-            cache.values.len() == x.nrows() * stride && cache.paths.len() == cache.values.len();
+        let fits = cache.rows == n
+            && cache.values.len() == n * trees.len()
+            && cache.paths.len() == cache.values.len();
         let walks: Vec<TreeWalk> = trees
             .iter()
             .zip(&cache.uses)
             .enumerate()
-            .map(|(column, (t, u))| {
+            .map(|(t, (nodes, u))| {
+                let tree = t * n..(t + 1) * n;
                 if !fits {
-                    TreeWalk::Walk(PackedTree::of(t))
+                    TreeWalk::Walk(PackedTree::of(nodes))
                 } else if changed.iter().any(|j| u.get(*j).copied().unwrap_or(true)) {
                     TreeWalk::Partly {
-                        packed: PackedTree::of(t),
-                        table: &cache.values,
-                        paths: &cache.paths,
-                        stride,
-                        column,
+                        packed: PackedTree::of(nodes),
+                        values: &cache.values[tree.clone()],
+                        paths: &cache.paths[tree],
                         changed: bits,
                     }
                 } else {
                     TreeWalk::Kept {
-                        table: &cache.values,
-                        stride,
-                        column,
+                        values: &cache.values[tree],
                     }
                 }
             })
