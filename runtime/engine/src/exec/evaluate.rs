@@ -147,8 +147,19 @@ pub fn run(op: &EvaluateOp, cx: &Context) -> Result<Output, ExecError> {
     let fitted: mlp_ml::fitted::ModelFile =
         serde_json::from_value(super::deploy::read_json(cx, model_id, "model.json")?)
             .map_err(|e| ExecError::Internal(format!("model.json: {e}")))?;
-    // The evaluated rows of the columns scored, sliced and shuffled, not of
-    // the whole frame.
+    // The evaluated rows' places, and those rows of the columns scored and
+    // sliced, not of the whole frame (importances read their sample's
+    // inputs themselves).
+    let evaluated: Vec<IdxSize> = df
+        .column(&part)
+        .and_then(|c| c.cast(&DataType::String))
+        .and_then(|c| c.as_materialized_series().equal(op.partition.as_str()))
+        .map_err(ExecError::polars)?
+        .iter()
+        .enumerate()
+        .filter(|(_, at)| *at == Some(true))
+        .map(|(i, _)| i as IdxSize)
+        .collect();
     let mut read: Vec<String> = vec![m.target.clone(), part.clone(), "prediction".into()];
     read.extend(
         classes
@@ -156,15 +167,11 @@ pub fn run(op: &EvaluateOp, cx: &Context) -> Result<Output, ExecError> {
             .map(|c| mlp_compiler::plan::names::proba_column(c)),
     );
     read.extend(op.slices.iter().map(|s| s.column.clone()));
-    read.extend(fitted.features.iter().cloned());
     let mut seen = std::collections::HashSet::new();
     read.retain(|c| df.column(c).is_ok() && seen.insert(c.clone()));
     let rows = df
         .select(read)
-        .map_err(ExecError::polars)?
-        .lazy()
-        .filter(col(part.as_str()).eq(lit(op.partition.as_str())))
-        .collect()
+        .and_then(|f| f.take(&IdxCa::from_vec("i".into(), evaluated.clone())))
         .map_err(ExecError::polars)?;
     if rows.height() == 0 {
         let present = super::model::distinct_text(&df, &part)?;
@@ -319,7 +326,7 @@ pub fn run(op: &EvaluateOp, cx: &Context) -> Result<Output, ExecError> {
         Task::Regression => Metric::R2,
         Task::Classification => Metric::Accuracy,
     });
-    let importance = super::importance::importances(m, &fitted, &rows, scoring)?;
+    let importance = super::importance::importances(m, &fitted, &df, &evaluated, scoring)?;
     let report = json!({
         "model": op.model,
         "partition": op.partition,

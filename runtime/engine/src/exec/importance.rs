@@ -34,12 +34,28 @@ const SEED: u64 = 42;
 
 /// A seeded permutation of `0..n`.
 fn permutation(n: usize, seed: u64) -> Vec<usize> {
-    let mut order: Vec<usize> = (0..n).collect();
-    // Each key hashed once (a stable sort, as `sort_by_key`'s).
-    order.sort_by_cached_key(|i| {
-        xxhash_rust::xxh3::xxh3_64_with_seed(&(*i as u64).to_le_bytes(), seed)
-    });
-    order
+    permutation_head(n, seed, n)
+}
+
+/// The first `k` places of [`permutation`]`(n, seed)`: `0..n` ordered by
+/// each one's seeded hash (ties by place, as a stable sort leaves them),
+/// the `k` first found without ordering the rest.
+fn permutation_head(n: usize, seed: u64, k: usize) -> Vec<usize> {
+    let mut keyed: Vec<(u64, usize)> = (0..n)
+        .map(|i| {
+            (
+                xxhash_rust::xxh3::xxh3_64_with_seed(&(i as u64).to_le_bytes(), seed),
+                i,
+            )
+        })
+        .collect();
+    let k = k.min(n);
+    if k < n {
+        keyed.select_nth_unstable(k);
+        keyed.truncate(k);
+    }
+    keyed.sort_unstable();
+    keyed.into_iter().map(|(_, i)| i).collect()
 }
 
 /// The model's inputs as the pipeline names them, each with its columns of
@@ -89,26 +105,33 @@ enum Truth0 {
     Classes(Array1<usize>),
 }
 
-/// The importances of `model` on `rows` (the evaluated partition), scored
-/// by `metric`, as the report's `feature_importance` object.
+/// The importances of `model` on the rows `evaluated` of `frame` (the
+/// evaluated partition's, in order), scored by `metric`, as the report's
+/// `feature_importance` object. Only the sampled rows' inputs and target
+/// are read.
 pub fn importances(
     op: &ModelOp,
     model: &ModelFile,
-    rows: &DataFrame,
+    frame: &DataFrame,
+    evaluated: &[IdxSize],
     metric: Metric,
 ) -> Result<serde_json::Value, ExecError> {
-    let n_all = rows.height();
-    let rows = if n_all > MAX_ROWS {
-        let keep: Vec<u32> = permutation(n_all, SEED)
+    // All the rows, in order, or a seeded sample of them.
+    let keep: Vec<IdxSize> = if evaluated.len() > MAX_ROWS {
+        permutation_head(evaluated.len(), SEED, MAX_ROWS)
             .into_iter()
-            .take(MAX_ROWS)
-            .map(|i| i as u32)
-            .collect();
-        rows.take(&IdxCa::from_vec("i".into(), keep))
-            .map_err(ExecError::polars)?
+            .map(|i| evaluated[i])
+            .collect()
     } else {
-        rows.clone()
+        evaluated.to_vec()
     };
+    let mut read: Vec<&str> = model.features.iter().map(String::as_str).collect();
+    read.push(op.target.as_str());
+    read.retain(|c| frame.column(c).is_ok());
+    let rows = frame
+        .select(read)
+        .and_then(|f| f.take(&IdxCa::from_vec("i".into(), keep)))
+        .map_err(ExecError::polars)?;
     let x = design(&rows, model)?;
     let truth = match op.task {
         Task::Regression => {
@@ -237,4 +260,24 @@ pub fn importances(
         },
         "model": own.map(|(kind, values)| json!({"kind": kind, "values": values})),
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The head of the permutation, found without ordering the rest, is
+    /// the head of the places stably sorted by their seeded hashes (the
+    /// sample of rows importances use).
+    #[test]
+    fn a_permutations_head_is_its_first_places() {
+        for (n, k) in [(0, 5), (7, 7), (7, 20), (1_000, 1), (50_000, MAX_ROWS)] {
+            let mut whole: Vec<usize> = (0..n).collect();
+            whole.sort_by_cached_key(|i| {
+                xxhash_rust::xxh3::xxh3_64_with_seed(&(*i as u64).to_le_bytes(), SEED)
+            });
+            assert_eq!(permutation_head(n, SEED, k), whole[..k.min(n)], "{n} {k}");
+            assert_eq!(permutation(n, SEED), whole);
+        }
+    }
 }
