@@ -452,9 +452,17 @@ fn row_bins(b: &Binned, sparse_share: f64, layout: Layout) -> RowBins {
     // whose codes (a byte's) have room for this one's other bins.
     // Per bundle: its columns (places in `sparse`), the rows where one is
     // off its frequent bin (a bit per row), and its codes.
+    // A bundle costs a count on every row; the lists cost their entries
+    // plus the loop: past this many bundles the columns are listed (and
+    // the bundling stops there, so many overlapping columns are not
+    // checked against many bundles).
+    let affordable = off_share.iter().sum::<f64>() + LIST_COST;
     let mut bundles: Vec<(Vec<usize>, Vec<u64>, usize)> = vec![];
     let taken_at = |taken: &[u64], i: usize| taken[i / 64] >> (i % 64) & 1 == 1;
     for (k, &(j, top)) in out.sparse.iter().enumerate() {
+        if layout == Layout::Auto && bundles.len() as f64 > affordable {
+            break;
+        }
         let off: Vec<usize> = (0..n).filter(|&i| b.bins[j][i] as usize != top).collect();
         let codes = b.n_bins[j];
         let fits = bundles.iter().position(|(_, taken, used)| {
@@ -476,12 +484,7 @@ fn row_bins(b: &Binned, sparse_share: f64, layout: Layout) -> RowBins {
         Layout::Listed => false,
         #[cfg(test)]
         Layout::Bundled => true,
-        // A bundle costs a count on every row; the lists cost their
-        // entries plus the loop.
-        Layout::Auto => {
-            !out.sparse.is_empty()
-                && bundles.len() as f64 <= off_share.iter().sum::<f64>() + LIST_COST
-        }
+        Layout::Auto => !out.sparse.is_empty() && bundles.len() as f64 <= affordable,
     };
     let slots = out.dense.len() + if bundle { bundles.len() } else { 0 };
     out.by_row = vec![0u8; n * slots];
