@@ -449,14 +449,14 @@ fn row_bins(b: &Binned, sparse_share: f64, layout: Layout) -> RowBins {
     }
     // Bundles, first fit: a column joins the first bundle none of whose
     // columns is off its frequent bin in a row where this one is, and
-    // whose codes (a byte's) have room for this one's other bins.
-    // Per bundle: its columns (places in `sparse`), the rows where one is
-    // off its frequent bin (a bit per row), and its codes.
-    // A bundle costs a count on every row; the lists cost their entries
-    // plus the loop: past this many bundles the columns are listed (and
-    // the bundling stops there, so many overlapping columns are not
-    // checked against many bundles).
+    // whose codes (a byte's) have room for this one's other bins. A bundle
+    // costs a count on every row, the lists their entries plus the loop:
+    // past `affordable` bundles the columns are listed (and bundling stops
+    // there, so many overlapping columns are not each checked against
+    // many bundles).
     let affordable = off_share.iter().sum::<f64>() + LIST_COST;
+    // Per bundle: its columns (places in `sparse`), the rows where one of
+    // them is off its frequent bin (a bit per row), and its codes.
     let mut bundles: Vec<(Vec<usize>, Vec<u64>, usize)> = vec![];
     let taken_at = |taken: &[u64], i: usize| taken[i / 64] >> (i % 64) & 1 == 1;
     for (k, &(j, top)) in out.sparse.iter().enumerate() {
