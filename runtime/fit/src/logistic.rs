@@ -457,7 +457,7 @@ fn fit_rows(
             start.clone(),
             intercept,
             max_iter,
-            1e-8,
+            1e-6,
             None,
         ) {
             if near.1.is_finite() && near.0.iter().all(|v| v.is_finite()) {
