@@ -419,8 +419,10 @@ fn fit_rows(
     };
     let mut start = (Array1::<f64>::zeros(d), b);
     // Many rows: an evenly spread sample of them (its objective's C scaled
-    // by the rows each stands for) gives the start, its minimum, in a few
-    // passes at a fraction of the cost, and then each step's Hessian: the
+    // by the rows each stands for) gives the start, its minimum (to a
+    // change of 1e-6 of its objective: the sample is further than that
+    // from the whole), in a few passes at a fraction of the cost, and
+    // then each step's Hessian: the
     // steps on every row use the whole objective and its exact gradient,
     // so they stop at its minimum by the same test, each a pass without
     // the Hessian's sums (see [`newton`]).
