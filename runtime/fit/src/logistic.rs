@@ -664,19 +664,40 @@ mod tests {
         }
     }
 
+    /// `n` rows of two inputs spread over [-1, 1) and a third from
+    /// `third` (or like them), and labels of the first two with `noise`
+    /// times a repeating offset.
+    fn spread_rows(
+        n: usize,
+        third: Option<&dyn Fn(usize) -> f64>,
+        noise: f64,
+    ) -> (Array2<f64>, Vec<f64>) {
+        let x = Array2::from_shape_fn((n, 3), |(i, j)| match (j, third) {
+            (2, Some(f)) => f(i),
+            _ => ((i * 7919 + j * 104_729) % 1_009) as f64 / 500.0 - 1.0,
+        });
+        let y = (0..n)
+            .map(|i| {
+                let z = x[[i, 0]] - 0.5 * x[[i, 1]] + noise * ((i % 11) as f64 - 5.0);
+                f64::from(
+                    z + if third.is_some() {
+                        2.0 * x[[i, 2]]
+                    } else {
+                        0.0
+                    } > 0.0,
+                )
+            })
+            .collect();
+        (x, y)
+    }
+
     /// Starting from a sample's fit, and taking each step with the
     /// sample's Hessian, changes the path, not where it ends: the same
     /// minimum as whole Newton's steps from the intercept-only start (to
     /// 1e-9; each fit's own stopping test allows about that).
     #[test]
     fn a_fit_started_from_a_sample_reaches_the_same_minimum() {
-        let n = 30_000;
-        let x = Array2::from_shape_fn((n, 3), |(i, j)| {
-            ((i * 7919 + j * 104_729) % 1_009) as f64 / 500.0 - 1.0
-        });
-        let y: Vec<f64> = (0..n)
-            .map(|i| f64::from(x[[i, 0]] - 0.5 * x[[i, 1]] + 0.2 * ((i % 11) as f64 - 5.0) > 0.0))
-            .collect();
+        let (x, y) = spread_rows(30_000, None, 0.2);
         assert_sample_start_reaches_the_minimum(&x, &y, None, 100);
     }
 
@@ -686,17 +707,7 @@ mod tests {
     /// the minimum in as few steps as whole Newton's.
     #[test]
     fn a_sample_blind_to_an_input_hands_over_to_the_whole_hessian() {
-        let n = 30_000;
-        let x = Array2::from_shape_fn((n, 3), |(i, j)| match j {
-            2 => f64::from(i % 30 == 7),
-            _ => ((i * 7919 + j * 104_729) % 1_009) as f64 / 500.0 - 1.0,
-        });
-        let y: Vec<f64> = (0..n)
-            .map(|i| {
-                let z = x[[i, 0]] - 0.5 * x[[i, 1]] + 0.1 * ((i % 11) as f64 - 5.0);
-                f64::from(z + 2.0 * x[[i, 2]] > 0.0)
-            })
-            .collect();
+        let (x, y) = spread_rows(30_000, Some(&|i| f64::from(i % 30 == 7)), 0.1);
         assert_sample_start_reaches_the_minimum(&x, &y, None, 12);
     }
 
@@ -706,12 +717,7 @@ mod tests {
     #[test]
     fn a_sample_of_weightless_rows_hands_over_to_the_whole_hessian() {
         let n = 30_000;
-        let x = Array2::from_shape_fn((n, 3), |(i, j)| {
-            ((i * 7919 + j * 104_729) % 1_009) as f64 / 500.0 - 1.0
-        });
-        let y: Vec<f64> = (0..n)
-            .map(|i| f64::from(x[[i, 0]] - 0.5 * x[[i, 1]] + 0.1 * ((i % 11) as f64 - 5.0) > 0.0))
-            .collect();
+        let (x, y) = spread_rows(n, None, 0.1);
         // Every 30th row, the sample's, weighs 0.
         let s: Vec<f64> = (0..n)
             .map(|i| {

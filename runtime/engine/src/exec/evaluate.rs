@@ -150,11 +150,7 @@ pub fn run(op: &EvaluateOp, cx: &Context) -> Result<Output, ExecError> {
     // The evaluated rows' places, and those rows of the columns scored and
     // sliced, not of the whole frame (importances read their sample's
     // inputs themselves).
-    let evaluated: Vec<IdxSize> = df
-        .column(&part)
-        .and_then(|c| c.cast(&DataType::String))
-        .and_then(|c| c.as_materialized_series().equal(op.partition.as_str()))
-        .map_err(ExecError::polars)?
+    let evaluated: Vec<IdxSize> = super::partition_mask(&df, &part, &op.partition)?
         .iter()
         .enumerate()
         .filter(|(_, at)| *at == Some(true))

@@ -320,16 +320,37 @@ pub fn is_train(partition_column: &str) -> Expr {
     col(partition_column).eq(lit("train"))
 }
 
-/// The rows of the `train` partition of `df`, as a mask (the test of
-/// [`is_train`], on the column at once).
-pub fn train_mask(df: &DataFrame, partition_column: &str) -> Result<BooleanChunked, ExecError> {
+/// The rows of partition `partition` of `df`, as a mask (null where the
+/// partition column is).
+pub fn partition_mask(
+    df: &DataFrame,
+    partition_column: &str,
+    partition: &str,
+) -> Result<BooleanChunked, ExecError> {
     Ok(df
         .column(partition_column)
         .and_then(|c| c.cast(&DataType::String))
         .map_err(ExecError::polars)?
         .str()
         .map_err(ExecError::polars)?
-        .equal("train"))
+        .equal(partition))
+}
+
+/// The rows of the `train` partition of `df`, as a mask (the test of
+/// [`is_train`], on the column at once).
+pub fn train_mask(df: &DataFrame, partition_column: &str) -> Result<BooleanChunked, ExecError> {
+    partition_mask(df, partition_column, "train")
+}
+
+/// Whether each row of `df` is a `train` row ([`train_mask`], a null
+/// partition not).
+pub fn train_flags(df: &DataFrame, partition_column: &str) -> Result<Vec<bool>, ExecError> {
+    Ok(mask_flags(&train_mask(df, partition_column)?))
+}
+
+/// A mask as one flag per row (null as not set).
+pub fn mask_flags(mask: &BooleanChunked) -> Vec<bool> {
+    mask.iter().map(|t| t == Some(true)).collect()
 }
 
 /// The split's partition column, for a stage downstream of a split.

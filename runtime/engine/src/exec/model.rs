@@ -492,7 +492,7 @@ pub fn run(op: &ModelOp, cx: &Context) -> Result<Output, ExecError> {
     }
     // Which rows of the input are training rows.
     let mask = super::train_mask(&df, &part)?;
-    let is_train: Vec<bool> = mask.iter().map(|t| t == Some(true)).collect();
+    let is_train = super::mask_flags(&mask);
     let train = df
         .select(read)
         .and_then(|d| d.filter(&mask))

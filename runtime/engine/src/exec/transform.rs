@@ -62,10 +62,7 @@ fn train_medians(
     use rayon::prelude::*;
     // The train rows, read from each column
     // as it is, without a filtered copy of the frame.
-    let train: Vec<bool> = super::train_mask(df, part)?
-        .iter()
-        .map(|t| t == Some(true))
-        .collect();
+    let train = super::train_flags(df, part)?;
     let medians: Vec<Option<f64>> = columns
         .par_iter()
         .map(|c| {
