@@ -113,12 +113,15 @@ impl Rows<'_> {
     /// One block's sums for [`Rows::pass`]: the loss `Σ sᵢ (log(1 +
     /// exp(zᵢ)) - yᵢ zᵢ)`, `Σ rᵢ xᵢ`, `Σ rᵢ`, the upper triangle of `Σ cᵢ
     /// xᵢ xᵢᵀ`, `Σ cᵢ xᵢ` and `Σ cᵢ`, with `zᵢ = xᵢ·w + b`, `rᵢ = sᵢ (pᵢ -
-    /// yᵢ)` and `cᵢ = C sᵢ pᵢ (1 - pᵢ)`. The decision values are summed a
-    /// column at a time over the block; then rows are taken [`GROUP`] at a
-    /// time, so each cell of the triangle is loaded and stored once per
-    /// group (a symmetric rank-`GROUP` update: half the work of the whole
-    /// product, and no scaled copy of the rows), each group's rows first
-    /// copied out of the columns side by side.
+    /// yᵢ)` and `cᵢ = C sᵢ pᵢ (1 - pᵢ)`. A tile of rows at a time: each
+    /// input's values of the tile side by side (gathered once from the
+    /// fit's rows, which the decision values and the sums then read where
+    /// they are), the decision values summed a column at a time; then
+    /// either the gradient's sums a column at a time, or (with the
+    /// Hessian) rows taken [`GROUP`] at a time, so each cell of the
+    /// triangle is loaded and stored once per group (a symmetric
+    /// rank-`GROUP` update: half the work of the whole product, and no
+    /// scaled copy of the rows), each group's rows copied side by side.
     fn block_pass(
         &self,
         c: f64,
@@ -133,34 +136,36 @@ impl Rows<'_> {
         let mut z = vec![0.0; TILE];
         let mut r = vec![0.0; TILE];
         let mut cells = vec![0.0; GROUP * d];
-        // A tile of rows at a time: its rows' values stay in cache from
-        // the decision values to the sums.
+        let mut gathered = vec![0.0; if self.rows.is_some() { TILE * d } else { 0 }];
         for first in (start..end).step_by(TILE) {
             let last = (first + TILE).min(end);
-            let z = &mut z[..last - first];
+            let len = last - first;
+            let tile: Vec<&[f64]> = match self.rows {
+                None => self.columns.iter().map(|col| &col[first..last]).collect(),
+                Some(rows) => {
+                    for (col, out) in self.columns.iter().zip(gathered.chunks_exact_mut(TILE)) {
+                        for (x, &i) in out.iter_mut().zip(&rows[first..last]) {
+                            *x = col[i];
+                        }
+                    }
+                    gathered.chunks_exact(TILE).map(|g| &g[..len]).collect()
+                }
+            };
+            let z = &mut z[..len];
             // `b + Σⱼ wⱼ xⱼ`, a column at a time over the tile.
             z.fill(b);
-            for (col, wj) in self.columns.iter().zip(w) {
-                match self.rows {
-                    None => {
-                        for (z, v) in z.iter_mut().zip(&col[first..last]) {
-                            *z += wj * v;
-                        }
-                    }
-                    Some(rows) => {
-                        for (z, &i) in z.iter_mut().zip(&rows[first..last]) {
-                            *z += wj * col[i];
-                        }
-                    }
+            for (x, wj) in tile.iter().zip(w) {
+                for (z, v) in z.iter_mut().zip(*x) {
+                    *z += wj * v;
                 }
             }
             if hessian {
-                self.tile_system(c, z, first, last, &mut cells, &mut part);
+                self.tile_system(c, z, first, &tile, &mut cells, &mut part);
                 continue;
             }
             // The loss and the gradient only: each row's residual, then
             // `Σ rᵢ xᵢ` a column at a time.
-            let r = &mut r[..last - first];
+            let r = &mut r[..len];
             for (k, (zk, rk)) in z.iter().zip(r.iter_mut()).enumerate() {
                 let row = first + k;
                 let (softplus, p) = softplus_sigmoid(*zk);
@@ -168,47 +173,37 @@ impl Rows<'_> {
                 part.loss += si * (softplus - self.y[row] * zk);
                 *rk = si * (p - self.y[row]);
             }
-            part.gb += r.iter().sum::<f64>();
-            for (gw, col) in part.gw.iter_mut().zip(&self.columns) {
-                *gw += match self.rows {
-                    None => r
-                        .iter()
-                        .zip(&col[first..last])
-                        .map(|(r, v)| r * v)
-                        .sum::<f64>(),
-                    Some(rows) => r
-                        .iter()
-                        .zip(&rows[first..last])
-                        .map(|(r, &i)| r * col[i])
-                        .sum::<f64>(),
-                };
+            part.gb += sum4(r);
+            for (gw, x) in part.gw.iter_mut().zip(&tile) {
+                *gw += dot4(r, x);
             }
         }
         part
     }
 
-    /// [`Rows::block_pass`]'s sums with the Hessian's, over the rows
-    /// `start..end` whose decision values are `z`; `cells` holds a group's
-    /// rows side by side.
+    /// [`Rows::block_pass`]'s sums with the Hessian's, over the tile of
+    /// rows from `start` whose decision values are `z` and inputs' values
+    /// `tile`; `cells` holds a group's rows side by side.
     fn tile_system(
         &self,
         c: f64,
         z: &[f64],
         start: usize,
-        end: usize,
+        tile: &[&[f64]],
         cells: &mut [f64],
         part: &mut Part,
     ) {
-        let d = self.columns.len();
+        let d = tile.len();
+        let end = start + z.len();
         let mut i = start;
         while i < end {
             let n = GROUP.min(end - i);
             // The group's rows, residuals and curvatures (a short last
             // group is padded with zero-weight copies of its last row).
-            let at: [usize; GROUP] = std::array::from_fn(|k| self.at(i + k.min(n - 1)));
-            for (j, col) in self.columns.iter().enumerate() {
+            let at: [usize; GROUP] = std::array::from_fn(|k| i - start + k.min(n - 1));
+            for (j, x) in tile.iter().enumerate() {
                 for (k, &a) in at.iter().enumerate() {
-                    cells[k * d + j] = col[a];
+                    cells[k * d + j] = x[a];
                 }
             }
             let x: [&[f64]; GROUP] = std::array::from_fn(|k| &cells[k * d..(k + 1) * d]);
@@ -237,6 +232,40 @@ impl Rows<'_> {
             i += n;
         }
     }
+}
+
+/// `Σ aᵢ bᵢ` as four interleaved sums added in a fixed order: the
+/// additions do not wait on one another, and the result does not depend
+/// on anything but the values.
+fn dot4(a: &[f64], b: &[f64]) -> f64 {
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let mut s = [0.0; 4];
+    for (x, y) in a.chunks_exact(4).zip(b.chunks_exact(4)) {
+        for l in 0..4 {
+            s[l] += x[l] * y[l];
+        }
+    }
+    let tail = n - n % 4;
+    let mut t = (s[0] + s[1]) + (s[2] + s[3]);
+    for (x, y) in a[tail..].iter().zip(&b[tail..]) {
+        t += x * y;
+    }
+    t
+}
+
+/// `Σ aᵢ` as [`dot4`] sums.
+fn sum4(a: &[f64]) -> f64 {
+    let mut s = [0.0; 4];
+    for x in a.chunks_exact(4) {
+        for l in 0..4 {
+            s[l] += x[l];
+        }
+    }
+    let tail = a.len() - a.len() % 4;
+    a[tail..]
+        .iter()
+        .fold((s[0] + s[1]) + (s[2] + s[3]), |t, x| t + x)
 }
 
 /// Rows per tile of [`Rows::block_pass`].
@@ -571,6 +600,17 @@ mod tests {
 
     /// At the minimum the gradient vanishes: `w + C Xᵀ(p - y) = 0` and
     /// `Σ (p - y) = 0`.
+    #[test]
+    fn interleaved_sums_are_the_sums() {
+        for n in 0..11 {
+            let a: Vec<f64> = (0..n).map(|i| 1.0 + i as f64 * 0.5).collect();
+            let b: Vec<f64> = (0..n).map(|i| 3.0 - i as f64).collect();
+            let dot: f64 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
+            assert_eq!(dot4(&a, &b), dot, "{n} values");
+            assert_eq!(sum4(&a), a.iter().sum::<f64>(), "{n} values");
+        }
+    }
+
     #[test]
     fn the_gradient_vanishes_at_the_fit() {
         let mut seed = 7u64;

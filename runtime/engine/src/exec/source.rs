@@ -299,7 +299,13 @@ fn csv_reader(op: &SourceOp, path: &Path, shown: &str) -> Result<LazyCsvReader, 
     }
     let mut nulls: Vec<PlSmallStr> = vec!["".into()];
     nulls.extend(o.null_values.into_iter().map(PlSmallStr::from));
-    Ok(r.with_null_values(Some(NullValues::AllColumns(nulls))))
+    // One null text (the empty field, most often) is compared to every
+    // field as it is, not through a list.
+    let nulls = match nulls.len() {
+        1 => NullValues::AllColumnsSingle(nulls.swap_remove(0)),
+        _ => NullValues::AllColumns(nulls),
+    };
+    Ok(r.with_null_values(Some(nulls)))
 }
 
 /// The fast path: the CSV reader parses numbers and bools itself; dates are
