@@ -411,8 +411,10 @@ fn encode_lz4(
     let (mut nodes, mut buffers, mut variadic) = (vec![], vec![], vec![]);
     // One array's buffers at a time in `scratch` (reused: a batch's
     // encoding whole would be a fresh allocation as large as the batch,
-    // each of its pages faulted in), each compressed into `body`. `body`'s
-    // capacity is its worst case; pages it does not fill are never touched.
+    // each of its pages faulted in), each compressed into `body`. `body`
+    // is reserved for every array stored as it is, at up to 16 bytes a
+    // value (a text view) and a validity bit, so it rarely grows (long text
+    // may); the pages it does not fill are never touched.
     let mut scratch = vec![];
     let mut body = Vec::with_capacity(
         batch
