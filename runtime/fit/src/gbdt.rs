@@ -122,10 +122,18 @@ struct Binned {
 /// their frequent bin.
 #[derive(Default)]
 struct RowBins {
-    /// Each row's bytes, row-major (`dense.len()` plus the bundles' per
-    /// row): the dense columns' bins, then each bundle's code (0 when each
-    /// of its columns is at its frequent bin).
+    /// Each row's bytes, row-major, [`stride`](Self::stride) apart: the
+    /// dense columns' bins, then each bundle's code (0 when each of its
+    /// columns is at its frequent bin), then padding.
     by_row: Vec<u8>,
+    /// Bytes per row in `by_row`: its `slot_at.len()` bytes rounded up to
+    /// whole 8-byte words, so that a row is moved in word copies.
+    stride: usize,
+    /// Per column, when its bin is in a byte of the row (dense or
+    /// bundled): that byte's place in the row and, per value of the byte,
+    /// the column's bin (a bundle's codes of other columns leave it at its
+    /// frequent bin).
+    in_row: Vec<Option<(usize, Vec<u8>)>>,
     /// The dense columns.
     dense: Vec<usize>,
     /// Per byte of a row, where its values start in a histogram pass's
@@ -487,11 +495,15 @@ fn row_bins(b: &Binned, sparse_share: f64, layout: Layout) -> RowBins {
         Layout::Auto => !out.sparse.is_empty() && bundles.len() as f64 <= affordable,
     };
     let slots = out.dense.len() + if bundle { bundles.len() } else { 0 };
+    out.stride = slots.next_multiple_of(WORD).max(WORD);
+    let slots = out.stride;
     out.by_row = vec![0u8; n * slots];
+    out.in_row = vec![None; b.bins.len()];
     for (k, &j) in out.dense.iter().enumerate() {
         for (i, v) in b.bins[j].iter().enumerate() {
             out.by_row[i * slots + k] = *v;
         }
+        out.in_row[j] = Some((k, (0..=u8::MAX).collect()));
     }
     out.sums_width = width;
     if bundle {
@@ -506,13 +518,16 @@ fn row_bins(b: &Binned, sparse_share: f64, layout: Layout) -> RowBins {
             for &k in members {
                 let (j, top) = out.sparse[k];
                 let mut code_of = vec![0u8; b.n_bins[j] + 1];
+                let mut bin_of_code = vec![top as u8; usize::from(u8::MAX) + 1];
                 for (v, c) in code_of.iter_mut().enumerate() {
                     if v != top {
                         *c = code as u8;
+                        bin_of_code[code] = v as u8;
                         out.bundled.push((first + code, offsets[j] + v));
                         code += 1;
                     }
                 }
+                out.in_row[j] = Some((slot, bin_of_code));
                 for (i, v) in b.bins[j].iter().enumerate() {
                     let c = code_of[*v as usize];
                     if c != 0 {
@@ -551,27 +566,46 @@ type Hist = Vec<Vec<Bin>>;
 /// parallel) and then in order, so the sums do not depend on the threads.
 const HIST_ROWS: usize = 1 << 14;
 
-/// The histogram of a node's rows (`rows` ascending). `h` is `None` when
-/// every hessian is 1 (squared error without weights: each bin's hessian
-/// is its count, as scikit-learn's `hessians_are_constant`). Rows are read
-/// row-major: one place per row for all the columns.
-fn histogram(b: &Binned, rows: &[u32], g: &[f64], h: Option<&[f64]>) -> Hist {
+/// A node's rows as its histogram reads them: their places (ascending),
+/// and in the same order each one's bins ([`RowBins::stride`] bytes) and
+/// gradient, and its hessian unless every hessian is 1 (squared error
+/// without weights: each bin's hessian is its count, as scikit-learn's
+/// `hessians_are_constant`).
+#[derive(Clone, Copy)]
+struct NodeRows<'a> {
+    rows: &'a [u32],
+    by_row: &'a [u8],
+    g: &'a [f64],
+    h: Option<&'a [f64]>,
+}
+
+/// The histogram of a node's rows, read in order: one place per row for
+/// all the columns.
+fn histogram(b: &Binned, node: NodeRows) -> Hist {
     let d = b.n_bins.len();
     let (offsets, width) = b.offsets();
     let rb = &b.rows;
     let sums_width = rb.sums_width;
+    let (stride, h) = (rb.stride, node.h);
     // Each piece's flat sums and its rows' totals (for the sparse columns'
     // frequent bins).
-    let pieces: Vec<(PieceSums, Bin)> = rows
-        .par_chunks(HIST_ROWS)
+    let pieces: Vec<(PieceSums, Bin)> = (0..node.rows.len().div_ceil(HIST_ROWS))
+        .into_par_iter()
         .map(|piece| {
+            let at = piece * HIST_ROWS..node.rows.len().min((piece + 1) * HIST_ROWS);
             let mut sums = PieceSums {
                 gh: vec![[0.0; 2]; sums_width],
                 n: vec![0; if h.is_some() { sums_width } else { 0 }],
             };
-            let total = match h {
-                Some(h) => piece_histogram::<true>(rb, piece, g, h, &mut sums),
-                None => piece_histogram::<false>(rb, piece, g, &[], &mut sums),
+            let piece = NodeRows {
+                rows: &node.rows[at.clone()],
+                by_row: &node.by_row[at.start * stride..at.end * stride],
+                g: &node.g[at.clone()],
+                h: h.map(|h| &h[at]),
+            };
+            let total = match piece.h {
+                Some(h) => add_rows::<true>(rb, piece, h, &mut sums),
+                None => add_rows::<false>(rb, piece, &[], &mut sums),
             };
             (sums, total)
         })
@@ -641,12 +675,14 @@ struct PieceSums {
     n: Vec<u32>,
 }
 
-/// Adds the rows of `piece` to `sums` (hessians of 1 without `HESS`);
-/// returns their totals.
-fn piece_histogram<const HESS: bool>(
+/// Bytes of a row moved at once.
+const WORD: usize = 8;
+
+/// Adds a piece of a node's rows to `sums` (hessians `h`, or 1 without
+/// `HESS`); returns their totals.
+fn add_rows<const HESS: bool>(
     rb: &RowBins,
-    piece: &[u32],
-    g: &[f64],
+    piece: NodeRows,
     h: &[f64],
     sums: &mut PieceSums,
 ) -> Bin {
@@ -654,11 +690,12 @@ fn piece_histogram<const HESS: bool>(
     let listed = !rb.starts.is_empty();
     let mut total = Bin::default();
     let (gh, n) = (&mut sums.gh[..], &mut sums.n[..]);
-    for &i in piece {
+    let rows = piece.rows.iter().zip(piece.by_row.chunks_exact(rb.stride));
+    for (k, (&i, row)) in rows.enumerate() {
         let i = i as usize;
-        let gi = g[i];
-        let hi = if HESS { h[i] } else { 1.0 };
-        for (v, o) in rb.by_row[i * dd..(i + 1) * dd].iter().zip(&rb.slot_at) {
+        let gi = piece.g[k];
+        let hi = if HESS { h[k] } else { 1.0 };
+        for (v, o) in row[..dd].iter().zip(&rb.slot_at) {
             let at = o + *v as usize;
             let e = &mut gh[at];
             *e = [e[0] + gi, e[1] + hi];
@@ -888,7 +925,8 @@ fn best_category_split(
 }
 
 struct Leaf {
-    /// Its rows: `rows[start..end]` of the tree's row buffer.
+    /// Its rows: `start..end` of where they lie.
+    lies: Lies,
     start: usize,
     end: usize,
     hist: Hist,
@@ -906,9 +944,10 @@ impl Leaf {
     }
 }
 
-/// A leaf of a grown tree: its rows (`rows[start..end]` of the tree's row
-/// buffer), its value, its index in the tree's nodes and its histogram.
+/// A leaf of a grown tree: its rows (`start..end` of where they lie), its
+/// value, its index in the tree's nodes and its histogram.
 struct Grown {
+    lies: Lies,
     start: usize,
     end: usize,
     value: f64,
@@ -977,69 +1016,218 @@ fn weighted_median(values: &mut [(f64, f64)], weighted: bool) -> f64 {
     }
 }
 
-/// Buffers a fit reuses from tree to tree (so a tree allocates no memory
-/// in proportion to the rows): the rows, ordered so that every node's rows
-/// are one ascending range (partitioned in place, as scikit-learn does),
-/// and a scratch for partitioning.
-struct Buffers {
+/// Where a node's rows and their data lie: the training rows in order
+/// (the root's), or one of the two [`Moved`] buffers (a node's children
+/// are partitioned into the buffer its rows do not lie in).
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Lies {
+    Training,
+    Moved(usize),
+}
+
+/// Rows in a tree's order, with in the same order each one's bins,
+/// gradient and hessian.
+#[derive(Default)]
+struct Moved {
     rows: Vec<u32>,
-    scratch: Vec<u32>,
+    by_row: Vec<u8>,
+    g: Vec<f64>,
+    h: Vec<f64>,
 }
 
-/// Stable partition of `rows`: the rows going left stay in order at the
-/// start, the others in order after them; returns how many go left.
-/// Without branches: each row is written to both places (the right side
-/// through `scratch`), and the side it goes to moves on. (On two threads,
-/// a parallel partition was no faster: it is memory-bound.)
-fn partition<F: Fn(u32) -> bool>(rows: &mut [u32], scratch: &mut [u32], go_left: &F) -> usize {
-    let mut write = 0;
-    let mut right = 0;
-    for read in 0..rows.len() {
-        let i = rows[read];
-        let left = go_left(i);
-        rows[write] = i;
-        scratch[right] = i;
-        write += usize::from(left);
-        right += usize::from(!left);
+/// Buffers a fit reuses from tree to tree (so a tree allocates no memory
+/// in proportion to the rows): the training rows' gradients and hessians,
+/// and two buffers a partition moves a node's rows into with their data
+/// (bins, gradient, hessian), so that every node's rows are one ascending
+/// range of one buffer and its histogram reads its rows' data in order.
+/// (Read where each row lies, a deep node's rows are scattered over the
+/// training rows: a cache miss or three a row, which the histogram's work
+/// per row keeps from overlapping. A partition reads and writes in order.)
+struct Buffers {
+    g: Vec<f64>,
+    h: Vec<f64>,
+    /// The training rows' places, `0..m`.
+    training: Vec<u32>,
+    moved: [Moved; 2],
+}
+
+impl Buffers {
+    /// Buffers for `m` training rows of `stride` bytes of bins each.
+    fn new(m: usize, stride: usize) -> Buffers {
+        let moved = || Moved {
+            rows: vec![0; m],
+            by_row: vec![0; m * stride],
+            g: vec![0.0; m],
+            h: vec![0.0; m],
+        };
+        Buffers {
+            g: vec![0.0; m],
+            h: vec![0.0; m],
+            training: (0..m as u32).collect(),
+            moved: [moved(), moved()],
+        }
     }
-    rows[write..].copy_from_slice(&scratch[..right]);
-    write
+
+    /// The rows of `range` of where they lie, as a histogram reads them
+    /// (hessians only with `hess`).
+    fn node<'a>(
+        &'a self,
+        b: &'a Binned,
+        lies: Lies,
+        range: std::ops::Range<usize>,
+        hess: bool,
+    ) -> NodeRows<'a> {
+        let stride = b.rows.stride;
+        let (rows, by_row, g, h) = match lies {
+            Lies::Training => (&self.training, &b.rows.by_row, &self.g, &self.h),
+            Lies::Moved(k) => {
+                let m = &self.moved[k];
+                (&m.rows, &m.by_row, &m.g, &m.h)
+            }
+        };
+        NodeRows {
+            rows: &rows[range.clone()],
+            by_row: &by_row[range.start * stride..range.end * stride],
+            g: &g[range.clone()],
+            h: hess.then(|| &h[range]),
+        }
+    }
+
+    /// The places of the rows of `range` of where they lie.
+    fn rows(&self, lies: Lies, range: std::ops::Range<usize>) -> &[u32] {
+        match lies {
+            Lies::Training => &self.training[range],
+            Lies::Moved(k) => &self.moved[k].rows[range],
+        }
+    }
+
+    /// Partitions the rows of `range` of where they lie (`n_left` of them
+    /// going left) into the same range of the other buffer: the rows going
+    /// left in order at its start, the others in order after them. Returns
+    /// where they now lie.
+    fn partition<F: Fn(&[u8], u32) -> bool>(
+        &mut self,
+        b: &Binned,
+        from: Lies,
+        range: std::ops::Range<usize>,
+        n_left: usize,
+        hess: bool,
+        go_left: &F,
+    ) -> Lies {
+        let stride = b.rows.stride;
+        let to = match from {
+            Lies::Moved(0) => 1,
+            _ => 0,
+        };
+        let (first, second) = self.moved.split_at_mut(1);
+        let (dst, moved_src) = if to == 0 {
+            (&mut first[0], &second[0])
+        } else {
+            (&mut second[0], &first[0])
+        };
+        let src = match from {
+            Lies::Training => NodeRows {
+                rows: &self.training,
+                by_row: &b.rows.by_row,
+                g: &self.g,
+                h: Some(&self.h),
+            },
+            Lies::Moved(_) => NodeRows {
+                rows: &moved_src.rows,
+                by_row: &moved_src.by_row,
+                g: &moved_src.g,
+                h: Some(&moved_src.h),
+            },
+        };
+        let src = NodeRows {
+            rows: &src.rows[range.clone()],
+            by_row: &src.by_row[range.start * stride..range.end * stride],
+            g: &src.g[range.clone()],
+            h: src.h.filter(|_| hess).map(|h| &h[range.clone()]),
+        };
+        let dst = MovedMut {
+            rows: &mut dst.rows[range.clone()],
+            by_row: &mut dst.by_row[range.start * stride..range.end * stride],
+            g: &mut dst.g[range.clone()],
+            h: &mut dst.h[range],
+        };
+        match stride / WORD {
+            1 => move_rows::<1, F>(src, dst, n_left, stride, go_left),
+            2 => move_rows::<2, F>(src, dst, n_left, stride, go_left),
+            3 => move_rows::<3, F>(src, dst, n_left, stride, go_left),
+            4 => move_rows::<4, F>(src, dst, n_left, stride, go_left),
+            _ => move_rows::<0, F>(src, dst, n_left, stride, go_left),
+        }
+        Lies::Moved(to)
+    }
 }
 
-/// The training rows' gradients and hessians for one tree;
-/// `constant_h` when every hessian is 1.
-struct Gradients<'a> {
-    g: &'a [f64],
-    h: &'a [f64],
-    constant_h: bool,
+/// A range of a [`Moved`] buffer, written by a partition.
+struct MovedMut<'a> {
+    rows: &'a mut [u32],
+    by_row: &'a mut [u8],
+    g: &'a mut [f64],
+    h: &'a mut [f64],
 }
 
-/// Grows one tree on the gradients of the `m` training rows (its root's
-/// histogram counted unless given); returns its nodes, per leaf its rows'
-/// range in `buf.rows`, its value (added to the raw predictions) and its
-/// histogram, and the root's histogram.
+/// Moves the rows of `src` to `dst`, those going left (`n_left` of them)
+/// in order at its start, the others in order after them; `go_left` sees
+/// a row's bins and its place. One pass without branches: each row is
+/// written where its side is at (chosen, not branched on: the sides are
+/// as good as random). `W` is a row's words when known (0: `stride`'s),
+/// so that moving its bins is a few word copies. (On two threads, a
+/// parallel partition was no faster: it is memory-bound.)
+fn move_rows<const W: usize, F: Fn(&[u8], u32) -> bool>(
+    src: NodeRows,
+    dst: MovedMut,
+    n_left: usize,
+    stride: usize,
+    go_left: &F,
+) {
+    let s = if W == 0 { stride } else { W * WORD };
+    let (mut left_at, mut right_at) = (0, n_left);
+    let rows = src.rows.iter().zip(src.by_row.chunks_exact(s)).zip(src.g);
+    for (k, ((&i, row), &g)) in rows.enumerate() {
+        let left = go_left(row, i);
+        let at = if left { left_at } else { right_at };
+        dst.rows[at] = i;
+        dst.g[at] = g;
+        if let Some(h) = src.h {
+            dst.h[at] = h[k];
+        }
+        dst.by_row[at * s..(at + 1) * s].copy_from_slice(row);
+        left_at += usize::from(left);
+        right_at += usize::from(!left);
+    }
+    debug_assert_eq!((left_at, right_at), (n_left, src.rows.len()));
+}
+
+/// Grows one tree on the gradients and hessians of the `m` training rows,
+/// in `buf.g` and `buf.h` (`constant_h` when every hessian is 1). Its
+/// root's histogram is counted unless given. Returns its nodes, per leaf
+/// its rows' range of where they lie, its value (added to the raw
+/// predictions) and its histogram, and the root's histogram.
 fn grow(
     b: &Binned,
     buf: &mut Buffers,
     gains: &mut [f64],
-    grads: Gradients,
+    constant_h: bool,
     p: &Params,
     root_hist: Option<Hist>,
 ) -> (Vec<BoostNode>, Vec<Grown>, Hist) {
-    let Gradients { g, h, constant_h } = grads;
-    let m = g.len();
-    buf.rows.clear();
-    buf.rows.extend(0..m as u32);
-    let hist_h = (!constant_h).then_some(h);
-    let hist = root_hist.unwrap_or_else(|| histogram(b, &buf.rows, g, hist_h));
+    let m = buf.g.len();
+    let hess = !constant_h;
+    let hist = root_hist.unwrap_or_else(|| histogram(b, buf.node(b, Lies::Training, 0..m, hess)));
     let root_hist = hist.clone();
-    let (sg, sh) = g
+    let (sg, sh) = buf
+        .g
         .iter()
-        .zip(h)
+        .zip(&buf.h)
         .fold((0.0, 0.0), |(a, c), (gi, hi)| (a + gi, c + hi));
     let mut nodes = vec![BoostNode::Leaf { value: 0.0 }];
     let mut root = Leaf {
         split: None,
+        lies: Lies::Training,
         start: 0,
         end: m,
         hist,
@@ -1079,41 +1267,50 @@ fn grow(
             done.push(leaf);
             continue;
         };
-        // The tests take their values by copy, so the partition's loop
-        // keeps them in registers (read through a reference, they are
-        // loaded again after every store).
-        let col = b.bins[s.feature].as_slice();
         let miss = b.missing(s.feature);
-        let len = leaf.end - leaf.start;
-        let mid = leaf.start
-            + match s.left {
-                // A category: the bins of the set (with the missing bin
-                // when missing values go left).
-                Some(set) => partition(
-                    &mut buf.rows[leaf.start..leaf.end],
-                    &mut buf.scratch[..len],
-                    &move |i: u32| set_has(&set, col[i as usize] as usize),
-                ),
-                // A missing bin is above every split bin.
-                None => {
-                    let (bin, missing_left) = (s.bin, s.missing_left);
-                    partition(
-                        &mut buf.rows[leaf.start..leaf.end],
-                        &mut buf.scratch[..len],
-                        &move |i: u32| {
-                            let v = col[i as usize] as usize;
-                            (v <= bin) | ((v == miss) & missing_left)
-                        },
-                    )
+        // Whether a bin goes left: a category's set holds it (with the
+        // missing bin when missing values go left); else a missing bin is
+        // above every split bin.
+        let goes_left = |v: usize| match &s.left {
+            Some(set) => set_has(set, v),
+            None => (v <= s.bin) | ((v == miss) & s.missing_left),
+        };
+        // The rows going left, counted by the node's histogram.
+        let n_left: usize = leaf.hist[s.feature]
+            .iter()
+            .enumerate()
+            .filter(|(v, _)| goes_left(*v))
+            .map(|(_, e)| e.n as usize)
+            .sum();
+        let (range, from) = (leaf.start..leaf.end, leaf.lies);
+        let lies = match &b.rows.in_row[s.feature] {
+            // The column's bin is in a byte of the row: each value of
+            // that byte's side, looked up.
+            Some((place, bin_of)) => {
+                let mut left = [false; 256];
+                for (l, &v) in left.iter_mut().zip(bin_of) {
+                    *l = goes_left(usize::from(v));
                 }
-            };
-        let (left_len, right_len) = (mid - leaf.start, leaf.end - mid);
-        let (small, large_is_left) = if left_len <= right_len {
+                let place = *place;
+                buf.partition(b, from, range, n_left, hess, &move |row: &[u8], _| {
+                    left[usize::from(row[place])]
+                })
+            }
+            // A listed column: its bins where each row lies.
+            None => {
+                let col = b.bins[s.feature].as_slice();
+                buf.partition(b, from, range, n_left, hess, &|_: &[u8], i: u32| {
+                    goes_left(usize::from(col[i as usize]))
+                })
+            }
+        };
+        let mid = leaf.start + n_left;
+        let (small, large_is_left) = if n_left <= leaf.end - mid {
             (leaf.start..mid, false)
         } else {
             (mid..leaf.end, true)
         };
-        let small_hist = histogram(b, &buf.rows[small], g, hist_h);
+        let small_hist = histogram(b, buf.node(b, lies, small, hess));
         let large_hist = subtract(&leaf.hist, &small_hist);
         let (lh, rh) = if large_is_left {
             (large_hist, small_hist)
@@ -1153,6 +1350,7 @@ fn grow(
             (mid, leaf.end, rh, rg, rhs, ln + 1),
         ] {
             let mut child = Leaf {
+                lies,
                 start,
                 end,
                 hist,
@@ -1174,6 +1372,7 @@ fn grow(
         let value = -p.learning_rate * l.g / (l.h + p.l2);
         nodes[l.node] = BoostNode::Leaf { value };
         values.push(Grown {
+            lies: l.lies,
             start: l.start,
             end: l.end,
             value,
@@ -1249,7 +1448,7 @@ pub enum Y<'a> {
 /// places in `into`. In parallel pieces of `into` (rows by index): a leaf's
 /// rows are ascending, so each piece finds its part of every leaf by
 /// binary search and writes only its own rows.
-fn leaf_values(leaves: &[Grown], rows: &[u32], into: &mut [f64], add: bool) {
+fn leaf_values(leaves: &[Grown], buf: &Buffers, into: &mut [f64], add: bool) {
     into.par_chunks_mut(ROW_PIECE)
         .enumerate()
         .for_each(|(piece, out)| {
@@ -1258,7 +1457,7 @@ fn leaf_values(leaves: &[Grown], rows: &[u32], into: &mut [f64], add: bool) {
                 (piece * ROW_PIECE + out.len()) as u32,
             );
             for leaf in leaves {
-                let mine = &rows[leaf.start..leaf.end];
+                let mine = buf.rows(leaf.lies, leaf.start..leaf.end);
                 let from = mine.partition_point(|&i| i < lo);
                 let to = mine.partition_point(|&i| i < hi);
                 for &i in &mine[from..to] {
@@ -1562,12 +1761,7 @@ pub fn fit_inputs(
     // output's tree is grown (with one output they go straight in).
     let mut adds = vec![vec![0.0; if outputs > 1 { m } else { 0 }]; outputs];
     let mut gains = vec![0.0; x.ncols()];
-    let mut buf = Buffers {
-        rows: Vec::with_capacity(m),
-        scratch: vec![0; m],
-    };
-    let mut g = vec![0.0; m];
-    let mut h = vec![0.0; m];
+    let mut buf = Buffers::new(m, binned.rows.stride);
     let mut trees: Vec<Vec<BoostNode>> = vec![];
     let mut scores: Vec<f64> = vec![];
     if !valid.is_empty() {
@@ -1589,9 +1783,9 @@ pub fn fit_inputs(
         // Every output's gradients at the same raw predictions.
         let mut grown = vec![];
         for (k, add) in adds.iter_mut().enumerate() {
-            gradients(loss, &y_train, &raw, k, &mut g, &mut h);
+            gradients(loss, &y_train, &raw, k, &mut buf.g, &mut buf.h);
             if weights.is_some() {
-                for ((gi, hi), w) in g.iter_mut().zip(h.iter_mut()).zip(&w_train) {
+                for ((gi, hi), w) in buf.g.iter_mut().zip(buf.h.iter_mut()).zip(&w_train) {
                     *gi *= w;
                     *hi *= w;
                 }
@@ -1599,18 +1793,8 @@ pub fn fit_inputs(
             let root = next_root
                 .take()
                 .filter(|_| follow_root && iteration % ROOT_RECOUNT != 0);
-            let (mut nodes, mut values, root) = grow(
-                &binned,
-                &mut buf,
-                &mut gains,
-                Gradients {
-                    g: &g,
-                    h: &h,
-                    constant_h,
-                },
-                p,
-                root,
-            );
+            let (mut nodes, mut values, root) =
+                grow(&binned, &mut buf, &mut gains, constant_h, p, root);
             if follow_root {
                 next_root = Some(next_root_hist(root, &values));
             }
@@ -1620,7 +1804,8 @@ pub fn fit_inputs(
             // does not enter).
             if let (Loss::AbsoluteError | Loss::Huber { .. }, Y::Values(v)) = (loss, &y_train) {
                 for leaf in &mut values {
-                    let mut residuals: Vec<(f64, f64)> = buf.rows[leaf.start..leaf.end]
+                    let mut residuals: Vec<(f64, f64)> = buf
+                        .rows(leaf.lies, leaf.start..leaf.end)
                         .iter()
                         .map(|&i| (v[i as usize] - raw[0][i as usize], w_train[i as usize]))
                         .collect();
@@ -1650,7 +1835,7 @@ pub fn fit_inputs(
             // With one output nothing else reads these scores: the values
             // go straight in.
             let into = if outputs == 1 { &mut raw[0] } else { add };
-            leaf_values(&values, &buf.rows, into, outputs == 1);
+            leaf_values(&values, &buf, into, outputs == 1);
             grown.push(nodes);
         }
         for (k, nodes) in grown.into_iter().enumerate() {
@@ -1885,10 +2070,10 @@ mod tests {
         // A node's rows (every third), with and without hessians.
         let rows: Vec<u32> = (0..n as u32).filter(|i| i % 3 != 1).collect();
         for hess in [Some(&h[..]), None] {
-            let a = histogram(&b, &rows, &g, hess);
+            let a = rows_histogram(&b, &rows, &g, hess);
             // Bundled and listed: the same sums in the same order.
-            same_hist_bits(&a, &histogram(&listed, &rows, &g, hess));
-            same_sums(&a, &histogram(&dense, &rows, &g, hess));
+            same_hist_bits(&a, &rows_histogram(&listed, &rows, &g, hess));
+            same_sums(&a, &rows_histogram(&dense, &rows, &g, hess));
         }
     }
 
@@ -1908,10 +2093,32 @@ mod tests {
         let rows: Vec<u32> = (0..n as u32).filter(|i| i % 4 != 1).collect();
         for hess in [Some(&h[..]), None] {
             same_hist_bits(
-                &histogram(&b, &rows, &g, hess),
-                &histogram(&bundled, &rows, &g, hess),
+                &rows_histogram(&b, &rows, &g, hess),
+                &rows_histogram(&bundled, &rows, &g, hess),
             );
         }
+    }
+
+    /// The histogram of the rows `rows` (ascending), their data gathered
+    /// as a partition leaves it.
+    fn rows_histogram(b: &Binned, rows: &[u32], g: &[f64], h: Option<&[f64]>) -> Hist {
+        let stride = b.rows.stride;
+        let by_row: Vec<u8> = rows
+            .iter()
+            .flat_map(|&i| &b.rows.by_row[i as usize * stride..(i as usize + 1) * stride])
+            .copied()
+            .collect();
+        let pick = |v: &[f64]| rows.iter().map(|&i| v[i as usize]).collect::<Vec<f64>>();
+        let (g, h) = (pick(g), h.map(pick));
+        histogram(
+            b,
+            NodeRows {
+                rows,
+                by_row: &by_row,
+                g: &g,
+                h: h.as_deref(),
+            },
+        )
     }
 
     /// `b`'s bins in another histogram layout.
@@ -2168,25 +2375,15 @@ mod tests {
                 let h: Vec<f64> = (0..n).map(|i| weights.map_or(1.0, |w| w[i])).collect();
                 (g, h)
             };
-            let mut buf = Buffers {
-                rows: vec![],
-                scratch: vec![0; n],
-            };
+            let mut buf = Buffers::new(n, b.rows.stride);
             let mut gains = vec![0.0; 3];
             let mut followed = None;
             for _ in 0..4 {
                 let (g, h) = gradients_at(&raw);
-                let grads = Gradients {
-                    g: &g,
-                    h: &h,
-                    constant_h: weights.is_none(),
-                };
-                let counted = histogram(
-                    &b,
-                    &(0..n as u32).collect::<Vec<_>>(),
-                    &g,
-                    weights.map(|_| &h[..]),
-                );
+                let all: Vec<u32> = (0..n as u32).collect();
+                let counted = rows_histogram(&b, &all, &g, weights.map(|_| &h[..]));
+                buf.g.copy_from_slice(&g);
+                buf.h.copy_from_slice(&h);
                 if let Some(f) = followed.take() {
                     let f: Hist = f;
                     for (fc, cc) in f.iter().zip(&counted) {
@@ -2201,9 +2398,10 @@ mod tests {
                         }
                     }
                 }
-                let (_, leaves, root) = grow(&b, &mut buf, &mut gains, grads, &p, None);
+                let constant_h = weights.is_none();
+                let (_, leaves, root) = grow(&b, &mut buf, &mut gains, constant_h, &p, None);
                 for leaf in &leaves {
-                    for &i in &buf.rows[leaf.start..leaf.end] {
+                    for &i in buf.rows(leaf.lies, leaf.start..leaf.end) {
                         raw[i as usize] += leaf.value;
                     }
                 }
