@@ -1105,7 +1105,7 @@ impl Buffers {
     /// going left) into the same range of the other buffer: the rows going
     /// left in order at its start, the others in order after them. Returns
     /// where they now lie.
-    fn partition<F: Fn(&[u8], u32) -> bool>(
+    fn partition<F: Fn(&[u8], u32) -> bool + Sync>(
         &mut self,
         b: &Binned,
         from: Lies,
@@ -1162,6 +1162,48 @@ impl Buffers {
     }
 }
 
+impl<'a> MovedMut<'a> {
+    /// Writes row `i` (its bins `row`, `s` bytes) at place `at`.
+    #[inline(always)]
+    fn put(&mut self, at: usize, s: usize, i: u32, row: &[u8], g: f64, h: Option<f64>) {
+        self.rows[at] = i;
+        self.g[at] = g;
+        if let Some(h) = h {
+            self.h[at] = h;
+        }
+        self.by_row[at * s..(at + 1) * s].copy_from_slice(row);
+    }
+
+    /// The first `k` rows, and the rest.
+    fn split_at(self, k: usize, stride: usize) -> (MovedMut<'a>, MovedMut<'a>) {
+        let (rows, rows_rest) = self.rows.split_at_mut(k);
+        let (by_row, by_row_rest) = self.by_row.split_at_mut(k * stride);
+        let (g, g_rest) = self.g.split_at_mut(k);
+        let (h, h_rest) = self.h.split_at_mut(k);
+        (
+            MovedMut { rows, by_row, g, h },
+            MovedMut {
+                rows: rows_rest,
+                by_row: by_row_rest,
+                g: g_rest,
+                h: h_rest,
+            },
+        )
+    }
+}
+
+impl<'a> NodeRows<'a> {
+    /// The rows of `range`.
+    fn slice(&self, range: std::ops::Range<usize>, stride: usize) -> NodeRows<'a> {
+        NodeRows {
+            rows: &self.rows[range.clone()],
+            by_row: &self.by_row[range.start * stride..range.end * stride],
+            g: &self.g[range.clone()],
+            h: self.h.map(|h| &h[range]),
+        }
+    }
+}
+
 /// A range of a [`Moved`] buffer, written by a partition.
 struct MovedMut<'a> {
     rows: &'a mut [u32],
@@ -1170,14 +1212,87 @@ struct MovedMut<'a> {
     h: &'a mut [f64],
 }
 
+/// Rows per piece of a partition moved on its own: a node of more rows is
+/// moved in parallel pieces (each piece's rows going left counted first,
+/// so that each knows where its rows go).
+const MOVE_ROWS: usize = 1 << 15;
+
 /// Moves the rows of `src` to `dst`, those going left (`n_left` of them)
 /// in order at its start, the others in order after them; `go_left` sees
-/// a row's bins and its place. One pass without branches: each row is
-/// written where its side is at (chosen, not branched on: the sides are
-/// as good as random). `W` is a row's words when known (0: `stride`'s),
-/// so that moving its bins is a few word copies. (On two threads, a
-/// parallel partition was no faster: it is memory-bound.)
-fn move_rows<const W: usize, F: Fn(&[u8], u32) -> bool>(
+/// a row's bins and its place. `W` is a row's words when known (0:
+/// `stride`'s), so that moving its bins is a few word copies.
+fn move_rows<const W: usize, F: Fn(&[u8], u32) -> bool + Sync>(
+    src: NodeRows,
+    dst: MovedMut,
+    n_left: usize,
+    stride: usize,
+    go_left: &F,
+) {
+    let s = if W == 0 { stride } else { W * WORD };
+    let len = src.rows.len();
+    if len <= MOVE_ROWS {
+        return move_piece::<W, F>(src, dst, n_left, stride, go_left);
+    }
+    // Each piece's rows going left, then each piece's places: its left
+    // rows after the earlier pieces' left rows, its right rows after
+    // theirs.
+    let pieces: Vec<std::ops::Range<usize>> = (0..len.div_ceil(MOVE_ROWS))
+        .map(|p| p * MOVE_ROWS..len.min((p + 1) * MOVE_ROWS))
+        .collect();
+    let lefts: Vec<usize> = pieces
+        .par_iter()
+        .map(|r| {
+            let piece = src.slice(r.clone(), s);
+            let rows = piece.rows.iter().zip(piece.by_row.chunks_exact(s));
+            rows.filter(|(&i, row)| go_left(row, i)).count()
+        })
+        .collect();
+    let (mut left, mut right) = dst.split_at(n_left, s);
+    let mut work = Vec::with_capacity(pieces.len());
+    for (r, &l) in pieces.into_iter().zip(&lefts) {
+        let (left_here, left_rest) = left.split_at(l, s);
+        let (right_here, right_rest) = right.split_at(r.len() - l, s);
+        (left, right) = (left_rest, right_rest);
+        work.push((src.slice(r, s), left_here, right_here));
+    }
+    work.into_par_iter()
+        .for_each(|(src, left, right)| move_sides::<W, F>(src, left, right, stride, go_left));
+}
+
+/// Moves the rows of `src` to `left` and `right` by their side, in order.
+/// Without branches on the side: each row is written to both sides' next
+/// places (the other side's write is overwritten by that side's next row
+/// or falls past its end), and the side it goes to moves on.
+fn move_sides<const W: usize, F: Fn(&[u8], u32) -> bool>(
+    src: NodeRows,
+    mut left: MovedMut,
+    mut right: MovedMut,
+    stride: usize,
+    go_left: &F,
+) {
+    let s = if W == 0 { stride } else { W * WORD };
+    let (mut l, mut r) = (0, 0);
+    let rows = src.rows.iter().zip(src.by_row.chunks_exact(s)).zip(src.g);
+    for (k, ((&i, row), &g)) in rows.enumerate() {
+        let goes = go_left(row, i);
+        let h = src.h.map(|h| h[k]);
+        if l < left.rows.len() {
+            left.put(l, s, i, row, g, h);
+        }
+        if r < right.rows.len() {
+            right.put(r, s, i, row, g, h);
+        }
+        l += usize::from(goes);
+        r += usize::from(!goes);
+    }
+    debug_assert_eq!((l, r), (left.rows.len(), right.rows.len()));
+}
+
+/// Moves the rows of `src` to `dst`, those going left (`n_left` of them)
+/// in order at its start, the others in order after them. One pass
+/// without branches: each row is written where its side is at (chosen,
+/// not branched on: the sides are as good as random).
+fn move_piece<const W: usize, F: Fn(&[u8], u32) -> bool>(
     src: NodeRows,
     dst: MovedMut,
     n_left: usize,
@@ -2074,6 +2189,75 @@ mod tests {
             // Bundled and listed: the same sums in the same order.
             same_hist_bits(&a, &rows_histogram(&listed, &rows, &g, hess));
             same_sums(&a, &rows_histogram(&dense, &rows, &g, hess));
+        }
+    }
+
+    /// A partition moves each row with its data, the rows going left in
+    /// order first: on a node large enough to be moved in parallel pieces
+    /// and on a small one, by a dense, a bundled and a listed column, from
+    /// the training rows and from a moved buffer into the other.
+    #[test]
+    fn a_partition_moves_each_row_with_its_data() {
+        let n = 3 * MOVE_ROWS + 1_234;
+        let x = Array2::from_shape_fn((n, 4), |(i, j)| {
+            let k = (i * 7919) % 1000;
+            match j {
+                0 => k as f64 / 3.0,
+                1 => f64::from(k < 100),
+                2 => f64::from((100..250).contains(&k)),
+                _ => f64::from(k % 10 == 3),
+            }
+        });
+        let b = bin(Inputs::Matrix(&x), None, 255, &[], 1);
+        let listed = laid_out(&b, SPARSE_SHARE, Layout::Listed);
+        // Where a column's bin is in a row's bytes, it decodes to its bin.
+        let stride = b.rows.stride;
+        for (j, decode) in b.rows.in_row.iter().enumerate() {
+            let (place, bin_of) = decode.as_ref().expect("dense or bundled");
+            for i in 0..n {
+                assert_eq!(bin_of[usize::from(b.rows.by_row[i * stride + place])], b.bins[j][i]);
+            }
+        }
+        assert!(listed.rows.in_row[1].is_none(), "listed");
+        let (g, h) = node_gradients(n);
+        for (b, column) in [(&b, 0), (&b, 2), (&listed, 1)] {
+            let mut buf = Buffers::new(n, b.rows.stride);
+            buf.g.copy_from_slice(&g);
+            buf.h.copy_from_slice(&h);
+            let goes = |i: u32| b.bins[column][i as usize] == 0;
+            let check = |buf: &Buffers, lies: Lies, range: std::ops::Range<usize>, before: &[u32]| {
+                let want: Vec<u32> = before
+                    .iter()
+                    .copied()
+                    .filter(|&i| goes(i))
+                    .chain(before.iter().copied().filter(|&i| !goes(i)))
+                    .collect();
+                let node = buf.node(b, lies, range, true);
+                assert_eq!(node.rows, &want[..]);
+                let stride = b.rows.stride;
+                for (k, &i) in node.rows.iter().enumerate() {
+                    let i = i as usize;
+                    assert_eq!(
+                        &node.by_row[k * stride..(k + 1) * stride],
+                        &b.rows.by_row[i * stride..(i + 1) * stride]
+                    );
+                    assert_eq!((node.g[k], node.h.map(|h| h[k])), (g[i], Some(h[i])));
+                }
+            };
+            let count = |rows: &[u32]| rows.iter().filter(|&&i| goes(i)).count();
+            let go_left = |_: &[u8], i: u32| goes(i);
+            // The root, in parallel pieces.
+            let all: Vec<u32> = (0..n as u32).collect();
+            let lies = buf.partition(b, Lies::Training, 0..n, count(&all), true, &go_left);
+            assert_eq!(lies, Lies::Moved(0));
+            check(&buf, lies, 0..n, &all);
+            // A small node of moved rows (their order since the last
+            // partition), into the other buffer.
+            let range = 1_000..3_000;
+            let before = buf.rows(lies, range.clone()).to_vec();
+            let lies = buf.partition(b, lies, range.clone(), count(&before), true, &go_left);
+            assert_eq!(lies, Lies::Moved(1));
+            check(&buf, lies, range, &before);
         }
     }
 
