@@ -122,12 +122,14 @@ struct Binned {
 /// their frequent bin.
 #[derive(Default)]
 struct RowBins {
-    /// Each row's bytes, row-major, [`stride`](Self::stride) apart: the
+    /// Each row's record, row-major, [`stride`](Self::stride) bytes: the
     /// dense columns' bins, then each bundle's code (0 when each of its
-    /// columns is at its frequent bin), then padding.
+    /// columns is at its frequent bin), padding, and in its last 4 bytes
+    /// the row's place (little-endian), so that a partition moves a row
+    /// and its bins as one record.
     by_row: Vec<u8>,
-    /// Bytes per row in `by_row`: its `slot_at.len()` bytes rounded up to
-    /// whole 8-byte words, so that a row is moved in word copies.
+    /// Bytes per record: its `slot_at.len()` bytes and the place, rounded
+    /// up to whole 8-byte words (a record moves in word copies).
     stride: usize,
     /// Per column, when its bin is in a byte of the row (dense or
     /// bundled): that byte's place in the row and, per value of the byte,
@@ -495,9 +497,12 @@ fn row_bins(b: &Binned, sparse_share: f64, layout: Layout) -> RowBins {
         Layout::Auto => !out.sparse.is_empty() && bundles.len() as f64 <= affordable,
     };
     let slots = out.dense.len() + if bundle { bundles.len() } else { 0 };
-    out.stride = slots.next_multiple_of(WORD).max(WORD);
+    out.stride = (slots + PLACE).next_multiple_of(WORD);
     let slots = out.stride;
     out.by_row = vec![0u8; n * slots];
+    for (i, record) in out.by_row.chunks_exact_mut(slots).enumerate() {
+        record[slots - PLACE..].copy_from_slice(&(i as u32).to_le_bytes());
+    }
     out.in_row = vec![None; b.bins.len()];
     for (k, &j) in out.dense.iter().enumerate() {
         for (i, v) in b.bins[j].iter().enumerate() {
@@ -566,46 +571,63 @@ type Hist = Vec<Vec<Bin>>;
 /// parallel) and then in order, so the sums do not depend on the threads.
 const HIST_ROWS: usize = 1 << 14;
 
-/// A node's rows as its histogram reads them: their places (ascending),
-/// and in the same order each one's bins ([`RowBins::stride`] bytes) and
-/// gradient, and its hessian unless every hessian is 1 (squared error
-/// without weights: each bin's hessian is its count, as scikit-learn's
-/// `hessians_are_constant`).
+/// Bytes of a record that hold the row's place.
+const PLACE: usize = 4;
+
+/// The place of the row whose record is `record`.
+fn place_of(record: &[u8]) -> u32 {
+    let mut bytes = [0; PLACE];
+    bytes.copy_from_slice(&record[record.len() - PLACE..]);
+    u32::from_le_bytes(bytes)
+}
+
+/// A node's rows: each one's record ([`RowBins::stride`] bytes: its bins
+/// and its place, ascending) and in the same order its gradient and
+/// hessian.
 #[derive(Clone, Copy)]
 struct NodeRows<'a> {
-    rows: &'a [u32],
     by_row: &'a [u8],
-    g: &'a [f64],
-    h: Option<&'a [f64]>,
+    gh: &'a [[f64; 2]],
+}
+
+impl<'a> NodeRows<'a> {
+    /// The rows of `range`.
+    fn slice(&self, range: std::ops::Range<usize>, stride: usize) -> NodeRows<'a> {
+        NodeRows {
+            by_row: &self.by_row[range.start * stride..range.end * stride],
+            gh: &self.gh[range],
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.gh.len()
+    }
 }
 
 /// The histogram of a node's rows, read in order: one place per row for
-/// all the columns.
-fn histogram(b: &Binned, node: NodeRows) -> Hist {
+/// all the columns. Without `hess`, every hessian is 1 (squared error
+/// without weights: each bin's hessian is its count, as scikit-learn's
+/// `hessians_are_constant`).
+fn histogram(b: &Binned, node: NodeRows, hess: bool) -> Hist {
     let d = b.n_bins.len();
     let (offsets, width) = b.offsets();
     let rb = &b.rows;
     let sums_width = rb.sums_width;
-    let (stride, h) = (rb.stride, node.h);
     // Each piece's flat sums and its rows' totals (for the sparse columns'
     // frequent bins).
-    let pieces: Vec<(PieceSums, Bin)> = (0..node.rows.len().div_ceil(HIST_ROWS))
+    let pieces: Vec<(PieceSums, Bin)> = (0..node.len().div_ceil(HIST_ROWS))
         .into_par_iter()
         .map(|piece| {
-            let at = piece * HIST_ROWS..node.rows.len().min((piece + 1) * HIST_ROWS);
+            let at = piece * HIST_ROWS..node.len().min((piece + 1) * HIST_ROWS);
             let mut sums = PieceSums {
                 gh: vec![[0.0; 2]; sums_width],
-                n: vec![0; if h.is_some() { sums_width } else { 0 }],
+                n: vec![0; if hess { sums_width } else { 0 }],
             };
-            let piece = NodeRows {
-                rows: &node.rows[at.clone()],
-                by_row: &node.by_row[at.start * stride..at.end * stride],
-                g: &node.g[at.clone()],
-                h: h.map(|h| &h[at]),
-            };
-            let total = match piece.h {
-                Some(h) => add_rows::<true>(rb, piece, h, &mut sums),
-                None => add_rows::<false>(rb, piece, &[], &mut sums),
+            let piece = node.slice(at, rb.stride);
+            let total = if hess {
+                add_rows::<true>(rb, piece, &mut sums)
+            } else {
+                add_rows::<false>(rb, piece, &mut sums)
             };
             (sums, total)
         })
@@ -615,7 +637,7 @@ fn histogram(b: &Binned, node: NodeRows) -> Hist {
         (
             PieceSums {
                 gh: vec![[0.0; 2]; sums_width],
-                n: vec![0; if h.is_some() { sums_width } else { 0 }],
+                n: vec![0; if hess { sums_width } else { 0 }],
             },
             Bin::default(),
         )
@@ -678,23 +700,15 @@ struct PieceSums {
 /// Bytes of a row moved at once.
 const WORD: usize = 8;
 
-/// Adds a piece of a node's rows to `sums` (hessians `h`, or 1 without
+/// Adds a piece of a node's rows to `sums` (hessians of 1 without
 /// `HESS`); returns their totals.
-fn add_rows<const HESS: bool>(
-    rb: &RowBins,
-    piece: NodeRows,
-    h: &[f64],
-    sums: &mut PieceSums,
-) -> Bin {
+fn add_rows<const HESS: bool>(rb: &RowBins, piece: NodeRows, sums: &mut PieceSums) -> Bin {
     let dd = rb.slot_at.len();
     let listed = !rb.starts.is_empty();
     let mut total = Bin::default();
     let (gh, n) = (&mut sums.gh[..], &mut sums.n[..]);
-    let rows = piece.rows.iter().zip(piece.by_row.chunks_exact(rb.stride));
-    for (k, (&i, row)) in rows.enumerate() {
-        let i = i as usize;
-        let gi = piece.g[k];
-        let hi = if HESS { h[k] } else { 1.0 };
+    for (row, &[gi, hi]) in piece.by_row.chunks_exact(rb.stride).zip(piece.gh) {
+        let hi = if HESS { hi } else { 1.0 };
         for (v, o) in row[..dd].iter().zip(&rb.slot_at) {
             let at = o + *v as usize;
             let e = &mut gh[at];
@@ -704,6 +718,7 @@ fn add_rows<const HESS: bool>(
             }
         }
         if listed {
+            let i = place_of(row) as usize;
             for &at in &rb.entries[rb.starts[i] as usize..rb.starts[i + 1] as usize] {
                 let at = at as usize;
                 let e = &mut gh[at];
@@ -1025,93 +1040,71 @@ enum Lies {
     Moved(usize),
 }
 
-/// Rows in a tree's order, with in the same order each one's bins,
+/// Rows in a tree's order: each one's record and in the same order its
 /// gradient and hessian.
 #[derive(Default)]
 struct Moved {
-    rows: Vec<u32>,
     by_row: Vec<u8>,
-    g: Vec<f64>,
-    h: Vec<f64>,
+    gh: Vec<[f64; 2]>,
 }
 
 /// Buffers a fit reuses from tree to tree (so a tree allocates no memory
 /// in proportion to the rows): the training rows' gradients and hessians,
-/// and two buffers a partition moves a node's rows into with their data
-/// (bins, gradient, hessian), so that every node's rows are one ascending
+/// and two buffers a partition moves a node's rows into (their records,
+/// gradients and hessians), so that every node's rows are one ascending
 /// range of one buffer and its histogram reads its rows' data in order.
 /// (Read where each row lies, a deep node's rows are scattered over the
-/// training rows: a cache miss or three a row, which the histogram's work
-/// per row keeps from overlapping. A partition reads and writes in order.)
+/// training rows: a cache miss or two a row, which the histogram's work
+/// per row keeps from overlapping. A partition reads and writes in order:
+/// two stores a row.)
 struct Buffers {
-    g: Vec<f64>,
-    h: Vec<f64>,
-    /// The training rows' places, `0..m`.
-    training: Vec<u32>,
+    gh: Vec<[f64; 2]>,
     moved: [Moved; 2],
 }
 
 impl Buffers {
-    /// Buffers for `m` training rows of `stride` bytes of bins each.
+    /// Buffers for `m` training rows of `stride` bytes of record each.
     fn new(m: usize, stride: usize) -> Buffers {
         let moved = || Moved {
-            rows: vec![0; m],
             by_row: vec![0; m * stride],
-            g: vec![0.0; m],
-            h: vec![0.0; m],
+            gh: vec![[0.0; 2]; m],
         };
         Buffers {
-            g: vec![0.0; m],
-            h: vec![0.0; m],
-            training: (0..m as u32).collect(),
+            gh: vec![[0.0; 2]; m],
             moved: [moved(), moved()],
         }
     }
 
-    /// The rows of `range` of where they lie, as a histogram reads them
-    /// (hessians only with `hess`).
+    /// The rows of `range` of where they lie.
     fn node<'a>(
         &'a self,
         b: &'a Binned,
         lies: Lies,
         range: std::ops::Range<usize>,
-        hess: bool,
     ) -> NodeRows<'a> {
-        let stride = b.rows.stride;
-        let (rows, by_row, g, h) = match lies {
-            Lies::Training => (&self.training, &b.rows.by_row, &self.g, &self.h),
-            Lies::Moved(k) => {
-                let m = &self.moved[k];
-                (&m.rows, &m.by_row, &m.g, &m.h)
-            }
+        let whole = match lies {
+            Lies::Training => NodeRows {
+                by_row: &b.rows.by_row,
+                gh: &self.gh,
+            },
+            Lies::Moved(k) => NodeRows {
+                by_row: &self.moved[k].by_row,
+                gh: &self.moved[k].gh,
+            },
         };
-        NodeRows {
-            rows: &rows[range.clone()],
-            by_row: &by_row[range.start * stride..range.end * stride],
-            g: &g[range.clone()],
-            h: hess.then(|| &h[range]),
-        }
-    }
-
-    /// The places of the rows of `range` of where they lie.
-    fn rows(&self, lies: Lies, range: std::ops::Range<usize>) -> &[u32] {
-        match lies {
-            Lies::Training => &self.training[range],
-            Lies::Moved(k) => &self.moved[k].rows[range],
-        }
+        whole.slice(range, b.rows.stride)
     }
 
     /// Partitions the rows of `range` of where they lie (`n_left` of them
     /// going left) into the same range of the other buffer: the rows going
     /// left in order at its start, the others in order after them. Returns
-    /// where they now lie.
-    fn partition<F: Fn(&[u8], u32) -> bool + Sync>(
+    /// where they now lie. `go_left` sees a row's record.
+    fn partition<F: Fn(&[u8]) -> bool + Sync>(
         &mut self,
         b: &Binned,
         from: Lies,
         range: std::ops::Range<usize>,
         n_left: usize,
-        hess: bool,
         go_left: &F,
     ) -> Lies {
         let stride = b.rows.stride;
@@ -1119,37 +1112,26 @@ impl Buffers {
             Lies::Moved(0) => 1,
             _ => 0,
         };
-        let (first, second) = self.moved.split_at_mut(1);
-        let (dst, moved_src) = if to == 0 {
-            (&mut first[0], &second[0])
+        let [first, second] = &mut self.moved;
+        let (dst, other) = if to == 0 {
+            (first, &*second)
         } else {
-            (&mut second[0], &first[0])
+            (second, &*first)
         };
         let src = match from {
             Lies::Training => NodeRows {
-                rows: &self.training,
                 by_row: &b.rows.by_row,
-                g: &self.g,
-                h: Some(&self.h),
+                gh: &self.gh,
             },
             Lies::Moved(_) => NodeRows {
-                rows: &moved_src.rows,
-                by_row: &moved_src.by_row,
-                g: &moved_src.g,
-                h: Some(&moved_src.h),
+                by_row: &other.by_row,
+                gh: &other.gh,
             },
-        };
-        let src = NodeRows {
-            rows: &src.rows[range.clone()],
-            by_row: &src.by_row[range.start * stride..range.end * stride],
-            g: &src.g[range.clone()],
-            h: src.h.filter(|_| hess).map(|h| &h[range.clone()]),
-        };
+        }
+        .slice(range.clone(), stride);
         let dst = MovedMut {
-            rows: &mut dst.rows[range.clone()],
             by_row: &mut dst.by_row[range.start * stride..range.end * stride],
-            g: &mut dst.g[range.clone()],
-            h: &mut dst.h[range],
+            gh: &mut dst.gh[range],
         };
         match stride / WORD {
             1 => move_rows::<1, F>(src, dst, n_left, stride, go_left),
@@ -1162,54 +1144,38 @@ impl Buffers {
     }
 }
 
-impl<'a> MovedMut<'a> {
-    /// Writes row `i` (its bins `row`, `s` bytes) at place `at`.
-    #[inline(always)]
-    fn put(&mut self, at: usize, s: usize, i: u32, row: &[u8], g: f64, h: Option<f64>) {
-        self.rows[at] = i;
-        self.g[at] = g;
-        if let Some(h) = h {
-            self.h[at] = h;
-        }
-        self.by_row[at * s..(at + 1) * s].copy_from_slice(row);
-    }
-
-    /// The first `k` rows, and the rest.
-    fn split_at(self, k: usize, stride: usize) -> (MovedMut<'a>, MovedMut<'a>) {
-        let (rows, rows_rest) = self.rows.split_at_mut(k);
-        let (by_row, by_row_rest) = self.by_row.split_at_mut(k * stride);
-        let (g, g_rest) = self.g.split_at_mut(k);
-        let (h, h_rest) = self.h.split_at_mut(k);
-        (
-            MovedMut { rows, by_row, g, h },
-            MovedMut {
-                rows: rows_rest,
-                by_row: by_row_rest,
-                g: g_rest,
-                h: h_rest,
-            },
-        )
-    }
-}
-
-impl<'a> NodeRows<'a> {
-    /// The rows of `range`.
-    fn slice(&self, range: std::ops::Range<usize>, stride: usize) -> NodeRows<'a> {
-        NodeRows {
-            rows: &self.rows[range.clone()],
-            by_row: &self.by_row[range.start * stride..range.end * stride],
-            g: &self.g[range.clone()],
-            h: self.h.map(|h| &h[range]),
-        }
-    }
+/// The places of a node's rows, from their records.
+fn places(node: NodeRows<'_>, stride: usize) -> impl ExactSizeIterator<Item = u32> + '_ {
+    node.by_row.chunks_exact(stride).map(place_of)
 }
 
 /// A range of a [`Moved`] buffer, written by a partition.
 struct MovedMut<'a> {
-    rows: &'a mut [u32],
     by_row: &'a mut [u8],
-    g: &'a mut [f64],
-    h: &'a mut [f64],
+    gh: &'a mut [[f64; 2]],
+}
+
+impl<'a> MovedMut<'a> {
+    /// Writes a row's record (`s` bytes) and its gradient and hessian at
+    /// place `at`.
+    #[inline(always)]
+    fn put(&mut self, at: usize, s: usize, record: &[u8], gh: [f64; 2]) {
+        self.by_row[at * s..(at + 1) * s].copy_from_slice(record);
+        self.gh[at] = gh;
+    }
+
+    /// The first `k` rows, and the rest.
+    fn split_at(self, k: usize, stride: usize) -> (MovedMut<'a>, MovedMut<'a>) {
+        let (by_row, by_row_rest) = self.by_row.split_at_mut(k * stride);
+        let (gh, gh_rest) = self.gh.split_at_mut(k);
+        (
+            MovedMut { by_row, gh },
+            MovedMut {
+                by_row: by_row_rest,
+                gh: gh_rest,
+            },
+        )
+    }
 }
 
 /// Rows per piece of a partition moved on its own: a node of more rows is
@@ -1219,9 +1185,9 @@ const MOVE_ROWS: usize = 1 << 15;
 
 /// Moves the rows of `src` to `dst`, those going left (`n_left` of them)
 /// in order at its start, the others in order after them; `go_left` sees
-/// a row's bins and its place. `W` is a row's words when known (0:
-/// `stride`'s), so that moving its bins is a few word copies.
-fn move_rows<const W: usize, F: Fn(&[u8], u32) -> bool + Sync>(
+/// a row's record. `W` is a record's words when known (0: `stride`'s), so
+/// that moving it is a few word copies.
+fn move_rows<const W: usize, F: Fn(&[u8]) -> bool + Sync>(
     src: NodeRows,
     dst: MovedMut,
     n_left: usize,
@@ -1229,7 +1195,7 @@ fn move_rows<const W: usize, F: Fn(&[u8], u32) -> bool + Sync>(
     go_left: &F,
 ) {
     let s = if W == 0 { stride } else { W * WORD };
-    let len = src.rows.len();
+    let len = src.len();
     if len <= MOVE_ROWS {
         return move_piece::<W, F>(src, dst, n_left, stride, go_left);
     }
@@ -1243,8 +1209,11 @@ fn move_rows<const W: usize, F: Fn(&[u8], u32) -> bool + Sync>(
         .par_iter()
         .map(|r| {
             let piece = src.slice(r.clone(), s);
-            let rows = piece.rows.iter().zip(piece.by_row.chunks_exact(s));
-            rows.filter(|(&i, row)| go_left(row, i)).count()
+            piece
+                .by_row
+                .chunks_exact(s)
+                .filter(|row| go_left(row))
+                .count()
         })
         .collect();
     let (mut left, mut right) = dst.split_at(n_left, s);
@@ -1263,7 +1232,7 @@ fn move_rows<const W: usize, F: Fn(&[u8], u32) -> bool + Sync>(
 /// Without branches on the side: each row is written to both sides' next
 /// places (the other side's write is overwritten by that side's next row
 /// or falls past its end), and the side it goes to moves on.
-fn move_sides<const W: usize, F: Fn(&[u8], u32) -> bool>(
+fn move_sides<const W: usize, F: Fn(&[u8]) -> bool>(
     src: NodeRows,
     mut left: MovedMut,
     mut right: MovedMut,
@@ -1272,53 +1241,45 @@ fn move_sides<const W: usize, F: Fn(&[u8], u32) -> bool>(
 ) {
     let s = if W == 0 { stride } else { W * WORD };
     let (mut l, mut r) = (0, 0);
-    let rows = src.rows.iter().zip(src.by_row.chunks_exact(s)).zip(src.g);
-    for (k, ((&i, row), &g)) in rows.enumerate() {
-        let goes = go_left(row, i);
-        let h = src.h.map(|h| h[k]);
-        if l < left.rows.len() {
-            left.put(l, s, i, row, g, h);
+    for (record, &gh) in src.by_row.chunks_exact(s).zip(src.gh) {
+        let goes = go_left(record);
+        if l < left.gh.len() {
+            left.put(l, s, record, gh);
         }
-        if r < right.rows.len() {
-            right.put(r, s, i, row, g, h);
+        if r < right.gh.len() {
+            right.put(r, s, record, gh);
         }
         l += usize::from(goes);
         r += usize::from(!goes);
     }
-    debug_assert_eq!((l, r), (left.rows.len(), right.rows.len()));
+    debug_assert_eq!((l, r), (left.gh.len(), right.gh.len()));
 }
 
 /// Moves the rows of `src` to `dst`, those going left (`n_left` of them)
 /// in order at its start, the others in order after them. One pass
 /// without branches: each row is written where its side is at (chosen,
 /// not branched on: the sides are as good as random).
-fn move_piece<const W: usize, F: Fn(&[u8], u32) -> bool>(
+fn move_piece<const W: usize, F: Fn(&[u8]) -> bool>(
     src: NodeRows,
-    dst: MovedMut,
+    mut dst: MovedMut,
     n_left: usize,
     stride: usize,
     go_left: &F,
 ) {
     let s = if W == 0 { stride } else { W * WORD };
     let (mut left_at, mut right_at) = (0, n_left);
-    let rows = src.rows.iter().zip(src.by_row.chunks_exact(s)).zip(src.g);
-    for (k, ((&i, row), &g)) in rows.enumerate() {
-        let left = go_left(row, i);
+    for (record, &gh) in src.by_row.chunks_exact(s).zip(src.gh) {
+        let left = go_left(record);
         let at = if left { left_at } else { right_at };
-        dst.rows[at] = i;
-        dst.g[at] = g;
-        if let Some(h) = src.h {
-            dst.h[at] = h[k];
-        }
-        dst.by_row[at * s..(at + 1) * s].copy_from_slice(row);
+        dst.put(at, s, record, gh);
         left_at += usize::from(left);
         right_at += usize::from(!left);
     }
-    debug_assert_eq!((left_at, right_at), (n_left, src.rows.len()));
+    debug_assert_eq!((left_at, right_at), (n_left, src.len()));
 }
 
 /// Grows one tree on the gradients and hessians of the `m` training rows,
-/// in `buf.g` and `buf.h` (`constant_h` when every hessian is 1). Its
+/// in `buf.gh` (`constant_h` when every hessian is 1). Its
 /// root's histogram is counted unless given. Returns its nodes, per leaf
 /// its rows' range of where they lie, its value (added to the raw
 /// predictions) and its histogram, and the root's histogram.
@@ -1330,15 +1291,14 @@ fn grow(
     p: &Params,
     root_hist: Option<Hist>,
 ) -> (Vec<BoostNode>, Vec<Grown>, Hist) {
-    let m = buf.g.len();
+    let m = buf.gh.len();
     let hess = !constant_h;
-    let hist = root_hist.unwrap_or_else(|| histogram(b, buf.node(b, Lies::Training, 0..m, hess)));
+    let hist = root_hist.unwrap_or_else(|| histogram(b, buf.node(b, Lies::Training, 0..m), hess));
     let root_hist = hist.clone();
     let (sg, sh) = buf
-        .g
+        .gh
         .iter()
-        .zip(&buf.h)
-        .fold((0.0, 0.0), |(a, c), (gi, hi)| (a + gi, c + hi));
+        .fold((0.0, 0.0), |(a, c), [gi, hi]| (a + gi, c + hi));
     let mut nodes = vec![BoostNode::Leaf { value: 0.0 }];
     let mut root = Leaf {
         split: None,
@@ -1407,15 +1367,15 @@ fn grow(
                     *l = goes_left(usize::from(v));
                 }
                 let place = *place;
-                buf.partition(b, from, range, n_left, hess, &move |row: &[u8], _| {
-                    left[usize::from(row[place])]
+                buf.partition(b, from, range, n_left, &move |record: &[u8]| {
+                    left[usize::from(record[place])]
                 })
             }
             // A listed column: its bins where each row lies.
             None => {
                 let col = b.bins[s.feature].as_slice();
-                buf.partition(b, from, range, n_left, hess, &|_: &[u8], i: u32| {
-                    goes_left(usize::from(col[i as usize]))
+                buf.partition(b, from, range, n_left, &|record: &[u8]| {
+                    goes_left(usize::from(col[place_of(record) as usize]))
                 })
             }
         };
@@ -1425,7 +1385,7 @@ fn grow(
         } else {
             (mid..leaf.end, true)
         };
-        let small_hist = histogram(b, buf.node(b, lies, small, hess));
+        let small_hist = histogram(b, buf.node(b, lies, small), hess);
         let large_hist = subtract(&leaf.hist, &small_hist);
         let (lh, rh) = if large_is_left {
             (large_hist, small_hist)
@@ -1563,7 +1523,7 @@ pub enum Y<'a> {
 /// places in `into`. In parallel pieces of `into` (rows by index): a leaf's
 /// rows are ascending, so each piece finds its part of every leaf by
 /// binary search and writes only its own rows.
-fn leaf_values(leaves: &[Grown], buf: &Buffers, into: &mut [f64], add: bool) {
+fn leaf_values(b: &Binned, leaves: &[Grown], buf: &Buffers, into: &mut [f64], add: bool) {
     into.par_chunks_mut(ROW_PIECE)
         .enumerate()
         .for_each(|(piece, out)| {
@@ -1572,10 +1532,12 @@ fn leaf_values(leaves: &[Grown], buf: &Buffers, into: &mut [f64], add: bool) {
                 (piece * ROW_PIECE + out.len()) as u32,
             );
             for leaf in leaves {
-                let mine = buf.rows(leaf.lies, leaf.start..leaf.end);
-                let from = mine.partition_point(|&i| i < lo);
-                let to = mine.partition_point(|&i| i < hi);
-                for &i in &mine[from..to] {
+                let stride = b.rows.stride;
+                let mine = buf.node(b, leaf.lies, leaf.start..leaf.end);
+                let place = |k: usize| place_of(&mine.by_row[k * stride..(k + 1) * stride]);
+                let from = partition_point(mine.len(), |k| place(k) < lo);
+                let to = partition_point(mine.len(), |k| place(k) < hi);
+                for i in places(mine.slice(from..to, stride), stride) {
                     let at = (i - lo) as usize;
                     if add {
                         out[at] += leaf.value;
@@ -1585,6 +1547,21 @@ fn leaf_values(leaves: &[Grown], buf: &Buffers, into: &mut [f64], add: bool) {
                 }
             }
         });
+}
+
+/// The first of `0..n` at which `before` is false (`before` true on a
+/// prefix), as `slice::partition_point`.
+fn partition_point(n: usize, before: impl Fn(usize) -> bool) -> usize {
+    let (mut lo, mut hi) = (0, n);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if before(mid) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    lo
 }
 
 /// [`mlp_ml::fitted::sigmoid`]'s value to the bit, without its branch on the sign (both of
@@ -1608,47 +1585,37 @@ const ROW_PIECE: usize = 1 << 15;
 /// Gradients and hessians of output `k` at the raw predictions, every
 /// training row (in parallel pieces, the loss matched once per piece so
 /// each piece is a plain loop).
-fn gradients(loss: Loss, y: &Y, raw: &[Vec<f64>], k: usize, g: &mut [f64], h: &mut [f64]) {
+fn gradients(loss: Loss, y: &Y, raw: &[Vec<f64>], k: usize, gh: &mut [[f64; 2]]) {
     let outputs = raw.len();
-    g.par_chunks_mut(ROW_PIECE)
-        .zip(h.par_chunks_mut(ROW_PIECE))
+    gh.par_chunks_mut(ROW_PIECE)
         .enumerate()
-        .for_each(|(piece, (g, h))| {
+        .for_each(|(piece, gh)| {
             let first = piece * ROW_PIECE;
-            let rows = first..first + g.len();
+            let rows = first..first + gh.len();
             match (loss, y) {
                 (Loss::SquaredError, Y::Values(v)) => {
-                    for ((gi, r), v) in g.iter_mut().zip(&raw[0][rows.clone()]).zip(&v[rows]) {
-                        *gi = r - v;
+                    for ((e, r), v) in gh.iter_mut().zip(&raw[0][rows.clone()]).zip(&v[rows]) {
+                        *e = [r - v, 1.0];
                     }
-                    h.fill(1.0);
                 }
                 (Loss::AbsoluteError, Y::Values(v)) => {
-                    for ((gi, r), v) in g.iter_mut().zip(&raw[0][rows.clone()]).zip(&v[rows]) {
-                        *gi = if r > v { 1.0 } else { -1.0 };
+                    for ((e, r), v) in gh.iter_mut().zip(&raw[0][rows.clone()]).zip(&v[rows]) {
+                        *e = [if r > v { 1.0 } else { -1.0 }, 1.0];
                     }
-                    h.fill(1.0);
                 }
                 (Loss::Huber { delta, .. }, Y::Values(v)) => {
-                    for ((gi, r), v) in g.iter_mut().zip(&raw[0][rows.clone()]).zip(&v[rows]) {
-                        *gi = (r - v).clamp(-delta, delta);
+                    for ((e, r), v) in gh.iter_mut().zip(&raw[0][rows.clone()]).zip(&v[rows]) {
+                        *e = [(r - v).clamp(-delta, delta), 1.0];
                     }
-                    h.fill(1.0);
                 }
                 (Loss::LogLoss, Y::Classes(c, _)) if outputs == 1 => {
-                    for (((gi, hi), r), c) in g
-                        .iter_mut()
-                        .zip(h.iter_mut())
-                        .zip(&raw[0][rows.clone()])
-                        .zip(&c[rows])
-                    {
+                    for ((e, r), c) in gh.iter_mut().zip(&raw[0][rows.clone()]).zip(&c[rows]) {
                         let p = sigmoid_select(*r);
-                        *gi = p - f64::from(*c == 1);
-                        *hi = (p * (1.0 - p)).max(1e-16);
+                        *e = [p - f64::from(*c == 1), (p * (1.0 - p)).max(1e-16)];
                     }
                 }
                 (Loss::LogLoss, Y::Classes(c, _)) => {
-                    for (j, (gi, hi)) in g.iter_mut().zip(h.iter_mut()).enumerate() {
+                    for (j, [gi, hi]) in gh.iter_mut().enumerate() {
                         let i = first + j;
                         let m = (0..outputs).fold(f64::NEG_INFINITY, |a, o| a.max(raw[o][i]));
                         let z: f64 = (0..outputs).map(|o| (raw[o][i] - m).exp()).sum();
@@ -1898,9 +1865,9 @@ pub fn fit_inputs(
         // Every output's gradients at the same raw predictions.
         let mut grown = vec![];
         for (k, add) in adds.iter_mut().enumerate() {
-            gradients(loss, &y_train, &raw, k, &mut buf.g, &mut buf.h);
+            gradients(loss, &y_train, &raw, k, &mut buf.gh);
             if weights.is_some() {
-                for ((gi, hi), w) in buf.g.iter_mut().zip(buf.h.iter_mut()).zip(&w_train) {
+                for ([gi, hi], w) in buf.gh.iter_mut().zip(&w_train) {
                     *gi *= w;
                     *hi *= w;
                 }
@@ -1919,10 +1886,9 @@ pub fn fit_inputs(
             // does not enter).
             if let (Loss::AbsoluteError | Loss::Huber { .. }, Y::Values(v)) = (loss, &y_train) {
                 for leaf in &mut values {
-                    let mut residuals: Vec<(f64, f64)> = buf
-                        .rows(leaf.lies, leaf.start..leaf.end)
-                        .iter()
-                        .map(|&i| (v[i as usize] - raw[0][i as usize], w_train[i as usize]))
+                    let rows = buf.node(&binned, leaf.lies, leaf.start..leaf.end);
+                    let mut residuals: Vec<(f64, f64)> = places(rows, binned.rows.stride)
+                        .map(|i| (v[i as usize] - raw[0][i as usize], w_train[i as usize]))
                         .collect();
                     let step = match loss {
                         // Huber: the median residual (its weighted
@@ -1950,7 +1916,7 @@ pub fn fit_inputs(
             // With one output nothing else reads these scores: the values
             // go straight in.
             let into = if outputs == 1 { &mut raw[0] } else { add };
-            leaf_values(&values, &buf, into, outputs == 1);
+            leaf_values(&binned, &values, &buf, into, outputs == 1);
             grown.push(nodes);
         }
         for (k, nodes) in grown.into_iter().enumerate() {
@@ -2215,47 +2181,52 @@ mod tests {
         for (j, decode) in b.rows.in_row.iter().enumerate() {
             let (place, bin_of) = decode.as_ref().expect("dense or bundled");
             for i in 0..n {
-                assert_eq!(bin_of[usize::from(b.rows.by_row[i * stride + place])], b.bins[j][i]);
+                assert_eq!(
+                    bin_of[usize::from(b.rows.by_row[i * stride + place])],
+                    b.bins[j][i]
+                );
             }
         }
         assert!(listed.rows.in_row[1].is_none(), "listed");
         let (g, h) = node_gradients(n);
         for (b, column) in [(&b, 0), (&b, 2), (&listed, 1)] {
             let mut buf = Buffers::new(n, b.rows.stride);
-            buf.g.copy_from_slice(&g);
-            buf.h.copy_from_slice(&h);
+            for (e, (g, h)) in buf.gh.iter_mut().zip(g.iter().zip(&h)) {
+                *e = [*g, *h];
+            }
             let goes = |i: u32| b.bins[column][i as usize] == 0;
-            let check = |buf: &Buffers, lies: Lies, range: std::ops::Range<usize>, before: &[u32]| {
-                let want: Vec<u32> = before
-                    .iter()
-                    .copied()
-                    .filter(|&i| goes(i))
-                    .chain(before.iter().copied().filter(|&i| !goes(i)))
-                    .collect();
-                let node = buf.node(b, lies, range, true);
-                assert_eq!(node.rows, &want[..]);
-                let stride = b.rows.stride;
-                for (k, &i) in node.rows.iter().enumerate() {
-                    let i = i as usize;
-                    assert_eq!(
-                        &node.by_row[k * stride..(k + 1) * stride],
-                        &b.rows.by_row[i * stride..(i + 1) * stride]
-                    );
-                    assert_eq!((node.g[k], node.h.map(|h| h[k])), (g[i], Some(h[i])));
-                }
-            };
+            let check =
+                |buf: &Buffers, lies: Lies, range: std::ops::Range<usize>, before: &[u32]| {
+                    let want: Vec<u32> = before
+                        .iter()
+                        .copied()
+                        .filter(|&i| goes(i))
+                        .chain(before.iter().copied().filter(|&i| !goes(i)))
+                        .collect();
+                    let node = buf.node(b, lies, range);
+                    let stride = b.rows.stride;
+                    assert_eq!(places(node, stride).collect::<Vec<u32>>(), want);
+                    for (k, &i) in want.iter().enumerate() {
+                        let i = i as usize;
+                        assert_eq!(
+                            &node.by_row[k * stride..(k + 1) * stride],
+                            &b.rows.by_row[i * stride..(i + 1) * stride]
+                        );
+                        assert_eq!(node.gh[k], [g[i], h[i]]);
+                    }
+                };
             let count = |rows: &[u32]| rows.iter().filter(|&&i| goes(i)).count();
-            let go_left = |_: &[u8], i: u32| goes(i);
+            let go_left = |record: &[u8]| goes(place_of(record));
             // The root, in parallel pieces.
             let all: Vec<u32> = (0..n as u32).collect();
-            let lies = buf.partition(b, Lies::Training, 0..n, count(&all), true, &go_left);
+            let lies = buf.partition(b, Lies::Training, 0..n, count(&all), &go_left);
             assert_eq!(lies, Lies::Moved(0));
             check(&buf, lies, 0..n, &all);
             // A small node of moved rows (their order since the last
             // partition), into the other buffer.
             let range = 1_000..3_000;
-            let before = buf.rows(lies, range.clone()).to_vec();
-            let lies = buf.partition(b, lies, range.clone(), count(&before), true, &go_left);
+            let before: Vec<u32> = places(buf.node(b, lies, range.clone()), stride).collect();
+            let lies = buf.partition(b, lies, range.clone(), count(&before), &go_left);
             assert_eq!(lies, Lies::Moved(1));
             check(&buf, lies, range, &before);
         }
@@ -2292,16 +2263,17 @@ mod tests {
             .flat_map(|&i| &b.rows.by_row[i as usize * stride..(i as usize + 1) * stride])
             .copied()
             .collect();
-        let pick = |v: &[f64]| rows.iter().map(|&i| v[i as usize]).collect::<Vec<f64>>();
-        let (g, h) = (pick(g), h.map(pick));
+        let gh: Vec<[f64; 2]> = rows
+            .iter()
+            .map(|&i| [g[i as usize], h.map_or(1.0, |h| h[i as usize])])
+            .collect();
         histogram(
             b,
             NodeRows {
-                rows,
                 by_row: &by_row,
-                g: &g,
-                h: h.as_deref(),
+                gh: &gh,
             },
+            h.is_some(),
         )
     }
 
@@ -2566,8 +2538,9 @@ mod tests {
                 let (g, h) = gradients_at(&raw);
                 let all: Vec<u32> = (0..n as u32).collect();
                 let counted = rows_histogram(&b, &all, &g, weights.map(|_| &h[..]));
-                buf.g.copy_from_slice(&g);
-                buf.h.copy_from_slice(&h);
+                for (e, (g, h)) in buf.gh.iter_mut().zip(g.iter().zip(&h)) {
+                    *e = [*g, *h];
+                }
                 if let Some(f) = followed.take() {
                     let f: Hist = f;
                     for (fc, cc) in f.iter().zip(&counted) {
@@ -2585,7 +2558,8 @@ mod tests {
                 let constant_h = weights.is_none();
                 let (_, leaves, root) = grow(&b, &mut buf, &mut gains, constant_h, &p, None);
                 for leaf in &leaves {
-                    for &i in buf.rows(leaf.lies, leaf.start..leaf.end) {
+                    let rows = buf.node(&b, leaf.lies, leaf.start..leaf.end);
+                    for i in places(rows, b.rows.stride) {
                         raw[i as usize] += leaf.value;
                     }
                 }
