@@ -207,6 +207,24 @@ fn seeded_order(n: usize, seed: u64) -> Vec<usize> {
     order
 }
 
+/// The first `k` rows of [`seeded_order`] (`k < n`), ascending: the rows
+/// of the `k` least (hash, place) keys, found without sorting the rest.
+fn seeded_head(n: usize, k: usize, seed: u64) -> Vec<usize> {
+    let mut keyed: Vec<(u64, usize)> = (0..n)
+        .into_par_iter()
+        .map(|i| {
+            (
+                xxhash_rust::xxh3::xxh3_64_with_seed(&(i as u64).to_le_bytes(), seed),
+                i,
+            )
+        })
+        .collect();
+    keyed.select_nth_unstable(k);
+    let mut head: Vec<usize> = keyed[..k].iter().map(|&(_, i)| i).collect();
+    head.sort_unstable();
+    head
+}
+
 /// Bin thresholds of one column's values (NaN left out).
 #[cfg(test)]
 fn thresholds_of(values: &[f64], max_bins: usize) -> Vec<f64> {
@@ -348,11 +366,7 @@ fn bin(
     // The rows the thresholds are placed from (a seeded sample of large
     // data), ascending, read row by row: each row's values at once, not a
     // pass over the matrix per column.
-    let sample: Option<Vec<usize>> = (n > BIN_SAMPLE).then(|| {
-        let mut s: Vec<usize> = seeded_order(n, seed).into_iter().take(BIN_SAMPLE).collect();
-        s.sort_unstable();
-        s
-    });
+    let sample: Option<Vec<usize>> = (n > BIN_SAMPLE).then(|| seeded_head(n, BIN_SAMPLE, seed));
     let m = sample.as_ref().map_or(n, Vec::len);
     let row_at = |k: usize| sample.as_ref().map_or(k, |s| s[k]);
     let mut sampled: Vec<Vec<f64>> = vec![Vec::with_capacity(m); d];
@@ -2155,6 +2169,17 @@ mod tests {
             // Bundled and listed: the same sums in the same order.
             same_hist_bits(&a, &rows_histogram(&listed, &rows, &g, hess));
             same_sums(&a, &rows_histogram(&dense, &rows, &g, hess));
+        }
+    }
+
+    /// The sample's rows are the head of the seeded order, found without
+    /// sorting every row.
+    #[test]
+    fn the_seeded_head_is_the_seeded_orders_head() {
+        for (n, k) in [(10, 3), (1_000, 999), (5_000, 1_234)] {
+            let mut want: Vec<usize> = seeded_order(n, 7).into_iter().take(k).collect();
+            want.sort_unstable();
+            assert_eq!(seeded_head(n, k, 7), want, "{k} of {n}");
         }
     }
 
