@@ -440,14 +440,14 @@ fn bin(
     b.has_missing = (0..d)
         .map(|j| b.bins[j].iter().any(|v| usize::from(*v) == b.n_bins[j]))
         .collect();
-    b.rows = row_bins(&b, SPARSE_SHARE, Layout::Auto);
+    b.rows = row_bins(&b, n, SPARSE_SHARE, Layout::Auto);
     b
 }
 
-/// The histograms' layout of the bins (see [`RowBins`]): a column whose
-/// most frequent bin holds `sparse_share` of the rows is sparse.
-fn row_bins(b: &Binned, sparse_share: f64, layout: Layout) -> RowBins {
-    let n = b.bins.first().map_or(0, Vec::len);
+/// The histograms' layout of the bins of `n` rows (see [`RowBins`]): a
+/// column whose most frequent bin holds `sparse_share` of the rows is
+/// sparse.
+fn row_bins(b: &Binned, n: usize, sparse_share: f64, layout: Layout) -> RowBins {
     let (offsets, width) = b.offsets();
     let mut out = RowBins::default();
     // Per sparse column, its share of rows off the frequent bin.
@@ -2172,6 +2172,17 @@ mod tests {
         }
     }
 
+    /// Without inputs every row is in the root: the fit is the baseline.
+    #[test]
+    fn a_fit_without_inputs_is_its_baseline() {
+        let x = Array2::<f64>::zeros((50, 0));
+        let y: Vec<f64> = (0..50).map(f64::from).collect();
+        let p = params(Loss::SquaredError, 0.1, 3, 4);
+        let mut raw = vec![];
+        fit_inputs(Inputs::Matrix(&x), Y::Values(&y), None, &p, Some(&mut raw)).expect("fits");
+        assert!(raw.iter().all(|r| (r - 24.5).abs() < 1e-12), "{raw:?}");
+    }
+
     /// The sample's rows are the head of the seeded order, found without
     /// sorting every row.
     #[test]
@@ -2310,7 +2321,7 @@ mod tests {
             n_bins: b.n_bins.clone(),
             categorical: b.categorical.clone(),
             has_missing: b.has_missing.clone(),
-            rows: row_bins(b, sparse_share, layout),
+            rows: row_bins(b, b.bins[0].len(), sparse_share, layout),
         }
     }
 
