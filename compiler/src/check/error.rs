@@ -315,6 +315,9 @@ pub enum CheckError {
         feature: String,
         target: String,
         defined: Span,
+        /// What `exclude` names to leave the feature out (a one-hot
+        /// group's column, not the group's `col_*`).
+        exclude: String,
     },
     TaskUnknown {
         span: Span,
@@ -978,13 +981,14 @@ impl CheckError {
                 feature,
                 target,
                 defined,
+                exclude,
             } => e(format!(
                 "feature `{feature}` is computed from the target `{target}` (target leakage)"
             ))
             .primary(*span, format!("`{feature}` reaches the model here"))
             .secondary(*defined, format!("`{feature}` reads `{target}` here"))
             .help(format!(
-                "the target is absent at serving and a feature derived from it inflates test scores; remove it, or `exclude = {feature}`"
+                "the target is absent at serving and a feature derived from it inflates test scores; remove it, or `exclude = {exclude}`"
             )),
             TaskUnknown {
                 span,

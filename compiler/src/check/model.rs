@@ -430,13 +430,7 @@ impl<'a> Checker<'a> {
                     match frame.get(&id.name) {
                         // Naming an encoded original means its encoded columns.
                         Some(c) if c.encoded => {
-                            for e in frame.columns.iter().filter(|e| {
-                                e.group_of.as_deref() == Some(&id.name)
-                                    || (e.name.starts_with(&format!("{}_", id.name))
-                                        && e.defined != c.defined
-                                        && e.lineage == c.lineage
-                                        && !e.encoded)
-                            }) {
+                            for e in frame.columns.iter().filter(|e| encoding_of(e, c)) {
                                 inputs.push(((**e).clone(), id.span));
                             }
                         }
@@ -446,12 +440,20 @@ impl<'a> Checker<'a> {
                 }
             }
             None => {
+                // Excluding an encoded original excludes its encoded columns.
+                let excluded_originals: Vec<&Column> = frame
+                    .columns
+                    .iter()
+                    .filter(|c| c.encoded && excluded.contains(c.name.as_str()))
+                    .map(|c| &**c)
+                    .collect();
                 for c in &frame.columns {
                     if Some(&c.name) == target_name.as_ref()
                         || Some(&c.name) == partition.as_ref()
                         || excluded.contains(c.name.as_str())
                         || c.encoded
                         || c.group_of.as_deref().is_some_and(|g| excluded.contains(g))
+                        || excluded_originals.iter().any(|o| encoding_of(c, o))
                     {
                         continue;
                     }
@@ -496,6 +498,14 @@ impl<'a> Checker<'a> {
                     feature: c.name.clone(),
                     target: target_name.clone().unwrap_or_default(),
                     defined: c.defined,
+                    // An encoded column is left out by its original's name.
+                    exclude: frame
+                        .columns
+                        .iter()
+                        .find(|o| o.encoded && encoding_of(c, o))
+                        .map(|o| o.name.clone())
+                        .or_else(|| c.group_of.clone())
+                        .unwrap_or_else(|| c.name.clone()),
                 });
                 continue;
             }
@@ -925,4 +935,15 @@ pub(super) fn tune_example(a: &catalog::AlgorithmSpec) -> Option<String> {
         }
         _ => None,
     })
+}
+
+/// Whether `e` is one of the columns the encoded original `original` was
+/// encoded into: its one-hot group, or one of its declared levels'
+/// columns (`original_level`, defined by the encoding, with its lineage).
+fn encoding_of(e: &Column, original: &Column) -> bool {
+    e.group_of.as_deref() == Some(&original.name)
+        || (e.name.starts_with(&format!("{}_", original.name))
+            && e.defined != original.defined
+            && e.lineage == original.lineage
+            && !e.encoded)
 }
