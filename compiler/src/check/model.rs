@@ -938,12 +938,22 @@ pub(super) fn tune_example(a: &catalog::AlgorithmSpec) -> Option<String> {
 }
 
 /// Whether `e` is one of the columns the encoded original `original` was
-/// encoded into: its one-hot group, or one of its declared levels'
-/// columns (`original_level`, defined by the encoding, with its lineage).
+/// encoded into: its one-hot group (`original_*`), one of its declared
+/// levels' one-hot columns, or its ordinal column (each defined by the
+/// encoding, with the original's lineage); not a feature that only reads
+/// it under a similar name.
 fn encoding_of(e: &Column, original: &Column) -> bool {
-    e.group_of.as_deref() == Some(&original.name)
-        || (e.name.starts_with(&format!("{}_", original.name))
-            && e.defined != original.defined
-            && e.lineage == original.lineage
-            && !e.encoded)
+    if e.group_of.as_deref() == Some(&original.name) {
+        return true;
+    }
+    if e.encoded || e.defined == original.defined || e.lineage != original.lineage {
+        return false;
+    }
+    let levels: Option<Vec<String>> = match &original.ty {
+        Type::Category { levels } => levels.clone(),
+        Type::Bool => Some(vec!["false".into(), "true".into()]),
+        _ => None,
+    };
+    e.name == format!("{}_ordinal", original.name)
+        || levels.is_some_and(|l| plan::names::onehot_columns(&original.name, &l).contains(&e.name))
 }
