@@ -18,11 +18,16 @@
 #         (LogisticRegression). Goal (issue 15): the whole pipeline 5x
 #         faster.
 #
+# REPEAT=N (default 1) runs each side N times, alternating (mlp from a cold
+# cache each time), and reports the median whole-process times, their
+# ratio and each run's: the machine's speed moves between runs.
+#
 # Needs python3 with pandas, scikit-learn and pyarrow.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MODEL=${1:?usage: model_vs_sklearn.sh gradient_boosting|logistic_regression [ROWS]}
 ROWS=${2:-1000000}
+REPEAT=${REPEAT:-1}
 case "$MODEL" in
     gradient_boosting) TASKS="regression classification"; PEER_MODEL=(--model hist_gradient_boosting)
         SETTINGS=$'    max_iter       = 100\n    max_leaf_nodes = 31\n    max_bins       = 255\n    learning_rate  = 0.1\n    early_stopping = false' ;;
@@ -63,10 +68,14 @@ evaluate price_model on test {{
 s = s[: s.index("model price_model")] + model
 open(out, "w").write(s)
 PY
-    s=$(date +%s.%N); "$MLP" run "$WORK" --json > "$WORK/mlp.json"; e=$(date +%s.%N)
-    mlp_s=$(echo "$e - $s" | bc -l)
-    s=$(date +%s.%N); python3 "$PEER" "$WORK/houses.csv" --task "$task" "${PEER_MODEL[@]}" > "$WORK/peer.json"; e=$(date +%s.%N)
-    peer_s=$(echo "$e - $s" | bc -l)
+    mlp_s=""; peer_s=""
+    for _ in $(seq 1 "$REPEAT"); do
+        rm -rf "$WORK/.mlp"
+        s=$(date +%s.%N); "$MLP" run "$WORK" --json > "$WORK/mlp.json"; e=$(date +%s.%N)
+        mlp_s="$mlp_s $(echo "$e - $s" | bc -l)"
+        s=$(date +%s.%N); python3 "$PEER" "$WORK/houses.csv" --task "$task" "${PEER_MODEL[@]}" > "$WORK/peer.json"; e=$(date +%s.%N)
+        peer_s="$peer_s $(echo "$e - $s" | bc -l)"
+    done
     lgbm_s=0
     rm -f "$WORK/lgbm.json"
     if [ "$MODEL" = gradient_boosting ] && python3 -c "import lightgbm" 2>/dev/null; then
@@ -74,8 +83,11 @@ PY
         lgbm_s=$(echo "$e - $s" | bc -l)
     fi
     python3 - "$WORK" "$mlp_s" "$peer_s" "$task" "$lgbm_s" <<'PY'
-import json, sys, pathlib, glob
-work, mlp_s, peer_s, task = pathlib.Path(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
+import json, sys, pathlib, glob, statistics
+work, task = pathlib.Path(sys.argv[1]), sys.argv[4]
+mlp_runs = [float(v) for v in sys.argv[2].split()]
+peer_runs = [float(v) for v in sys.argv[3].split()]
+mlp_s, peer_s = statistics.median(mlp_runs), statistics.median(peer_runs)
 lgbm_s = float(sys.argv[5])
 m = json.loads((work / "mlp.json").read_text())
 p = json.loads((work / "peer.json").read_text())
@@ -89,7 +101,13 @@ print(f"== {task}")
 print("mlp stages:", ", ".join(f"{s['id']} {s['seconds']:.2f}s" for s in m["stages"]))
 print("peer phases:", ", ".join(f"{k} {v:.2f}s" for k, v in p["seconds"].items()))
 print(f"fit: mlp model stage {fit:.2f}s (fit, predict every row)   scikit-learn fit {p['seconds']['fit']:.2f}s   ratio {p['seconds']['fit'] / fit:.2f}x")
-print(f"whole process: mlp {mlp_s:.2f}s   pandas+scikit-learn {peer_s:.2f}s   ratio {peer_s / mlp_s:.2f}x")
+if len(mlp_runs) > 1:
+    print(f"whole process, {len(mlp_runs)} runs each (the last run's stages above): mlp",
+          ", ".join(f"{v:.2f}s" for v in mlp_runs), "  peer", ", ".join(f"{v:.2f}s" for v in peer_runs),
+          "  ratios", ", ".join(f"{p / m:.2f}x" for m, p in zip(mlp_runs, peer_runs)))
+    print(f"whole process, medians: mlp {mlp_s:.2f}s   pandas+scikit-learn {peer_s:.2f}s   ratio {peer_s / mlp_s:.2f}x")
+else:
+    print(f"whole process: mlp {mlp_s:.2f}s   pandas+scikit-learn {peer_s:.2f}s   ratio {peer_s / mlp_s:.2f}x")
 def compare(name, metrics):
     for k, v in metrics.items():
         ours = report["metrics"].get(k)
