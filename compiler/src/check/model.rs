@@ -949,11 +949,7 @@ fn encoding_of(e: &Column, original: &Column) -> bool {
     if e.encoded || e.defined == original.defined || e.lineage != original.lineage {
         return false;
     }
-    let levels: Option<Vec<String>> = match &original.ty {
-        Type::Category { levels } => levels.clone(),
-        Type::Bool => Some(vec!["false".into(), "true".into()]),
-        _ => None,
-    };
     e.name == format!("{}_ordinal", original.name)
-        || levels.is_some_and(|l| plan::names::onehot_columns(&original.name, &l).contains(&e.name))
+        || super::transform::onehot_levels(&original.ty)
+            .is_some_and(|l| plan::names::onehot_columns(&original.name, &l).contains(&e.name))
 }

@@ -240,11 +240,7 @@ impl<'a> Checker<'a> {
                     let Some(c) = frame.get(n).cloned() else {
                         continue;
                     };
-                    let levels: Option<Vec<String>> = match &c.ty {
-                        Type::Category { levels } => levels.clone(),
-                        Type::Bool => Some(vec!["false".into(), "true".into()]),
-                        _ => None,
-                    };
+                    let levels = onehot_levels(&c.ty);
                     let new_cols: Vec<Column> = if m == "ordinal" {
                         vec![Column {
                             name: format!("{n}_ordinal"),
@@ -559,5 +555,16 @@ impl<'a> Checker<'a> {
             frame,
             plugins,
         ))
+    }
+}
+
+/// The levels a one-hot encoding of a column of type `ty` gives a column
+/// each (a category's declared levels, a bool's two); `None` when they are
+/// known only from the data (one `COL_*` group).
+pub(super) fn onehot_levels(ty: &Type) -> Option<Vec<String>> {
+    match ty {
+        Type::Category { levels } => levels.clone(),
+        Type::Bool => Some(vec!["false".into(), "true".into()]),
+        _ => None,
     }
 }
