@@ -315,8 +315,8 @@ pub enum CheckError {
         feature: String,
         target: String,
         defined: Span,
-        /// What `exclude` names to leave the feature out (a one-hot
-        /// group's column, not the group's `col_*`).
+        /// What `exclude` names to leave the feature out: an encoded
+        /// column's original (not its `col_*` group or one level's column).
         exclude: String,
     },
     TaskUnknown {

@@ -1097,14 +1097,8 @@ impl Buffers {
         range: std::ops::Range<usize>,
     ) -> NodeRows<'a> {
         let whole = match lies {
-            Lies::Training => NodeRows {
-                by_row: &b.rows.by_row,
-                gh: &self.gh,
-            },
-            Lies::Moved(k) => NodeRows {
-                by_row: &self.moved[k].by_row,
-                gh: &self.moved[k].gh,
-            },
+            Lies::Training => training(b, &self.gh),
+            Lies::Moved(k) => self.moved[k].rows(),
         };
         whole.slice(range, b.rows.stride)
     }
@@ -1133,14 +1127,8 @@ impl Buffers {
             (second, &*first)
         };
         let src = match from {
-            Lies::Training => NodeRows {
-                by_row: &b.rows.by_row,
-                gh: &self.gh,
-            },
-            Lies::Moved(_) => NodeRows {
-                by_row: &other.by_row,
-                gh: &other.gh,
-            },
+            Lies::Training => training(b, &self.gh),
+            Lies::Moved(_) => other.rows(),
         }
         .slice(range.clone(), stride);
         let dst = MovedMut {
@@ -1155,6 +1143,25 @@ impl Buffers {
             _ => move_rows::<0, F>(src, dst, n_left, stride, go_left),
         }
         Lies::Moved(to)
+    }
+}
+
+/// The training rows in order: their records and `gh`, their gradients
+/// and hessians.
+fn training<'a>(b: &'a Binned, gh: &'a [[f64; 2]]) -> NodeRows<'a> {
+    NodeRows {
+        by_row: &b.rows.by_row,
+        gh,
+    }
+}
+
+impl Moved {
+    /// Every row of the buffer.
+    fn rows(&self) -> NodeRows<'_> {
+        NodeRows {
+            by_row: &self.by_row,
+            gh: &self.gh,
+        }
     }
 }
 
@@ -2132,12 +2139,10 @@ mod tests {
         }
     }
 
-    #[test]
-    fn sparse_columns_give_the_dense_histogram() {
-        // A numeric column, a one-hot triple (never two at 1), a flag
-        // mostly missing, and a flag that is 1 with the triple's first.
-        let n = 40_000;
-        let x = Array2::from_shape_fn((n, 6), |(i, j)| {
+    /// `n` rows of a numeric column, a one-hot triple (never two at 1), a
+    /// flag mostly missing, and a flag that is 1 with the triple's first.
+    fn sparse_inputs(n: usize) -> Array2<f64> {
+        Array2::from_shape_fn((n, 6), |(i, j)| {
             let k = (i * 7919) % 1000;
             match j {
                 0 => k as f64 / 3.0,
@@ -2148,7 +2153,13 @@ mod tests {
                 4 => f64::NAN,
                 _ => f64::from(k % 10 == 3),
             }
-        });
+        })
+    }
+
+    #[test]
+    fn sparse_columns_give_the_dense_histogram() {
+        let n = 40_000;
+        let x = sparse_inputs(n);
         let b = bin(Inputs::Matrix(&x), None, 255, &[], 1);
         assert_eq!(b.rows.dense, vec![0], "one dense column");
         assert_eq!(b.rows.sparse.len(), 5, "five sparse columns");
@@ -2201,15 +2212,7 @@ mod tests {
     #[test]
     fn a_partition_moves_each_row_with_its_data() {
         let n = 3 * MOVE_ROWS + 1_234;
-        let x = Array2::from_shape_fn((n, 4), |(i, j)| {
-            let k = (i * 7919) % 1000;
-            match j {
-                0 => k as f64 / 3.0,
-                1 => f64::from(k < 100),
-                2 => f64::from((100..250).contains(&k)),
-                _ => f64::from(k % 10 == 3),
-            }
-        });
+        let x = sparse_inputs(n);
         let b = bin(Inputs::Matrix(&x), None, 255, &[], 1);
         let listed = laid_out(&b, SPARSE_SHARE, Layout::Listed);
         // Where a column's bin is in a row's bytes, it decodes to its bin.
