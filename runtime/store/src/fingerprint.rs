@@ -7,7 +7,7 @@
 //! calls such entries "racily clean"). ctime cannot be set back by `touch`,
 //! so a content change always moves it.
 
-use crate::store::write_atomic;
+use crate::store::write_replace;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -200,7 +200,7 @@ impl FileHashes {
             return;
         }
         if let (Some(path), Ok(bytes)) = (&self.path, serde_json::to_vec(&self.records)) {
-            if write_atomic(path, &bytes).is_ok() {
+            if write_replace(path, &bytes).is_ok() {
                 self.dirty = false;
             }
         }
@@ -242,4 +242,33 @@ pub fn stage_key(
 /// SHA-256 of bytes in memory, hex.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex(&Sha256::digest(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_records_are_saved_and_a_damaged_file_is_no_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data.csv");
+        std::fs::write(&data, "a,b\n1,2\n").unwrap();
+        let sha = sha256_hex(b"a,b\n1,2\n");
+        let mut hashes = FileHashes::load(dir.path());
+        assert_eq!(hashes.hash("data.csv", &data).unwrap().0, sha);
+        assert_eq!(hashes.hashed, 1);
+        hashes.save();
+        let again = FileHashes::load(dir.path());
+        assert_eq!(again.recorded("data.csv"), Some(sha.as_str()));
+        // What a crash can leave of the unsynced memo: nothing, or part of
+        // it. Either reads as no records, and the file is hashed again.
+        let saved = std::fs::read(dir.path().join("files.json")).unwrap();
+        for damaged in [&saved[..0], &saved[..saved.len() / 2], &[0u8; 64][..]] {
+            std::fs::write(dir.path().join("files.json"), damaged).unwrap();
+            let mut hashes = FileHashes::load(dir.path());
+            assert_eq!(hashes.recorded("data.csv"), None);
+            assert_eq!(hashes.hash("data.csv", &data).unwrap().0, sha);
+            assert_eq!(hashes.hashed, 1);
+        }
+    }
 }

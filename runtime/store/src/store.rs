@@ -434,6 +434,23 @@ pub fn dir_size(dir: &Path) -> u64 {
         .sum()
 }
 
+/// Writes a file that is only a memo (`files.json`): a temporary file in
+/// the same folder renamed over the target, not synced. After a crash it
+/// holds the old bytes, the new ones, or none that parse, each of which
+/// its reader takes as what it knows (nothing, at worst), so waiting for
+/// the disk is not worth it: on a run's critical path before any stage,
+/// the sync cost up to 40 ms (a journal flush).
+pub fn write_replace(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io(dir))?;
+    tmp.write_all(bytes).map_err(io(path))?;
+    tmp.persist(path).map_err(|e| StoreError::Io {
+        path: path.to_path_buf(),
+        source: e.error,
+    })?;
+    Ok(())
+}
+
 /// Writes a file atomically: a temporary file in the same folder, synced,
 /// then renamed over the target.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
