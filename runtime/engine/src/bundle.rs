@@ -740,9 +740,12 @@ fn predict_frame_inner(
                 .map_err(ExecError::polars)?;
         }
         Prediction::Probabilities(p) => {
-            let labels = model::labels_of(&p, &b.model.classes, b.model.threshold());
-            out.with_column(Column::new("prediction".into(), labels))
-                .map_err(ExecError::polars)?;
+            out.with_column(model::label_column(
+                &p,
+                &b.model.classes,
+                b.model.threshold(),
+            )?)
+            .map_err(ExecError::polars)?;
             for (j, c) in b.model.classes.iter().enumerate() {
                 out.with_column(Column::new(
                     mlp_compiler::plan::names::proba_column(c).into(),

@@ -1159,18 +1159,6 @@ pub fn decide(p: &Array2<f64>, threshold: Option<f64>) -> Vec<usize> {
     }
 }
 
-/// The predicted class label of each row (see [`decide`]).
-pub fn labels_of<'a>(
-    p: &Array2<f64>,
-    classes: &'a [String],
-    threshold: Option<f64>,
-) -> Vec<&'a str> {
-    decide(p, threshold)
-        .into_iter()
-        .map(|c| classes.get(c).map_or("", String::as_str))
-        .collect()
-}
-
 /// A value as the tree compares it.
 pub fn as_f32(v: f64) -> f64 {
     v as f32 as f64
