@@ -740,18 +740,8 @@ fn predict_frame_inner(
                 .map_err(ExecError::polars)?;
         }
         Prediction::Probabilities(p) => {
-            out.with_column(model::label_column(
-                &p,
-                &b.model.classes,
-                b.model.threshold(),
-            )?)
-            .map_err(ExecError::polars)?;
-            for (j, c) in b.model.classes.iter().enumerate() {
-                out.with_column(Column::new(
-                    mlp_compiler::plan::names::proba_column(c).into(),
-                    p.column(j).to_vec(),
-                ))
-                .map_err(ExecError::polars)?;
+            for column in model::class_columns(&p, &b.model.classes, b.model.threshold())? {
+                out.with_column(column).map_err(ExecError::polars)?;
             }
         }
     }

@@ -441,23 +441,24 @@ pub fn dir_size(dir: &Path) -> u64 {
 /// the disk is not worth it: on a run's critical path before any stage,
 /// the sync cost up to 40 ms (a journal flush).
 pub fn write_replace(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io(dir))?;
-    tmp.write_all(bytes).map_err(io(path))?;
-    tmp.persist(path).map_err(|e| StoreError::Io {
-        path: path.to_path_buf(),
-        source: e.error,
-    })?;
-    Ok(())
+    replace(path, bytes, false)
 }
 
 /// Writes a file atomically: a temporary file in the same folder, synced,
 /// then renamed over the target.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    replace(path, bytes, true)
+}
+
+/// A temporary file in `path`'s folder with `bytes` (synced when `sync`),
+/// renamed over `path`.
+fn replace(path: &Path, bytes: &[u8], sync: bool) -> Result<(), StoreError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io(dir))?;
     tmp.write_all(bytes).map_err(io(path))?;
-    tmp.as_file().sync_all().map_err(io(path))?;
+    if sync {
+        tmp.as_file().sync_all().map_err(io(path))?;
+    }
     tmp.persist(path).map_err(|e| StoreError::Io {
         path: path.to_path_buf(),
         source: e.error,

@@ -479,25 +479,33 @@ fn merge_rows(
     }
 }
 
-/// The `prediction` column of rows of class probabilities: each row's
-/// class ([`decide`]) as its label, gathered from the labels (a row's text
-/// is a copy of its label's 16-byte view, the labels' bytes shared, not a
-/// string built per row: with the class decision, 17-24 ms for a million
-/// rows where building the strings took 37-43 ms).
-pub fn label_column(
+/// A classifier's columns for rows of class probabilities: `prediction`,
+/// each row's class ([`decide`]) as its label, gathered from the labels (a
+/// row's text is a copy of its label's 16-byte view, the labels' bytes
+/// shared, not a string built per row: with the class decision, 17-24 ms
+/// for a million rows where building the strings took 37-43 ms), then
+/// each class's `proba_<class>`.
+pub fn class_columns(
     p: &Array2<f64>,
     classes: &[String],
     threshold: Option<f64>,
-) -> Result<Column, ExecError> {
+) -> Result<Vec<Column>, ExecError> {
     let labels = Series::new("prediction".into(), classes);
     let rows: Vec<IdxSize> = decide(p, threshold)
         .into_iter()
         .map(|c| IdxSize::try_from(c).unwrap_or(IdxSize::MAX))
         .collect();
-    labels
+    let prediction = labels
         .take(&IdxCa::from_vec("rows".into(), rows))
-        .map(Series::into_column)
-        .map_err(|e| ExecError::Internal(format!("a predicted class without a label: {e}")))
+        .map_err(|e| ExecError::Internal(format!("a predicted class without a label: {e}")))?;
+    let mut columns = vec![prediction.into_column()];
+    for (j, c) in classes.iter().enumerate() {
+        columns.push(Column::new(
+            mlp_compiler::plan::names::proba_column(c).into(),
+            p.column(j).to_vec(),
+        ));
+    }
+    Ok(columns)
 }
 
 pub fn run(op: &ModelOp, cx: &Context) -> Result<Output, ExecError> {
@@ -631,16 +639,8 @@ pub fn run(op: &ModelOp, cx: &Context) -> Result<Output, ExecError> {
                     classes.join(", ")
                 )));
             }
-            out_df
-                .with_column(label_column(&p, &classes, model.threshold())?)
-                .map_err(ExecError::polars)?;
-            for (j, c) in classes.iter().enumerate() {
-                out_df
-                    .with_column(Column::new(
-                        mlp_compiler::plan::names::proba_column(c).into(),
-                        p.column(j).to_vec(),
-                    ))
-                    .map_err(ExecError::polars)?;
+            for column in class_columns(&p, &classes, model.threshold())? {
+                out_df.with_column(column).map_err(ExecError::polars)?;
             }
         }
     }
@@ -669,7 +669,8 @@ mod tests {
     use super::*;
 
     /// Each row's label, short (inline) and long (in the labels' bytes),
-    /// by the most probable class or by the threshold, as text.
+    /// by the most probable class or by the threshold, as text; then each
+    /// class's probabilities.
     #[test]
     fn the_prediction_column_holds_each_rows_label() {
         let classes = vec![
@@ -677,17 +678,28 @@ mod tests {
             "a label longer than twelve bytes".to_string(),
         ];
         let p = ndarray::arr2(&[[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.5, 0.5]]);
-        let column = |threshold| {
-            let c = label_column(&p, &classes, threshold).unwrap();
-            assert_eq!(c.name().as_str(), "prediction");
+        let column = |threshold| -> Vec<Option<String>> {
+            let columns = class_columns(&p, &classes, threshold).unwrap();
+            let names: Vec<&str> = columns.iter().map(|c| c.name().as_str()).collect();
+            assert_eq!(
+                names,
+                [
+                    "prediction",
+                    "proba_no",
+                    "proba_a label longer than twelve bytes"
+                ]
+            );
+            assert_eq!(
+                columns[2].f64().unwrap().to_vec(),
+                [Some(0.1), Some(0.8), Some(0.4), Some(0.5)]
+            );
+            let c = &columns[0];
             assert_eq!(c.dtype(), &DataType::String);
-            let text: Vec<Option<String>> = c
-                .str()
+            c.str()
                 .unwrap()
                 .iter()
                 .map(|v| v.map(str::to_string))
-                .collect();
-            text
+                .collect()
         };
         let (no, long) = (Some(classes[0].clone()), Some(classes[1].clone()));
         assert_eq!(
@@ -695,6 +707,6 @@ mod tests {
             [no.clone(), long.clone(), no.clone(), no.clone()]
         );
         assert_eq!(column(Some(0.3)), [no, long.clone(), long.clone(), long]);
-        assert!(label_column(&p, &classes[..1], None).is_err());
+        assert!(class_columns(&p, &classes[..1], None).is_err());
     }
 }
