@@ -752,9 +752,10 @@ fn predict_refuses_an_unknown_format_or_folder_before_writing_anything() {
     let o = predict("req2.csv", "out2.csv");
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     let out = std::fs::read_to_string(dir.join("out2.csv")).unwrap();
-    let header: Vec<&str> = out.lines().next().unwrap().split(',').collect();
-    assert!(
-        header.contains(&"customer") && header.contains(&"price"),
+    // The input's columns in its order, the prediction after them.
+    assert_eq!(
+        out.lines().next().unwrap(),
+        "_row,customer,id,sold_at,city,sqft,bedrooms,price,prediction",
         "{out}"
     );
     assert!(
@@ -762,6 +763,11 @@ fn predict_refuses_an_unknown_format_or_folder_before_writing_anything() {
         "{out}"
     );
     let rejected = std::fs::read_to_string(dir.join("out2.rejected.csv")).unwrap();
+    assert_eq!(
+        rejected.lines().next().unwrap(),
+        "_row,customer,id,sold_at,city,sqft,bedrooms,price,_failed_rules,_kind",
+        "{rejected}"
+    );
     assert!(rejected.contains("c-2"), "{rejected}");
     assert!(!rejected.contains("c-1"), "{rejected}");
     // Nothing but the request and the project's own files is left behind.

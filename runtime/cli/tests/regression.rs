@@ -982,6 +982,82 @@ deploy m as "m"
 }
 
 #[test]
+fn a_file_in_another_encoding_is_named_with_its_line_and_the_fix() {
+    let dir = project("encodings");
+    std::fs::write(
+        dir.join("p.mlp"),
+        r#"source d = csv("d.csv") { id : int  city : category }"#,
+    )
+    .unwrap();
+    // Latin-1, as a spreadsheet exports it: "Zürich" on the third line.
+    let mut latin = b"id,city\n1,Bern\n2,Z".to_vec();
+    latin.extend_from_slice(&[0xFC]);
+    latin.extend_from_slice(b"rich\n");
+    std::fs::write(dir.join("d.csv"), &latin).unwrap();
+    let t = run_fails(&dir);
+    assert!(
+        t.contains("d.csv, line 3, byte 4: not UTF-8 text (byte 0xFC)"),
+        "{t}"
+    );
+    assert!(t.contains("iconv -f latin1 -t utf-8"), "{t}");
+    // `mlp infer` says the same.
+    let o = mlp(&dir, &["infer", "d.csv"]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o).contains("line 3, byte 4: not UTF-8 text (byte 0xFC)")
+            && text(&o).contains("iconv -f latin1"),
+        "{}",
+        text(&o)
+    );
+    // UTF-16, as some tools write "Unicode text".
+    let mut utf16 = vec![0xFF, 0xFE];
+    utf16.extend(
+        "id,city\n1,Bern\n"
+            .encode_utf16()
+            .flat_map(|u| u.to_le_bytes()),
+    );
+    std::fs::write(dir.join("d.csv"), &utf16).unwrap();
+    let t = run_fails(&dir);
+    assert!(
+        t.contains("d.csv, line 1, byte 1: not UTF-8 text (a UTF-16 byte-order mark)"),
+        "{t}"
+    );
+    assert!(t.contains("iconv -f utf-16 -t utf-8"), "{t}");
+    // The same for NDJSON.
+    std::fs::write(
+        dir.join("p.mlp"),
+        r#"source d = json("d.ndjson") { id : int  city : category }"#,
+    )
+    .unwrap();
+    let mut latin = b"{\"id\": 1, \"city\": \"Bern\"}\n{\"id\": 2, \"city\": \"Z".to_vec();
+    latin.extend_from_slice(&[0xFC]);
+    latin.extend_from_slice(b"rich\"}\n");
+    std::fs::write(dir.join("d.ndjson"), &latin).unwrap();
+    let t = run_fails(&dir);
+    assert!(
+        t.contains("d.ndjson, line 2, byte 21: not UTF-8 text (byte 0xFC)"),
+        "{t}"
+    );
+    // UTF-8 with a byte-order mark and Windows line ends reads.
+    std::fs::write(
+        dir.join("p.mlp"),
+        r#"source d = csv("d.csv") { id : int  city : category }"#,
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("d.csv"),
+        "\u{feff}id,city\r\n1,Bern\r\n2,Zürich\r\n",
+    )
+    .unwrap();
+    run_ok(&dir);
+    let f = cached_frame(&dir, "source.d");
+    assert_eq!(
+        f.column("city").unwrap().str().unwrap().get(1),
+        Some("Zürich")
+    );
+}
+
+#[test]
 fn ndjson_reads_like_csv_and_says_where_it_breaks() {
     let dir = project("ndjson");
     std::fs::write(

@@ -397,7 +397,8 @@ pub fn predict_file_batches(
         columns: b.request_columns(),
     };
     let shown = input.to_string_lossy().to_string();
-    if let Some(present) = source::file_columns(&request, input, &shown)? {
+    let present = source::file_columns(&request, input, &shown)?;
+    if let Some(present) = &present {
         request.columns.retain(|c| {
             !c.nullable
                 || present
@@ -460,12 +461,55 @@ pub fn predict_file_batches(
                     (join(good)?, join(rejected)?)
                 }
             };
+        let (good, rejected) = match &present {
+            Some(file) => (
+                in_file_order(good, file, &request)?,
+                in_file_order(rejected, file, &request)?,
+            ),
+            None => (good, rejected),
+        };
         each(good, rejected, features)?;
         if rows.is_none() || height < batch {
             return Ok(());
         }
         offset += height;
     }
+}
+
+/// An output's columns in the order the input file holds them: `_row`, the
+/// file's columns (one the request reads under its declared name), then
+/// what predicting added (`prediction` and `proba_<class>`; a rejected
+/// row's `_failed_rules` and `_kind`), so an output reads as its input with
+/// the predictions beside it.
+fn in_file_order(
+    df: DataFrame,
+    file: &[String],
+    request: &SourceOp,
+) -> Result<DataFrame, ExecError> {
+    let have: Vec<String> = df
+        .get_column_names()
+        .iter()
+        .map(|n| n.to_string())
+        .collect();
+    let mut order: Vec<String> = vec![];
+    let mut take = |name: &str| {
+        if have.iter().any(|h| h == name) && !order.iter().any(|o| o == name) {
+            order.push(name.to_string());
+        }
+    };
+    take(mlp_compiler::plan::names::ROW);
+    for f in file {
+        let name = request
+            .columns
+            .iter()
+            .find(|c| c.raw_name.as_deref().unwrap_or(&c.name) == f)
+            .map_or(f.as_str(), |c| c.name.as_str());
+        take(name);
+    }
+    for h in &have {
+        take(h);
+    }
+    df.select(order).map_err(ExecError::polars)
 }
 
 /// Microseconds since the epoch, now (UTC).

@@ -19,6 +19,8 @@ pub enum SampleError {
     Format(String),
     #[error("`{0}` has no rows")]
     Empty(String),
+    #[error("{0}")]
+    NotUtf8(Box<crate::exec::ExecError>),
 }
 
 impl SampleError {
@@ -27,6 +29,7 @@ impl SampleError {
             SampleError::Format(_) => {
                 Some("`mlp infer` reads .csv, .tsv, .json/.ndjson/.jsonl and .parquet files".into())
             }
+            SampleError::NotUtf8(e) => e.help(),
             _ => None,
         }
     }
@@ -227,8 +230,19 @@ pub fn read_postgres_sample(
     })
 }
 
-/// Reads up to `max_rows` rows.
+/// Reads up to `max_rows` rows. A text file that does not read because it
+/// is not UTF-8 is named as such, with its first bad byte.
 pub fn read_sample(path: &Path, max_rows: usize) -> Result<(Sample, &'static str), SampleError> {
+    read_sample_of(path, max_rows).map_err(|e| match (&e, format_of(path)) {
+        (SampleError::Parse { .. } | SampleError::Io { .. }, Some("csv" | "json")) => {
+            crate::exec::source::not_utf8(path, &path.display().to_string())
+                .map_or(e, |n| SampleError::NotUtf8(Box::new(n)))
+        }
+        _ => e,
+    })
+}
+
+fn read_sample_of(path: &Path, max_rows: usize) -> Result<(Sample, &'static str), SampleError> {
     let shown = path.display().to_string();
     let format = format_of(path).ok_or_else(|| {
         SampleError::Format(

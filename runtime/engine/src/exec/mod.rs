@@ -74,6 +74,18 @@ pub enum ExecError {
         row: usize,
         column: String,
     },
+    #[error("{file}, line {line}, byte {column}: not UTF-8 text ({found})")]
+    NotUtf8 {
+        file: String,
+        line: u64,
+        /// 1-based byte in the line.
+        column: u64,
+        /// What was found: the bytes, or "a UTF-16 byte-order mark".
+        found: String,
+        /// The file looks like UTF-16 (a byte-order mark, or zero bytes
+        /// between the characters).
+        utf16: bool,
+    },
     #[error("{file}, line {line}: {found} fields where {reference} has {expected}")]
     RaggedRow {
         file: String,
@@ -185,6 +197,12 @@ impl ExecError {
             ExecError::UnexpectedNull { .. } => {
                 Some("declare the column nullable (`TYPE?`) and impute it, or fix the data".into())
             }
+            ExecError::NotUtf8 { utf16: true, .. } => Some(
+                "the file is UTF-16 text; convert it to UTF-8, for example `iconv -f utf-16 -t utf-8 in.csv > out.csv`".into(),
+            ),
+            ExecError::NotUtf8 { .. } => Some(
+                "the file is not UTF-8 text (often Latin-1 or Windows-1252 from a spreadsheet); convert it, for example `iconv -f latin1 -t utf-8 in.csv > out.csv`".into(),
+            ),
             ExecError::RaggedRow { multiline: true, .. } => Some(
                 "a quoted field that opens on this line runs over the next lines: close the quote (a quote inside a quoted field is written `\"\"`)".into(),
             ),

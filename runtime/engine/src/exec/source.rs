@@ -192,6 +192,87 @@ fn csv_ragged_row(op: &SourceOp, path: &Path, shown: &str) -> Option<ExecError> 
     }
 }
 
+/// Finds where a text file stops being UTF-8: a UTF-16 file (by its
+/// byte-order mark, or the zero bytes between its characters), or the
+/// first invalid sequence with its line. Only called once reading has
+/// failed; reads the file in blocks.
+pub fn not_utf8(path: &Path, shown: &str) -> Option<ExecError> {
+    not_utf8_in_blocks(path, shown, 1 << 20)
+}
+
+fn not_utf8_in_blocks(path: &Path, shown: &str, block_len: usize) -> Option<ExecError> {
+    use std::io::Read;
+    // Never a pipe or a device, which could be read forever.
+    mlp_store::fingerprint::regular(path).ok()?;
+    let mut f = std::fs::File::open(path).ok()?;
+    let mut block = vec![0u8; block_len];
+    // Bytes of a sequence cut by the block's end, carried to the next.
+    let mut carry: Vec<u8> = vec![];
+    let (mut line, mut line_start, mut offset) = (1u64, 0u64, 0u64);
+    let error = |line: u64, at: u64, found: String, utf16: bool| ExecError::NotUtf8 {
+        file: shown.to_string(),
+        line,
+        column: at + 1,
+        found,
+        utf16,
+    };
+    let mut first = true;
+    loop {
+        let n = f.read(&mut block).ok()?;
+        if first {
+            first = false;
+            let head = &block[..n];
+            if head.starts_with(&[0xFF, 0xFE]) || head.starts_with(&[0xFE, 0xFF]) {
+                return Some(error(1, 0, "a UTF-16 byte-order mark".into(), true));
+            }
+            // ASCII text in UTF-16 has a zero byte beside every character.
+            let zeros = head.iter().take(4096).filter(|b| **b == 0).count();
+            if zeros * 4 > head.len().min(4096) {
+                return Some(error(
+                    1,
+                    0,
+                    "zero bytes between the characters".into(),
+                    true,
+                ));
+            }
+        }
+        if n == 0 {
+            // A sequence cut short by the end of the file.
+            return (!carry.is_empty()).then(|| {
+                let found = format!("byte 0x{:02X} at the end of the file", carry[0]);
+                error(line, offset - line_start, found, false)
+            });
+        }
+        let mut bytes = std::mem::take(&mut carry);
+        bytes.extend_from_slice(&block[..n]);
+        let (valid, bad) = match std::str::from_utf8(&bytes) {
+            Ok(_) => (bytes.len(), None),
+            Err(e) => (e.valid_up_to(), e.error_len()),
+        };
+        for (i, b) in bytes[..valid].iter().enumerate() {
+            if *b == b'\n' {
+                line += 1;
+                line_start = offset + i as u64 + 1;
+            }
+        }
+        match bad {
+            Some(len) => {
+                let found = bytes[valid..valid + len]
+                    .iter()
+                    .map(|b| format!("byte 0x{b:02X}"))
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                let at = offset + valid as u64 - line_start;
+                return Some(error(line, at, found, false));
+            }
+            None => {
+                carry = bytes[valid..].to_vec();
+                offset += valid as u64;
+            }
+        }
+    }
+}
+
 fn read_error(file: &str, e: impl std::fmt::Display) -> ExecError {
     ExecError::Read {
         file: file.to_string(),
@@ -664,16 +745,20 @@ fn read_checked(
     lenient: bool,
     rows: Option<(usize, usize)>,
 ) -> Result<DataFrame, ExecError> {
-    // A CSV failure is often a row with the wrong number of fields: name it.
+    // A CSV failure is often a file in another encoding, or a row with the
+    // wrong number of fields: name it.
     read_and_convert(op, path, shown, lenient, rows).map_err(|e| match op.format {
-        SourceFormat::Csv => csv_ragged_row(op, path, shown).unwrap_or(e),
-        SourceFormat::Json if matches!(e, ExecError::Read { .. }) => {
-            ndjson_problem(path, shown).unwrap_or(e)
-        }
-        SourceFormat::Json
-        | SourceFormat::Parquet
-        | SourceFormat::Sqlite
-        | SourceFormat::Postgres => e,
+        SourceFormat::Csv => not_utf8(path, shown)
+            .or_else(|| csv_ragged_row(op, path, shown))
+            .unwrap_or(e),
+        SourceFormat::Json => not_utf8(path, shown)
+            .or_else(|| {
+                matches!(e, ExecError::Read { .. })
+                    .then(|| ndjson_problem(path, shown))
+                    .flatten()
+            })
+            .unwrap_or(e),
+        SourceFormat::Parquet | SourceFormat::Sqlite | SourceFormat::Postgres => e,
     })
 }
 
@@ -1023,6 +1108,36 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    #[test]
+    fn utf16_and_a_sequence_cut_by_the_end_are_named() {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        let text: Vec<u8> = "a,b\n1,2\n"
+            .encode_utf16()
+            .flat_map(|u| u.to_le_bytes())
+            .collect();
+        std::io::Write::write_all(&mut f, &text).unwrap();
+        assert!(matches!(
+            not_utf8(f.path(), "t.csv"),
+            Some(ExecError::NotUtf8 { utf16: true, .. })
+        ));
+        let mut with_bom = vec![0xFF, 0xFE];
+        with_bom.extend_from_slice(&text);
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        std::io::Write::write_all(&mut f, &with_bom).unwrap();
+        let e = not_utf8(f.path(), "t.csv").unwrap();
+        assert_eq!(
+            e.to_string(),
+            "t.csv, line 1, byte 1: not UTF-8 text (a UTF-16 byte-order mark)"
+        );
+        assert!(e.help().unwrap().contains("iconv -f utf-16"));
+        let f = ndjson_file("a,b\nx,caf");
+        std::io::Write::write_all(&mut f.as_file(), &[0xC3]).unwrap();
+        assert_eq!(
+            not_utf8(f.path(), "t.csv").unwrap().to_string(),
+            "t.csv, line 2, byte 6: not UTF-8 text (byte 0xC3 at the end of the file)"
+        );
+    }
+
     fn ndjson_file(text: &str) -> tempfile::NamedTempFile {
         let mut f = tempfile::NamedTempFile::new().unwrap();
         std::io::Write::write_all(&mut f, text.as_bytes()).unwrap();
@@ -1031,6 +1146,37 @@ mod tests {
 
     proptest! {
         #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+        /// Wherever a block ends (in a character's bytes, on a line's end),
+        /// UTF-8 text passes and the first invalid byte is found with its
+        /// line and byte in the line.
+        #[test]
+        fn the_first_invalid_byte_is_found_across_blocks(
+            text in "[a-zé€😀,\n]{0,60}",
+            at in 0usize..61,
+            block in 1usize..16,
+        ) {
+            let f = ndjson_file(&text);
+            prop_assert!(not_utf8_in_blocks(f.path(), "t.csv", block).is_none());
+            // 0xFF (never in UTF-8) before the `at`-th character.
+            let cut = text.char_indices().map(|(i, _)| i).nth(at).unwrap_or(text.len());
+            let mut bytes = text.as_bytes()[..cut].to_vec();
+            bytes.push(0xFF);
+            bytes.extend_from_slice(&text.as_bytes()[cut..]);
+            let mut f = tempfile::NamedTempFile::new().unwrap();
+            std::io::Write::write_all(&mut f, &bytes).unwrap();
+            let before = &text[..cut];
+            let line = before.matches('\n').count() as u64 + 1;
+            let column = (cut - before.rfind('\n').map_or(0, |i| i + 1)) as u64 + 1;
+            match not_utf8_in_blocks(f.path(), "t.csv", block) {
+                Some(ExecError::NotUtf8 { line: l, column: c, found, utf16: false, .. }) => {
+                    prop_assert_eq!((l, c), (line, column));
+                    prop_assert_eq!(found, "byte 0xFF");
+                }
+                other => prop_assert!(false, "{:?}", other),
+            }
+        }
+
 
         /// Any nesting depth, any garbage around it: the pre-read check
         /// answers without overflowing, and refuses exactly the values
