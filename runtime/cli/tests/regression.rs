@@ -1058,6 +1058,51 @@ fn a_file_in_another_encoding_is_named_with_its_line_and_the_fix() {
 }
 
 #[test]
+fn a_header_naming_a_column_twice_or_another_separator_is_named() {
+    let dir = project("headers");
+    std::fs::write(
+        dir.join("p.mlp"),
+        r#"source d = csv("d.csv") { a : float  b : int }"#,
+    )
+    .unwrap();
+    // Which `a` to read would be a guess.
+    std::fs::write(dir.join("d.csv"), "a,b,a\n1.5,2,3.5\n").unwrap();
+    let t = run_fails(&dir);
+    assert!(
+        t.contains("d.csv: the header names `a` twice (fields 1 and 3)"),
+        "{t}"
+    );
+    assert!(t.contains("rename one of them"), "{t}");
+    // A column nobody reads may repeat.
+    std::fs::write(dir.join("d.csv"), "a,x,b,x\n1.5,0,2,0\n").unwrap();
+    run_ok(&dir);
+    // A semicolon-separated file: the fix is named.
+    std::fs::write(dir.join("d.csv"), "a;b\n1.5;2\n").unwrap();
+    let t = run_fails(&dir);
+    assert!(
+        t.contains("the file looks semicolon-separated; add `delimiter = \";\"`"),
+        "{t}"
+    );
+    std::fs::write(
+        dir.join("p.mlp"),
+        r#"source d = csv("d.csv", delimiter = ";") { a : float  b : int }"#,
+    )
+    .unwrap();
+    run_ok(&dir);
+    std::fs::write(dir.join("d.csv"), "a\tb\n1.5\t2\n").unwrap();
+    std::fs::write(
+        dir.join("p.mlp"),
+        r#"source d = csv("d.csv") { a : float  b : int }"#,
+    )
+    .unwrap();
+    let t = run_fails(&dir);
+    assert!(
+        t.contains("the file looks tab-separated; add `delimiter = \"\\t\"`"),
+        "{t}"
+    );
+}
+
+#[test]
 fn ndjson_reads_like_csv_and_says_where_it_breaks() {
     let dir = project("ndjson");
     std::fs::write(

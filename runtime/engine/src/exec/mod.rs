@@ -40,6 +40,19 @@ use mlp_compiler::plan::{Op, Stage};
 use polars::prelude::*;
 use std::path::{Path, PathBuf};
 
+/// The separator a header read as one column holds: its name and how a
+/// pipeline writes it.
+fn separator_in(header: &str) -> Option<(&'static str, &'static str)> {
+    [
+        (';', "semicolon", ";"),
+        ('\t', "tab", "\\t"),
+        ('|', "pipe", "|"),
+    ]
+    .into_iter()
+    .find(|(c, _, _)| header.contains(*c))
+    .map(|(_, name, written)| (name, written))
+}
+
 /// Why a stage failed. Every variant names the place and the fix.
 #[derive(Debug, thiserror::Error)]
 pub enum ExecError {
@@ -73,6 +86,13 @@ pub enum ExecError {
         file: String,
         row: usize,
         column: String,
+    },
+    #[error("{file}: the header names `{column}` twice (fields {first} and {second})")]
+    DuplicateHeader {
+        file: String,
+        column: String,
+        first: usize,
+        second: usize,
     },
     #[error("{file}, line {line}, byte {column}: not UTF-8 text ({found})")]
     NotUtf8 {
@@ -173,6 +193,16 @@ impl ExecError {
     }
     pub fn help(&self) -> Option<String> {
         match self {
+            // One column whose name holds another separator: the file is
+            // not comma-separated.
+            ExecError::MissingColumn { available, .. }
+                if available.len() == 1 && separator_in(&available[0]).is_some() =>
+            {
+                let (name, written) = separator_in(&available[0]).unwrap_or(("", ""));
+                Some(format!(
+                    "the header reads as one column: the file looks {name}-separated; add `delimiter = \"{written}\"` to the source's options"
+                ))
+            }
             ExecError::MissingColumn {
                 column, available, ..
             } => Some(format!(
@@ -197,6 +227,9 @@ impl ExecError {
             ExecError::UnexpectedNull { .. } => {
                 Some("declare the column nullable (`TYPE?`) and impute it, or fix the data".into())
             }
+            ExecError::DuplicateHeader { column, .. } => Some(format!(
+                "which `{column}` the source should read is ambiguous: rename one of them in the file"
+            )),
             ExecError::NotUtf8 { utf16: true, .. } => Some(
                 "the file is UTF-16 text; convert it to UTF-8, for example `iconv -f utf-16 -t utf-8 in.csv > out.csv`".into(),
             ),

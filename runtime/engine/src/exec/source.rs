@@ -192,6 +192,54 @@ fn csv_ragged_row(op: &SourceOp, path: &Path, shown: &str) -> Option<ExecError> 
     }
 }
 
+/// A header that names a declared column twice: which one to read would be
+/// a silent guess (the reader renames the second). Reads the header only.
+fn csv_duplicate_header(op: &SourceOp, path: &Path, shown: &str) -> Result<(), ExecError> {
+    let o = CsvOptions::of(op);
+    if !o.header {
+        return Ok(());
+    }
+    let mut b = csv::ReaderBuilder::new();
+    b.has_headers(false).flexible(true);
+    if let Some(d) = o.delimiter {
+        b.delimiter(d);
+    }
+    if let Some(q) = o.quote {
+        b.quote(q);
+    }
+    // An unreadable file is the reader's to report.
+    let Ok(mut rdr) = b.from_path(path) else {
+        return Ok(());
+    };
+    let mut rec = csv::ByteRecord::new();
+    for _ in 0..=o.skip_rows {
+        if !matches!(rdr.read_byte_record(&mut rec), Ok(true)) {
+            return Ok(());
+        }
+    }
+    let names: Vec<&[u8]> = rec
+        .iter()
+        .enumerate()
+        .map(|(i, f)| match i {
+            0 => f.strip_prefix(b"\xEF\xBB\xBF".as_slice()).unwrap_or(f),
+            _ => f,
+        })
+        .collect();
+    for c in &op.columns {
+        let name = raw(c).as_bytes();
+        let mut at = names.iter().enumerate().filter(|(_, n)| **n == name);
+        if let (Some((first, _)), Some((second, _))) = (at.next(), at.next()) {
+            return Err(ExecError::DuplicateHeader {
+                file: shown.to_string(),
+                column: raw(c).to_string(),
+                first: first + 1,
+                second: second + 1,
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Finds where a text file stops being UTF-8: a UTF-16 file (by its
 /// byte-order mark, or the zero bytes between its characters), or the
 /// first invalid sequence with its line. Only called once reading has
@@ -312,6 +360,7 @@ fn read_file(
         SourceFormat::Csv | SourceFormat::Parquet | SourceFormat::Json => {}
     }
     if op.format == SourceFormat::Csv {
+        csv_duplicate_header(op, path, shown)?;
         if let Some(df) = read_csv_typed(op, path, shown) {
             return if lenient { no_problems(df) } else { Ok(df) };
         }
@@ -769,6 +818,9 @@ fn read_and_convert(
     lenient: bool,
     rows: Option<(usize, usize)>,
 ) -> Result<DataFrame, ExecError> {
+    if op.format == SourceFormat::Csv {
+        csv_duplicate_header(op, path, shown)?;
+    }
     let mut lf = scan(op, path, shown)?;
     // Without a header row, columns are matched by position.
     if matches!(op.options.get("header"), Some(Literal::Bool(false))) {
