@@ -148,8 +148,16 @@ impl Report {
     pub fn new(diagnostic: Diagnostic, sources: &SourceMap) -> Self {
         let file = diagnostic.span().map(|s| s.file).unwrap_or_default();
         let mut extra = Vec::new();
+        // A label far along a very long line (a generated pipeline's) cannot
+        // be drawn under it: every label becomes a note with its place.
+        let text = sources.text(file);
+        let long = diagnostic
+            .labels
+            .iter()
+            .any(|l| l.span.file == file && column_at(text, l.span.end) > MAX_DRAWN_COLUMN);
+        let mut diagnostic = diagnostic;
         for l in &diagnostic.labels {
-            if l.span.file != file {
+            if l.span.file != file || long {
                 let (line, col) = sources.line_col(l.span.file, l.span.start);
                 extra.push(format!(
                     "{}:{line}:{col}: {}",
@@ -157,6 +165,9 @@ impl Report {
                     l.text
                 ));
             }
+        }
+        if long {
+            diagnostic.labels.clear();
         }
         let source = miette::NamedSource::new(sources.name(file), sources.text(file).to_string());
         Report {
@@ -166,6 +177,22 @@ impl Report {
             extra,
         }
     }
+}
+
+/// The furthest along its line (in bytes) a label is drawn; past it,
+/// labels are notes naming their line and column (the renderer cannot pad
+/// past 65,535 columns, and a label drawn thousands of columns along is
+/// off every screen).
+const MAX_DRAWN_COLUMN: usize = 1000;
+
+/// How far byte `at` is from the start of its line.
+fn column_at(text: &str, at: usize) -> usize {
+    let at = at.min(text.len());
+    let start = text.as_bytes()[..at]
+        .iter()
+        .rposition(|b| *b == b'\n')
+        .map_or(0, |i| i + 1);
+    at - start
 }
 
 impl std::fmt::Display for Report {

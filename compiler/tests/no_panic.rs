@@ -164,3 +164,26 @@ proptest! {
         prop_assert!(spans_ok);
     }
 }
+
+/// A label past the 65,535th column of a line (a generated pipeline's one
+/// long line) made the report renderer panic ("Formatting argument out of
+/// range"); on a line that long every label is a note with its place.
+#[test]
+fn a_label_far_along_a_long_line_is_rendered_as_a_note() {
+    let text = deep(0, 50_000);
+    let t = text.clone();
+    let out = std::thread::Builder::new()
+        .stack_size(16 << 20)
+        .spawn(move || {
+            let (sources, comp) = compile_str("deep.mlp", &t, &FakeWorld);
+            common::render(&comp, &sources)
+        })
+        .expect("a thread")
+        .join()
+        .expect("rendering does not panic");
+    assert!(out.contains("E0010"), "{out}");
+    assert!(out.contains("deep.mlp:2:"), "{out}");
+    assert!(out.contains("too deep from here"), "{out}");
+    // The line is not printed.
+    assert!(out.len() < 2_000, "{}", out.len());
+}

@@ -13,7 +13,9 @@ pub(crate) enum Rows {
 pub(crate) fn parse_body(body: &[u8], mlflow: bool) -> Result<Rows, ApiError> {
     // A byte-order mark, as some clients write one (RFC 8259 lets a
     // reader ignore it), is not part of the JSON.
-    let body = body.strip_prefix(b"\xEF\xBB\xBF".as_slice()).unwrap_or(body);
+    let body = body
+        .strip_prefix(b"\xEF\xBB\xBF".as_slice())
+        .unwrap_or(body);
     let v: Value = serde_json::from_slice(body).map_err(|e| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
