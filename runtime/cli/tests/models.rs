@@ -736,6 +736,14 @@ fn predict_refuses_an_unknown_format_or_folder_before_writing_anything() {
         text(&o)
     );
     assert!(!dir.join("out.xlsx").exists());
+    std::fs::create_dir_all(dir.join("rows")).unwrap();
+    let o = predict("rows", "out.csv");
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("`rows` is a folder, not a file"),
+        "{}",
+        text(&o)
+    );
     let o = predict("req.csv", "missing/out.csv");
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(

@@ -351,10 +351,12 @@ fn locate_for(
 ) -> Result<bundle::BundleLocation, CliError> {
     let at = bundle::locate(project, spec)?;
     if !input.is_file() {
-        return Err(CliError::Output(format!(
-            "`{}` does not exist",
-            input.display()
-        )));
+        let what = match std::fs::metadata(input) {
+            Err(_) => "does not exist",
+            Ok(m) if m.is_dir() => "is a folder, not a file: name one file of rows",
+            Ok(_) => "is not a regular file (a device or a pipe)",
+        };
+        return Err(CliError::Output(format!("`{}` {what}", input.display())));
     }
     frame_format(input)?;
     Ok(at)
