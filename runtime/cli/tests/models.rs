@@ -777,6 +777,15 @@ fn predict_refuses_an_unknown_format_or_folder_before_writing_anything() {
         "{rejected}"
     );
     assert!(rejected.contains("c-2"), "{rejected}");
+    // The date that did not parse is shown as the file holds it.
+    assert!(
+        rejected
+            .lines()
+            .nth(1)
+            .unwrap()
+            .starts_with("2,c-2,2,not-a-date,Austin,900,1,250000,"),
+        "{rejected}"
+    );
     assert!(!rejected.contains("c-1"), "{rejected}");
     // Nothing but the request and the project's own files is left behind.
     let o = predict("req.csv", "out.csv");

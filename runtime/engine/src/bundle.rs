@@ -462,10 +462,13 @@ pub fn predict_file_batches(
                 }
             };
         let (good, rejected) = match &present {
-            Some(file) => (
-                in_file_order(good, file, &request)?,
-                in_file_order(rejected, file, &request)?,
-            ),
+            Some(file) => {
+                let rejected = as_in_the_file(rejected, &request, input, &shown, rows)?;
+                (
+                    in_file_order(good, file, &request)?,
+                    in_file_order(rejected, file, &request)?,
+                )
+            }
             None => (good, rejected),
         };
         each(good, rejected, features)?;
@@ -474,6 +477,78 @@ pub fn predict_file_batches(
         }
         offset += height;
     }
+}
+
+/// Rejected rows with every column of the file as the file holds them (a
+/// CSV's as its text), so a value the source could not read (a date in
+/// another format, a level not declared) is shown as it was, not as the
+/// null it parsed to. A column the request reads keeps its declared name.
+fn as_in_the_file(
+    rejected: DataFrame,
+    request: &SourceOp,
+    input: &Path,
+    shown: &str,
+    rows: Option<(usize, usize)>,
+) -> Result<DataFrame, ExecError> {
+    if rejected.height() == 0 {
+        return Ok(rejected);
+    }
+    let every = SourceOp {
+        columns: vec![],
+        ..request.clone()
+    };
+    let Some(raw) = source::read_other_columns(&every, input, shown, &[], rows)? else {
+        return Ok(rejected);
+    };
+    // The file's names, a read column's under its declared name.
+    let renamed: Vec<(String, String)> = raw
+        .get_column_names()
+        .iter()
+        .filter_map(|n| {
+            request
+                .columns
+                .iter()
+                .find(|c| c.raw_name.as_deref().unwrap_or(&c.name) == n.as_str())
+                .filter(|c| c.name != n.as_str())
+                .map(|c| (n.to_string(), c.name.clone()))
+        })
+        .collect();
+    let raw = raw
+        .lazy()
+        .rename(
+            renamed.iter().map(|(from, _)| from.as_str()),
+            renamed.iter().map(|(_, to)| to.as_str()),
+            true,
+        )
+        .collect()
+        .map_err(ExecError::polars)?;
+    let from_file: Vec<String> = raw
+        .get_column_names()
+        .iter()
+        .map(|n| n.to_string())
+        .filter(|n| n != mlp_compiler::plan::names::ROW)
+        .collect();
+    let own: Vec<Expr> = rejected
+        .get_column_names()
+        .iter()
+        .filter(|n| !from_file.iter().any(|f| f == n.as_str()))
+        .map(|n| col(n.as_str()))
+        .collect();
+    rejected
+        .lazy()
+        .select(own)
+        .join(
+            raw.lazy(),
+            [col(mlp_compiler::plan::names::ROW)],
+            [col(mlp_compiler::plan::names::ROW)],
+            JoinArgs::new(JoinType::Left),
+        )
+        .sort(
+            [mlp_compiler::plan::names::ROW],
+            SortMultipleOptions::default(),
+        )
+        .collect()
+        .map_err(ExecError::polars)
 }
 
 /// An output's columns in the order the input file holds them: `_row`, the
