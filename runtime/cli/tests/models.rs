@@ -736,6 +736,19 @@ fn predict_refuses_an_unknown_format_or_folder_before_writing_anything() {
         text(&o)
     );
     assert!(!dir.join("out.xlsx").exists());
+    // A folder no file can be made in (even by root) is said before any
+    // work, without a temporary file's name.
+    #[cfg(target_os = "linux")]
+    {
+        let o = predict("req.csv", "/proc/out.csv");
+        assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+        assert!(
+            text(&o).contains("/proc/out.csv: cannot write a file in the folder `/proc`"),
+            "{}",
+            text(&o)
+        );
+        assert!(!text(&o).contains(".mlp-output-"), "{}", text(&o));
+    }
     std::fs::create_dir_all(dir.join("rows")).unwrap();
     let o = predict("rows", "out.csv");
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));

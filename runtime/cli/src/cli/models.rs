@@ -250,10 +250,38 @@ impl FrameSink {
                 )));
             }
         }
+        let format = frame_format(path)?;
+        // The file is written beside its destination and renamed into place:
+        // a folder it cannot be written in is said now, before any work.
+        let dir = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        let mut builder = tempfile::Builder::new();
+        builder.prefix(".mlp-output-");
+        // As `File::create` would: 0o666 less the umask (a temporary file is
+        // otherwise private to its owner).
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            builder.permissions(std::fs::Permissions::from_mode(0o666));
+        }
+        let tmp = builder.tempfile_in(dir).map_err(|e| {
+            // The OS's words, without the temporary file's name.
+            let why = e
+                .raw_os_error()
+                .map(|code| std::io::Error::from_raw_os_error(code).to_string())
+                .unwrap_or_else(|| e.kind().to_string());
+            CliError::Output(format!(
+                "{}: cannot write a file in the folder `{}`: {why}",
+                path.display(),
+                dir.display()
+            ))
+        })?;
         Ok(FrameSink {
             path: path.to_path_buf(),
-            format: frame_format(path)?,
-            tmp: None,
+            format,
+            tmp: Some(tmp),
             parquet: None,
             rows: 0,
         })
@@ -263,22 +291,8 @@ impl FrameSink {
         use polars::prelude::*;
         let failed =
             |e: &dyn std::fmt::Display| CliError::Output(format!("{}: {e}", self.path.display()));
-        if self.tmp.is_none() {
-            let dir = match self.path.parent() {
-                Some(p) if !p.as_os_str().is_empty() => p,
-                _ => Path::new("."),
-            };
-            let mut builder = tempfile::Builder::new();
-            builder.prefix(".mlp-output-");
-            // As `File::create` would: 0o666 less the umask (a temporary
-            // file is otherwise private to its owner).
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::PermissionsExt;
-                builder.permissions(std::fs::Permissions::from_mode(0o666));
-            }
-            let tmp = builder.tempfile_in(dir).map_err(|e| failed(&e))?;
-            if self.format == "parquet" {
+        if self.format == "parquet" && self.parquet.is_none() {
+            if let Some(tmp) = &self.tmp {
                 let file = tmp.reopen().map_err(|e| failed(&e))?;
                 self.parquet = Some(
                     ParquetWriter::new(file)
@@ -286,7 +300,6 @@ impl FrameSink {
                         .map_err(|e| failed(&e))?,
                 );
             }
-            self.tmp = Some(tmp);
         }
         let first = self.rows == 0;
         let Some(tmp) = self.tmp.as_mut() else {
@@ -317,7 +330,8 @@ impl FrameSink {
         if let Some(w) = self.parquet.take() {
             w.finish().map_err(|e| failed(&e))?;
         }
-        if let Some(tmp) = self.tmp.take() {
+        // Nothing written, nothing persisted (the temporary file goes).
+        if let Some(tmp) = self.tmp.take().filter(|_| self.rows > 0) {
             tmp.persist(&self.path).map_err(|e| failed(&e.error))?;
         }
         Ok(())
