@@ -800,6 +800,16 @@ fn predict_refuses_an_unknown_format_or_folder_before_writing_anything() {
         "{rejected}"
     );
     assert!(!rejected.contains("c-1"), "{rejected}");
+    // Predicting into the same output again with no rejected row removes
+    // the earlier rejected file, which would describe rows it did not reject.
+    let o = predict("req.csv", "out2.csv");
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(!dir.join("out2.rejected.csv").exists());
+    assert!(
+        text(&o).contains("no row was rejected (the earlier out2.rejected.csv is removed)"),
+        "{}",
+        text(&o)
+    );
     // Nothing but the request and the project's own files is left behind.
     let o = predict("req.csv", "out.csv");
     assert!(o.status.success(), "{}", text(&o));

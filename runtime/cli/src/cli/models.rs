@@ -469,10 +469,22 @@ pub fn predict(
         );
         return Ok(ExitCode::from(1));
     }
+    // A rejected file an earlier prediction into the same output left would
+    // describe rows this one did not reject: it goes, as the output itself
+    // was replaced.
+    let stale = rej_path.is_file() && std::fs::remove_file(&rej_path).is_ok();
     eprintln!(
-        "predicted {} into {}",
+        "predicted {} into {}{}",
         count_rows(predicted),
-        output.display()
+        output.display(),
+        if stale {
+            format!(
+                "; no row was rejected (the earlier {} is removed)",
+                rej_path.display()
+            )
+        } else {
+            String::new()
+        }
     );
     Ok(ExitCode::SUCCESS)
 }
