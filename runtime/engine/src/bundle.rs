@@ -442,24 +442,10 @@ pub fn predict_file_batches(
         let (good, rejected) =
             match source::read_other_columns(&request, input, &shown, &taken, rows)? {
                 None => (good, rejected),
-                Some(others) => {
-                    let join = |df: DataFrame| -> Result<DataFrame, ExecError> {
-                        df.lazy()
-                            .join(
-                                others.clone().lazy(),
-                                [col(mlp_compiler::plan::names::ROW)],
-                                [col(mlp_compiler::plan::names::ROW)],
-                                JoinArgs::new(JoinType::Left),
-                            )
-                            .sort(
-                                [mlp_compiler::plan::names::ROW],
-                                SortMultipleOptions::default(),
-                            )
-                            .collect()
-                            .map_err(ExecError::polars)
-                    };
-                    (join(good)?, join(rejected)?)
-                }
+                Some(others) => (
+                    beside_by_row(good.lazy(), &others)?,
+                    beside_by_row(rejected.lazy(), &others)?,
+                ),
             };
         let (good, rejected) = match &present {
             Some(file) => {
@@ -534,21 +520,24 @@ fn as_in_the_file(
         .filter(|n| !from_file.iter().any(|f| f == n.as_str()))
         .map(|n| col(n.as_str()))
         .collect();
-    rejected
-        .lazy()
-        .select(own)
-        .join(
-            raw.lazy(),
-            [col(mlp_compiler::plan::names::ROW)],
-            [col(mlp_compiler::plan::names::ROW)],
-            JoinArgs::new(JoinType::Left),
-        )
-        .sort(
-            [mlp_compiler::plan::names::ROW],
-            SortMultipleOptions::default(),
-        )
-        .collect()
-        .map_err(ExecError::polars)
+    beside_by_row(rejected.lazy().select(own), &raw)
+}
+
+/// `rows` with the columns of `file` (read from the same file, with `_row`)
+/// beside each row, in the file's row order.
+fn beside_by_row(rows: LazyFrame, file: &DataFrame) -> Result<DataFrame, ExecError> {
+    rows.join(
+        file.clone().lazy(),
+        [col(mlp_compiler::plan::names::ROW)],
+        [col(mlp_compiler::plan::names::ROW)],
+        JoinArgs::new(JoinType::Left),
+    )
+    .sort(
+        [mlp_compiler::plan::names::ROW],
+        SortMultipleOptions::default(),
+    )
+    .collect()
+    .map_err(ExecError::polars)
 }
 
 /// An output's columns in the order the input file holds them: `_row`, the

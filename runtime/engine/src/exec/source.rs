@@ -148,15 +148,7 @@ pub fn run(op: &SourceOp, cx: &Context) -> Result<Output, ExecError> {
 /// Only called once reading has failed, so it may read the whole file.
 fn csv_ragged_row(op: &SourceOp, path: &Path, shown: &str) -> Option<ExecError> {
     let o = CsvOptions::of(op);
-    let mut b = csv::ReaderBuilder::new();
-    b.has_headers(false).flexible(true);
-    if let Some(d) = o.delimiter {
-        b.delimiter(d);
-    }
-    if let Some(q) = o.quote {
-        b.quote(q);
-    }
-    let mut rdr = b.from_path(path).ok()?;
+    let mut rdr = o.records(path).ok()?;
     let (header, skip) = (o.header, o.skip_rows);
     let mut expected = None;
     let mut rec = csv::ByteRecord::new();
@@ -199,16 +191,8 @@ fn csv_duplicate_header(op: &SourceOp, path: &Path, shown: &str) -> Result<(), E
     if !o.header {
         return Ok(());
     }
-    let mut b = csv::ReaderBuilder::new();
-    b.has_headers(false).flexible(true);
-    if let Some(d) = o.delimiter {
-        b.delimiter(d);
-    }
-    if let Some(q) = o.quote {
-        b.quote(q);
-    }
     // An unreadable file is the reader's to report.
-    let Ok(mut rdr) = b.from_path(path) else {
+    let Ok(mut rdr) = o.records(path) else {
         return Ok(());
     };
     let mut rec = csv::ByteRecord::new();
@@ -410,6 +394,22 @@ impl<'a> CsvOptions<'a> {
                 .map(|n| n.split('\u{1f}').collect())
                 .unwrap_or_default(),
         }
+    }
+}
+
+impl CsvOptions<'_> {
+    /// The file's records as the options split them, the header among
+    /// them, each with however many fields it has (to find what broke).
+    fn records(&self, path: &Path) -> csv::Result<csv::Reader<std::fs::File>> {
+        let mut b = csv::ReaderBuilder::new();
+        b.has_headers(false).flexible(true);
+        if let Some(d) = self.delimiter {
+            b.delimiter(d);
+        }
+        if let Some(q) = self.quote {
+            b.quote(q);
+        }
+        b.from_path(path)
     }
 }
 
