@@ -1103,6 +1103,40 @@ fn a_header_naming_a_column_twice_or_another_separator_is_named() {
 }
 
 #[test]
+fn predicted_and_rejected_rows_keep_the_files_columns_under_declared_names() {
+    let dir = project("raw-names");
+    std::fs::write(
+        dir.join("p.mlp"),
+        r#"source d = csv("d.csv") { x : float as "X Value"  y : float }
+split s = d { train = 0.8  test = 0.2  seed = 3 }
+model m = ridge(s) { target = y }
+deploy m as "m"
+"#,
+    )
+    .unwrap();
+    let mut csv = String::from("X Value,y\n");
+    for i in 0..200 {
+        csv.push_str(&format!("{i},{}\n", 2 * i + 1));
+    }
+    std::fs::write(dir.join("d.csv"), csv).unwrap();
+    run_ok(&dir);
+    // A file column named as the read column is declared (`x`), beside it.
+    std::fs::write(dir.join("req.csv"), "id,x,X Value\na,9,1.5\nb,9,lots\n").unwrap();
+    let o = mlp(
+        &dir,
+        &["predict", "m", "--input", "req.csv", "--output", "out.csv"],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let out = std::fs::read_to_string(dir.join("out.csv")).unwrap();
+    assert!(out.starts_with("_row,id,x,prediction\n1,a,1.5,"), "{out}");
+    let rejected = std::fs::read_to_string(dir.join("out.rejected.csv")).unwrap();
+    assert!(
+        rejected.starts_with("_row,id,x,_failed_rules,_kind\n2,b,lots,"),
+        "{rejected}"
+    );
+}
+
+#[test]
 fn ndjson_reads_like_csv_and_says_where_it_breaks() {
     let dir = project("ndjson");
     std::fs::write(

@@ -499,7 +499,15 @@ fn as_in_the_file(
                 .map(|c| (n.to_string(), c.name.clone()))
         })
         .collect();
+    // A file column named as a read column is declared (`name` beside a
+    // `Name` read as `name`) gives way to it, as in the predicted rows.
+    let shadowed: Vec<&str> = renamed
+        .iter()
+        .map(|(_, to)| to.as_str())
+        .filter(|to| raw.column(to).is_ok() && !renamed.iter().any(|(from, _)| from == to))
+        .collect();
     let raw = raw
+        .drop_many(shadowed.iter().copied())
         .lazy()
         .rename(
             renamed.iter().map(|(from, _)| from.as_str()),
