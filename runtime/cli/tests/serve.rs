@@ -204,6 +204,18 @@ fn served_predictions_equal_mlp_predict_and_bad_requests_get_4xx() {
         .contains("dataframe_split"));
     let (status, _) = get(&format!("{}/nowhere", s.url));
     assert_eq!(status, 404);
+    // A route asked with another method says so in JSON, as every error.
+    let (status, body) = get(&format!("{}/v1/predict", s.url));
+    assert_eq!(status, 405, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["error"]["kind"], "method_not_allowed", "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("/v1/predict does not take GET"),
+        "{v}"
+    );
     // Still serving.
     let (status, v) = post(
         &format!("{}/v1/predict", s.url),

@@ -334,6 +334,22 @@ fn router(state: Arc<AppState>, max_body: usize) -> Router {
             "/v1/monitor",
             get(move || async move { json_response(StatusCode::OK, &monitor_json(&s7)) }),
         )
+        .method_not_allowed_fallback(
+            |method: axum::http::Method, uri: axum::http::Uri| async move {
+                json_response(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    &ApiError::new(
+                        StatusCode::METHOD_NOT_ALLOWED,
+                        "method_not_allowed",
+                        format!(
+                            "{} does not take {method} (its methods are in the Allow header); see GET /openapi.json",
+                            mlp_engine::exec::truncate(uri.path(), 200)
+                        ),
+                    )
+                    .body(),
+                )
+            },
+        )
         .fallback(|| async {
             json_response(
                 StatusCode::NOT_FOUND,

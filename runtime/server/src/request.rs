@@ -143,12 +143,32 @@ pub(crate) fn row_count(rows: &Rows) -> Result<usize, ApiError> {
                 .max()
                 .unwrap_or(0))
         }
-        Rows::Split(_, d) => {
+        Rows::Split(names, d) => {
             if let Some(i) = d.iter().position(|v| !v.is_array()) {
                 return Err(ApiError::new(
                     StatusCode::BAD_REQUEST,
                     "bad_shape",
                     format!("`dataframe_split.data` row {} is not a list", i + 1),
+                )
+                .with("row", i + 1));
+            }
+            // A row of another length than `columns` cannot be matched to
+            // them (a short row is not a row of nulls at its end).
+            if let Some((i, len)) = d
+                .iter()
+                .filter_map(Value::as_array)
+                .map(Vec::len)
+                .enumerate()
+                .find(|(_, len)| *len != names.len())
+            {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "bad_shape",
+                    format!(
+                        "`dataframe_split.data` row {} has {len} values where `columns` names {}; give every row one value per column (null for a missing one)",
+                        i + 1,
+                        names.len()
+                    ),
                 )
                 .with("row", i + 1));
             }
