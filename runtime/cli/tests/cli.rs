@@ -145,7 +145,25 @@ fn bad_paths_and_files_are_clear_errors() {
     std::fs::write(&file, [0xff, 0xfe, 0x00, 0x81]).unwrap();
     let o = mlp(&["check", file.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(stderr(&o).contains("not valid UTF-8"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("is not valid UTF-8 text: line 1, byte 1 is 0xFF"),
+        "{}",
+        stderr(&o)
+    );
+    // Latin-1 in a comment: the place is named.
+    std::fs::write(
+        &file,
+        b"source d = csv(\"d.csv\") { x : float }\n# caf\xe9\n",
+    )
+    .unwrap();
+    let o = mlp(&["check", file.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("line 2, byte 6 is 0xE9")
+            && stderr(&o).contains("save the file as UTF-8"),
+        "{}",
+        stderr(&o)
+    );
 
     // Zero workers would never run anything.
     let o = mlp(&["run", "--jobs", "0", dir.to_str().unwrap()]);

@@ -22,8 +22,14 @@ pub enum ProjectError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("`{0}` is not valid UTF-8 text")]
-    NotText(PathBuf),
+    #[error("`{path}` is not valid UTF-8 text: line {line}, byte {column} is 0x{byte:02X}")]
+    NotText {
+        path: PathBuf,
+        line: usize,
+        /// 1-based byte in the line.
+        column: usize,
+        byte: u8,
+    },
 }
 
 impl ProjectError {
@@ -31,6 +37,10 @@ impl ProjectError {
         match self {
             ProjectError::Missing(_) => Some("pass a .mlp file or a folder that holds them".into()),
             ProjectError::Empty(_) => Some("pipelines are files ending in `.mlp`".into()),
+            ProjectError::NotText { .. } => Some(
+                "save the file as UTF-8 (an editor's encoding setting, or `iconv -f latin1 -t utf-8`)"
+                    .into(),
+            ),
             _ => None,
         }
     }
@@ -91,7 +101,21 @@ impl Project {
                 path: f.clone(),
                 source,
             })?;
-            let text = String::from_utf8(bytes).map_err(|_| ProjectError::NotText(f.clone()))?;
+            let text = String::from_utf8(bytes).map_err(|e| {
+                let bytes = e.as_bytes();
+                let at = e.utf8_error().valid_up_to();
+                let before = &bytes[..at];
+                let line_start = before
+                    .iter()
+                    .rposition(|b| *b == b'\n')
+                    .map_or(0, |i| i + 1);
+                ProjectError::NotText {
+                    path: f.clone(),
+                    line: before.iter().filter(|b| **b == b'\n').count() + 1,
+                    column: at - line_start + 1,
+                    byte: bytes.get(at).copied().unwrap_or(0),
+                }
+            })?;
             let rel = f
                 .strip_prefix(&root)
                 .unwrap_or(&f)
