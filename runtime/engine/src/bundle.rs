@@ -399,12 +399,9 @@ pub fn predict_file_batches(
     let shown = input.to_string_lossy().to_string();
     let present = source::file_columns(&request, input, &shown)?;
     if let Some(present) = &present {
-        request.columns.retain(|c| {
-            !c.nullable
-                || present
-                    .iter()
-                    .any(|p| p == c.raw_name.as_deref().unwrap_or(&c.name))
-        });
+        request
+            .columns
+            .retain(|c| !c.nullable || present.iter().any(|p| p == source::raw(c)));
     }
     let batch = batch.max(1);
     let mut offset = 0usize;
@@ -439,23 +436,22 @@ pub fn predict_file_batches(
             .map(|n| n.to_string())
             .collect();
         taken.push(mlp_compiler::plan::names::FAILED_RULES.into());
-        let (good, rejected) =
-            match source::read_other_columns(&request, input, &shown, &taken, rows)? {
-                None => (good, rejected),
-                Some(others) => (
-                    beside_by_row(good.lazy(), &others)?,
-                    beside_by_row(rejected.lazy(), &others)?,
-                ),
-            };
+        let others = source::read_other_columns(&request, input, &shown, &taken, rows)?;
+        let beside_others = |df: DataFrame| match &others {
+            Some(o) => beside_by_row(df.lazy(), o),
+            None => Ok(df),
+        };
         let (good, rejected) = match &present {
-            Some(file) => {
-                let rejected = as_in_the_file(rejected, &request, input, &shown, rows)?;
-                (
-                    in_file_order(good, file, &request)?,
-                    in_file_order(rejected, file, &request)?,
-                )
-            }
-            None => (good, rejected),
+            // Rejected rows are read again whole, as the file holds them.
+            Some(file) => (
+                in_file_order(beside_others(good)?, file, &request)?,
+                in_file_order(
+                    as_in_the_file(rejected, &request, input, &shown, rows)?,
+                    file,
+                    &request,
+                )?,
+            ),
+            None => (beside_others(good)?, beside_others(rejected)?),
         };
         each(good, rejected, features)?;
         if rows.is_none() || height < batch {
@@ -490,14 +486,8 @@ fn as_in_the_file(
     let renamed: Vec<(String, String)> = raw
         .get_column_names()
         .iter()
-        .filter_map(|n| {
-            request
-                .columns
-                .iter()
-                .find(|c| c.raw_name.as_deref().unwrap_or(&c.name) == n.as_str())
-                .filter(|c| c.name != n.as_str())
-                .map(|c| (n.to_string(), c.name.clone()))
-        })
+        .map(|n| (n.to_string(), declared_name(request, n).to_string()))
+        .filter(|(from, to)| from != to)
         .collect();
     // A file column named as a read column is declared (`name` beside a
     // `Name` read as `name`) gives way to it, as in the predicted rows.
@@ -529,6 +519,16 @@ fn as_in_the_file(
         .map(|n| col(n.as_str()))
         .collect();
     beside_by_row(rejected.lazy().select(own), &raw)
+}
+
+/// The name a file's column has in the request: its declared name if the
+/// request reads it, else the file's.
+fn declared_name<'a>(request: &'a SourceOp, file_column: &'a str) -> &'a str {
+    request
+        .columns
+        .iter()
+        .find(|c| source::raw(c) == file_column)
+        .map_or(file_column, |c| c.name.as_str())
 }
 
 /// `rows` with the columns of `file` (read from the same file, with `_row`)
@@ -571,12 +571,7 @@ fn in_file_order(
     };
     take(mlp_compiler::plan::names::ROW);
     for f in file {
-        let name = request
-            .columns
-            .iter()
-            .find(|c| c.raw_name.as_deref().unwrap_or(&c.name) == f)
-            .map_or(f.as_str(), |c| c.name.as_str());
-        take(name);
+        take(declared_name(request, f));
     }
     for h in &have {
         take(h);

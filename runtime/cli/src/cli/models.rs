@@ -232,7 +232,7 @@ pub(crate) fn write_frame_file(
 pub(crate) struct FrameSink {
     path: std::path::PathBuf,
     format: &'static str,
-    tmp: Option<tempfile::NamedTempFile>,
+    tmp: tempfile::NamedTempFile,
     parquet: Option<polars::io::parquet::write::BatchedWriter<std::fs::File>>,
     rows: usize,
 }
@@ -241,22 +241,20 @@ impl FrameSink {
     /// A sink for `path`: its format known and its folder there, or an
     /// error before any work is done.
     pub(crate) fn new(path: &Path) -> Result<FrameSink, CliError> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            if !dir.is_dir() {
-                return Err(CliError::Output(format!(
-                    "{}: the folder `{}` does not exist; create it first",
-                    path.display(),
-                    dir.display()
-                )));
-            }
-        }
-        let format = frame_format(path)?;
-        // The file is written beside its destination and renamed into place:
-        // a folder it cannot be written in is said now, before any work.
         let dir = match path.parent() {
             Some(p) if !p.as_os_str().is_empty() => p,
             _ => Path::new("."),
         };
+        if !dir.is_dir() {
+            return Err(CliError::Output(format!(
+                "{}: the folder `{}` does not exist; create it first",
+                path.display(),
+                dir.display()
+            )));
+        }
+        let format = frame_format(path)?;
+        // The file is written beside its destination and renamed into place:
+        // a folder it cannot be written in is said now, before any work.
         let mut builder = tempfile::Builder::new();
         builder.prefix(".mlp-output-");
         // As `File::create` would: 0o666 less the umask (a temporary file is
@@ -281,7 +279,7 @@ impl FrameSink {
         Ok(FrameSink {
             path: path.to_path_buf(),
             format,
-            tmp: Some(tmp),
+            tmp,
             parquet: None,
             rows: 0,
         })
@@ -292,19 +290,15 @@ impl FrameSink {
         let failed =
             |e: &dyn std::fmt::Display| CliError::Output(format!("{}: {e}", self.path.display()));
         if self.format == "parquet" && self.parquet.is_none() {
-            if let Some(tmp) = &self.tmp {
-                let file = tmp.reopen().map_err(|e| failed(&e))?;
-                self.parquet = Some(
-                    ParquetWriter::new(file)
-                        .batched(df.schema())
-                        .map_err(|e| failed(&e))?,
-                );
-            }
+            let file = self.tmp.reopen().map_err(|e| failed(&e))?;
+            self.parquet = Some(
+                ParquetWriter::new(file)
+                    .batched(df.schema())
+                    .map_err(|e| failed(&e))?,
+            );
         }
         let first = self.rows == 0;
-        let Some(tmp) = self.tmp.as_mut() else {
-            return Ok(());
-        };
+        let tmp = &mut self.tmp;
         match self.format {
             "parquet" => {
                 if let Some(w) = self.parquet.as_mut() {
@@ -331,8 +325,8 @@ impl FrameSink {
             w.finish().map_err(|e| failed(&e))?;
         }
         // Nothing written, nothing persisted (the temporary file goes).
-        if let Some(tmp) = self.tmp.take().filter(|_| self.rows > 0) {
-            tmp.persist(&self.path).map_err(|e| failed(&e.error))?;
+        if self.rows > 0 {
+            self.tmp.persist(&self.path).map_err(|e| failed(&e.error))?;
         }
         Ok(())
     }

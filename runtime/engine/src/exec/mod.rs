@@ -196,9 +196,9 @@ impl ExecError {
             // One column whose name holds another separator: the file is
             // not comma-separated.
             ExecError::MissingColumn { available, .. }
-                if available.len() == 1 && separator_in(&available[0]).is_some() =>
+                if let [one] = available.as_slice()
+                    && let Some((name, written)) = separator_in(one) =>
             {
-                let (name, written) = separator_in(&available[0]).unwrap_or(("", ""));
                 Some(format!(
                     "the header reads as one column: the file looks {name}-separated; add `delimiter = \"{written}\"` to the source's options"
                 ))

@@ -312,7 +312,8 @@ fn read_error(file: &str, e: impl std::fmt::Display) -> ExecError {
     }
 }
 
-fn raw(c: &SourceColumn) -> &str {
+/// The name a column has in the file (its `as "Header"`, else its own).
+pub(crate) fn raw(c: &SourceColumn) -> &str {
     c.raw_name.as_deref().unwrap_or(&c.name)
 }
 
@@ -349,7 +350,7 @@ fn read_file(
             return if lenient { no_problems(df) } else { Ok(df) };
         }
     }
-    read_checked(op, path, shown, lenient, None)
+    read_diagnosed(op, path, shown, lenient, None)
 }
 
 /// A frame every row of which held to the schema, with a lenient read's
@@ -794,6 +795,20 @@ fn read_checked(
     lenient: bool,
     rows: Option<(usize, usize)>,
 ) -> Result<DataFrame, ExecError> {
+    if op.format == SourceFormat::Csv {
+        csv_duplicate_header(op, path, shown)?;
+    }
+    read_diagnosed(op, path, shown, lenient, rows)
+}
+
+/// [`read_checked`] once a CSV's header is known to name each column once.
+fn read_diagnosed(
+    op: &SourceOp,
+    path: &Path,
+    shown: &str,
+    lenient: bool,
+    rows: Option<(usize, usize)>,
+) -> Result<DataFrame, ExecError> {
     // A CSV failure is often a file in another encoding, or a row with the
     // wrong number of fields: name it.
     read_and_convert(op, path, shown, lenient, rows).map_err(|e| match op.format {
@@ -818,9 +833,6 @@ fn read_and_convert(
     lenient: bool,
     rows: Option<(usize, usize)>,
 ) -> Result<DataFrame, ExecError> {
-    if op.format == SourceFormat::Csv {
-        csv_duplicate_header(op, path, shown)?;
-    }
     let mut lf = scan(op, path, shown)?;
     // Without a header row, columns are matched by position.
     if matches!(op.options.get("header"), Some(Literal::Bool(false))) {
